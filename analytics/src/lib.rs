@@ -1,0 +1,10 @@
+//! Analytics: the scan event model and (as the scan-recording work lands) its
+//! storage backends and queries.
+//!
+//! Today it holds the scan id: the identifier each scan gets at redirect time,
+//! which travels to the destination as `cl_scan` and later names the scan in a
+//! conversion.
+
+pub mod scan_id;
+
+pub use scan_id::{ScanId, ScanIdGenerator};

@@ -1,0 +1,247 @@
+//! The in-memory code table that the redirect and QR paths read.
+//!
+//! A snapshot (`HashMap` of compiled codes) behind an `ArcSwap`: readers take a
+//! lock-free reference; writers (admin API, Redis sync) build a new map and swap
+//! it in. Writes are rare, reads are every request, so copying on write is the
+//! right trade.
+
+use arc_swap::ArcSwap;
+use codelink_shared::CodeRecord;
+use std::collections::HashMap;
+use std::sync::Arc;
+use url::Url;
+
+/// Where one variant (the bare code, or one channel) redirects to, precomputed so
+/// that a redirect only appends the scan id.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The destination up to (not including) the fragment, UTM parameters merged in.
+    pub base: String,
+    /// Whether `base` already has a query (the scan id then follows `&`, else `?`).
+    pub has_query: bool,
+    /// `#fragment` of the destination, or empty.
+    pub fragment: String,
+}
+
+impl Target {
+    fn build(destination: &Url, utm: &[(&str, &str)], scan_param: &str) -> Self {
+        let mut url = destination.clone();
+        let fragment = url.fragment().map(|f| format!("#{f}")).unwrap_or_default();
+        url.set_fragment(None);
+        // Keep the destination's query; a channel's UTM value replaces a same-named
+        // one, and a stale scan parameter is dropped (each scan brings its own).
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != scan_param && !utm.iter().any(|(u, _)| k == u))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let rewrite = kept.len() != url.query_pairs().count() || !utm.is_empty();
+        if rewrite {
+            if kept.is_empty() && utm.is_empty() {
+                url.set_query(None);
+            } else {
+                let mut q = url.query_pairs_mut();
+                q.clear();
+                q.extend_pairs(kept.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                q.extend_pairs(utm.iter().copied());
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        Self {
+            has_query: url.query().is_some(),
+            base: url.into(),
+            fragment,
+        }
+    }
+
+    /// The `Location` for one scan.
+    pub fn location(&self, scan_param: &str, scan_id: &str) -> String {
+        let mut out = String::with_capacity(
+            self.base.len() + scan_param.len() + scan_id.len() + self.fragment.len() + 2,
+        );
+        out.push_str(&self.base);
+        out.push(if self.has_query { '&' } else { '?' });
+        out.push_str(scan_param);
+        out.push('=');
+        out.push_str(scan_id);
+        out.push_str(&self.fragment);
+        out
+    }
+}
+
+/// A code as the hot path needs it.
+#[derive(Debug)]
+pub struct CompiledCode {
+    pub record: CodeRecord,
+    pub default: Target,
+    pub channels: HashMap<String, Target>,
+}
+
+impl CompiledCode {
+    /// Compiles a record that has passed validation. `None` if the stored
+    /// destination no longer parses (a corrupt record is skipped, not served).
+    pub fn compile(record: CodeRecord, scan_param: &str) -> Option<Self> {
+        let url = Url::parse(&record.destination).ok()?;
+        let default = Target::build(&url, &[], scan_param);
+        let channels = record
+            .channels
+            .iter()
+            .map(|(name, utm)| {
+                let pairs: Vec<(&str, &str)> = utm.pairs().collect();
+                (name.clone(), Target::build(&url, &pairs, scan_param))
+            })
+            .collect();
+        Some(Self {
+            record,
+            default,
+            channels,
+        })
+    }
+
+    /// Why this code does not redirect at `now` (Unix seconds), if it doesn't.
+    pub fn gone(&self, now: i64) -> Option<Gone> {
+        if !self.record.enabled {
+            Some(Gone::Disabled)
+        } else if self.record.expires_at.is_some_and(|t| t <= now) {
+            Some(Gone::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    Disabled,
+    Expired,
+}
+
+pub type Snapshot = HashMap<Box<str>, Arc<CompiledCode>>;
+
+pub struct CodeTable {
+    current: ArcSwap<Snapshot>,
+    scan_param: String,
+}
+
+impl CodeTable {
+    pub fn new(scan_param: &str) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(HashMap::new()),
+            scan_param: scan_param.to_string(),
+        }
+    }
+
+    /// Looks up a canonical (lowercase) code name.
+    pub fn get(&self, code: &str) -> Option<Arc<CompiledCode>> {
+        self.current.load().get(code).cloned()
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn len(&self) -> usize {
+        self.current.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces the whole table (start-up, Redis resync).
+    pub fn replace_all(&self, records: Vec<CodeRecord>) {
+        let map = records
+            .into_iter()
+            .filter_map(|r| self.compile(r))
+            .map(|c| (Box::from(c.record.code.as_str()), Arc::new(c)))
+            .collect();
+        self.current.store(Arc::new(map));
+    }
+
+    /// Inserts or replaces one code (after an admin write).
+    pub fn upsert(&self, record: CodeRecord) {
+        let Some(compiled) = self.compile(record) else {
+            return;
+        };
+        let compiled = Arc::new(compiled);
+        self.current.rcu(|old| {
+            let mut map = HashMap::clone(old);
+            map.insert(Box::from(compiled.record.code.as_str()), compiled.clone());
+            map
+        });
+    }
+
+    fn compile(&self, record: CodeRecord) -> Option<CompiledCode> {
+        let code = record.code.clone();
+        let compiled = CompiledCode::compile(record, &self.scan_param);
+        if compiled.is_none() {
+            tracing::error!(%code, "stored destination does not parse; code skipped");
+        }
+        compiled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codelink_shared::Utm;
+    use std::collections::BTreeMap;
+
+    fn record(dest: &str) -> CodeRecord {
+        CodeRecord {
+            code: "alice10".into(),
+            destination: dest.into(),
+            owner: "alice".into(),
+            expires_at: None,
+            enabled: true,
+            channels: BTreeMap::from([(
+                "yt".to_string(),
+                Utm {
+                    utm_source: Some("youtube".into()),
+                    utm_medium: Some("video & more".into()),
+                    ..Utm::default()
+                },
+            )]),
+            commission: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn plain_destination_gets_scan_param() {
+        let c = CompiledCode::compile(record("https://shop.example/signup"), "cl_scan").unwrap();
+        assert_eq!(
+            c.default.location("cl_scan", "ID"),
+            "https://shop.example/signup?cl_scan=ID"
+        );
+    }
+
+    #[test]
+    fn utm_merged_query_kept_fragment_last() {
+        let c = CompiledCode::compile(
+            record("https://shop.example/p?ref=x&utm_source=old&cl_scan=stale#buy"),
+            "cl_scan",
+        )
+        .unwrap();
+        assert_eq!(
+            c.channels["yt"].location("cl_scan", "ID"),
+            "https://shop.example/p?ref=x&utm_source=youtube&utm_medium=video+%26+more&cl_scan=ID#buy"
+        );
+        assert_eq!(
+            c.default.location("cl_scan", "ID"),
+            "https://shop.example/p?ref=x&utm_source=old&cl_scan=ID#buy"
+        );
+    }
+
+    #[test]
+    fn gone_states() {
+        let mut r = record("https://shop.example/");
+        r.expires_at = Some(100);
+        let c = CompiledCode::compile(r, "cl_scan").unwrap();
+        assert_eq!(c.gone(99), None);
+        assert_eq!(c.gone(100), Some(Gone::Expired));
+    }
+}

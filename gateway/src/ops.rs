@@ -1,0 +1,40 @@
+//! Operations endpoints: `/healthz` (the process answers), `/readyz` (its
+//! backends answer), `/metrics` (Prometheus text).
+
+use crate::error::ApiError;
+use crate::response::{self, Response};
+use crate::router::Request;
+use crate::state::AppState;
+use http::{header, HeaderValue, Method, StatusCode};
+use std::time::Duration;
+
+pub async fn handle(state: &AppState, req: &Request) -> Response {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return ApiError::method_not_allowed("GET, HEAD").into_response();
+    }
+    match req.uri().path() {
+        "/healthz" => response::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        "/readyz" => ready(state).await,
+        "/metrics" => {
+            let mut resp = response::text(StatusCode::OK, state.metrics.render(state.codes.len()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        _ => ApiError::not_found("no such endpoint").into_response(),
+    }
+}
+
+async fn ready(state: &AppState) -> Response {
+    let store = state.store.kind();
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => response::json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready", "store": store, "codes": state.codes.len()}),
+        ),
+        Ok(Err(e)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("{store}: {e}")).into_response(),
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("{store}: no answer within 2 s")).into_response(),
+    }
+}

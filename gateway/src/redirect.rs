@@ -1,0 +1,73 @@
+//! The hot path: `GET`/`HEAD /{code}` and `/{code}/{channel}` → 302.
+//!
+//! **Invariant:** this handler never awaits. It reads the in-memory code table,
+//! takes a scan id from an atomic counter and answers.
+
+use crate::codes::Gone;
+use crate::response::{self, Response};
+use crate::router::Request;
+use crate::state::AppState;
+use codelink_shared::code::{lowercase_slug, MAX_LEN};
+use http::{header, HeaderValue, Method, StatusCode};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `None` when the path is not shaped like a short link (the router answers 404).
+pub fn handle(state: &AppState, req: &Request) -> Option<Response> {
+    let path = req.uri().path().strip_prefix('/')?;
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let (code, channel) = match path.split_once('/') {
+        Some((code, channel)) if !channel.contains('/') => (code, Some(channel)),
+        Some(_) => return None,
+        None => (path, None),
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Some(crate::error::ApiError::method_not_allowed("GET, HEAD").into_response());
+    }
+    let mut code_buf = [0u8; MAX_LEN];
+    let mut channel_buf = [0u8; MAX_LEN];
+    let Some(entry) = lowercase_slug(code, &mut code_buf).and_then(|c| state.codes.get(c)) else {
+        state.metrics.code_misses.fetch_add(1, Relaxed);
+        return Some(not_found());
+    };
+    state.metrics.code_hits.fetch_add(1, Relaxed);
+    let target = match channel {
+        None => &entry.default,
+        Some(raw) => match lowercase_slug(raw, &mut channel_buf).and_then(|c| entry.channels.get(c)) {
+            Some(t) => t,
+            None => return Some(not_found()),
+        },
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    if let Some(gone) = entry.gone(now.as_secs() as i64) {
+        let message = match gone {
+            Gone::Disabled => "This link has been turned off by its owner.",
+            Gone::Expired => "This link has expired.",
+        };
+        return Some(response::html_page(StatusCode::GONE, "Link no longer active", message));
+    }
+    let scan_id = state.scan_ids.next(now.as_millis() as u64).encode();
+    // The alphabet of a scan id is ASCII, so this is always valid UTF-8.
+    let scan_id = std::str::from_utf8(&scan_id).unwrap_or_default();
+    let location = target.location(&state.config.scan_param, scan_id);
+    let Ok(location) = HeaderValue::try_from(location) else {
+        // Destinations are serialised by the URL parser (ASCII only); unreachable in practice.
+        return Some(not_found());
+    };
+    let mut resp = response::empty(StatusCode::FOUND);
+    let headers = resp.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer-when-downgrade"));
+    Some(resp)
+}
+
+pub fn not_found() -> Response {
+    response::html_page(
+        StatusCode::NOT_FOUND,
+        "Link not found",
+        "There is no link at this address. Check the code and try again.",
+    )
+}

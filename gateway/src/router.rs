@@ -1,0 +1,33 @@
+//! Dispatch by the first path segment, and per-request metrics.
+
+use crate::metrics::Route;
+use crate::response::Response;
+use crate::state::AppState;
+use crate::{api, ops, qr, redirect};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+pub type Request = http::Request<Incoming>;
+
+pub async fn handle(state: &AppState, req: Request, _peer: SocketAddr) -> Response {
+    let started = Instant::now();
+    let path = req.uri().path();
+    let first = path[1.min(path.len())..].split('/').next().unwrap_or("");
+    let (route, resp) = match first {
+        "api" => (Route::Api, api::handle(state, req).await),
+        "qr" => (Route::Qr, qr::handle(state, &req).await),
+        "healthz" | "readyz" | "metrics" => {
+            let route = if first == "metrics" { Route::Metrics } else { Route::Health };
+            (route, ops::handle(state, &req).await)
+        }
+        _ => match redirect::handle(state, &req) {
+            Some(resp) => (Route::Redirect, resp),
+            None => (Route::Other, redirect::not_found()),
+        },
+    };
+    state
+        .metrics
+        .observe(route, resp.status().as_u16(), started.elapsed());
+    resp
+}

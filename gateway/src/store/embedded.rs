@@ -1,0 +1,100 @@
+//! The embedded store: one redb file in the data dir. redb is synchronous, so
+//! every call runs on the blocking pool; admin writes are rare and small.
+
+use super::{decode, encode, Mutation, Result, StoreError};
+use codelink_shared::CodeRecord;
+use redb::{Database, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+
+const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("codes");
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl EmbeddedStore {
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join("codelink.redb");
+        let db = Database::create(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open {} ({e}); is another codelink using this data dir?",
+                path.display()
+            )
+        })?;
+        // Create the table so that readers never see it missing.
+        let tx = db.begin_write()?;
+        tx.open_table(CODES)?;
+        tx.commit()?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(unavailable)?
+    }
+
+    pub async fn load_all(&self) -> Result<Vec<CodeRecord>> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let table = tx.open_table(CODES).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(unavailable)? {
+                let (_, value) = item.map_err(unavailable)?;
+                out.push(decode(value.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn insert_new(&self, record: CodeRecord) -> Result<()> {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = tx.open_table(CODES).map_err(unavailable)?;
+                if table.get(record.code.as_str()).map_err(unavailable)?.is_some() {
+                    return Err(StoreError::Conflict(record.code));
+                }
+                table
+                    .insert(record.code.as_str(), encode(&record).as_slice())
+                    .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    pub async fn update(&self, code: &str, change: Mutation) -> Result<CodeRecord> {
+        let code = code.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            let record = {
+                let mut table = tx.open_table(CODES).map_err(unavailable)?;
+                let mut record = match table.get(code.as_str()).map_err(unavailable)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(StoreError::NotFound(code)),
+                };
+                change(&mut record)?;
+                record.validate()?;
+                table
+                    .insert(code.as_str(), encode(&record).as_slice())
+                    .map_err(unavailable)?;
+                record
+            };
+            tx.commit().map_err(unavailable)?;
+            Ok(record)
+        })
+        .await
+    }
+}

@@ -1,0 +1,87 @@
+//! Where codes persist: the embedded database in the data dir (default) or Redis.
+//!
+//! **Invariant:** nothing on the redirect or QR path calls into a store. Handlers
+//! read the in-memory [`crate::codes::CodeTable`]; the store is touched by admin
+//! writes, at start-up and by the Redis sync task.
+
+mod embedded;
+mod redis;
+
+pub use self::embedded::EmbeddedStore;
+pub use self::redis::RedisStore;
+
+use codelink_shared::{CodeRecord, ValidationError};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("code '{0}' is already taken")]
+    Conflict(String),
+    #[error("code '{0}' not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The backend could not be reached or failed; the request may be retried.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A change applied to a stored record; returns a validation error to abort.
+pub type Mutation = Box<dyn FnOnce(&mut CodeRecord) -> Result<(), ValidationError> + Send>;
+
+pub enum Store {
+    Embedded(EmbeddedStore),
+    Redis(RedisStore),
+}
+
+impl Store {
+    pub async fn load_all(&self) -> Result<Vec<CodeRecord>> {
+        match self {
+            Store::Embedded(s) => s.load_all().await,
+            Store::Redis(s) => s.load_all().await,
+        }
+    }
+
+    /// Stores a new code; [`StoreError::Conflict`] when the name is taken.
+    pub async fn insert_new(&self, record: CodeRecord) -> Result<()> {
+        match self {
+            Store::Embedded(s) => s.insert_new(record).await,
+            Store::Redis(s) => s.insert_new(record).await,
+        }
+    }
+
+    /// Reads the stored record, applies `change`, validates and writes it back.
+    pub async fn update(&self, code: &str, change: Mutation) -> Result<CodeRecord> {
+        match self {
+            Store::Embedded(s) => s.update(code, change).await,
+            Store::Redis(s) => s.update(code, change).await,
+        }
+    }
+
+    /// Whether the backend answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            Store::Embedded(_) => Ok(()),
+            Store::Redis(s) => s.ping().await,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Embedded(_) => "embedded",
+            Store::Redis(_) => "redis",
+        }
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<CodeRecord> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Unavailable(format!("stored code record is corrupt: {e}")))
+}
+
+fn encode(record: &CodeRecord) -> Vec<u8> {
+    // A CodeRecord has only strings, numbers and maps with string keys: it always serialises.
+    serde_json::to_vec(record).unwrap_or_default()
+}

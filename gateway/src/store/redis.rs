@@ -1,0 +1,108 @@
+//! The Redis store: codes shared by every gateway instance.
+//!
+//! Layout (prefix `codelink` by default):
+//! - `{prefix}:codes` — hash, field = canonical code, value = the record as JSON;
+//! - `{prefix}:codes:version` — counter bumped in the same MULTI as every write.
+//!
+//! Each instance polls the version (one GET every `--redis-sync-ms`) and reloads
+//! the hash when it moved, so a change made through one instance reaches the
+//! others within that interval plus one reload.
+
+use super::{decode, encode, Mutation, Result, StoreError};
+use codelink_shared::CodeRecord;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    codes_key: String,
+    version_key: String,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisStore {
+    /// Connects lazily: the gateway starts (and serves its snapshot) even when Redis is down.
+    pub fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| anyhow::anyhow!("--redis-url {url:?} is not usable: {e}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            conn,
+            codes_key: format!("{prefix}:codes"),
+            version_key: format!("{prefix}:codes:version"),
+        })
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    /// The change counter; moves whenever any instance writes a code.
+    pub async fn version(&self) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        let v: Option<u64> = conn.get(&self.version_key).await.map_err(unavailable)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    pub async fn load_all(&self) -> Result<Vec<CodeRecord>> {
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, Vec<u8>)> =
+            conn.hgetall(&self.codes_key).await.map_err(unavailable)?;
+        all.iter().map(|(_, v)| decode(v)).collect()
+    }
+
+    pub async fn insert_new(&self, record: CodeRecord) -> Result<()> {
+        let mut conn = self.conn.clone();
+        // HSETNX makes "first writer wins" atomic across instances.
+        let (created, _): (bool, u64) = redis::pipe()
+            .atomic()
+            .hset_nx(&self.codes_key, &record.code, encode(&record))
+            .incr(&self.version_key, 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if created {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(record.code))
+        }
+    }
+
+    pub async fn update(&self, code: &str, change: Mutation) -> Result<CodeRecord> {
+        let mut conn = self.conn.clone();
+        let current: Option<Vec<u8>> = conn
+            .hget(&self.codes_key, code)
+            .await
+            .map_err(unavailable)?;
+        let mut record = match current {
+            Some(bytes) => decode(&bytes)?,
+            None => return Err(StoreError::NotFound(code.to_string())),
+        };
+        change(&mut record)?;
+        record.validate()?;
+        // Concurrent PATCHes of one code through two instances: the last write wins.
+        let _: (u64, u64) = redis::pipe()
+            .atomic()
+            .hset(&self.codes_key, code, encode(&record))
+            .incr(&self.version_key, 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(record)
+    }
+}

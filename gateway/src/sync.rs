@@ -1,0 +1,137 @@
+//! Loading codes into memory, and keeping them in step with Redis.
+//!
+//! Embedded mode: one load at start-up; afterwards every write goes through this
+//! process, which updates the table itself.
+//!
+//! Redis mode: a task polls the shared version counter and reloads the table when
+//! another instance changed a code. After each load it writes a snapshot to the
+//! data dir, so that a gateway restarted while Redis is down still serves the
+//! codes it knew instead of 404s.
+
+use crate::state::AppState;
+use crate::store::{RedisStore, Store};
+use codelink_shared::CodeRecord;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const SNAPSHOT_FILE: &str = "redis-codes.snapshot.json";
+
+/// Background tasks started by [`start`]; [`Tasks::stop`] ends them.
+pub struct Tasks {
+    stop: watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Tasks {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for h in self.handles {
+            let _ = h.await;
+        }
+    }
+}
+
+pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
+    let (stop, stop_rx) = watch::channel(false);
+    let mut handles = Vec::new();
+    match &state.store {
+        Store::Embedded(store) => {
+            let records = store
+                .load_all()
+                .await
+                .map_err(|e| anyhow::anyhow!("loading codes: {e}"))?;
+            state.codes.replace_all(records);
+        }
+        Store::Redis(store) => {
+            let snapshot = state.config.data_dir.join(SNAPSHOT_FILE);
+            let version = match reload(state, store, &snapshot).await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis unreachable at start-up; serving the last snapshot");
+                    state.codes.replace_all(read_snapshot(&snapshot));
+                    None
+                }
+            };
+            let task = poll_redis(state.clone(), store.clone(), snapshot, version, stop_rx);
+            handles.push(tokio::spawn(task));
+        }
+    }
+    Ok(Tasks { stop, handles })
+}
+
+/// Loads every code from Redis; returns the version counter read before the load
+/// (a change racing the load moves the counter again, so it is never missed).
+async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow::Result<u64> {
+    let version = store.version().await?;
+    let records = store.load_all().await?;
+    write_snapshot(snapshot.to_path_buf(), records.clone()).await;
+    state.codes.replace_all(records);
+    Ok(version)
+}
+
+async fn poll_redis(
+    state: Arc<AppState>,
+    store: RedisStore,
+    snapshot: PathBuf,
+    mut seen: Option<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let period = Duration::from_millis(state.config.redis_sync_ms.max(10));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let current = match store.version().await {
+            Ok(v) => v,
+            Err(e) => {
+                state.metrics.redis_sync_errors.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, "redis version poll failed; serving from memory");
+                continue;
+            }
+        };
+        if seen == Some(current) {
+            continue;
+        }
+        match reload(&state, &store, &snapshot).await {
+            Ok(v) => seen = Some(v),
+            Err(e) => {
+                state.metrics.redis_sync_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "reloading codes from redis failed");
+            }
+        }
+    }
+}
+
+fn read_snapshot(path: &Path) -> Vec<CodeRecord> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::error!(path = %path.display(), error = %e, "snapshot unreadable; starting empty");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Writes the snapshot next to itself and renames it into place, so a crash
+/// never leaves half a file.
+async fn write_snapshot(path: PathBuf, records: Vec<CodeRecord>) {
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&records)?)?;
+        std::fs::rename(&tmp, &path)
+    })
+    .await;
+    let error = match result {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(%error, "could not write the redis code snapshot");
+}

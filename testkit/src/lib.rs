@@ -1,0 +1,40 @@
+//! The project's own test harness.
+//!
+//! - [`RedisServer`]: a real `redis-server` (Debian package) started in a temp dir
+//!   on a free port and killed on drop. Can be stopped and started again on the
+//!   same port to simulate an outage.
+//! - [`http`]: a minimal HTTP/1.1 client over a fresh TCP connection, so tests talk
+//!   to the gateway exactly as followers and operators do.
+
+pub mod http;
+mod redis;
+
+pub use redis::RedisServer;
+
+use std::net::TcpListener;
+
+/// A port that was free a moment ago (bind to :0, read, release).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Polls `check` every 20 ms until it is true or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
