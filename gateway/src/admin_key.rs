@@ -8,7 +8,10 @@ pub const FILE_NAME: &str = "admin.key";
 
 pub fn resolve(config: &Config) -> anyhow::Result<String> {
     if let Some(key) = &config.admin_key {
-        anyhow::ensure!(key.len() >= 16, "--admin-key must be at least 16 characters");
+        anyhow::ensure!(
+            key.len() >= 16,
+            "--admin-key must be at least 16 characters"
+        );
         return Ok(key.clone());
     }
     let path = config.data_dir.join(FILE_NAME);
@@ -33,7 +36,10 @@ pub fn resolve(config: &Config) -> anyhow::Result<String> {
     file.write_all(key.as_bytes())?;
     file.sync_all()?;
     tracing::info!(path = %path.display(), "generated an admin key");
-    eprintln!("codelink: admin key generated and stored in {}", path.display());
+    eprintln!(
+        "codelink: admin key generated and stored in {}",
+        path.display()
+    );
     Ok(key)
 }
 

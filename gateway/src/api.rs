@@ -53,7 +53,10 @@ fn authorize(state: &AppState, req: &Request) -> Result<(), ApiError> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or_else(ApiError::unauthorized)?;
     if crate::admin_key::matches(presented.as_bytes(), state.admin_key.as_bytes()) {
@@ -120,7 +123,11 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Data => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.to_string()),
+            Category::Data => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                e.to_string(),
+            ),
             _ => ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}")),
         }
     })
@@ -144,7 +151,9 @@ fn parse_time(field: &'static str, raw: &str) -> Result<i64, ApiError> {
 fn future_expiry(raw: &str) -> Result<i64, ApiError> {
     let t = parse_time("expires_at", raw)?;
     if t <= now() {
-        return Err(codelink_shared::ValidationError::new("expires_at", "must be in the future").into());
+        return Err(
+            codelink_shared::ValidationError::new("expires_at", "must be in the future").into(),
+        );
     }
     Ok(t)
 }
@@ -223,7 +232,10 @@ async fn create(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let out = view(state, &record);
     state.codes.upsert(record);
     let mut resp = response::json(StatusCode::CREATED, &out);
-    if let Ok(location) = http::HeaderValue::try_from(format!("/api/v1/codes/{}", out["code"].as_str().unwrap_or(""))) {
+    if let Ok(location) = http::HeaderValue::try_from(format!(
+        "/api/v1/codes/{}",
+        out["code"].as_str().unwrap_or("")
+    )) {
         resp.headers_mut().insert(header::LOCATION, location);
     }
     Ok(resp)
@@ -250,7 +262,10 @@ fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
                     .ok()
                     .filter(|n| (1..=MAX_PAGE).contains(n))
                     .ok_or_else(|| {
-                        ApiError::bad_request("invalid_query", format!("limit: must be an integer from 1 to {MAX_PAGE}"))
+                        ApiError::bad_request(
+                            "invalid_query",
+                            format!("limit: must be an integer from 1 to {MAX_PAGE}"),
+                        )
                     })?
             }
             "owner" => owner = Some(value.into_owned()),
@@ -277,8 +292,15 @@ fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
         .filter_map(|n| snapshot.get(*n))
         .map(|e| view(state, &e.record))
         .collect();
-    let next = if more { names.last().map(|s| s.to_string()) } else { None };
-    Ok(response::json(StatusCode::OK, &json!({"items": items, "next_cursor": next})))
+    let next = if more {
+        names.last().map(|s| s.to_string())
+    } else {
+        None
+    };
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next}),
+    ))
 }
 
 /// `Some(None)` when the field is `null`, `None` when it is absent.

@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use gateway::Config;
 
 #[derive(Parser)]
-#[command(name = "codelink", version, about = "Short links and QR codes for creator codes")]
+#[command(
+    name = "codelink",
+    version,
+    about = "Short links and QR codes for creator codes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -152,14 +152,38 @@ impl Metrics {
             );
         }
         let counters = [
-            ("codelink_qr_cache_hits_total", "QR images served from the render cache.", &self.qr_cache_hits),
-            ("codelink_qr_cache_misses_total", "QR images rendered because the cache did not hold them.", &self.qr_cache_misses),
-            ("codelink_code_lookup_hits_total", "Redirect and QR lookups that found the code in memory.", &self.code_hits),
-            ("codelink_code_lookup_misses_total", "Redirect and QR lookups of unknown codes.", &self.code_misses),
-            ("codelink_redis_sync_errors_total", "Failed polls or reloads of the shared code table in Redis.", &self.redis_sync_errors),
+            (
+                "codelink_qr_cache_hits_total",
+                "QR images served from the render cache.",
+                &self.qr_cache_hits,
+            ),
+            (
+                "codelink_qr_cache_misses_total",
+                "QR images rendered because the cache did not hold them.",
+                &self.qr_cache_misses,
+            ),
+            (
+                "codelink_code_lookup_hits_total",
+                "Redirect and QR lookups that found the code in memory.",
+                &self.code_hits,
+            ),
+            (
+                "codelink_code_lookup_misses_total",
+                "Redirect and QR lookups of unknown codes.",
+                &self.code_misses,
+            ),
+            (
+                "codelink_redis_sync_errors_total",
+                "Failed polls or reloads of the shared code table in Redis.",
+                &self.redis_sync_errors,
+            ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Relaxed)
+            );
         }
         let _ = writeln!(
             out,

@@ -34,7 +34,17 @@ async fn ready(state: &AppState) -> Response {
             StatusCode::OK,
             &serde_json::json!({"status": "ready", "store": store, "codes": state.codes.len()}),
         ),
-        Ok(Err(e)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("{store}: {e}")).into_response(),
-        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("{store}: no answer within 2 s")).into_response(),
+        Ok(Err(e)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("{store}: {e}"),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("{store}: no answer within 2 s"),
+        )
+        .into_response(),
     }
 }

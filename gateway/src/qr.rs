@@ -36,7 +36,11 @@ impl QrCache {
         // quick_cache sizes its shards by item count; an average image is a few KiB.
         let estimated_items = (max_bytes / 4096).max(16) as usize;
         Self {
-            images: quick_cache::sync::Cache::with_weighter(estimated_items, max_bytes.max(1), ByteWeight),
+            images: quick_cache::sync::Cache::with_weighter(
+                estimated_items,
+                max_bytes.max(1),
+                ByteWeight,
+            ),
         }
     }
 }
@@ -58,7 +62,9 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     } else if let Some(c) = name.strip_suffix(".svg") {
         (c, Format::Svg, "image/svg+xml")
     } else {
-        return Err(ApiError::not_found("QR images are at /qr/{code}.png or /qr/{code}.svg"));
+        return Err(ApiError::not_found(
+            "QR images are at /qr/{code}.png or /qr/{code}.svg",
+        ));
     };
     let QrRequest { options, channel } = qr_render::parse_query(req.uri().query())
         .map_err(|e| ApiError::bad_request("invalid_qr_option", e.to_string()))?;
@@ -75,8 +81,14 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
         Some(raw) => {
             let mut cbuf = [0u8; MAX_LEN];
             match lowercase_slug(raw, &mut cbuf) {
-                Some(c) if entry.channels.contains_key(c) => format!("{}/{code}/{c}", state.public_base),
-                _ => return Err(ApiError::not_found(format!("code '{code}' has no channel '{raw}'"))),
+                Some(c) if entry.channels.contains_key(c) => {
+                    format!("{}/{code}/{c}", state.public_base)
+                }
+                _ => {
+                    return Err(ApiError::not_found(format!(
+                        "code '{code}' has no channel '{raw}'"
+                    )))
+                }
             }
         }
     };
@@ -86,7 +98,11 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
             Gone::Disabled => "disabled",
             Gone::Expired => "expired",
         };
-        return Err(ApiError::new(StatusCode::GONE, "code_gone", format!("code '{code}' is {why}")));
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "code_gone",
+            format!("code '{code}' is {why}"),
+        ));
     }
 
     let key = format!(
@@ -104,7 +120,10 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
         h.insert(header::ETAG, etag.clone());
         // The bytes depend only on the URL and the options in the request, so
         // clients and CDNs may keep them.
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        );
     };
     if if_none_match(req, etag.as_bytes()) {
         let mut resp = response::empty(StatusCode::NOT_MODIFIED);
@@ -120,16 +139,27 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
         None => {
             state.metrics.qr_cache_misses.fetch_add(1, Relaxed);
             // Large images take milliseconds: keep them off the async workers.
-            let rendered = tokio::task::spawn_blocking(move || qr_render::render(&content, &options, format))
-                .await
-                .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "render_failed", "QR rendering was interrupted"))?
-                .map_err(|e| ApiError::bad_request("invalid_qr_option", e.to_string()))?;
+            let rendered =
+                tokio::task::spawn_blocking(move || qr_render::render(&content, &options, format))
+                    .await
+                    .map_err(|_| {
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "render_failed",
+                            "QR rendering was interrupted",
+                        )
+                    })?
+                    .map_err(|e| ApiError::bad_request("invalid_qr_option", e.to_string()))?;
             let bytes = Bytes::from(rendered);
             state.qr_cache.images.insert(key, bytes.clone());
             bytes
         }
     };
-    let body = if req.method() == Method::HEAD { Bytes::new() } else { bytes };
+    let body = if req.method() == Method::HEAD {
+        Bytes::new()
+    } else {
+        bytes
+    };
     let mut resp = response::with_body(StatusCode::OK, mime, body);
     cache_headers(&mut resp);
     Ok(resp)

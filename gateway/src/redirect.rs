@@ -33,10 +33,12 @@ pub fn handle(state: &AppState, req: &Request) -> Option<Response> {
     state.metrics.code_hits.fetch_add(1, Relaxed);
     let target = match channel {
         None => &entry.default,
-        Some(raw) => match lowercase_slug(raw, &mut channel_buf).and_then(|c| entry.channels.get(c)) {
-            Some(t) => t,
-            None => return Some(not_found()),
-        },
+        Some(raw) => {
+            match lowercase_slug(raw, &mut channel_buf).and_then(|c| entry.channels.get(c)) {
+                Some(t) => t,
+                None => return Some(not_found()),
+            }
+        }
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -46,7 +48,11 @@ pub fn handle(state: &AppState, req: &Request) -> Option<Response> {
             Gone::Disabled => "This link has been turned off by its owner.",
             Gone::Expired => "This link has expired.",
         };
-        return Some(response::html_page(StatusCode::GONE, "Link no longer active", message));
+        return Some(response::html_page(
+            StatusCode::GONE,
+            "Link no longer active",
+            message,
+        ));
     }
     let scan_id = state.scan_ids.next(now.as_millis() as u64).encode();
     // The alphabet of a scan id is ASCII, so this is always valid UTF-8.
@@ -60,7 +66,10 @@ pub fn handle(state: &AppState, req: &Request) -> Option<Response> {
     let headers = resp.headers_mut();
     headers.insert(header::LOCATION, location);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer-when-downgrade"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer-when-downgrade"),
+    );
     Some(resp)
 }
 

@@ -7,7 +7,11 @@ use http_body_util::Full;
 pub type Body = Full<Bytes>;
 pub type Response = http::Response<Body>;
 
-pub fn with_body(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+pub fn with_body(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response {
     let mut resp = http::Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     resp.headers_mut()

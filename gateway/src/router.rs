@@ -18,7 +18,11 @@ pub async fn handle(state: &AppState, req: Request, _peer: SocketAddr) -> Respon
         "api" => (Route::Api, api::handle(state, req).await),
         "qr" => (Route::Qr, qr::handle(state, &req).await),
         "healthz" | "readyz" | "metrics" => {
-            let route = if first == "metrics" { Route::Metrics } else { Route::Health };
+            let route = if first == "metrics" {
+                Route::Metrics
+            } else {
+                Route::Health
+            };
             (route, ops::handle(state, &req).await)
         }
         _ => match redirect::handle(state, &req) {

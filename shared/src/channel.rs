@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(ChannelName::parse("YT-Video42").unwrap().as_str(), "yt-video42");
+        assert_eq!(
+            ChannelName::parse("YT-Video42").unwrap().as_str(),
+            "yt-video42"
+        );
         assert!(ChannelName::parse("").is_err());
         assert!(ChannelName::parse("a b").is_err());
         assert!(ChannelName::parse(&"c".repeat(33)).is_err());

@@ -73,7 +73,12 @@ impl Client {
         self.send_json(Method::PATCH, path, body).await
     }
 
-    pub async fn send_json(&self, method: Method, path: &str, body: &serde_json::Value) -> Response {
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Response {
         let body = Bytes::from(serde_json::to_vec(body).expect("serialise"));
         self.send(method, path, &[("content-type", "application/json")], body)
             .await

@@ -7,6 +7,7 @@
 //!   to the gateway exactly as followers and operators do.
 
 pub mod http;
+pub mod qr;
 mod redis;
 
 pub use redis::RedisServer;

@@ -63,7 +63,11 @@ impl EmbeddedStore {
             let tx = db.begin_write().map_err(unavailable)?;
             {
                 let mut table = tx.open_table(CODES).map_err(unavailable)?;
-                if table.get(record.code.as_str()).map_err(unavailable)?.is_some() {
+                if table
+                    .get(record.code.as_str())
+                    .map_err(unavailable)?
+                    .is_some()
+                {
                     return Err(StoreError::Conflict(record.code));
                 }
                 table

@@ -1,0 +1,101 @@
+//! Starts the real gateway server in-process on 127.0.0.1:0 for a test.
+#![allow(dead_code)]
+
+use codelink_testkit::http::Client;
+use gateway::Config;
+use std::net::SocketAddr;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    /// Client that sends the admin key.
+    pub admin: Client,
+    /// Client without credentials (a follower).
+    pub anon: Client,
+    pub data_dir: std::path::PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A config on a fresh temp data dir with a known admin key.
+pub fn config() -> (Config, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(tmp.path());
+    config.admin_key = Some(ADMIN_KEY.to_string());
+    (config, tmp)
+}
+
+pub async fn start() -> TestGateway {
+    let (config, tmp) = config();
+    start_with(config, Some(tmp)).await
+}
+
+pub async fn start_with(config: Config, tmp: Option<tempfile::TempDir>) -> TestGateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let data_dir = config.data_dir.clone();
+    let handle = tokio::spawn(gateway::run(listener, config, async {
+        let _ = rx.await;
+    }));
+    let anon = Client::new(addr);
+    let up = codelink_testkit::wait_until(std::time::Duration::from_secs(10), || {
+        let anon = anon.clone();
+        async move {
+            tokio::net::TcpStream::connect(anon.addr).await.is_ok()
+                && anon.get("/healthz").await.status == 200
+        }
+    })
+    .await;
+    assert!(up, "gateway did not come up");
+    TestGateway {
+        addr,
+        admin: Client::new(addr).with_bearer(ADMIN_KEY),
+        anon,
+        data_dir,
+        _tmp: tmp,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestGateway {
+    /// Graceful shutdown; returns what `gateway::run` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps the temp dir alive beyond the gateway (for restart tests).
+    pub fn take_tmp(&mut self) -> Option<tempfile::TempDir> {
+        self._tmp.take()
+    }
+
+    pub async fn create(&self, body: serde_json::Value) -> codelink_testkit::http::Response {
+        self.admin.post_json("/api/v1/codes", &body).await
+    }
+}
+
+/// A typical code with two channels.
+pub fn alice() -> serde_json::Value {
+    serde_json::json!({
+        "code": "ALICE10",
+        "destination": "https://shop.example/signup?ref=home#form",
+        "owner": "alice",
+        "channels": {
+            "yt": {"utm_source": "youtube", "utm_medium": "video", "utm_campaign": "alice10"},
+            "yt-video42": {"utm_source": "youtube", "utm_content": "video42"},
+            "bio": {"utm_source": "instagram", "utm_medium": "bio"}
+        },
+        "commission": {"currency": "EUR", "signup_flat": 200, "purchase_bps": 1000, "cap": 5000}
+    })
+}

@@ -1,0 +1,45 @@
+//! `/healthz`, `/readyz` and `/metrics`.
+
+mod common;
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let gw = common::start().await;
+    let r = gw.anon.get("/healthz").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    let r = gw.anon.get("/readyz").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["store"], "embedded");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let gw = common::start().await;
+    gw.create(common::alice()).await;
+    for _ in 0..3 {
+        gw.anon.get("/alice10").await;
+    }
+    gw.anon.get("/nobody").await;
+    let text = gw.anon.get("/metrics").await.text();
+    let has = |line: &str| text.lines().any(|l| l == line);
+    assert!(
+        has("codelink_http_requests_total{route=\"redirect\",status=\"302\"} 3"),
+        "{text}"
+    );
+    assert!(
+        has("codelink_http_requests_total{route=\"redirect\",status=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(
+        has("codelink_http_requests_total{route=\"api\",status=\"201\"} 1"),
+        "{text}"
+    );
+    assert!(
+        has("codelink_http_request_duration_seconds_count{route=\"redirect\"} 4"),
+        "{text}"
+    );
+    assert!(has("codelink_code_lookup_hits_total 3"), "{text}");
+    assert!(has("codelink_code_lookup_misses_total 1"), "{text}");
+    assert!(has("codelink_codes_loaded 1"), "{text}");
+}

@@ -1,0 +1,178 @@
+//! Redirects over real HTTP: `GET`/`HEAD /{code}` and `/{code}/{channel}`.
+
+mod common;
+
+use codelink_analytics::ScanId;
+use http::Method;
+use std::collections::HashSet;
+
+fn scan_id_of(location: &str) -> ScanId {
+    let url = url::Url::parse(location).unwrap();
+    let (_, v) = url
+        .query_pairs()
+        .find(|(k, _)| k == "cl_scan")
+        .unwrap_or_else(|| panic!("no cl_scan in {location}"));
+    ScanId::parse(&v).unwrap_or_else(|| panic!("bad scan id {v}"))
+}
+
+#[tokio::test]
+async fn code_redirects_with_scan_id_and_keeps_query_and_fragment() {
+    let gw = common::start().await;
+    assert_eq!(gw.create(common::alice()).await.status, 201);
+
+    let r = gw.anon.get("/alice10").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let loc = r.header("location").unwrap();
+    assert!(
+        loc.starts_with("https://shop.example/signup?ref=home&cl_scan="),
+        "{loc}"
+    );
+    assert!(loc.ends_with("#form"), "{loc}");
+    scan_id_of(loc);
+}
+
+#[tokio::test]
+async fn channel_appends_its_utm_parameters() {
+    let gw = common::start().await;
+    gw.create(common::alice()).await;
+
+    let r = gw.anon.get("/alice10/yt").await;
+    assert_eq!(r.status, 302);
+    let url = url::Url::parse(r.header("location").unwrap()).unwrap();
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["ref", "utm_source", "utm_medium", "utm_campaign", "cl_scan"]
+    );
+    assert_eq!(pairs[1].1, "youtube");
+    assert_eq!(pairs[2].1, "video");
+    assert_eq!(pairs[3].1, "alice10");
+    assert_eq!(url.fragment(), Some("form"));
+
+    // Placement channel, mixed case in the path.
+    let r = gw.anon.get("/Alice10/YT-Video42").await;
+    assert_eq!(r.status, 302);
+    let loc = r.header("location").unwrap();
+    assert!(loc.contains("utm_content=video42"), "{loc}");
+}
+
+#[tokio::test]
+async fn scan_ids_are_unique_and_time_ordered() {
+    let gw = common::start().await;
+    gw.create(common::alice()).await;
+    let mut seen = HashSet::new();
+    let mut last: Option<ScanId> = None;
+    for _ in 0..200 {
+        let r = gw.anon.get("/alice10/bio").await;
+        let id = scan_id_of(r.header("location").unwrap());
+        assert!(seen.insert(id), "duplicate scan id");
+        if let Some(prev) = last {
+            assert!(id > prev, "scan ids not increasing");
+            assert!(id.to_string() > prev.to_string());
+        }
+        last = Some(id);
+    }
+}
+
+#[tokio::test]
+async fn head_redirects_without_body() {
+    let gw = common::start().await;
+    gw.create(common::alice()).await;
+    let r = gw
+        .anon
+        .send(Method::HEAD, "/alice10/yt", &[], Default::default())
+        .await;
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").is_some());
+    assert!(r.body.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_code_or_channel_is_404_html() {
+    let gw = common::start().await;
+    gw.create(common::alice()).await;
+    for path in [
+        "/nobody",
+        "/alice10/tt",
+        "/al",
+        "/alice10/yt/extra",
+        "/",
+        "/a%20b",
+    ] {
+        let r = gw.anon.get(path).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert!(
+            r.header("content-type").unwrap().starts_with("text/html"),
+            "{path}"
+        );
+        assert!(r.text().contains("not found"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn disabled_and_expired_codes_are_410() {
+    let gw = common::start().await;
+    gw.create(common::alice()).await;
+    assert_eq!(gw.admin.delete("/api/v1/codes/alice10").await.status, 200);
+    let r = gw.anon.get("/alice10/yt").await;
+    assert_eq!(r.status, 410);
+    assert!(r.header("location").is_none());
+
+    // Re-enabled by PATCH.
+    let r = gw
+        .admin
+        .patch_json(
+            "/api/v1/codes/alice10",
+            &serde_json::json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(gw.anon.get("/alice10").await.status, 302);
+
+    // Expiry two seconds ahead, then wait for it to pass.
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let r = gw
+        .create(serde_json::json!({
+            "code": "brief", "destination": "https://shop.example/", "owner": "bob",
+            "expires_at": soon
+        }))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(gw.anon.get("/brief").await.status, 302);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(gw.anon.get("/brief").await.status, 410);
+}
+
+#[tokio::test]
+async fn other_methods_are_405() {
+    let gw = common::start().await;
+    gw.create(common::alice()).await;
+    let r = gw
+        .anon
+        .send(Method::POST, "/alice10", &[], Default::default())
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.error_code(), "method_not_allowed");
+}
+
+#[tokio::test]
+async fn scan_param_name_is_configurable() {
+    let (mut config, tmp) = common::config();
+    config.scan_param = "ref_scan".into();
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await;
+    let loc = gw
+        .anon
+        .get("/alice10")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    assert!(loc.contains("&ref_scan="), "{loc}");
+    assert!(!loc.contains("cl_scan"), "{loc}");
+}
