@@ -11,6 +11,7 @@
 use crate::state::AppState;
 use crate::store::{RedisStore, Store};
 use codelink_shared::CodeRecord;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -67,7 +68,25 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
 /// (a change racing the load moves the counter again, so it is never missed).
 async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow::Result<u64> {
     let version = store.version().await?;
-    let records = store.load_all().await?;
+    let mut records = store.load_all().await?;
+    // Codes are never deleted, only disabled: a code this instance serves that
+    // Redis no longer has was lost (Redis restarted without persistence). Put
+    // it back rather than start answering 404 for it.
+    let held = state.codes.snapshot();
+    let in_redis: HashSet<&str> = records.iter().map(|r| r.code.as_str()).collect();
+    let lost: Vec<CodeRecord> = held
+        .iter()
+        .filter(|(code, _)| !in_redis.contains(&***code))
+        .map(|(_, c)| c.record.clone())
+        .collect();
+    if !lost.is_empty() {
+        store.restore(&lost).await?;
+        tracing::warn!(
+            codes = lost.len(),
+            "redis had lost codes; restored them from memory"
+        );
+        records.extend(lost);
+    }
     write_snapshot(snapshot.to_path_buf(), records.clone()).await;
     state.codes.replace_all(records);
     Ok(version)

@@ -2,7 +2,9 @@
 //!
 //! Layout (prefix `codelink` by default):
 //! - `{prefix}:codes` — hash, field = canonical code, value = the record as JSON;
-//! - `{prefix}:codes:version` — counter bumped in the same MULTI as every write.
+//! - `{prefix}:codes:version` — a random token replaced in the same MULTI as
+//!   every write. Random rather than a counter: a Redis that lost its data and
+//!   counts again from 1 must not look unchanged to the instances.
 //!
 //! Each instance polls the version (one GET every `--redis-sync-ms`) and reloads
 //! the hash when it moved, so a change made through one instance reaches the
@@ -52,7 +54,8 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
-    /// The change counter; moves whenever any instance writes a code.
+    /// The change token; moves whenever any instance writes a code. 0 when the
+    /// key is missing: nothing was ever written, or Redis lost its data.
     pub async fn version(&self) -> Result<u64> {
         let mut conn = self.conn.clone();
         let v: Option<u64> = conn.get(&self.version_key).await.map_err(unavailable)?;
@@ -69,10 +72,10 @@ impl RedisStore {
     pub async fn insert_new(&self, record: CodeRecord) -> Result<()> {
         let mut conn = self.conn.clone();
         // HSETNX makes "first writer wins" atomic across instances.
-        let (created, _): (bool, u64) = redis::pipe()
+        let (created, ()): (bool, ()) = redis::pipe()
             .atomic()
             .hset_nx(&self.codes_key, &record.code, encode(&record))
-            .incr(&self.version_key, 1)
+            .set(&self.version_key, new_version())
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -96,13 +99,33 @@ impl RedisStore {
         change(&mut record)?;
         record.validate()?;
         // Concurrent PATCHes of one code through two instances: the last write wins.
-        let _: (u64, u64) = redis::pipe()
+        let _: (u64, ()) = redis::pipe()
             .atomic()
             .hset(&self.codes_key, code, encode(&record))
-            .incr(&self.version_key, 1)
+            .set(&self.version_key, new_version())
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(record)
     }
+}
+
+impl RedisStore {
+    /// Writes back codes that Redis no longer has (it restarted without
+    /// persistence). `HSETNX` never overwrites a code written meanwhile; the new
+    /// version token makes the other instances reload them.
+    pub async fn restore(&self, records: &[CodeRecord]) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for r in records {
+            pipe.hset_nx(&self.codes_key, &r.code, encode(r)).ignore();
+        }
+        pipe.set(&self.version_key, new_version()).ignore();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+}
+
+fn new_version() -> u64 {
+    rand::random::<u64>() | 1
 }

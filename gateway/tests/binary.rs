@@ -1,0 +1,152 @@
+//! The `codelink` binary itself: first start, persistence across restart,
+//! SIGTERM, and a data dir that is already in use.
+
+use codelink_testkit::http::Client;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn spawn(data_dir: &Path, extra: &[&str]) -> Process {
+    let port = codelink_testkit::free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_codelink"))
+        .arg("serve")
+        .args(["--listen", &addr.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .env("CODELINK_LOG", "warn")
+        .env_remove("CODELINK_ADMIN_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = Client::new(addr);
+    let up = codelink_testkit::wait_until(Duration::from_secs(15), || {
+        let client = client.clone();
+        async move {
+            tokio::net::TcpStream::connect(client.addr).await.is_ok()
+                && client.get("/healthz").await.status == 200
+        }
+    })
+    .await;
+    assert!(up, "codelink serve did not come up");
+    Process { child, addr }
+}
+
+fn sigterm(p: &mut Process) -> std::process::ExitStatus {
+    let pid = p.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    for _ in 0..200 {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("codelink did not exit within 5 s of SIGTERM");
+}
+
+#[tokio::test]
+async fn generated_key_and_codes_survive_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut first = spawn(tmp.path(), &[]).await;
+    let key_path = tmp.path().join("admin.key");
+    let key = std::fs::read_to_string(&key_path).unwrap();
+    assert!(key.len() >= 32, "{key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "admin key readable by others: {mode:o}");
+    }
+    let admin = Client::new(first.addr).with_bearer(&key);
+    let r = admin
+        .post_json(
+            "/api/v1/codes",
+            &serde_json::json!({"code": "Persist1", "destination": "https://shop.example/p", "owner": "pat",
+                                "channels": {"ig": {"utm_source": "instagram"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let status = sigterm(&mut first);
+    assert!(status.success(), "exit status {status:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(first.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains(&key_path.display().to_string()),
+        "key location not printed: {stderr}"
+    );
+    drop(first);
+
+    let second = spawn(tmp.path(), &[]).await;
+    assert_eq!(
+        std::fs::read_to_string(&key_path).unwrap(),
+        key,
+        "key changed on restart"
+    );
+    let anon = Client::new(second.addr);
+    let r = anon.get("/persist1/ig").await;
+    assert_eq!(r.status, 302);
+    let loc = r.header("location").unwrap();
+    assert!(
+        loc.starts_with("https://shop.example/p?utm_source=instagram&cl_scan="),
+        "{loc}"
+    );
+    let admin = Client::new(second.addr).with_bearer(&key);
+    assert_eq!(
+        admin.get("/api/v1/codes/persist1").await.json()["owner"],
+        "pat"
+    );
+}
+
+#[tokio::test]
+async fn second_instance_on_the_same_data_dir_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _first = spawn(tmp.path(), &[]).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_codelink"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("codelink.redb"), "{stderr}");
+}
+
+#[tokio::test]
+async fn bad_flags_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--public-url", "not a url"],
+        vec!["--scan-param", "has space"],
+        vec!["--admin-key", "short"],
+        vec!["--listen", "nowhere"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_codelink"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(tmp.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(!out.stderr.is_empty(), "{args:?}: no message");
+    }
+}

@@ -1,0 +1,136 @@
+//! Redis mode against a real `redis-server` started by the harness: two
+//! gateway instances share codes, and redirects survive a Redis outage.
+
+mod common;
+
+use codelink_testkit::RedisServer;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn instance(redis: &RedisServer, prefix: &str) -> common::TestGateway {
+    let (mut config, tmp) = common::config();
+    config.redis_url = Some(redis.url());
+    config.redis_prefix = prefix.to_string();
+    common::start_with(config, Some(tmp)).await
+}
+
+/// Polls `path` on `gw` until it answers `status`; returns how long that took.
+async fn until_status(gw: &common::TestGateway, path: &str, status: u16) -> Duration {
+    let started = Instant::now();
+    let ok = codelink_testkit::wait_until(Duration::from_secs(3), || async {
+        gw.anon.get(path).await.status == status
+    })
+    .await;
+    assert!(ok, "{path} never answered {status}");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn change_through_one_instance_reaches_the_other_within_a_second() {
+    let redis = RedisServer::start();
+    let a = instance(&redis, "t1").await;
+    let b = instance(&redis, "t1").await;
+    assert_eq!(b.anon.get("/readyz").await.json()["store"], "redis");
+
+    assert_eq!(a.create(common::alice()).await.status, 201);
+    // A sees its own write at once.
+    assert_eq!(a.anon.get("/alice10/yt").await.status, 302);
+    let took = until_status(&b, "/alice10/yt", 302).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // A PATCH through B reaches A.
+    let r = b
+        .admin
+        .patch_json(
+            "/api/v1/codes/alice10",
+            &json!({"destination": "https://moved.example/"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let started = Instant::now();
+    let moved = codelink_testkit::wait_until(Duration::from_secs(3), || async {
+        a.anon
+            .get("/alice10")
+            .await
+            .header("location")
+            .is_some_and(|l| l.starts_with("https://moved.example/"))
+    })
+    .await;
+    assert!(moved && started.elapsed() < Duration::from_secs(1));
+
+    // Disabling through A turns B's link off.
+    assert_eq!(a.admin.delete("/api/v1/codes/alice10").await.status, 200);
+    let took = until_status(&b, "/alice10", 410).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // Both instances refuse a name the other took.
+    let mut dup = common::alice();
+    dup["code"] = json!("Alice10");
+    assert_eq!(b.create(dup).await.status, 409);
+}
+
+#[tokio::test]
+async fn redirects_survive_a_redis_outage_and_resync_after() {
+    let mut redis = RedisServer::start();
+    let a = instance(&redis, "t2").await;
+    let b = instance(&redis, "t2").await;
+    a.create(common::alice()).await;
+    until_status(&b, "/alice10/bio", 302).await;
+
+    redis.stop();
+    for gw in [&a, &b] {
+        for _ in 0..20 {
+            assert_eq!(gw.anon.get("/alice10/bio").await.status, 302);
+        }
+        assert_eq!(gw.anon.get("/readyz").await.status, 503);
+        // Writes cannot be stored: a clear 503, not a 500.
+        let r = gw
+            .create(json!({"code": "during", "destination": "https://x.example/", "owner": "o"}))
+            .await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.error_code(), "backend_unavailable");
+    }
+
+    // Redis comes back empty (no persistence in the harness): the instances
+    // put back the codes they serve, and sharing resumes.
+    redis.restart();
+    let ready = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        a.anon.get("/readyz").await.status == 200
+    })
+    .await;
+    assert!(ready, "readyz did not recover");
+    let r = a
+        .create(json!({"code": "after", "destination": "https://x.example/", "owner": "o"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    until_status(&b, "/after", 302).await;
+    for gw in [&a, &b] {
+        assert_eq!(gw.anon.get("/alice10/bio").await.status, 302);
+        let r = gw.admin.get("/api/v1/codes/alice10").await;
+        assert_eq!(r.json()["owner"], "alice");
+    }
+}
+
+#[tokio::test]
+async fn restart_during_outage_serves_the_last_snapshot() {
+    let mut redis = RedisServer::start();
+    let (mut config, tmp) = common::config();
+    config.redis_url = Some(redis.url());
+    config.redis_prefix = "t3".into();
+    let mut gw = common::start_with(config.clone(), Some(tmp)).await;
+    gw.create(common::alice()).await;
+    // Let the sync task write its snapshot after the change.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let tmp = gw.take_tmp();
+    gw.stop().await.unwrap();
+
+    redis.stop();
+    let gw = common::start_with(config, tmp).await;
+    assert_eq!(gw.anon.get("/alice10/yt").await.status, 302);
+    assert_eq!(gw.anon.get("/readyz").await.status, 503);
+
+    // When Redis returns (empty), the instance writes its codes back.
+    redis.restart();
+    let other = instance(&redis, "t3").await;
+    until_status(&other, "/alice10/yt", 302).await;
+}
