@@ -5,6 +5,14 @@
 //! which travels to the destination as `cl_scan` and later names the scan in a
 //! conversion.
 
+pub mod classify;
 pub mod scan_id;
 
 pub use scan_id::{ScanId, ScanIdGenerator};
+pub mod batch;
+pub mod enrich;
+pub mod event;
+pub mod recorder;
+pub mod sink;
+pub mod spool;
+pub mod stats;

@@ -11,13 +11,29 @@ use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 500;
 
-pub async fn handle(state: &AppState, req: Request) -> Response {
+pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Response {
+    if let Err(not_until) = state.api_limiter.check_key(&peer.ip()) {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many API requests from this address; slow down",
+        )
+        .into_response();
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(secs.max(1)));
+        return resp;
+    }
     match route(state, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
@@ -35,6 +51,15 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             Method::GET => list(state, &req),
             _ => Err(ApiError::method_not_allowed("GET, POST")),
         },
+        Some(sub)
+            if sub.starts_with('/') && sub.ends_with("/stats") && sub.matches('/').count() == 2 =>
+        {
+            let code = canonical_path_code(&sub[1..sub.len() - "/stats".len()])?;
+            match method {
+                Method::GET => stats(state, &code).await,
+                _ => Err(ApiError::method_not_allowed("GET")),
+            }
+        }
         Some(sub) if sub.starts_with('/') && !sub[1..].contains('/') => {
             let code = canonical_path_code(&sub[1..])?;
             match method {
@@ -59,7 +84,7 @@ fn authorize(state: &AppState, req: &Request) -> Result<(), ApiError> {
         })
         .map(str::trim)
         .ok_or_else(ApiError::unauthorized)?;
-    if crate::admin_key::matches(presented.as_bytes(), state.admin_key.as_bytes()) {
+    if crate::keys::matches(presented.as_bytes(), state.admin_key.as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::unauthorized())
@@ -388,4 +413,28 @@ async fn disable(state: &AppState, code: &str) -> Result<Response, ApiError> {
     let out = view(state, &record);
     state.codes.upsert(record);
     Ok(response::json(StatusCode::OK, &out))
+}
+
+/// Live scan counters of one code (Redis when configured, else embedded).
+async fn stats(state: &AppState, code: &str) -> Result<Response, ApiError> {
+    if state.codes.get(code).is_none() {
+        return Err(ApiError::not_found(format!("code '{code}' not found")));
+    }
+    let unavailable = |why: String| {
+        tracing::warn!(%why, "stats unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend_unavailable",
+            "the counter store is unreachable; retry shortly",
+        )
+    };
+    let stats = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        state.counters.code_stats(code),
+    )
+    .await
+    .map_err(|_| unavailable("timeout".into()))?
+    .map_err(|e| unavailable(e.to_string()))?;
+    let body = serde_json::to_value(&stats).unwrap_or_default();
+    Ok(response::json(StatusCode::OK, &body))
 }

@@ -41,6 +41,69 @@ pub struct Config {
     #[arg(long, env = "CODELINK_SCAN_PARAM", default_value = "cl_scan")]
     pub scan_param: String,
 
+    /// ClickHouse HTTP URL (e.g. http://127.0.0.1:8123). When given, scan rows go there.
+    #[arg(long, env = "CODELINK_CLICKHOUSE_URL")]
+    pub clickhouse_url: Option<String>,
+
+    /// ClickHouse database for codelink's tables (created at start-up).
+    #[arg(long, env = "CODELINK_CLICKHOUSE_DATABASE", default_value = "codelink")]
+    pub clickhouse_database: String,
+
+    /// ClickHouse user.
+    #[arg(long, env = "CODELINK_CLICKHOUSE_USER")]
+    pub clickhouse_user: Option<String>,
+
+    /// ClickHouse password.
+    #[arg(long, env = "CODELINK_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    pub clickhouse_password: Option<String>,
+
+    /// Scans are flushed to the sinks at least this often (ms). A crash loses at
+    /// most the scans of the last interval.
+    #[arg(long, env = "CODELINK_FLUSH_MS", default_value_t = 500)]
+    pub flush_ms: u64,
+
+    /// Largest batch of scans written at once.
+    #[arg(long, env = "CODELINK_BATCH_MAX", default_value_t = 20_000)]
+    pub batch_max: usize,
+
+    /// Scans waiting to be batched; past it scans are counted as lost.
+    #[arg(long, env = "CODELINK_QUEUE_CAPACITY", default_value_t = 200_000)]
+    pub queue_capacity: usize,
+
+    /// Disk each sink's spool may use while its backend is down (bytes).
+    #[arg(long, env = "CODELINK_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
+    pub spool_max_bytes: u64,
+
+    /// Server secret for visitor hashes. When absent, one is generated into the
+    /// data dir; give every instance the same one.
+    #[arg(long, env = "CODELINK_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Header holding the client IP, set by a trusted proxy/CDN (e.g.
+    /// CF-Connecting-IP, X-Forwarded-For: its first address). Default: the TCP peer.
+    #[arg(long, env = "CODELINK_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// Header holding the visitor's country, set by a trusted CDN.
+    #[arg(long, env = "CODELINK_COUNTRY_HEADER", default_value = "cf-ipcountry")]
+    pub country_header: String,
+
+    /// Scans per second one IP may make before its scans are marked `rate` (bot).
+    #[arg(long, env = "CODELINK_SCAN_RATE_PER_IP", default_value_t = 10)]
+    pub scan_rate_per_ip: u32,
+
+    /// Burst of scans one IP may make at once.
+    #[arg(long, env = "CODELINK_SCAN_BURST_PER_IP", default_value_t = 30)]
+    pub scan_burst_per_ip: u32,
+
+    /// API requests per second per IP; past it the API answers 429.
+    #[arg(long, env = "CODELINK_API_RATE_PER_IP", default_value_t = 100)]
+    pub api_rate_per_ip: u32,
+
+    /// Burst of API requests one IP may make at once.
+    #[arg(long, env = "CODELINK_API_BURST_PER_IP", default_value_t = 200)]
+    pub api_burst_per_ip: u32,
+
     /// Largest accepted request body (bytes); larger bodies get 413.
     #[arg(long, env = "CODELINK_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -70,6 +133,21 @@ impl Config {
             redis_prefix: "codelink".into(),
             redis_sync_ms: 250,
             scan_param: "cl_scan".into(),
+            clickhouse_url: None,
+            clickhouse_database: "codelink".into(),
+            clickhouse_user: None,
+            clickhouse_password: None,
+            flush_ms: 500,
+            batch_max: 20_000,
+            queue_capacity: 200_000,
+            spool_max_bytes: 1 << 30,
+            secret: None,
+            client_ip_header: None,
+            country_header: "cf-ipcountry".into(),
+            scan_rate_per_ip: 10,
+            scan_burst_per_ip: 30,
+            api_rate_per_ip: 100,
+            api_burst_per_ip: 200,
             max_body_bytes: 64 * 1024,
             qr_cache_bytes: 64 * 1024 * 1024,
             max_connections: 10_000,
@@ -109,6 +187,24 @@ impl Config {
             "--scan-param must be 1-32 of letters, digits, '_' and '-'"
         );
         anyhow::ensure!(self.max_connections > 0, "--max-connections must be > 0");
+        anyhow::ensure!(self.flush_ms > 0, "--flush-ms must be > 0");
+        anyhow::ensure!(self.batch_max > 0, "--batch-max must be > 0");
+        anyhow::ensure!(
+            self.scan_rate_per_ip > 0 && self.api_rate_per_ip > 0,
+            "rates must be > 0"
+        );
+        if let Some(url) = &self.clickhouse_url {
+            url::Url::parse(url)
+                .map_err(|e| anyhow::anyhow!("--clickhouse-url {url:?} is not a URL: {e}"))?;
+        }
+        anyhow::ensure!(
+            !self.clickhouse_database.is_empty()
+                && self
+                    .clickhouse_database
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "--clickhouse-database must be letters, digits and '_'"
+        );
         Ok(())
     }
 }

@@ -16,7 +16,12 @@ pub async fn handle(state: &AppState, req: &Request) -> Response {
         "/healthz" => response::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         "/readyz" => ready(state).await,
         "/metrics" => {
-            let mut resp = response::text(StatusCode::OK, state.metrics.render(state.codes.len()));
+            let mut text = state.metrics.render(state.codes.len());
+            state
+                .recorder
+                .metrics()
+                .render(&mut text, state.recorder.sinks());
+            let mut resp = response::text(StatusCode::OK, text);
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -28,6 +33,27 @@ pub async fn handle(state: &AppState, req: &Request) -> Response {
 }
 
 async fn ready(state: &AppState) -> Response {
+    if let Some(ch) = &state.clickhouse {
+        match tokio::time::timeout(Duration::from_secs(2), ch.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    format!("clickhouse: {e}"),
+                )
+                .into_response()
+            }
+            Err(_) => {
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    "clickhouse: no answer within 2 s",
+                )
+                .into_response()
+            }
+        }
+    }
     let store = state.store.kind();
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => response::json(

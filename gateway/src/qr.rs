@@ -16,7 +16,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Bumped whenever rendering changes, so old ETags stop matching.
-const RENDER_VERSION: u32 = 1;
+const RENDER_VERSION: u32 = 2;
 
 #[derive(Clone)]
 struct ByteWeight;
@@ -76,13 +76,14 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     };
     state.metrics.code_hits.fetch_add(1, Relaxed);
     let code = &entry.record.code;
+    // `?qr=1` tells the redirect that the scan came from the image, not the link.
     let content = match channel.as_deref() {
-        None => format!("{}/{code}", state.public_base),
+        None => format!("{}/{code}?qr=1", state.public_base),
         Some(raw) => {
             let mut cbuf = [0u8; MAX_LEN];
             match lowercase_slug(raw, &mut cbuf) {
                 Some(c) if entry.channels.contains_key(c) => {
-                    format!("{}/{code}/{c}", state.public_base)
+                    format!("{}/{code}/{c}?qr=1", state.public_base)
                 }
                 _ => {
                     return Err(ApiError::not_found(format!(

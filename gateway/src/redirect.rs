@@ -1,7 +1,8 @@
 //! The hot path: `GET`/`HEAD /{code}` and `/{code}/{channel}` → 302.
 //!
 //! **Invariant:** this handler never awaits. It reads the in-memory code table,
-//! takes a scan id from an atomic counter and answers.
+//! takes a scan id from an atomic counter, hands the scan to the recorder's
+//! bounded queue (`try_send`) and answers.
 
 use crate::codes::Gone;
 use crate::response::{self, Response};
@@ -9,11 +10,12 @@ use crate::router::Request;
 use crate::state::AppState;
 use codelink_shared::code::{lowercase_slug, MAX_LEN};
 use http::{header, HeaderValue, Method, StatusCode};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `None` when the path is not shaped like a short link (the router answers 404).
-pub fn handle(state: &AppState, req: &Request) -> Option<Response> {
+pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Response> {
     let path = req.uri().path().strip_prefix('/')?;
     let path = path.strip_suffix('/').unwrap_or(path);
     let (code, channel) = match path.split_once('/') {
@@ -31,14 +33,14 @@ pub fn handle(state: &AppState, req: &Request) -> Option<Response> {
         return Some(not_found());
     };
     state.metrics.code_hits.fetch_add(1, Relaxed);
-    let target = match channel {
-        None => &entry.default,
-        Some(raw) => {
-            match lowercase_slug(raw, &mut channel_buf).and_then(|c| entry.channels.get(c)) {
-                Some(t) => t,
-                None => return Some(not_found()),
-            }
-        }
+    let (channel, target) = match channel {
+        None => ("", &entry.default),
+        Some(raw) => match lowercase_slug(raw, &mut channel_buf)
+            .and_then(|c| entry.channels.get_key_value(c))
+        {
+            Some((name, t)) => (name.as_str(), t),
+            None => return Some(not_found()),
+        },
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -54,10 +56,15 @@ pub fn handle(state: &AppState, req: &Request) -> Option<Response> {
             message,
         ));
     }
-    let scan_id = state.scan_ids.next(now.as_millis() as u64).encode();
+    let scan_id = state.scan_ids.next(now.as_millis() as u64);
+    let (scan, set_cookie) = state
+        .scans
+        .capture(req, peer, scan_id, &entry.record.code, channel);
+    state.recorder.record(scan);
+    let scan_text = scan_id.encode();
     // The alphabet of a scan id is ASCII, so this is always valid UTF-8.
-    let scan_id = std::str::from_utf8(&scan_id).unwrap_or_default();
-    let location = target.location(&state.config.scan_param, scan_id);
+    let scan_text = std::str::from_utf8(&scan_text).unwrap_or_default();
+    let location = target.location(&state.config.scan_param, scan_text);
     let Ok(location) = HeaderValue::try_from(location) else {
         // Destinations are serialised by the URL parser (ASCII only); unreachable in practice.
         return Some(not_found());
@@ -70,6 +77,9 @@ pub fn handle(state: &AppState, req: &Request) -> Option<Response> {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer-when-downgrade"),
     );
+    if let Some(cookie) = set_cookie {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
     Some(resp)
 }
 

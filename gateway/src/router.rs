@@ -10,12 +10,12 @@ use std::time::Instant;
 
 pub type Request = http::Request<Incoming>;
 
-pub async fn handle(state: &AppState, req: Request, _peer: SocketAddr) -> Response {
+pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Response {
     let started = Instant::now();
     let path = req.uri().path();
     let first = path[1.min(path.len())..].split('/').next().unwrap_or("");
     let (route, resp) = match first {
-        "api" => (Route::Api, api::handle(state, req).await),
+        "api" => (Route::Api, api::handle(state, req, peer).await),
         "qr" => (Route::Qr, qr::handle(state, &req).await),
         "healthz" | "readyz" | "metrics" => {
             let route = if first == "metrics" {
@@ -25,7 +25,7 @@ pub async fn handle(state: &AppState, req: Request, _peer: SocketAddr) -> Respon
             };
             (route, ops::handle(state, &req).await)
         }
-        _ => match redirect::handle(state, &req) {
+        _ => match redirect::handle(state, &req, peer) {
             Some(resp) => (Route::Redirect, resp),
             None => (Route::Other, redirect::not_found()),
         },

@@ -4,8 +4,13 @@ use crate::codes::CodeTable;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::qr::QrCache;
+use crate::scan::ScanCapture;
 use crate::store::Store;
+use codelink_analytics::recorder::Recorder;
+use codelink_analytics::sink::{ClickHouseEvents, CounterStore};
 use codelink_analytics::ScanIdGenerator;
+use governor::DefaultKeyedRateLimiter;
+use std::net::IpAddr;
 
 pub struct AppState {
     pub config: Config,
@@ -15,6 +20,12 @@ pub struct AppState {
     pub codes: CodeTable,
     pub store: Store,
     pub scan_ids: ScanIdGenerator,
+    pub scans: ScanCapture,
+    pub recorder: Recorder,
+    /// Where `/api/v1/codes/{code}/stats` reads live counters.
+    pub counters: CounterStore,
+    pub clickhouse: Option<ClickHouseEvents>,
+    pub api_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub qr_cache: QrCache,
     pub metrics: Metrics,
 }

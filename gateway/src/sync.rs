@@ -38,7 +38,7 @@ impl Tasks {
 
 pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
     let (stop, stop_rx) = watch::channel(false);
-    let mut handles = Vec::new();
+    let mut handles = vec![tokio::spawn(housekeeping(state.clone(), stop_rx.clone()))];
     match &state.store {
         Store::Embedded(store) => {
             let records = store
@@ -62,6 +62,22 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
         }
     }
     Ok(Tasks { stop, handles })
+}
+
+/// Forgets rate-limiter state of addresses that went quiet, so the per-IP maps
+/// stay bounded by the addresses seen in the last minute.
+async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for limiter in [state.scans.limiter(), &state.api_limiter] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
 }
 
 /// Loads every code from Redis; returns the version counter read before the load

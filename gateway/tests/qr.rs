@@ -7,16 +7,17 @@ use http::Method;
 
 #[tokio::test]
 async fn png_decodes_to_the_short_link_for_every_ecc_and_size() {
+    // The QR carries `?qr=1` so that its scans are told apart from link taps.
     let gw = common::start().await;
     gw.create(common::alice()).await;
     let base = format!("http://{}", gw.addr);
     for ecc in ["L", "M", "Q", "H"] {
         for size in [128, 300, 512, 1024] {
             for (query, expected) in [
-                (String::new(), format!("{base}/alice10")),
+                (String::new(), format!("{base}/alice10?qr=1")),
                 (
                     "&channel=YT-video42".to_string(),
-                    format!("{base}/alice10/yt-video42"),
+                    format!("{base}/alice10/yt-video42?qr=1"),
                 ),
             ] {
                 let path = format!("/qr/ALICE10.png?ecc={ecc}&size={size}{query}");
@@ -43,7 +44,7 @@ async fn public_url_and_colours_are_honoured() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let (_, _, text) = decode_png_qr(&r.body);
-    assert_eq!(text, "https://go.example.com/alice10/bio");
+    assert_eq!(text, "https://go.example.com/alice10/bio?qr=1");
 }
 
 #[tokio::test]

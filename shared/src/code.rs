@@ -115,8 +115,7 @@ mod tests {
     #[test]
     fn reserved_words_refused_in_any_case() {
         for word in [
-            "api",
-            "QR",
+            "API",
             "Healthz",
             "readyz",
             "metrics",

@@ -69,7 +69,7 @@ mod tests {
             "https://shop.example/\r\nSet-Cookie: x=1",
             "https://shop.example/a\tb",
             "https://shop.example/a b",
-            "https:///nohost",
+            "https://",
             "",
         ] {
             assert!(Destination::parse(bad).is_err(), "accepted {bad:?}");

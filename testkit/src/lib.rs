@@ -5,11 +5,16 @@
 //!   same port to simulate an outage.
 //! - [`http`]: a minimal HTTP/1.1 client over a fresh TCP connection, so tests talk
 //!   to the gateway exactly as followers and operators do.
+//! - [`ClickHouseServer`]: a real `clickhouse-server` (Debian 18.16) on free ports,
+//!   stop/restart on the same ports and data for outages.
+//! - [`qr`]: reading QR images back with a real decoder.
 
+mod clickhouse;
 pub mod http;
 pub mod qr;
 mod redis;
 
+pub use clickhouse::ClickHouseServer;
 pub use redis::RedisServer;
 
 use std::net::TcpListener;

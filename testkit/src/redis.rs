@@ -8,17 +8,30 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    durable: bool,
 }
 
 impl RedisServer {
     /// Starts a server on a free port. Panics with a clear message when
     /// `redis-server` is not installed (the README's test command installs it).
     pub fn start() -> Self {
+        Self::start_inner(false)
+    }
+
+    /// A server with an fsync-always append-only file: its data survives
+    /// [`stop`](Self::stop) (a kill) and [`restart`](Self::restart), like a
+    /// production Redis with persistence.
+    pub fn start_durable() -> Self {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(durable: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Self {
             port: crate::free_port(),
             dir,
             child: None,
+            durable,
         };
         server.restart();
         server
@@ -40,12 +53,18 @@ impl RedisServer {
         }
     }
 
-    /// (Re)starts the server on the same port and waits until it answers PING.
+    /// (Re)starts the server on the same port and waits until it answers PING
+    /// (and, when durable, has loaded its append-only file).
     pub fn restart(&mut self) {
         self.stop();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no"]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

@@ -1,0 +1,126 @@
+//! The scan event: what the redirect captures ([`RawScan`]) and what is stored
+//! ([`Scan`]) once the recorder has enriched it off the hot path.
+
+use crate::ScanId;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Whether the scan came from a QR image or a tap on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Link,
+    Qr,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Link => "link",
+            Source::Qr => "qr",
+        }
+    }
+}
+
+/// Bot verdicts the redirect can make by itself, before the user agent is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestBot {
+    /// A `HEAD` request: link checkers and preview fetchers, never a person.
+    Head,
+    /// `Purpose: prefetch` / `Sec-Purpose: prefetch`: the browser guessed, nobody tapped.
+    Prefetch,
+    /// Above the per-IP scan rate.
+    Rate,
+}
+
+impl RequestBot {
+    pub fn reason(self) -> &'static str {
+        match self {
+            RequestBot::Head => "head",
+            RequestBot::Prefetch => "prefetch",
+            RequestBot::Rate => "rate",
+        }
+    }
+}
+
+/// What the redirect handler hands to the recorder: copied request facts, no parsing.
+#[derive(Debug, Clone)]
+pub struct RawScan {
+    pub scan_id: ScanId,
+    pub code: String,
+    /// Empty when the bare code was scanned.
+    pub channel: String,
+    pub source: Source,
+    pub ip: IpAddr,
+    pub user_agent: String,
+    pub referer: String,
+    /// Two-letter country from the trusted CDN header, or empty.
+    pub country: String,
+    pub visitor_id: String,
+    pub request_bot: Option<RequestBot>,
+}
+
+/// One stored scan, the same in every backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scan {
+    /// The `cl_scan` value given to the destination (26 characters).
+    pub scan_id: String,
+    /// Unix milliseconds.
+    pub ts_ms: u64,
+    pub code: String,
+    pub channel: String,
+    pub visitor_id: String,
+    /// IPv4 /24 or IPv6 /48 network address; the full IP is never stored.
+    pub ip_prefix: String,
+    pub user_agent: String,
+    /// mobile, tablet, desktop, bot or other.
+    pub device: String,
+    pub os: String,
+    pub browser: String,
+    /// instagram, tiktok, youtube, facebook, …; empty outside in-app browsers.
+    pub in_app: String,
+    pub referrer_host: String,
+    pub country: String,
+    /// `qr` or `link`.
+    pub source: String,
+    /// Empty for humans; else `ua:<name>`, `head`, `prefetch` or `rate`.
+    pub bot_reason: String,
+    /// First human scan of this code by this visitor in the (UTC) day.
+    pub is_unique: bool,
+}
+
+impl Scan {
+    pub fn is_bot(&self) -> bool {
+        !self.bot_reason.is_empty()
+    }
+
+    /// `YYYY-MM-DD` (UTC) of the scan.
+    pub fn day(&self) -> String {
+        day_of(self.ts_ms)
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix-millisecond time.
+pub fn day_of(ts_ms: u64) -> String {
+    let days = (ts_ms / 86_400_000) as i64;
+    let date = time::Date::from_julian_day(2_440_588 + days as i32).unwrap_or(time::Date::MIN);
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_boundaries() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(1_700_000_000_000), "2023-11-14");
+        assert_eq!(day_of(1_704_067_199_999), "2023-12-31");
+        assert_eq!(day_of(1_704_067_200_000), "2024-01-01");
+    }
+}

@@ -1,0 +1,423 @@
+//! The scan recorder: a bounded queue fed by the redirect handler, one batcher
+//! task that enriches scans and cuts batches (by size or age), and one worker
+//! per sink that writes each batch, or spools it to disk when the sink is down
+//! and replays the spool, in order, when it comes back.
+//!
+//! ```text
+//! redirect ─try_send→ [queue] → batcher (enrich, cut) ─Arc<Batch>→ worker(embedded|redis|clickhouse) → sink
+//!                                                                     └── on failure → spool/<sink>/ → replay
+//! ```
+//!
+//! Loss model: a scan that got its 302 is in the queue. It is lost only when
+//! (a) the process crashes before its batch was cut and handed to the sinks
+//! (at most `flush_interval` of scans, plus what the queue held), or (b) the
+//! queue is full or the spool is full/unwritable; both are counted in metrics
+//! and logged, never silent.
+
+use crate::batch::Batch;
+use crate::enrich::Enricher;
+use crate::event::RawScan;
+use crate::sink::{Sink, SinkKind};
+use crate::spool::{Spool, SpoolError};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    pub data_dir: PathBuf,
+    /// A batch is cut at least this often (and this bounds the crash loss).
+    pub flush_interval: Duration,
+    /// A batch is cut when it reaches this many scans.
+    pub batch_max: usize,
+    /// Scans waiting for the batcher; beyond it scans are counted as lost.
+    pub queue_capacity: usize,
+    /// Disk the spool of one sink may use.
+    pub spool_max_bytes: u64,
+    /// How often a sink that failed is tried again.
+    pub retry_interval: Duration,
+    /// Longest wait for one sink write before it counts as failed.
+    pub write_timeout: Duration,
+}
+
+/// Counters for `/metrics`, shared by the recorder's tasks.
+#[derive(Default)]
+pub struct RecorderMetrics {
+    pub queued: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub batches: AtomicU64,
+    sinks: [SinkMetrics; 3],
+}
+
+#[derive(Default)]
+pub struct SinkMetrics {
+    pub written: AtomicU64,
+    pub spooled: AtomicU64,
+    pub replayed: AtomicU64,
+    pub lost: AtomicU64,
+    pub failures: AtomicU64,
+    pub spool_bytes: AtomicU64,
+}
+
+impl RecorderMetrics {
+    pub fn sink(&self, kind: SinkKind) -> &SinkMetrics {
+        &self.sinks[kind as usize]
+    }
+
+    /// Appends the Prometheus text of these counters.
+    pub fn render(&self, out: &mut String, active: &[SinkKind]) {
+        let _ = writeln!(out, "# HELP codelink_scans_queued_total Scans handed to the recorder.\n# TYPE codelink_scans_queued_total counter\ncodelink_scans_queued_total {}", self.queued.load(Relaxed));
+        let _ = writeln!(out, "# HELP codelink_scans_dropped_total Scans lost because the recorder queue was full.\n# TYPE codelink_scans_dropped_total counter\ncodelink_scans_dropped_total {}", self.dropped_queue_full.load(Relaxed));
+        let _ = writeln!(out, "# HELP codelink_scan_batches_total Batches cut by the recorder.\n# TYPE codelink_scan_batches_total counter\ncodelink_scan_batches_total {}", self.batches.load(Relaxed));
+        type Series = (&'static str, &'static str, fn(&SinkMetrics) -> &AtomicU64);
+        let series: [Series; 6] = [
+            (
+                "codelink_scans_written_total",
+                "Scans written to a sink (directly or by replay).",
+                |m| &m.written,
+            ),
+            (
+                "codelink_scans_spooled_total",
+                "Scans written to a sink's disk spool because the sink failed.",
+                |m| &m.spooled,
+            ),
+            (
+                "codelink_scans_replayed_total",
+                "Scans replayed from the spool into their sink.",
+                |m| &m.replayed,
+            ),
+            (
+                "codelink_scans_lost_total",
+                "Scans lost: the spool was full or could not be written.",
+                |m| &m.lost,
+            ),
+            ("codelink_sink_failures_total", "Failed sink writes.", |m| {
+                &m.failures
+            }),
+            (
+                "codelink_spool_bytes",
+                "Bytes waiting in a sink's spool.",
+                |m| &m.spool_bytes,
+            ),
+        ];
+        for (name, help, get) in series {
+            let kind = if name.ends_with("_bytes") {
+                "gauge"
+            } else {
+                "counter"
+            };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for sink in active {
+                let _ = writeln!(
+                    out,
+                    "{name}{{sink=\"{}\"}} {}",
+                    sink.name(),
+                    get(self.sink(*sink)).load(Relaxed)
+                );
+            }
+        }
+    }
+}
+
+enum Control {
+    /// Cut a batch now and answer once every sink has it (written or spooled).
+    Flush(oneshot::Sender<()>),
+    /// Drain the queue, cut a last batch, and end the tasks.
+    Stop,
+}
+
+/// The handle the gateway holds. Cloning is cheap.
+#[derive(Clone)]
+pub struct Recorder {
+    queue: mpsc::Sender<RawScan>,
+    control: mpsc::Sender<Control>,
+    metrics: Arc<RecorderMetrics>,
+    sinks: Arc<Vec<SinkKind>>,
+}
+
+/// What [`Recorder::start`] returns besides the handle: await it after the last
+/// scan was recorded to flush everything and stop the tasks.
+pub struct RecorderTasks {
+    batcher: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Recorder {
+    pub fn start(
+        config: RecorderConfig,
+        sinks: Vec<Sink>,
+    ) -> Result<(Self, RecorderTasks), SpoolError> {
+        let metrics = Arc::new(RecorderMetrics::default());
+        let (queue, queue_rx) = mpsc::channel(config.queue_capacity.max(1));
+        let (control, control_rx) = mpsc::channel(8);
+        let mut worker_txs = Vec::new();
+        let mut workers = Vec::new();
+        let kinds: Vec<SinkKind> = sinks.iter().map(Sink::kind).collect();
+        for sink in sinks {
+            let kind = sink.kind();
+            let spool = Spool::open(
+                config.data_dir.join("spool").join(kind.name()),
+                config.spool_max_bytes,
+            )?;
+            metrics.sink(kind).spool_bytes.store(spool.bytes(), Relaxed);
+            let (tx, rx) = mpsc::channel::<(Arc<Batch>, Option<oneshot::Sender<()>>)>(16);
+            worker_txs.push(tx);
+            let worker = Worker {
+                sink,
+                spool,
+                metrics: metrics.clone(),
+                retry: config.retry_interval,
+                timeout: config.write_timeout,
+            };
+            workers.push(tokio::spawn(worker.run(rx)));
+        }
+        let batcher = tokio::spawn(batcher(
+            config,
+            queue_rx,
+            control_rx,
+            worker_txs,
+            metrics.clone(),
+        ));
+        Ok((
+            Self {
+                queue,
+                control,
+                metrics,
+                sinks: Arc::new(kinds),
+            },
+            RecorderTasks { batcher, workers },
+        ))
+    }
+
+    /// Hands a scan to the recorder without waiting. Never blocks the caller.
+    pub fn record(&self, scan: RawScan) {
+        match self.queue.try_send(scan) {
+            Ok(()) => {
+                self.metrics.queued.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                let n = self.metrics.dropped_queue_full.fetch_add(1, Relaxed);
+                if n.is_power_of_two() {
+                    tracing::error!(dropped = n + 1, "scan queue full: scans are being lost");
+                }
+            }
+        }
+    }
+
+    /// Cuts a batch now and waits until every sink has written or spooled it.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn metrics(&self) -> &RecorderMetrics {
+        &self.metrics
+    }
+
+    pub fn sinks(&self) -> &[SinkKind] {
+        &self.sinks
+    }
+}
+
+impl RecorderTasks {
+    /// Call after the last [`Recorder::record`] (the HTTP server has drained):
+    /// the batcher drains the queue, cuts a last batch, and each worker writes
+    /// (or spools) what it holds before this returns.
+    pub async fn finish(self, recorder: &Recorder) {
+        let _ = recorder.control.send(Control::Stop).await;
+        let _ = self.batcher.await;
+        for w in self.workers {
+            let _ = w.await;
+        }
+    }
+}
+
+type WorkerTx = mpsc::Sender<(Arc<Batch>, Option<oneshot::Sender<()>>)>;
+
+async fn batcher(
+    config: RecorderConfig,
+    mut queue: mpsc::Receiver<RawScan>,
+    mut control: mpsc::Receiver<Control>,
+    workers: Vec<WorkerTx>,
+    metrics: Arc<RecorderMetrics>,
+) {
+    let mut enricher = Enricher::new();
+    let mut pending = Vec::with_capacity(config.batch_max);
+    let mut tick = tokio::time::interval(config.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            // Scans first: under load the queue is drained before a tick cuts.
+            biased;
+            raw = queue.recv() => match raw {
+                Some(raw) => {
+                    pending.push(enricher.enrich(raw));
+                    if pending.len() >= config.batch_max {
+                        cut(&mut pending, &workers, &metrics, None).await;
+                    }
+                }
+                None => break, // every sender dropped: shutdown
+            },
+            Some(ctl) = control.recv() => {
+                while let Ok(raw) = queue.try_recv() {
+                    pending.push(enricher.enrich(raw));
+                }
+                match ctl {
+                    Control::Flush(done) => cut(&mut pending, &workers, &metrics, Some(done)).await,
+                    Control::Stop => break,
+                }
+            }
+            _ = tick.tick() => {
+                if !pending.is_empty() {
+                    cut(&mut pending, &workers, &metrics, None).await;
+                }
+            }
+        }
+    }
+    cut(&mut pending, &workers, &metrics, None).await;
+}
+
+/// Hands the pending scans to every worker as one batch. With `done`, answers
+/// once all workers have written or spooled it.
+async fn cut(
+    pending: &mut Vec<crate::event::Scan>,
+    workers: &[WorkerTx],
+    metrics: &RecorderMetrics,
+    done: Option<oneshot::Sender<()>>,
+) {
+    if pending.is_empty() {
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+        return;
+    }
+    let batch = Arc::new(Batch::new(std::mem::take(pending)));
+    metrics.batches.fetch_add(1, Relaxed);
+    let mut acks = Vec::new();
+    for w in workers {
+        let (ack_tx, ack_rx) = oneshot::channel();
+        if w.send((batch.clone(), Some(ack_tx))).await.is_ok() {
+            acks.push(ack_rx);
+        }
+    }
+    match done {
+        Some(done) => {
+            for ack in acks {
+                let _ = ack.await;
+            }
+            let _ = done.send(());
+        }
+        None => drop(acks),
+    }
+}
+
+struct Worker {
+    sink: Sink,
+    spool: Spool,
+    metrics: Arc<RecorderMetrics>,
+    retry: Duration,
+    timeout: Duration,
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::Receiver<(Arc<Batch>, Option<oneshot::Sender<()>>)>) {
+        let kind = self.sink.kind();
+        // A spool left by an earlier run means: replay before anything new.
+        let mut degraded = !self.spool.is_empty();
+        let mut retry = tokio::time::interval(self.retry);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some((batch, ack)) = msg else { break };
+                    if !degraded {
+                        if let Err(e) = self.write(&batch).await {
+                            tracing::warn!(sink = kind.name(), error = %e, "sink write failed; spooling to disk");
+                            degraded = true;
+                        }
+                    }
+                    if degraded {
+                        self.spool_batch(&batch);
+                    }
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
+                    }
+                }
+                _ = retry.tick(), if degraded => {
+                    degraded = !self.replay().await;
+                    if !degraded {
+                        tracing::info!(sink = kind.name(), "sink back; spool replayed");
+                    }
+                }
+            }
+        }
+        // Shutdown: one last replay attempt so a healthy sink leaves no spool behind.
+        if degraded {
+            self.replay().await;
+        }
+    }
+
+    async fn write(&self, batch: &Batch) -> Result<(), crate::sink::SinkError> {
+        let m = self.metrics.sink(self.sink.kind());
+        let result = match tokio::time::timeout(self.timeout, self.sink.write(batch)).await {
+            Ok(r) => r,
+            Err(_) => Err(crate::sink::SinkError::Timeout(self.sink.kind().name())),
+        };
+        match &result {
+            Ok(()) => m.written.fetch_add(batch.scans.len() as u64, Relaxed),
+            Err(_) => m.failures.fetch_add(1, Relaxed),
+        };
+        result
+    }
+
+    fn spool_batch(&mut self, batch: &Batch) {
+        let m = self.metrics.sink(self.sink.kind());
+        let n = batch.scans.len() as u64;
+        match self.spool.push(batch) {
+            Ok(()) => {
+                m.spooled.fetch_add(n, Relaxed);
+            }
+            Err(e) => {
+                m.lost.fetch_add(n, Relaxed);
+                tracing::error!(sink = self.sink.kind().name(), scans = n, error = %e, "spool refused a batch: scans lost");
+            }
+        }
+        m.spool_bytes.store(self.spool.bytes(), Relaxed);
+    }
+
+    /// Replays the spool oldest first; true when it is empty afterwards.
+    async fn replay(&mut self) -> bool {
+        let m = self.metrics.sink(self.sink.kind());
+        loop {
+            let (path, batch) = match self.spool.oldest() {
+                Ok(Some(next)) => next,
+                Ok(None) => return true,
+                Err(SpoolError::Corrupt(path, e)) => {
+                    tracing::error!(path = %path.display(), error = %e, "corrupt spool file set aside");
+                    let _ = self.spool.quarantine(&path);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spool");
+                    return false;
+                }
+            };
+            if self.write(&batch).await.is_err() {
+                return false;
+            }
+            m.replayed.fetch_add(batch.scans.len() as u64, Relaxed);
+            if let Err(e) = self.spool.remove(&path) {
+                // The batch would be replayed again; the sink recognises it.
+                tracing::error!(path = %path.display(), error = %e, "cannot remove a replayed spool file");
+                return false;
+            }
+            m.spool_bytes.store(self.spool.bytes(), Relaxed);
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The embedded sink: `scans.redb` in the data dir holds scan rows and counters
+//! when no ClickHouse / Redis is configured.
+
+use super::SinkError;
+use crate::batch::{counter_deltas, human_visits, Batch};
+use crate::event::Scan;
+use crate::stats::CodeStats;
+use redb::{Database, ReadableTable, TableDefinition};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// scan id → scan as JSON. Scan ids sort by time.
+const SCANS: TableDefinition<&str, &[u8]> = TableDefinition::new("scans");
+/// "{code}\0{field}" → count.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// "{code}\0{day}\0{visitor}" → 1: the exact unique visitors per day.
+const VISITS: TableDefinition<&str, u8> = TableDefinition::new("visits");
+/// batch id → number of scans: batches already applied.
+const BATCHES: TableDefinition<&str, u64> = TableDefinition::new("batches");
+
+#[derive(Clone)]
+pub struct EmbeddedSink {
+    db: Arc<Database>,
+    /// Keep scan rows here (no ClickHouse configured).
+    events: bool,
+    /// Keep counters here (no Redis configured).
+    counters: bool,
+}
+
+fn err(e: impl std::fmt::Display) -> SinkError {
+    SinkError::Embedded(e.to_string())
+}
+
+impl EmbeddedSink {
+    pub fn open(data_dir: &Path, events: bool, counters: bool) -> Result<Self, SinkError> {
+        let path = data_dir.join("scans.redb");
+        let db = Database::create(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let tx = db.begin_write().map_err(err)?;
+        tx.open_table(SCANS).map_err(err)?;
+        tx.open_table(COUNTERS).map_err(err)?;
+        tx.open_table(VISITS).map_err(err)?;
+        tx.open_table(BATCHES).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(Self {
+            db: Arc::new(db),
+            events,
+            counters,
+        })
+    }
+
+    pub async fn write(&self, batch: &Batch) -> Result<(), SinkError> {
+        let this = self.clone();
+        let batch = batch.clone();
+        tokio::task::spawn_blocking(move || this.write_blocking(&batch))
+            .await
+            .map_err(err)?
+    }
+
+    fn write_blocking(&self, batch: &Batch) -> Result<(), SinkError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut batches = tx.open_table(BATCHES).map_err(err)?;
+            if batches.get(batch.id.as_str()).map_err(err)?.is_some() {
+                return Ok(()); // applied before: a replay
+            }
+            batches
+                .insert(batch.id.as_str(), batch.scans.len() as u64)
+                .map_err(err)?;
+            if self.events {
+                let mut scans = tx.open_table(SCANS).map_err(err)?;
+                for scan in &batch.scans {
+                    let row = serde_json::to_vec(scan).map_err(err)?;
+                    scans
+                        .insert(scan.scan_id.as_str(), row.as_slice())
+                        .map_err(err)?;
+                }
+            }
+            if self.counters {
+                let mut counters = tx.open_table(COUNTERS).map_err(err)?;
+                let mut visits = tx.open_table(VISITS).map_err(err)?;
+                let mut add = |key: String, n: u64| -> Result<(), SinkError> {
+                    let current = counters
+                        .get(key.as_str())
+                        .map_err(err)?
+                        .map_or(0, |v| v.value());
+                    counters.insert(key.as_str(), current + n).map_err(err)?;
+                    Ok(())
+                };
+                for (code, fields) in counter_deltas(&batch.scans) {
+                    for (field, n) in fields {
+                        add(format!("{code}\0{field}"), n)?;
+                    }
+                }
+                for (code, day, visitor) in human_visits(&batch.scans) {
+                    let key = format!("{code}\0{day}\0{visitor}");
+                    if visits.insert(key.as_str(), 1).map_err(err)?.is_none() {
+                        add(format!("{code}\0uv:{day}"), 1)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub async fn code_stats(&self, code: &str) -> Result<CodeStats, SinkError> {
+        let db = self.db.clone();
+        let code = code.to_string();
+        tokio::task::spawn_blocking(move || -> Result<CodeStats, SinkError> {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(COUNTERS).map_err(err)?;
+            let start = format!("{code}\0");
+            let end = format!("{code}\u{1}");
+            let mut fields = Vec::new();
+            let mut uniques = BTreeMap::new();
+            for item in table.range(start.as_str()..end.as_str()).map_err(err)? {
+                let (k, v) = item.map_err(err)?;
+                let field = &k.value()[start.len()..];
+                match field.strip_prefix("uv:") {
+                    Some(day) => {
+                        uniques.insert(day.to_string(), v.value());
+                    }
+                    None => fields.push((field.to_string(), v.value())),
+                }
+            }
+            Ok(CodeStats::from_fields(&code, fields, &uniques))
+        })
+        .await
+        .map_err(err)?
+    }
+
+    /// Every stored scan in scan-id (time) order; for tests and small exports.
+    pub async fn all_scans(&self) -> Result<Vec<Scan>, SinkError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Scan>, SinkError> {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(SCANS).map_err(err)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(err)? {
+                let (_, v) = item.map_err(err)?;
+                out.push(serde_json::from_slice(v.value()).map_err(err)?);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(err)?
+    }
+}

@@ -1,0 +1,159 @@
+//! The on-disk spool of one sink: batches that could not be written yet, one
+//! file each, replayed oldest first.
+//!
+//! Files are `{seq:020}.json` in `{data_dir}/spool/{sink}/`. A file is written
+//! beside its final name, fsynced and renamed into place, so a crash leaves
+//! whole batches or none. A batch keeps its id, so a replay of a batch that was
+//! in fact applied is recognised by the sink.
+
+use crate::batch::Batch;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct Spool {
+    dir: PathBuf,
+    next_seq: u64,
+    bytes: u64,
+    files: u64,
+    max_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool full ({0} bytes)")]
+    Full(u64),
+    #[error("spool i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("spool file {0} is corrupt: {1}")]
+    Corrupt(PathBuf, serde_json::Error),
+}
+
+impl Spool {
+    pub fn open(dir: PathBuf, max_bytes: u64) -> Result<Self, SpoolError> {
+        std::fs::create_dir_all(&dir)?;
+        let mut spool = Self {
+            dir,
+            next_seq: 0,
+            bytes: 0,
+            files: 0,
+            max_bytes,
+        };
+        for (seq, path) in spool.entries()? {
+            spool.next_seq = spool.next_seq.max(seq + 1);
+            spool.bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            spool.files += 1;
+        }
+        Ok(spool)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files == 0
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Spooled files, oldest first.
+    fn entries(&self) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let seq = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(seq) = seq {
+                out.push((seq, path));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub fn push(&mut self, batch: &Batch) -> Result<(), SpoolError> {
+        let bytes = serde_json::to_vec(batch).map_err(std::io::Error::other)?;
+        if self.bytes + bytes.len() as u64 > self.max_bytes {
+            return Err(SpoolError::Full(self.max_bytes));
+        }
+        let path = self.dir.join(format!("{:020}.json", self.next_seq));
+        let tmp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        let written = file.write_all(&bytes).and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        std::fs::rename(&tmp, &path)?;
+        self.next_seq += 1;
+        self.bytes += bytes.len() as u64;
+        self.files += 1;
+        Ok(())
+    }
+
+    /// The oldest spooled batch, if any.
+    pub fn oldest(&self) -> Result<Option<(PathBuf, Batch)>, SpoolError> {
+        let Some((_, path)) = self.entries()?.into_iter().next() else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(&path)?;
+        let batch =
+            serde_json::from_slice(&bytes).map_err(|e| SpoolError::Corrupt(path.clone(), e))?;
+        Ok(Some((path, batch)))
+    }
+
+    /// Forgets a batch once its sink has it.
+    pub fn remove(&mut self, path: &Path) -> Result<(), SpoolError> {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        std::fs::remove_file(path)?;
+        self.bytes = self.bytes.saturating_sub(len);
+        self.files = self.files.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Moves an unreadable file aside (kept for an operator, never replayed).
+    pub fn quarantine(&mut self, path: &Path) -> Result<(), SpoolError> {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        std::fs::rename(path, path.with_extension("corrupt"))?;
+        self.bytes = self.bytes.saturating_sub(len);
+        self.files = self.files.saturating_sub(1);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_oldest_remove_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path().join("s"), 1 << 20).unwrap();
+        assert!(spool.is_empty());
+        let a = Batch::new(vec![]);
+        let b = Batch::new(vec![]);
+        spool.push(&a).unwrap();
+        spool.push(&b).unwrap();
+        // A restart finds both, in order.
+        let mut spool = Spool::open(dir.path().join("s"), 1 << 20).unwrap();
+        let (path, first) = spool.oldest().unwrap().unwrap();
+        assert_eq!(first, a);
+        spool.remove(&path).unwrap();
+        let (path, second) = spool.oldest().unwrap().unwrap();
+        assert_eq!(second, b);
+        spool.remove(&path).unwrap();
+        assert!(spool.is_empty());
+        assert!(spool.oldest().unwrap().is_none());
+    }
+
+    #[test]
+    fn full_spool_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path().to_path_buf(), 10).unwrap();
+        assert!(matches!(
+            spool.push(&Batch::new(vec![])),
+            Err(SpoolError::Full(10))
+        ));
+    }
+}

@@ -1,0 +1,185 @@
+//! Capturing a scan on the redirect path: copy the request facts the recorder
+//! needs, decide what only the request can tell (HEAD, prefetch, per-IP rate),
+//! and find or mint the visitor id. No parsing beyond that, no awaiting.
+
+use crate::config::Config;
+use crate::router::Request;
+use codelink_analytics::event::{RawScan, RequestBot, Source};
+use codelink_analytics::ScanId;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::{header, HeaderName, HeaderValue, Method};
+use sha2::{Digest, Sha256};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+
+pub const VISITOR_COOKIE: &str = "cl_vid";
+/// One year: the visitor cookie is first-party and long-lived.
+const VISITOR_MAX_AGE: u32 = 365 * 24 * 3600;
+const MAX_UA: usize = 512;
+const MAX_REFERER: usize = 1024;
+
+pub struct ScanCapture {
+    secret: Vec<u8>,
+    client_ip_header: Option<HeaderName>,
+    country_header: HeaderName,
+    secure_cookie: bool,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// A per-IP limiter from a rate and burst that `Config::validate` checked (> 0).
+pub fn keyed_limiter(per_second: u32, burst: u32) -> DefaultKeyedRateLimiter<IpAddr> {
+    let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+    RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+}
+
+impl ScanCapture {
+    pub fn new(config: &Config, secret: String, public_base: &str) -> anyhow::Result<Self> {
+        let header = |name: &str| {
+            HeaderName::try_from(name.to_ascii_lowercase())
+                .map_err(|_| anyhow::anyhow!("{name:?} is not a header name"))
+        };
+        Ok(Self {
+            secret: secret.into_bytes(),
+            client_ip_header: config.client_ip_header.as_deref().map(header).transpose()?,
+            country_header: header(&config.country_header)?,
+            secure_cookie: public_base.starts_with("https://"),
+            limiter: keyed_limiter(config.scan_rate_per_ip, config.scan_burst_per_ip),
+        })
+    }
+
+    pub fn limiter(&self) -> &DefaultKeyedRateLimiter<IpAddr> {
+        &self.limiter
+    }
+
+    /// The scan of this request, and the `Set-Cookie` for a visitor seen for the first time.
+    pub fn capture(
+        &self,
+        req: &Request,
+        peer: SocketAddr,
+        scan_id: ScanId,
+        code: &str,
+        channel: &str,
+    ) -> (RawScan, Option<HeaderValue>) {
+        let headers = req.headers();
+        let text = |name: &HeaderName, max: usize| -> String {
+            let v = headers.get(name).map(HeaderValue::as_bytes).unwrap_or(b"");
+            let v = &v[..v.len().min(max)];
+            String::from_utf8_lossy(v).into_owned()
+        };
+        let ip = client_ip(req, self.client_ip_header.as_ref()).unwrap_or(peer.ip());
+        let user_agent = text(&header::USER_AGENT, MAX_UA);
+        let request_bot = if req.method() == Method::HEAD {
+            Some(RequestBot::Head)
+        } else if is_prefetch(req) {
+            Some(RequestBot::Prefetch)
+        } else if self.limiter.check_key(&ip).is_err() {
+            Some(RequestBot::Rate)
+        } else {
+            None
+        };
+        let (visitor_id, set_cookie) = match visitor_cookie(req) {
+            Some(id) => (id.to_string(), None),
+            None => {
+                let id = self.visitor_hash(scan_id.unix_ms() / 86_400_000, ip, &user_agent);
+                let cookie = self.cookie(&id);
+                (id, cookie)
+            }
+        };
+        let raw = RawScan {
+            scan_id,
+            code: code.to_string(),
+            channel: channel.to_string(),
+            source: if is_qr(req) { Source::Qr } else { Source::Link },
+            ip,
+            user_agent,
+            referer: text(&header::REFERER, MAX_REFERER),
+            country: country(headers.get(&self.country_header)),
+            visitor_id,
+            request_bot,
+        };
+        (raw, set_cookie)
+    }
+
+    /// A visitor without a cookie: a hash of IP and user agent with a secret
+    /// that changes daily, so it cannot be reversed or followed across days.
+    /// The same value goes into the cookie, so the visitor keeps it afterwards.
+    fn visitor_hash(&self, day: u64, ip: IpAddr, user_agent: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(&self.secret);
+        h.update(day.to_le_bytes());
+        match ip {
+            IpAddr::V4(v4) => h.update(v4.octets()),
+            IpAddr::V6(v6) => h.update(v6.octets()),
+        }
+        h.update([0]);
+        h.update(user_agent.as_bytes());
+        let digest = h.finalize();
+        let mut out = String::with_capacity(32);
+        for b in &digest[..16] {
+            use std::fmt::Write;
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+
+    fn cookie(&self, id: &str) -> Option<HeaderValue> {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        HeaderValue::try_from(format!(
+            "{VISITOR_COOKIE}={id}; Max-Age={VISITOR_MAX_AGE}; Path=/; HttpOnly; SameSite=Lax{secure}"
+        ))
+        .ok()
+    }
+}
+
+/// The `cl_vid` cookie value, if well-formed.
+fn visitor_cookie(req: &Request) -> Option<&str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == VISITOR_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| {
+            (16..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn client_ip(req: &Request, header: Option<&HeaderName>) -> Option<IpAddr> {
+    let value = req.headers().get(header?)?.to_str().ok()?;
+    value.split(',').next()?.trim().parse().ok()
+}
+
+fn is_prefetch(req: &Request) -> bool {
+    ["purpose", "sec-purpose", "x-purpose", "x-moz"]
+        .iter()
+        .any(|h| {
+            req.headers().get(*h).is_some_and(|v| {
+                v.as_bytes().starts_with(b"prefetch") || v.as_bytes().starts_with(b"preview")
+            })
+        })
+}
+
+/// QR images encode `?qr=1`: a scan of the image, not a tap on the link.
+fn is_qr(req: &Request) -> bool {
+    req.uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "qr=1"))
+}
+
+fn country(value: Option<&HeaderValue>) -> String {
+    match value.map(HeaderValue::as_bytes) {
+        Some([a, b]) if a.is_ascii_alphabetic() && b.is_ascii_alphanumeric() => {
+            format!(
+                "{}{}",
+                a.to_ascii_uppercase() as char,
+                b.to_ascii_uppercase() as char
+            )
+        }
+        _ => String::new(),
+    }
+}
