@@ -114,14 +114,7 @@ mod tests {
 
     #[test]
     fn reserved_words_refused_in_any_case() {
-        for word in [
-            "API",
-            "Healthz",
-            "readyz",
-            "metrics",
-            "dashboard",
-            "static",
-        ] {
+        for word in ["API", "Healthz", "readyz", "metrics", "dashboard", "static"] {
             let err = CodeName::parse(word).unwrap_err();
             assert!(err.message.contains("reserved"), "{word}: {err}");
         }
