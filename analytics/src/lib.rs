@@ -16,3 +16,4 @@ pub mod recorder;
 pub mod sink;
 pub mod spool;
 pub mod stats;
+pub mod token;

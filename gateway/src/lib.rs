@@ -51,6 +51,7 @@ pub async fn build(
     };
     let (recorder, recorder_tasks, counters, clickhouse) = start_recorder(&config).await?;
     let state = Arc::new(AppState {
+        signer: codelink_analytics::token::Signer::new(secret.as_bytes()),
         scans: scan::ScanCapture::new(&config, secret, &public_base)?,
         api_limiter: scan::keyed_limiter(config.api_rate_per_ip, config.api_burst_per_ip),
         public_base,

@@ -61,10 +61,8 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
         .scans
         .capture(req, peer, scan_id, &entry.record.code, channel);
     state.recorder.record(scan);
-    let scan_text = scan_id.encode();
-    // The alphabet of a scan id is ASCII, so this is always valid UTF-8.
-    let scan_text = std::str::from_utf8(&scan_text).unwrap_or_default();
-    let location = target.location(&state.config.scan_param, scan_text);
+    let token = state.signer.token(scan_id, &entry.record.code, channel);
+    let location = target.location(&state.config.scan_param, &token);
     let Ok(location) = HeaderValue::try_from(location) else {
         // Destinations are serialised by the URL parser (ASCII only); unreachable in practice.
         return Some(not_found());

@@ -8,6 +8,7 @@ use crate::scan::ScanCapture;
 use crate::store::Store;
 use codelink_analytics::recorder::Recorder;
 use codelink_analytics::sink::{ClickHouseEvents, CounterStore};
+use codelink_analytics::token::Signer;
 use codelink_analytics::ScanIdGenerator;
 use governor::DefaultKeyedRateLimiter;
 use std::net::IpAddr;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub codes: CodeTable,
     pub store: Store,
     pub scan_ids: ScanIdGenerator,
+    /// Signs the scan tokens put on destinations (`cl_scan`).
+    pub signer: Signer,
     pub scans: ScanCapture,
     pub recorder: Recorder,
     /// Where `/api/v1/codes/{code}/stats` reads live counters.

@@ -180,7 +180,8 @@ async fn kill_and_restart_mid_stream_accounts_for_every_scan() {
     let mut answered: HashMap<String, u64> = HashMap::new();
     let scan_id = |r: &codelink_testkit::http::Response| {
         let loc = r.header("location").unwrap().to_string();
-        loc.split("cl_scan=").nth(1).unwrap().to_string()
+        let token = loc.split("cl_scan=").nth(1).unwrap();
+        token.split('.').next().unwrap().to_string()
     };
     let anon = Client::new(first.addr);
     for i in 0..400 {

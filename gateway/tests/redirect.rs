@@ -12,7 +12,9 @@ fn scan_id_of(location: &str) -> ScanId {
         .query_pairs()
         .find(|(k, _)| k == "cl_scan")
         .unwrap_or_else(|| panic!("no cl_scan in {location}"));
-    ScanId::parse(&v).unwrap_or_else(|| panic!("bad scan id {v}"))
+    // The token starts with the scan id: `{id}.{code}.{channel}.{signature}`.
+    let id = v.split('.').next().unwrap();
+    ScanId::parse(id).unwrap_or_else(|| panic!("bad scan id {v}"))
 }
 
 #[tokio::test]

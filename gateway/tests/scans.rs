@@ -37,10 +37,13 @@ async fn scan(client: &Client, path: &str, ip: &str, ua: &str, extra: &[(&str, &
 fn scan_id_of(r: &Response) -> String {
     let loc = r.header("location").expect("a redirect");
     let url = url::Url::parse(loc).unwrap();
-    url.query_pairs()
+    let token = url
+        .query_pairs()
         .find(|(k, _)| k == "cl_scan")
         .map(|(_, v)| v.into_owned())
-        .unwrap()
+        .unwrap();
+    // `{scan id}.{code}.{channel}.{signature}`
+    token.split('.').next().unwrap().to_string()
 }
 
 async fn stats(gw: &common::TestGateway, code: &str) -> Value {
