@@ -3,7 +3,7 @@
 //! A batch keeps its id for life (in the spool too), so a sink that applied it
 //! once recognises a replay and skips it.
 
-use crate::event::Scan;
+use crate::event::{Conversion, Scan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -12,14 +12,23 @@ pub struct Batch {
     /// Random, 32 hex characters.
     pub id: String,
     pub scans: Vec<Scan>,
+    /// Conversions travel with scans through the same sinks and spool. Their
+    /// rows are keyed by event id, so writing one twice changes nothing.
+    #[serde(default)]
+    pub conversions: Vec<Conversion>,
 }
 
 impl Batch {
-    pub fn new(scans: Vec<Scan>) -> Self {
+    pub fn new(scans: Vec<Scan>, conversions: Vec<Conversion>) -> Self {
         Self {
             id: format!("{:032x}", rand::random::<u128>()),
             scans,
+            conversions,
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scans.is_empty() && self.conversions.is_empty()
     }
 }
 

@@ -100,6 +100,84 @@ impl Scan {
     }
 }
 
+/// What a conversion is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversionKind {
+    Signup,
+    Purchase,
+    Refund,
+}
+
+impl ConversionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversionKind::Signup => "signup",
+            ConversionKind::Purchase => "purchase",
+            ConversionKind::Refund => "refund",
+        }
+    }
+}
+
+/// Which attribution rule credited a conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A valid, signed scan token named the scan.
+    ScanId,
+    /// A purchase or refund by a customer whose signup was attributed.
+    Inherited,
+    /// The latest human scan of the code by this visitor (or the visitor known
+    /// for this customer) within the code's attribution window.
+    Visitor,
+    /// The code was typed, no scan found: credited to the code, no scan.
+    CodeOnly,
+    Unattributed,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::ScanId => "scan_id",
+            Rule::Inherited => "inherited",
+            Rule::Visitor => "visitor",
+            Rule::CodeOnly => "code_only",
+            Rule::Unattributed => "unattributed",
+        }
+    }
+}
+
+/// One stored conversion with its attribution decision and earnings, the same
+/// in every backend. Deduplicated by `event_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversion {
+    pub event_id: String,
+    pub kind: ConversionKind,
+    /// When it happened (Unix ms; the time of receipt when the brand gave none).
+    pub occurred_ms: u64,
+    pub received_ms: u64,
+    /// The credited code; empty when unattributed.
+    pub code: String,
+    /// The owner (creator handle) of `code` when the conversion arrived.
+    pub owner: String,
+    /// Channel of the attributed scan; empty without a scan.
+    pub channel: String,
+    /// The attributed scan (26 characters); empty without a scan.
+    pub scan_id: String,
+    /// Unix ms of the attributed scan; 0 without a scan.
+    pub scan_ms: u64,
+    pub visitor_id: String,
+    pub customer_id: String,
+    /// Minor units; refunds carry the refunded amount as a positive number.
+    pub amount: i64,
+    /// ISO-4217; empty for a signup without money.
+    pub currency: String,
+    pub rule: Rule,
+    /// Commission in minor units of `earnings_currency`; negative for refunds.
+    pub earnings: i64,
+    pub earnings_currency: String,
+}
+
 /// `YYYY-MM-DD` (UTC) of a Unix-millisecond time.
 pub fn day_of(ts_ms: u64) -> String {
     let days = (ts_ms / 86_400_000) as i64;

@@ -12,6 +12,7 @@ pub use scan_id::{ScanId, ScanIdGenerator};
 pub mod batch;
 pub mod enrich;
 pub mod event;
+pub mod ledger;
 pub mod recorder;
 pub mod sink;
 pub mod spool;

@@ -16,7 +16,7 @@
 
 use crate::batch::Batch;
 use crate::enrich::Enricher;
-use crate::event::RawScan;
+use crate::event::{Conversion, RawScan};
 use crate::sink::{Sink, SinkKind};
 use crate::spool::{Spool, SpoolError};
 use std::fmt::Write as _;
@@ -126,6 +126,8 @@ impl RecorderMetrics {
 enum Control {
     /// Cut a batch now and answer once every sink has it (written or spooled).
     Flush(oneshot::Sender<()>),
+    /// Conversions to store; answer once they are written or spooled.
+    Conversions(Vec<Conversion>, oneshot::Sender<()>),
     /// Drain the queue, cut a last batch, and end the tasks.
     Stop,
 }
@@ -153,7 +155,7 @@ impl Recorder {
     ) -> Result<(Self, RecorderTasks), SpoolError> {
         let metrics = Arc::new(RecorderMetrics::default());
         let (queue, queue_rx) = mpsc::channel(config.queue_capacity.max(1));
-        let (control, control_rx) = mpsc::channel(8);
+        let (control, control_rx) = mpsc::channel(1024);
         let mut worker_txs = Vec::new();
         let mut workers = Vec::new();
         let kinds: Vec<SinkKind> = sinks.iter().map(Sink::kind).collect();
@@ -216,6 +218,21 @@ impl Recorder {
         }
     }
 
+    /// Stores conversions through the same sinks as scans; returns once every
+    /// sink has written them or spooled them to disk (so a 202 is durable).
+    pub async fn record_conversions(&self, conversions: Vec<Conversion>) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .control
+            .send(Control::Conversions(conversions, tx))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.is_ok()
+    }
+
     pub fn metrics(&self) -> &RecorderMetrics {
         &self.metrics
     }
@@ -240,6 +257,20 @@ impl RecorderTasks {
 
 type WorkerTx = mpsc::Sender<(Arc<Batch>, Option<oneshot::Sender<()>>)>;
 
+/// What the batcher holds until the next cut.
+struct Pending {
+    scans: Vec<crate::event::Scan>,
+    conversions: Vec<Conversion>,
+    /// Told once the batch holding these items is written or spooled by every sink.
+    waiting: Vec<oneshot::Sender<()>>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.scans.len() + self.conversions.len()
+    }
+}
+
 async fn batcher(
     config: RecorderConfig,
     mut queue: mpsc::Receiver<RawScan>,
@@ -248,7 +279,11 @@ async fn batcher(
     metrics: Arc<RecorderMetrics>,
 ) {
     let mut enricher = Enricher::new();
-    let mut pending = Vec::with_capacity(config.batch_max);
+    let mut pending = Pending {
+        scans: Vec::with_capacity(config.batch_max),
+        conversions: Vec::new(),
+        waiting: Vec::new(),
+    };
     let mut tick = tokio::time::interval(config.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -257,47 +292,55 @@ async fn batcher(
             biased;
             raw = queue.recv() => match raw {
                 Some(raw) => {
-                    pending.push(enricher.enrich(raw));
+                    pending.scans.push(enricher.enrich(raw));
                     if pending.len() >= config.batch_max {
-                        cut(&mut pending, &workers, &metrics, None).await;
+                        cut(&mut pending, &workers, &metrics).await;
                     }
                 }
                 None => break, // every sender dropped: shutdown
             },
             Some(ctl) = control.recv() => {
                 while let Ok(raw) = queue.try_recv() {
-                    pending.push(enricher.enrich(raw));
+                    pending.scans.push(enricher.enrich(raw));
                 }
                 match ctl {
-                    Control::Flush(done) => cut(&mut pending, &workers, &metrics, Some(done)).await,
+                    Control::Flush(done) => {
+                        pending.waiting.push(done);
+                        cut(&mut pending, &workers, &metrics).await;
+                    }
+                    Control::Conversions(conversions, done) => {
+                        // Cut with the next tick: conversions ride along with scans.
+                        pending.conversions.extend(conversions);
+                        pending.waiting.push(done);
+                    }
                     Control::Stop => break,
                 }
             }
             _ = tick.tick() => {
-                if !pending.is_empty() {
-                    cut(&mut pending, &workers, &metrics, None).await;
+                if pending.len() > 0 || !pending.waiting.is_empty() {
+                    cut(&mut pending, &workers, &metrics).await;
                 }
             }
         }
     }
-    cut(&mut pending, &workers, &metrics, None).await;
+    cut(&mut pending, &workers, &metrics).await;
 }
 
-/// Hands the pending scans to every worker as one batch. With `done`, answers
-/// once all workers have written or spooled it.
-async fn cut(
-    pending: &mut Vec<crate::event::Scan>,
-    workers: &[WorkerTx],
-    metrics: &RecorderMetrics,
-    done: Option<oneshot::Sender<()>>,
-) {
-    if pending.is_empty() {
-        if let Some(done) = done {
+/// Hands the pending items to every worker as one batch; whoever waits on them
+/// is told once all workers have written or spooled it.
+async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetrics) {
+    let waiting = std::mem::take(&mut pending.waiting);
+    let batch = Batch::new(
+        std::mem::take(&mut pending.scans),
+        std::mem::take(&mut pending.conversions),
+    );
+    if batch.is_empty() {
+        for done in waiting {
             let _ = done.send(());
         }
         return;
     }
-    let batch = Arc::new(Batch::new(std::mem::take(pending)));
+    let batch = Arc::new(batch);
     metrics.batches.fetch_add(1, Relaxed);
     let mut acks = Vec::new();
     for w in workers {
@@ -306,14 +349,16 @@ async fn cut(
             acks.push(ack_rx);
         }
     }
-    match done {
-        Some(done) => {
+    if !waiting.is_empty() {
+        // Waiting for the sinks happens beside the batcher, which goes on cutting.
+        tokio::spawn(async move {
             for ack in acks {
                 let _ = ack.await;
             }
-            let _ = done.send(());
-        }
-        None => drop(acks),
+            for done in waiting {
+                let _ = done.send(());
+            }
+        });
     }
 }
 

@@ -131,8 +131,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path().join("s"), 1 << 20).unwrap();
         assert!(spool.is_empty());
-        let a = Batch::new(vec![]);
-        let b = Batch::new(vec![]);
+        let a = Batch::new(vec![], vec![]);
+        let b = Batch::new(vec![], vec![]);
         spool.push(&a).unwrap();
         spool.push(&b).unwrap();
         // A restart finds both, in order.
@@ -152,7 +152,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path().to_path_buf(), 10).unwrap();
         assert!(matches!(
-            spool.push(&Batch::new(vec![])),
+            spool.push(&Batch::new(vec![], vec![])),
             Err(SpoolError::Full(10))
         ));
     }

@@ -205,6 +205,7 @@ mod tests {
                 },
             )]),
             commission: None,
+            attribution_window_days: 30,
             created_at: 0,
             updated_at: 0,
         }

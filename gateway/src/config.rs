@@ -104,6 +104,10 @@ pub struct Config {
     #[arg(long, env = "CODELINK_API_BURST_PER_IP", default_value_t = 200)]
     pub api_burst_per_ip: u32,
 
+    /// Days after a conversion before its earnings count as confirmed (refund window).
+    #[arg(long, env = "CODELINK_HOLD_DAYS", default_value_t = 30)]
+    pub hold_days: u32,
+
     /// Largest accepted request body (bytes); larger bodies get 413.
     #[arg(long, env = "CODELINK_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -148,6 +152,7 @@ impl Config {
             scan_burst_per_ip: 30,
             api_rate_per_ip: 100,
             api_burst_per_ip: 200,
+            hold_days: 30,
             max_body_bytes: 64 * 1024,
             qr_cache_bytes: 64 * 1024 * 1024,
             max_connections: 10_000,
@@ -161,6 +166,10 @@ impl Config {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("http://{bound}"),
         }
+    }
+
+    pub fn hold_ms(&self) -> u64 {
+        u64::from(self.hold_days) * 86_400_000
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

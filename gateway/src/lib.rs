@@ -26,7 +26,7 @@ pub use config::Config;
 pub use state::AppState;
 
 use codelink_analytics::recorder::{Recorder, RecorderConfig, RecorderTasks};
-use codelink_analytics::sink::{ClickHouseEvents, CounterStore};
+use codelink_analytics::sink::{ClickHouseEvents, LiveStore};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -60,7 +60,7 @@ pub async fn build(
         store,
         scan_ids: codelink_analytics::ScanIdGenerator::new(),
         recorder,
-        counters,
+        live: counters,
         clickhouse,
         qr_cache: qr::QrCache::new(config.qr_cache_bytes),
         metrics: metrics::Metrics::default(),
@@ -86,12 +86,7 @@ pub async fn build(
 /// else embedded; scan rows in ClickHouse when it is given, else embedded.
 async fn start_recorder(
     config: &Config,
-) -> anyhow::Result<(
-    Recorder,
-    RecorderTasks,
-    CounterStore,
-    Option<ClickHouseEvents>,
-)> {
+) -> anyhow::Result<(Recorder, RecorderTasks, LiveStore, Option<ClickHouseEvents>)> {
     use codelink_analytics::sink::{ClickHouseConfig, EmbeddedSink, RedisCounters, Sink};
     let embedded_events = config.clickhouse_url.is_none();
     let embedded_counters = config.redis_url.is_none();
@@ -102,9 +97,9 @@ async fn start_recorder(
         Some(url) => {
             let redis = RedisCounters::connect(url, &config.redis_prefix)?;
             sinks.push(Sink::Redis(redis.clone()));
-            CounterStore::Redis(redis)
+            LiveStore::Redis(redis)
         }
-        None => CounterStore::Embedded(embedded),
+        None => LiveStore::Embedded(embedded),
     };
     let clickhouse = config.clickhouse_url.as_ref().map(|url| {
         ClickHouseEvents::new(&ClickHouseConfig {

@@ -7,7 +7,7 @@ use crate::qr::QrCache;
 use crate::scan::ScanCapture;
 use crate::store::Store;
 use codelink_analytics::recorder::Recorder;
-use codelink_analytics::sink::{ClickHouseEvents, CounterStore};
+use codelink_analytics::sink::{ClickHouseEvents, LiveStore};
 use codelink_analytics::token::Signer;
 use codelink_analytics::ScanIdGenerator;
 use governor::DefaultKeyedRateLimiter;
@@ -25,8 +25,8 @@ pub struct AppState {
     pub signer: Signer,
     pub scans: ScanCapture,
     pub recorder: Recorder,
-    /// Where `/api/v1/codes/{code}/stats` reads live counters.
-    pub counters: CounterStore,
+    /// Live counters, last visits, conversion claims (Redis, else embedded).
+    pub live: LiveStore,
     pub clickhouse: Option<ClickHouseEvents>,
     pub api_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub qr_cache: QrCache,

@@ -22,7 +22,7 @@ pub struct CommissionPlan {
 
 impl CommissionPlan {
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        if !crate::currency::is_currency(&self.currency) {
             return Err(ValidationError::new(
                 "commission",
                 "currency must be an ISO-4217 code such as EUR or USD",

@@ -7,6 +7,7 @@
 pub mod channel;
 pub mod code;
 pub mod commission;
+pub mod currency;
 pub mod destination;
 pub mod record;
 

@@ -6,6 +6,12 @@ use std::collections::BTreeMap;
 
 pub const MAX_OWNER_LEN: usize = 64;
 pub const MAX_CHANNELS: usize = 256;
+pub const DEFAULT_WINDOW_DAYS: u32 = 30;
+pub const MAX_WINDOW_DAYS: u32 = 365;
+
+fn default_window() -> u32 {
+    DEFAULT_WINDOW_DAYS
+}
 
 /// One creator code. Times are Unix seconds; the API shows them as RFC 3339.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +28,9 @@ pub struct CodeRecord {
     pub channels: BTreeMap<String, Utm>,
     #[serde(default)]
     pub commission: Option<CommissionPlan>,
+    /// How long after a scan a conversion may still be credited to it (days).
+    #[serde(default = "default_window")]
+    pub attribution_window_days: u32,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -52,6 +61,12 @@ impl CodeRecord {
         self.channels = canonical;
         if let Some(plan) = &self.commission {
             plan.validate()?;
+        }
+        if !(1..=MAX_WINDOW_DAYS).contains(&self.attribution_window_days) {
+            return Err(ValidationError::new(
+                "attribution_window_days",
+                format!("must be from 1 to {MAX_WINDOW_DAYS}"),
+            ));
         }
         Ok(())
     }
@@ -86,6 +101,7 @@ mod tests {
             enabled: true,
             channels: BTreeMap::from([("YT".to_string(), Utm::default())]),
             commission: None,
+            attribution_window_days: DEFAULT_WINDOW_DAYS,
             created_at: 0,
             updated_at: 0,
         }

@@ -47,6 +47,29 @@ pub const MIGRATIONS: &[&str] = &[
     ) ENGINE = ReplacingMergeTree
     PARTITION BY toYYYYMM(ts)
     ORDER BY (code, ts, scan_id)",
+    // One row per conversion, deduplicated by event id (a conversion is
+    // re-written when a brand retries an event whose first answer it missed).
+    "CREATE TABLE IF NOT EXISTS {db}.conversions (
+        event_id String,
+        kind String,
+        occurred DateTime,
+        occurred_ms UInt64,
+        received_ms UInt64,
+        code String,
+        owner String,
+        channel String,
+        scan_id String,
+        scan_ms UInt64,
+        visitor_id String,
+        customer_id String,
+        amount Int64,
+        currency String,
+        rule String,
+        earnings Int64,
+        earnings_currency String
+    ) ENGINE = ReplacingMergeTree
+    PARTITION BY toYYYYMM(occurred)
+    ORDER BY (code, occurred, event_id)",
 ];
 
 /// One row of `scans`, in column order (RowBinary is positional).
@@ -70,6 +93,28 @@ struct ScanRow<'a> {
     is_bot: u8,
     bot_reason: &'a str,
     is_unique: u8,
+}
+
+/// One row of `conversions`, in column order.
+#[derive(Debug, Serialize, clickhouse::Row)]
+struct ConversionRow<'a> {
+    event_id: &'a str,
+    kind: &'a str,
+    occurred: u32,
+    occurred_ms: u64,
+    received_ms: u64,
+    code: &'a str,
+    owner: &'a str,
+    channel: &'a str,
+    scan_id: &'a str,
+    scan_ms: u64,
+    visitor_id: &'a str,
+    customer_id: &'a str,
+    amount: i64,
+    currency: &'a str,
+    rule: &'a str,
+    earnings: i64,
+    earnings_currency: &'a str,
 }
 
 #[derive(Clone)]
@@ -112,6 +157,16 @@ impl ClickHouseEvents {
 
     pub async fn write(&self, batch: &Batch) -> Result<(), SinkError> {
         self.migrated.get_or_try_init(|| self.migrate()).await?;
+        if !batch.scans.is_empty() {
+            self.insert_scans(batch).await?;
+        }
+        if !batch.conversions.is_empty() {
+            self.insert_conversions(batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_scans(&self, batch: &Batch) -> Result<(), SinkError> {
         let mut insert = self
             .client
             .insert::<ScanRow<'_>>("scans")
@@ -137,6 +192,38 @@ impl ClickHouseEvents {
                 is_bot: s.is_bot() as u8,
                 bot_reason: &s.bot_reason,
                 is_unique: s.is_unique as u8,
+            };
+            insert.write(&row).await?;
+        }
+        insert.end().await?;
+        Ok(())
+    }
+
+    async fn insert_conversions(&self, batch: &Batch) -> Result<(), SinkError> {
+        let mut insert = self
+            .client
+            .insert::<ConversionRow<'_>>("conversions")
+            .await?
+            .with_timeouts(Some(Duration::from_secs(10)), Some(Duration::from_secs(30)));
+        for c in &batch.conversions {
+            let row = ConversionRow {
+                event_id: &c.event_id,
+                kind: c.kind.as_str(),
+                occurred: (c.occurred_ms / 1000) as u32,
+                occurred_ms: c.occurred_ms,
+                received_ms: c.received_ms,
+                code: &c.code,
+                owner: &c.owner,
+                channel: &c.channel,
+                scan_id: &c.scan_id,
+                scan_ms: c.scan_ms,
+                visitor_id: &c.visitor_id,
+                customer_id: &c.customer_id,
+                amount: c.amount,
+                currency: &c.currency,
+                rule: c.rule.as_str(),
+                earnings: c.earnings,
+                earnings_currency: &c.earnings_currency,
             };
             insert.write(&row).await?;
         }

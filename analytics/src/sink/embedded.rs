@@ -3,7 +3,8 @@
 
 use super::SinkError;
 use crate::batch::{counter_deltas, human_visits, Batch};
-use crate::event::Scan;
+use crate::event::{Conversion, Scan};
+use crate::ledger::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
@@ -18,6 +19,14 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const VISITS: TableDefinition<&str, u8> = TableDefinition::new("visits");
 /// batch id → number of scans: batches already applied.
 const BATCHES: TableDefinition<&str, u64> = TableDefinition::new("batches");
+/// event id → conversion as JSON: the stored conversions (no ClickHouse).
+const CONVERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversions");
+/// event id → conversion as JSON: the first answer given for each event id.
+const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
+/// customer id → the attribution of the customer's first attributed conversion.
+const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers");
+/// "{code}\0{visitor}" → the latest human scan of the code by the visitor.
+const LAST_VISITS: TableDefinition<&str, &[u8]> = TableDefinition::new("last_visits");
 
 #[derive(Clone)]
 pub struct EmbeddedSink {
@@ -41,6 +50,10 @@ impl EmbeddedSink {
         tx.open_table(COUNTERS).map_err(err)?;
         tx.open_table(VISITS).map_err(err)?;
         tx.open_table(BATCHES).map_err(err)?;
+        tx.open_table(CONVERSIONS).map_err(err)?;
+        tx.open_table(CLAIMS).map_err(err)?;
+        tx.open_table(CUSTOMERS).map_err(err)?;
+        tx.open_table(LAST_VISITS).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(Self {
             db: Arc::new(db),
@@ -98,6 +111,20 @@ impl EmbeddedSink {
                         add(format!("{code}\0uv:{day}"), 1)?;
                     }
                 }
+                let mut last = tx.open_table(LAST_VISITS).map_err(err)?;
+                for scan in batch.scans.iter().filter(|s| !s.is_bot()) {
+                    let key = format!("{}\0{}", scan.code, scan.visitor_id);
+                    let newer = match last.get(key.as_str()).map_err(err)? {
+                        Some(v) => {
+                            LastVisit::decode(v.value()).is_none_or(|l| l.scan_ms <= scan.ts_ms)
+                        }
+                        None => true,
+                    };
+                    if newer {
+                        let value = LastVisit::of(scan).encode();
+                        last.insert(key.as_str(), value.as_bytes()).map_err(err)?;
+                    }
+                }
             }
         }
         tx.commit().map_err(err)
@@ -124,6 +151,127 @@ impl EmbeddedSink {
                 }
             }
             Ok(CodeStats::from_fields(&code, fields, &uniques))
+        })
+        .await
+        .map_err(err)?
+    }
+
+    /// The latest human scan of `code` by `visitor`.
+    pub async fn last_visit(
+        &self,
+        code: &str,
+        visitor: &str,
+    ) -> Result<Option<LastVisit>, SinkError> {
+        let db = self.db.clone();
+        let key = format!("{code}\0{visitor}");
+        tokio::task::spawn_blocking(move || -> Result<Option<LastVisit>, SinkError> {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(LAST_VISITS).map_err(err)?;
+            Ok(table
+                .get(key.as_str())
+                .map_err(err)?
+                .and_then(|v| LastVisit::decode(v.value())))
+        })
+        .await
+        .map_err(err)?
+    }
+
+    /// Claims `event_id` for `conversion`; if another answer was given first,
+    /// returns that. A customer link is stored with the claim unless one exists.
+    pub async fn claim(
+        &self,
+        conversion: &Conversion,
+        customer: Option<&CustomerLink>,
+    ) -> Result<Claim, SinkError> {
+        let db = self.db.clone();
+        let conversion = conversion.clone();
+        let customer = customer.cloned();
+        tokio::task::spawn_blocking(move || -> Result<Claim, SinkError> {
+            let tx = db.begin_write().map_err(err)?;
+            let claim = {
+                let mut claims = tx.open_table(CLAIMS).map_err(err)?;
+                let existing: Option<Conversion> =
+                    match claims.get(conversion.event_id.as_str()).map_err(err)? {
+                        Some(v) => Some(serde_json::from_slice(v.value()).map_err(err)?),
+                        None => None,
+                    };
+                if let Some(existing) = existing {
+                    Claim::Existing(existing)
+                } else {
+                    let row = serde_json::to_vec(&conversion).map_err(err)?;
+                    claims
+                        .insert(conversion.event_id.as_str(), row.as_slice())
+                        .map_err(err)?;
+                    if let Some(link) = &customer {
+                        let mut customers = tx.open_table(CUSTOMERS).map_err(err)?;
+                        if customers
+                            .get(conversion.customer_id.as_str())
+                            .map_err(err)?
+                            .is_none()
+                        {
+                            let value = serde_json::to_vec(link).map_err(err)?;
+                            customers
+                                .insert(conversion.customer_id.as_str(), value.as_slice())
+                                .map_err(err)?;
+                        }
+                    }
+                    Claim::New
+                }
+            };
+            tx.commit().map_err(err)?;
+            Ok(claim)
+        })
+        .await
+        .map_err(err)?
+    }
+
+    pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerLink>, SinkError> {
+        let db = self.db.clone();
+        let id = customer_id.to_string();
+        tokio::task::spawn_blocking(move || -> Result<Option<CustomerLink>, SinkError> {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(CUSTOMERS).map_err(err)?;
+            match table.get(id.as_str()).map_err(err)? {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(err)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+        .map_err(err)?
+    }
+
+    /// Every stored conversion, in event-id order (embedded analytics and tests).
+    pub async fn all_conversions(&self) -> Result<Vec<Conversion>, SinkError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Conversion>, SinkError> {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(CONVERSIONS).map_err(err)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(err)? {
+                let (_, v) = item.map_err(err)?;
+                out.push(serde_json::from_slice(v.value()).map_err(err)?);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(err)?
+    }
+
+    /// Stored scans with `from_ms <= ts < to_ms` (scan ids sort by time, so
+    /// this is a range read).
+    pub async fn scans_between(&self, from_ms: u64, to_ms: u64) -> Result<Vec<Scan>, SinkError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Scan>, SinkError> {
+            let lo = crate::ScanId::from_parts(from_ms, 0, 0).to_string();
+            let hi = crate::ScanId::from_parts(to_ms, 0, 0).to_string();
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(SCANS).map_err(err)?;
+            let mut out = Vec::new();
+            for item in table.range(lo.as_str()..hi.as_str()).map_err(err)? {
+                let (_, v) = item.map_err(err)?;
+                out.push(serde_json::from_slice(v.value()).map_err(err)?);
+            }
+            Ok(out)
         })
         .await
         .map_err(err)?

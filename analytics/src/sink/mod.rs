@@ -17,6 +17,8 @@ pub use self::embedded::EmbeddedSink;
 pub use self::redis::RedisCounters;
 
 use crate::batch::Batch;
+use crate::event::Conversion;
+use crate::ledger::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,18 +80,49 @@ impl Sink {
     }
 }
 
-/// Where the live per-code counters are read from.
+/// The live store: per-code counters, each visitor's latest scan of a code,
+/// conversion claims (idempotency) and customer links. Redis when configured
+/// (shared by every instance), else embedded. Every read is one key lookup.
 #[derive(Clone)]
-pub enum CounterStore {
+pub enum LiveStore {
     Embedded(EmbeddedSink),
     Redis(RedisCounters),
 }
 
-impl CounterStore {
+impl LiveStore {
     pub async fn code_stats(&self, code: &str) -> Result<CodeStats, SinkError> {
         match self {
-            CounterStore::Embedded(s) => s.code_stats(code).await,
-            CounterStore::Redis(s) => s.code_stats(code).await,
+            LiveStore::Embedded(s) => s.code_stats(code).await,
+            LiveStore::Redis(s) => s.code_stats(code).await,
+        }
+    }
+
+    pub async fn last_visit(
+        &self,
+        code: &str,
+        visitor: &str,
+    ) -> Result<Option<LastVisit>, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.last_visit(code, visitor).await,
+            LiveStore::Redis(s) => s.last_visit(code, visitor).await,
+        }
+    }
+
+    pub async fn claim(
+        &self,
+        c: &Conversion,
+        link: Option<&CustomerLink>,
+    ) -> Result<Claim, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.claim(c, link).await,
+            LiveStore::Redis(s) => s.claim(c, link).await,
+        }
+    }
+
+    pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerLink>, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.customer(customer_id).await,
+            LiveStore::Redis(s) => s.customer(customer_id).await,
         }
     }
 }

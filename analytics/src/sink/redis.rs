@@ -3,10 +3,15 @@
 //! Keys (prefix `codelink` by default):
 //! - `{p}:stats:{code}` hash of counter fields (see [`crate::batch::counter_deltas`]);
 //! - `{p}:uv:{code}:{day}` HyperLogLog of human visitor ids that day (kept 400 days);
-//! - `{p}:batch:{id}` marker of an applied batch (kept 7 days: longer than any spool replay).
+//! - `{p}:batch:{id}` marker of an applied batch (kept 7 days: longer than any spool replay);
+//! - `{p}:lv:{code}:{visitor}` the visitor's latest human scan of the code (400 days);
+//! - `{p}:conv:{event id}` the answer given for a conversion event (400 days);
+//! - `{p}:cust:{customer id}` the customer's first attribution (400 days).
 
 use super::SinkError;
 use crate::batch::{counter_deltas, human_visits, Batch};
+use crate::event::Conversion;
+use crate::ledger::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
@@ -18,7 +23,8 @@ const VISITS_TTL_SECS: u64 = 400 * 24 * 3600;
 
 /// Applies one batch atomically, once: ARGV[1] = marker TTL, then a flat list of
 /// operations: `h key field delta` (HINCRBY), `p key member` (PFADD),
-/// `e key seconds` (EXPIRE). Returns 1 when applied, 0 when the batch was seen.
+/// `e key seconds` (EXPIRE), `l key value ts seconds` (SET unless the stored
+/// value starts with a later ts). Returns 1 when applied, 0 when the batch was seen.
 const APPLY_ONCE: &str = r#"
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local i = 2
@@ -29,6 +35,12 @@ while i <= n do
     redis.call('HINCRBY', ARGV[i+1], ARGV[i+2], ARGV[i+3]); i = i + 4
   elseif op == 'p' then
     redis.call('PFADD', ARGV[i+1], ARGV[i+2]); i = i + 3
+  elseif op == 'l' then
+    local cur = redis.call('GET', ARGV[i+1])
+    if (not cur) or tonumber(string.match(cur, '^(%d+)')) <= tonumber(ARGV[i+3]) then
+      redis.call('SET', ARGV[i+1], ARGV[i+2], 'EX', ARGV[i+4])
+    end
+    i = i + 5
   else
     redis.call('EXPIRE', ARGV[i+1], ARGV[i+2]); i = i + 3
   end
@@ -41,7 +53,19 @@ pub struct RedisCounters {
     conn: ConnectionManager,
     prefix: String,
     script: redis::Script,
+    claim_script: redis::Script,
 }
+
+/// Claims a conversion event id: KEYS[1] the claim, ARGV[1] the answer,
+/// ARGV[2] its TTL, optionally ARGV[3]/ARGV[4] a customer key and link stored
+/// only if absent. Returns nil when claimed now, else the earlier answer.
+const CLAIM: &str = r#"
+local prev = redis.call('GET', KEYS[1])
+if prev then return prev end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if ARGV[3] then redis.call('SET', ARGV[3], ARGV[4], 'NX', 'EX', ARGV[2]) end
+return false
+"#;
 
 impl RedisCounters {
     /// Connects lazily: scans are spooled while Redis is unreachable.
@@ -56,6 +80,7 @@ impl RedisCounters {
             conn: ConnectionManager::new_lazy_with_config(client, config)?,
             prefix: prefix.to_string(),
             script: redis::Script::new(APPLY_ONCE),
+            claim_script: redis::Script::new(CLAIM),
         })
     }
 
@@ -79,6 +104,13 @@ impl RedisCounters {
         for key in hll_keys {
             inv.arg("e").arg(key).arg(VISITS_TTL_SECS);
         }
+        for scan in batch.scans.iter().filter(|s| !s.is_bot()) {
+            inv.arg("l")
+                .arg(format!("{p}:lv:{}:{}", scan.code, scan.visitor_id))
+                .arg(LastVisit::of(scan).encode())
+                .arg(scan.ts_ms)
+                .arg(VISITS_TTL_SECS);
+        }
         let mut conn = self.conn.clone();
         let _applied: i64 = inv.invoke_async(&mut conn).await?;
         Ok(())
@@ -99,6 +131,53 @@ impl RedisCounters {
             uniques.extend(days.into_iter().zip(counts));
         }
         Ok(CodeStats::from_fields(code, fields, &uniques))
+    }
+
+    pub async fn last_visit(
+        &self,
+        code: &str,
+        visitor: &str,
+    ) -> Result<Option<LastVisit>, SinkError> {
+        let mut conn = self.conn.clone();
+        let v: Option<Vec<u8>> = conn
+            .get(format!("{}:lv:{code}:{visitor}", self.prefix))
+            .await?;
+        Ok(v.and_then(|v| LastVisit::decode(&v)))
+    }
+
+    pub async fn claim(
+        &self,
+        c: &Conversion,
+        link: Option<&CustomerLink>,
+    ) -> Result<Claim, SinkError> {
+        let p = &self.prefix;
+        let row = serde_json::to_string(c).map_err(|e| SinkError::Embedded(e.to_string()))?;
+        let mut inv = self.claim_script.prepare_invoke();
+        inv.key(format!("{p}:conv:{}", c.event_id))
+            .arg(row)
+            .arg(VISITS_TTL_SECS);
+        if let Some(link) = link {
+            let value =
+                serde_json::to_string(link).map_err(|e| SinkError::Embedded(e.to_string()))?;
+            inv.arg(format!("{p}:cust:{}", c.customer_id)).arg(value);
+        }
+        let mut conn = self.conn.clone();
+        let existing: Option<String> = inv.invoke_async(&mut conn).await?;
+        match existing {
+            None => Ok(Claim::New),
+            Some(json) => Ok(Claim::Existing(
+                serde_json::from_str(&json).map_err(|e| SinkError::Embedded(e.to_string()))?,
+            )),
+        }
+    }
+
+    pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerLink>, SinkError> {
+        let mut conn = self.conn.clone();
+        let v: Option<String> = conn
+            .get(format!("{}:cust:{customer_id}", self.prefix))
+            .await?;
+        v.map(|v| serde_json::from_str(&v).map_err(|e| SinkError::Embedded(e.to_string())))
+            .transpose()
     }
 
     pub async fn ping(&self) -> Result<(), SinkError> {

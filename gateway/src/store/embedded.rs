@@ -1,13 +1,15 @@
 //! The embedded store: one redb file in the data dir. redb is synchronous, so
 //! every call runs on the blocking pool; admin writes are rare and small.
 
-use super::{decode, encode, Mutation, Result, StoreError};
+use super::{decode, decode_key, encode, ApiKey, Mutation, Result, StoreError};
 use codelink_shared::CodeRecord;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 
 const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("codes");
+/// key hash → ApiKey as JSON.
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -30,6 +32,7 @@ impl EmbeddedStore {
         // Create the table so that readers never see it missing.
         let tx = db.begin_write()?;
         tx.open_table(CODES)?;
+        tx.open_table(KEYS)?;
         tx.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -98,6 +101,47 @@ impl EmbeddedStore {
             };
             tx.commit().map_err(unavailable)?;
             Ok(record)
+        })
+        .await
+    }
+}
+
+impl EmbeddedStore {
+    pub async fn put_key(&self, key: ApiKey) -> Result<()> {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = tx.open_table(KEYS).map_err(unavailable)?;
+                let value = serde_json::to_vec(&key).map_err(unavailable)?;
+                table
+                    .insert(key.hash.as_str(), value.as_slice())
+                    .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    pub async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        let hash = hash.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let table = tx.open_table(KEYS).map_err(unavailable)?;
+            let found = table.get(hash.as_str()).map_err(unavailable)?;
+            found.map(|v| decode_key(v.value())).transpose()
+        })
+        .await
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<ApiKey>> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let table = tx.open_table(KEYS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(unavailable)? {
+                out.push(decode_key(item.map_err(unavailable)?.1.value())?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -60,6 +60,28 @@ impl Store {
         }
     }
 
+    pub async fn put_key(&self, key: ApiKey) -> Result<()> {
+        match self {
+            Store::Embedded(s) => s.put_key(key).await,
+            Store::Redis(s) => s.put_key(key).await,
+        }
+    }
+
+    /// The key whose secret hashes to `hash`.
+    pub async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        match self {
+            Store::Embedded(s) => s.key_by_hash(hash).await,
+            Store::Redis(s) => s.key_by_hash(hash).await,
+        }
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<ApiKey>> {
+        match self {
+            Store::Embedded(s) => s.list_keys().await,
+            Store::Redis(s) => s.list_keys().await,
+        }
+    }
+
     /// Whether the backend answers (for `/readyz`).
     pub async fn ping(&self) -> Result<()> {
         match self {
@@ -74,6 +96,36 @@ impl Store {
             Store::Redis(_) => "redis",
         }
     }
+}
+
+/// An API key other than the admin key: a creator key (analytics of the
+/// creator's own codes) or an ingest key (conversions only). Only a SHA-256 of
+/// the secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApiKey {
+    /// Public handle of the key: the first 12 hex characters of its hash.
+    pub id: String,
+    pub kind: KeyKind,
+    /// For creator keys: the creator handle whose codes it may read.
+    #[serde(default)]
+    pub creator: Option<String>,
+    /// SHA-256 of the secret, hex.
+    pub hash: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    Creator,
+    Ingest,
+}
+
+fn decode_key(bytes: &[u8]) -> Result<ApiKey> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Unavailable(format!("stored API key is corrupt: {e}")))
 }
 
 fn decode(bytes: &[u8]) -> Result<CodeRecord> {

@@ -2,6 +2,7 @@
 //!
 //! Layout (prefix `codelink` by default):
 //! - `{prefix}:codes` — hash, field = canonical code, value = the record as JSON;
+//! - `{prefix}:keys` — hash, field = SHA-256 of an API key, value = the key record;
 //! - `{prefix}:codes:version` — a random token replaced in the same MULTI as
 //!   every write. Random rather than a counter: a Redis that lost its data and
 //!   counts again from 1 must not look unchanged to the instances.
@@ -10,7 +11,7 @@
 //! the hash when it moved, so a change made through one instance reaches the
 //! others within that interval plus one reload.
 
-use super::{decode, encode, Mutation, Result, StoreError};
+use super::{decode, decode_key, encode, ApiKey, Mutation, Result, StoreError};
 use codelink_shared::CodeRecord;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
@@ -21,6 +22,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     codes_key: String,
     version_key: String,
+    keys_key: String,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -42,6 +44,7 @@ impl RedisStore {
             conn,
             codes_key: format!("{prefix}:codes"),
             version_key: format!("{prefix}:codes:version"),
+            keys_key: format!("{prefix}:keys"),
         })
     }
 
@@ -123,6 +126,29 @@ impl RedisStore {
         }
         pipe.set(&self.version_key, new_version()).ignore();
         pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+}
+
+impl RedisStore {
+    pub async fn put_key(&self, key: ApiKey) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let value = serde_json::to_vec(&key).unwrap_or_default();
+        conn.hset::<_, _, _, ()>(&self.keys_key, &key.hash, value)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        let mut conn = self.conn.clone();
+        let v: Option<Vec<u8>> = conn.hget(&self.keys_key, hash).await.map_err(unavailable)?;
+        v.map(|v| decode_key(&v)).transpose()
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<ApiKey>> {
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, Vec<u8>)> =
+            conn.hgetall(&self.keys_key).await.map_err(unavailable)?;
+        all.iter().map(|(_, v)| decode_key(v)).collect()
     }
 }
 

@@ -1,0 +1,273 @@
+//! `POST /api/v1/conversions`: signups, purchases and refunds reported by a
+//! brand, attributed and answered with the decision (202).
+//!
+//! Idempotent by `event_id`: the first answer is claimed in the live store
+//! (Redis, else embedded) before the row is recorded, and every later request
+//! with the same id gets that answer back, also on another instance or after a
+//! restart. The row is re-recorded on a repeat (rows are keyed by event id), so
+//! a brand retrying after a lost response also heals a lost write.
+
+use super::{parse_time, read_json};
+use crate::error::ApiError;
+use crate::response::{self, Response};
+use crate::router::Request;
+use crate::state::AppState;
+use codelink_analytics::event::{Conversion, ConversionKind};
+use codelink_analytics::ledger::{self, Claim, CodeTerms, Reported};
+use codelink_shared::{CodeName, ValidationError};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Most events in one request.
+pub const MAX_BATCH: usize = 100;
+const MAX_ID_LEN: usize = 128;
+/// A conversion may be stamped this far in the future (clock skew).
+const FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Body {
+    One(Box<Event>),
+    Many(Vec<Event>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    event_id: String,
+    #[serde(rename = "type")]
+    kind: ConversionKind,
+    #[serde(default)]
+    occurred_at: Option<String>,
+    #[serde(default)]
+    scan_id: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    visitor_id: Option<String>,
+    #[serde(default)]
+    customer_id: Option<String>,
+    #[serde(default)]
+    amount: Option<i64>,
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+fn invalid(index: Option<usize>, field: &'static str, message: impl Into<String>) -> ApiError {
+    let message = message.into();
+    let e = ValidationError::new(field, message);
+    let mut api: ApiError = e.into();
+    if let Some(i) = index {
+        api.message = format!("[{i}].{}", api.message);
+    }
+    api
+}
+
+fn check_id(
+    index: Option<usize>,
+    field: &'static str,
+    v: &Option<String>,
+) -> Result<Option<String>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) if s.len() <= MAX_ID_LEN && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(invalid(
+            index,
+            field,
+            format!("must be 1 to {MAX_ID_LEN} printable ASCII characters without spaces"),
+        )),
+    }
+}
+
+fn validate(index: Option<usize>, e: Event, now_ms: u64) -> Result<Reported, ApiError> {
+    let event_id = check_id(index, "event_id", &Some(e.event_id))?
+        .ok_or_else(|| invalid(index, "event_id", "is required"))?;
+    let occurred_ms = match &e.occurred_at {
+        None => now_ms,
+        Some(raw) => {
+            let secs_ms = parse_time("occurred_at", raw).map_err(|mut err| {
+                if let Some(i) = index {
+                    err.message = format!("[{i}].{}", err.message);
+                }
+                err
+            })?;
+            let ms = u64::try_from(secs_ms)
+                .map_err(|_| invalid(index, "occurred_at", "must be after 1970"))?
+                * 1000;
+            if ms > now_ms + FUTURE_SKEW_MS {
+                return Err(invalid(index, "occurred_at", "must not be in the future"));
+            }
+            ms
+        }
+    };
+    let code = match e.code.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(raw) => Some(
+            CodeName::parse(raw)
+                .map_err(|v| invalid(index, "code", v.message))?
+                .into_string(),
+        ),
+    };
+    let (amount, currency) = match (e.kind, e.amount, e.currency) {
+        (ConversionKind::Signup, None | Some(0), None) => (0, String::new()),
+        (_, Some(a), _) if a < 0 => {
+            return Err(invalid(
+                index,
+                "amount",
+                "must not be negative (a refund is its own type)",
+            ))
+        }
+        (_, Some(_), None) => return Err(invalid(index, "currency", "is required with an amount")),
+        (_, None, Some(_)) => return Err(invalid(index, "amount", "is required with a currency")),
+        (ConversionKind::Purchase | ConversionKind::Refund, None, None) => {
+            return Err(invalid(
+                index,
+                "amount",
+                "is required for a purchase or refund, in minor units",
+            ))
+        }
+        (_, Some(a), Some(c)) => {
+            if !codelink_shared::currency::is_currency(&c) {
+                return Err(invalid(
+                    index,
+                    "currency",
+                    format!("'{c}' is not an ISO-4217 currency code"),
+                ));
+            }
+            (a, c)
+        }
+    };
+    Ok(Reported {
+        event_id,
+        kind: e.kind,
+        occurred_ms,
+        received_ms: now_ms,
+        scan_token: e.scan_id.filter(|s| !s.is_empty()),
+        code,
+        visitor_id: check_id(index, "visitor_id", &e.visitor_id)?,
+        customer_id: check_id(index, "customer_id", &e.customer_id)?,
+        amount,
+        currency,
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    let body: Body = read_json(state, req).await?;
+    let now = now_ms();
+    let (events, single) = match body {
+        Body::One(e) => (vec![*e], true),
+        Body::Many(v) => (v, false),
+    };
+    if events.is_empty() || events.len() > MAX_BATCH {
+        return Err(invalid(
+            None,
+            "events",
+            format!("send 1 to {MAX_BATCH} events at once"),
+        ));
+    }
+    let mut reported = Vec::with_capacity(events.len());
+    for (i, e) in events.into_iter().enumerate() {
+        reported.push(validate((!single).then_some(i), e, now)?);
+    }
+    let terms = |code: &str| {
+        state.codes.get(code).map(|c| CodeTerms {
+            owner: c.record.owner.clone(),
+            window_ms: u64::from(c.record.attribution_window_days) * 86_400_000,
+            plan: c.record.commission.clone(),
+        })
+    };
+    let unavailable = |e: codelink_analytics::sink::SinkError| {
+        tracing::warn!(error = %e, "conversion store unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend_unavailable",
+            "conversions cannot be stored right now; retry with the same event_id",
+        )
+    };
+    let mut results = Vec::new();
+    let mut to_record: Vec<Conversion> = Vec::new();
+    for r in reported {
+        let decision = ledger::decide(r, &state.signer, &state.live, terms)
+            .await
+            .map_err(unavailable)?;
+        let (conversion, status, notes) = match state
+            .live
+            .claim(&decision.conversion, decision.customer_link.as_ref())
+            .await
+            .map_err(unavailable)?
+        {
+            Claim::New => (decision.conversion, "created", decision.notes),
+            Claim::Existing(first) => (first, "duplicate", Vec::new()),
+        };
+        results.push(view(
+            &conversion,
+            status,
+            &notes,
+            now,
+            state.config.hold_ms(),
+        ));
+        to_record.push(conversion);
+    }
+    if !state.recorder.record_conversions(to_record).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the gateway is shutting down; retry with the same event_id",
+        ));
+    }
+    let body = if single {
+        results.into_iter().next().unwrap_or(Value::Null)
+    } else {
+        json!({ "results": results })
+    };
+    Ok(response::json(StatusCode::ACCEPTED, &body))
+}
+
+fn rfc3339_ms(ms: u64) -> Value {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).ok();
+    t.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .map_or(Value::Null, Value::String)
+}
+
+/// The answer for one event: the attribution decision and the earnings.
+fn view(c: &Conversion, status: &str, notes: &[String], now_ms: u64, hold_ms: u64) -> Value {
+    let earnings_status = if c.occurred_ms + hold_ms <= now_ms {
+        "confirmed"
+    } else {
+        "estimated"
+    };
+    json!({
+        "event_id": c.event_id,
+        "status": status,
+        "type": c.kind,
+        "occurred_at": rfc3339_ms(c.occurred_ms),
+        "attribution": {
+            "rule": c.rule,
+            "code": (!c.code.is_empty()).then_some(&c.code),
+            "owner": (!c.owner.is_empty()).then_some(&c.owner),
+            "channel": (!c.channel.is_empty()).then_some(&c.channel),
+            "scan_id": (!c.scan_id.is_empty()).then_some(&c.scan_id),
+            "scan_at": (c.scan_ms > 0).then(|| rfc3339_ms(c.scan_ms)),
+        },
+        "earnings": {
+            "amount": c.earnings,
+            "currency": (!c.earnings_currency.is_empty()).then_some(&c.earnings_currency),
+            "status": earnings_status,
+        },
+        "notes": notes,
+    })
+}

@@ -1,0 +1,27 @@
+//! ISO-4217 currency codes (active codes, 2024), for validating money fields.
+
+const CODES: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL \
+BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN \
+ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES \
+KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN \
+MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG \
+SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI \
+UYU UYW UZS VED VES VND VUV WST XAF XCD XOF XPF XSU YER ZAR ZMW ZWG ZWL";
+
+/// Whether `code` is an ISO-4217 currency code (uppercase, as the standard writes it).
+pub fn is_currency(code: &str) -> bool {
+    code.len() == 3 && CODES.split_ascii_whitespace().any(|c| c == code)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn known_and_unknown() {
+        for c in ["EUR", "USD", "JPY", "GBP", "CHF"] {
+            assert!(super::is_currency(c), "{c}");
+        }
+        for c in ["eur", "EURO", "XXX", "ABC", ""] {
+            assert!(!super::is_currency(c), "{c}");
+        }
+    }
+}
