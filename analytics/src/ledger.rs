@@ -69,7 +69,7 @@ pub enum Claim {
     /// First time: the given conversion is now the answer for this event id.
     New,
     /// Seen before: this was the answer then, and stays the answer.
-    Existing(Conversion),
+    Existing(Box<Conversion>),
 }
 
 /// A conversion as the brand reported it, validated.

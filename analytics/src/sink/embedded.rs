@@ -88,6 +88,13 @@ impl EmbeddedSink {
                         .insert(scan.scan_id.as_str(), row.as_slice())
                         .map_err(err)?;
                 }
+                let mut conversions = tx.open_table(CONVERSIONS).map_err(err)?;
+                for c in &batch.conversions {
+                    let row = serde_json::to_vec(c).map_err(err)?;
+                    conversions
+                        .insert(c.event_id.as_str(), row.as_slice())
+                        .map_err(err)?;
+                }
             }
             if self.counters {
                 let mut counters = tx.open_table(COUNTERS).map_err(err)?;
@@ -196,7 +203,7 @@ impl EmbeddedSink {
                         None => None,
                     };
                 if let Some(existing) = existing {
-                    Claim::Existing(existing)
+                    Claim::Existing(Box::new(existing))
                 } else {
                     let row = serde_json::to_vec(&conversion).map_err(err)?;
                     claims

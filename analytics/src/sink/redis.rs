@@ -165,9 +165,9 @@ impl RedisCounters {
         let existing: Option<String> = inv.invoke_async(&mut conn).await?;
         match existing {
             None => Ok(Claim::New),
-            Some(json) => Ok(Claim::Existing(
+            Some(json) => Ok(Claim::Existing(Box::new(
                 serde_json::from_str(&json).map_err(|e| SinkError::Embedded(e.to_string()))?,
-            )),
+            ))),
         }
     }
 

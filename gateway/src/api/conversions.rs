@@ -208,7 +208,7 @@ pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, A
             .map_err(unavailable)?
         {
             Claim::New => (decision.conversion, "created", decision.notes),
-            Claim::Existing(first) => (first, "duplicate", Vec::new()),
+            Claim::Existing(first) => (*first, "duplicate", Vec::new()),
         };
         results.push(view(
             &conversion,

@@ -83,6 +83,10 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             Err(forbidden())
         }
     };
+    // An ingest key reports conversions and reads nothing.
+    if who == Principal::Ingest && segments.first() != Some(&"conversions") {
+        return Err(forbidden());
+    }
     match (segments.as_slice(), &method) {
         (["codes"], &Method::GET) => codes::list(state, &who, &req),
         (["codes"], &Method::POST) => {
@@ -131,12 +135,7 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             conversions::ingest(state, req).await
         }
         (["conversions"], _) => Err(ApiError::method_not_allowed("POST")),
-        (["analytics", report], &Method::GET) => {
-            if who == Principal::Ingest {
-                return Err(forbidden());
-            }
-            analytics::handle(state, &who, report, &req).await
-        }
+        (["analytics", report], &Method::GET) => analytics::handle(state, &who, report, &req).await,
         (["analytics", _], _) => Err(ApiError::method_not_allowed("GET")),
         _ => Err(ApiError::not_found(format!("no API endpoint at {path}"))),
     }

@@ -1,0 +1,428 @@
+//! Conversions over real HTTP: keys, each attribution rule, signed scan ids,
+//! window boundaries, refunds, idempotency (repeat, concurrent, restart, two
+//! instances) and bad input.
+
+mod common;
+
+use codelink_analytics::token::Signer;
+use codelink_analytics::ScanId;
+use codelink_testkit::http::Client;
+use codelink_testkit::RedisServer;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SECRET: &str = "conversion-test-secret-0123456789";
+const ANDROID: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.144 Mobile Safari/537.36";
+
+fn config() -> (gateway::Config, tempfile::TempDir) {
+    let (mut config, tmp) = common::config();
+    config.secret = Some(SECRET.into());
+    config.flush_ms = 50;
+    config.hold_days = 14;
+    (config, tmp)
+}
+
+async fn key(gw: &common::TestGateway, body: Value) -> String {
+    let r = gw.admin.post_json("/api/v1/keys", &body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["key"].as_str().unwrap().to_string()
+}
+
+async fn ingest(client: &Client, body: Value) -> (u16, Value) {
+    let r = client.post_json("/api/v1/conversions", &body).await;
+    let status = r.status.as_u16();
+    (status, r.json())
+}
+
+/// A redirect; returns the cl_scan token and the visitor cookie.
+async fn scan(client: &Client, path: &str) -> (String, String) {
+    let r = client
+        .send(
+            http::Method::GET,
+            path,
+            &[("user-agent", ANDROID)],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(r.status, 302);
+    let loc = url::Url::parse(r.header("location").unwrap()).unwrap();
+    let token = loc
+        .query_pairs()
+        .find(|(k, _)| k == "cl_scan")
+        .unwrap()
+        .1
+        .into_owned();
+    let cookie = r.header("set-cookie").unwrap();
+    let visitor = cookie["cl_vid=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    (token, visitor)
+}
+
+fn ago(ms: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    now - ms
+}
+
+fn rfc3339(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn keys_scope_the_endpoints() {
+    let (config, tmp) = config();
+    let gw = common::start_with(config, Some(tmp)).await;
+    let ingest_key = key(&gw, json!({"kind": "ingest"})).await;
+    let creator_key = key(&gw, json!({"kind": "creator", "creator": "alice"})).await;
+    let brand = gw.anon.clone().with_bearer(&ingest_key);
+    let alice = gw.anon.clone().with_bearer(&creator_key);
+    let signup = json!({"event_id": "k1", "type": "signup"});
+    assert_eq!(ingest(&brand, signup.clone()).await.0, 202);
+    assert_eq!(ingest(&alice, signup.clone()).await.0, 403);
+    assert_eq!(ingest(&gw.anon, signup).await.0, 401);
+    assert_eq!(brand.get("/api/v1/codes").await.status, 403);
+    assert_eq!(
+        alice
+            .post_json("/api/v1/codes", &common::alice())
+            .await
+            .status,
+        403
+    );
+    assert_eq!(alice.get("/api/v1/keys").await.status, 403);
+    // Bad key requests.
+    let r = gw
+        .admin
+        .post_json("/api/v1/keys", &json!({"kind": "creator"}))
+        .await;
+    assert_eq!(r.status, 422);
+    let r = gw
+        .admin
+        .post_json("/api/v1/keys", &json!({"kind": "root"}))
+        .await;
+    assert_eq!(r.status, 422);
+    // Revoked keys stop working.
+    let keys = gw.admin.get("/api/v1/keys").await.json();
+    let id = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "ingest")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        keys.to_string().find(&ingest_key).is_none(),
+        "secret listed"
+    );
+    assert_eq!(
+        gw.admin.delete(&format!("/api/v1/keys/{id}")).await.status,
+        200
+    );
+    assert_eq!(
+        ingest(&brand, json!({"event_id": "k2", "type": "signup"}))
+            .await
+            .0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn creator_sees_only_own_codes_and_others_are_404() {
+    let (config, tmp) = config();
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await;
+    gw.create(json!({"code": "bob20", "destination": "https://shop.example/", "owner": "bob"}))
+        .await;
+    let alice = gw
+        .anon
+        .clone()
+        .with_bearer(&key(&gw, json!({"kind": "creator", "creator": "alice"})).await);
+    assert_eq!(alice.get("/api/v1/codes/alice10").await.status, 200);
+    assert_eq!(alice.get("/api/v1/codes/alice10/stats").await.status, 200);
+    let r = alice.get("/api/v1/codes/bob20").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "not_found");
+    assert_eq!(alice.get("/api/v1/codes/bob20/stats").await.status, 404);
+    let list = alice.get("/api/v1/codes").await.json();
+    let codes: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["alice10"]);
+}
+
+#[tokio::test]
+async fn each_attribution_rule() {
+    let (config, tmp) = config();
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await; // plan: EUR, 200 per signup, 10 %, cap 5000
+    let admin = &gw.admin;
+
+    // 1. scan_id: the token from a real redirect.
+    let (token, visitor) = scan(&gw.anon, "/alice10/yt").await;
+    let (s, r) = ingest(admin, json!({"event_id": "e1", "type": "purchase", "scan_id": token, "amount": 12345, "currency": "EUR"})).await;
+    assert_eq!(s, 202, "{r}");
+    assert_eq!(r["status"], "created");
+    assert_eq!(r["attribution"]["rule"], "scan_id");
+    assert_eq!(r["attribution"]["code"], "alice10");
+    assert_eq!(r["attribution"]["owner"], "alice");
+    assert_eq!(r["attribution"]["channel"], "yt");
+    assert_eq!(
+        r["attribution"]["scan_id"],
+        token.split('.').next().unwrap()
+    );
+    assert_eq!(r["earnings"]["amount"], 1235);
+    assert_eq!(r["earnings"]["currency"], "EUR");
+    assert_eq!(r["earnings"]["status"], "estimated");
+
+    // 2. visitor: code typed at checkout + the visitor id; the scan is found.
+    tokio::time::sleep(Duration::from_millis(300)).await; // the scan reaches the live store
+    let (_, r) = ingest(admin, json!({"event_id": "e2", "type": "signup", "code": "ALICE10", "visitor_id": visitor, "customer_id": "cust-1"})).await;
+    assert_eq!(r["attribution"]["rule"], "visitor", "{r}");
+    assert_eq!(r["attribution"]["channel"], "yt");
+    assert_eq!(r["earnings"]["amount"], 200);
+
+    // 3. inherited: the customer's later purchase and refund follow the signup.
+    let (_, r) = ingest(admin, json!({"event_id": "e3", "type": "purchase", "customer_id": "cust-1", "amount": 100000, "currency": "EUR"})).await;
+    assert_eq!(r["attribution"]["rule"], "inherited", "{r}");
+    assert_eq!(r["attribution"]["code"], "alice10");
+    assert_eq!(r["attribution"]["channel"], "yt");
+    assert_eq!(r["earnings"]["amount"], 5000, "capped");
+    let (_, r) = ingest(admin, json!({"event_id": "e4", "type": "refund", "customer_id": "cust-1", "amount": 12345, "currency": "EUR"})).await;
+    assert_eq!(r["attribution"]["rule"], "inherited");
+    assert_eq!(r["earnings"]["amount"], -1235, "refunds claw back");
+
+    // 4. code only: typed code, no scan by this visitor.
+    let (_, r) = ingest(admin, json!({"event_id": "e5", "type": "signup", "code": "alice10", "visitor_id": "someone-else-entirely"})).await;
+    assert_eq!(r["attribution"]["rule"], "code_only");
+    assert_eq!(r["attribution"]["scan_id"], Value::Null);
+    assert_eq!(r["earnings"]["amount"], 200);
+
+    // 5. unattributed, stored and reported as such.
+    let (s, r) = ingest(
+        admin,
+        json!({"event_id": "e6", "type": "purchase", "amount": 500, "currency": "USD"}),
+    )
+    .await;
+    assert_eq!(s, 202);
+    assert_eq!(r["attribution"]["rule"], "unattributed");
+    assert_eq!(r["attribution"]["code"], Value::Null);
+    assert_eq!(r["earnings"]["amount"], 0);
+
+    // A purchase in another currency than the plan earns nothing, with a note.
+    let (_, r) = ingest(admin, json!({"event_id": "e7", "type": "purchase", "code": "alice10", "amount": 500, "currency": "USD"})).await;
+    assert_eq!(r["earnings"]["amount"], 0);
+    assert!(r["notes"][0].as_str().unwrap().contains("USD"), "{r}");
+}
+
+#[tokio::test]
+async fn forged_or_altered_scan_ids_are_not_scans() {
+    let (config, tmp) = config();
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await;
+    gw.create(json!({"code": "bob20", "destination": "https://shop.example/", "owner": "bob"}))
+        .await;
+    let (token, _) = scan(&gw.anon, "/alice10/yt").await;
+    let id = token.split('.').next().unwrap().to_string();
+    let other_secret =
+        Signer::new(b"not-the-server-secret").token(ScanId::parse(&id).unwrap(), "bob20", "");
+    for (n, forged) in [
+        token.replace("alice10", "bob20"), // re-pointed to another code
+        token.replace(".yt.", ".bio."),    // another channel
+        format!("{}X", &token[..token.len() - 1]), // signature changed
+        id.clone(),                        // the bare id, unsigned
+        other_secret,                      // signed with another secret
+        "garbage".to_string(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, r) = ingest(
+            &gw.admin,
+            json!({"event_id": format!("f{n}"), "type": "signup", "scan_id": forged}),
+        )
+        .await;
+        assert_eq!(s, 202);
+        assert_eq!(r["attribution"]["rule"], "unattributed", "{forged}: {r}");
+        assert!(
+            r["notes"][0]
+                .as_str()
+                .unwrap()
+                .contains("not a valid scan token"),
+            "{r}"
+        );
+    }
+    // With a typed code as well, the code still counts, without the scan.
+    let (_, r) = ingest(&gw.admin, json!({"event_id": "f9", "type": "signup", "scan_id": format!("{id}.bob20..AAAAAAAAAAAAAAAA"), "code": "alice10"})).await;
+    assert_eq!(r["attribution"]["rule"], "code_only");
+    assert_eq!(r["attribution"]["code"], "alice10");
+}
+
+#[tokio::test]
+async fn attribution_window_boundaries() {
+    let (config, tmp) = config();
+    let gw = common::start_with(config, Some(tmp)).await;
+    let mut code = common::alice();
+    code["attribution_window_days"] = json!(1);
+    gw.create(code).await;
+    let signer = Signer::new(SECRET.as_bytes());
+    let day = 86_400_000;
+    let token_at = |ms: u64| signer.token(ScanId::from_parts(ms, 7, 7), "alice10", "yt");
+    let now = ago(0);
+    // Scan 2 days ago: conversion 1 day - 1 s later is inside, 1 day + 1 s outside.
+    let scan_ms = now - 2 * day;
+    let inside = rfc3339(scan_ms + day - 1000);
+    let outside = rfc3339(scan_ms + day + 2000);
+    let (_, r) = ingest(&gw.admin, json!({"event_id": "w1", "type": "signup", "scan_id": token_at(scan_ms), "occurred_at": inside})).await;
+    assert_eq!(r["attribution"]["rule"], "scan_id", "{r}");
+    let (_, r) = ingest(&gw.admin, json!({"event_id": "w2", "type": "signup", "scan_id": token_at(scan_ms), "occurred_at": outside})).await;
+    assert_eq!(r["attribution"]["rule"], "unattributed", "{r}");
+    assert!(r["notes"][0].as_str().unwrap().contains("window"), "{r}");
+    // A scan after the conversion cannot have caused it.
+    let (_, r) = ingest(&gw.admin, json!({"event_id": "w3", "type": "signup", "scan_id": token_at(now - 1000), "occurred_at": rfc3339(now - day)})).await;
+    assert_eq!(r["attribution"]["rule"], "unattributed", "{r}");
+    // Earnings older than the hold period (14 days here) are confirmed.
+    let old = now - 20 * day;
+    let (_, r) = ingest(
+        &gw.admin,
+        json!({"event_id": "w4", "type": "signup", "code": "alice10", "occurred_at": rfc3339(old)}),
+    )
+    .await;
+    assert_eq!(r["earnings"]["status"], "confirmed", "{r}");
+}
+
+#[tokio::test]
+async fn same_event_twice_concurrently_and_after_restart_is_counted_once() {
+    let (config, tmp) = config();
+    let mut gw = common::start_with(config.clone(), Some(tmp)).await;
+    gw.create(common::alice()).await;
+    let (token, _) = scan(&gw.anon, "/alice10/bio").await;
+    let event = json!({"event_id": "dup-1", "type": "purchase", "scan_id": token, "amount": 1000, "currency": "EUR"});
+    let (a, b) = tokio::join!(
+        ingest(&gw.admin, event.clone()),
+        ingest(&gw.admin, event.clone())
+    );
+    let mut statuses = [a.1["status"].clone(), b.1["status"].clone()];
+    statuses.sort_by_key(|v| v.to_string());
+    assert_eq!(statuses, [json!("created"), json!("duplicate")]);
+    assert_eq!(a.1["attribution"], b.1["attribution"]);
+    assert_eq!(a.1["earnings"], b.1["earnings"]);
+
+    // A later retry with different content still gets the first answer.
+    let mut changed = event.clone();
+    changed["amount"] = json!(999_999);
+    let (_, r) = ingest(&gw.admin, changed).await;
+    assert_eq!(r["status"], "duplicate");
+    assert_eq!(r["earnings"]["amount"], 100);
+
+    let tmp = gw.take_tmp();
+    gw.stop().await.unwrap();
+    let gw = common::start_with(config, tmp).await;
+    let (_, r) = ingest(&gw.admin, event).await;
+    assert_eq!(r["status"], "duplicate");
+    assert_eq!(r["earnings"]["amount"], 100);
+    let tmp = {
+        let mut gw = gw;
+        let t = gw.take_tmp();
+        gw.stop().await.unwrap();
+        t.unwrap()
+    };
+    // One stored row.
+    let sink = codelink_analytics::sink::EmbeddedSink::open(tmp.path(), true, true).unwrap();
+    let rows = sink.all_conversions().await.unwrap();
+    assert_eq!(rows.iter().filter(|c| c.event_id == "dup-1").count(), 1);
+    assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test]
+async fn two_instances_share_idempotency_through_redis() {
+    let redis = RedisServer::start();
+    let make = || {
+        let (mut c, t) = config();
+        c.redis_url = Some(redis.url());
+        c.redis_prefix = "conv".into();
+        (c, t)
+    };
+    let (ca, ta) = make();
+    let a = common::start_with(ca, Some(ta)).await;
+    let (cb, tb) = make();
+    let b = common::start_with(cb, Some(tb)).await;
+    a.create(common::alice()).await;
+    let ok = codelink_testkit::wait_until(Duration::from_secs(2), || async {
+        b.admin.get("/api/v1/codes/alice10").await.status == 200
+    })
+    .await;
+    assert!(ok);
+    let event =
+        json!({"event_id": "shared-1", "type": "signup", "code": "alice10", "customer_id": "c-9"});
+    let (x, y) = tokio::join!(
+        ingest(&a.admin, event.clone()),
+        ingest(&b.admin, event.clone())
+    );
+    let mut statuses = [x.1["status"].clone(), y.1["status"].clone()];
+    statuses.sort_by_key(|v| v.to_string());
+    assert_eq!(statuses, [json!("created"), json!("duplicate")]);
+    // The customer link is shared too: a purchase on the other instance inherits.
+    let (_, r) = ingest(&b.admin, json!({"event_id": "shared-2", "type": "purchase", "customer_id": "c-9", "amount": 2000, "currency": "EUR"})).await;
+    assert_eq!(r["attribution"]["rule"], "inherited", "{r}");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx() {
+    let (config, tmp) = config();
+    let gw = common::start_with(config, Some(tmp)).await;
+    let cases = [
+        json!({"event_id": "b1", "type": "purchase", "amount": 100, "currency": "EURO"}),
+        json!({"event_id": "b2", "type": "purchase", "amount": 100, "currency": "XYZ"}),
+        json!({"event_id": "b3", "type": "purchase", "amount": -5, "currency": "EUR"}),
+        json!({"event_id": "b4", "type": "purchase"}),
+        json!({"event_id": "b5", "type": "purchase", "amount": 100}),
+        json!({"event_id": "has space", "type": "signup"}),
+        json!({"event_id": "", "type": "signup"}),
+        json!({"event_id": "b6", "type": "signup", "customer_id": "x".repeat(200)}),
+        json!({"event_id": "b7", "type": "gift"}),
+        json!({"event_id": "b8", "type": "signup", "occurred_at": "yesterday"}),
+        json!({"event_id": "b9", "type": "signup", "occurred_at": "2999-01-01T00:00:00Z"}),
+        json!({"event_id": "b10", "type": "signup", "code": "no such code!"}),
+        json!({"event_id": "b11", "type": "signup", "amount": "ten", "currency": "EUR"}),
+        json!({"type": "signup"}),
+        json!([]),
+        Value::Array(
+            (0..101)
+                .map(|i| json!({"event_id": format!("m{i}"), "type": "signup"}))
+                .collect(),
+        ),
+        json!([{"event_id": "ok", "type": "signup"}, {"event_id": "bad", "type": "purchase", "amount": -1, "currency": "EUR"}]),
+    ];
+    for case in cases {
+        let r = gw.admin.post_json("/api/v1/conversions", &case).await;
+        assert_eq!(r.status, 422, "{case} -> {}", r.text());
+        assert!(r.json()["error"]["message"].as_str().unwrap().len() > 5);
+    }
+    // Nothing of a rejected batch was stored: the valid event is still new.
+    let (_, r) = ingest(&gw.admin, json!({"event_id": "ok", "type": "signup"})).await;
+    assert_eq!(r["status"], "created");
+    // Batch form answers per event.
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/conversions",
+            &json!([{"event_id": "ok", "type": "signup"}, {"event_id": "n2", "type": "signup"}]),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let results = r.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results[0]["status"], "duplicate");
+    assert_eq!(results[1]["status"], "created");
+}
