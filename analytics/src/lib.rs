@@ -13,6 +13,7 @@ pub mod batch;
 pub mod enrich;
 pub mod event;
 pub mod ledger;
+pub mod query;
 pub mod recorder;
 pub mod sink;
 pub mod spool;

@@ -7,6 +7,7 @@
 mod api;
 pub mod codes;
 pub mod config;
+mod csv;
 mod error;
 pub mod keys;
 pub mod metrics;
@@ -14,6 +15,7 @@ mod ops;
 pub mod qr;
 pub mod qr_render;
 mod redirect;
+pub mod report;
 mod response;
 mod router;
 mod scan;
@@ -25,6 +27,7 @@ mod sync;
 pub use config::Config;
 pub use state::AppState;
 
+use codelink_analytics::query::Analytics;
 use codelink_analytics::recorder::{Recorder, RecorderConfig, RecorderTasks};
 use codelink_analytics::sink::{ClickHouseEvents, LiveStore};
 use std::future::Future;
@@ -49,7 +52,8 @@ pub async fn build(
         Some(url) => store::Store::Redis(store::RedisStore::connect(url, &config.redis_prefix)?),
         None => store::Store::Embedded(store::EmbeddedStore::open(&config.data_dir)?),
     };
-    let (recorder, recorder_tasks, counters, clickhouse) = start_recorder(&config).await?;
+    let (recorder, recorder_tasks, counters, clickhouse, analytics) =
+        start_recorder(&config).await?;
     let state = Arc::new(AppState {
         signer: codelink_analytics::token::Signer::new(secret.as_bytes()),
         scans: scan::ScanCapture::new(&config, secret, &public_base)?,
@@ -62,6 +66,7 @@ pub async fn build(
         recorder,
         live: counters,
         clickhouse,
+        analytics,
         qr_cache: qr::QrCache::new(config.qr_cache_bytes),
         metrics: metrics::Metrics::default(),
         config,
@@ -86,13 +91,20 @@ pub async fn build(
 /// else embedded; scan rows in ClickHouse when it is given, else embedded.
 async fn start_recorder(
     config: &Config,
-) -> anyhow::Result<(Recorder, RecorderTasks, LiveStore, Option<ClickHouseEvents>)> {
+) -> anyhow::Result<(
+    Recorder,
+    RecorderTasks,
+    LiveStore,
+    Option<ClickHouseEvents>,
+    Analytics,
+)> {
     use codelink_analytics::sink::{ClickHouseConfig, EmbeddedSink, RedisCounters, Sink};
     let embedded_events = config.clickhouse_url.is_none();
     let embedded_counters = config.redis_url.is_none();
     let embedded = EmbeddedSink::open(&config.data_dir, embedded_events, embedded_counters)
         .map_err(|e| anyhow::anyhow!("{e}; is another codelink using this data dir?"))?;
     let mut sinks = vec![Sink::Embedded(embedded.clone())];
+    let mut analytics = Analytics::Embedded(embedded.clone());
     let counters = match &config.redis_url {
         Some(url) => {
             let redis = RedisCounters::connect(url, &config.redis_prefix)?;
@@ -122,6 +134,7 @@ async fn start_recorder(
             ),
         }
         sinks.push(Sink::ClickHouse(Box::new(ch.clone())));
+        analytics = Analytics::ClickHouse(Box::new(ch.clone()));
     }
     let recorder_config = RecorderConfig {
         data_dir: config.data_dir.clone(),
@@ -133,7 +146,7 @@ async fn start_recorder(
         write_timeout: std::time::Duration::from_secs(10),
     };
     let (recorder, tasks) = Recorder::start(recorder_config, sinks)?;
-    Ok((recorder, tasks, counters, clickhouse))
+    Ok((recorder, tasks, counters, clickhouse, analytics))
 }
 
 /// Tasks that outlive one request: code sync, housekeeping, the recorder.

@@ -6,6 +6,7 @@ use crate::metrics::Metrics;
 use crate::qr::QrCache;
 use crate::scan::ScanCapture;
 use crate::store::Store;
+use codelink_analytics::query::Analytics;
 use codelink_analytics::recorder::Recorder;
 use codelink_analytics::sink::{ClickHouseEvents, LiveStore};
 use codelink_analytics::token::Signer;
@@ -28,6 +29,8 @@ pub struct AppState {
     /// Live counters, last visits, conversion claims (Redis, else embedded).
     pub live: LiveStore,
     pub clickhouse: Option<ClickHouseEvents>,
+    /// Answers the analytics API: ClickHouse when configured, else embedded.
+    pub analytics: Analytics,
     pub api_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub qr_cache: QrCache,
     pub metrics: Metrics,

@@ -1,0 +1,356 @@
+//! Both backends reduce a query to the same rollups (scan counts per group,
+//! conversion sums per group × kind × currency × earnings currency × confirmed,
+//! signup delays); the answers are computed from those here, once.
+
+use super::{BreakdownRow, Bucket, Funnel, Money, Summary, TopRow, Zone};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Scan counts of one group (a `scans` rollup row).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ::clickhouse::Row)]
+pub(crate) struct ScanAgg {
+    pub k: String,
+    pub human: u64,
+    pub bot: u64,
+    pub qr: u64,
+    pub link: u64,
+    /// Distinct visitors of the group's human scans.
+    pub uniq: u64,
+}
+
+/// Conversions of one group with the same kind, currency, earnings currency
+/// and confirmation (a `conversions` rollup row).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ::clickhouse::Row)]
+pub(crate) struct ConversionAgg {
+    pub k: String,
+    /// `signup`, `purchase` or `refund`.
+    pub kind: String,
+    pub currency: String,
+    pub earnings_currency: String,
+    /// 1 when `occurred_ms + hold_ms <= now_ms`.
+    pub confirmed: u8,
+    pub n: u64,
+    pub amount_sum: i64,
+    pub earnings_sum: i64,
+}
+
+/// The middle of the sorted `occurred_ms - scan_ms` of signups with a scan:
+/// `lo` and `hi` are the two middle values (equal for an odd count).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ::clickhouse::Row)]
+pub(crate) struct DelayAgg {
+    pub n: u64,
+    pub lo: i64,
+    pub hi: i64,
+}
+
+impl DelayAgg {
+    /// From the delays in ms, in any order.
+    pub fn of(mut delays: Vec<i64>) -> Self {
+        delays.sort_unstable();
+        let n = delays.len();
+        if n == 0 {
+            return Self::default();
+        }
+        Self {
+            n: n as u64,
+            lo: delays[n.div_ceil(2) - 1],
+            hi: delays[n / 2],
+        }
+    }
+
+    fn median_secs(&self) -> Option<f64> {
+        (self.n > 0).then(|| (self.lo as f64 + self.hi as f64) / 2000.0)
+    }
+}
+
+/// Conversion counts and earnings of one group.
+#[derive(Default)]
+struct ConversionTotals {
+    signups: u64,
+    purchases: u64,
+    refunds: u64,
+    revenue: BTreeMap<String, i64>,
+    estimated: BTreeMap<String, i64>,
+    confirmed: BTreeMap<String, i64>,
+}
+
+impl ConversionTotals {
+    fn add(&mut self, row: &ConversionAgg) {
+        match row.kind.as_str() {
+            "signup" => self.signups += row.n,
+            "purchase" => self.purchases += row.n,
+            "refund" => self.refunds += row.n,
+            _ => {}
+        }
+        if !row.currency.is_empty() {
+            match row.kind.as_str() {
+                "purchase" => {
+                    *self.revenue.entry(row.currency.clone()).or_default() += row.amount_sum
+                }
+                "refund" => {
+                    *self.revenue.entry(row.currency.clone()).or_default() -= row.amount_sum
+                }
+                _ => {}
+            }
+        }
+        if !row.earnings_currency.is_empty() {
+            let side = if row.confirmed != 0 {
+                &mut self.confirmed
+            } else {
+                &mut self.estimated
+            };
+            *side.entry(row.earnings_currency.clone()).or_default() += row.earnings_sum;
+        }
+    }
+
+    /// Estimated and confirmed together.
+    fn earnings(&self) -> Vec<Money> {
+        let mut all = self.estimated.clone();
+        for (currency, amount) in &self.confirmed {
+            *all.entry(currency.clone()).or_default() += amount;
+        }
+        money(all)
+    }
+}
+
+fn money(map: BTreeMap<String, i64>) -> Vec<Money> {
+    map.into_iter()
+        .map(|(currency, amount)| Money { currency, amount })
+        .collect()
+}
+
+fn ratio(n: u64, d: u64) -> f64 {
+    if d == 0 {
+        0.0
+    } else {
+        n as f64 / d as f64
+    }
+}
+
+/// Scan rows summed (with `Group::All` there is at most one, so `uniq` stays exact).
+fn scan_total(scans: &[ScanAgg]) -> ScanAgg {
+    scans.iter().fold(ScanAgg::default(), |mut t, s| {
+        t.human += s.human;
+        t.bot += s.bot;
+        t.qr += s.qr;
+        t.link += s.link;
+        t.uniq += s.uniq;
+        t
+    })
+}
+
+fn conversion_total(conversions: &[ConversionAgg]) -> ConversionTotals {
+    let mut t = ConversionTotals::default();
+    for row in conversions {
+        t.add(row);
+    }
+    t
+}
+
+pub(crate) fn summary(
+    scans: &[ScanAgg],
+    conversions: &[ConversionAgg],
+    delays: &DelayAgg,
+) -> Summary {
+    let s = scan_total(scans);
+    let c = conversion_total(conversions);
+    Summary {
+        scans: s.human + s.bot,
+        human_scans: s.human,
+        bot_scans: s.bot,
+        qr_scans: s.qr,
+        link_scans: s.link,
+        unique_scanners: s.uniq,
+        signups: c.signups,
+        purchases: c.purchases,
+        refunds: c.refunds,
+        scan_to_signup: ratio(c.signups, s.uniq),
+        scan_to_purchase: ratio(c.purchases, s.uniq),
+        revenue: money(c.revenue),
+        earnings_estimated: money(c.estimated),
+        earnings_confirmed: money(c.confirmed),
+        median_scan_to_signup_secs: delays.median_secs(),
+    }
+}
+
+pub(crate) fn funnel(scans: &[ScanAgg], conversions: &[ConversionAgg]) -> Funnel {
+    let s = scan_total(scans);
+    let c = conversion_total(conversions);
+    Funnel {
+        scans: s.human,
+        unique_scanners: s.uniq,
+        signups: c.signups,
+        purchases: c.purchases,
+    }
+}
+
+/// Scan rows and conversion totals by group key.
+fn by_key(
+    scans: &[ScanAgg],
+    conversions: &[ConversionAgg],
+) -> BTreeMap<String, (ScanAgg, ConversionTotals)> {
+    let mut out: BTreeMap<String, (ScanAgg, ConversionTotals)> = BTreeMap::new();
+    for s in scans {
+        let entry = &mut out.entry(s.k.clone()).or_default().0;
+        entry.human += s.human;
+        entry.bot += s.bot;
+        entry.qr += s.qr;
+        entry.link += s.link;
+        entry.uniq += s.uniq;
+    }
+    for c in conversions {
+        out.entry(c.k.clone()).or_default().1.add(c);
+    }
+    out
+}
+
+pub(crate) fn timeseries(
+    scans: &[ScanAgg],
+    conversions: &[ConversionAgg],
+    zone: &Zone,
+) -> Vec<Bucket> {
+    let mut buckets: Vec<(i64, Bucket)> = by_key(scans, conversions)
+        .into_iter()
+        .map(|(k, (s, c))| {
+            let second: i64 = k.parse().unwrap_or_default();
+            let bucket = Bucket {
+                start: zone.format(second),
+                human_scans: s.human,
+                bot_scans: s.bot,
+                unique_scanners: s.uniq,
+                signups: c.signups,
+                purchases: c.purchases,
+                earnings: c.earnings(),
+            };
+            (second, bucket)
+        })
+        .collect();
+    buckets.sort_by_key(|(second, _)| *second);
+    buckets.into_iter().map(|(_, b)| b).collect()
+}
+
+pub(crate) fn breakdown(scans: &[ScanAgg], conversions: &[ConversionAgg]) -> Vec<BreakdownRow> {
+    let mut rows: Vec<BreakdownRow> = by_key(scans, conversions)
+        .into_iter()
+        .map(|(key, (s, c))| BreakdownRow {
+            key,
+            human_scans: s.human,
+            bot_scans: s.bot,
+            unique_scanners: s.uniq,
+            signups: c.signups,
+            purchases: c.purchases,
+            earnings: c.earnings(),
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.human_scans
+            .cmp(&a.human_scans)
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    rows
+}
+
+fn top_row(code: String, value: i64, currency: &str) -> TopRow {
+    TopRow {
+        code,
+        owner: String::new(),
+        value,
+        currency: currency.to_string(),
+    }
+}
+
+/// Rows keyed by code: human scans of codes with at least one.
+pub(crate) fn top_by_scans(scans: &[ScanAgg]) -> Vec<TopRow> {
+    let mut values: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in scans.iter().filter(|s| !s.k.is_empty()) {
+        *values.entry(&s.k).or_default() += s.human;
+    }
+    values
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(code, v)| top_row(code.to_string(), v as i64, ""))
+        .collect()
+}
+
+/// Rows keyed by code: signups + purchases of codes with at least one.
+pub(crate) fn top_by_conversions(conversions: &[ConversionAgg]) -> Vec<TopRow> {
+    let mut values: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in conversions.iter().filter(|c| !c.k.is_empty()) {
+        if c.kind == "signup" || c.kind == "purchase" {
+            *values.entry(&c.k).or_default() += c.n;
+        }
+    }
+    values
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(code, v)| top_row(code.to_string(), v as i64, ""))
+        .collect()
+}
+
+/// Rows keyed by code: earnings in the dominant earnings currency (see
+/// [`super::Analytics::top`]).
+pub(crate) fn top_by_earnings(conversions: &[ConversionAgg]) -> Vec<TopRow> {
+    let attributed = conversions
+        .iter()
+        .filter(|c| !c.k.is_empty() && !c.earnings_currency.is_empty());
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in attributed.clone() {
+        *counts.entry(&c.earnings_currency).or_default() += c.n;
+    }
+    // max_by_key keeps the last maximum: iterate in reverse currency order so
+    // that a tie goes to the alphabetically first currency.
+    let Some((currency, _)) = counts.iter().rev().max_by_key(|(_, n)| **n) else {
+        return Vec::new();
+    };
+    let mut values: BTreeMap<&str, i64> = BTreeMap::new();
+    for c in attributed.filter(|c| c.earnings_currency == *currency) {
+        *values.entry(&c.k).or_default() += c.earnings_sum;
+    }
+    values
+        .into_iter()
+        .map(|(code, v)| top_row(code.to_string(), v, currency))
+        .collect()
+}
+
+/// Highest value first, ties by code; at most `limit`.
+pub(crate) fn rank(mut rows: Vec<TopRow>, limit: usize) -> Vec<TopRow> {
+    rows.sort_by(|a, b| b.value.cmp(&a.value).then_with(|| a.code.cmp(&b.code)));
+    rows.truncate(limit);
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_delays() {
+        assert_eq!(DelayAgg::of(vec![]).median_secs(), None);
+        assert_eq!(DelayAgg::of(vec![3000]).median_secs(), Some(3.0));
+        assert_eq!(
+            DelayAgg::of(vec![9000, 1000, 3000]).median_secs(),
+            Some(3.0)
+        );
+        assert_eq!(
+            DelayAgg::of(vec![4000, 1000, 2000, 3000]).median_secs(),
+            Some(2.5)
+        );
+    }
+
+    #[test]
+    fn dominant_currency_ties_go_to_the_first() {
+        let row = |k: &str, cur: &str, earnings: i64| ConversionAgg {
+            k: k.into(),
+            kind: "purchase".into(),
+            currency: cur.into(),
+            earnings_currency: cur.into(),
+            confirmed: 0,
+            n: 1,
+            amount_sum: 1000,
+            earnings_sum: earnings,
+        };
+        let rows = vec![row("a", "USD", 5), row("b", "EUR", 7), row("", "USD", 100)];
+        let top = top_by_earnings(&rows);
+        assert_eq!(top, vec![top_row("b".into(), 7, "EUR")]);
+    }
+}

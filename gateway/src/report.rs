@@ -1,0 +1,263 @@
+//! `codelink report`: a code's summary and a breakdown, as tables in the
+//! terminal, read from a running gateway's analytics API.
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use clap::Args;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The code to report on (all codes the key may see when absent).
+    #[arg(long)]
+    pub code: Option<String>,
+    /// Start, RFC 3339 (default: 30 days before --to).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End, RFC 3339, exclusive (default: now).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Time zone for days, e.g. Europe/Berlin.
+    #[arg(long, default_value = "UTC")]
+    pub tz: String,
+    /// Breakdown dimension: channel, country, device, browser, os, in_app, referrer.
+    #[arg(long, default_value = "channel")]
+    pub by: String,
+    /// Base URL of the gateway.
+    #[arg(long, env = "CODELINK_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// API key (admin or creator). Default: the admin key in --data-dir.
+    #[arg(long, env = "CODELINK_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Data dir to read the admin key from when --key is absent.
+    #[arg(long, env = "CODELINK_DATA_DIR", default_value = "./codelink-data")]
+    pub data_dir: PathBuf,
+}
+
+pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
+    let key = match &args.key {
+        Some(k) => k.clone(),
+        None => {
+            let path = args.data_dir.join(crate::keys::ADMIN_KEY_FILE);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("no --key given and cannot read {}", path.display()))?
+                .trim()
+                .to_string()
+        }
+    };
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("tz", &args.tz);
+    if let Some(c) = &args.code {
+        query.append_pair("code", c);
+    }
+    if let Some(f) = &args.from {
+        query.append_pair("from", f);
+    }
+    if let Some(t) = &args.to {
+        query.append_pair("to", t);
+    }
+    let query = query.finish();
+    let summary = get(
+        &args.url,
+        &key,
+        &format!("/api/v1/analytics/summary?{query}"),
+    )
+    .await?;
+    let breakdown = get(
+        &args.url,
+        &key,
+        &format!("/api/v1/analytics/breakdown?{query}&by={}", args.by),
+    )
+    .await?;
+    print!("{}", render(&args, &summary, &breakdown));
+    Ok(())
+}
+
+/// The two tables, as text.
+pub fn render(args: &ReportArgs, summary: &Value, breakdown: &Value) -> String {
+    let s = &summary["summary"];
+    let q = &summary["query"];
+    let mut out = format!(
+        "codelink report — {} — {} to {} ({})\n\n",
+        args.code.as_deref().unwrap_or("all codes"),
+        q["from"].as_str().unwrap_or("?"),
+        q["to"].as_str().unwrap_or("?"),
+        q["tz"].as_str().unwrap_or("UTC"),
+    );
+    let money = |v: &Value| -> String {
+        let items: Vec<String> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| {
+                        format!(
+                            "{} {}",
+                            minor(m["amount"].as_i64().unwrap_or(0)),
+                            m["currency"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if items.is_empty() {
+            "-".into()
+        } else {
+            items.join(", ")
+        }
+    };
+    let num = |k: &str| s[k].as_u64().map_or("-".into(), |n| n.to_string());
+    let pct = |k: &str| {
+        s[k].as_f64()
+            .map_or("-".into(), |f| format!("{:.2} %", f * 100.0))
+    };
+    let rows = vec![
+        vec!["scans (human)".to_string(), num("human_scans")],
+        vec![
+            "  from QR / link".into(),
+            format!("{} / {}", num("qr_scans"), num("link_scans")),
+        ],
+        vec!["scans (bot)".into(), num("bot_scans")],
+        vec!["unique scanners".into(), num("unique_scanners")],
+        vec!["signups".into(), num("signups")],
+        vec!["purchases".into(), num("purchases")],
+        vec!["refunds".into(), num("refunds")],
+        vec!["revenue".into(), money(&s["revenue"])],
+        vec![
+            "earnings (estimated)".into(),
+            money(&s["earnings_estimated"]),
+        ],
+        vec![
+            "earnings (confirmed)".into(),
+            money(&s["earnings_confirmed"]),
+        ],
+        vec!["scan → signup".into(), pct("scan_to_signup")],
+        vec!["scan → purchase".into(), pct("scan_to_purchase")],
+        vec![
+            "median scan → signup".into(),
+            s["median_scan_to_signup_secs"]
+                .as_f64()
+                .map_or("-".into(), duration),
+        ],
+    ];
+    out.push_str(&table(&["metric", "value"], &rows));
+    out.push('\n');
+    let mut rows = Vec::new();
+    for r in breakdown["rows"].as_array().into_iter().flatten() {
+        let key = r["key"].as_str().unwrap_or("");
+        rows.push(vec![
+            if key.is_empty() {
+                "(none)".to_string()
+            } else {
+                key.to_string()
+            },
+            r["human_scans"].to_string(),
+            r["bot_scans"].to_string(),
+            r["unique_scanners"].to_string(),
+            r["signups"].to_string(),
+            r["purchases"].to_string(),
+            money(&r["earnings"]),
+        ]);
+    }
+    let by = args.by.as_str();
+    out.push_str(&table(
+        &[
+            by,
+            "human scans",
+            "bot scans",
+            "unique",
+            "signups",
+            "purchases",
+            "earnings",
+        ],
+        &rows,
+    ));
+    out
+}
+
+fn minor(amount: i64) -> String {
+    let sign = if amount < 0 { "-" } else { "" };
+    let a = amount.unsigned_abs();
+    format!("{sign}{}.{:02}", a / 100, a % 100)
+}
+
+fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        3600..=86_399 => format!("{:.1} h", secs / 3600.0),
+        _ => format!("{:.1} days", secs / 86_400.0),
+    }
+}
+
+/// A plain text table: columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    out.push_str(&line(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    ));
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// One GET over a fresh HTTP/1.1 connection; the JSON body, or the API's error.
+async fn get(base: &str, key: &str, path_and_query: &str) -> anyhow::Result<Value> {
+    let base = url::Url::parse(base).map_err(|e| anyhow!("--url {base:?}: {e}"))?;
+    if base.scheme() != "http" {
+        bail!("--url must be an http:// URL (put TLS in front of the gateway, not in the CLI)");
+    }
+    let host = base
+        .host_str()
+        .ok_or_else(|| anyhow!("--url has no host"))?;
+    let port = base.port_or_known_default().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .with_context(|| {
+            format!("cannot connect to {host}:{port}; is `codelink serve` running?")
+        })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = http::Request::get(path_and_query)
+        .header(http::header::HOST, format!("{host}:{port}"))
+        .header(http::header::AUTHORIZATION, format!("Bearer {key}"))
+        .body(Empty::<Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|_| anyhow!("{status}: {}", String::from_utf8_lossy(&body)))?;
+    if !status.is_success() {
+        bail!(
+            "{status}: {}",
+            value["error"]["message"]
+                .as_str()
+                .unwrap_or("request failed")
+        );
+    }
+    Ok(value)
+}

@@ -1,0 +1,558 @@
+#!/usr/bin/env bash
+# Scan recording under load: N scans (5 codes, 4 channels, QR and link, human
+# and bot user agents) at full speed against the gateway with Redis and
+# ClickHouse, then a check that the Redis counters and the ClickHouse rows both
+# hold exactly what got a 302, by code and class; plus req/s and p99 against the
+# bare hyper 302 baseline, measured with the same generator in the same run.
+# 127.0.0.1 only, every process bounded. See load-tests/README.md.
+#
+# Knobs (environment): REQUESTS (200000), CONNECTIONS (64), THREADS (1, the
+# generator's runtime threads), MAX_SECONDS (120, per generator run),
+# SETTLE_SECONDS (30, wait for the counters after the gateway run).
+# Writes the report to load-tests/results/scan-load.md and prints it. Exits 1
+# when the accounting does not match (the req/s ratio is reported, not enforced).
+set -euo pipefail
+
+REQUESTS="${REQUESTS:-200000}"
+CONNECTIONS="${CONNECTIONS:-64}"
+THREADS="${THREADS:-1}"
+MAX_SECONDS="${MAX_SECONDS:-120}"
+SETTLE_SECONDS="${SETTLE_SECONDS:-30}"
+
+TARGET_RATIO=0.7
+ADMIN_KEY="load-admin-key-0123456789"
+CH_DB="loadtest"
+CODES=(load1 load2 load3 load4 load5)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'scan-load.sh: %s\n' "$*" >&2; exit 2; }
+
+for knob in REQUESTS CONNECTIONS THREADS MAX_SECONDS SETTLE_SECONDS; do
+    [[ "${!knob}" =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer (got '${!knob}')"
+done
+
+# Every server started here also stops by itself (under `timeout`, the baseline
+# with --max-seconds), even if this script is killed with SIGKILL.
+SERVER_MAX_S=$((2 * MAX_SECONDS + SETTLE_SECONDS + 300))
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+WALL_START=$SECONDS
+
+# --- tools -------------------------------------------------------------------
+clickhouse_bin() {
+    local p
+    for p in /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do
+        [[ -x "$p" ]] && { echo "$p"; return 0; }
+    done
+    command -v clickhouse-server 2>/dev/null
+}
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+clickhouse_bin >/dev/null || missing+=(clickhouse-server)
+if ((${#missing[@]})); then
+    log "installing with apt-get: ${missing[*]}"
+    if [[ "$(id -u)" -eq 0 ]]; then
+        SUDO=()
+    elif command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        die "${missing[*]} missing and neither root nor sudo is available to install them"
+    fi
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+CLICKHOUSE_BIN="$(clickhouse_bin)" || die "clickhouse-server not found after installing it"
+for tool in curl python3 timeout pgrep cargo redis-server; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+done
+
+log "building (release): gateway, load-tests"
+BUILD_START=$SECONDS
+cargo build --release --locked -p gateway -p load-tests
+BUILD_S=$((SECONDS - BUILD_START))
+GATEWAY_BIN="$TARGET_DIR/release/codelink"
+BASELINE_BIN="$TARGET_DIR/release/baseline"
+LOAD_BIN="$TARGET_DIR/release/scan-load"
+for b in "$GATEWAY_BIN" "$BASELINE_BIN" "$LOAD_BIN"; do
+    [[ -x "$b" ]] || die "$b not found"
+done
+
+# --- process bookkeeping -----------------------------------------------------
+TMP="$(mktemp -d -t codelink-scan-load.XXXXXX)"
+PIDS=()
+
+alive() {
+    # A zombie still answers `kill -0`, so look at the state in /proc.
+    local stat
+    stat="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" || return 1
+    [[ "${stat%% *}" != Z ]]
+}
+
+# stop_pid PID: SIGTERM, up to 10 s, then SIGKILL. PID is usually a `timeout`
+# wrapper: should it need the SIGKILL, its child is killed by pid as well.
+stop_pid() {
+    local pid="$1" i kids
+    kids="$(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ' || true)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    if alive "$pid"; then
+        log "pid $pid ignored SIGTERM for 10s: killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    for k in $kids; do
+        if alive "$k"; then kill -KILL "$k" 2>/dev/null || true; fi
+    done
+    wait "$pid" 2>/dev/null || true
+    local rest=() p
+    for p in "${PIDS[@]+"${PIDS[@]}"}"; do [[ "$p" == "$pid" ]] || rest+=("$p"); done
+    PIDS=("${rest[@]+"${rest[@]}"}")
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local i
+    # Newest first: the gateway before the stores it writes to.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+
+show_log() { printf '\n--- %s ---\n' "$1"; tail -n 40 "$1" 2>/dev/null || true; }
+
+# wait_for NAME PID URL LOG: until URL answers at all (any HTTP status), at most 30 s.
+wait_for() {
+    local name="$1" pid="$2" url="$3" logf="$4" i code
+    for ((i = 0; i < 300; i++)); do
+        alive "$pid" || die "$name exited during start-up$(show_log "$logf")"
+        code="$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$url" || true)"
+        [[ "$code" != 000 && -n "$code" ]] && return 0
+        sleep 0.1
+    done
+    die "$name did not answer $url within 30s$(show_log "$logf")"
+}
+
+# expect_status WANT URL [curl args...]: fails with the response body if the status differs.
+expect_status() {
+    local want="$1" url="$2"
+    shift 2
+    local got
+    got="$(curl -s --max-time 5 -o "$TMP/body" -w '%{http_code}' "$@" "$url" || true)"
+    [[ "$got" == "$want" ]] || die "expected $want from $url, got '${got}': $(head -c 500 "$TMP/body" 2>/dev/null)"
+}
+
+# --- redis -------------------------------------------------------------------
+REDIS_PORT="$(free_port)"
+mkdir -p "$TMP/redis"
+log "starting redis-server on 127.0.0.1:$REDIS_PORT (persistence off)"
+timeout -s TERM "$SERVER_MAX_S" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+    --save '' --appendonly no --dir "$TMP/redis" >"$TMP/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+for ((i = 0; ; i++)); do
+    alive "$REDIS_PID" || die "redis-server exited during start-up$(show_log "$TMP/redis.log")"
+    [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null || true)" == PONG ]] && break
+    ((i < 100)) || die "redis-server did not answer PING within 10s$(show_log "$TMP/redis.log")"
+    sleep 0.1
+done
+
+# --- clickhouse --------------------------------------------------------------
+# The minimal config 18.16 accepts (as testkit/src/clickhouse.rs writes it):
+# <logger>, <mark_cache_size> and a default profile, user and quota.
+CH_HTTP_PORT="$(free_port)"
+CH_TCP_PORT="$(free_port)"
+while [[ "$CH_TCP_PORT" == "$CH_HTTP_PORT" ]]; do CH_TCP_PORT="$(free_port)"; done
+CH_DIR="$TMP/clickhouse"
+CH_NAME="codelink-scan-load-$$"
+mkdir -p "$CH_DIR/log" "$CH_DIR/data"
+cat >"$CH_DIR/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+  <logger>
+    <level>warning</level>
+    <log>$CH_DIR/log/server.log</log>
+    <errorlog>$CH_DIR/log/server.err.log</errorlog>
+    <size>10M</size>
+    <count>2</count>
+  </logger>
+  <display_name>$CH_NAME</display_name>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>$CH_HTTP_PORT</http_port>
+  <tcp_port>$CH_TCP_PORT</tcp_port>
+  <path>$CH_DIR/data/</path>
+  <tmp_path>$CH_DIR/data/tmp/</tmp_path>
+  <user_files_path>$CH_DIR/data/user_files/</user_files_path>
+  <format_schema_path>$CH_DIR/data/format_schemas/</format_schema_path>
+  <mark_cache_size>268435456</mark_cache_size>
+  <max_concurrent_queries>200</max_concurrent_queries>
+  <profiles><default/></profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas><default/></quotas>
+</yandex>
+EOF
+CH="http://127.0.0.1:$CH_HTTP_PORT"
+log "starting clickhouse-server ($CLICKHOUSE_BIN) on $CH"
+(cd "$CH_DIR" && exec timeout -s TERM "$SERVER_MAX_S" "$CLICKHOUSE_BIN" \
+    --config-file="$CH_DIR/config.xml" </dev/null >"$CH_DIR/log/stdout.log" 2>&1) &
+CH_PID=$!
+PIDS+=("$CH_PID")
+for ((i = 0; ; i++)); do
+    alive "$CH_PID" || die "clickhouse-server exited during start-up$(show_log "$CH_DIR/log/stdout.log")$(show_log "$CH_DIR/log/server.err.log")"
+    # Ready when /ping answers and the server that answers is ours (its display name).
+    if [[ "$(curl -s --max-time 1 "$CH/ping" || true)" == Ok. ]] &&
+        curl -s --max-time 5 -D - -o /dev/null --data-binary 'SELECT 1' "$CH/" 2>/dev/null |
+        tr -d '\r' | grep -qi "^x-clickhouse-server-display-name: $CH_NAME\$"; then
+        break
+    fi
+    ((i < 300)) || die "clickhouse-server not ready within 30s$(show_log "$CH_DIR/log/server.err.log")"
+    sleep 0.1
+done
+
+# ch SQL: one query over HTTP; the body on stdout, failure with ClickHouse's error text.
+ch() {
+    local out code
+    out="$(curl -s --max-time 30 -w '\n%{http_code}' --data-binary "$1" "$CH/")" || return 1
+    code="${out##*$'\n'}"
+    out="${out%$'\n'*}" # the body, with its own final newline
+    if [[ "$code" != 200 ]]; then
+        printf 'clickhouse answered %s to: %s\n%s\n' "$code" "$1" "$out" >&2
+        return 1
+    fi
+    printf '%s' "$out"
+}
+CH_VERSION="$(ch 'SELECT version()')" || die "clickhouse-server does not answer queries"
+
+# --- gateway -----------------------------------------------------------------
+GW_PORT="$(free_port)"
+GW="http://127.0.0.1:$GW_PORT"
+log "starting the gateway on $GW (redis :$REDIS_PORT, clickhouse :$CH_HTTP_PORT, db $CH_DB)"
+CODELINK_LOG=warn timeout -s TERM "$SERVER_MAX_S" "$GATEWAY_BIN" serve \
+    --listen "127.0.0.1:$GW_PORT" --data-dir "$TMP/data" --admin-key "$ADMIN_KEY" \
+    --redis-url "redis://127.0.0.1:$REDIS_PORT/" \
+    --clickhouse-url "$CH" --clickhouse-database "$CH_DB" \
+    --client-ip-header x-forwarded-for \
+    --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000 \
+    >"$TMP/gateway.log" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+wait_for gateway "$GW_PID" "$GW/healthz" "$TMP/gateway.log"
+expect_status 200 "$GW/readyz"
+
+AUTH=(-H "Authorization: Bearer $ADMIN_KEY")
+for code in "${CODES[@]}"; do
+    expect_status 201 "$GW/api/v1/codes" -X POST "${AUTH[@]}" -H 'Content-Type: application/json' \
+        --data "{\"code\":\"$code\",\"destination\":\"https://shop.example/p\",\"owner\":\"loader\",\"channels\":{\"yt\":{\"utm_source\":\"youtube\"},\"ig\":{\"utm_source\":\"instagram\"},\"bio\":{\"utm_source\":\"bio\"}}}"
+done
+log "created ${CODES[*]} (channels yt, ig, bio)"
+# No request to a load code before the run: every one would be a scan. Check
+# instead that the counters start at zero and the scans table exists.
+for code in "${CODES[@]}"; do
+    expect_status 200 "$GW/api/v1/codes/$code/stats" "${AUTH[@]}"
+    python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s.get("total")==0 else 1)' "$TMP/body" ||
+        die "$code does not start at zero: $(cat "$TMP/body")"
+done
+[[ "$(ch "EXISTS TABLE $CH_DB.scans")" == 1 ]] || die "the gateway did not create $CH_DB.scans$(show_log "$TMP/gateway.log")"
+
+LOAD=("$LOAD_BIN" --requests "$REQUESTS" --connections "$CONNECTIONS" --threads "$THREADS" --max-seconds "$MAX_SECONDS")
+
+# run_load KEY URL: the generator against URL, JSON to $TMP/KEY.json.
+run_load() {
+    local key="$1" url="$2" rc=0
+    log "$key: $REQUESTS requests over $CONNECTIONS connections against $url"
+    timeout -s TERM $((MAX_SECONDS + 30)) "${LOAD[@]}" --target "$url" >"$TMP/$key.json" 2>"$TMP/$key.err" || rc=$?
+    cat "$TMP/$key.err" >&2
+    [[ -s "$TMP/$key.json" ]] || die "$key: scan-load produced no report (exit $rc)"
+    ((rc == 0)) || log "$key: not every request was answered (exit $rc); see its status counts"
+}
+
+# --- baseline ----------------------------------------------------------------
+BL_PORT="$(free_port)"
+BL="http://127.0.0.1:$BL_PORT"
+log "starting the baseline (redirect) on $BL"
+"$BASELINE_BIN" --listen "127.0.0.1:$BL_PORT" --mode redirect \
+    --max-seconds $((MAX_SECONDS + 60)) >"$TMP/baseline.log" 2>&1 &
+BL_PID=$!
+PIDS+=("$BL_PID")
+wait_for baseline "$BL_PID" "$BL/" "$TMP/baseline.log"
+
+run_load baseline "$BL"
+stop_pid "$BL_PID"
+run_load gateway "$GW"
+alive "$GW_PID" || die "the gateway exited during the run$(show_log "$TMP/gateway.log")"
+
+# --- settle and compare ------------------------------------------------------
+cat >"$TMP/check.py" <<'PY'
+"""Compares what got a 302 (scan-load's `sent`) with the Redis counters (the
+stats API) and the ClickHouse rows. Usage:
+check.py DIR quiet   -> exit 0 when Redis and ClickHouse both match
+check.py DIR report  -> PASS/FAIL lines on stdout, DIR/accounting.md, exit 1 on any FAIL
+"""
+import json
+import os
+import re
+import sys
+
+d, mode = sys.argv[1], sys.argv[2]
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def tsv(path):
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    except OSError:
+        return []
+
+
+run = load_json(os.path.join(d, "gateway.json"))
+sent = run["sent"]
+codes = sorted(sent)
+stats = {c: load_json(os.path.join(d, f"stats-{c}.json")) for c in codes}
+by_code = {r[0]: [int(x) for x in r[1:]] for r in tsv(os.path.join(d, "ch-by-code.tsv")) if len(r) == 5}
+by_chan = {}
+for r in tsv(os.path.join(d, "ch-by-channel.tsv")):
+    if len(r) == 4:
+        key = (r[0], r[1] or "-")
+        by_chan.setdefault(key, {"human": 0, "bot": 0})["bot" if r[2] == "1" else "human"] += int(r[3])
+
+checks = []  # (ok, name, detail)
+
+
+def check(name, pairs, extra_fail=None):
+    """pairs: (label, sent, got); passes when every pair is equal."""
+    bad = [f"{label}: sent {want}, got {got}" for label, want, got in pairs if want != got]
+    if extra_fail:
+        bad.append(extra_fail)
+    checks.append((not bad, name, "; ".join(bad) if bad else ", ".join(f"{l}={w}" for l, w, _ in pairs[:5])))
+
+
+for c in codes:
+    s = sent[c]
+    st = stats[c]
+    if not isinstance(st, dict) or "total" not in st:
+        checks.append((False, f"redis {c}", "stats unavailable"))
+    else:
+        pairs = [(k, s[k], st.get(k, 0)) for k in ("total", "human", "bot", "qr", "link")]
+        got_ch = st.get("channels", {})
+        for ch, cc in s["channel_classes"].items():
+            for k in ("total", "human", "bot"):
+                pairs.append((f"ch:{ch}:{k}", cc[k], got_ch.get(ch, {}).get(k, 0)))
+        for ch, g in got_ch.items():
+            if ch not in s["channel_classes"]:
+                pairs.append((f"ch:{ch}:total", 0, g.get("total", 0)))
+        check(f"redis {c}", pairs)
+    row = by_code.get(c, [0, 0, 0, 0])
+    rows, uniq, bots, qr = row
+    pairs = [("rows", s["total"], rows), ("scan_ids", s["total"], uniq), ("human", s["human"], rows - bots),
+             ("bot", s["bot"], bots), ("qr", s["qr"], qr), ("link", s["link"], rows - qr)]
+    for ch, cc in s["channel_classes"].items():
+        g = by_chan.get((c, ch), {"human": 0, "bot": 0})
+        pairs.append((f"ch:{ch}:human", cc["human"], g["human"]))
+        pairs.append((f"ch:{ch}:bot", cc["bot"], g["bot"]))
+    for (code, ch), g in by_chan.items():
+        if code == c and ch not in s["channel_classes"]:
+            pairs.append((f"ch:{ch}:total", 0, g["human"] + g["bot"]))
+    check(f"clickhouse {c}", pairs)
+others = sorted(set(by_code) - set(codes))
+check("clickhouse other codes", [("rows", 0, sum(by_code[o][0] for o in others))])
+
+accounting_ok = all(ok for ok, _, _ in checks)
+if mode == "quiet":
+    sys.exit(0 if accounting_ok else 1)
+
+# Responses and the recorder's own loss counters.
+n, counts = run["requests"], run["status_counts"]
+got302 = counts.get("302", 0)
+checks.insert(0, (got302 == n and not run["truncated"], "responses",
+                  f"{got302} of {n} requests answered 302; statuses {json.dumps(counts)}"))
+metrics = {}
+try:
+    with open(os.path.join(d, "metrics.txt")) as f:
+        for line in f:
+            m = re.match(r"^(codelink_scans_(?:queued|dropped|lost|written)_total)(\{[^}]*\})? (\d+)$", line.strip())
+            if m:
+                metrics[m.group(1) + (m.group(2) or "")] = int(m.group(3))
+except OSError:
+    pass
+dropped = metrics.get("codelink_scans_dropped_total")
+lost = {k: v for k, v in metrics.items() if k.startswith("codelink_scans_lost_total")}
+checks.append((dropped == 0, "recorder queue", f"codelink_scans_dropped_total {dropped}"))
+checks.append((bool(lost) and all(v == 0 for v in lost.values()), "sink spools",
+               ", ".join(f"{k} {v}" for k, v in lost.items()) or "no codelink_scans_lost_total lines"))
+
+for ok, name, detail in checks:
+    print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
+
+# Markdown: per code and class, sent / Redis / ClickHouse.
+md = ["| code | class | sent (302) | Redis | ClickHouse |", "|---|---|---:|---:|---:|"]
+for c in codes:
+    s, st = sent[c], stats[c] if isinstance(stats[c], dict) else {}
+    rows, uniq, bots, qr = by_code.get(c, [0, 0, 0, 0])
+    ch_vals = {"total": rows, "human": rows - bots, "bot": bots, "qr": qr, "link": rows - qr}
+    for k in ("total", "human", "bot", "qr", "link"):
+        mark = "" if s[k] == st.get(k) == ch_vals[k] else " ✗"
+        md.append(f"| {c} | {k} | {s[k]} | {st.get(k, 'n/a')} | {ch_vals[k]}{mark} |")
+    md.append(f"| {c} | distinct scan ids |  |  | {uniq}{'' if uniq == s['total'] else ' ✗'} |")
+md.append("")
+md.append("<details><summary>By channel (human / bot)</summary>")
+md.append("")
+md.append("| code | channel | sent | Redis | ClickHouse |")
+md.append("|---|---|---:|---:|---:|")
+for c in codes:
+    got_ch = (stats[c] or {}).get("channels", {}) if isinstance(stats[c], dict) else {}
+    for ch, cc in sent[c]["channel_classes"].items():
+        r = got_ch.get(ch, {})
+        g = by_chan.get((c, ch), {"human": 0, "bot": 0})
+        mark = "" if (cc["human"], cc["bot"]) == (r.get("human"), r.get("bot")) == (g["human"], g["bot"]) else " ✗"
+        md.append(f"| {c} | {ch} | {cc['human']} / {cc['bot']} | {r.get('human', 'n/a')} / {r.get('bot', 'n/a')} | {g['human']} / {g['bot']}{mark} |")
+md.append("")
+md.append("</details>")
+reasons = {}
+for c in codes:
+    for k, v in ((stats[c] or {}).get("bot_reasons", {}) if isinstance(stats[c], dict) else {}).items():
+        reasons[k] = reasons.get(k, 0) + v
+md.append("")
+md.append("Bot reasons (Redis, all codes): " + (", ".join(f"`{k}` {v}" for k, v in sorted(reasons.items())) or "none"))
+with open(os.path.join(d, "accounting.md"), "w") as f:
+    f.write("\n".join(md) + "\n")
+with open(os.path.join(d, "checks.txt"), "w") as f:
+    for ok, name, detail in checks:
+        f.write(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}\n")
+sys.exit(0 if all(ok for ok, _, _ in checks) else 1)
+PY
+
+# snapshot: the gateway's counters and ClickHouse's rows, as check.py reads them.
+snapshot() {
+    local code
+    for code in "${CODES[@]}"; do
+        curl -s --max-time 5 "${AUTH[@]}" -o "$TMP/stats-$code.json" "$GW/api/v1/codes/$code/stats" || true
+    done
+    ch "SELECT code, count(), uniqExact(scan_id), sum(is_bot), countIf(source='qr') FROM $CH_DB.scans FINAL GROUP BY code ORDER BY code FORMAT TSV" \
+        >"$TMP/ch-by-code.tsv" || true
+    ch "SELECT code, channel, is_bot, count() FROM $CH_DB.scans FINAL GROUP BY code, channel, is_bot ORDER BY code, channel, is_bot FORMAT TSV" \
+        >"$TMP/ch-by-channel.tsv" || true
+}
+
+log "waiting (up to ${SETTLE_SECONDS}s) for Redis and ClickHouse to hold every scan"
+SETTLE_START=$SECONDS
+SETTLE_END=$((SECONDS + SETTLE_SECONDS))
+SETTLED=no
+while :; do
+    snapshot
+    if python3 "$TMP/check.py" "$TMP" quiet; then
+        SETTLED=yes
+        break
+    fi
+    ((SECONDS < SETTLE_END)) || break
+    sleep 0.5
+done
+SETTLE_S=$((SECONDS - SETTLE_START))
+if [[ "$SETTLED" == yes ]]; then
+    log "settled after ~${SETTLE_S}s"
+else
+    log "still different after ${SETTLE_SECONDS}s: comparing what is there"
+fi
+curl -s --max-time 5 -o "$TMP/metrics.txt" "$GW/metrics" || true
+ACCOUNTING_RC=0
+python3 "$TMP/check.py" "$TMP" report >/dev/null || ACCOUNTING_RC=$?
+ch "SELECT count() FROM $CH_DB.scans" >"$TMP/ch-raw-rows.txt" 2>/dev/null || echo "n/a" >"$TMP/ch-raw-rows.txt"
+ch "SELECT bot_reason, count() FROM $CH_DB.scans FINAL WHERE is_bot = 1 GROUP BY bot_reason ORDER BY bot_reason FORMAT TSV" \
+    >"$TMP/ch-reasons.tsv" 2>/dev/null || true
+
+# --- report ------------------------------------------------------------------
+jget() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$TMP/$1.json" "$2"; }
+BL_RPS="$(jget baseline rps)"
+GW_RPS="$(jget gateway rps)"
+RATIO="$(awk -v g="$GW_RPS" -v b="$BL_RPS" 'BEGIN { if (b > 0) printf "%.2f", g / b; else print "n/a" }')"
+RATIO_MET="$(awk -v r="$RATIO" -v t="$TARGET_RATIO" 'BEGIN { print (r + 0 >= t) ? "met" : "NOT met" }')"
+us_ms() { awk -v u="$1" 'BEGIN { printf "%.2f ms", u / 1000 }'; }
+METRIC_LINES="$(grep -E '^codelink_scans_(queued|dropped|lost|written)_total' "$TMP/metrics.txt" 2>/dev/null || echo '(no /metrics)')"
+WALL_S=$((SECONDS - WALL_START))
+dirty=""
+[[ -z "$(git status --porcelain 2>/dev/null || true)" ]] || dirty=" (uncommitted changes)"
+if ((ACCOUNTING_RC == 0)); then VERDICT="PASS"; else VERDICT="FAIL"; fi
+{
+    echo "# codelink scan recording under load"
+    echo
+    echo "$REQUESTS scans at full speed (5 codes × none/yt/ig/bio, every 4th \`?qr=1\`, 20 % bot user agents),"
+    echo "gateway with Redis counters and ClickHouse rows on, against the bare hyper 302 baseline, same generator, same run."
+    echo
+    echo "| server | req/s | p50 | p99 | p99.9 | seconds | statuses |"
+    echo "|---|---:|---:|---:|---:|---:|---|"
+    for key in baseline gateway; do
+        echo "| $key | $(jget "$key" rps) | $(us_ms "$(jget "$key" p50_us)") | $(us_ms "$(jget "$key" p99_us)") | $(us_ms "$(jget "$key" p999_us)") | $(jget "$key" seconds) | \`$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["status_counts"]))' "$TMP/$key.json")\` |"
+    done
+    echo
+    echo "**Ratio gateway / baseline: $RATIO** (target ≥ $TARGET_RATIO with full recording on: $RATIO_MET)."
+    echo
+    echo "## Accounting: $VERDICT"
+    echo
+    if [[ "$SETTLED" == yes ]]; then
+        echo "Redis and ClickHouse matched ~${SETTLE_S}s after the last response."
+    else
+        echo "Not matching after waiting ${SETTLE_SECONDS}s; the figures below are what was there then."
+    fi
+    echo
+    echo '```'
+    cat "$TMP/checks.txt"
+    echo '```'
+    echo
+    cat "$TMP/accounting.md"
+    echo
+    echo "ClickHouse rows before FINAL: $(cat "$TMP/ch-raw-rows.txt"); bot reasons (ClickHouse): $(awk -F'\t' 'NF == 2 {printf "%s`%s` %s", (n++ ? ", " : ""), $1, $2}' "$TMP/ch-reasons.tsv" 2>/dev/null)"
+    echo
+    echo "Gateway /metrics after settling:"
+    echo
+    echo '```'
+    echo "$METRIC_LINES"
+    echo '```'
+    echo
+    echo "## Set-up"
+    echo
+    echo "- generator: \`scan-load --requests $REQUESTS --connections $CONNECTIONS --threads $THREADS\` (closed loop, HTTP/1.1 keep-alive, hyper), baseline first, then the gateway"
+    echo "- gateway: \`codelink serve --redis-url … --clickhouse-url … --clickhouse-database $CH_DB --client-ip-header x-forwarded-for --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000\`, \`CODELINK_LOG=warn\`, default flush (500 ms)"
+    echo "- redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') (persistence off), clickhouse-server $CH_VERSION, all on 127.0.0.1"
+    echo "- nproc: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || echo unknown CPU)); generator, gateway, Redis and ClickHouse share these cores"
+    echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty; date: $(date -u +%Y-%m-%dT%H:%M:%SZ); wall time ${WALL_S}s (build ${BUILD_S}s)"
+} >"$TMP/report.md"
+
+mkdir -p "$ROOT/load-tests/results"
+cp "$TMP/report.md" "$ROOT/load-tests/results/scan-load.md"
+
+echo >&2
+cat "$TMP/checks.txt"
+echo
+echo "baseline: $BL_RPS req/s, p99 $(us_ms "$(jget baseline p99_us)")"
+echo "gateway:  $GW_RPS req/s, p99 $(us_ms "$(jget gateway p99_us)")"
+echo "ratio:    $RATIO (target >= $TARGET_RATIO: $RATIO_MET)"
+echo "$METRIC_LINES"
+echo "accounting: $VERDICT; wall time ${WALL_S}s"
+log "report written to load-tests/results/scan-load.md"
+exit "$((ACCOUNTING_RC == 0 ? 0 : 1))"
