@@ -18,7 +18,13 @@ pub struct Enricher {
     day: u64,
     seen: HashSet<u64>,
     hasher: std::collections::hash_map::RandomState,
+    /// User agents repeat a lot (a few app and browser versions dominate), and
+    /// parsing one costs a microsecond or more: remember recent answers.
+    clients: std::collections::HashMap<String, classify::Client>,
 }
+
+/// Entries kept in the user-agent cache before it starts over.
+const CLIENT_CACHE: usize = 20_000;
 
 impl Default for Enricher {
     fn default() -> Self {
@@ -32,12 +38,13 @@ impl Enricher {
             day: 0,
             seen: HashSet::new(),
             hasher: Default::default(),
+            clients: std::collections::HashMap::new(),
         }
     }
 
     pub fn enrich(&mut self, raw: RawScan) -> Scan {
         let ts_ms = raw.scan_id.unix_ms();
-        let client = classify::classify(&raw.user_agent);
+        let client = self.classify(&raw.user_agent);
         let bot_reason = match (&client.bot, raw.request_bot) {
             (Some(name), _) => format!("ua:{name}"),
             (None, Some(b)) => b.reason().to_string(),
@@ -63,6 +70,18 @@ impl Enricher {
             bot_reason,
             is_unique,
         }
+    }
+
+    fn classify(&mut self, user_agent: &str) -> classify::Client {
+        if let Some(c) = self.clients.get(user_agent) {
+            return c.clone();
+        }
+        if self.clients.len() >= CLIENT_CACHE {
+            self.clients.clear();
+        }
+        let c = classify::classify(user_agent);
+        self.clients.insert(user_agent.to_string(), c.clone());
+        c
     }
 
     fn first_today(&mut self, ts_ms: u64, code: &str, visitor: &str) -> bool {

@@ -103,7 +103,11 @@ async fn start_recorder(
     let embedded_counters = config.redis_url.is_none();
     let embedded = EmbeddedSink::open(&config.data_dir, embedded_events, embedded_counters)
         .map_err(|e| anyhow::anyhow!("{e}; is another codelink using this data dir?"))?;
-    let mut sinks = vec![Sink::Embedded(embedded.clone())];
+    // The embedded sink takes part only when it holds rows or counters.
+    let mut sinks = Vec::new();
+    if embedded_events || embedded_counters {
+        sinks.push(Sink::Embedded(embedded.clone()));
+    }
     let mut analytics = Analytics::Embedded(embedded.clone());
     let counters = match &config.redis_url {
         Some(url) => {

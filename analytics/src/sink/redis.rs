@@ -20,9 +20,11 @@ use std::time::Duration;
 
 const MARKER_TTL_SECS: u64 = 7 * 24 * 3600;
 const VISITS_TTL_SECS: u64 = 400 * 24 * 3600;
+/// Members per PFADD call (Lua's unpack is limited by its C stack, ~8000).
+const PFADD_CHUNK: usize = 4000;
 
 /// Applies one batch atomically, once: ARGV[1] = marker TTL, then a flat list of
-/// operations: `h key field delta` (HINCRBY), `p key member` (PFADD),
+/// operations: `h key field delta` (HINCRBY), `p key n member…` (PFADD of n members),
 /// `e key seconds` (EXPIRE), `l key value ts seconds` (SET unless the stored
 /// value starts with a later ts). Returns 1 when applied, 0 when the batch was seen.
 const APPLY_ONCE: &str = r#"
@@ -34,7 +36,8 @@ while i <= n do
   if op == 'h' then
     redis.call('HINCRBY', ARGV[i+1], ARGV[i+2], ARGV[i+3]); i = i + 4
   elseif op == 'p' then
-    redis.call('PFADD', ARGV[i+1], ARGV[i+2]); i = i + 3
+    local n = tonumber(ARGV[i+2])
+    redis.call('PFADD', ARGV[i+1], unpack(ARGV, i+3, i+2+n)); i = i + 3 + n
   elseif op == 'l' then
     local cur = redis.call('GET', ARGV[i+1])
     if (not cur) or tonumber(string.match(cur, '^(%d+)')) <= tonumber(ARGV[i+3]) then
@@ -95,18 +98,35 @@ impl RedisCounters {
                 inv.arg("h").arg(&key).arg(field).arg(n);
             }
         }
-        let mut hll_keys = BTreeSet::new();
+        // One PFADD per HyperLogLog with all its members (in chunks that Lua's
+        // unpack can take), and one last-visit write per (code, visitor): a
+        // batch repeats visitors a lot, and Redis time is shared by everyone.
+        let mut visitors: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
         for (code, day, visitor) in human_visits(&batch.scans) {
-            let key = format!("{p}:uv:{code}:{day}");
-            inv.arg("p").arg(&key).arg(visitor);
-            hll_keys.insert(key);
+            visitors
+                .entry(format!("{p}:uv:{code}:{day}"))
+                .or_default()
+                .insert(visitor);
         }
-        for key in hll_keys {
+        for (key, members) in &visitors {
+            let members: Vec<&str> = members.iter().copied().collect();
+            for chunk in members.chunks(PFADD_CHUNK) {
+                inv.arg("p").arg(key).arg(chunk.len()).arg(chunk);
+            }
             inv.arg("e").arg(key).arg(VISITS_TTL_SECS);
         }
+        let mut latest: BTreeMap<(&str, &str), &crate::event::Scan> = BTreeMap::new();
         for scan in batch.scans.iter().filter(|s| !s.is_bot()) {
+            let slot = latest
+                .entry((scan.code.as_str(), scan.visitor_id.as_str()))
+                .or_insert(scan);
+            if scan.ts_ms >= slot.ts_ms {
+                *slot = scan;
+            }
+        }
+        for ((code, visitor), scan) in latest {
             inv.arg("l")
-                .arg(format!("{p}:lv:{}:{}", scan.code, scan.visitor_id))
+                .arg(format!("{p}:lv:{code}:{visitor}"))
                 .arg(LastVisit::of(scan).encode())
                 .arg(scan.ts_ms)
                 .arg(VISITS_TTL_SECS);
