@@ -39,41 +39,69 @@ pub const NO_CHANNEL: &str = "-";
 /// `total`, `human`, `bot`, `qr`, `link`, `day:{YYYY-MM-DD}:{total|human|bot}`,
 /// `ch:{channel}:{total|human|bot}`, `reason:{bot reason}`.
 pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
-    let mut out: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+    // Count distinct combinations first (a batch has few), then spell out the
+    // fields once per combination instead of once per scan.
+    type Group<'a> = (&'a str, u64, &'a str, &'a str, &'a str);
+    let mut groups: std::collections::HashMap<Group<'_>, u64> = std::collections::HashMap::new();
     for scan in scans {
-        let fields = out.entry(scan.code.as_str()).or_default();
-        let class = if scan.is_bot() { "bot" } else { "human" };
-        let day = scan.day();
         let channel = if scan.channel.is_empty() {
             NO_CHANNEL
         } else {
             scan.channel.as_str()
         };
+        let key = (
+            scan.code.as_str(),
+            scan.ts_ms / 86_400_000,
+            channel,
+            scan.source.as_str(),
+            scan.bot_reason.as_str(),
+        );
+        *groups.entry(key).or_default() += 1;
+    }
+    let mut out: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+    for ((code, day, channel, source, reason), n) in groups {
+        let fields = out.entry(code).or_default();
+        let class = if reason.is_empty() { "human" } else { "bot" };
+        let day = crate::event::day_of(day * 86_400_000);
         let keys = [
             "total".to_string(),
             class.to_string(),
-            scan.source.clone(),
+            source.to_string(),
             format!("day:{day}:total"),
             format!("day:{day}:{class}"),
             format!("ch:{channel}:total"),
             format!("ch:{channel}:{class}"),
         ];
         for key in keys {
-            *fields.entry(key).or_default() += 1;
+            *fields.entry(key).or_default() += n;
         }
-        if scan.is_bot() {
-            *fields
-                .entry(format!("reason:{}", scan.bot_reason))
-                .or_default() += 1;
+        if !reason.is_empty() {
+            *fields.entry(format!("reason:{reason}")).or_default() += n;
         }
     }
     out
 }
 
-/// (code, day, visitor) of each human scan: what unique-visitor counts are built from.
-pub fn human_visits(scans: &[Scan]) -> impl Iterator<Item = (&str, String, &str)> {
+/// Distinct (code, day, visitor) of the human scans: what unique-visitor counts
+/// are built from. A batch repeats visitors a lot; each is written once.
+pub fn human_visits(scans: &[Scan]) -> std::collections::BTreeSet<(&str, String, &str)> {
     scans
         .iter()
         .filter(|s| !s.is_bot())
         .map(|s| (s.code.as_str(), s.day(), s.visitor_id.as_str()))
+        .collect()
+}
+
+/// The latest human scan of each (code, visitor) in the batch.
+pub fn latest_human_scans(scans: &[Scan]) -> BTreeMap<(&str, &str), &Scan> {
+    let mut latest: BTreeMap<(&str, &str), &Scan> = BTreeMap::new();
+    for scan in scans.iter().filter(|s| !s.is_bot()) {
+        let slot = latest
+            .entry((scan.code.as_str(), scan.visitor_id.as_str()))
+            .or_insert(scan);
+        if scan.ts_ms >= slot.ts_ms {
+            *slot = scan;
+        }
+    }
+    latest
 }

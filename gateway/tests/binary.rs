@@ -231,7 +231,7 @@ async fn kill_and_restart_mid_stream_accounts_for_every_scan() {
     for id in &after_restart {
         assert!(seen.contains(id), "scan {id} after the restart is missing");
     }
-    let window = 2 * FLUSH_MS + 200;
+    let window = 3 * FLUSH_MS + 200;
     let lost: Vec<u64> = answered
         .iter()
         .filter(|(id, _)| !seen.contains(*id))

@@ -2,7 +2,7 @@
 //! when no ClickHouse / Redis is configured.
 
 use super::SinkError;
-use crate::batch::{counter_deltas, human_visits, Batch};
+use crate::batch::{counter_deltas, human_visits, latest_human_scans, Batch};
 use crate::event::{Conversion, Scan};
 use crate::ledger::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
@@ -119,8 +119,8 @@ impl EmbeddedSink {
                     }
                 }
                 let mut last = tx.open_table(LAST_VISITS).map_err(err)?;
-                for scan in batch.scans.iter().filter(|s| !s.is_bot()) {
-                    let key = format!("{}\0{}", scan.code, scan.visitor_id);
+                for ((code, visitor), scan) in latest_human_scans(&batch.scans) {
+                    let key = format!("{code}\0{visitor}");
                     let newer = match last.get(key.as_str()).map_err(err)? {
                         Some(v) => {
                             LastVisit::decode(v.value()).is_none_or(|l| l.scan_ms <= scan.ts_ms)

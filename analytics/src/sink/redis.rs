@@ -9,7 +9,7 @@
 //! - `{p}:cust:{customer id}` the customer's first attribution (400 days).
 
 use super::SinkError;
-use crate::batch::{counter_deltas, human_visits, Batch};
+use crate::batch::{counter_deltas, human_visits, latest_human_scans, Batch};
 use crate::event::Conversion;
 use crate::ledger::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
@@ -115,16 +115,7 @@ impl RedisCounters {
             }
             inv.arg("e").arg(key).arg(VISITS_TTL_SECS);
         }
-        let mut latest: BTreeMap<(&str, &str), &crate::event::Scan> = BTreeMap::new();
-        for scan in batch.scans.iter().filter(|s| !s.is_bot()) {
-            let slot = latest
-                .entry((scan.code.as_str(), scan.visitor_id.as_str()))
-                .or_insert(scan);
-            if scan.ts_ms >= slot.ts_ms {
-                *slot = scan;
-            }
-        }
-        for ((code, visitor), scan) in latest {
+        for ((code, visitor), scan) in latest_human_scans(&batch.scans) {
             inv.arg("l")
                 .arg(format!("{p}:lv:{code}:{visitor}"))
                 .arg(LastVisit::of(scan).encode())
