@@ -358,6 +358,10 @@ async fn clickhouse_outage_mid_stream_loses_and_duplicates_nothing() {
         if i == 100 {
             ch.stop();
         }
+        if i == 150 {
+            // Several flush intervals pass while ClickHouse is down.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
         if i == 200 {
             ch.restart();
         }
@@ -385,18 +389,17 @@ async fn clickhouse_outage_mid_stream_loses_and_duplicates_nothing() {
         .map(|r| r["scan_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(stored, ids);
+    // The replay counter moves just after the rows land: wait for it.
+    let settled = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        let m = gw.anon.get("/metrics").await.text();
+        let spooled = metric(&m, "codelink_scans_spooled_total{sink=\"clickhouse\"}");
+        spooled > 0 && metric(&m, "codelink_scans_replayed_total{sink=\"clickhouse\"}") == spooled
+    })
+    .await;
     let metrics = gw.anon.get("/metrics").await.text();
-    let spooled = metric(
-        &metrics,
-        "codelink_scans_spooled_total{sink=\"clickhouse\"}",
-    );
-    assert!(spooled > 0, "the outage spooled nothing:\n{metrics}");
-    assert_eq!(
-        metric(
-            &metrics,
-            "codelink_scans_replayed_total{sink=\"clickhouse\"}"
-        ),
-        spooled
+    assert!(
+        settled,
+        "the outage spooled nothing, or the spool was not replayed:\n{metrics}"
     );
     assert_eq!(
         metric(&metrics, "codelink_scans_lost_total{sink=\"clickhouse\"}"),
@@ -416,6 +419,9 @@ async fn redis_outage_mid_stream_counts_every_scan_once() {
     for i in 0..300 {
         if i == 100 {
             redis.stop();
+        }
+        if i == 150 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
         }
         if i == 200 {
             redis.restart();
@@ -490,6 +496,12 @@ async fn spool_survives_a_restart_and_replays_into_clickhouse() {
     })
     .await;
     assert!(ok, "{:?}", ch_count(&ch, "restart"));
+    // The spool file goes once its rows are in: wait for that, too.
+    let emptied = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        std::fs::read_dir(&spool).unwrap().count() == 0
+    })
+    .await;
+    assert!(emptied, "spool not emptied");
     assert_eq!(
         std::fs::read_dir(&spool).unwrap().count(),
         0,

@@ -249,49 +249,40 @@ impl EmbeddedSink {
 
     /// Every stored conversion, in event-id order (embedded analytics and tests).
     pub async fn all_conversions(&self) -> Result<Vec<Conversion>, SinkError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<Conversion>, SinkError> {
-            let tx = db.begin_read().map_err(err)?;
-            let table = tx.open_table(CONVERSIONS).map_err(err)?;
-            let mut out = Vec::new();
-            for item in table.iter().map_err(err)? {
-                let (_, v) = item.map_err(err)?;
-                out.push(serde_json::from_slice(v.value()).map_err(err)?);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(err)?
+        self.read_json_rows(CONVERSIONS, ..).await
     }
 
     /// Stored scans with `from_ms <= ts < to_ms` (scan ids sort by time, so
     /// this is a range read).
     pub async fn scans_between(&self, from_ms: u64, to_ms: u64) -> Result<Vec<Scan>, SinkError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<Scan>, SinkError> {
-            let lo = crate::ScanId::from_parts(from_ms, 0, 0).to_string();
-            let hi = crate::ScanId::from_parts(to_ms, 0, 0).to_string();
-            let tx = db.begin_read().map_err(err)?;
-            let table = tx.open_table(SCANS).map_err(err)?;
-            let mut out = Vec::new();
-            for item in table.range(lo.as_str()..hi.as_str()).map_err(err)? {
-                let (_, v) = item.map_err(err)?;
-                out.push(serde_json::from_slice(v.value()).map_err(err)?);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(err)?
+        let lo = crate::ScanId::from_parts(from_ms, 0, 0).to_string();
+        let hi = crate::ScanId::from_parts(to_ms, 0, 0).to_string();
+        self.read_json_rows(SCANS, lo..hi).await
     }
 
     /// Every stored scan in scan-id (time) order; for tests and small exports.
     pub async fn all_scans(&self) -> Result<Vec<Scan>, SinkError> {
+        self.read_json_rows(SCANS, ..).await
+    }
+
+    /// The JSON rows of `table` whose keys fall in `keys`, in key order.
+    async fn read_json_rows<T, R>(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        keys: R,
+    ) -> Result<Vec<T>, SinkError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+        R: std::ops::RangeBounds<String> + Send + 'static,
+    {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<Scan>, SinkError> {
+        tokio::task::spawn_blocking(move || -> Result<Vec<T>, SinkError> {
             let tx = db.begin_read().map_err(err)?;
-            let table = tx.open_table(SCANS).map_err(err)?;
+            let table = tx.open_table(table).map_err(err)?;
+            let start = keys.start_bound().map(String::as_str);
+            let end = keys.end_bound().map(String::as_str);
             let mut out = Vec::new();
-            for item in table.iter().map_err(err)? {
+            for item in table.range::<&str>((start, end)).map_err(err)? {
                 let (_, v) = item.map_err(err)?;
                 out.push(serde_json::from_slice(v.value()).map_err(err)?);
             }
