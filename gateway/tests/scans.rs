@@ -52,10 +52,13 @@ async fn stats(gw: &common::TestGateway, code: &str) -> Value {
     r.json()
 }
 
-/// Waits until the code's stats show `total` scans.
+/// Waits until the code's stats show `total` scans (a backend that is just
+/// coming back may answer 503 meanwhile).
 async fn until_total(gw: &common::TestGateway, code: &str, total: u64, within: Duration) -> Value {
+    let path = format!("/api/v1/codes/{code}/stats");
     let ok = codelink_testkit::wait_until(within, || async {
-        stats(gw, code).await["total"].as_u64() == Some(total)
+        let r = gw.admin.get(&path).await;
+        r.status == 200 && r.json()["total"].as_u64() == Some(total)
     })
     .await;
     let last = stats(gw, code).await;
