@@ -36,11 +36,12 @@
 //!    timeseries (day and hour, UTC and Europe/Berlin), breakdown by every
 //!    dimension, funnel and top (scans, conversions, earnings; 10) for the hot
 //!    code, the median code (by scans) and all codes, over the 30 days. Each
-//!    case: one warm-up, then `R` timed runs (default 7), cut short after
-//!    `--case-budget-secs` once 3 runs are in.
+//!    case: one warm-up, then `R` timed runs (default 7), cut short once 3
+//!    runs are in and the case has taken `--case-budget-secs` (default 8; on
+//!    2 cores this leaves the all-codes cases, 3–5 s each, at 3 runs).
 //! 6. Prints a markdown report (and writes it to `--out`).
 //!
-//! Bounded: everything on 127.0.0.1; after `--max-seconds` (default 840) the
+//! Bounded: everything on 127.0.0.1; after `--max-seconds` (default 780) the
 //! measurements still to do are skipped and the report is written, and 60 s
 //! later the run is abandoned; SIGINT/SIGTERM stop it. In every case the
 //! private server is killed on the way out. Exit status: 0 with a report, 1 on
@@ -107,8 +108,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         clickhouse_url: None,
         database: "bench".into(),
         rows_per_insert: 1_000_000,
-        case_budget: Duration::from_secs(20),
-        max_seconds: 840,
+        case_budget: Duration::from_secs(8),
+        max_seconds: 780,
         seed: 20_240_601,
         out: None,
     };
@@ -321,7 +322,7 @@ const HUMAN_AGENTS: &[(&str, f64)] = &[
     ("Mozilla/5.0 (Linux; Android 13; SM-S911B Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/119.0.6045.193 Mobile Safari/537.36 Instagram 309.1.0.41.113 Android (33/13; 480dpi; 1080x2340; samsung; SM-S911B; dm1q; qcom; en_US; 541635863)", 6.0),
     ("Mozilla/5.0 (Linux; Android 13; SM-G991B Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/119.0.6045.193 Mobile Safari/537.36 trill_320405 JsSdk/1.0 NetType/WIFI Channel/googleplay AppName/trill app_version/32.4.5 ByteLocale/en ByteFullLocale/en Region/US BytedanceWebview/d8a21c6", 6.0),
     ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBDV/iPhone14,5;FBMD/iPhone;FBSN/iOS;FBSV/17.2;FBSS/3;FBID/phone;FBLC/en_US;FBOP/5]", 3.0),
-    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 YouTube/18.45.2", 3.0),
+    ("com.google.ios.youtube/19.29.1 (iPhone16,2; U; CPU iOS 17_5_1 like Mac OS X)", 3.0),
     ("Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-A536B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36", 4.0),
     ("Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1", 3.0),
     ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36", 10.0),
@@ -449,6 +450,12 @@ impl Model {
             if let Some(bot) = &a.bot {
                 return Err(format!("human agent classified as bot {bot}: {}", a.ua).into());
             }
+        }
+        for a in &humans {
+            eprintln!(
+                "    agent: device {:?} os {:?} browser {:?} in_app {:?}",
+                a.device, a.os, a.browser, a.in_app
+            );
         }
         let human_weights =
             Weighted::new(HUMAN_AGENTS.iter().enumerate().map(|(i, (_, w))| (i, *w)));
@@ -1070,14 +1077,7 @@ impl Endpoint {
     /// summary/funnel), to print and to keep the answer alive.
     async fn call(self, a: &Analytics, q: &Query) -> Result<u64> {
         Ok(match self {
-            Endpoint::Summary => {
-                a.summary(&Query {
-                    tz: "UTC".into(),
-                    ..q.clone()
-                })
-                .await?
-                .scans
-            }
+            Endpoint::Summary => a.summary(q).await?.scans,
             Endpoint::Timeseries(i, tz) => {
                 let q = Query {
                     tz: tz.into(),
@@ -1095,6 +1095,7 @@ impl Endpoint {
 /// Timed runs of one case, ms; empty when skipped.
 #[derive(Debug, Clone, Default)]
 struct Timing {
+    warmup_ms: f64,
     ms: Vec<f64>,
     answer: u64,
 }
@@ -1168,8 +1169,12 @@ async fn measure(
                 row.push(Timing::default());
                 continue;
             }
-            ep.call(analytics, &q).await?; // warm-up
-            let mut t = Timing::default();
+            let warm = Instant::now();
+            ep.call(analytics, &q).await?;
+            let mut t = Timing {
+                warmup_ms: warm.elapsed().as_secs_f64() * 1000.0,
+                ..Timing::default()
+            };
             let case_start = Instant::now();
             for r in 0..args.runs {
                 if r >= 3 && case_start.elapsed() >= args.case_budget {
@@ -1180,11 +1185,12 @@ async fn measure(
                 t.ms.push(started.elapsed().as_secs_f64() * 1000.0);
             }
             eprintln!(
-                "    {phase} / {} / {}: median {} ms ({} runs, answer {})",
+                "    {phase} / {} / {}: median {} ms ({} runs, warm-up {} ms, answer {})",
                 scope.label,
                 ep.name(),
                 t.median().map_or("-".into(), fmt_ms),
                 t.ms.len(),
+                fmt_ms(t.warmup_ms),
                 t.answer
             );
             row.push(t);
@@ -1378,14 +1384,24 @@ async fn run(args: Args, url: String, soft_deadline: Instant) -> Result<()> {
         args.runs,
         args.case_budget.as_secs()
     );
-    let verdict = |t: &Timing| match t.median() {
-        Some(m) if m < SUMMARY_TARGET_MS => format!("**met** (median {} ms)", fmt_ms(m)),
-        Some(m) => format!("**NOT met** (median {} ms)", fmt_ms(m)),
-        None => "not measured".into(),
+    // Judged on the median; the slowest run is shown next to it.
+    let verdict = |t: &Timing| {
+        let max = t.sorted().last().copied().unwrap_or(0.0);
+        match t.median() {
+            Some(m) if m < SUMMARY_TARGET_MS => {
+                format!("**met** (median {} ms, max {} ms)", fmt_ms(m), fmt_ms(max))
+            }
+            Some(m) => format!(
+                "**NOT met** (median {} ms, max {} ms)",
+                fmt_ms(m),
+                fmt_ms(max)
+            ),
+            None => "not measured".into(),
+        }
     };
     let _ = writeln!(
         w,
-        "## Per-code summary target: under {SUMMARY_TARGET_MS:.0} ms\n"
+        "## Per-code summary target: under {SUMMARY_TARGET_MS:.0} ms (median of the timed runs)\n"
     );
     let _ = writeln!(w, "| code | after load | after OPTIMIZE FINAL |");
     let _ = writeln!(w, "|---|---|---|");
