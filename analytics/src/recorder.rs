@@ -123,11 +123,16 @@ impl RecorderMetrics {
     }
 }
 
+/// Longest wait for the sinks to take a batch someone waits on.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Spool files replayed per turn, so a long replay does not stop new batches.
+const REPLAY_STEP: usize = 16;
+
 enum Control {
     /// Cut a batch now and answer once every sink has it (written or spooled).
-    Flush(oneshot::Sender<()>),
+    Flush(oneshot::Sender<bool>),
     /// Conversions to store; answer once they are written or spooled.
-    Conversions(Vec<Conversion>, oneshot::Sender<()>),
+    Conversions(Vec<Conversion>, oneshot::Sender<bool>),
     /// Drain the queue, cut a last batch, and end the tasks.
     Stop,
 }
@@ -166,7 +171,7 @@ impl Recorder {
                 config.spool_max_bytes,
             )?;
             metrics.sink(kind).spool_bytes.store(spool.bytes(), Relaxed);
-            let (tx, rx) = mpsc::channel::<(Arc<Batch>, Option<oneshot::Sender<()>>)>(16);
+            let (tx, rx) = mpsc::channel::<(Arc<Batch>, Option<oneshot::Sender<bool>>)>(16);
             worker_txs.push(tx);
             let worker = Worker {
                 sink,
@@ -214,12 +219,14 @@ impl Recorder {
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.control.send(Control::Flush(tx)).await.is_ok() {
-            let _ = rx.await;
+            let _ = tokio::time::timeout(ACK_TIMEOUT, rx).await;
         }
     }
 
-    /// Stores conversions through the same sinks as scans; returns once every
-    /// sink has written them or spooled them to disk (so a 202 is durable).
+    /// Stores conversions through the same sinks as scans; returns true once
+    /// every sink has written them or spooled them to disk (so a 202 is
+    /// durable), false when one could not (the caller answers 503 and the brand
+    /// retries with the same event id).
     pub async fn record_conversions(&self, conversions: Vec<Conversion>) -> bool {
         let (tx, rx) = oneshot::channel();
         if self
@@ -230,7 +237,7 @@ impl Recorder {
         {
             return false;
         }
-        rx.await.is_ok()
+        matches!(tokio::time::timeout(ACK_TIMEOUT, rx).await, Ok(Ok(true)))
     }
 
     pub fn metrics(&self) -> &RecorderMetrics {
@@ -255,14 +262,14 @@ impl RecorderTasks {
     }
 }
 
-type WorkerTx = mpsc::Sender<(Arc<Batch>, Option<oneshot::Sender<()>>)>;
+type WorkerTx = mpsc::Sender<(Arc<Batch>, Option<oneshot::Sender<bool>>)>;
 
 /// What the batcher holds until the next cut.
 struct Pending {
     scans: Vec<crate::event::Scan>,
     conversions: Vec<Conversion>,
     /// Told once the batch holding these items is written or spooled by every sink.
-    waiting: Vec<oneshot::Sender<()>>,
+    waiting: Vec<oneshot::Sender<bool>>,
 }
 
 impl Pending {
@@ -288,17 +295,9 @@ async fn batcher(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            // Scans first: under load the queue is drained before a tick cuts.
+            // Control and the age tick first: they are rare, and under a
+            // steady stream of scans they must still be heard.
             biased;
-            raw = queue.recv() => match raw {
-                Some(raw) => {
-                    pending.scans.push(enricher.enrich(raw));
-                    if pending.len() >= config.batch_max {
-                        cut(&mut pending, &workers, &metrics).await;
-                    }
-                }
-                None => break, // every sender dropped: shutdown
-            },
             Some(ctl) = control.recv() => {
                 while let Ok(raw) = queue.try_recv() {
                     pending.scans.push(enricher.enrich(raw));
@@ -321,6 +320,15 @@ async fn batcher(
                     cut(&mut pending, &workers, &metrics).await;
                 }
             }
+            raw = queue.recv() => match raw {
+                Some(raw) => {
+                    pending.scans.push(enricher.enrich(raw));
+                    if pending.len() >= config.batch_max {
+                        cut(&mut pending, &workers, &metrics).await;
+                    }
+                }
+                None => break, // every sender dropped: shutdown
+            },
         }
     }
     cut(&mut pending, &workers, &metrics).await;
@@ -336,27 +344,33 @@ async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetr
     );
     if batch.is_empty() {
         for done in waiting {
-            let _ = done.send(());
+            let _ = done.send(true);
         }
         return;
     }
     let batch = Arc::new(batch);
     metrics.batches.fetch_add(1, Relaxed);
     let mut acks = Vec::new();
+    let mut all_sent = true;
     for w in workers {
         let (ack_tx, ack_rx) = oneshot::channel();
         if w.send((batch.clone(), Some(ack_tx))).await.is_ok() {
             acks.push(ack_rx);
+        } else {
+            // A worker that ended cannot take batches: never report success.
+            all_sent = false;
+            tracing::error!("a sink worker has stopped; its batches are not stored");
         }
     }
     if !waiting.is_empty() {
         // Waiting for the sinks happens beside the batcher, which goes on cutting.
         tokio::spawn(async move {
+            let mut ok = all_sent;
             for ack in acks {
-                let _ = ack.await;
+                ok &= matches!(ack.await, Ok(true));
             }
             for done in waiting {
-                let _ = done.send(());
+                let _ = done.send(ok);
             }
         });
     }
@@ -371,7 +385,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, mut rx: mpsc::Receiver<(Arc<Batch>, Option<oneshot::Sender<()>>)>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<(Arc<Batch>, Option<oneshot::Sender<bool>>)>) {
         let kind = self.sink.kind();
         // A spool left by an earlier run means: replay before anything new.
         let mut degraded = !self.spool.is_empty();
@@ -387,24 +401,28 @@ impl Worker {
                             degraded = true;
                         }
                     }
-                    if degraded {
-                        self.spool_batch(&batch);
-                    }
+                    let stored = !degraded || self.spool_batch(&batch);
                     if let Some(ack) = ack {
-                        let _ = ack.send(());
+                        let _ = ack.send(stored);
                     }
                 }
                 _ = retry.tick(), if degraded => {
-                    degraded = !self.replay().await;
-                    if !degraded {
-                        tracing::info!(sink = kind.name(), "sink back; spool replayed");
+                    match self.replay(REPLAY_STEP).await {
+                        Replay::Done => {
+                            degraded = false;
+                            tracing::info!(sink = kind.name(), "sink back; spool replayed");
+                        }
+                        // The sink answers: go on with the next files at once,
+                        // after looking at new batches.
+                        Replay::More => retry.reset_immediately(),
+                        Replay::Failed => {}
                     }
                 }
             }
         }
         // Shutdown: one last replay attempt so a healthy sink leaves no spool behind.
         if degraded {
-            self.replay().await;
+            self.replay(usize::MAX).await;
         }
     }
 
@@ -421,28 +439,33 @@ impl Worker {
         result
     }
 
-    fn spool_batch(&mut self, batch: &Batch) {
+    /// Spools a batch; false when the spool refused it (the scans are lost,
+    /// and counted).
+    fn spool_batch(&mut self, batch: &Batch) -> bool {
         let m = self.metrics.sink(self.sink.kind());
         let n = batch.scans.len() as u64;
-        match self.spool.push(batch) {
+        let stored = match self.spool.push(batch) {
             Ok(()) => {
                 m.spooled.fetch_add(n, Relaxed);
+                true
             }
             Err(e) => {
                 m.lost.fetch_add(n, Relaxed);
-                tracing::error!(sink = self.sink.kind().name(), scans = n, error = %e, "spool refused a batch: scans lost");
+                tracing::error!(sink = self.sink.kind().name(), scans = n, conversions = batch.conversions.len(), error = %e, "spool refused a batch: lost");
+                false
             }
-        }
+        };
         m.spool_bytes.store(self.spool.bytes(), Relaxed);
+        stored
     }
 
-    /// Replays the spool oldest first; true when it is empty afterwards.
-    async fn replay(&mut self) -> bool {
+    /// Replays up to `step` spool files, oldest first.
+    async fn replay(&mut self, step: usize) -> Replay {
         let m = self.metrics.sink(self.sink.kind());
-        loop {
+        for _ in 0..step {
             let (path, batch) = match self.spool.oldest() {
                 Ok(Some(next)) => next,
-                Ok(None) => return true,
+                Ok(None) => return Replay::Done,
                 Err(SpoolError::Corrupt(path, e)) => {
                     tracing::error!(path = %path.display(), error = %e, "corrupt spool file set aside");
                     let _ = self.spool.quarantine(&path);
@@ -450,19 +473,33 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the spool");
-                    return false;
+                    return Replay::Failed;
                 }
             };
             if self.write(&batch).await.is_err() {
-                return false;
+                return Replay::Failed;
             }
             m.replayed.fetch_add(batch.scans.len() as u64, Relaxed);
             if let Err(e) = self.spool.remove(&path) {
                 // The batch would be replayed again; the sink recognises it.
                 tracing::error!(path = %path.display(), error = %e, "cannot remove a replayed spool file");
-                return false;
+                return Replay::Failed;
             }
             m.spool_bytes.store(self.spool.bytes(), Relaxed);
         }
+        if self.spool.is_empty() {
+            Replay::Done
+        } else {
+            Replay::More
+        }
     }
+}
+
+enum Replay {
+    /// The spool is empty.
+    Done,
+    /// The sink took every file tried; more are waiting.
+    More,
+    /// The sink (or the disk) failed; try again after the retry interval.
+    Failed,
 }

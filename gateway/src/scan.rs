@@ -48,6 +48,11 @@ impl ScanCapture {
         })
     }
 
+    /// The client's address: the trusted header when configured, else the peer.
+    pub fn client_ip(&self, req: &Request, peer: SocketAddr) -> IpAddr {
+        client_ip(req, self.client_ip_header.as_ref()).unwrap_or(peer.ip())
+    }
+
     pub fn limiter(&self) -> &DefaultKeyedRateLimiter<IpAddr> {
         &self.limiter
     }
@@ -67,7 +72,7 @@ impl ScanCapture {
             let v = &v[..v.len().min(max)];
             String::from_utf8_lossy(v).into_owned()
         };
-        let ip = client_ip(req, self.client_ip_header.as_ref()).unwrap_or(peer.ip());
+        let ip = self.client_ip(req, peer);
         let user_agent = text(&header::USER_AGENT, MAX_UA);
         let request_bot = if req.method() == Method::HEAD {
             Some(RequestBot::Head)

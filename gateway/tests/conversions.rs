@@ -426,3 +426,23 @@ async fn bad_input_is_a_clear_4xx() {
     assert_eq!(results[0]["status"], "duplicate");
     assert_eq!(results[1]["status"], "created");
 }
+
+/// When a sink is down and its spool cannot take the batch (full disk), the
+/// brand gets 503, not a 202 for a row that was never kept, and can retry.
+#[tokio::test]
+async fn conversions_that_cannot_be_stored_are_503() {
+    let (mut config, tmp) = config();
+    // ClickHouse "configured" on a port where nothing listens, and no room to spool.
+    config.clickhouse_url = Some(format!("http://127.0.0.1:{}", codelink_testkit::free_port()));
+    config.spool_max_bytes = 10;
+    let gw = common::start_with(config, Some(tmp)).await;
+    let event = json!({"event_id": "nospace-1", "type": "signup"});
+    let r = gw.admin.post_json("/api/v1/conversions", &event).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "not_stored");
+    let metrics = gw.anon.get("/metrics").await.text();
+    assert!(
+        metrics.contains("codelink_sink_failures_total{sink=\"clickhouse\"} 1"),
+        "{metrics}"
+    );
+}

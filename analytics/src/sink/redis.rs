@@ -40,7 +40,8 @@ while i <= n do
     redis.call('PFADD', ARGV[i+1], unpack(ARGV, i+3, i+2+n)); i = i + 3 + n
   elseif op == 'l' then
     local cur = redis.call('GET', ARGV[i+1])
-    if (not cur) or tonumber(string.match(cur, '^(%d+)')) <= tonumber(ARGV[i+3]) then
+    local ts = cur and tonumber(string.match(cur, '^(%d+)'))
+    if (not ts) or ts <= tonumber(ARGV[i+3]) then
       redis.call('SET', ARGV[i+1], ARGV[i+2], 'EX', ARGV[i+4])
     end
     i = i + 5

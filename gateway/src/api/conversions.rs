@@ -222,8 +222,8 @@ pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, A
     if !state.recorder.record_conversions(to_record).await {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the gateway is shutting down; retry with the same event_id",
+            "not_stored",
+            "the conversions could not be stored (shutting down, or disk full); retry with the same event_id",
         ));
     }
     let body = if single {

@@ -51,7 +51,9 @@ fn forbidden() -> ApiError {
 }
 
 pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Response {
-    if let Err(not_until) = state.api_limiter.check_key(&peer.ip()) {
+    // Keyed like scans: behind a CDN every caller would otherwise share one bucket.
+    let client = state.scans.client_ip(&req, peer);
+    if let Err(not_until) = state.api_limiter.check_key(&client) {
         let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
         let wait = not_until.wait_time_from(now);
         let mut resp = ApiError::new(
