@@ -433,7 +433,10 @@ async fn bad_input_is_a_clear_4xx() {
 async fn conversions_that_cannot_be_stored_are_503() {
     let (mut config, tmp) = config();
     // ClickHouse "configured" on a port where nothing listens, and no room to spool.
-    config.clickhouse_url = Some(format!("http://127.0.0.1:{}", codelink_testkit::free_port()));
+    config.clickhouse_url = Some(format!(
+        "http://127.0.0.1:{}",
+        codelink_testkit::free_port()
+    ));
     config.spool_max_bytes = 10;
     let gw = common::start_with(config, Some(tmp)).await;
     let event = json!({"event_id": "nospace-1", "type": "signup"});
