@@ -129,8 +129,6 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 const REPLAY_STEP: usize = 16;
 
 enum Control {
-    /// Cut a batch now and answer once every sink has it (written or spooled).
-    Flush(oneshot::Sender<bool>),
     /// Conversions to store; answer once they are written or spooled.
     Conversions(Vec<Conversion>, oneshot::Sender<bool>),
     /// Drain the queue, cut a last batch, and end the tasks.
@@ -215,14 +213,6 @@ impl Recorder {
         }
     }
 
-    /// Cuts a batch now and waits until every sink has written or spooled it.
-    pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.control.send(Control::Flush(tx)).await.is_ok() {
-            let _ = tokio::time::timeout(ACK_TIMEOUT, rx).await;
-        }
-    }
-
     /// Stores conversions through the same sinks as scans; returns true once
     /// every sink has written them or spooled them to disk (so a 202 is
     /// durable), false when one could not (the caller answers 503 and the brand
@@ -303,10 +293,6 @@ async fn batcher(
                     pending.scans.push(enricher.enrich(raw));
                 }
                 match ctl {
-                    Control::Flush(done) => {
-                        pending.waiting.push(done);
-                        cut(&mut pending, &workers, &metrics).await;
-                    }
                     Control::Conversions(conversions, done) => {
                         // Cut with the next tick: conversions ride along with scans.
                         pending.conversions.extend(conversions);
