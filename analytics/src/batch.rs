@@ -5,7 +5,9 @@
 
 use crate::event::{Conversion, Scan};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+const DAY_MS: u64 = 86_400_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
@@ -42,7 +44,7 @@ pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
     // Count distinct combinations first (a batch has few), then spell out the
     // fields once per combination instead of once per scan.
     type Group<'a> = (&'a str, u64, &'a str, &'a str, &'a str);
-    let mut groups: std::collections::HashMap<Group<'_>, u64> = std::collections::HashMap::new();
+    let mut groups: HashMap<Group<'_>, u64> = HashMap::new();
     for scan in scans {
         let channel = if scan.channel.is_empty() {
             NO_CHANNEL
@@ -51,7 +53,7 @@ pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
         };
         let key = (
             scan.code.as_str(),
-            scan.ts_ms / 86_400_000,
+            scan.ts_ms / DAY_MS,
             channel,
             scan.source.as_str(),
             scan.bot_reason.as_str(),
@@ -62,7 +64,7 @@ pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
     for ((code, day, channel, source, reason), n) in groups {
         let fields = out.entry(code).or_default();
         let class = if reason.is_empty() { "human" } else { "bot" };
-        let day = crate::event::day_of(day * 86_400_000);
+        let day = crate::event::day_of(day * DAY_MS);
         let keys = [
             "total".to_string(),
             class.to_string(),
@@ -82,19 +84,33 @@ pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
     out
 }
 
-/// Distinct (code, day, visitor) of the human scans: what unique-visitor counts
-/// are built from. A batch repeats visitors a lot; each is written once.
-pub fn human_visits(scans: &[Scan]) -> std::collections::BTreeSet<(&str, String, &str)> {
-    scans
-        .iter()
-        .filter(|s| !s.is_bot())
-        .map(|s| (s.code.as_str(), s.day(), s.visitor_id.as_str()))
+/// The distinct visitors of the human scans per (code, UTC day `YYYY-MM-DD`):
+/// what unique-visitor counts are built from. A batch repeats visitors a lot;
+/// each is written once. Groups come sorted by code and day.
+pub fn human_visitors(scans: &[Scan]) -> Vec<(&str, String, Vec<&str>)> {
+    let mut groups: HashMap<(&str, u64), HashSet<&str>> = HashMap::new();
+    for s in scans.iter().filter(|s| !s.is_bot()) {
+        groups
+            .entry((s.code.as_str(), s.ts_ms / DAY_MS))
+            .or_default()
+            .insert(s.visitor_id.as_str());
+    }
+    let mut out: Vec<_> = groups.into_iter().collect();
+    out.sort_unstable_by_key(|((code, day), _)| (*code, *day));
+    out.into_iter()
+        .map(|((code, day), visitors)| {
+            (
+                code,
+                crate::event::day_of(day * DAY_MS),
+                visitors.into_iter().collect(),
+            )
+        })
         .collect()
 }
 
 /// The latest human scan of each (code, visitor) in the batch.
-pub fn latest_human_scans(scans: &[Scan]) -> BTreeMap<(&str, &str), &Scan> {
-    let mut latest: BTreeMap<(&str, &str), &Scan> = BTreeMap::new();
+pub fn latest_human_scans(scans: &[Scan]) -> HashMap<(&str, &str), &Scan> {
+    let mut latest: HashMap<(&str, &str), &Scan> = HashMap::new();
     for scan in scans.iter().filter(|s| !s.is_bot()) {
         let slot = latest
             .entry((scan.code.as_str(), scan.visitor_id.as_str()))
@@ -104,4 +120,69 @@ pub fn latest_human_scans(scans: &[Scan]) -> BTreeMap<(&str, &str), &Scan> {
         }
     }
     latest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(code: &str, ts_ms: u64, visitor: &str, bot: &str) -> Scan {
+        Scan {
+            scan_id: format!("{ts_ms:026}"),
+            ts_ms,
+            code: code.into(),
+            channel: String::new(),
+            visitor_id: visitor.into(),
+            ip_prefix: String::new(),
+            user_agent: String::new(),
+            device: String::new(),
+            os: String::new(),
+            browser: String::new(),
+            in_app: String::new(),
+            referrer_host: String::new(),
+            country: String::new(),
+            source: "link".into(),
+            bot_reason: bot.into(),
+            is_unique: false,
+        }
+    }
+
+    #[test]
+    fn visitors_are_grouped_by_code_and_day_without_bots() {
+        let day2 = DAY_MS + 5;
+        let scans = [
+            scan("b", 10, "v1", ""),
+            scan("a", 11, "v1", ""),
+            scan("a", 12, "v1", ""),
+            scan("a", 13, "v2", ""),
+            scan("a", 14, "v3", "ua:bot"),
+            scan("a", day2, "v1", ""),
+        ];
+        let mut groups = human_visitors(&scans);
+        for (_, _, v) in &mut groups {
+            v.sort_unstable();
+        }
+        assert_eq!(
+            groups,
+            vec![
+                ("a", "1970-01-01".to_string(), vec!["v1", "v2"]),
+                ("a", "1970-01-02".to_string(), vec!["v1"]),
+                ("b", "1970-01-01".to_string(), vec!["v1"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn latest_human_scan_per_code_and_visitor() {
+        let scans = [
+            scan("a", 30, "v1", ""),
+            scan("a", 10, "v1", ""),
+            scan("a", 40, "v1", "rate"),
+            scan("b", 20, "v1", ""),
+        ];
+        let latest = latest_human_scans(&scans);
+        assert_eq!(latest.len(), 2);
+        assert_eq!(latest[&("a", "v1")].ts_ms, 30);
+        assert_eq!(latest[&("b", "v1")].ts_ms, 20);
+    }
 }

@@ -53,7 +53,7 @@ impl Enricher {
         let is_unique =
             bot_reason.is_empty() && self.first_today(ts_ms, &raw.code, &raw.visitor_id);
         Scan {
-            scan_id: raw.scan_id.to_string(),
+            scan_id: raw.scan_id.to_text(),
             ts_ms,
             code: raw.code,
             channel: raw.channel,
@@ -102,8 +102,14 @@ impl Enricher {
 pub fn anonymise(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{a}.{b}.{c}.0")
+            // Written by hand: this runs once per scan, and `format!` is slow.
+            let mut out = String::with_capacity(15);
+            for octet in &v4.octets()[..3] {
+                push_decimal(&mut out, *octet);
+                out.push('.');
+            }
+            out.push('0');
+            out
         }
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => anonymise(IpAddr::V4(v4)),
@@ -113,6 +119,16 @@ pub fn anonymise(ip: IpAddr) -> String {
             }
         },
     }
+}
+
+fn push_decimal(out: &mut String, n: u8) {
+    if n >= 100 {
+        out.push((b'0' + n / 100) as char);
+    }
+    if n >= 10 {
+        out.push((b'0' + n / 10 % 10) as char);
+    }
+    out.push((b'0' + n % 10) as char);
 }
 
 /// The host of a `Referer` header value, lowercase; empty when absent or not a URL.
@@ -158,6 +174,8 @@ mod tests {
     #[test]
     fn ip_anonymisation() {
         assert_eq!(anonymise("203.0.113.77".parse().unwrap()), "203.0.113.0");
+        assert_eq!(anonymise("0.9.10.255".parse().unwrap()), "0.9.10.0");
+        assert_eq!(anonymise("100.255.99.1".parse().unwrap()), "100.255.99.0");
         assert_eq!(
             anonymise("2001:db8:abcd:12:1:2:3:4".parse().unwrap()),
             "2001:db8:abcd::"

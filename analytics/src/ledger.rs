@@ -29,17 +29,14 @@ pub struct LastVisit {
 }
 
 impl LastVisit {
-    pub fn of(scan: &Scan) -> Self {
-        Self {
-            scan_id: scan.scan_id.clone(),
-            channel: scan.channel.clone(),
-            scan_ms: scan.ts_ms,
-        }
-    }
-
     /// `{scan_ms}|{scan_id}|{channel}`: ids and channels never contain `|`.
     pub fn encode(&self) -> String {
         format!("{}|{}|{}", self.scan_ms, self.scan_id, self.channel)
+    }
+
+    /// The encoded last visit that `scan` makes, without building a `LastVisit`.
+    pub fn encode_scan(scan: &Scan) -> String {
+        format!("{}|{}|{}", scan.ts_ms, scan.scan_id, scan.channel)
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {

@@ -3,6 +3,12 @@
 //! per sink that writes each batch, or spools it to disk when the sink is down
 //! and replays the spool, in order, when it comes back.
 //!
+//! The batcher and the workers run on a thread of their own (a current-thread
+//! tokio runtime named `codelink-recorder`), never on the threads that serve
+//! requests: enriching a batch or building a sink's payload takes
+//! milliseconds of CPU, and on a request thread that would be milliseconds
+//! added to the redirects queued behind it.
+//!
 //! ```text
 //! redirect ─try_send→ [queue] → batcher (enrich, cut) ─Arc<Batch>→ worker(embedded|redis|clickhouse) → sink
 //!                                                                     └── on failure → spool/<sink>/ → replay
@@ -125,6 +131,10 @@ impl RecorderMetrics {
 
 /// Longest wait for the sinks to take a batch someone waits on.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the batcher takes what the queue holds.
+const DRAIN_EVERY: Duration = Duration::from_millis(5);
+/// Scans enriched between two yields of the batcher.
+const DRAIN_RUN: usize = 512;
 /// Spool files replayed per turn, so a long replay does not stop new batches.
 const REPLAY_STEP: usize = 16;
 
@@ -149,6 +159,56 @@ pub struct Recorder {
 pub struct RecorderTasks {
     batcher: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
+    thread: RecorderThread,
+}
+
+/// The recorder's own thread and runtime. Dropping it (or `stop`) ends the
+/// runtime, which cancels whatever task is still on it.
+struct RecorderThread {
+    handle: tokio::runtime::Handle,
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RecorderThread {
+    fn start() -> std::io::Result<Self> {
+        let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("codelink-recorder".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        let _ = handle_tx.send(Ok(rt.handle().clone()));
+                        // Tasks spawned on the handle run while this blocks.
+                        rt.block_on(async {
+                            let _ = stop_rx.await;
+                        });
+                    }
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e));
+                    }
+                }
+            })?;
+        let handle = handle_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the recorder thread ended during start-up"))??;
+        Ok(Self {
+            handle,
+            stop,
+            thread,
+        })
+    }
+
+    /// Ends the runtime and waits for the thread.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
 }
 
 impl Recorder {
@@ -156,6 +216,7 @@ impl Recorder {
         config: RecorderConfig,
         sinks: Vec<Sink>,
     ) -> Result<(Self, RecorderTasks), SpoolError> {
+        let thread = RecorderThread::start()?;
         let metrics = Arc::new(RecorderMetrics::default());
         let (queue, queue_rx) = mpsc::channel(config.queue_capacity.max(1));
         let (control, control_rx) = mpsc::channel(1024);
@@ -178,9 +239,9 @@ impl Recorder {
                 retry: config.retry_interval,
                 timeout: config.write_timeout,
             };
-            workers.push(tokio::spawn(worker.run(rx)));
+            workers.push(thread.handle.spawn(worker.run(rx)));
         }
-        let batcher = tokio::spawn(batcher(
+        let batcher = thread.handle.spawn(batcher(
             config,
             queue_rx,
             control_rx,
@@ -194,7 +255,11 @@ impl Recorder {
                 metrics,
                 sinks: Arc::new(kinds),
             },
-            RecorderTasks { batcher, workers },
+            RecorderTasks {
+                batcher,
+                workers,
+                thread,
+            },
         ))
     }
 
@@ -249,6 +314,7 @@ impl RecorderTasks {
         for w in self.workers {
             let _ = w.await;
         }
+        self.thread.stop().await;
     }
 }
 
@@ -283,6 +349,11 @@ async fn batcher(
     };
     let mut tick = tokio::time::interval(config.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The batcher looks at the queue on a short timer instead of waiting on it:
+    // waiting would mean one task wake-up per scan on the redirect's threads,
+    // while a drain every few milliseconds takes the scans in runs.
+    let mut drain = tokio::time::interval(DRAIN_EVERY.min(config.flush_interval));
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             // Control and the age tick first: they are rare, and under a
@@ -306,18 +377,44 @@ async fn batcher(
                     cut(&mut pending, &workers, &metrics).await;
                 }
             }
-            raw = queue.recv() => match raw {
-                Some(raw) => {
-                    pending.scans.push(enricher.enrich(raw));
-                    if pending.len() >= config.batch_max {
-                        cut(&mut pending, &workers, &metrics).await;
-                    }
+            _ = drain.tick() => {
+                if drain_queue(&mut queue, &mut enricher, &mut pending, &config, &workers, &metrics).await {
+                    break; // every sender dropped: shutdown
                 }
-                None => break, // every sender dropped: shutdown
-            },
+            }
         }
     }
     cut(&mut pending, &workers, &metrics).await;
+}
+
+/// Moves what the queue holds into `pending`, in runs of [`DRAIN_RUN`] with a
+/// yield between runs (so a long queue does not hold a worker thread), cutting
+/// a batch whenever one is full. True when the queue is closed.
+async fn drain_queue(
+    queue: &mut mpsc::Receiver<RawScan>,
+    enricher: &mut Enricher,
+    pending: &mut Pending,
+    config: &RecorderConfig,
+    workers: &[WorkerTx],
+    metrics: &RecorderMetrics,
+) -> bool {
+    loop {
+        let mut taken = 0;
+        while taken < DRAIN_RUN {
+            match queue.try_recv() {
+                Ok(raw) => {
+                    pending.scans.push(enricher.enrich(raw));
+                    taken += 1;
+                    if pending.len() >= config.batch_max {
+                        cut(pending, workers, metrics).await;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => return false,
+                Err(mpsc::error::TryRecvError::Disconnected) => return true,
+            }
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Hands the pending items to every worker as one batch; whoever waits on them

@@ -13,9 +13,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 
 pub const VISITOR_COOKIE: &str = "cl_vid";
-/// One year: the visitor cookie is first-party and long-lived.
-const VISITOR_MAX_AGE: u32 = 365 * 24 * 3600;
 const MAX_UA: usize = 512;
+const COOKIE_PREFIX: &str = "cl_vid=";
+/// `Max-Age` is one year: the visitor cookie is first-party and long-lived.
+const COOKIE_ATTRS: &str = "; Max-Age=31536000; Path=/; HttpOnly; SameSite=Lax";
 const MAX_REFERER: usize = 1024;
 
 pub struct ScanCapture {
@@ -70,7 +71,10 @@ impl ScanCapture {
         let text = |name: &HeaderName, max: usize| -> String {
             let v = headers.get(name).map(HeaderValue::as_bytes).unwrap_or(b"");
             let v = &v[..v.len().min(max)];
-            String::from_utf8_lossy(v).into_owned()
+            match std::str::from_utf8(v) {
+                Ok(v) => v.to_owned(),
+                Err(_) => String::from_utf8_lossy(v).into_owned(),
+            }
         };
         let ip = self.client_ip(req, peer);
         let user_agent = text(&header::USER_AGENT, MAX_UA);
@@ -119,21 +123,25 @@ impl ScanCapture {
         }
         h.update([0]);
         h.update(user_agent.as_bytes());
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = h.finalize();
         let mut out = String::with_capacity(32);
         for b in &digest[..16] {
-            use std::fmt::Write;
-            let _ = write!(out, "{b:02x}");
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
         }
         out
     }
 
     fn cookie(&self, id: &str) -> Option<HeaderValue> {
         let secure = if self.secure_cookie { "; Secure" } else { "" };
-        HeaderValue::try_from(format!(
-            "{VISITOR_COOKIE}={id}; Max-Age={VISITOR_MAX_AGE}; Path=/; HttpOnly; SameSite=Lax{secure}"
-        ))
-        .ok()
+        let mut value =
+            String::with_capacity(COOKIE_PREFIX.len() + id.len() + COOKIE_ATTRS.len() + 8);
+        value.push_str(COOKIE_PREFIX);
+        value.push_str(id);
+        value.push_str(COOKIE_ATTRS);
+        value.push_str(secure);
+        HeaderValue::try_from(value).ok()
     }
 }
 
@@ -186,5 +194,16 @@ fn country(value: Option<&HeaderValue>) -> String {
             )
         }
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_constants_agree() {
+        assert_eq!(COOKIE_PREFIX, format!("{VISITOR_COOKIE}="));
+        assert!(COOKIE_ATTRS.contains(&format!("Max-Age={};", 365 * 24 * 3600)));
     }
 }

@@ -2,7 +2,7 @@
 //! when no ClickHouse / Redis is configured.
 
 use super::SinkError;
-use crate::batch::{counter_deltas, human_visits, latest_human_scans, Batch};
+use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::{Conversion, Scan};
 use crate::ledger::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
@@ -112,10 +112,16 @@ impl EmbeddedSink {
                         add(format!("{code}\0{field}"), n)?;
                     }
                 }
-                for (code, day, visitor) in human_visits(&batch.scans) {
-                    let key = format!("{code}\0{day}\0{visitor}");
-                    if visits.insert(key.as_str(), 1).map_err(err)?.is_none() {
-                        add(format!("{code}\0uv:{day}"), 1)?;
+                for (code, day, visitors) in human_visitors(&batch.scans) {
+                    let mut new = 0;
+                    for visitor in visitors {
+                        let key = format!("{code}\0{day}\0{visitor}");
+                        if visits.insert(key.as_str(), 1).map_err(err)?.is_none() {
+                            new += 1;
+                        }
+                    }
+                    if new > 0 {
+                        add(format!("{code}\0uv:{day}"), new)?;
                     }
                 }
                 let mut last = tx.open_table(LAST_VISITS).map_err(err)?;
@@ -128,7 +134,7 @@ impl EmbeddedSink {
                         None => true,
                     };
                     if newer {
-                        let value = LastVisit::of(scan).encode();
+                        let value = LastVisit::encode_scan(scan);
                         last.insert(key.as_str(), value.as_bytes()).map_err(err)?;
                     }
                 }

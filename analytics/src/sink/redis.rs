@@ -9,13 +9,14 @@
 //! - `{p}:cust:{customer id}` the customer's first attribution (400 days).
 
 use super::SinkError;
-use crate::batch::{counter_deltas, human_visits, latest_human_scans, Batch};
+use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::Conversion;
 use crate::ledger::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 const MARKER_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -102,24 +103,20 @@ impl RedisCounters {
         // One PFADD per HyperLogLog with all its members (in chunks that Lua's
         // unpack can take), and one last-visit write per (code, visitor): a
         // batch repeats visitors a lot, and Redis time is shared by everyone.
-        let mut visitors: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-        for (code, day, visitor) in human_visits(&batch.scans) {
-            visitors
-                .entry(format!("{p}:uv:{code}:{day}"))
-                .or_default()
-                .insert(visitor);
-        }
-        for (key, members) in &visitors {
-            let members: Vec<&str> = members.iter().copied().collect();
+        for (code, day, members) in human_visitors(&batch.scans) {
+            let key = format!("{p}:uv:{code}:{day}");
             for chunk in members.chunks(PFADD_CHUNK) {
-                inv.arg("p").arg(key).arg(chunk.len()).arg(chunk);
+                inv.arg("p").arg(&key).arg(chunk.len()).arg(chunk);
             }
-            inv.arg("e").arg(key).arg(VISITS_TTL_SECS);
+            inv.arg("e").arg(&key).arg(VISITS_TTL_SECS);
         }
+        let mut key = String::new();
         for ((code, visitor), scan) in latest_human_scans(&batch.scans) {
+            key.clear();
+            let _ = write!(key, "{p}:lv:{code}:{visitor}");
             inv.arg("l")
-                .arg(format!("{p}:lv:{code}:{visitor}"))
-                .arg(LastVisit::of(scan).encode())
+                .arg(key.as_str())
+                .arg(LastVisit::encode_scan(scan))
                 .arg(scan.ts_ms)
                 .arg(VISITS_TTL_SECS);
         }
