@@ -3,12 +3,6 @@
 use clap::{Parser, Subcommand};
 use gateway::Config;
 
-/// The gateway allocates small, short-lived buffers on one thread and frees
-/// them on another (request → recorder → sinks); mimalloc's per-thread free
-/// lists make that much cheaper than glibc malloc (see load-tests/results).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "codelink",
