@@ -4,8 +4,9 @@
 //! once recognises a replay and skips it.
 
 use crate::event::{Conversion, Scan};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 const DAY_MS: u64 = 86_400_000;
 

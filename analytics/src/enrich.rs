@@ -4,7 +4,7 @@
 
 use crate::classify;
 use crate::event::{RawScan, Scan};
-use std::collections::HashSet;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
@@ -17,10 +17,10 @@ pub const MAX_UA: usize = 512;
 pub struct Enricher {
     day: u64,
     seen: HashSet<u64>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
     /// User agents repeat a lot (a few app and browser versions dominate), and
     /// parsing one costs a microsecond or more: remember recent answers.
-    clients: std::collections::HashMap<String, classify::Client>,
+    clients: HashMap<String, classify::Client>,
 }
 
 /// Entries kept in the user-agent cache before it starts over.
@@ -38,7 +38,7 @@ impl Enricher {
             day: 0,
             seen: HashSet::new(),
             hasher: Default::default(),
-            clients: std::collections::HashMap::new(),
+            clients: HashMap::new(),
         }
     }
 

@@ -343,7 +343,7 @@ async fn batcher(
 ) {
     let mut enricher = Enricher::new();
     let mut pending = Pending {
-        scans: Vec::with_capacity(config.batch_max),
+        scans: Vec::with_capacity(config.batch_max.min(4096)),
         conversions: Vec::new(),
         waiting: Vec::new(),
     };
@@ -421,8 +421,11 @@ async fn drain_queue(
 /// is told once all workers have written or spooled it.
 async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetrics) {
     let waiting = std::mem::take(&mut pending.waiting);
+    // The next batch is likely about this size: reserving it up front spares
+    // the copies of a vector that doubles its way up to tens of thousands.
+    let next = pending.scans.len() + pending.scans.len() / 4;
     let batch = Batch::new(
-        std::mem::take(&mut pending.scans),
+        std::mem::replace(&mut pending.scans, Vec::with_capacity(next)),
         std::mem::take(&mut pending.conversions),
     );
     if batch.is_empty() {
