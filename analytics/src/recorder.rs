@@ -512,7 +512,7 @@ impl Worker {
         }
     }
 
-    async fn write(&self, batch: &Batch) -> Result<(), crate::sink::SinkError> {
+    async fn write(&self, batch: &Arc<Batch>) -> Result<(), crate::sink::SinkError> {
         let m = self.metrics.sink(self.sink.kind());
         let result = match tokio::time::timeout(self.timeout, self.sink.write(batch)).await {
             Ok(r) => r,
@@ -562,6 +562,7 @@ impl Worker {
                     return Replay::Failed;
                 }
             };
+            let batch = Arc::new(batch);
             if self.write(&batch).await.is_err() {
                 return Replay::Failed;
             }

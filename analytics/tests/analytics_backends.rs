@@ -696,7 +696,10 @@ async fn both_backends_answer_like_plain_loops() {
         batches[3].conversions.clone(),
     ));
     for batch in &writes {
-        embedded.write(batch).await.unwrap();
+        embedded
+            .write(&std::sync::Arc::new(batch.clone()))
+            .await
+            .unwrap();
         events.write(batch).await.unwrap();
     }
     assert_eq!(

@@ -1,18 +1,21 @@
 //! The embedded sink: `scans.redb` in the data dir holds scan rows and counters
 //! when no ClickHouse / Redis is configured.
 
-use super::SinkError;
+use super::{chunk, SinkError};
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::{Conversion, Scan};
 use crate::ledger::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
-/// scan id → scan as JSON. Scan ids sort by time.
+/// scan id → scan as JSON: how scans were stored before chunks; still read.
 const SCANS: TableDefinition<&str, &[u8]> = TableDefinition::new("scans");
+/// first scan id → a chunk of scans (see [`super::chunk`]). Scan ids sort by time.
+const SCAN_CHUNKS: TableDefinition<&str, &[u8]> = TableDefinition::new("scan_chunks");
 /// "{code}\0{field}" → count.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// "{code}\0{day}\0{visitor}" → 1: the exact unique visitors per day.
@@ -37,6 +40,14 @@ pub struct EmbeddedSink {
     counters: bool,
 }
 
+/// Borrows a pair of owned bounds as `&str` bounds, for a redb range.
+fn as_str(bounds: &(Bound<String>, Bound<String>)) -> (Bound<&str>, Bound<&str>) {
+    (
+        bounds.0.as_ref().map(String::as_str),
+        bounds.1.as_ref().map(String::as_str),
+    )
+}
+
 fn err(e: impl std::fmt::Display) -> SinkError {
     SinkError::Embedded(e.to_string())
 }
@@ -47,6 +58,7 @@ impl EmbeddedSink {
         let db = Database::create(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(SCANS).map_err(err)?;
+        tx.open_table(SCAN_CHUNKS).map_err(err)?;
         tx.open_table(COUNTERS).map_err(err)?;
         tx.open_table(VISITS).map_err(err)?;
         tx.open_table(BATCHES).map_err(err)?;
@@ -62,7 +74,7 @@ impl EmbeddedSink {
         })
     }
 
-    pub async fn write(&self, batch: &Batch) -> Result<(), SinkError> {
+    pub async fn write(&self, batch: &Arc<Batch>) -> Result<(), SinkError> {
         let this = self.clone();
         let batch = batch.clone();
         tokio::task::spawn_blocking(move || this.write_blocking(&batch))
@@ -81,11 +93,15 @@ impl EmbeddedSink {
                 .insert(batch.id.as_str(), batch.scans.len() as u64)
                 .map_err(err)?;
             if self.events {
-                let mut scans = tx.open_table(SCANS).map_err(err)?;
-                for scan in &batch.scans {
-                    let row = serde_json::to_vec(scan).map_err(err)?;
-                    scans
-                        .insert(scan.scan_id.as_str(), row.as_slice())
+                // One entry per chunk: a B-tree insert per scan would cost
+                // more than everything else the sink does.
+                let mut chunks = tx.open_table(SCAN_CHUNKS).map_err(err)?;
+                let mut bytes = Vec::new();
+                for chunk in chunk::chunks(&batch.scans) {
+                    bytes.clear();
+                    chunk::encode(&chunk, &mut bytes).map_err(err)?;
+                    chunks
+                        .insert(chunk[0].scan_id.as_str(), bytes.as_slice())
                         .map_err(err)?;
                 }
                 let mut conversions = tx.open_table(CONVERSIONS).map_err(err)?;
@@ -258,17 +274,58 @@ impl EmbeddedSink {
         self.read_json_rows(CONVERSIONS, ..).await
     }
 
-    /// Stored scans with `from_ms <= ts < to_ms` (scan ids sort by time, so
-    /// this is a range read).
+    /// Stored scans with `from_ms <= ts < to_ms`, in scan-id (time) order.
     pub async fn scans_between(&self, from_ms: u64, to_ms: u64) -> Result<Vec<Scan>, SinkError> {
-        let lo = crate::ScanId::from_parts(from_ms, 0, 0).to_string();
-        let hi = crate::ScanId::from_parts(to_ms, 0, 0).to_string();
-        self.read_json_rows(SCANS, lo..hi).await
+        self.read_scans(Some((from_ms, to_ms))).await
     }
 
     /// Every stored scan in scan-id (time) order; for tests and small exports.
     pub async fn all_scans(&self) -> Result<Vec<Scan>, SinkError> {
-        self.read_json_rows(SCANS, ..).await
+        self.read_scans(None).await
+    }
+
+    /// Scans from the chunks and from rows of the older one-row-per-scan table,
+    /// within `[from, to)` ms when given.
+    async fn read_scans(&self, range: Option<(u64, u64)>) -> Result<Vec<Scan>, SinkError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Scan>, SinkError> {
+            let id = |ms: u64| crate::ScanId::from_parts(ms, 0, 0).to_text();
+            let tx = db.begin_read().map_err(err)?;
+            let mut out: Vec<Scan> = Vec::new();
+            let chunks = tx.open_table(SCAN_CHUNKS).map_err(err)?;
+            let rows = tx.open_table(SCANS).map_err(err)?;
+            use std::ops::Bound::{Excluded, Included, Unbounded};
+            let bounds = |from: Option<u64>, to: Option<u64>| {
+                (
+                    from.map_or(Unbounded, |ms| Included(id(ms))),
+                    to.map_or(Unbounded, |ms| Excluded(id(ms))),
+                )
+            };
+            // A chunk that starts up to CHUNK_SPAN_MS before `from` may reach into the range.
+            let chunk_bounds = bounds(
+                range.map(|(from, _)| from.saturating_sub(chunk::CHUNK_SPAN_MS)),
+                range.map(|(_, to)| to),
+            );
+            let row_bounds = bounds(range.map(|(from, _)| from), range.map(|(_, to)| to));
+            for item in chunks.range::<&str>(as_str(&chunk_bounds)).map_err(err)? {
+                let (_, v) = item.map_err(err)?;
+                out.extend(chunk::decode(v.value()).map_err(err)?);
+            }
+            for item in rows.range::<&str>(as_str(&row_bounds)).map_err(err)? {
+                let (_, v) = item.map_err(err)?;
+                out.push(serde_json::from_slice(v.value()).map_err(err)?);
+            }
+            if let Some((from, to)) = range {
+                out.retain(|s| s.ts_ms >= from && s.ts_ms < to);
+            }
+            out.sort_by(|a, b| a.scan_id.cmp(&b.scan_id));
+            // Batch ids keep a batch from being stored twice; should one scan
+            // still reach two chunks, it is read once.
+            out.dedup_by(|a, b| a.scan_id == b.scan_id);
+            Ok(out)
+        })
+        .await
+        .map_err(err)?
     }
 
     /// The JSON rows of `table` whose keys fall in `keys`, in key order.
@@ -296,5 +353,82 @@ impl EmbeddedSink {
         })
         .await
         .map_err(err)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ScanId;
+
+    fn scan(ms: u64, n: u64) -> Scan {
+        Scan {
+            scan_id: ScanId::from_parts(ms, 3, n).to_text(),
+            ts_ms: ms,
+            code: "spring".into(),
+            channel: "yt".into(),
+            visitor_id: format!("v{n}"),
+            ip_prefix: "203.0.113.0".into(),
+            user_agent: "Mozilla/5.0".into(),
+            device: "mobile".into(),
+            os: "iOS".into(),
+            browser: "Safari".into(),
+            in_app: String::new(),
+            referrer_host: String::new(),
+            country: "FR".into(),
+            source: "link".into(),
+            bot_reason: String::new(),
+            is_unique: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn range_reads_find_every_scan_across_chunk_edges_and_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
+        let t = 1_700_000_000_000;
+        // 3000 scans over 3 s: several chunks, split by size and by span.
+        let scans: Vec<Scan> = (0..3000).map(|n| scan(t + n, n)).collect();
+        sink.write(&Arc::new(Batch::new(scans.clone(), Vec::new())))
+            .await
+            .unwrap();
+        // A scan stored the way earlier versions did: one JSON row.
+        let old = scan(t + 1500, 99_999);
+        {
+            let tx = sink.db.begin_write().unwrap();
+            tx.open_table(SCANS)
+                .unwrap()
+                .insert(
+                    old.scan_id.as_str(),
+                    serde_json::to_vec(&old).unwrap().as_slice(),
+                )
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let mut all = scans.clone();
+        all.push(old);
+        all.sort_by(|a, b| a.scan_id.cmp(&b.scan_id));
+        assert_eq!(sink.all_scans().await.unwrap(), all);
+        for (from, to) in [
+            (0, 10),
+            (999, 1001),
+            (1023, 1025),
+            (1500, 1501),
+            (1, 2999),
+            (2999, 5000),
+        ] {
+            let want: Vec<Scan> = all
+                .iter()
+                .filter(|s| s.ts_ms >= t + from && s.ts_ms < t + to)
+                .cloned()
+                .collect();
+            let got = sink.scans_between(t + from, t + to).await.unwrap();
+            assert_eq!(got, want, "[{from}, {to})");
+        }
+        // A replayed batch is recognised and adds nothing.
+        let batch = Arc::new(Batch::new(vec![scan(t + 4000, 5)], Vec::new()));
+        sink.write(&batch).await.unwrap();
+        sink.write(&batch).await.unwrap();
+        assert_eq!(sink.all_scans().await.unwrap().len(), all.len() + 1);
     }
 }

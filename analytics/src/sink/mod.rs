@@ -1,13 +1,15 @@
 //! Where batches of scans go. Each sink applies a batch exactly once, even when
 //! the same batch arrives again from the spool:
-//! - embedded (redb): one write transaction holds the scans, the counters and
-//!   the batch id; a batch id already present means "applied, skip";
+//! - embedded (redb): one write transaction holds the scans (in chunks, see
+//!   `chunk.rs`), the counters and the batch id; a batch id already present
+//!   means "applied, skip";
 //! - Redis counters: a Lua script sets a batch marker with `SET NX` and applies
 //!   the increments only when the marker was new, atomically;
 //! - ClickHouse: rows land in a `ReplacingMergeTree` keyed by scan id, so a
 //!   replayed row collapses into the first (queries use `FINAL` or count
 //!   distinct scan ids).
 
+mod chunk;
 mod clickhouse;
 mod embedded;
 mod redis;
@@ -20,6 +22,7 @@ use crate::batch::Batch;
 use crate::event::Conversion;
 use crate::ledger::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -71,7 +74,7 @@ impl Sink {
         }
     }
 
-    pub async fn write(&self, batch: &Batch) -> Result<(), SinkError> {
+    pub async fn write(&self, batch: &Arc<Batch>) -> Result<(), SinkError> {
         match self {
             Sink::Embedded(s) => s.write(batch).await,
             Sink::Redis(s) => s.write(batch).await,

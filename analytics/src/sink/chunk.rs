@@ -1,0 +1,251 @@
+//! How the embedded sink stores scan rows: in chunks, one redb entry per chunk
+//! instead of one per scan, in a compact binary form.
+//!
+//! A chunk holds up to [`CHUNK_MAX`] scans of one batch, sorted by scan id and
+//! spanning less than [`CHUNK_SPAN_MS`]; its key is its first scan id. So the
+//! scans with `from <= ts < to` are all in the chunks whose key lies in
+//! `[from - CHUNK_SPAN_MS, to)`, and a reader filters those by time.
+//!
+//! Encoding (little-endian): `version: u8 = 1`, `count: u32`, then per scan
+//! `ts_ms: u64`, `is_unique: u8` and the 14 text fields of [`Scan`] in
+//! declaration order, each as `len: u16` + UTF-8 bytes.
+
+use crate::event::Scan;
+
+/// Scans per chunk, at most.
+pub const CHUNK_MAX: usize = 1024;
+/// A chunk's last scan is less than this many ms after its first.
+pub const CHUNK_SPAN_MS: u64 = 1000;
+const VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChunkError {
+    #[error("a scan field is {0} bytes, more than a chunk can hold")]
+    FieldTooLong(usize),
+    #[error("chunk format version {0} is unknown")]
+    Version(u8),
+    #[error("chunk is truncated or malformed")]
+    Malformed,
+}
+
+/// Splits `scans` into chunks: sorted by scan id, at most [`CHUNK_MAX`] each,
+/// each spanning less than [`CHUNK_SPAN_MS`].
+pub fn chunks(scans: &[Scan]) -> Vec<Vec<&Scan>> {
+    let mut sorted: Vec<&Scan> = scans.iter().collect();
+    // Usually sorted already: two request threads may hand over out of order.
+    sorted.sort_by(|a, b| a.scan_id.cmp(&b.scan_id));
+    let mut out: Vec<Vec<&Scan>> = Vec::new();
+    for scan in sorted {
+        match out.last_mut() {
+            Some(chunk)
+                if chunk.len() < CHUNK_MAX
+                    && scan.ts_ms.saturating_sub(chunk[0].ts_ms) < CHUNK_SPAN_MS =>
+            {
+                chunk.push(scan)
+            }
+            _ => out.push(vec![scan]),
+        }
+    }
+    out
+}
+
+fn text_fields(s: &Scan) -> [&str; 14] {
+    [
+        &s.scan_id,
+        &s.code,
+        &s.channel,
+        &s.visitor_id,
+        &s.ip_prefix,
+        &s.user_agent,
+        &s.device,
+        &s.os,
+        &s.browser,
+        &s.in_app,
+        &s.referrer_host,
+        &s.country,
+        &s.source,
+        &s.bot_reason,
+    ]
+}
+
+/// Appends the encoded chunk to `out`.
+pub fn encode(chunk: &[&Scan], out: &mut Vec<u8>) -> Result<(), ChunkError> {
+    out.push(VERSION);
+    out.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+    for scan in chunk {
+        out.extend_from_slice(&scan.ts_ms.to_le_bytes());
+        out.push(u8::from(scan.is_unique));
+        for field in text_fields(scan) {
+            let len =
+                u16::try_from(field.len()).map_err(|_| ChunkError::FieldTooLong(field.len()))?;
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(field.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ChunkError> {
+        if self.0.len() < n {
+            return Err(ChunkError::Malformed);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ChunkError> {
+        self.take(N)?.try_into().map_err(|_| ChunkError::Malformed)
+    }
+
+    fn text(&mut self) -> Result<String, ChunkError> {
+        let len = u16::from_le_bytes(self.array()?) as usize;
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| ChunkError::Malformed)
+    }
+}
+
+/// The scans of an encoded chunk, in scan-id order.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
+    let mut r = Reader(bytes);
+    let [version] = r.array()?;
+    if version != VERSION {
+        return Err(ChunkError::Version(version));
+    }
+    let count = u32::from_le_bytes(r.array()?) as usize;
+    // Each scan takes at least 9 + 14 × 2 bytes: a count beyond that is corrupt.
+    if count > bytes.len() / 37 {
+        return Err(ChunkError::Malformed);
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let ts_ms = u64::from_le_bytes(r.array()?);
+        let [unique] = r.array()?;
+        out.push(Scan {
+            ts_ms,
+            is_unique: unique != 0,
+            scan_id: r.text()?,
+            code: r.text()?,
+            channel: r.text()?,
+            visitor_id: r.text()?,
+            ip_prefix: r.text()?,
+            user_agent: r.text()?,
+            device: r.text()?,
+            os: r.text()?,
+            browser: r.text()?,
+            in_app: r.text()?,
+            referrer_host: r.text()?,
+            country: r.text()?,
+            source: r.text()?,
+            bot_reason: r.text()?,
+        });
+    }
+    if !r.0.is_empty() {
+        return Err(ChunkError::Malformed);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ScanId;
+
+    fn scan(ms: u64, n: u64) -> Scan {
+        Scan {
+            scan_id: ScanId::from_parts(ms, 7, n).to_text(),
+            ts_ms: ms,
+            code: "spring".into(),
+            channel: if n.is_multiple_of(2) {
+                "yt".into()
+            } else {
+                String::new()
+            },
+            visitor_id: format!("visitor{n:08}"),
+            ip_prefix: "203.0.113.0".into(),
+            user_agent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Instagram 300.0"
+                .into(),
+            device: "mobile".into(),
+            os: "iOS".into(),
+            browser: "WebKit".into(),
+            in_app: "instagram".into(),
+            referrer_host: "l.instagram.com".into(),
+            country: "DE".into(),
+            source: "qr".into(),
+            bot_reason: if n.is_multiple_of(3) {
+                "rate".into()
+            } else {
+                String::new()
+            },
+            is_unique: n.is_multiple_of(5),
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let scans: Vec<Scan> = (0..50).map(|n| scan(1_700_000_000_000 + n, n)).collect();
+        let refs: Vec<&Scan> = scans.iter().collect();
+        let mut bytes = Vec::new();
+        encode(&refs, &mut bytes).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), scans);
+    }
+
+    #[test]
+    fn chunks_are_sorted_bounded_in_size_and_span() {
+        let t = 1_700_000_000_000;
+        // Out of order, 2500 within one span, then a gap of a second.
+        let mut scans: Vec<Scan> = (0..2500).rev().map(|n| scan(t + n / 10, n)).collect();
+        scans.push(scan(t + 999 + 1000, 9000));
+        scans.push(scan(t + 1, 9001));
+        let chunks = chunks(&scans);
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1024, 1024, 453, 1]);
+        let flat: Vec<&str> = chunks
+            .iter()
+            .flatten()
+            .map(|s| s.scan_id.as_str())
+            .collect();
+        let mut sorted = flat.clone();
+        sorted.sort_unstable();
+        assert_eq!(flat, sorted);
+        for c in &chunks {
+            assert!(c.last().unwrap().ts_ms - c[0].ts_ms < CHUNK_SPAN_MS);
+        }
+    }
+
+    #[test]
+    fn corrupt_chunks_are_errors_not_panics() {
+        let scans = [scan(1_700_000_000_000, 1)];
+        let refs: Vec<&Scan> = scans.iter().collect();
+        let mut bytes = Vec::new();
+        encode(&refs, &mut bytes).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode(&longer), Err(ChunkError::Malformed));
+        let mut other = bytes.clone();
+        other[0] = 9;
+        assert_eq!(decode(&other), Err(ChunkError::Version(9)));
+        let mut huge = bytes;
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&huge), Err(ChunkError::Malformed));
+    }
+
+    #[test]
+    fn overlong_field_is_refused() {
+        let mut s = scan(1_700_000_000_000, 1);
+        s.user_agent = "x".repeat(70_000);
+        let mut bytes = Vec::new();
+        assert_eq!(
+            encode(&[&s], &mut bytes),
+            Err(ChunkError::FieldTooLong(70_000))
+        );
+    }
+}
