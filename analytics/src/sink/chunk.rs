@@ -1,10 +1,12 @@
 //! How the embedded sink stores scan rows: in chunks, one redb entry per chunk
 //! instead of one per scan, in a compact binary form.
 //!
-//! A chunk holds up to [`CHUNK_MAX`] scans of one batch, sorted by scan id and
-//! spanning less than [`CHUNK_SPAN_MS`]; its key is its first scan id. So the
-//! scans with `from <= ts < to` are all in the chunks whose key lies in
-//! `[from - CHUNK_SPAN_MS, to)`, and a reader filters those by time.
+//! A chunk holds up to [`CHUNK_MAX`] consecutive scans of one batch (in the
+//! order they arrived, which is nearly time order) spanning less than
+//! [`CHUNK_SPAN_MS`]; its key is its smallest scan id. Scan ids start with the
+//! time, so the scans with `from <= ts < to` are all in the chunks whose key
+//! lies in `[from - CHUNK_SPAN_MS, to)`; a reader filters those by time and
+//! sorts them.
 //!
 //! Encoding (little-endian): `version: u8 = 1`, `count: u32`, then per scan
 //! `ts_ms: u64`, `is_unique: u8` and the 14 text fields of [`Scan`] in
@@ -28,23 +30,41 @@ pub enum ChunkError {
     Malformed,
 }
 
-/// Splits `scans` into chunks: sorted by scan id, at most [`CHUNK_MAX`] each,
-/// each spanning less than [`CHUNK_SPAN_MS`].
-pub fn chunks(scans: &[Scan]) -> Vec<Vec<&Scan>> {
-    let mut sorted: Vec<&Scan> = scans.iter().collect();
-    // Usually sorted already: two request threads may hand over out of order.
-    sorted.sort_by(|a, b| a.scan_id.cmp(&b.scan_id));
-    let mut out: Vec<Vec<&Scan>> = Vec::new();
-    for scan in sorted {
-        match out.last_mut() {
-            Some(chunk)
-                if chunk.len() < CHUNK_MAX
-                    && scan.ts_ms.saturating_sub(chunk[0].ts_ms) < CHUNK_SPAN_MS =>
-            {
-                chunk.push(scan)
+/// Consecutive scans of a batch stored as one entry, and its key.
+#[derive(Debug)]
+pub struct Chunk<'a> {
+    pub scans: &'a [Scan],
+    /// The smallest scan id in `scans`.
+    pub key: &'a str,
+}
+
+/// Splits `scans` into runs of at most [`CHUNK_MAX`] that span less than
+/// [`CHUNK_SPAN_MS`]. No sorting: arrival order is close enough to time order
+/// that the spans stay short.
+pub fn chunks(scans: &[Scan]) -> Vec<Chunk<'_>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < scans.len() {
+        let first = &scans[start];
+        let (mut lo, mut hi, mut key) = (first.ts_ms, first.ts_ms, first.scan_id.as_str());
+        let mut end = start + 1;
+        while end < scans.len() && end - start < CHUNK_MAX {
+            let s = &scans[end];
+            let (l, h) = (lo.min(s.ts_ms), hi.max(s.ts_ms));
+            if h - l >= CHUNK_SPAN_MS {
+                break;
             }
-            _ => out.push(vec![scan]),
+            (lo, hi) = (l, h);
+            if s.scan_id.as_str() < key {
+                key = &s.scan_id;
+            }
+            end += 1;
         }
+        out.push(Chunk {
+            scans: &scans[start..end],
+            key,
+        });
+        start = end;
     }
     out
 }
@@ -69,7 +89,7 @@ fn text_fields(s: &Scan) -> [&str; 14] {
 }
 
 /// Appends the encoded chunk to `out`.
-pub fn encode(chunk: &[&Scan], out: &mut Vec<u8>) -> Result<(), ChunkError> {
+pub fn encode(chunk: &[Scan], out: &mut Vec<u8>) -> Result<(), ChunkError> {
     out.push(VERSION);
     out.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
     for scan in chunk {
@@ -110,7 +130,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The scans of an encoded chunk, in scan-id order.
+/// The scans of an encoded chunk, in the order they were stored.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
     let mut r = Reader(bytes);
     let [version] = r.array()?;
@@ -189,41 +209,47 @@ mod tests {
     #[test]
     fn round_trip_keeps_every_field() {
         let scans: Vec<Scan> = (0..50).map(|n| scan(1_700_000_000_000 + n, n)).collect();
-        let refs: Vec<&Scan> = scans.iter().collect();
         let mut bytes = Vec::new();
-        encode(&refs, &mut bytes).unwrap();
+        encode(&scans, &mut bytes).unwrap();
         assert_eq!(decode(&bytes).unwrap(), scans);
     }
 
     #[test]
-    fn chunks_are_sorted_bounded_in_size_and_span() {
+    fn chunks_are_bounded_in_size_and_span_and_keyed_by_their_smallest_id() {
         let t = 1_700_000_000_000;
-        // Out of order, 2500 within one span, then a gap of a second.
-        let mut scans: Vec<Scan> = (0..2500).rev().map(|n| scan(t + n / 10, n)).collect();
-        scans.push(scan(t + 999 + 1000, 9000));
-        scans.push(scan(t + 1, 9001));
+        // Slightly out of order (as two request threads hand scans over),
+        // 2500 within 250 ms, then one a second later, then an early one.
+        let mut scans: Vec<Scan> = (0..2500).map(|n| scan(t + n / 10, n)).collect();
+        scans.swap(1, 2);
+        scans.swap(1500, 1501);
+        scans.push(scan(t + 1300, 9000));
+        scans.push(scan(t + 200, 9001));
         let chunks = chunks(&scans);
-        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![1024, 1024, 453, 1]);
-        let flat: Vec<&str> = chunks
-            .iter()
-            .flatten()
-            .map(|s| s.scan_id.as_str())
-            .collect();
-        let mut sorted = flat.clone();
-        sorted.sort_unstable();
-        assert_eq!(flat, sorted);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.scans.len()).collect();
+        // The late scan cannot join the third chunk (it would span 1096 ms), and
+        // the early one after it cannot join the late one.
+        assert_eq!(sizes, vec![1024, 1024, 452, 1, 1]);
+        assert_eq!(
+            chunks.iter().map(|c| c.scans.len()).sum::<usize>(),
+            scans.len()
+        );
         for c in &chunks {
-            assert!(c.last().unwrap().ts_ms - c[0].ts_ms < CHUNK_SPAN_MS);
+            let min = c.scans.iter().map(|s| s.ts_ms).min().unwrap();
+            let max = c.scans.iter().map(|s| s.ts_ms).max().unwrap();
+            assert!(max - min < CHUNK_SPAN_MS);
+            let smallest = c.scans.iter().map(|s| s.scan_id.as_str()).min().unwrap();
+            assert_eq!(c.key, smallest);
         }
+        // The first chunk starts with two swapped scans: its key is the smaller.
+        assert_eq!(chunks[0].key, scans[0].scan_id);
+        assert_eq!(chunks[4].key, scans[2501].scan_id);
     }
 
     #[test]
     fn corrupt_chunks_are_errors_not_panics() {
         let scans = [scan(1_700_000_000_000, 1)];
-        let refs: Vec<&Scan> = scans.iter().collect();
         let mut bytes = Vec::new();
-        encode(&refs, &mut bytes).unwrap();
+        encode(&scans, &mut bytes).unwrap();
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
@@ -244,7 +270,7 @@ mod tests {
         s.user_agent = "x".repeat(70_000);
         let mut bytes = Vec::new();
         assert_eq!(
-            encode(&[&s], &mut bytes),
+            encode(std::slice::from_ref(&s), &mut bytes),
             Err(ChunkError::FieldTooLong(70_000))
         );
     }

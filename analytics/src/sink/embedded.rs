@@ -99,10 +99,8 @@ impl EmbeddedSink {
                 let mut bytes = Vec::new();
                 for chunk in chunk::chunks(&batch.scans) {
                     bytes.clear();
-                    chunk::encode(&chunk, &mut bytes).map_err(err)?;
-                    chunks
-                        .insert(chunk[0].scan_id.as_str(), bytes.as_slice())
-                        .map_err(err)?;
+                    chunk::encode(chunk.scans, &mut bytes).map_err(err)?;
+                    chunks.insert(chunk.key, bytes.as_slice()).map_err(err)?;
                 }
                 let mut conversions = tx.open_table(CONVERSIONS).map_err(err)?;
                 for c in &batch.conversions {
