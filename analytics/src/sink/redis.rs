@@ -27,30 +27,46 @@ const PFADD_CHUNK: usize = 4000;
 /// Applies one batch atomically, once: ARGV[1] = marker TTL, then a flat list of
 /// operations: `h key field delta` (HINCRBY), `p key n member…` (PFADD of n members),
 /// `e key seconds` (EXPIRE), `l key value ts seconds` (SET unless the stored
-/// value starts with a later ts). Returns 1 when applied, 0 when the batch was seen.
+/// value starts with a later ts). Returns `{1, errors, first error}` when
+/// applied, `{0, 0, ""}` when the batch was seen before.
+///
+/// The marker is the first write: an out-of-memory Redis refuses a script's
+/// first write and, once a script has written, lets it finish, so a batch is
+/// applied whole or not at all. An operation Redis refuses on its own (a key of
+/// the wrong type, left there by something else) is skipped with `pcall`
+/// instead of abandoning the rest of the batch half-applied, and reported.
 const APPLY_ONCE: &str = r#"
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0, 0, ''} end
+local errors, first = 0, ''
+local function run(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then
+    if errors == 0 then first = r.err end
+    errors = errors + 1
+  end
+  return r
+end
 local i = 2
 local n = #ARGV
 while i <= n do
   local op = ARGV[i]
   if op == 'h' then
-    redis.call('HINCRBY', ARGV[i+1], ARGV[i+2], ARGV[i+3]); i = i + 4
+    run('HINCRBY', ARGV[i+1], ARGV[i+2], ARGV[i+3]); i = i + 4
   elseif op == 'p' then
     local n = tonumber(ARGV[i+2])
-    redis.call('PFADD', ARGV[i+1], unpack(ARGV, i+3, i+2+n)); i = i + 3 + n
+    run('PFADD', ARGV[i+1], unpack(ARGV, i+3, i+2+n)); i = i + 3 + n
   elseif op == 'l' then
-    local cur = redis.call('GET', ARGV[i+1])
-    local ts = cur and tonumber(string.match(cur, '^(%d+)'))
-    if (not ts) or ts <= tonumber(ARGV[i+3]) then
-      redis.call('SET', ARGV[i+1], ARGV[i+2], 'EX', ARGV[i+4])
+    local cur = run('GET', ARGV[i+1])
+    local ts = type(cur) == 'string' and tonumber(string.match(cur, '^(%d+)'))
+    if type(cur) ~= 'table' and ((not ts) or ts <= tonumber(ARGV[i+3])) then
+      run('SET', ARGV[i+1], ARGV[i+2], 'EX', ARGV[i+4])
     end
     i = i + 5
   else
-    redis.call('EXPIRE', ARGV[i+1], ARGV[i+2]); i = i + 3
+    run('EXPIRE', ARGV[i+1], ARGV[i+2]); i = i + 3
   end
 end
-return 1
+return {1, errors, first}
 "#;
 
 #[derive(Clone)]
@@ -121,7 +137,17 @@ impl RedisCounters {
                 .arg(VISITS_TTL_SECS);
         }
         let mut conn = self.conn.clone();
-        let _applied: i64 = inv.invoke_async(&mut conn).await?;
+        let (_applied, errors, first): (i64, u64, String) = inv.invoke_async(&mut conn).await?;
+        if errors > 0 {
+            // Not retried: the batch is marked applied, and the same keys
+            // would refuse it again. Loud instead of silent.
+            tracing::error!(
+                batch = %batch.id,
+                errors,
+                first_error = %first,
+                "redis refused some counter updates of a batch (a key of the wrong type?); the rest was applied"
+            );
+        }
         Ok(())
     }
 
