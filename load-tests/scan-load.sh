@@ -537,7 +537,7 @@ if ((ACCOUNTING_RC == 0)); then VERDICT="PASS"; else VERDICT="FAIL"; fi
     echo "## Set-up"
     echo
     echo "- generator: \`scan-load --requests $REQUESTS --connections $CONNECTIONS --threads $THREADS\` (closed loop, HTTP/1.1 keep-alive, hyper), baseline first, then the gateway"
-    echo "- gateway: \`codelink serve --redis-url … --clickhouse-url … --clickhouse-database $CH_DB --client-ip-header x-forwarded-for --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000\`, \`CODELINK_LOG=warn\`, default flush (500 ms)"
+    echo "- gateway: \`codelink serve --redis-url … --clickhouse-url … --clickhouse-database $CH_DB --client-ip-header x-forwarded-for --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000\`, \`CODELINK_LOG=warn\`, default flush (1000 ms)"
     echo "- redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') (persistence off), clickhouse-server $CH_VERSION, all on 127.0.0.1"
     echo "- nproc: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || echo unknown CPU)); generator, gateway, Redis and ClickHouse share these cores"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty; date: $(date -u +%Y-%m-%dT%H:%M:%SZ); wall time ${WALL_S}s (build ${BUILD_S}s)"
