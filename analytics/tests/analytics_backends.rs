@@ -261,6 +261,7 @@ fn conversion_in(q: &Query, c: &Conversion) -> bool {
     c.occurred_ms >= q.from_ms
         && c.occurred_ms < q.to_ms
         && q.codes.as_ref().is_none_or(|codes| codes.contains(&c.code))
+        && q.owner.as_ref().is_none_or(|o| &c.owner == o)
 }
 
 fn is_human(s: &Scan) -> bool {
@@ -623,6 +624,7 @@ fn query(from_ms: u64, to_ms: u64, tz: &str, codes: Option<&[&str]>) -> Query {
         to_ms,
         tz: tz.to_string(),
         codes: codes.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        owner: None,
         now_ms: NOW,
         hold_ms: HOLD,
     }
@@ -765,6 +767,40 @@ async fn both_backends_answer_like_plain_loops() {
         &query(oct.0, oct.1, "UTC", Some(&["bob", "carol-x"])),
     )
     .await;
+    // `bob` changes hands (bob → bobby) in the middle of October: each owner's
+    // view holds the conversions credited while they owned it, nothing else.
+    for owner in ["bob", "bobby"] {
+        let q = Query {
+            owner: Some(owner.to_string()),
+            ..query(oct.0, oct.1, "UTC", Some(&["bob"]))
+        };
+        let n = data
+            .conversions
+            .iter()
+            .filter(|c| conversion_in(&q, c))
+            .count();
+        let all_bob = data
+            .conversions
+            .iter()
+            .filter(|c| {
+                conversion_in(
+                    &Query {
+                        owner: None,
+                        ..q.clone()
+                    },
+                    c,
+                )
+            })
+            .count();
+        assert!(n > 0 && n < all_bob, "{owner}: {n} of {all_bob}");
+        check(
+            &backends,
+            &data,
+            &format!("code bob as seen by {owner}"),
+            &q,
+        )
+        .await;
+    }
     check(
         &backends,
         &data,
@@ -888,6 +924,7 @@ async fn per_code_summary_on_ten_million_scans() {
         to_ms: (start + span) * 1000,
         tz: "UTC".to_string(),
         codes: Some(vec!["code3".to_string()]),
+        owner: None,
         now_ms: (start + span) * 1000,
         hold_ms: 30 * DAY,
     };

@@ -218,17 +218,7 @@ async fn creator_keys_see_their_own_codes_only() {
     config.flush_ms = 50;
     let gw = common::start_with(config, Some(tmp)).await;
     populate(&gw).await;
-    let r = gw
-        .admin
-        .post_json(
-            "/api/v1/keys",
-            &json!({"kind": "creator", "creator": "alice"}),
-        )
-        .await;
-    let alice = gw
-        .anon
-        .clone()
-        .with_bearer(r.json()["key"].as_str().unwrap());
+    let alice = creator_key(&gw, "alice").await;
     codelink_testkit::wait_until(Duration::from_secs(5), || async {
         summary(&gw.admin, "").await["scans"] == 5
     })
@@ -252,6 +242,74 @@ async fn creator_keys_see_their_own_codes_only() {
         .map(|r| r["code"].as_str().unwrap())
         .collect();
     assert_eq!(codes, ["alice10"]);
+}
+
+async fn creator_key(gw: &common::TestGateway, creator: &str) -> Client {
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/keys",
+            &json!({"kind": "creator", "creator": creator}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    gw.anon
+        .clone()
+        .with_bearer(r.json()["key"].as_str().unwrap())
+}
+
+/// A code that changes hands: scans follow the code, conversions (and their
+/// earnings) stay with the creator they were credited to.
+#[tokio::test]
+async fn after_a_code_changes_hands_each_creator_sees_their_own_conversions() {
+    let (mut config, tmp) = common::config();
+    config.client_ip_header = Some("x-forwarded-for".into());
+    config.flush_ms = 50;
+    let gw = common::start_with(config, Some(tmp)).await;
+    populate(&gw).await;
+    let r = gw
+        .admin
+        .patch_json("/api/v1/codes/alice10", &json!({"owner": "carol"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/conversions",
+            &json!({"event_id": "s2", "type": "signup", "code": "alice10"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let carol = creator_key(&gw, "carol").await;
+    let ok = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        summary(&gw.admin, "code=alice10").await["signups"] == 2
+    })
+    .await;
+    assert!(ok, "{}", summary(&gw.admin, "code=alice10").await);
+    let s = summary(&carol, "code=alice10").await;
+    assert_eq!(s["scans"], 4, "scans follow the code: {s}");
+    assert_eq!(s["signups"], 1, "only the signup credited to carol: {s}");
+    assert_eq!(s["purchases"], 0, "{s}");
+    assert_eq!(s["revenue"], json!([]), "{s}");
+    assert_eq!(
+        s["earnings_estimated"],
+        json!([{"currency": "EUR", "amount": 200}]),
+        "{s}"
+    );
+    // Alice no longer owns the code: it is hers no more, like any other's.
+    let alice = creator_key(&gw, "alice").await;
+    assert_eq!(
+        alice
+            .get("/api/v1/analytics/summary?code=alice10")
+            .await
+            .status,
+        404
+    );
+    let admin = summary(&gw.admin, "code=alice10").await;
+    assert_eq!(
+        (admin["signups"].clone(), admin["purchases"].clone()),
+        (json!(2), json!(1))
+    );
 }
 
 #[tokio::test]

@@ -1309,6 +1309,7 @@ async fn run(args: Args, url: String, soft_deadline: Instant) -> Result<()> {
         to_ms: model.end_ms,
         tz: "UTC".into(),
         codes: None,
+        owner: None,
         now_ms: model.end_ms,
         hold_ms: HOLD_MS,
     };

@@ -93,7 +93,11 @@ impl Sql {
     }
 
     fn conversion_filter(&mut self, q: &Query) -> &mut Self {
-        self.range(q, "occurred", "occurred_ms")
+        self.range(q, "occurred", "occurred_ms");
+        if let Some(owner) = &q.owner {
+            self.push(" AND owner = ").str(owner);
+        }
+        self
     }
 
     /// `toUInt8(occurred_ms <= cutoff)`: whether the earnings are confirmed.

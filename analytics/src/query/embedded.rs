@@ -37,7 +37,12 @@ impl Data {
             .all_conversions()
             .await?
             .into_iter()
-            .filter(|c| c.occurred_ms >= q.from_ms && c.occurred_ms < q.to_ms && wanted(&c.code))
+            .filter(|c| {
+                c.occurred_ms >= q.from_ms
+                    && c.occurred_ms < q.to_ms
+                    && wanted(&c.code)
+                    && q.owner.as_ref().is_none_or(|o| &c.owner == o)
+            })
             .collect();
         Ok(Self {
             scans,

@@ -63,6 +63,10 @@ pub struct Query {
     /// Codes as stored (lowercase); `None` = all codes, including the
     /// unattributed conversions (code `""`).
     pub codes: Option<Vec<String>>,
+    /// Only the conversions credited to this owner (a creator's own view:
+    /// after a code changes hands, each creator sees the conversions credited
+    /// while they owned it); `None` = whoever they were credited to.
+    pub owner: Option<String>,
     /// Unix ms: the present, for estimated vs confirmed earnings.
     pub now_ms: u64,
     /// Earnings of conversions with `occurred_ms + hold_ms <= now_ms` are

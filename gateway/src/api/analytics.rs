@@ -135,6 +135,12 @@ fn params(state: &AppState, who: &Principal, req: &Request) -> Result<Params, Ap
             to_ms,
             tz,
             codes,
+            // A creator's conversions are those credited to them, also on a
+            // code that changed hands since.
+            owner: match who {
+                Principal::Creator(handle) => Some(handle.clone()),
+                _ => None,
+            },
             now_ms,
             hold_ms: state.config.hold_ms(),
         },
