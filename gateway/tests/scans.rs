@@ -272,6 +272,37 @@ async fn stats_of_unknown_code_is_404() {
     assert_eq!(gw.anon.get("/api/v1/codes/nobody/stats").await.status, 401);
 }
 
+/// The default flush interval (1 s, not the short one of the other tests)
+/// still shows every scan in the live stats within 2 seconds, in Redis and in
+/// the embedded store.
+#[tokio::test]
+async fn with_the_default_flush_each_scan_shows_in_the_stats_within_two_seconds() {
+    let redis = RedisServer::start();
+    for with_redis in [true, false] {
+        let (mut config, tmp) = common::config();
+        assert_eq!(config.flush_ms, 1000, "the documented default");
+        config.client_ip_header = Some("x-forwarded-for".into());
+        if with_redis {
+            config.redis_url = Some(redis.url());
+        }
+        let gw = common::start_with(config, Some(tmp)).await;
+        gw.create(common::alice()).await;
+        for n in 1..=3u64 {
+            let sent = std::time::Instant::now();
+            let r = scan(&gw.anon, "/alice10", "198.51.100.20", ANDROID_CHROME, &[]).await;
+            assert_eq!(r.status, 302);
+            until_total(&gw, "alice10", n, Duration::from_secs(2)).await;
+            let took = sent.elapsed();
+            assert!(
+                took < Duration::from_secs(2),
+                "redis {with_redis}: {took:?}"
+            );
+            // A different phase of the flush timer for the next scan.
+            tokio::time::sleep(Duration::from_millis(350)).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn redis_and_clickhouse_round_trip_and_two_instances_add_up() {
     let redis = RedisServer::start();
