@@ -303,6 +303,67 @@ async fn with_the_default_flush_each_scan_shows_in_the_stats_within_two_seconds(
     }
 }
 
+/// ClickHouse down and no room to spool it (a full disk): every redirect is
+/// still served, and every scan that could not be kept is counted as lost.
+#[tokio::test]
+async fn a_full_spool_still_redirects_and_counts_every_lost_scan() {
+    let (mut config, tmp) = scan_config();
+    config.clickhouse_url = Some(format!(
+        "http://127.0.0.1:{}",
+        codelink_testkit::free_port()
+    ));
+    config.spool_max_bytes = 10;
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await;
+    for i in 0..20 {
+        let ip = format!("198.51.100.{}", 30 + i);
+        let r = scan(&gw.anon, "/alice10", &ip, ANDROID_CHROME, &[]).await;
+        assert_eq!(r.status, 302);
+    }
+    let lost = "codelink_scans_lost_total{sink=\"clickhouse\"}";
+    let ok = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        metric(&gw.anon.get("/metrics").await.text(), lost) == 20
+    })
+    .await;
+    let text = gw.anon.get("/metrics").await.text();
+    assert!(ok, "{text}");
+    assert_eq!(metric(&text, "codelink_scans_queued_total"), 20);
+    assert_eq!(metric(&text, "codelink_scans_dropped_total"), 0);
+    // The counters (embedded, no Redis here) took them all the same.
+    until_total(&gw, "alice10", 20, Duration::from_secs(2)).await;
+}
+
+/// A recorder queue far too small for a burst: redirects are all served, and
+/// every scan is either queued (and then counted) or counted as dropped.
+#[tokio::test]
+async fn a_full_queue_still_redirects_and_counts_what_it_dropped() {
+    let (mut config, tmp) = scan_config();
+    config.queue_capacity = 1;
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await;
+    let sent = 400u64;
+    let tasks: Vec<_> = (0..sent)
+        .map(|i| {
+            let c = gw.anon.clone();
+            tokio::spawn(async move {
+                let ip = format!("10.1.{}.{}", i / 200, i % 200);
+                scan(&c, "/alice10", &ip, ANDROID_CHROME, &[]).await.status
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 302);
+    }
+    let text = gw.anon.get("/metrics").await.text();
+    let queued = metric(&text, "codelink_scans_queued_total");
+    let dropped = metric(&text, "codelink_scans_dropped_total");
+    assert_eq!(queued + dropped, sent, "{text}");
+    // A queue of one, drained every few ms, cannot take a burst of 400.
+    assert!(dropped > 0, "{text}");
+    // Every queued scan reaches the counters; the dropped ones are only counted.
+    until_total(&gw, "alice10", queued, Duration::from_secs(3)).await;
+}
+
 #[tokio::test]
 async fn redis_and_clickhouse_round_trip_and_two_instances_add_up() {
     let redis = RedisServer::start();
