@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Check that analytics' ClickHouse DDL parses and runs on a current ClickHouse.
+"""Check that analytics' ClickHouse DDL, and the analysts' queries in
+dashboards/clickhouse/, parse and run on a current ClickHouse.
 
 The tests run the migrations on Debian's ClickHouse 18.16; this script runs the
 same SQL on the ClickHouse engine embedded in chDB (`pip install chdb-core`),
@@ -15,6 +16,8 @@ import sys
 import tempfile
 
 RUST_FILE = pathlib.Path(__file__).resolve().parent.parent / "src" / "sink" / "clickhouse.rs"
+# The analysts' queries: they name tables without a database.
+DASHBOARDS = pathlib.Path(__file__).resolve().parents[2] / "dashboards" / "clickhouse"
 DB = "`codelink`"  # what quote_ident("codelink") gives
 
 # One token at a time: a line comment, a block comment, a raw string r#"..."#,
@@ -141,6 +144,9 @@ def main():
                     run(s, f"migration {i} (run {rnd}): {first}", sql.replace("{db}", DB))
             for label, sql, expected in CHECKS:
                 run(s, label, sql, expected)
+            run(s, "USE codelink", "USE codelink")
+            for path in sorted(DASHBOARDS.glob("*.sql")):
+                run(s, f"dashboards/clickhouse/{path.name}", path.read_text())
         finally:
             s.close()
 

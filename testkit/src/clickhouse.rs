@@ -129,8 +129,18 @@ impl ClickHouseServer {
     /// `INSERT ... FORMAT JSONEachRow` follows the statement in the same string.
     /// Panics with the server's error text on a non-200 answer.
     pub fn query(&self, sql: &str) -> String {
+        self.query_at("/", sql)
+    }
+
+    /// [`query`](Self::query) with `database` as the default database, for SQL
+    /// that names its tables without one.
+    pub fn query_in(&self, database: &str, sql: &str) -> String {
+        self.query_at(&format!("/?database={database}"), sql)
+    }
+
+    fn query_at(&self, path: &str, sql: &str) -> String {
         let response = self
-            .http("POST", "/", sql.as_bytes(), Duration::from_secs(120))
+            .http("POST", path, sql.as_bytes(), Duration::from_secs(120))
             .unwrap_or_else(|e| {
                 panic!(
                     "clickhouse-server at {} unreachable ({e}) for query: {sql}",
