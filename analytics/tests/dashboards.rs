@@ -207,6 +207,9 @@ fn conversion(
     }
 }
 
+/// Human scans, bot scans, QR scans and the visitors of one (day, code, channel).
+type DayRow<'a> = (u64, u64, u64, std::collections::BTreeSet<&'a str>);
+
 fn rows(server: &ClickHouseServer, file: &str) -> Vec<Value> {
     let sql = std::fs::read_to_string(sql_dir().join(file)).unwrap();
     server
@@ -312,12 +315,9 @@ async fn dashboard_queries_run_on_clickhouse_18_and_add_up() {
     );
 
     // scans_daily: per (day, code, channel), computed here from the scans.
-    let mut want: BTreeMap<
-        (String, &str, &str),
-        (u64, u64, u64, std::collections::BTreeSet<&str>),
-    > = BTreeMap::new();
+    let mut want: BTreeMap<(String, &str, &str), DayRow> = BTreeMap::new();
     for s in &scans {
-        let e = want
+        let e: &mut DayRow = want
             .entry((day_of(s.ts_ms), s.code.as_str(), s.channel.as_str()))
             .or_default();
         if s.bot_reason.is_empty() {
