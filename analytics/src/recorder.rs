@@ -133,7 +133,7 @@ impl RecorderMetrics {
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the batcher takes what the queue holds.
 const DRAIN_EVERY: Duration = Duration::from_millis(5);
-/// Scans enriched between two yields of the batcher.
+/// Scans enriched before the batcher looks at control messages and its tick again.
 const DRAIN_RUN: usize = 512;
 /// Spool files replayed per turn, so a long replay does not stop new batches.
 const REPLAY_STEP: usize = 16;
@@ -155,7 +155,9 @@ pub struct Recorder {
 }
 
 /// What [`Recorder::start`] returns besides the handle: await it after the last
-/// scan was recorded to flush everything and stop the tasks.
+/// scan was recorded to flush everything and stop the tasks. Dropped instead,
+/// it ends the recorder's thread at once, and what it still held is lost.
+#[must_use = "call finish() after the last scan, or what the recorder holds is lost"]
 pub struct RecorderTasks {
     batcher: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
@@ -359,27 +361,30 @@ async fn batcher(
             // Control and the age tick first: they are rare, and under a
             // steady stream of scans they must still be heard.
             biased;
-            Some(ctl) = control.recv() => {
-                while let Ok(raw) = queue.try_recv() {
-                    pending.scans.push(enricher.enrich(raw));
+            Some(ctl) = control.recv() => match ctl {
+                Control::Conversions(conversions, done) => {
+                    // Cut with the next tick: conversions ride along with scans.
+                    pending.conversions.extend(conversions);
+                    pending.waiting.push(done);
                 }
-                match ctl {
-                    Control::Conversions(conversions, done) => {
-                        // Cut with the next tick: conversions ride along with scans.
-                        pending.conversions.extend(conversions);
-                        pending.waiting.push(done);
-                    }
-                    Control::Stop => break,
+                Control::Stop => {
+                    // The HTTP server has drained: take everything left.
+                    while drain_run(&mut queue, &mut enricher, &mut pending, &config, &workers, &metrics).await == Drained::More {}
+                    break;
                 }
-            }
+            },
             _ = tick.tick() => {
                 if pending.len() > 0 || !pending.waiting.is_empty() {
                     cut(&mut pending, &workers, &metrics).await;
                 }
             }
             _ = drain.tick() => {
-                if drain_queue(&mut queue, &mut enricher, &mut pending, &config, &workers, &metrics).await {
-                    break; // every sender dropped: shutdown
+                match drain_run(&mut queue, &mut enricher, &mut pending, &config, &workers, &metrics).await {
+                    Drained::Empty => {}
+                    // More is waiting: come back at once, after control and
+                    // the age tick have had their turn.
+                    Drained::More => drain.reset_immediately(),
+                    Drained::Closed => break, // every sender dropped: shutdown
                 }
             }
         }
@@ -387,34 +392,40 @@ async fn batcher(
     cut(&mut pending, &workers, &metrics).await;
 }
 
-/// Moves what the queue holds into `pending`, in runs of [`DRAIN_RUN`] with a
-/// yield between runs (so a long queue does not hold a worker thread), cutting
-/// a batch whenever one is full. True when the queue is closed.
-async fn drain_queue(
+#[derive(Debug, PartialEq, Eq)]
+enum Drained {
+    /// The queue is empty.
+    Empty,
+    /// A full run was taken; more may be waiting.
+    More,
+    /// Every sender is gone.
+    Closed,
+}
+
+/// Moves up to [`DRAIN_RUN`] scans from the queue into `pending`, cutting a
+/// batch whenever one is full. One run at a time, so that under a steady
+/// stream the batcher still hears control messages and its age tick.
+async fn drain_run(
     queue: &mut mpsc::Receiver<RawScan>,
     enricher: &mut Enricher,
     pending: &mut Pending,
     config: &RecorderConfig,
     workers: &[WorkerTx],
     metrics: &RecorderMetrics,
-) -> bool {
-    loop {
-        let mut taken = 0;
-        while taken < DRAIN_RUN {
-            match queue.try_recv() {
-                Ok(raw) => {
-                    pending.scans.push(enricher.enrich(raw));
-                    taken += 1;
-                    if pending.len() >= config.batch_max {
-                        cut(pending, workers, metrics).await;
-                    }
+) -> Drained {
+    for _ in 0..DRAIN_RUN {
+        match queue.try_recv() {
+            Ok(raw) => {
+                pending.scans.push(enricher.enrich(raw));
+                if pending.len() >= config.batch_max {
+                    cut(pending, workers, metrics).await;
                 }
-                Err(mpsc::error::TryRecvError::Empty) => return false,
-                Err(mpsc::error::TryRecvError::Disconnected) => return true,
             }
+            Err(mpsc::error::TryRecvError::Empty) => return Drained::Empty,
+            Err(mpsc::error::TryRecvError::Disconnected) => return Drained::Closed,
         }
-        tokio::task::yield_now().await;
     }
+    Drained::More
 }
 
 /// Hands the pending items to every worker as one batch; whoever waits on them

@@ -565,13 +565,16 @@ fn expected_top(d: &Data, q: &Query, metric: TopMetric, limit: usize) -> Vec<Top
     let mut rows: Vec<TopRow> = values
         .into_iter()
         .map(|(code, value)| {
-            let owner = d
-                .conversions
-                .iter()
-                .filter(|c| c.code == code)
-                .max_by(|a, b| (a.occurred_ms, &a.event_id).cmp(&(b.occurred_ms, &b.event_id)))
-                .map(|c| c.owner.clone())
-                .unwrap_or_default();
+            // A creator's view names the creator; else the owner credited
+            // with the code's latest conversion.
+            let owner = q.owner.clone().unwrap_or_else(|| {
+                d.conversions
+                    .iter()
+                    .filter(|c| c.code == code)
+                    .max_by(|a, b| (a.occurred_ms, &a.event_id).cmp(&(b.occurred_ms, &b.event_id)))
+                    .map(|c| c.owner.clone())
+                    .unwrap_or_default()
+            });
             TopRow {
                 code,
                 owner,

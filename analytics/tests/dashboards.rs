@@ -246,6 +246,12 @@ async fn dashboard_queries_run_on_clickhouse_18_and_add_up() {
     let now = now_ms();
     let scans = scans(now);
     let long_ago = now - 40 * DAY_MS;
+    // A scan from before the 30-day window, attributed by a signup inside it.
+    let old_scan = Scan {
+        scan_id: ScanId::from_parts(now - 45 * DAY_MS, 5, 99).to_text(),
+        ts_ms: now - 45 * DAY_MS,
+        ..scans[0].clone()
+    };
     use ConversionKind::{Purchase, Refund, Signup};
     let conversions = vec![
         conversion(
@@ -254,6 +260,23 @@ async fn dashboard_queries_run_on_clickhouse_18_and_add_up() {
             now,
             ("alice10", "alice"),
             Some(&scans[0]),
+            (200, "EUR"),
+        ),
+        // Another signup through the same scan (two people on one device).
+        conversion(
+            "s4",
+            Signup,
+            now,
+            ("alice10", "alice"),
+            Some(&scans[0]),
+            (200, "EUR"),
+        ),
+        conversion(
+            "s5",
+            Signup,
+            now,
+            ("alice10", "alice"),
+            Some(&old_scan),
             (200, "EUR"),
         ),
         conversion(
@@ -291,7 +314,9 @@ async fn dashboard_queries_run_on_clickhouse_18_and_add_up() {
         ),
         conversion("u1", Signup, now, ("", ""), None, (0, "")),
     ];
-    let batch = Arc::new(Batch::new(scans.clone(), conversions));
+    let mut stored = scans.clone();
+    stored.push(old_scan.clone());
+    let batch = Arc::new(Batch::new(stored, conversions));
     events.write(&batch).await.unwrap();
     // The same batch again, as a spool replay would: FINAL must collapse it.
     events.write(&batch).await.unwrap();
@@ -351,10 +376,10 @@ async fn dashboard_queries_run_on_clickhouse_18_and_add_up() {
             &alice["purchases"]
         ]
         .map(num),
-        [6.0, 2.0, 1.0],
+        [6.0, 4.0, 1.0],
         "{alice}"
     );
-    assert_eq!(num(&alice["signups_per_scan"]), 0.3333, "{alice}");
+    assert_eq!(num(&alice["signups_per_scan"]), 0.6667, "{alice}");
     let bob = find(&by_code, &[("code", "bob20")]);
     assert_eq!(
         [&bob["human_scans"], &bob["signups"], &bob["purchases"]].map(num),
@@ -364,7 +389,8 @@ async fn dashboard_queries_run_on_clickhouse_18_and_add_up() {
 
     let by_device = rows(&server, "scan_to_use_by_device.sql");
     for (device, in_app, human, signups) in [
-        ("mobile", "instagram", 4.0, 1.0),
+        // s1 and s4 through one scan, s5 through a scan 45 days old.
+        ("mobile", "instagram", 4.0, 3.0),
         ("desktop", "", 2.0, 1.0),
         ("mobile", "", 3.0, 1.0),
     ] {
@@ -388,7 +414,7 @@ async fn dashboard_queries_run_on_clickhouse_18_and_add_up() {
             &alice["confirmed"]
         ]
         .map(num),
-        [2.0, 2.0, 1.0, 1300.0, 500.0],
+        [4.0, 2.0, 1.0, 1700.0, 500.0],
         "{alice}"
     );
     let bob = find(&earnings, &[("owner", "bob"), ("currency", "USD")]);

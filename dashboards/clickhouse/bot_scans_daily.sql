@@ -3,7 +3,7 @@
 -- the per-IP scan rate). Bot scans are redirected and kept, never counted as
 -- human scans.
 SELECT
-    toDate(ts) AS day,
+    toDate(ts, 'UTC') AS day,
     bot_reason,
     count() AS scans,
     uniqExact(code) AS codes

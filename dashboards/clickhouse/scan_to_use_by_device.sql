@@ -1,9 +1,10 @@
 -- Scan-to-use conversion per device class (mobile, tablet, desktop, ...) and
 -- in-app browser over the last 30 days: human scans, and the signups whose
 -- attributed scan came from that device. Signups credited without a scan
--- (code only, unattributed) have no device and are not counted here. Scans up
--- to 60 days old are looked up, so a signup in the window finds a scan of the
--- 30 days before it.
+-- (code only, unattributed) have no device and are not counted here. The
+-- attributed scan is looked up by its id however old it is (attribution
+-- windows are set per code); each signup counts once, also when two signups
+-- name the same scan.
 SELECT
     device,
     in_app,
@@ -26,11 +27,16 @@ ANY LEFT JOIN
         FROM conversions FINAL
         WHERE kind = 'signup' AND scan_id != '' AND occurred >= now() - INTERVAL 30 DAY
     ) AS c
-    ANY INNER JOIN
+    ALL INNER JOIN
     (
         SELECT scan_id, device, in_app
         FROM scans FINAL
-        WHERE ts >= now() - INTERVAL 60 DAY
+        WHERE scan_id IN
+        (
+            SELECT scan_id
+            FROM conversions FINAL
+            WHERE kind = 'signup' AND scan_id != '' AND occurred >= now() - INTERVAL 30 DAY
+        )
     ) AS a USING scan_id
     GROUP BY device, in_app
 ) AS u USING device, in_app

@@ -2,7 +2,7 @@
 -- scans, QR scans and unique visitors (a visitor counted once per day, code
 -- and channel). FINAL collapses a scan replayed from the gateway's spool.
 SELECT
-    toDate(ts) AS day,
+    toDate(ts, 'UTC') AS day,
     code,
     channel,
     countIf(is_bot = 0) AS human_scans,

@@ -109,23 +109,27 @@ async fn start_recorder(
         sinks.push(Sink::Embedded(embedded.clone()));
     }
     let mut analytics = Analytics::Embedded(embedded.clone());
+    // The recorder's sinks get connections of their own: their connection
+    // tasks then live on the recorder's thread, and the API's (claims, stats,
+    // reports) on the request threads, neither waiting behind the other.
     let counters = match &config.redis_url {
         Some(url) => {
-            let redis = RedisCounters::connect(url, &config.redis_prefix)?;
-            sinks.push(Sink::Redis(redis.clone()));
-            LiveStore::Redis(redis)
+            sinks.push(Sink::Redis(RedisCounters::connect(
+                url,
+                &config.redis_prefix,
+            )?));
+            LiveStore::Redis(RedisCounters::connect(url, &config.redis_prefix)?)
         }
         None => LiveStore::Embedded(embedded),
     };
-    let clickhouse = config.clickhouse_url.as_ref().map(|url| {
-        ClickHouseEvents::new(&ClickHouseConfig {
-            url: url.clone(),
-            database: config.clickhouse_database.clone(),
-            user: config.clickhouse_user.clone(),
-            password: config.clickhouse_password.clone(),
-        })
+    let clickhouse_config = config.clickhouse_url.as_ref().map(|url| ClickHouseConfig {
+        url: url.clone(),
+        database: config.clickhouse_database.clone(),
+        user: config.clickhouse_user.clone(),
+        password: config.clickhouse_password.clone(),
     });
-    if let Some(ch) = &clickhouse {
+    let clickhouse = clickhouse_config.as_ref().map(ClickHouseEvents::new);
+    if let (Some(ch), Some(sink_config)) = (&clickhouse, &clickhouse_config) {
         // Migrate now when ClickHouse is up; otherwise the writer does it before
         // its first insert, and scans wait in the spool meanwhile.
         match tokio::time::timeout(std::time::Duration::from_secs(5), ch.migrate()).await {
@@ -137,7 +141,9 @@ async fn start_recorder(
                 "clickhouse did not answer at start-up; scans are spooled until it answers"
             ),
         }
-        sinks.push(Sink::ClickHouse(Box::new(ch.clone())));
+        sinks.push(Sink::ClickHouse(Box::new(ClickHouseEvents::new(
+            sink_config,
+        ))));
         analytics = Analytics::ClickHouse(Box::new(ch.clone()));
     }
     let recorder_config = RecorderConfig {

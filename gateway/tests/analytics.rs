@@ -272,6 +272,17 @@ async fn after_a_code_changes_hands_each_creator_sees_their_own_conversions() {
         .patch_json("/api/v1/codes/alice10", &json!({"owner": "carol"}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // Before carol's first conversion the code's latest one is alice's; carol's
+    // top list still names carol as the owner of her code.
+    let carol = creator_key(&gw, "carol").await;
+    let ok = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        summary(&gw.admin, "code=alice10").await["scans"] == 4
+    })
+    .await;
+    assert!(ok);
+    let top = carol.get("/api/v1/analytics/top?metric=scans").await.json();
+    assert_eq!(top["rows"][0]["code"], "alice10", "{top}");
+    assert_eq!(top["rows"][0]["owner"], "carol", "{top}");
     let r = gw
         .admin
         .post_json(
@@ -280,7 +291,6 @@ async fn after_a_code_changes_hands_each_creator_sees_their_own_conversions() {
         )
         .await;
     assert_eq!(r.status, 202, "{}", r.text());
-    let carol = creator_key(&gw, "carol").await;
     let ok = codelink_testkit::wait_until(Duration::from_secs(5), || async {
         summary(&gw.admin, "code=alice10").await["signups"] == 2
     })

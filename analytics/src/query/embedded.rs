@@ -17,6 +17,9 @@ pub(super) struct Data {
     cutoff: Option<u64>,
 }
 
+/// Attributed scans less than this far apart in time are read in one range.
+const MERGE_GAP_MS: u64 = 2_000;
+
 impl Data {
     pub async fn load(sink: &EmbeddedSink, q: &Query) -> Result<Self, SinkError> {
         let codes: Option<HashSet<&str>> = q
@@ -53,21 +56,38 @@ impl Data {
     }
 
     /// Reads the attributed scans of the conversions that lie outside the query
-    /// range: a scan id starts with its Unix ms, so each is a one-millisecond
-    /// range read.
+    /// range. A scan id starts with its Unix ms, so the wanted scans are found
+    /// by time: nearby times are read as one range (each read also decodes the
+    /// chunks of the second before it), and only the wanted ids are kept.
     pub async fn load_attributed_scans(&mut self, sink: &EmbeddedSink) -> Result<(), SinkError> {
-        let mut times: Vec<u64> = self
+        let wanted: HashSet<&str> = self
             .conversions
             .iter()
             .filter(|c| !c.scan_id.is_empty() && !self.by_id.contains_key(&c.scan_id))
-            .filter_map(|c| ScanId::parse(&c.scan_id).map(ScanId::unix_ms))
+            .map(|c| c.scan_id.as_str())
+            .collect();
+        let mut times: Vec<u64> = wanted
+            .iter()
+            .filter_map(|id| ScanId::parse(id).map(ScanId::unix_ms))
             .collect();
         times.sort_unstable();
-        times.dedup();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
         for ms in times {
-            for scan in sink.scans_between(ms, ms.saturating_add(1)).await? {
-                self.by_id.entry(scan.scan_id.clone()).or_insert(scan);
+            match ranges.last_mut() {
+                Some((_, end)) if ms <= end.saturating_add(MERGE_GAP_MS) => *end = ms,
+                _ => ranges.push((ms, ms)),
             }
+        }
+        let mut found = Vec::new();
+        for (from, to) in ranges {
+            for scan in sink.scans_between(from, to.saturating_add(1)).await? {
+                if wanted.contains(scan.scan_id.as_str()) {
+                    found.push(scan);
+                }
+            }
+        }
+        for scan in found {
+            self.by_id.entry(scan.scan_id.clone()).or_insert(scan);
         }
         Ok(())
     }

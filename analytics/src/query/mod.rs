@@ -63,9 +63,10 @@ pub struct Query {
     /// Codes as stored (lowercase); `None` = all codes, including the
     /// unattributed conversions (code `""`).
     pub codes: Option<Vec<String>>,
-    /// Only the conversions credited to this owner (a creator's own view:
-    /// after a code changes hands, each creator sees the conversions credited
-    /// while they owned it); `None` = whoever they were credited to.
+    /// Only the conversions credited to this owner, among those of `codes` (a
+    /// creator's own view: the new owner of a code that changed hands does not
+    /// see the conversions credited to the previous one); `None` = whoever they
+    /// were credited to.
     pub owner: Option<String>,
     /// Unix ms: the present, for estimated vs confirmed earnings.
     pub now_ms: u64,
@@ -544,9 +545,12 @@ impl Analytics {
         };
         let ranked = finish::rank(ranked, limit);
         let codes: Vec<String> = ranked.iter().map(|r| r.code.clone()).collect();
-        let owners = match self {
-            Analytics::Embedded(s) => embedded::owners(s, &codes).await?,
-            Analytics::ClickHouse(c) => clickhouse::owners(c.client(), &codes).await?,
+        let owners = match (&q.owner, self) {
+            // A creator's own view: every row is theirs, whoever was credited
+            // with the code's latest conversion.
+            (Some(owner), _) => codes.iter().map(|c| (c.clone(), owner.clone())).collect(),
+            (None, Analytics::Embedded(s)) => embedded::owners(s, &codes).await?,
+            (None, Analytics::ClickHouse(c)) => clickhouse::owners(c.client(), &codes).await?,
         };
         Ok(ranked
             .into_iter()

@@ -305,13 +305,25 @@ impl EmbeddedSink {
                 range.map(|(_, to)| to),
             );
             let row_bounds = bounds(range.map(|(from, _)| from), range.map(|(_, to)| to));
+            // An entry that does not decode (a damaged file) is logged and
+            // skipped, so one bad entry does not take every report with it.
             for item in chunks.range::<&str>(as_str(&chunk_bounds)).map_err(err)? {
-                let (_, v) = item.map_err(err)?;
-                out.extend(chunk::decode(v.value()).map_err(err)?);
+                let (k, v) = item.map_err(err)?;
+                match chunk::decode(v.value()) {
+                    Ok(scans) => out.extend(scans),
+                    Err(e) => {
+                        tracing::error!(key = k.value(), error = %e, "unreadable scan chunk skipped")
+                    }
+                }
             }
             for item in rows.range::<&str>(as_str(&row_bounds)).map_err(err)? {
-                let (_, v) = item.map_err(err)?;
-                out.push(serde_json::from_slice(v.value()).map_err(err)?);
+                let (k, v) = item.map_err(err)?;
+                match serde_json::from_slice(v.value()) {
+                    Ok(scan) => out.push(scan),
+                    Err(e) => {
+                        tracing::error!(key = k.value(), error = %e, "unreadable scan row skipped")
+                    }
+                }
             }
             if let Some((from, to)) = range {
                 out.retain(|s| s.ts_ms >= from && s.ts_ms < to);
@@ -423,6 +435,19 @@ mod tests {
             let got = sink.scans_between(t + from, t + to).await.unwrap();
             assert_eq!(got, want, "[{from}, {to})");
         }
+        // A damaged entry is skipped; the others are still read.
+        {
+            let tx = sink.db.begin_write().unwrap();
+            tx.open_table(SCAN_CHUNKS)
+                .unwrap()
+                .insert(
+                    ScanId::from_parts(t + 1200, 0, 0).to_text().as_str(),
+                    &[1u8, 9, 9][..],
+                )
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        assert_eq!(sink.all_scans().await.unwrap(), all);
         // A replayed batch is recognised and adds nothing.
         let batch = Arc::new(Batch::new(vec![scan(t + 4000, 5)], Vec::new()));
         sink.write(&batch).await.unwrap();
