@@ -132,19 +132,10 @@ mod tests {
             scan_id: format!("{ts_ms:026}"),
             ts_ms,
             code: code.into(),
-            channel: String::new(),
             visitor_id: visitor.into(),
-            ip_prefix: String::new(),
-            user_agent: String::new(),
-            device: String::new(),
-            os: String::new(),
-            browser: String::new(),
-            in_app: String::new(),
-            referrer_host: String::new(),
-            country: String::new(),
             source: "link".into(),
             bot_reason: bot.into(),
-            is_unique: false,
+            ..Scan::default()
         }
     }
 

@@ -53,7 +53,7 @@ impl Enricher {
         let is_unique =
             bot_reason.is_empty() && self.first_today(ts_ms, &raw.code, &raw.visitor_id);
         Scan {
-            scan_id: raw.scan_id.to_text(),
+            scan_id: raw.scan_id.to_string(),
             ts_ms,
             code: raw.code,
             channel: raw.channel,

@@ -61,7 +61,7 @@ pub struct RawScan {
 }
 
 /// One stored scan, the same in every backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scan {
     /// The `cl_scan` value given to the destination (26 characters).
     pub scan_id: String,

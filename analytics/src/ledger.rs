@@ -29,13 +29,9 @@ pub struct LastVisit {
 }
 
 impl LastVisit {
-    /// `{scan_ms}|{scan_id}|{channel}`: ids and channels never contain `|`.
-    pub fn encode(&self) -> String {
-        format!("{}|{}|{}", self.scan_ms, self.scan_id, self.channel)
-    }
-
-    /// The encoded last visit that `scan` makes, without building a `LastVisit`.
-    pub fn encode_scan(scan: &Scan) -> String {
+    /// `{scan_ms}|{scan_id}|{channel}` of the scan that is the visit (what
+    /// [`LastVisit::decode`] reads): ids and channels never contain `|`.
+    pub fn encode(scan: &Scan) -> String {
         format!("{}|{}|{}", scan.ts_ms, scan.scan_id, scan.channel)
     }
 
@@ -335,12 +331,22 @@ mod tests {
 
     #[test]
     fn last_visit_codec() {
+        let scan = Scan {
+            scan_id: "01ABC".into(),
+            channel: "yt-video42".into(),
+            ts_ms: 17,
+            ..Scan::default()
+        };
         let v = LastVisit {
             scan_id: "01ABC".into(),
             channel: "yt-video42".into(),
             scan_ms: 17,
         };
-        assert_eq!(LastVisit::decode(v.encode().as_bytes()), Some(v));
+        assert_eq!(LastVisit::encode(&scan), "17|01ABC|yt-video42");
+        assert_eq!(
+            LastVisit::decode(LastVisit::encode(&scan).as_bytes()),
+            Some(v)
+        );
         assert_eq!(LastVisit::decode(b"x|y"), None);
     }
 }

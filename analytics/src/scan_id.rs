@@ -37,11 +37,6 @@ impl ScanId {
         out
     }
 
-    /// The text form as an owned string.
-    pub fn to_text(self) -> String {
-        self.encode().iter().map(|&b| b as char).collect()
-    }
-
     /// Parses the text form (case-insensitive; `O`→0, `I`/`L`→1 as Crockford allows).
     pub fn parse(text: &str) -> Option<Self> {
         let bytes = text.as_bytes();
@@ -122,7 +117,6 @@ mod tests {
         for id in [a, b, c] {
             let text = id.to_string();
             assert_eq!(text.len(), TEXT_LEN);
-            assert_eq!(id.to_text(), text);
             assert_eq!(ScanId::parse(&text), Some(id));
             assert_eq!(ScanId::parse(&text.to_ascii_lowercase()), Some(id));
         }

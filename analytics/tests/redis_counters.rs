@@ -12,22 +12,13 @@ use std::sync::Arc;
 fn scan(code: &str, n: u64) -> Scan {
     let ms = 1_700_000_000_000 + n;
     Scan {
-        scan_id: ScanId::from_parts(ms, 11, n).to_text(),
+        scan_id: ScanId::from_parts(ms, 11, n).to_string(),
         ts_ms: ms,
         code: code.into(),
         channel: "yt".into(),
         visitor_id: format!("visitor-{n}"),
-        ip_prefix: "203.0.113.0".into(),
-        user_agent: "Mozilla/5.0".into(),
-        device: "mobile".into(),
-        os: "iOS".into(),
-        browser: "Safari".into(),
-        in_app: String::new(),
-        referrer_host: String::new(),
-        country: String::new(),
         source: "link".into(),
-        bot_reason: String::new(),
-        is_unique: true,
+        ..Scan::default()
     }
 }
 

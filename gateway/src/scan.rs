@@ -14,9 +14,8 @@ use std::num::NonZeroU32;
 
 pub const VISITOR_COOKIE: &str = "cl_vid";
 const MAX_UA: usize = 512;
-const COOKIE_PREFIX: &str = "cl_vid=";
-/// `Max-Age` is one year: the visitor cookie is first-party and long-lived.
-const COOKIE_ATTRS: &str = "; Max-Age=31536000; Path=/; HttpOnly; SameSite=Lax";
+/// One year: the visitor cookie is first-party and long-lived.
+const VISITOR_MAX_AGE: u32 = 365 * 24 * 3600;
 const MAX_REFERER: usize = 1024;
 
 pub struct ScanCapture {
@@ -135,13 +134,10 @@ impl ScanCapture {
 
     fn cookie(&self, id: &str) -> Option<HeaderValue> {
         let secure = if self.secure_cookie { "; Secure" } else { "" };
-        let mut value =
-            String::with_capacity(COOKIE_PREFIX.len() + id.len() + COOKIE_ATTRS.len() + 8);
-        value.push_str(COOKIE_PREFIX);
-        value.push_str(id);
-        value.push_str(COOKIE_ATTRS);
-        value.push_str(secure);
-        HeaderValue::try_from(value).ok()
+        HeaderValue::try_from(format!(
+            "{VISITOR_COOKIE}={id}; Max-Age={VISITOR_MAX_AGE}; Path=/; HttpOnly; SameSite=Lax{secure}"
+        ))
+        .ok()
     }
 }
 
@@ -194,16 +190,5 @@ fn country(value: Option<&HeaderValue>) -> String {
             )
         }
         _ => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cookie_constants_agree() {
-        assert_eq!(COOKIE_PREFIX, format!("{VISITOR_COOKIE}="));
-        assert!(COOKIE_ATTRS.contains(&format!("Max-Age={};", 365 * 24 * 3600)));
     }
 }

@@ -178,7 +178,7 @@ mod tests {
 
     fn scan(ms: u64, n: u64) -> Scan {
         Scan {
-            scan_id: ScanId::from_parts(ms, 7, n).to_text(),
+            scan_id: ScanId::from_parts(ms, 7, n).to_string(),
             ts_ms: ms,
             code: "spring".into(),
             channel: if n.is_multiple_of(2) {

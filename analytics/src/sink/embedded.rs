@@ -8,7 +8,7 @@ use crate::ledger::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::ops::Bound::{self, Excluded, Included, Unbounded};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,12 +40,34 @@ pub struct EmbeddedSink {
     counters: bool,
 }
 
-/// Borrows a pair of owned bounds as `&str` bounds, for a redb range.
-fn as_str(bounds: &(Bound<String>, Bound<String>)) -> (Bound<&str>, Bound<&str>) {
+/// `[from, to)` as redb range bounds; `None` is open-ended.
+fn bounds<'a>(
+    from: &'a Option<String>,
+    to: &'a Option<String>,
+) -> (Bound<&'a str>, Bound<&'a str>) {
     (
-        bounds.0.as_ref().map(String::as_str),
-        bounds.1.as_ref().map(String::as_str),
+        from.as_deref().map_or(Unbounded, Included),
+        to.as_deref().map_or(Unbounded, Excluded),
     )
+}
+
+/// The JSON rows of `table` within `keys`, in key order. A row that does not
+/// parse (a damaged file) is logged and skipped.
+fn json_rows<T: serde::de::DeserializeOwned>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    keys: (Bound<&str>, Bound<&str>),
+) -> Result<Vec<T>, SinkError> {
+    let table = tx.open_table(table).map_err(err)?;
+    let mut out = Vec::new();
+    for item in table.range::<&str>(keys).map_err(err)? {
+        let (k, v) = item.map_err(err)?;
+        match serde_json::from_slice(v.value()) {
+            Ok(row) => out.push(row),
+            Err(e) => tracing::error!(key = k.value(), error = %e, "unreadable row skipped"),
+        }
+    }
+    Ok(out)
 }
 
 fn err(e: impl std::fmt::Display) -> SinkError {
@@ -148,7 +170,7 @@ impl EmbeddedSink {
                         None => true,
                     };
                     if newer {
-                        let value = LastVisit::encode_scan(scan);
+                        let value = LastVisit::encode(scan);
                         last.insert(key.as_str(), value.as_bytes()).map_err(err)?;
                     }
                 }
@@ -269,7 +291,13 @@ impl EmbeddedSink {
 
     /// Every stored conversion, in event-id order (embedded analytics and tests).
     pub async fn all_conversions(&self) -> Result<Vec<Conversion>, SinkError> {
-        self.read_json_rows(CONVERSIONS, ..).await
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(err)?;
+            json_rows(&tx, CONVERSIONS, (Unbounded, Unbounded))
+        })
+        .await
+        .map_err(err)?
     }
 
     /// Stored scans with `from_ms <= ts < to_ms`, in scan-id (time) order.
@@ -287,27 +315,17 @@ impl EmbeddedSink {
     async fn read_scans(&self, range: Option<(u64, u64)>) -> Result<Vec<Scan>, SinkError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<Scan>, SinkError> {
-            let id = |ms: u64| crate::ScanId::from_parts(ms, 0, 0).to_text();
-            let tx = db.begin_read().map_err(err)?;
-            let mut out: Vec<Scan> = Vec::new();
-            let chunks = tx.open_table(SCAN_CHUNKS).map_err(err)?;
-            let rows = tx.open_table(SCANS).map_err(err)?;
-            use std::ops::Bound::{Excluded, Included, Unbounded};
-            let bounds = |from: Option<u64>, to: Option<u64>| {
-                (
-                    from.map_or(Unbounded, |ms| Included(id(ms))),
-                    to.map_or(Unbounded, |ms| Excluded(id(ms))),
-                )
-            };
+            let id = |ms: u64| crate::ScanId::from_parts(ms, 0, 0).to_string();
             // A chunk that starts up to CHUNK_SPAN_MS before `from` may reach into the range.
-            let chunk_bounds = bounds(
-                range.map(|(from, _)| from.saturating_sub(chunk::CHUNK_SPAN_MS)),
-                range.map(|(_, to)| to),
-            );
-            let row_bounds = bounds(range.map(|(from, _)| from), range.map(|(_, to)| to));
-            // An entry that does not decode (a damaged file) is logged and
+            let chunk_from = range.map(|(from, _)| id(from.saturating_sub(chunk::CHUNK_SPAN_MS)));
+            let from = range.map(|(from, _)| id(from));
+            let to = range.map(|(_, to)| id(to));
+            let tx = db.begin_read().map_err(err)?;
+            let chunks = tx.open_table(SCAN_CHUNKS).map_err(err)?;
+            let mut out: Vec<Scan> = Vec::new();
+            // A chunk that does not decode (a damaged file) is logged and
             // skipped, so one bad entry does not take every report with it.
-            for item in chunks.range::<&str>(as_str(&chunk_bounds)).map_err(err)? {
+            for item in chunks.range::<&str>(bounds(&chunk_from, &to)).map_err(err)? {
                 let (k, v) = item.map_err(err)?;
                 match chunk::decode(v.value()) {
                     Ok(scans) => out.extend(scans),
@@ -316,15 +334,7 @@ impl EmbeddedSink {
                     }
                 }
             }
-            for item in rows.range::<&str>(as_str(&row_bounds)).map_err(err)? {
-                let (k, v) = item.map_err(err)?;
-                match serde_json::from_slice(v.value()) {
-                    Ok(scan) => out.push(scan),
-                    Err(e) => {
-                        tracing::error!(key = k.value(), error = %e, "unreadable scan row skipped")
-                    }
-                }
-            }
+            out.extend(json_rows::<Scan>(&tx, SCANS, bounds(&from, &to))?);
             if let Some((from, to)) = range {
                 out.retain(|s| s.ts_ms >= from && s.ts_ms < to);
             }
@@ -332,33 +342,6 @@ impl EmbeddedSink {
             // Batch ids keep a batch from being stored twice; should one scan
             // still reach two chunks, it is read once.
             out.dedup_by(|a, b| a.scan_id == b.scan_id);
-            Ok(out)
-        })
-        .await
-        .map_err(err)?
-    }
-
-    /// The JSON rows of `table` whose keys fall in `keys`, in key order.
-    async fn read_json_rows<T, R>(
-        &self,
-        table: TableDefinition<'static, &'static str, &'static [u8]>,
-        keys: R,
-    ) -> Result<Vec<T>, SinkError>
-    where
-        T: serde::de::DeserializeOwned + Send + 'static,
-        R: std::ops::RangeBounds<String> + Send + 'static,
-    {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<T>, SinkError> {
-            let tx = db.begin_read().map_err(err)?;
-            let table = tx.open_table(table).map_err(err)?;
-            let start = keys.start_bound().map(String::as_str);
-            let end = keys.end_bound().map(String::as_str);
-            let mut out = Vec::new();
-            for item in table.range::<&str>((start, end)).map_err(err)? {
-                let (_, v) = item.map_err(err)?;
-                out.push(serde_json::from_slice(v.value()).map_err(err)?);
-            }
             Ok(out)
         })
         .await
@@ -373,22 +356,14 @@ mod tests {
 
     fn scan(ms: u64, n: u64) -> Scan {
         Scan {
-            scan_id: ScanId::from_parts(ms, 3, n).to_text(),
+            scan_id: ScanId::from_parts(ms, 3, n).to_string(),
             ts_ms: ms,
             code: "spring".into(),
             channel: "yt".into(),
             visitor_id: format!("v{n}"),
-            ip_prefix: "203.0.113.0".into(),
-            user_agent: "Mozilla/5.0".into(),
             device: "mobile".into(),
-            os: "iOS".into(),
-            browser: "Safari".into(),
-            in_app: String::new(),
-            referrer_host: String::new(),
-            country: "FR".into(),
             source: "link".into(),
-            bot_reason: String::new(),
-            is_unique: false,
+            ..Scan::default()
         }
     }
 
@@ -435,13 +410,20 @@ mod tests {
             let got = sink.scans_between(t + from, t + to).await.unwrap();
             assert_eq!(got, want, "[{from}, {to})");
         }
-        // A damaged entry is skipped; the others are still read.
+        // A damaged entry, chunk or row, is skipped; the others are still read.
         {
             let tx = sink.db.begin_write().unwrap();
+            tx.open_table(SCANS)
+                .unwrap()
+                .insert(
+                    ScanId::from_parts(t + 1300, 0, 0).to_string().as_str(),
+                    &b"{not json"[..],
+                )
+                .unwrap();
             tx.open_table(SCAN_CHUNKS)
                 .unwrap()
                 .insert(
-                    ScanId::from_parts(t + 1200, 0, 0).to_text().as_str(),
+                    ScanId::from_parts(t + 1200, 0, 0).to_string().as_str(),
                     &[1u8, 9, 9][..],
                 )
                 .unwrap();

@@ -132,7 +132,7 @@ impl RedisCounters {
             let _ = write!(key, "{p}:lv:{code}:{visitor}");
             inv.arg("l")
                 .arg(key.as_str())
-                .arg(LastVisit::encode_scan(scan))
+                .arg(LastVisit::encode(scan))
                 .arg(scan.ts_ms)
                 .arg(VISITS_TTL_SECS);
         }
