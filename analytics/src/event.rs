@@ -176,6 +176,10 @@ pub struct Conversion {
     /// Commission in minor units of `earnings_currency`; negative for refunds.
     pub earnings: i64,
     pub earnings_currency: String,
+    /// This row records an event id that was claimed before (a brand's retry):
+    /// rollups count it only when the first recording is known to be missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeat: bool,
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix-millisecond time.

@@ -14,56 +14,11 @@
 //! The live store (Redis when configured, else embedded) answers the lookups
 //! with one key read each; no scan is searched for.
 
-use crate::event::{Conversion, ConversionKind, Rule, Scan};
+use crate::event::{Conversion, ConversionKind, Rule};
+use crate::records::CustomerLink;
 use crate::sink::{LiveStore, SinkError};
 use crate::token::Signer;
 use codelink_shared::CommissionPlan;
-use serde::{Deserialize, Serialize};
-
-/// The latest human scan of a code by a visitor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastVisit {
-    pub scan_id: String,
-    pub channel: String,
-    pub scan_ms: u64,
-}
-
-impl LastVisit {
-    /// `{scan_ms}|{scan_id}|{channel}` of the scan that is the visit (what
-    /// [`LastVisit::decode`] reads): ids and channels never contain `|`.
-    pub fn encode(scan: &Scan) -> String {
-        format!("{}|{}|{}", scan.ts_ms, scan.scan_id, scan.channel)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let mut parts = text.splitn(3, '|');
-        Some(Self {
-            scan_ms: parts.next()?.parse().ok()?,
-            scan_id: parts.next()?.to_string(),
-            channel: parts.next()?.to_string(),
-        })
-    }
-}
-
-/// What a customer's first attributed conversion was credited to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomerLink {
-    pub code: String,
-    pub channel: String,
-    pub scan_id: String,
-    pub scan_ms: u64,
-    pub visitor_id: String,
-}
-
-/// The outcome of claiming an event id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// First time: the given conversion is now the answer for this event id.
-    New,
-    /// Seen before: this was the answer then, and stays the answer.
-    Existing(Box<Conversion>),
-}
 
 /// A conversion as the brand reported it, validated.
 #[derive(Debug, Clone)]
@@ -231,12 +186,23 @@ pub async fn decide(
         rule,
         earnings,
         earnings_currency,
+        repeat: false,
     };
     Ok(Decision {
         conversion,
         notes,
         customer_link,
     })
+}
+
+/// Whether the earnings of a conversion that occurred at `occurred_ms` are
+/// confirmed at `now_ms`: once `hold_ms` has passed since the end of the UTC
+/// hour it occurred in. (Per hour rather than per millisecond so that rollups,
+/// which keep conversions per hour, tell confirmed from estimated exactly.)
+pub fn is_confirmed(occurred_ms: u64, hold_ms: u64, now_ms: u64) -> bool {
+    const HOUR: u64 = 3_600_000;
+    let hour_end = (occurred_ms / HOUR + 1) * HOUR;
+    hour_end.saturating_add(hold_ms) <= now_ms
 }
 
 /// A scan may be stamped a little after the conversion by another machine's clock.
@@ -327,26 +293,5 @@ mod tests {
             0
         );
         assert_eq!(notes.len(), 1);
-    }
-
-    #[test]
-    fn last_visit_codec() {
-        let scan = Scan {
-            scan_id: "01ABC".into(),
-            channel: "yt-video42".into(),
-            ts_ms: 17,
-            ..Scan::default()
-        };
-        let v = LastVisit {
-            scan_id: "01ABC".into(),
-            channel: "yt-video42".into(),
-            scan_ms: 17,
-        };
-        assert_eq!(LastVisit::encode(&scan), "17|01ABC|yt-video42");
-        assert_eq!(
-            LastVisit::decode(LastVisit::encode(&scan).as_bytes()),
-            Some(v)
-        );
-        assert_eq!(LastVisit::decode(b"x|y"), None);
     }
 }

@@ -1,21 +1,32 @@
-//! Analytics: the scan event model and (as the scan-recording work lands) its
-//! storage backends and queries.
+//! Analytics: scans and conversions from capture to storage, and every number
+//! read back from them.
 //!
-//! Today it holds the scan id: the identifier each scan gets at redirect time,
-//! which travels to the destination as `cl_scan` and later names the scan in a
-//! conversion.
+//! The front door is [`Analytics`], opened from one [`Config`]: it wires the
+//! backends (embedded, Redis, ClickHouse), runs the recorder, the conversion
+//! sequence and the queries. The gateway holds one `Analytics` and knows none
+//! of the modules behind it.
 
-pub mod classify;
-pub mod scan_id;
-
-pub use scan_id::{ScanId, ScanIdGenerator};
 pub mod batch;
+pub mod classify;
+pub mod config;
+pub mod conversions;
 pub mod enrich;
+mod error;
 pub mod event;
+pub mod histogram;
 pub mod ledger;
 pub mod query;
 pub mod recorder;
+pub mod records;
+pub mod scan_id;
+mod service;
 pub mod sink;
+pub mod sketch;
 pub mod spool;
 pub mod stats;
 pub mod token;
+
+pub use config::Config;
+pub use error::Error;
+pub use scan_id::{ScanId, ScanIdGenerator};
+pub use service::{Analytics, AnalyticsTasks};

@@ -30,8 +30,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct RecorderConfig {
@@ -162,6 +163,9 @@ pub struct RecorderTasks {
     batcher: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
     thread: RecorderThread,
+    /// Set at shutdown: by then every worker must have written or spooled
+    /// what it holds.
+    stop_by: watch::Sender<Option<Instant>>,
 }
 
 /// The recorder's own thread and runtime. Dropping it (or `stop`) ends the
@@ -224,6 +228,7 @@ impl Recorder {
         let (control, control_rx) = mpsc::channel(1024);
         let mut worker_txs = Vec::new();
         let mut workers = Vec::new();
+        let (stop_by, stop_rx) = watch::channel(None);
         let kinds: Vec<SinkKind> = sinks.iter().map(Sink::kind).collect();
         for sink in sinks {
             let kind = sink.kind();
@@ -240,6 +245,7 @@ impl Recorder {
                 metrics: metrics.clone(),
                 retry: config.retry_interval,
                 timeout: config.write_timeout,
+                stop_by: stop_rx.clone(),
             };
             workers.push(thread.handle.spawn(worker.run(rx)));
         }
@@ -261,6 +267,7 @@ impl Recorder {
                 batcher,
                 workers,
                 thread,
+                stop_by,
             },
         ))
     }
@@ -308,17 +315,38 @@ impl Recorder {
 
 impl RecorderTasks {
     /// Call after the last [`Recorder::record`] (the HTTP server has drained):
-    /// the batcher drains the queue, cuts a last batch, and each worker writes
-    /// (or spools) what it holds before this returns.
-    pub async fn finish(self, recorder: &Recorder) {
-        let _ = recorder.control.send(Control::Stop).await;
-        let _ = self.batcher.await;
-        for w in self.workers {
-            let _ = w.await;
+    /// the batcher drains the queue and cuts a last batch, and each worker
+    /// writes (or spools) what it holds before this returns. Within
+    /// `deadline`: a sink write still pending then is given up and its batch
+    /// spooled, and the spool replay of a sink that came back stops (its files
+    /// are replayed at the next start). Should the disk itself hang, the
+    /// recorder is abandoned a few seconds after the deadline, with an error log.
+    pub async fn finish(self, recorder: &Recorder, deadline: Duration) {
+        let stop_by = Instant::now() + deadline;
+        let _ = self.stop_by.send(Some(stop_by));
+        let flush = async {
+            let _ = recorder.control.send(Control::Stop).await;
+            let _ = self.batcher.await;
+            for w in self.workers {
+                let _ = w.await;
+            }
+        };
+        if tokio::time::timeout_at(stop_by + ABANDON_AFTER, flush)
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                ?deadline,
+                "the scan recorder did not finish in time (is the disk hanging?); \
+                 scans it still held are lost"
+            );
         }
         self.thread.stop().await;
     }
 }
+
+/// How long past its deadline a recorder that cannot even spool is waited for.
+const ABANDON_AFTER: Duration = Duration::from_secs(5);
 
 type WorkerTx = mpsc::Sender<(Arc<Batch>, Option<oneshot::Sender<bool>>)>;
 
@@ -479,6 +507,8 @@ struct Worker {
     metrics: Arc<RecorderMetrics>,
     retry: Duration,
     timeout: Duration,
+    /// The shutdown deadline, once shutdown has begun.
+    stop_by: watch::Receiver<Option<Instant>>,
 }
 
 impl Worker {
@@ -517,15 +547,31 @@ impl Worker {
                 }
             }
         }
-        // Shutdown: one last replay attempt so a healthy sink leaves no spool behind.
+        // Shutdown: one last replay so a healthy sink leaves no spool behind,
+        // as far as the deadline allows (write() stops at it).
         if degraded {
             self.replay(usize::MAX).await;
         }
     }
 
+    /// How long a write may take: the write timeout, or less once shutdown
+    /// has set a deadline.
+    fn write_budget(&self) -> Duration {
+        match *self.stop_by.borrow() {
+            Some(at) => self
+                .timeout
+                .min(at.saturating_duration_since(Instant::now())),
+            None => self.timeout,
+        }
+    }
+
     async fn write(&self, batch: &Arc<Batch>) -> Result<(), crate::sink::SinkError> {
         let m = self.metrics.sink(self.sink.kind());
-        let result = match tokio::time::timeout(self.timeout, self.sink.write(batch)).await {
+        let budget = self.write_budget();
+        if budget.is_zero() {
+            return Err(crate::sink::SinkError::Timeout(self.sink.kind().name()));
+        }
+        let result = match tokio::time::timeout(budget, self.sink.write(batch)).await {
             Ok(r) => r,
             Err(_) => Err(crate::sink::SinkError::Timeout(self.sink.kind().name())),
         };

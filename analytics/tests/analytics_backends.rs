@@ -13,8 +13,8 @@
 use codelink_analytics::batch::Batch;
 use codelink_analytics::event::{Conversion, ConversionKind, Rule, Scan};
 use codelink_analytics::query::{
-    Analytics, BreakdownRow, Bucket, Dimension, Funnel, Interval, Money, Query, Summary, TopMetric,
-    TopRow,
+    Backend as Analytics, BreakdownRow, Bucket, Dimension, Funnel, Interval, Money, Query, Summary,
+    TopMetric, TopRow,
 };
 use codelink_analytics::sink::{ClickHouseConfig, ClickHouseEvents, EmbeddedSink};
 use codelink_analytics::ScanId;
@@ -243,6 +243,7 @@ fn generate() -> Data {
             rule,
             earnings,
             earnings_currency: earnings_currency.to_string(),
+            repeat: false,
         });
     }
     Data { scans, conversions }

@@ -198,6 +198,7 @@ fn conversion(
         },
         earnings,
         earnings_currency: currency.into(),
+        repeat: false,
     }
 }
 

@@ -122,9 +122,23 @@ pub struct Config {
     #[arg(long, env = "CODELINK_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// How long a graceful shutdown waits for open requests (seconds).
+    /// How long a graceful shutdown waits for open requests (seconds); the
+    /// recorder then gets as long again to write what it holds (what a backend
+    /// cannot take in time goes to its spool on disk).
     #[arg(long, env = "CODELINK_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
+
+    /// An analytics query still running after this long is abandoned (503, ms).
+    #[arg(long, env = "CODELINK_QUERY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub query_timeout_ms: u64,
+
+    /// Analytics queries answered at once; more get 503 with Retry-After.
+    #[arg(long, env = "CODELINK_MAX_CONCURRENT_QUERIES", default_value_t = 8)]
+    pub max_concurrent_queries: usize,
+
+    /// Most buckets one timeseries may return.
+    #[arg(long, env = "CODELINK_MAX_BUCKETS", default_value_t = 2_000)]
+    pub max_buckets: usize,
 }
 
 impl Config {
@@ -159,6 +173,9 @@ impl Config {
             qr_cache_bytes: 64 * 1024 * 1024,
             max_connections: 10_000,
             shutdown_timeout_secs: 10,
+            query_timeout_ms: 10_000,
+            max_concurrent_queries: 8,
+            max_buckets: 2_000,
         }
     }
 
@@ -172,6 +189,39 @@ impl Config {
 
     pub fn hold_ms(&self) -> u64 {
         u64::from(self.hold_days) * 86_400_000
+    }
+
+    /// The analytics part of the configuration.
+    pub fn analytics(&self, secret: &[u8]) -> codelink_analytics::Config {
+        use codelink_analytics::config::{
+            ClickHouseConfig, QueryLimits, RecorderSettings, RedisConfig,
+        };
+        codelink_analytics::Config {
+            data_dir: self.data_dir.clone(),
+            redis: self.redis_url.as_ref().map(|url| RedisConfig {
+                url: url.clone(),
+                prefix: self.redis_prefix.clone(),
+            }),
+            clickhouse: self.clickhouse_url.as_ref().map(|url| ClickHouseConfig {
+                url: url.clone(),
+                database: self.clickhouse_database.clone(),
+                user: self.clickhouse_user.clone(),
+                password: self.clickhouse_password.clone(),
+            }),
+            recorder: RecorderSettings {
+                flush_interval: Duration::from_millis(self.flush_ms),
+                batch_max: self.batch_max,
+                queue_capacity: self.queue_capacity,
+                spool_max_bytes: self.spool_max_bytes,
+            },
+            queries: QueryLimits {
+                timeout: Duration::from_millis(self.query_timeout_ms),
+                max_concurrent: self.max_concurrent_queries,
+                max_buckets: self.max_buckets,
+            },
+            secret: secret.to_vec(),
+            hold: Duration::from_millis(self.hold_ms()),
+        }
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
@@ -200,6 +250,10 @@ impl Config {
         anyhow::ensure!(self.max_connections > 0, "--max-connections must be > 0");
         anyhow::ensure!(self.flush_ms > 0, "--flush-ms must be > 0");
         anyhow::ensure!(self.batch_max > 0, "--batch-max must be > 0");
+        anyhow::ensure!(
+            self.query_timeout_ms > 0 && self.max_concurrent_queries > 0 && self.max_buckets > 0,
+            "--query-timeout-ms, --max-concurrent-queries and --max-buckets must be > 0"
+        );
         anyhow::ensure!(
             self.scan_rate_per_ip > 0 && self.api_rate_per_ip > 0,
             "rates must be > 0"

@@ -12,6 +12,8 @@ pub struct ApiError {
     /// Stable, machine-readable reason (`invalid_json`, `not_found`, …).
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -52,6 +55,10 @@ impl ApiError {
             "error": { "code": self.code, "message": self.message }
         });
         let mut resp = response::json(self.status, &body);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
@@ -69,6 +76,49 @@ impl From<ValidationError> for ApiError {
             "invalid_field",
             e.to_string(),
         )
+    }
+}
+
+impl From<codelink_analytics::Error> for ApiError {
+    fn from(e: codelink_analytics::Error) -> Self {
+        use codelink_analytics::Error as E;
+        let unavailable = |code: &'static str, message: String| {
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        };
+        match e {
+            E::InvalidQuery(m) => Self::bad_request("invalid_query", m),
+            E::Busy { retry_after } => Self {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..unavailable(
+                    "busy",
+                    "too many analytics queries are running; retry shortly".into(),
+                )
+            },
+            E::Timeout(limit) => Self {
+                retry_after: Some(5),
+                ..unavailable(
+                    "query_timeout",
+                    format!(
+                        "the query did not finish within {} ms; narrow the range or the codes",
+                        limit.as_millis()
+                    ),
+                )
+            },
+            E::NotStored => unavailable(
+                "not_stored",
+                "could not be stored right now; retry with the same event_id".into(),
+            ),
+            other => {
+                tracing::warn!(error = %other, "analytics backend unavailable");
+                Self {
+                    retry_after: Some(1),
+                    ..unavailable(
+                        "backend_unavailable",
+                        "the analytics store is unreachable; retry shortly".into(),
+                    )
+                }
+            }
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //! backends answer), `/metrics` (Prometheus text).
 
 use crate::error::ApiError;
+use crate::request::Request;
 use crate::response::{self, Response};
-use crate::router::Request;
 use crate::state::AppState;
 use http::{header, HeaderValue, Method, StatusCode};
 use std::time::Duration;
@@ -17,10 +17,7 @@ pub async fn handle(state: &AppState, req: &Request) -> Response {
         "/readyz" => ready(state).await,
         "/metrics" => {
             let mut text = state.metrics.render(state.codes.len());
-            state
-                .recorder
-                .metrics()
-                .render(&mut text, state.recorder.sinks());
+            state.analytics.render_metrics(&mut text);
             let mut resp = response::text(StatusCode::OK, text);
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -33,26 +30,11 @@ pub async fn handle(state: &AppState, req: &Request) -> Response {
 }
 
 async fn ready(state: &AppState) -> Response {
-    if let Some(ch) = &state.clickhouse {
-        match tokio::time::timeout(Duration::from_secs(2), ch.ping()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not_ready",
-                    format!("clickhouse: {e}"),
-                )
-                .into_response()
-            }
-            Err(_) => {
-                return ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not_ready",
-                    "clickhouse: no answer within 2 s",
-                )
-                .into_response()
-            }
-        }
+    let not_ready = |message: String| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message).into_response()
+    };
+    if let Err(e) = state.analytics.ready().await {
+        return not_ready(e.to_string());
     }
     let store = state.store.kind();
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
@@ -60,17 +42,7 @@ async fn ready(state: &AppState) -> Response {
             StatusCode::OK,
             &serde_json::json!({"status": "ready", "store": store, "codes": state.codes.len()}),
         ),
-        Ok(Err(e)) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("{store}: {e}"),
-        )
-        .into_response(),
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("{store}: no answer within 2 s"),
-        )
-        .into_response(),
+        Ok(Err(e)) => not_ready(format!("{store}: {e}")),
+        Err(_) => not_ready(format!("{store}: no answer within 2 s")),
     }
 }

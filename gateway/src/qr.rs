@@ -7,8 +7,8 @@
 use crate::codes::Gone;
 use crate::error::ApiError;
 use crate::qr_render::{self, Format, QrRequest};
+use crate::request::Request;
 use crate::response::{self, Response};
-use crate::router::Request;
 use crate::state::AppState;
 use bytes::Bytes;
 use codelink_shared::code::{lowercase_slug, MAX_LEN};
@@ -17,33 +17,6 @@ use std::sync::atomic::Ordering::Relaxed;
 
 /// Bumped whenever rendering changes, so old ETags stop matching.
 const RENDER_VERSION: u32 = 2;
-
-#[derive(Clone)]
-struct ByteWeight;
-
-impl quick_cache::Weighter<String, Bytes> for ByteWeight {
-    fn weight(&self, key: &String, value: &Bytes) -> u64 {
-        (key.len() + value.len()) as u64
-    }
-}
-
-pub struct QrCache {
-    images: quick_cache::sync::Cache<String, Bytes, ByteWeight>,
-}
-
-impl QrCache {
-    pub fn new(max_bytes: u64) -> Self {
-        // quick_cache sizes its shards by item count; an average image is a few KiB.
-        let estimated_items = (max_bytes / 4096).max(16) as usize;
-        Self {
-            images: quick_cache::sync::Cache::with_weighter(
-                estimated_items,
-                max_bytes.max(1),
-                ByteWeight,
-            ),
-        }
-    }
-}
 
 pub async fn handle(state: &AppState, req: &Request) -> Response {
     match render(state, req).await {
@@ -132,7 +105,7 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
         return Ok(resp);
     }
 
-    let bytes = match state.qr_cache.images.get(&key) {
+    let bytes = match state.qr_cache.get(&key) {
         Some(bytes) => {
             state.metrics.qr_cache_hits.fetch_add(1, Relaxed);
             bytes
@@ -152,7 +125,7 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
                     })?
                     .map_err(|e| ApiError::bad_request("invalid_qr_option", e.to_string()))?;
             let bytes = Bytes::from(rendered);
-            state.qr_cache.images.insert(key, bytes.clone());
+            state.qr_cache.insert(key, bytes.clone());
             bytes
         }
     };

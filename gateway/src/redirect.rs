@@ -5,8 +5,8 @@
 //! bounded queue (`try_send`) and answers.
 
 use crate::codes::Gone;
+use crate::request::Request;
 use crate::response::{self, Response};
-use crate::router::Request;
 use crate::state::AppState;
 use codelink_shared::code::{lowercase_slug, MAX_LEN};
 use http::{header, HeaderValue, Method, StatusCode};
@@ -60,8 +60,11 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
     let (scan, set_cookie) = state
         .scans
         .capture(req, peer, scan_id, &entry.record.code, channel);
-    state.recorder.record(scan);
-    let token = state.signer.token(scan_id, &entry.record.code, channel);
+    state.analytics.record(scan);
+    let token = state
+        .analytics
+        .signer()
+        .token(scan_id, &entry.record.code, channel);
     let location = target.location(&state.config.scan_param, &token);
     let Ok(location) = HeaderValue::try_from(location) else {
         // Destinations are serialised by the URL parser (ASCII only); unreachable in practice.

@@ -1,14 +1,12 @@
 //! Dispatch by the first path segment, and per-request metrics.
 
 use crate::metrics::Route;
+use crate::request::Request;
 use crate::response::Response;
 use crate::state::AppState;
 use crate::{api, ops, qr, redirect};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::time::Instant;
-
-pub type Request = http::Request<Incoming>;
 
 pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Response {
     let started = Instant::now();

@@ -3,7 +3,7 @@
 //! and find or mint the visitor id. No parsing beyond that, no awaiting.
 
 use crate::config::Config;
-use crate::router::Request;
+use crate::request::Request;
 use codelink_analytics::event::{RawScan, RequestBot, Source};
 use codelink_analytics::ScanId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};

@@ -48,7 +48,7 @@
 //! an error, 2 on bad usage, 124 when abandoned, 130/143 on a signal.
 
 use codelink_analytics::classify;
-use codelink_analytics::query::{Analytics, Dimension, Interval, Query, TopMetric};
+use codelink_analytics::query::{Backend as Analytics, Dimension, Interval, Query, TopMetric};
 use codelink_analytics::sink::{ClickHouseConfig, ClickHouseEvents};
 use codelink_analytics::ScanId;
 use rand::rngs::StdRng;

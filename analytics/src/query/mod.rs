@@ -46,7 +46,8 @@ mod clickhouse;
 mod embedded;
 mod finish;
 
-use crate::sink::{ClickHouseEvents, EmbeddedSink, SinkError};
+use crate::error::Error;
+use crate::sink::{ClickHouseEvents, EmbeddedSink};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -342,21 +343,21 @@ pub struct TopRow {
 /// The analytics backend: the embedded store (small scale, the default) or
 /// ClickHouse. Both answer every query identically.
 #[derive(Clone)]
-pub enum Analytics {
+pub enum Backend {
     Embedded(EmbeddedSink),
     // Boxed: the ClickHouse client is large.
     ClickHouse(Box<ClickHouseEvents>),
 }
 
-impl From<EmbeddedSink> for Analytics {
+impl From<EmbeddedSink> for Backend {
     fn from(sink: EmbeddedSink) -> Self {
-        Analytics::Embedded(sink)
+        Backend::Embedded(sink)
     }
 }
 
-impl From<ClickHouseEvents> for Analytics {
+impl From<ClickHouseEvents> for Backend {
     fn from(events: ClickHouseEvents) -> Self {
-        Analytics::ClickHouse(Box::new(events))
+        Backend::ClickHouse(Box::new(events))
     }
 }
 
@@ -369,8 +370,8 @@ pub fn valid_tz(name: &str) -> bool {
     Zone::get(name).is_ok()
 }
 
-fn invalid(message: String) -> SinkError {
-    SinkError::Embedded(format!("invalid query: {message}"))
+fn invalid(message: String) -> Error {
+    Error::InvalidQuery(format!("invalid query: {message}"))
 }
 
 /// A validated time zone: the canonical IANA name (what ClickHouse is given)
@@ -382,7 +383,7 @@ pub(crate) struct Zone {
 }
 
 impl Zone {
-    fn get(name: &str) -> Result<Self, SinkError> {
+    fn get(name: &str) -> Result<Self, Error> {
         let tz = jiff::tz::TimeZone::get(name)
             .map_err(|e| invalid(format!("time zone {name:?}: {e}")))?;
         let name = tz
@@ -432,14 +433,14 @@ pub(crate) enum Group {
     Code,
 }
 
-impl Analytics {
+impl Backend {
     /// Totals over the query.
-    pub async fn summary(&self, q: &Query) -> Result<Summary, SinkError> {
+    pub async fn summary(&self, q: &Query) -> Result<Summary, Error> {
         let (scans, conversions, delays) = if q.matches_nothing() {
             Default::default()
         } else {
             match self {
-                Analytics::Embedded(s) => {
+                Backend::Embedded(s) => {
                     let data = embedded::Data::load(s, q).await?;
                     (
                         data.scan_rollup(&Group::All),
@@ -447,7 +448,7 @@ impl Analytics {
                         data.signup_delays(),
                     )
                 }
-                Analytics::ClickHouse(c) => {
+                Backend::ClickHouse(c) => {
                     let c = c.client();
                     tokio::try_join!(
                         clickhouse::scan_rollup(c, q, &Group::All),
@@ -463,11 +464,7 @@ impl Analytics {
     /// Non-empty hour or day buckets (in `q.tz`), ascending. A bucket is
     /// non-empty when it holds at least one scan (human or bot) or conversion
     /// (any kind).
-    pub async fn timeseries(
-        &self,
-        q: &Query,
-        interval: Interval,
-    ) -> Result<Vec<Bucket>, SinkError> {
+    pub async fn timeseries(&self, q: &Query, interval: Interval) -> Result<Vec<Bucket>, Error> {
         let zone = Zone::get(&q.tz)?;
         let group = Group::Bucket(interval, zone.clone());
         let (scans, conversions) = self.rollups(q, &group).await?;
@@ -481,14 +478,14 @@ impl Analytics {
         &self,
         q: &Query,
         dimension: Dimension,
-    ) -> Result<Vec<BreakdownRow>, SinkError> {
+    ) -> Result<Vec<BreakdownRow>, Error> {
         let group = Group::Dimension(dimension);
         let (scans, conversions) = self.rollups(q, &group).await?;
         Ok(finish::breakdown(&scans, &conversions))
     }
 
     /// Human scans, unique scanners, signups and purchases of the query.
-    pub async fn funnel(&self, q: &Query) -> Result<Funnel, SinkError> {
+    pub async fn funnel(&self, q: &Query) -> Result<Funnel, Error> {
         let (scans, conversions) = self.rollups(q, &Group::All).await?;
         Ok(finish::funnel(&scans, &conversions))
     }
@@ -511,17 +508,17 @@ impl Analytics {
         q: &Query,
         metric: TopMetric,
         limit: usize,
-    ) -> Result<Vec<TopRow>, SinkError> {
+    ) -> Result<Vec<TopRow>, Error> {
         if q.matches_nothing() || limit == 0 {
             return Ok(Vec::new());
         }
         let ranked = match metric {
             TopMetric::Scans => {
                 let scans = match self {
-                    Analytics::Embedded(s) => {
+                    Backend::Embedded(s) => {
                         embedded::Data::load(s, q).await?.scan_rollup(&Group::Code)
                     }
-                    Analytics::ClickHouse(c) => {
+                    Backend::ClickHouse(c) => {
                         clickhouse::scan_rollup(c.client(), q, &Group::Code).await?
                     }
                 };
@@ -529,10 +526,10 @@ impl Analytics {
             }
             TopMetric::Conversions | TopMetric::Earnings => {
                 let conversions = match self {
-                    Analytics::Embedded(s) => embedded::Data::load(s, q)
+                    Backend::Embedded(s) => embedded::Data::load(s, q)
                         .await?
                         .conversion_rollup(&Group::Code),
-                    Analytics::ClickHouse(c) => {
+                    Backend::ClickHouse(c) => {
                         clickhouse::conversion_rollup(c.client(), q, &Group::Code).await?
                     }
                 };
@@ -549,8 +546,8 @@ impl Analytics {
             // A creator's own view: every row is theirs, whoever was credited
             // with the code's latest conversion.
             (Some(owner), _) => codes.iter().map(|c| (c.clone(), owner.clone())).collect(),
-            (None, Analytics::Embedded(s)) => embedded::owners(s, &codes).await?,
-            (None, Analytics::ClickHouse(c)) => clickhouse::owners(c.client(), &codes).await?,
+            (None, Backend::Embedded(s)) => embedded::owners(s, &codes).await?,
+            (None, Backend::ClickHouse(c)) => clickhouse::owners(c.client(), &codes).await?,
         };
         Ok(ranked
             .into_iter()
@@ -565,12 +562,12 @@ impl Analytics {
         &self,
         q: &Query,
         group: &Group,
-    ) -> Result<(Vec<finish::ScanAgg>, Vec<finish::ConversionAgg>), SinkError> {
+    ) -> Result<(Vec<finish::ScanAgg>, Vec<finish::ConversionAgg>), Error> {
         if q.matches_nothing() {
             return Ok(Default::default());
         }
         match self {
-            Analytics::Embedded(s) => {
+            Backend::Embedded(s) => {
                 let mut data = embedded::Data::load(s, q).await?;
                 if let Group::Dimension(d) = group {
                     if *d != Dimension::Channel {
@@ -579,12 +576,12 @@ impl Analytics {
                 }
                 Ok((data.scan_rollup(group), data.conversion_rollup(group)))
             }
-            Analytics::ClickHouse(c) => {
+            Backend::ClickHouse(c) => {
                 let c = c.client();
-                tokio::try_join!(
+                Ok(tokio::try_join!(
                     clickhouse::scan_rollup(c, q, group),
                     clickhouse::conversion_rollup(c, q, group),
-                )
+                )?)
             }
         }
     }

@@ -4,7 +4,7 @@
 use super::{chunk, SinkError};
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::{Conversion, Scan};
-use crate::ledger::{Claim, CustomerLink, LastVisit};
+use crate::records::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
@@ -269,6 +269,28 @@ impl EmbeddedSink {
             };
             tx.commit().map_err(err)?;
             Ok(claim)
+        })
+        .await
+        .map_err(err)?
+    }
+
+    pub async fn release(&self, conversion: &Conversion) -> Result<(), SinkError> {
+        let db = self.db.clone();
+        let row = serde_json::to_vec(conversion).map_err(err)?;
+        let id = conversion.event_id.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), SinkError> {
+            let tx = db.begin_write().map_err(err)?;
+            {
+                let mut claims = tx.open_table(CLAIMS).map_err(err)?;
+                let ours = claims
+                    .get(id.as_str())
+                    .map_err(err)?
+                    .is_some_and(|v| v.value() == row.as_slice());
+                if ours {
+                    claims.remove(id.as_str()).map_err(err)?;
+                }
+            }
+            tx.commit().map_err(err)
         })
         .await
         .map_err(err)?

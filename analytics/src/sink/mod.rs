@@ -20,7 +20,7 @@ pub use self::redis::RedisCounters;
 
 use crate::batch::Batch;
 use crate::event::Conversion;
-use crate::ledger::{Claim, CustomerLink, LastVisit};
+use crate::records::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
 use std::sync::Arc;
 
@@ -85,7 +85,8 @@ impl Sink {
 
 /// The live store: per-code counters, each visitor's latest scan of a code,
 /// conversion claims (idempotency) and customer links. Redis when configured
-/// (shared by every instance), else embedded. Every read is one key lookup.
+/// (shared by every instance), else embedded. Every read is one key lookup,
+/// except the stats of a code: one hash plus one HyperLogLog per day.
 #[derive(Clone)]
 pub enum LiveStore {
     Embedded(EmbeddedSink),
@@ -119,6 +120,15 @@ impl LiveStore {
         match self {
             LiveStore::Embedded(s) => s.claim(c, link).await,
             LiveStore::Redis(s) => s.claim(c, link).await,
+        }
+    }
+
+    /// Removes the claim of `c.event_id` if it still holds `c` (the answer
+    /// this caller claimed), so that the event can be claimed afresh.
+    pub async fn release(&self, c: &Conversion) -> Result<(), SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.release(c).await,
+            LiveStore::Redis(s) => s.release(c).await,
         }
     }
 

@@ -11,7 +11,7 @@
 use super::SinkError;
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::Conversion;
-use crate::ledger::{Claim, CustomerLink, LastVisit};
+use crate::records::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
@@ -75,7 +75,14 @@ pub struct RedisCounters {
     prefix: String,
     script: redis::Script,
     claim_script: redis::Script,
+    release_script: redis::Script,
 }
+
+/// Deletes KEYS[1] only if it still holds ARGV[1].
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
 
 /// Claims a conversion event id: KEYS[1] the claim, ARGV[1] the answer,
 /// ARGV[2] its TTL, optionally ARGV[3]/ARGV[4] a customer key and link stored
@@ -102,6 +109,7 @@ impl RedisCounters {
             prefix: prefix.to_string(),
             script: redis::Script::new(APPLY_ONCE),
             claim_script: redis::Script::new(CLAIM),
+            release_script: redis::Script::new(RELEASE),
         })
     }
 
@@ -204,6 +212,18 @@ impl RedisCounters {
                 serde_json::from_str(&json).map_err(|e| SinkError::Embedded(e.to_string()))?,
             ))),
         }
+    }
+
+    pub async fn release(&self, c: &Conversion) -> Result<(), SinkError> {
+        let row = serde_json::to_string(c).map_err(|e| SinkError::Embedded(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .release_script
+            .key(format!("{}:conv:{}", self.prefix, c.event_id))
+            .arg(row)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerLink>, SinkError> {

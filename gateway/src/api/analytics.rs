@@ -2,10 +2,11 @@
 //! questions answered from ClickHouse (when configured) or the embedded store.
 //! JSON by default; CSV with `format=csv` or `Accept: text/csv`.
 
-use super::{codes::visible, parse_time, Principal};
+use super::auth::{visible, Principal};
+use super::times::parse_time;
 use crate::error::ApiError;
+use crate::request::Request;
 use crate::response::{self, Response};
-use crate::router::Request;
 use crate::state::AppState;
 use codelink_analytics::query::{Dimension, Interval, Query, TopMetric};
 use http::{header, StatusCode};
@@ -162,22 +163,14 @@ pub(super) async fn handle(
     let p = params(state, who, req)?;
     let a = &state.analytics;
     let q = &p.query;
-    let failed = |e: codelink_analytics::sink::SinkError| {
-        tracing::warn!(error = %e, "analytics query failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "backend_unavailable",
-            "the analytics store is unreachable; retry shortly",
-        )
-    };
     // (JSON body, the rows a CSV export holds)
     let (body, rows): (Value, Value) = match report {
         "summary" => {
-            let s = to_value(&a.summary(q).await.map_err(failed)?);
+            let s = to_value(&a.summary(q).await?);
             (json!({ "summary": s }), s)
         }
         "timeseries" => {
-            let b = to_value(&a.timeseries(q, p.interval).await.map_err(failed)?);
+            let b = to_value(&a.timeseries(q, p.interval).await?);
             (
                 json!({ "interval": interval_name(p.interval), "buckets": b }),
                 b,
@@ -190,15 +183,15 @@ pub(super) async fn handle(
                     "is required (channel, country, device, browser, os, in_app or referrer)",
                 )
             })?;
-            let r = to_value(&a.breakdown(q, by).await.map_err(failed)?);
+            let r = to_value(&a.breakdown(q, by).await?);
             (json!({ "by": by.as_str(), "rows": r }), r)
         }
         "funnel" => {
-            let f = to_value(&a.funnel(q).await.map_err(failed)?);
+            let f = to_value(&a.funnel(q).await?);
             (json!({ "funnel": f }), f)
         }
         "top" => {
-            let r = to_value(&a.top(q, p.metric, p.limit).await.map_err(failed)?);
+            let r = to_value(&a.top(q, p.metric, p.limit).await?);
             (json!({ "metric": metric_name(p.metric), "rows": r }), r)
         }
         other => {

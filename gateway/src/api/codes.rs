@@ -1,9 +1,11 @@
 //! `/api/v1/codes`: creating, reading, changing and disabling codes, and their live stats.
 
-use super::{format_time, future_expiry, now, read_json, Principal};
+use super::auth::{visible, Principal};
+use super::body::read_json;
+use super::times::{format_time, future_expiry, now};
 use crate::error::ApiError;
+use crate::request::Request;
 use crate::response::{self, Response};
-use crate::router::Request;
 use crate::state::AppState;
 use codelink_shared::{CodeRecord, CommissionPlan, Utm};
 use http::{header, StatusCode};
@@ -96,20 +98,6 @@ pub(super) async fn create(state: &AppState, req: Request) -> Result<Response, A
         resp.headers_mut().insert(header::LOCATION, location);
     }
     Ok(resp)
-}
-
-/// The code if it exists and the caller may see it; 404 otherwise (never 403:
-/// a creator cannot tell another creator's code from a missing one).
-pub(super) fn visible(
-    state: &AppState,
-    who: &Principal,
-    code: &str,
-) -> Result<std::sync::Arc<crate::codes::CompiledCode>, ApiError> {
-    state
-        .codes
-        .get(code)
-        .filter(|e| who.sees(&e.record.owner))
-        .ok_or_else(|| ApiError::not_found(format!("code '{code}' not found")))
 }
 
 pub(super) fn get(state: &AppState, who: &Principal, code: &str) -> Result<Response, ApiError> {
@@ -275,21 +263,7 @@ pub(super) async fn stats(
     code: &str,
 ) -> Result<Response, ApiError> {
     visible(state, who, code)?;
-    let unavailable = |why: String| {
-        tracing::warn!(%why, "stats unavailable");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "backend_unavailable",
-            "the counter store is unreachable; retry shortly",
-        )
-    };
-    let stats = tokio::time::timeout(
-        std::time::Duration::from_secs(3),
-        state.live.code_stats(code),
-    )
-    .await
-    .map_err(|_| unavailable("timeout".into()))?
-    .map_err(|e| unavailable(e.to_string()))?;
+    let stats = state.analytics.code_stats(code).await?;
     let body = serde_json::to_value(&stats).unwrap_or_default();
     Ok(response::json(StatusCode::OK, &body))
 }

@@ -1,19 +1,18 @@
 //! `POST /api/v1/conversions`: signups, purchases and refunds reported by a
 //! brand, attributed and answered with the decision (202).
 //!
-//! Idempotent by `event_id`: the first answer is claimed in the live store
-//! (Redis, else embedded) before the row is recorded, and every later request
-//! with the same id gets that answer back, also on another instance or after a
-//! restart. The row is re-recorded on a repeat (rows are keyed by event id), so
-//! a brand retrying after a lost response also heals a lost write.
+//! This module parses and renders; deciding, claiming (idempotency by
+//! `event_id`) and recording are `codelink_analytics::Analytics::report_conversions`.
 
-use super::{parse_time, read_json};
+use super::body::read_json;
+use super::times::parse_time;
 use crate::error::ApiError;
+use crate::request::Request;
 use crate::response::{self, Response};
-use crate::router::Request;
 use crate::state::AppState;
-use codelink_analytics::event::{Conversion, ConversionKind};
-use codelink_analytics::ledger::{self, Claim, CodeTerms, Reported};
+use codelink_analytics::conversions::Outcome;
+use codelink_analytics::event::ConversionKind;
+use codelink_analytics::ledger::{CodeTerms, Reported};
 use codelink_shared::{CodeName, ValidationError};
 use http::StatusCode;
 use serde::Deserialize;
@@ -187,47 +186,28 @@ pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, A
             plan: c.record.commission.clone(),
         })
     };
-    let unavailable = |e: codelink_analytics::sink::SinkError| {
-        tracing::warn!(error = %e, "conversion store unavailable");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "backend_unavailable",
-            "conversions cannot be stored right now; retry with the same event_id",
-        )
-    };
-    let mut results = Vec::new();
-    let mut to_record: Vec<Conversion> = Vec::new();
-    for r in reported {
-        let decision = ledger::decide(r, &state.signer, &state.live, terms)
-            .await
-            .map_err(unavailable)?;
-        let (conversion, status, notes) = match state
-            .live
-            .claim(&decision.conversion, decision.customer_link.as_ref())
-            .await
-            .map_err(unavailable)?
-        {
-            Claim::New => (decision.conversion, "created", decision.notes),
-            Claim::Existing(first) => (*first, "duplicate", Vec::new()),
-        };
-        results.push(view(
-            &conversion,
-            status,
-            &notes,
-            now,
-            state.config.hold_ms(),
-        ));
-        to_record.push(conversion);
-    }
-    if !state.recorder.record_conversions(to_record).await {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_stored",
-            "the conversions could not be stored (shutting down, or disk full); retry with the same event_id",
-        ));
-    }
+    let outcomes = state
+        .analytics
+        .report_conversions(reported, now, terms)
+        .await
+        .map_err(|e| match e {
+            codelink_analytics::Error::NotStored => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_stored",
+                "the conversions could not be stored (shutting down, or disk full); retry with the same event_id",
+            ),
+            other => {
+                tracing::warn!(error = %other, "conversion store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "backend_unavailable",
+                    "conversions cannot be stored right now; retry with the same event_id",
+                )
+            }
+        })?;
+    let mut results: Vec<Value> = outcomes.iter().map(view).collect();
     let body = if single {
-        results.into_iter().next().unwrap_or(Value::Null)
+        results.pop().unwrap_or(Value::Null)
     } else {
         json!({ "results": results })
     };
@@ -244,15 +224,11 @@ fn rfc3339_ms(ms: u64) -> Value {
 }
 
 /// The answer for one event: the attribution decision and the earnings.
-fn view(c: &Conversion, status: &str, notes: &[String], now_ms: u64, hold_ms: u64) -> Value {
-    let earnings_status = if c.occurred_ms + hold_ms <= now_ms {
-        "confirmed"
-    } else {
-        "estimated"
-    };
+fn view(outcome: &Outcome) -> Value {
+    let c = &outcome.conversion;
     json!({
         "event_id": c.event_id,
-        "status": status,
+        "status": if outcome.duplicate { "duplicate" } else { "created" },
         "type": c.kind,
         "occurred_at": rfc3339_ms(c.occurred_ms),
         "attribution": {
@@ -266,8 +242,8 @@ fn view(c: &Conversion, status: &str, notes: &[String], now_ms: u64, hold_ms: u6
         "earnings": {
             "amount": c.earnings,
             "currency": (!c.earnings_currency.is_empty()).then_some(&c.earnings_currency),
-            "status": earnings_status,
+            "status": if outcome.confirmed { "confirmed" } else { "estimated" },
         },
-        "notes": notes,
+        "notes": outcome.notes,
     })
 }

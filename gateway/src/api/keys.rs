@@ -1,10 +1,11 @@
 //! `/api/v1/keys`: creator and ingest keys, issued and revoked by the admin.
 //! The secret is shown once, at creation; only its SHA-256 is stored.
 
-use super::{format_time, now, read_json};
+use super::body::read_json;
+use super::times::{format_time, now};
 use crate::error::ApiError;
+use crate::request::Request;
 use crate::response::{self, Response};
-use crate::router::Request;
 use crate::state::AppState;
 use crate::store::{ApiKey, KeyKind};
 use http::StatusCode;

@@ -1,0 +1,96 @@
+//! How [`crate::Analytics`] is opened: which backends, and the limits of the
+//! recorder and of queries. One struct per part, every default written out.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::sink::ClickHouseConfig;
+
+/// Everything [`crate::Analytics::open`] needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The embedded store (`scans.redb`) and the sinks' spools live here.
+    pub data_dir: PathBuf,
+    /// Live counters, last visits and conversion claims in Redis (shared by
+    /// every instance); `None`: embedded.
+    pub redis: Option<RedisConfig>,
+    /// Scan and conversion rows (and their rollups) in ClickHouse; `None`:
+    /// embedded.
+    pub clickhouse: Option<ClickHouseConfig>,
+    pub recorder: RecorderSettings,
+    pub queries: QueryLimits,
+    /// Signs and verifies scan tokens (`cl_scan`); the same on every instance.
+    pub secret: Vec<u8>,
+    /// Earnings are confirmed once this long has passed since the end of the
+    /// UTC hour the conversion occurred in (the refund window).
+    pub hold: Duration,
+}
+
+impl Config {
+    /// Embedded backends in `data_dir`, every other setting at its default.
+    pub fn embedded(data_dir: impl Into<PathBuf>, secret: &[u8]) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            redis: None,
+            clickhouse: None,
+            recorder: RecorderSettings::default(),
+            queries: QueryLimits::default(),
+            secret: secret.to_vec(),
+            hold: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// e.g. `redis://127.0.0.1:6379`
+    pub url: String,
+    /// Prefix of every key.
+    pub prefix: String,
+}
+
+/// The scan recorder: how often and how much it writes, and how much it may
+/// hold while a backend is away.
+#[derive(Debug, Clone)]
+pub struct RecorderSettings {
+    /// A batch is cut at least this often; a crash loses at most this much.
+    pub flush_interval: Duration,
+    /// A batch is cut when it holds this many scans.
+    pub batch_max: usize,
+    /// Scans waiting to be batched; past it scans are dropped (and counted).
+    pub queue_capacity: usize,
+    /// Disk each sink's spool may use while its backend is down.
+    pub spool_max_bytes: u64,
+}
+
+impl Default for RecorderSettings {
+    fn default() -> Self {
+        Self {
+            flush_interval: Duration::from_millis(1000),
+            batch_max: 100_000,
+            queue_capacity: 200_000,
+            spool_max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Protection of the analytics queries.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    /// A query still running after this is abandoned ([`crate::Error::Timeout`]).
+    pub timeout: Duration,
+    /// Queries answered at once; more are refused ([`crate::Error::Busy`]).
+    pub max_concurrent: usize,
+    /// Most buckets a timeseries may return.
+    pub max_buckets: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            max_concurrent: 8,
+            max_buckets: 2_000,
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The front door: [`Analytics`] opens every backend from one [`Config`] and
+//! is the only thing the gateway holds. Scans go in through [`Analytics::record`],
+//! conversions through [`Analytics::report_conversions`], and every question
+//! (live stats, analytics queries, recent scans, readiness) comes back out of
+//! it. Which backend holds what is decided here and nowhere else:
+//!
+//! | what | Redis configured | ClickHouse configured | neither |
+//! |---|---|---|---|
+//! | live counters, last visits, claims | Redis | (embedded) | embedded |
+//! | scan and conversion rows, rollups | (embedded) | ClickHouse | embedded |
+//!
+//! The embedded store takes part only in the roles no server was given.
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::query::{
+    Backend, BreakdownRow, Bucket, Dimension, Funnel, Interval, Query, Summary, TopMetric, TopRow,
+};
+use crate::recorder::{Recorder, RecorderConfig, RecorderTasks};
+use crate::sink::{ClickHouseEvents, EmbeddedSink, LiveStore, RedisCounters, Sink};
+use crate::stats::CodeStats;
+use crate::token::Signer;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The analytics handle. Cloning is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct Analytics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    recorder: Recorder,
+    live: LiveStore,
+    queries: Backend,
+    /// For readiness: the ClickHouse the queries read, if any.
+    clickhouse: Option<ClickHouseEvents>,
+    redis: Option<RedisCounters>,
+    signer: Signer,
+    config: Config,
+    /// One permit per analytics query running.
+    permits: Semaphore,
+}
+
+/// The background work [`Analytics::open`] started; [`AnalyticsTasks::stop`]
+/// flushes what the recorder holds and ends it.
+#[must_use = "call stop() at shutdown, or the scans the recorder holds are lost"]
+pub struct AnalyticsTasks {
+    recorder: RecorderTasks,
+}
+
+impl Analytics {
+    /// Opens the backends the configuration names (see the module docs) and
+    /// starts the recorder. ClickHouse being down at start-up is not an error:
+    /// its tables are created before its first write, and scans wait in its
+    /// spool meanwhile.
+    pub async fn open(config: Config) -> Result<(Self, AnalyticsTasks), Error> {
+        let embedded_rows = config.clickhouse.is_none();
+        let embedded_live = config.redis.is_none();
+        let embedded = EmbeddedSink::open(&config.data_dir, embedded_rows, embedded_live)
+            .map_err(|e| Error::Open(format!("{e}; is another codelink using this data dir?")))?;
+        let mut sinks = Vec::new();
+        if embedded_rows || embedded_live {
+            sinks.push(Sink::Embedded(embedded.clone()));
+        }
+        // The recorder's sinks get connections of their own: their connection
+        // tasks then live on the recorder's thread, and the API's (claims,
+        // stats, queries) on the request threads, neither waiting behind the
+        // other.
+        let (live, redis) = match &config.redis {
+            Some(r) => {
+                sinks.push(Sink::Redis(RedisCounters::connect(&r.url, &r.prefix)?));
+                let api = RedisCounters::connect(&r.url, &r.prefix)?;
+                (LiveStore::Redis(api.clone()), Some(api))
+            }
+            None => (LiveStore::Embedded(embedded.clone()), None),
+        };
+        let (queries, clickhouse) = match &config.clickhouse {
+            Some(c) => {
+                let api = ClickHouseEvents::new(c);
+                // Migrate now when ClickHouse is up; otherwise the writer does
+                // it before its first insert.
+                match tokio::time::timeout(Duration::from_secs(5), api.migrate()).await {
+                    Ok(Ok(())) => tracing::info!("clickhouse migrations applied"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "clickhouse unavailable at start-up; scans are spooled until it answers")
+                    }
+                    Err(_) => tracing::warn!(
+                        "clickhouse did not answer at start-up; scans are spooled until it answers"
+                    ),
+                }
+                sinks.push(Sink::ClickHouse(Box::new(ClickHouseEvents::new(c))));
+                (Backend::ClickHouse(Box::new(api.clone())), Some(api))
+            }
+            None => (Backend::Embedded(embedded), None),
+        };
+        let recorder_config = RecorderConfig {
+            data_dir: config.data_dir.clone(),
+            flush_interval: config.recorder.flush_interval,
+            batch_max: config.recorder.batch_max,
+            queue_capacity: config.recorder.queue_capacity,
+            spool_max_bytes: config.recorder.spool_max_bytes,
+            retry_interval: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(10),
+        };
+        let (recorder, tasks) = Recorder::start(recorder_config, sinks)
+            .map_err(|e| Error::Open(format!("cannot start the scan recorder: {e}")))?;
+        let inner = Inner {
+            recorder,
+            live,
+            queries,
+            clickhouse,
+            redis,
+            signer: Signer::new(&config.secret),
+            permits: Semaphore::new(config.queries.max_concurrent.max(1)),
+            config,
+        };
+        Ok((
+            Self {
+                inner: Arc::new(inner),
+            },
+            AnalyticsTasks { recorder: tasks },
+        ))
+    }
+
+    /// Hands a scan to the recorder without waiting (the redirect path).
+    pub fn record(&self, scan: crate::event::RawScan) {
+        self.inner.recorder.record(scan);
+    }
+
+    /// Signs the scan tokens put on destinations and verifies them on conversions.
+    pub fn signer(&self) -> &Signer {
+        &self.inner.signer
+    }
+
+    pub(crate) fn recorder(&self) -> &Recorder {
+        &self.inner.recorder
+    }
+
+    pub(crate) fn live(&self) -> &LiveStore {
+        &self.inner.live
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The live counters of one code (Redis when configured, else embedded).
+    pub async fn code_stats(&self, code: &str) -> Result<CodeStats, Error> {
+        match tokio::time::timeout(Duration::from_secs(3), self.inner.live.code_stats(code)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(Error::Unavailable(
+                "the live store did not answer within 3 s".into(),
+            )),
+        }
+    }
+
+    /// Whether every configured backend answers.
+    pub async fn ready(&self) -> Result<(), Error> {
+        let within = |name: &'static str| {
+            move |r: Result<Result<(), crate::sink::SinkError>, tokio::time::error::Elapsed>| {
+                match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Error::Unavailable(format!("{name}: {e}"))),
+                    Err(_) => Err(Error::Unavailable(format!("{name}: no answer within 2 s"))),
+                }
+            }
+        };
+        if let Some(ch) = &self.inner.clickhouse {
+            within("clickhouse")(tokio::time::timeout(Duration::from_secs(2), ch.ping()).await)?;
+        }
+        if let Some(r) = &self.inner.redis {
+            within("redis")(tokio::time::timeout(Duration::from_secs(2), r.ping()).await)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the recorder's Prometheus series.
+    pub fn render_metrics(&self, out: &mut String) {
+        let r = &self.inner.recorder;
+        r.metrics().render(out, r.sinks());
+    }
+
+    /// Runs one analytics query under the limits: at most `max_concurrent` at
+    /// once (else [`Error::Busy`]), each for at most `timeout`.
+    async fn limited<T>(&self, query: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        let limits = &self.inner.config.queries;
+        let Ok(_permit) = self.inner.permits.try_acquire() else {
+            return Err(Error::Busy {
+                retry_after: Duration::from_secs(1),
+            });
+        };
+        match tokio::time::timeout(limits.timeout, query).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(limits.timeout)),
+        }
+    }
+
+    /// Totals over the query.
+    pub async fn summary(&self, q: &Query) -> Result<Summary, Error> {
+        self.limited(self.inner.queries.summary(q)).await
+    }
+
+    /// One bucket per hour or day (in `q.tz`) that has scans or conversions.
+    pub async fn timeseries(&self, q: &Query, interval: Interval) -> Result<Vec<Bucket>, Error> {
+        let limits = &self.inner.config.queries;
+        let span = match interval {
+            Interval::Hour => 3_600_000,
+            Interval::Day => 86_400_000,
+        };
+        let buckets = q.to_ms.saturating_sub(q.from_ms).div_ceil(span);
+        if buckets > limits.max_buckets as u64 {
+            return Err(Error::InvalidQuery(format!(
+                "a timeseries has at most {} buckets, this one would have {buckets}: \
+                 use interval=day or a shorter range",
+                limits.max_buckets
+            )));
+        }
+        self.limited(self.inner.queries.timeseries(q, interval))
+            .await
+    }
+
+    /// One row per key of `dimension`.
+    pub async fn breakdown(
+        &self,
+        q: &Query,
+        dimension: Dimension,
+    ) -> Result<Vec<BreakdownRow>, Error> {
+        self.limited(self.inner.queries.breakdown(q, dimension))
+            .await
+    }
+
+    /// Human scans → unique scanners → signups → purchases.
+    pub async fn funnel(&self, q: &Query) -> Result<Funnel, Error> {
+        self.limited(self.inner.queries.funnel(q)).await
+    }
+
+    /// The `limit` codes with the highest `metric`.
+    pub async fn top(
+        &self,
+        q: &Query,
+        metric: TopMetric,
+        limit: usize,
+    ) -> Result<Vec<TopRow>, Error> {
+        self.limited(self.inner.queries.top(q, metric, limit)).await
+    }
+}
+
+impl AnalyticsTasks {
+    /// Call once nothing records any more (the HTTP server has drained): the
+    /// recorder cuts a last batch and every sink writes it, or spools it to
+    /// disk when it cannot within `deadline`; spool replays still running then
+    /// stop (their files stay and are replayed at the next start).
+    pub async fn stop(self, analytics: &Analytics, deadline: Duration) {
+        self.recorder
+            .finish(&analytics.inner.recorder, deadline)
+            .await;
+    }
+}
