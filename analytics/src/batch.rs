@@ -14,6 +14,10 @@ const DAY_MS: u64 = 86_400_000;
 pub struct Batch {
     /// Random, 32 hex characters.
     pub id: String,
+    /// Unix ms when the batch was cut (0 for batches spooled by versions
+    /// before it was kept). Part of what names the batch in ClickHouse.
+    #[serde(default)]
+    pub created_ms: u64,
     pub scans: Vec<Scan>,
     /// Conversions travel with scans through the same sinks and spool. Their
     /// rows are keyed by event id, so writing one twice changes nothing.
@@ -25,6 +29,9 @@ impl Batch {
     pub fn new(scans: Vec<Scan>, conversions: Vec<Conversion>) -> Self {
         Self {
             id: format!("{:032x}", rand::random::<u128>()),
+            created_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             scans,
             conversions,
         }

@@ -22,6 +22,14 @@ pub enum Error {
     /// claimed, so the same event ids can be sent again.
     #[error("the conversions could not be stored")]
     NotStored,
+    /// Analytics are being rebuilt for data an earlier version wrote (the
+    /// embedded store does this by itself at start-up).
+    #[error("analytics are being rebuilt from data an earlier version wrote: {remaining} stored entries to go")]
+    Migrating { remaining: u64 },
+    /// ClickHouse holds rows an earlier version wrote whose rollups were
+    /// never built: `codelink migrate` builds them.
+    #[error("ClickHouse holds rows written by an earlier version whose rollups are not built yet: run `codelink migrate`")]
+    MigrationRequired,
     /// Opening the backends failed.
     #[error("{0}")]
     Open(String),

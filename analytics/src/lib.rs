@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod classify;
+mod codec;
 pub mod config;
 pub mod conversions;
 pub mod enrich;
@@ -15,9 +16,11 @@ mod error;
 pub mod event;
 pub mod histogram;
 pub mod ledger;
+pub mod migration;
 pub mod query;
 pub mod recorder;
 pub mod records;
+pub mod rollup;
 pub mod scan_id;
 mod service;
 pub mod sink;

@@ -13,14 +13,16 @@
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::migration::{BackfillWatch, EmbeddedMigration};
 use crate::query::{
     Backend, BreakdownRow, Bucket, Dimension, Funnel, Interval, Query, Summary, TopMetric, TopRow,
 };
 use crate::recorder::{Recorder, RecorderConfig, RecorderTasks};
-use crate::sink::{ClickHouseEvents, EmbeddedSink, LiveStore, RedisCounters, Sink};
+use crate::sink::{ClickHouseEvents, EmbeddedSink, LiveStore, RedisCounters, ScanPage, Sink};
 use crate::stats::CodeStats;
 use crate::token::Signer;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -42,6 +44,10 @@ struct Inner {
     config: Config,
     /// One permit per analytics query running.
     permits: Semaphore,
+    /// Embedded entries still to migrate to rollups (0: none).
+    migrating: Arc<AtomicU64>,
+    /// ClickHouse rows without rollups exist (`codelink migrate` builds them).
+    backfill_pending: Arc<AtomicBool>,
 }
 
 /// The background work [`Analytics::open`] started; [`AnalyticsTasks::stop`]
@@ -49,6 +55,8 @@ struct Inner {
 #[must_use = "call stop() at shutdown, or the scans the recorder holds are lost"]
 pub struct AnalyticsTasks {
     recorder: RecorderTasks,
+    migration: Option<EmbeddedMigration>,
+    backfill: Option<BackfillWatch>,
 }
 
 impl Analytics {
@@ -77,6 +85,8 @@ impl Analytics {
             }
             None => (LiveStore::Embedded(embedded.clone()), None),
         };
+        let mut migration = None;
+        let mut backfill = None;
         let (queries, clickhouse) = match &config.clickhouse {
             Some(c) => {
                 let api = ClickHouseEvents::new(c);
@@ -92,9 +102,13 @@ impl Analytics {
                     ),
                 }
                 sinks.push(Sink::ClickHouse(Box::new(ClickHouseEvents::new(c))));
+                backfill = Some(BackfillWatch::start(api.clone()));
                 (Backend::ClickHouse(Box::new(api.clone())), Some(api))
             }
-            None => (Backend::Embedded(embedded), None),
+            None => {
+                migration = Some(EmbeddedMigration::start(&embedded).await?);
+                (Backend::Embedded(embedded), None)
+            }
         };
         let recorder_config = RecorderConfig {
             data_dir: config.data_dir.clone(),
@@ -115,13 +129,23 @@ impl Analytics {
             redis,
             signer: Signer::new(&config.secret),
             permits: Semaphore::new(config.queries.max_concurrent.max(1)),
+            migrating: migration
+                .as_ref()
+                .map_or_else(Default::default, |m| m.remaining.clone()),
+            backfill_pending: backfill
+                .as_ref()
+                .map_or_else(Default::default, |b| b.pending.clone()),
             config,
         };
         Ok((
             Self {
                 inner: Arc::new(inner),
             },
-            AnalyticsTasks { recorder: tasks },
+            AnalyticsTasks {
+                recorder: tasks,
+                migration,
+                backfill,
+            },
         ))
     }
 
@@ -186,6 +210,7 @@ impl Analytics {
     /// Runs one analytics query under the limits: at most `max_concurrent` at
     /// once (else [`Error::Busy`]), each for at most `timeout`.
     async fn limited<T>(&self, query: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        self.rollups_ready()?;
         let limits = &self.inner.config.queries;
         let Ok(_permit) = self.inner.permits.try_acquire() else {
             return Err(Error::Busy {
@@ -196,6 +221,41 @@ impl Analytics {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(limits.timeout)),
         }
+    }
+
+    /// Whether the rollups hold everything stored (else queries would miss
+    /// data an earlier version wrote).
+    fn rollups_ready(&self) -> Result<(), Error> {
+        match self.inner.migrating.load(Relaxed) {
+            0 if self.inner.backfill_pending.load(Relaxed) => Err(Error::MigrationRequired),
+            0 => Ok(()),
+            remaining => Err(Error::Migrating { remaining }),
+        }
+    }
+
+    /// Up to `limit` (at most 1000) of `code`'s recorded scans older than the
+    /// scan id `before`, newest first (drill-down; raw scans, never summed).
+    pub async fn recent_scans(
+        &self,
+        code: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, Error> {
+        let before = match before {
+            None => None,
+            Some(b) => Some(
+                crate::ScanId::parse(b)
+                    .ok_or_else(|| Error::InvalidQuery(format!("cursor {b:?} is not a scan id")))?,
+            ),
+        };
+        let limit = limit.clamp(1, 1000);
+        let page = async {
+            match &self.inner.queries {
+                Backend::Embedded(s) => Ok(s.recent_scans(code, before, limit).await?),
+                Backend::ClickHouse(c) => Ok(c.recent_scans(code, before, limit).await?),
+            }
+        };
+        self.limited(page).await
     }
 
     /// Totals over the query.
@@ -254,6 +314,12 @@ impl AnalyticsTasks {
     /// disk when it cannot within `deadline`; spool replays still running then
     /// stop (their files stay and are replayed at the next start).
     pub async fn stop(self, analytics: &Analytics, deadline: Duration) {
+        if let Some(m) = self.migration {
+            m.stop().await;
+        }
+        if let Some(b) = self.backfill {
+            b.stop().await;
+        }
         self.recorder
             .finish(&analytics.inner.recorder, deadline)
             .await;

@@ -81,7 +81,7 @@ fn scan(code: &str, ms: u64, n: u64, visitor: &str, channel: &str, bot: &str) ->
         code: code.into(),
         channel: channel.into(),
         visitor_id: visitor.into(),
-        source: if n % 3 == 0 { "qr" } else { "link" }.into(),
+        source: if n.is_multiple_of(3) { "qr" } else { "link" }.into(),
         bot_reason: bot.into(),
         ..Scan::default()
     }
@@ -115,8 +115,14 @@ async fn counters_and_uniques_count_each_batch_once(kind: Kind) {
     assert_eq!((s.qr, s.link), (2, 5), "{kind:?}: {s:?}");
     let d1 = &s.days["2023-11-14"];
     let d2 = &s.days["2023-11-15"];
-    assert_eq!((d1.total, d1.human, d1.bot, d1.unique_visitors), (4, 3, 1, 2));
-    assert_eq!((d2.total, d2.human, d2.bot, d2.unique_visitors), (3, 2, 1, 2));
+    assert_eq!(
+        (d1.total, d1.human, d1.bot, d1.unique_visitors),
+        (4, 3, 1, 2)
+    );
+    assert_eq!(
+        (d2.total, d2.human, d2.bot, d2.unique_visitors),
+        (3, 2, 1, 2)
+    );
     assert_eq!(s.channels["yt"].total, 4);
     assert_eq!(s.channels["bio"].human, 1);
     assert_eq!(s.channels["-"].human, 1, "the bare code is '-'");
@@ -336,7 +342,14 @@ async fn attribution_rules_through_the_front_door(kind: Kind) {
     forged.scan_token = Some(format!("{}.spring.yt.AAAAAAAAAAAAAAAA", first.scan_id));
     let outcomes = analytics
         .report_conversions(
-            vec![by_token, by_visitor, inherited, code_only, unknown_code, forged],
+            vec![
+                by_token,
+                by_visitor,
+                inherited,
+                code_only,
+                unknown_code,
+                forged,
+            ],
             now_ms(),
             terms,
         )

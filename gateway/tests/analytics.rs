@@ -145,7 +145,7 @@ async fn check_reports(gw: &common::TestGateway) {
         .json();
     assert_eq!(
         f["funnel"],
-        json!({"scans": 3, "unique_scanners": 2, "signups": 1, "purchases": 1})
+        json!({"scans": 3, "unique_scanners": 2, "unique_scanners_exact": true, "signups": 1, "purchases": 1})
     );
 
     let top = gw
@@ -165,11 +165,11 @@ async fn check_reports(gw: &common::TestGateway) {
     let csv = r.text();
     assert!(
         csv.starts_with(
-            "key,human_scans,bot_scans,unique_scanners,signups,purchases,earnings_EUR\r\n"
+            "key,human_scans,bot_scans,unique_scanners,unique_scanners_exact,signups,purchases,earnings_EUR\r\n"
         ),
         "{csv}"
     );
-    assert!(csv.contains("\r\nyt,2,0,1,1,0,200\r\n"), "{csv}");
+    assert!(csv.contains("\r\nyt,2,0,1,true,1,0,200\r\n"), "{csv}");
     let r = gw
         .admin
         .send(

@@ -240,9 +240,14 @@ async fn forged_or_altered_scan_ids_are_not_scans() {
     for (n, forged) in [
         token.replace("alice10", "bob20"), // re-pointed to another code
         token.replace(".yt.", ".bio."),    // another channel
-        format!("{}X", &token[..token.len() - 1]), // signature changed
-        id.clone(),                        // the bare id, unsigned
-        other_secret,                      // signed with another secret
+        // signature changed (its last character, to one it is not)
+        format!(
+            "{}{}",
+            &token[..token.len() - 1],
+            if token.ends_with('X') { 'Y' } else { 'X' }
+        ),
+        id.clone(),   // the bare id, unsigned
+        other_secret, // signed with another secret
         "garbage".to_string(),
     ]
     .into_iter()

@@ -1,4 +1,4 @@
-//! Commission plans: stored with a code now, used for earnings by the conversions work.
+//! Commission plans: how a code's conversions earn its creator.
 
 use crate::ValidationError;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,13 @@ impl CommissionPlan {
             return Err(ValidationError::new(
                 "commission",
                 "purchase_bps must be at most 10000 (100 %)",
+            ));
+        }
+        let max = crate::currency::MAX_AMOUNT;
+        if self.signup_flat > max || self.cap.is_some_and(|c| c > max) {
+            return Err(ValidationError::new(
+                "commission",
+                format!("signup_flat and cap must be at most {max} (minor units)"),
             ));
         }
         Ok(())

@@ -8,6 +8,11 @@ MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD 
 SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI \
 UYU UYW UZS VED VES VND VUV WST XAF XCD XOF XPF XSU YER ZAR ZMW ZWG ZWL";
 
+/// The largest amount of money codelink takes, in minor units (10^12: ten
+/// billion in a two-decimal currency). Amounts and plan values above it are
+/// refused, so that sums stay far from any integer limit.
+pub const MAX_AMOUNT: u64 = 1_000_000_000_000;
+
 /// Whether `code` is an ISO-4217 currency code (uppercase, as the standard writes it).
 pub fn is_currency(code: &str) -> bool {
     code.len() == 3 && CODES.split_ascii_whitespace().any(|c| c == code)

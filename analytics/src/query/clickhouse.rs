@@ -1,18 +1,22 @@
-//! The ClickHouse backend: the rollups as SQL over `scans FINAL` and
-//! `conversions FINAL`.
+//! The ClickHouse backend: the plan's cells merged by SQL over the rollup
+//! tables (`scan_rollup`, `conversion_rollup`, `code_totals`).
 //!
 //! Runs on 18.16 and current releases. Values go in through client-side `?`
-//! binds. Every filter names `code` and the time column first (the leading
-//! columns of both tables' `ORDER BY`), so per-code queries read only the
-//! code's granules. 18.16 has no `IN [array]` (only tuples), so a code list is
-//! bound as one `?` per code: `code IN (?, ?)`. Column types are fetched as
-//! what ClickHouse returns (`count()`/`uniqExact` → `u64`, `sum(Int64)` →
-//! `i64`, comparisons → `u8`): validation is off, so a mismatch would not be
-//! caught.
+//! binds; 18.16 has no `IN [array]`, so a list is bound as one `?` per item.
+//! Every filter names the leading columns of the table's key (scope, grain,
+//! dimension, bucket), so a query reads only the cells it merges. Column types
+//! are fetched as what ClickHouse returns (`sumMerge` of UInt64 → `u64`, of
+//! Decimal(38, 0) → `i128`, comparisons → `u8`): validation is off, so a
+//! mismatch would not be caught; the backend parity tests are what catch it.
 
-use super::finish::{ConversionAgg, DelayAgg, ScanAgg};
-use super::{Dimension, Group, Interval, Query};
-use crate::sink::SinkError;
+use super::finish::{ConversionAgg, ScanAgg};
+use super::plan::Range;
+use super::{Aggregates, Cells, Group, Interval};
+use crate::error::Error;
+use crate::histogram::DelayHistogram;
+use crate::rollup::Dim;
+use crate::sketch::EXACT_MAX;
+use serde::Deserialize;
 use std::collections::HashMap;
 
 enum Arg {
@@ -58,174 +62,269 @@ impl Sql {
         query
     }
 
-    /// ` AND code IN (?, …)` when the query names codes.
-    fn codes(&mut self, codes: Option<&[String]>) -> &mut Self {
-        if let Some(codes) = codes {
-            self.push(" AND code IN (");
-            for (i, code) in codes.iter().enumerate() {
-                if i > 0 {
-                    self.push(", ");
-                }
-                self.str(code);
+    /// `scope IN (?, …)`.
+    fn scopes(&mut self, scopes: &[String]) -> &mut Self {
+        self.push("scope IN (");
+        for (i, s) in scopes.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
             }
-            self.push(")");
+            self.str(s);
         }
-        self
+        self.push(")")
     }
 
-    /// `{secs} >= … AND {secs} <= … AND {ms} >= from AND {ms} < to AND code IN …`:
-    /// the DateTime column narrows by the primary key, the ms column is exact.
-    fn range(&mut self, q: &Query, secs: &str, ms: &str) -> &mut Self {
-        let second = |ms: u64| (ms / 1000).min(u64::from(u32::MAX));
-        self.push(secs)
-            .push(" >= toDateTime(")
-            .u64(second(q.from_ms))
-            .push(")");
-        self.push(" AND ").push(secs).push(" <= toDateTime(");
-        self.u64(second(q.to_ms.saturating_sub(1))).push(")");
-        self.push(" AND ").push(ms).push(" >= ").u64(q.from_ms);
-        self.push(" AND ").push(ms).push(" < ").u64(q.to_ms);
-        self.codes(q.codes.as_deref())
-    }
-
-    fn scan_filter(&mut self, q: &Query) -> &mut Self {
-        self.range(q, "ts", "ts_ms")
-    }
-
-    fn conversion_filter(&mut self, q: &Query) -> &mut Self {
-        self.range(q, "occurred", "occurred_ms");
-        if let Some(owner) = &q.owner {
-            self.push(" AND owner = ").str(owner);
+    /// `((grain = ? AND bucket >= … AND bucket < …) OR …)`.
+    fn ranges<'r>(&mut self, ranges: impl IntoIterator<Item = &'r Range>) -> &mut Self {
+        self.push("(");
+        for (i, r) in ranges.into_iter().enumerate() {
+            if i > 0 {
+                self.push(" OR ");
+            }
+            self.push("(grain = ")
+                .u64(r.grain as u64)
+                .push(" AND bucket >= toDateTime(")
+                .u64(u64::from(r.from))
+                .push(") AND bucket < toDateTime(")
+                .u64(u64::from(r.to))
+                .push("))");
         }
-        self
+        self.push(")")
     }
 
-    /// `toUInt8(occurred_ms <= cutoff)`: whether the earnings are confirmed.
-    fn confirmed(&mut self, q: &Query) -> &mut Self {
-        match q.confirmed_cutoff() {
-            Some(cutoff) => self.push("toUInt8(occurred_ms <= ").u64(cutoff).push(")"),
-            None => self.push("toUInt8(0)"),
-        }
-    }
-
-    /// The group key as a String expression over a table whose time column is
-    /// `secs`; `column` is the dimension's column there.
-    fn key(&mut self, group: &Group, secs: &str, column: &str) -> &mut Self {
+    /// The group key as a String expression.
+    fn key(&mut self, group: &Group) -> &mut Self {
         match group {
             Group::All => self.push("''"),
             Group::Bucket(interval, zone) => {
                 let start = match interval {
-                    Interval::Hour => "toString(toUInt32(toStartOfHour(",
-                    Interval::Day => "toString(toUInt32(toStartOfDay(",
+                    Interval::Hour => "toString(toUInt32(toStartOfHour(bucket, ",
+                    Interval::Day => "toString(toUInt32(toStartOfDay(bucket, ",
                 };
-                self.push(start)
-                    .push(secs)
-                    .push(", ")
-                    .str(&zone.name)
-                    .push(")))")
+                self.push(start).str(&zone.name).push(")))")
             }
-            Group::Dimension(_) => self.push(column),
-            Group::Code => self.push("code"),
+            Group::Value => self.push("value"),
+            Group::Code => self.push("scope"),
         }
     }
 }
 
-pub(super) async fn scan_rollup(
+#[derive(Deserialize, ::clickhouse::Row)]
+struct ScanRow {
+    k: String,
+    human: u64,
+    bot: u64,
+    qr: u64,
+    link: u64,
+    small: u64,
+    hll: u64,
+}
+
+#[derive(Deserialize, ::clickhouse::Row)]
+struct DelaysRow {
+    delays: (Vec<u16>, Vec<u64>),
+}
+
+pub(super) async fn aggregate(
     client: &::clickhouse::Client,
-    q: &Query,
-    group: &Group,
-) -> Result<Vec<ScanAgg>, SinkError> {
-    let column = match group {
-        Group::Dimension(d) => d.scan_column(),
-        _ => "",
-    };
+    cells: &Cells,
+) -> Result<Aggregates, Error> {
+    let (scans, conversions, delays) = tokio::try_join!(
+        scan_rows(client, cells),
+        conversion_rows(client, cells),
+        delays(client, cells)
+    )?;
+    Ok(Aggregates {
+        scans,
+        conversions,
+        delays,
+    })
+}
+
+async fn scan_rows(client: &::clickhouse::Client, cells: &Cells) -> Result<Vec<ScanAgg>, Error> {
+    if cells.scans.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut sql = Sql::default();
-    sql.push("SELECT ").key(group, "ts", column).push(
-        " AS k, countIf(is_bot = 0) AS human, countIf(is_bot != 0) AS bot, \
-         countIf(is_bot = 0 AND source = 'qr') AS qr, \
-         countIf(is_bot = 0 AND source = 'link') AS link, \
-         uniqExactIf(visitor_id, is_bot = 0) AS uniq \
-         FROM scans FINAL WHERE ",
+    sql.push("SELECT ").key(&cells.group).push(
+        " AS k, sumMerge(human) AS human, sumMerge(bot) AS bot, sumMerge(qr) AS qr, \
+         sumMerge(link) AS link, uniqUpToArrayMerge(100)(visitors_small) AS small, \
+         uniqHLL12ArrayMerge(visitors) AS hll FROM scan_rollup WHERE ",
     );
-    sql.scan_filter(q);
-    if !matches!(group, Group::All) {
+    sql.scopes(&cells.scopes)
+        .push(" AND dim = ")
+        .u64(cells.dim as u64)
+        .push(" AND ")
+        .ranges(&cells.scans);
+    if !matches!(cells.group, Group::All) {
         // (18.16 answers a GROUP BY of constants over no rows with a row of zeros.)
         sql.push(" GROUP BY k");
     }
-    Ok(sql.query(client).fetch_all::<ScanAgg>().await?)
+    let rows = sql
+        .query(client)
+        .fetch_all::<ScanRow>()
+        .await
+        .map_err(unavailable)?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| !matches!(cells.group, Group::All) || r.human + r.bot > 0)
+        .map(|r| {
+            // uniqUpTo(100) counts exactly up to 100 and says 101 beyond.
+            let exact = r.small <= EXACT_MAX as u64;
+            ScanAgg {
+                k: r.k,
+                human: r.human,
+                bot: r.bot,
+                qr: r.qr,
+                link: r.link,
+                uniq: if exact { r.small } else { r.hll },
+                uniq_exact: u8::from(exact),
+            }
+        })
+        .collect())
 }
 
-const CONVERSION_SUMS: &str =
-    "count() AS n, sum(amount) AS amount_sum, sum(earnings) AS earnings_sum";
-const CONVERSION_GROUP: &str = " GROUP BY k, kind, currency, earnings_currency, confirmed";
-
-pub(super) async fn conversion_rollup(
+async fn conversion_rows(
     client: &::clickhouse::Client,
-    q: &Query,
-    group: &Group,
-) -> Result<Vec<ConversionAgg>, SinkError> {
-    let mut sql = Sql::default();
-    match group {
-        Group::Dimension(d) if *d != Dimension::Channel => {
-            // The key is a field of the attributed scan: join by scan id. The
-            // scan side is narrowed to the scan ids wanted, the query's codes
-            // and the range of the conversions' scan times (primary key).
-            sql.push("SELECT k, kind, currency, earnings_currency, confirmed, ")
-                .push(CONVERSION_SUMS)
-                .push(
-                    " FROM (SELECT scan_id, kind, currency, earnings_currency, amount, earnings, ",
-                )
-                .confirmed(q)
-                .push(" AS confirmed FROM conversions FINAL WHERE ")
-                .conversion_filter(q)
-                .push(") AS c ANY LEFT JOIN (SELECT scan_id, ")
-                .push(d.scan_column())
-                .push(" AS k FROM scans FINAL WHERE scan_id IN (SELECT scan_id FROM conversions FINAL WHERE ")
-                .conversion_filter(q)
-                .push(" AND scan_id != '')")
-                .push(" AND ts >= (SELECT toDateTime(intDiv(min(scan_ms), 1000)) FROM conversions FINAL WHERE ")
-                .conversion_filter(q)
-                .push(" AND scan_ms > 0)")
-                .push(" AND ts <= (SELECT toDateTime(intDiv(max(scan_ms), 1000)) FROM conversions FINAL WHERE ")
-                .conversion_filter(q)
-                .push(" AND scan_ms > 0)")
-                .codes(q.codes.as_deref())
-                .push(") AS s USING scan_id")
-                .push(CONVERSION_GROUP);
+    cells: &Cells,
+) -> Result<Vec<ConversionAgg>, Error> {
+    let mut out = Vec::new();
+    for confirmed in [true, false] {
+        let ranges: Vec<&Range> = cells
+            .conversions
+            .iter()
+            .filter(|(_, c)| *c == confirmed)
+            .map(|(r, _)| r)
+            .collect();
+        if ranges.is_empty() {
+            continue;
         }
-        _ => {
-            sql.push("SELECT ")
-                .key(group, "occurred", "channel")
-                .push(" AS k, kind, currency, earnings_currency, ")
-                .confirmed(q)
-                .push(" AS confirmed, ")
-                .push(CONVERSION_SUMS)
-                .push(" FROM conversions FINAL WHERE ")
-                .conversion_filter(q)
-                .push(CONVERSION_GROUP);
+        let mut sql = Sql::default();
+        sql.push("SELECT ")
+            .key(&cells.group)
+            .push(" AS k, kind, currency, earnings_currency, ");
+        sql.push(if confirmed {
+            "toUInt8(1) AS confirmed, "
+        } else {
+            "toUInt8(0) AS confirmed, "
+        });
+        sql.push(
+            "sumMerge(n) AS n, sumMerge(amount) AS amount_sum, \
+             sumMerge(earnings) AS earnings_sum FROM conversion_rollup WHERE ",
+        )
+        .scopes(&cells.scopes)
+        .push(" AND dim = ")
+        .u64(cells.dim as u64)
+        .push(" AND ")
+        .ranges(ranges);
+        if let Some(owner) = &cells.owner {
+            sql.push(" AND owner = ").str(owner);
+        }
+        sql.push(" GROUP BY k, kind, currency, earnings_currency");
+        out.extend(
+            sql.query(client)
+                .fetch_all::<ConversionAgg>()
+                .await
+                .map_err(unavailable)?,
+        );
+    }
+    Ok(out)
+}
+
+async fn delays(client: &::clickhouse::Client, cells: &Cells) -> Result<DelayHistogram, Error> {
+    let mut h = DelayHistogram::default();
+    if !cells.delays || cells.conversions.is_empty() {
+        return Ok(h);
+    }
+    let mut sql = Sql::default();
+    sql.push("SELECT sumMapMerge(delays) AS delays FROM conversion_rollup WHERE ")
+        .scopes(&cells.scopes)
+        .push(" AND dim = ")
+        .u64(Dim::Total as u64)
+        .push(" AND kind = 'signup' AND ")
+        .ranges(cells.conversions.iter().map(|(r, _)| r));
+    if let Some(owner) = &cells.owner {
+        sql.push(" AND owner = ").str(owner);
+    }
+    let row = sql
+        .query(client)
+        .fetch_optional::<DelaysRow>()
+        .await
+        .map_err(unavailable)?;
+    if let Some(DelaysRow {
+        delays: (bins, counts),
+    }) = row
+    {
+        for (bin, n) in bins.into_iter().zip(counts) {
+            h.add_bin(bin, n);
         }
     }
-    Ok(sql.query(client).fetch_all::<ConversionAgg>().await?)
+    Ok(h)
 }
 
-pub(super) async fn signup_delays(
+#[derive(Deserialize, ::clickhouse::Row)]
+struct HumanRow {
+    k: String,
+    human: u64,
+}
+
+#[derive(Deserialize, ::clickhouse::Row)]
+struct TotalsRow {
+    k: String,
+    kind: String,
+    earnings_currency: String,
+    n: u64,
+    earnings_sum: i128,
+}
+
+/// Every code's human scans and conversions over `ranges`, keyed by code.
+pub(super) async fn totals(
     client: &::clickhouse::Client,
-    q: &Query,
-) -> Result<DelayAgg, SinkError> {
+    ranges: &[Range],
+) -> Result<Aggregates, Error> {
+    if ranges.is_empty() {
+        return Ok(Aggregates::default());
+    }
+    let mut sql = Sql::default();
+    sql.push("SELECT scope AS k, sumMerge(human) AS human FROM code_totals WHERE ")
+        .ranges(ranges)
+        .push(" AND kind = '' GROUP BY k");
+    let scans = sql.query(client).fetch_all::<HumanRow>();
     let mut sql = Sql::default();
     sql.push(
-        "SELECT length(d) AS n, \
-         arrayElement(d, greatest(1, intDiv(length(d) + 1, 2))) AS lo, \
-         arrayElement(d, intDiv(length(d), 2) + 1) AS hi \
-         FROM (SELECT arraySort(groupArray(toInt64(occurred_ms) - toInt64(scan_ms))) AS d \
-         FROM conversions FINAL WHERE ",
+        "SELECT scope AS k, kind, earnings_currency, sumMerge(n) AS n, \
+         sumMerge(earnings) AS earnings_sum FROM code_totals WHERE ",
     )
-    .conversion_filter(q)
-    .push(" AND kind = 'signup' AND scan_ms > 0)");
-    Ok(sql.query(client).fetch_one::<DelayAgg>().await?)
+    .ranges(ranges)
+    .push(" AND kind != '' GROUP BY k, kind, earnings_currency");
+    let conversions = sql.query(client).fetch_all::<TotalsRow>();
+    let (scans, conversions) = tokio::try_join!(scans, conversions).map_err(unavailable)?;
+    Ok(Aggregates {
+        scans: scans
+            .into_iter()
+            .filter(|r| r.human > 0)
+            .map(|r| ScanAgg {
+                k: r.k,
+                human: r.human,
+                ..ScanAgg::default()
+            })
+            .collect(),
+        conversions: conversions
+            .into_iter()
+            .map(|r| ConversionAgg {
+                k: r.k,
+                kind: r.kind,
+                earnings_currency: r.earnings_currency,
+                n: r.n,
+                earnings_sum: r.earnings_sum,
+                ..ConversionAgg::default()
+            })
+            .collect(),
+        delays: DelayHistogram::default(),
+    })
 }
 
-#[derive(serde::Deserialize, ::clickhouse::Row)]
+#[derive(Deserialize, ::clickhouse::Row)]
 struct OwnerRow {
     code: String,
     owner: String,
@@ -236,14 +335,27 @@ struct OwnerRow {
 pub(super) async fn owners(
     client: &::clickhouse::Client,
     codes: &[String],
-) -> Result<HashMap<String, String>, SinkError> {
+) -> Result<HashMap<String, String>, Error> {
     if codes.is_empty() {
         return Ok(HashMap::new());
     }
     let mut sql = Sql::default();
-    sql.push("SELECT code, owner FROM conversions FINAL WHERE 1");
-    sql.codes(Some(codes));
-    sql.push(" ORDER BY code, occurred_ms DESC, event_id DESC LIMIT 1 BY code");
-    let rows = sql.query(client).fetch_all::<OwnerRow>().await?;
+    sql.push("SELECT code, owner FROM conversions WHERE code IN (");
+    for (i, code) in codes.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.str(code);
+    }
+    sql.push(") ORDER BY code, occurred_ms DESC, event_id DESC LIMIT 1 BY code");
+    let rows = sql
+        .query(client)
+        .fetch_all::<OwnerRow>()
+        .await
+        .map_err(unavailable)?;
     Ok(rows.into_iter().map(|r| (r.code, r.owner)).collect())
+}
+
+fn unavailable(e: ::clickhouse::error::Error) -> Error {
+    Error::Unavailable(format!("clickhouse: {e}"))
 }

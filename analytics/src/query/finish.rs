@@ -2,11 +2,11 @@
 //! conversion sums per group × kind × currency × earnings currency × confirmed,
 //! signup delays); the answers are computed from those here, once.
 
-use super::{BreakdownRow, Bucket, Funnel, Money, Summary, TopRow, Zone};
+use super::{Aggregates, BreakdownRow, Bucket, Funnel, Money, Summary, TopRow, Zone};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// Scan counts of one group (a `scans` rollup row).
+/// Scan counts of one group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ::clickhouse::Row)]
 pub(crate) struct ScanAgg {
     pub k: String,
@@ -16,10 +16,12 @@ pub(crate) struct ScanAgg {
     pub link: u64,
     /// Distinct visitors of the group's human scans.
     pub uniq: u64,
+    /// 1 when `uniq` is exact.
+    pub uniq_exact: u8,
 }
 
 /// Conversions of one group with the same kind, currency, earnings currency
-/// and confirmation (a `conversions` rollup row).
+/// and confirmation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ::clickhouse::Row)]
 pub(crate) struct ConversionAgg {
     pub k: String,
@@ -27,40 +29,11 @@ pub(crate) struct ConversionAgg {
     pub kind: String,
     pub currency: String,
     pub earnings_currency: String,
-    /// 1 when `occurred_ms + hold_ms <= now_ms`.
+    /// 1 when the earnings are past the hold.
     pub confirmed: u8,
     pub n: u64,
-    pub amount_sum: i64,
-    pub earnings_sum: i64,
-}
-
-/// The middle of the sorted `occurred_ms - scan_ms` of signups with a scan:
-/// `lo` and `hi` are the two middle values (equal for an odd count).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ::clickhouse::Row)]
-pub(crate) struct DelayAgg {
-    pub n: u64,
-    pub lo: i64,
-    pub hi: i64,
-}
-
-impl DelayAgg {
-    /// From the delays in ms, in any order.
-    pub fn of(mut delays: Vec<i64>) -> Self {
-        delays.sort_unstable();
-        let n = delays.len();
-        if n == 0 {
-            return Self::default();
-        }
-        Self {
-            n: n as u64,
-            lo: delays[n.div_ceil(2) - 1],
-            hi: delays[n / 2],
-        }
-    }
-
-    fn median_secs(&self) -> Option<f64> {
-        (self.n > 0).then(|| (self.lo as f64 + self.hi as f64) / 2000.0)
-    }
+    pub amount_sum: i128,
+    pub earnings_sum: i128,
 }
 
 /// Conversion counts and earnings of one group.
@@ -69,9 +42,9 @@ struct ConversionTotals {
     signups: u64,
     purchases: u64,
     refunds: u64,
-    revenue: BTreeMap<String, i64>,
-    estimated: BTreeMap<String, i64>,
-    confirmed: BTreeMap<String, i64>,
+    revenue: BTreeMap<String, i128>,
+    estimated: BTreeMap<String, i128>,
+    confirmed: BTreeMap<String, i128>,
 }
 
 impl ConversionTotals {
@@ -113,7 +86,7 @@ impl ConversionTotals {
     }
 }
 
-fn money(map: BTreeMap<String, i64>) -> Vec<Money> {
+fn money(map: BTreeMap<String, i128>) -> Vec<Money> {
     map.into_iter()
         .map(|(currency, amount)| Money { currency, amount })
         .collect()
@@ -127,15 +100,12 @@ fn ratio(n: u64, d: u64) -> f64 {
     }
 }
 
-/// Scan rows summed (with `Group::All` there is at most one, so `uniq` stays exact).
+/// The one row of a `Group::All` answer (or zeros).
 fn scan_total(scans: &[ScanAgg]) -> ScanAgg {
-    scans.iter().fold(ScanAgg::default(), |mut t, s| {
-        t.human += s.human;
-        t.bot += s.bot;
-        t.qr += s.qr;
-        t.link += s.link;
-        t.uniq += s.uniq;
-        t
+    debug_assert!(scans.len() <= 1);
+    scans.first().cloned().unwrap_or(ScanAgg {
+        uniq_exact: 1,
+        ..ScanAgg::default()
     })
 }
 
@@ -147,13 +117,9 @@ fn conversion_total(conversions: &[ConversionAgg]) -> ConversionTotals {
     t
 }
 
-pub(crate) fn summary(
-    scans: &[ScanAgg],
-    conversions: &[ConversionAgg],
-    delays: &DelayAgg,
-) -> Summary {
-    let s = scan_total(scans);
-    let c = conversion_total(conversions);
+pub(crate) fn summary(a: &Aggregates) -> Summary {
+    let s = scan_total(&a.scans);
+    let c = conversion_total(&a.conversions);
     Summary {
         scans: s.human + s.bot,
         human_scans: s.human,
@@ -161,6 +127,7 @@ pub(crate) fn summary(
         qr_scans: s.qr,
         link_scans: s.link,
         unique_scanners: s.uniq,
+        unique_scanners_exact: s.uniq_exact != 0,
         signups: c.signups,
         purchases: c.purchases,
         refunds: c.refunds,
@@ -169,16 +136,17 @@ pub(crate) fn summary(
         revenue: money(c.revenue),
         earnings_estimated: money(c.estimated),
         earnings_confirmed: money(c.confirmed),
-        median_scan_to_signup_secs: delays.median_secs(),
+        median_scan_to_signup_secs: a.delays.median_secs(),
     }
 }
 
-pub(crate) fn funnel(scans: &[ScanAgg], conversions: &[ConversionAgg]) -> Funnel {
-    let s = scan_total(scans);
-    let c = conversion_total(conversions);
+pub(crate) fn funnel(a: &Aggregates) -> Funnel {
+    let s = scan_total(&a.scans);
+    let c = conversion_total(&a.conversions);
     Funnel {
         scans: s.human,
         unique_scanners: s.uniq,
+        unique_scanners_exact: s.uniq_exact != 0,
         signups: c.signups,
         purchases: c.purchases,
     }
@@ -191,12 +159,8 @@ fn by_key(
 ) -> BTreeMap<String, (ScanAgg, ConversionTotals)> {
     let mut out: BTreeMap<String, (ScanAgg, ConversionTotals)> = BTreeMap::new();
     for s in scans {
-        let entry = &mut out.entry(s.k.clone()).or_default().0;
-        entry.human += s.human;
-        entry.bot += s.bot;
-        entry.qr += s.qr;
-        entry.link += s.link;
-        entry.uniq += s.uniq;
+        // Backends answer one scan row per key.
+        out.entry(s.k.clone()).or_default().0 = s.clone();
     }
     for c in conversions {
         out.entry(c.k.clone()).or_default().1.add(c);
@@ -204,12 +168,8 @@ fn by_key(
     out
 }
 
-pub(crate) fn timeseries(
-    scans: &[ScanAgg],
-    conversions: &[ConversionAgg],
-    zone: &Zone,
-) -> Vec<Bucket> {
-    let mut buckets: Vec<(i64, Bucket)> = by_key(scans, conversions)
+pub(crate) fn timeseries(a: &Aggregates, zone: &Zone) -> Vec<Bucket> {
+    let mut buckets: Vec<(i64, Bucket)> = by_key(&a.scans, &a.conversions)
         .into_iter()
         .map(|(k, (s, c))| {
             let second: i64 = k.parse().unwrap_or_default();
@@ -218,6 +178,7 @@ pub(crate) fn timeseries(
                 human_scans: s.human,
                 bot_scans: s.bot,
                 unique_scanners: s.uniq,
+                unique_scanners_exact: s.uniq_exact != 0 || s.uniq == 0,
                 signups: c.signups,
                 purchases: c.purchases,
                 earnings: c.earnings(),
@@ -229,14 +190,15 @@ pub(crate) fn timeseries(
     buckets.into_iter().map(|(_, b)| b).collect()
 }
 
-pub(crate) fn breakdown(scans: &[ScanAgg], conversions: &[ConversionAgg]) -> Vec<BreakdownRow> {
-    let mut rows: Vec<BreakdownRow> = by_key(scans, conversions)
+pub(crate) fn breakdown(a: &Aggregates) -> Vec<BreakdownRow> {
+    let mut rows: Vec<BreakdownRow> = by_key(&a.scans, &a.conversions)
         .into_iter()
         .map(|(key, (s, c))| BreakdownRow {
             key,
             human_scans: s.human,
             bot_scans: s.bot,
             unique_scanners: s.uniq,
+            unique_scanners_exact: s.uniq_exact != 0 || s.uniq == 0,
             signups: c.signups,
             purchases: c.purchases,
             earnings: c.earnings(),
@@ -250,7 +212,7 @@ pub(crate) fn breakdown(scans: &[ScanAgg], conversions: &[ConversionAgg]) -> Vec
     rows
 }
 
-fn top_row(code: String, value: i64, currency: &str) -> TopRow {
+fn top_row(code: String, value: i128, currency: &str) -> TopRow {
     TopRow {
         code,
         owner: String::new(),
@@ -268,7 +230,7 @@ pub(crate) fn top_by_scans(scans: &[ScanAgg]) -> Vec<TopRow> {
     values
         .into_iter()
         .filter(|(_, v)| *v > 0)
-        .map(|(code, v)| top_row(code.to_string(), v as i64, ""))
+        .map(|(code, v)| top_row(code.to_string(), i128::from(v), ""))
         .collect()
 }
 
@@ -283,7 +245,7 @@ pub(crate) fn top_by_conversions(conversions: &[ConversionAgg]) -> Vec<TopRow> {
     values
         .into_iter()
         .filter(|(_, v)| *v > 0)
-        .map(|(code, v)| top_row(code.to_string(), v as i64, ""))
+        .map(|(code, v)| top_row(code.to_string(), i128::from(v), ""))
         .collect()
 }
 
@@ -302,7 +264,7 @@ pub(crate) fn top_by_earnings(conversions: &[ConversionAgg]) -> Vec<TopRow> {
     let Some((currency, _)) = counts.iter().rev().max_by_key(|(_, n)| **n) else {
         return Vec::new();
     };
-    let mut values: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut values: BTreeMap<&str, i128> = BTreeMap::new();
     for c in attributed.filter(|c| c.earnings_currency == *currency) {
         *values.entry(&c.k).or_default() += c.earnings_sum;
     }
@@ -324,22 +286,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn median_of_delays() {
-        assert_eq!(DelayAgg::of(vec![]).median_secs(), None);
-        assert_eq!(DelayAgg::of(vec![3000]).median_secs(), Some(3.0));
-        assert_eq!(
-            DelayAgg::of(vec![9000, 1000, 3000]).median_secs(),
-            Some(3.0)
-        );
-        assert_eq!(
-            DelayAgg::of(vec![4000, 1000, 2000, 3000]).median_secs(),
-            Some(2.5)
-        );
-    }
-
-    #[test]
     fn dominant_currency_ties_go_to_the_first() {
-        let row = |k: &str, cur: &str, earnings: i64| ConversionAgg {
+        let row = |k: &str, cur: &str, earnings: i128| ConversionAgg {
             k: k.into(),
             kind: "purchase".into(),
             currency: cur.into(),

@@ -1,53 +1,61 @@
-//! Analytics queries: one API ([`Analytics`]) answered identically by the
-//! embedded store (redb, computed in Rust) and by ClickHouse (SQL).
+//! Analytics queries, answered from rollups (see [`crate::rollup`]) by the
+//! embedded store (redb, merged in Rust) or ClickHouse (SQL over
+//! `AggregatingMergeTree` tables), with the same numbers.
 //!
 //! # Counting rules
-//! - **Scans** count when `from_ms <= ts_ms < to_ms` and their code is in
-//!   [`Query::codes`] (all codes when `None`). *Human* scans are those without a
-//!   bot reason; `qr`/`link` and unique scanners count human scans only.
-//!   *Unique scanners* are the distinct `visitor_id`s of the human scans in the
-//!   group being counted (the whole query, a bucket, a breakdown key).
-//! - **Conversions** count when `from_ms <= occurred_ms < to_ms` and their code
-//!   is in `codes`. Unattributed conversions carry the code `""`: they appear
-//!   only when `codes` is `None` (they count in signups/purchases and money,
-//!   never in [`Analytics::top`]).
+//! - **Ranges are whole UTC quarter-hours**: `from` is rounded down and `to`
+//!   up to a multiple of 15 minutes (breakdowns: of an hour, see
+//!   [`effective_range`]); the answer counts what lies in that range.
+//! - **Scans** count when their code is in [`Query::codes`] (all codes when
+//!   `None`). *Human* scans are those without a bot reason; `qr`/`link` and
+//!   unique scanners count human scans only. *Unique scanners* are the
+//!   distinct `visitor_id`s of the human scans in the group being counted (the
+//!   whole query, a bucket, a breakdown key), merged from per-cell sketches,
+//!   never summed: exact up to 100, estimated beyond (`unique_scanners_exact`
+//!   says which; see README for the error bound).
+//! - **Conversions** count when their code is in `codes` and, with
+//!   [`Query::owner`], they were credited to that owner. Unattributed
+//!   conversions carry the code `""`: they appear only when `codes` is `None`
+//!   (they count in signups/purchases and money, never in [`Backend::top`]).
+//!   A brand's repeat of an event id counts once.
 //! - **Money** lists ([`Money`]) hold one entry per currency that at least one
 //!   counted conversion carries (an entry may net to 0), sorted by currency.
 //!   Conversions with an empty currency are left out of money lists. Revenue is
 //!   purchases minus refunds by `currency`; earnings sum `earnings` (refunds are
-//!   already negative) by `earnings_currency`.
-//! - **Confirmed** earnings are those of conversions with
-//!   `occurred_ms + hold_ms <= now_ms`; the others are estimated.
-//! - Stored rows are deduplicated: ClickHouse queries read `FINAL`, the
-//!   embedded tables are keyed by scan id and event id.
+//!   already negative) by `earnings_currency`. Sums are 128-bit.
+//! - **Confirmed** earnings are those of conversions whose UTC hour ended at
+//!   least `hold_ms` before `now_ms` ([`crate::ledger::is_confirmed`]); the
+//!   others are estimated.
 //!
 //! # Time zones
 //! [`Query::tz`] (an IANA name, checked with the bundled tz database of `jiff`)
-//! is used by [`Analytics::timeseries`] only. A bucket is an hour or a day *in
-//! that zone*: ClickHouse computes bucket starts with `toStartOfHour(ts, tz)` /
-//! `toStartOfDay(ts, tz)`, the embedded store with `jiff` (the start of the
-//! local hour / the first instant of the local day). Around a DST change an hour
-//! bucket is an hour of real time (the repeated hour of autumn gives two buckets
-//! with different offsets) and a day bucket is 23 or 25 hours long. Bucket
-//! starts are formatted the same way for both backends: RFC 3339 with the
-//! zone's offset at that instant, e.g. `2024-10-27T02:00:00+01:00`
-//! (`+00:00` for UTC).
+//! is used by [`Backend::timeseries`] only. A bucket is an hour or a day *in
+//! that zone*. Each bucket is counted from the rollup cells that lie inside it
+//! (see `plan.rs`): UTC days, hours and quarter-hours, so zones whose offset
+//! is a whole number of hours, half-hours (Asia/Kolkata) or quarter-hours
+//! (Asia/Kathmandu) all get exact buckets; a zone whose bucket boundaries are
+//! not on a quarter-hour (local mean time before 1900, say) is refused.
+//! Around a DST change an hour bucket is an hour of real time (the repeated
+//! hour of autumn gives two buckets with different offsets) and a day bucket
+//! is 23 or 25 hours long. Bucket starts are RFC 3339 with the zone's offset at
+//! that instant, e.g. `2024-10-27T02:00:00+01:00` (`+00:00` for UTC).
 //!
-//! # Breakdown join
+//! # Breakdown keys of conversions
 //! A conversion's key in a [`Dimension::Channel`] breakdown is its own
-//! `channel`. For every other dimension it is the field of its attributed scan,
-//! the stored scan with the conversion's `scan_id`, wherever that scan lies in
-//! time (also before `from_ms`). A conversion without a scan, or whose scan is
-//! not stored, gets the key `""`. (By construction the attributed scan has the
-//! conversion's code and lies at `scan_ms`; the ClickHouse join narrows the scan
-//! side by both, the embedded store finds it by the time encoded in the id.)
+//! `channel`. For the other dimensions it is the field of its attributed scan,
+//! looked up when the conversion is stored; a conversion without a scan, or
+//! whose scan was not stored yet then, gets the key `""`.
 
 mod clickhouse;
 mod embedded;
 mod finish;
+pub(crate) mod plan;
 
 use crate::error::Error;
+use crate::histogram::DelayHistogram;
+use crate::rollup::{Dim, Grain, ALL};
 use crate::sink::{ClickHouseEvents, EmbeddedSink};
+use plan::Range;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -55,9 +63,9 @@ use std::str::FromStr;
 /// What to count: a time range, the codes, and what "now" is for earnings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Query {
-    /// Unix ms, inclusive.
+    /// Unix ms, inclusive (rounded down to the quarter-hour).
     pub from_ms: u64,
-    /// Unix ms, exclusive.
+    /// Unix ms, exclusive (rounded up to the quarter-hour).
     pub to_ms: u64,
     /// IANA time zone name for time buckets, e.g. `UTC`, `Europe/Berlin`.
     pub tz: String,
@@ -71,8 +79,7 @@ pub struct Query {
     pub owner: Option<String>,
     /// Unix ms: the present, for estimated vs confirmed earnings.
     pub now_ms: u64,
-    /// Earnings of conversions with `occurred_ms + hold_ms <= now_ms` are
-    /// confirmed, the rest estimated.
+    /// See [`crate::ledger::is_confirmed`].
     pub hold_ms: u64,
 }
 
@@ -82,13 +89,50 @@ impl Query {
         self.from_ms >= self.to_ms || self.codes.as_ref().is_some_and(|c| c.is_empty())
     }
 
-    /// Conversions with `occurred_ms <= cutoff` are confirmed; `None`: none is.
-    fn confirmed_cutoff(&self) -> Option<u64> {
-        self.now_ms.checked_sub(self.hold_ms)
+    /// The scopes whose cells hold the answer.
+    fn scopes(&self) -> Vec<String> {
+        match &self.codes {
+            None => vec![ALL.to_string()],
+            Some(codes) => {
+                let mut codes = codes.clone();
+                codes.sort();
+                codes.dedup();
+                codes
+            }
+        }
+    }
+
+    /// Conversions in UTC hours starting before this (Unix seconds) are
+    /// confirmed, the others estimated.
+    fn confirmed_before(&self) -> u64 {
+        plan::floor(self.now_ms.saturating_sub(self.hold_ms) / 1000, 3600)
     }
 }
 
-/// Time bucket size of a [`Analytics::timeseries`].
+/// The range (Unix ms) a query counts: `[from_ms, to_ms)` widened to whole
+/// quarter-hours, or whole hours for a breakdown.
+pub fn effective_range(q: &Query, breakdown: bool) -> (u64, u64) {
+    let (from, to) = snapped(
+        q,
+        if breakdown {
+            Grain::Hour
+        } else {
+            Grain::Quarter
+        },
+    );
+    (from * 1000, to * 1000)
+}
+
+/// The query range in Unix seconds, widened to whole cells of `grain`.
+fn snapped(q: &Query, grain: Grain) -> (u64, u64) {
+    let step = grain.secs();
+    (
+        plan::floor(q.from_ms / 1000, step),
+        plan::ceil(q.to_ms.div_ceil(1000), step),
+    )
+}
+
+/// Time bucket size of a [`Backend::timeseries`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Interval {
@@ -105,11 +149,15 @@ impl Interval {
     }
 }
 
-/// What a [`Analytics::breakdown`] groups by.
+/// What a [`Backend::breakdown`] groups by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dimension {
     Channel,
+    /// `qr` or `link`.
+    Source,
+    /// Why a scan is a bot (`""` for human scans).
+    BotReason,
     Country,
     Device,
     Browser,
@@ -120,8 +168,10 @@ pub enum Dimension {
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 7] = [
+    pub const ALL: [Dimension; 9] = [
         Dimension::Channel,
+        Dimension::Source,
+        Dimension::BotReason,
         Dimension::Country,
         Dimension::Device,
         Dimension::Browser,
@@ -133,6 +183,8 @@ impl Dimension {
     pub fn as_str(self) -> &'static str {
         match self {
             Dimension::Channel => "channel",
+            Dimension::Source => "source",
+            Dimension::BotReason => "bot_reason",
             Dimension::Country => "country",
             Dimension::Device => "device",
             Dimension::Browser => "browser",
@@ -142,38 +194,28 @@ impl Dimension {
         }
     }
 
-    /// The `scans` column (and [`crate::event::Scan`] field) holding the key.
-    fn scan_column(self) -> &'static str {
+    /// The rollup dimension holding the key.
+    pub fn dim(self) -> Dim {
         match self {
-            Dimension::Channel => "channel",
-            Dimension::Country => "country",
-            Dimension::Device => "device",
-            Dimension::Browser => "browser",
-            Dimension::Os => "os",
-            Dimension::InApp => "in_app",
-            Dimension::Referrer => "referrer_host",
-        }
-    }
-
-    fn of_scan(self, scan: &crate::event::Scan) -> &str {
-        match self {
-            Dimension::Channel => &scan.channel,
-            Dimension::Country => &scan.country,
-            Dimension::Device => &scan.device,
-            Dimension::Browser => &scan.browser,
-            Dimension::Os => &scan.os,
-            Dimension::InApp => &scan.in_app,
-            Dimension::Referrer => &scan.referrer_host,
+            Dimension::Channel => Dim::Channel,
+            Dimension::Source => Dim::Source,
+            Dimension::BotReason => Dim::BotReason,
+            Dimension::Country => Dim::Country,
+            Dimension::Device => Dim::Device,
+            Dimension::Browser => Dim::Browser,
+            Dimension::Os => Dim::Os,
+            Dimension::InApp => Dim::InApp,
+            Dimension::Referrer => Dim::Referrer,
         }
     }
 }
 
-/// What [`Analytics::top`] ranks codes by.
+/// What [`Backend::top`] ranks codes by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TopMetric {
     /// Earnings (estimated and confirmed) in the query's dominant earnings
-    /// currency; see [`Analytics::top`].
+    /// currency; see [`Backend::top`].
     Earnings,
     /// Human scans.
     Scans,
@@ -228,9 +270,11 @@ from_str_impl!(
 from_str_impl!(
     Dimension,
     "dimension",
-    "channel, country, device, browser, os, in_app, referrer",
+    "channel, source, bot_reason, country, device, browser, os, in_app, referrer",
     [
         Dimension::Channel,
+        Dimension::Source,
+        Dimension::BotReason,
         Dimension::Country,
         Dimension::Device,
         Dimension::Browser,
@@ -255,8 +299,18 @@ from_str_impl!(
 pub struct Money {
     /// ISO-4217.
     pub currency: String,
-    /// Minor units.
-    pub amount: i64,
+    /// Minor units (a sum, in 128 bits: see [`wide`]).
+    #[serde(serialize_with = "wide")]
+    pub amount: i128,
+}
+
+/// A 128-bit sum as a JSON number when it fits in 64 bits (always, with
+/// amounts capped at 10^12), else as a decimal string rather than a wrong number.
+fn wide<S: serde::Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+    match i64::try_from(*v) {
+        Ok(n) => s.serialize_i64(n),
+        Err(_) => s.serialize_str(&v.to_string()),
+    }
 }
 
 /// Totals over the whole query.
@@ -272,6 +326,8 @@ pub struct Summary {
     pub link_scans: u64,
     /// Distinct visitors among the human scans.
     pub unique_scanners: u64,
+    /// Whether `unique_scanners` is exact (at most 100) or estimated.
+    pub unique_scanners_exact: bool,
     pub signups: u64,
     pub purchases: u64,
     pub refunds: u64,
@@ -285,12 +341,13 @@ pub struct Summary {
     pub scan_to_signup: f64,
     /// `purchases / unique_scanners`; 0 without scanners.
     pub scan_to_purchase: f64,
-    /// Median of `(occurred_ms - scan_ms) / 1000` over the signups with a scan
-    /// (`scan_ms > 0`); the mean of the two middle values for an even count.
+    /// Median time from scan to signup over the signups with a scan, in
+    /// seconds (exact below 128 s, else within 1/128: see
+    /// [`crate::histogram`]); the mean of the two middle values for an even count.
     pub median_scan_to_signup_secs: Option<f64>,
 }
 
-/// One non-empty time bucket of a [`Analytics::timeseries`].
+/// One non-empty time bucket of a [`Backend::timeseries`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Bucket {
     /// Bucket start in the query's zone, RFC 3339 with that zone's offset.
@@ -298,19 +355,21 @@ pub struct Bucket {
     pub human_scans: u64,
     pub bot_scans: u64,
     pub unique_scanners: u64,
+    pub unique_scanners_exact: bool,
     pub signups: u64,
     pub purchases: u64,
     /// Estimated and confirmed earnings, by earnings currency.
     pub earnings: Vec<Money>,
 }
 
-/// One key of a [`Analytics::breakdown`].
+/// One key of a [`Backend::breakdown`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BreakdownRow {
     pub key: String,
     pub human_scans: u64,
     pub bot_scans: u64,
     pub unique_scanners: u64,
+    pub unique_scanners_exact: bool,
     pub signups: u64,
     pub purchases: u64,
     /// Estimated and confirmed earnings, by earnings currency.
@@ -323,19 +382,22 @@ pub struct Funnel {
     /// Human scans.
     pub scans: u64,
     pub unique_scanners: u64,
+    pub unique_scanners_exact: bool,
     pub signups: u64,
     pub purchases: u64,
 }
 
-/// One code of a [`Analytics::top`].
+/// One code of a [`Backend::top`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopRow {
     pub code: String,
     /// The owner recorded with the code's latest stored conversion (any time;
     /// latest by `occurred_ms`, then `event_id`); `""` when the code has none.
+    /// In a creator's view, the creator.
     pub owner: String,
     /// The metric: a count, or earnings in minor units of `currency`.
-    pub value: i64,
+    #[serde(serialize_with = "wide")]
+    pub value: i128,
     /// For [`TopMetric::Earnings`] the currency of `value`; else `""`.
     pub currency: String,
 }
@@ -362,16 +424,13 @@ impl From<ClickHouseEvents> for Backend {
 }
 
 /// Whether `name` is a time zone [`Query::tz`] accepts (an IANA name such as
-/// `UTC` or `Europe/Berlin`, any case). Check it before calling
-/// [`Analytics::timeseries`]: a bad zone is a caller's error, which
-/// [`SinkError`] has no variant for (it comes back as
-/// `SinkError::Embedded("invalid query: …")`).
+/// `UTC` or `Europe/Berlin`, any case).
 pub fn valid_tz(name: &str) -> bool {
     Zone::get(name).is_ok()
 }
 
 fn invalid(message: String) -> Error {
-    Error::InvalidQuery(format!("invalid query: {message}"))
+    Error::InvalidQuery(message)
 }
 
 /// A validated time zone: the canonical IANA name (what ClickHouse is given)
@@ -410,6 +469,41 @@ impl Zone {
         }
     }
 
+    /// The buckets `[start, end)` (Unix seconds, cut to `[from, to)`) that
+    /// cover `[from, to)`; refused when a boundary is not on a quarter-hour.
+    fn buckets(&self, interval: Interval, from: u64, to: u64) -> Result<Vec<(u64, u64)>, Error> {
+        let shortest = match interval {
+            Interval::Hour => 1800,
+            Interval::Day => 22 * 3600,
+        };
+        let mut out = Vec::new();
+        let mut start = self.bucket_start(interval, from as i64);
+        while start < to as i64 {
+            // The next start: the first quarter-hour past the shortest bucket
+            // that starts a bucket (buckets are 23-25 h or 30-90 min long).
+            let mut next = start + shortest;
+            while self.bucket_start(interval, next) != next {
+                next += 900;
+                if next - start > 26 * 3600 {
+                    return Err(invalid(format!(
+                        "the buckets of {} are not whole quarter-hours in this range",
+                        self.name
+                    )));
+                }
+            }
+            if start.rem_euclid(900) != 0 {
+                return Err(invalid(format!(
+                    "the buckets of {} are not whole quarter-hours in this range \
+                     (its offset then was not a multiple of 15 minutes)",
+                    self.name
+                )));
+            }
+            out.push((start.max(from as i64) as u64, (next as u64).min(to)));
+            start = next;
+        }
+        Ok(out)
+    }
+
     /// RFC 3339 with this zone's offset at `second`.
     fn format(&self, second: i64) -> String {
         match jiff::Timestamp::from_second(second) {
@@ -422,72 +516,192 @@ impl Zone {
     }
 }
 
-/// How rollups are grouped.
+/// How cells are grouped into the answer's rows.
 #[derive(Debug, Clone)]
 pub(crate) enum Group {
     /// One group (key `""`).
     All,
-    /// Key: decimal Unix seconds of the bucket start.
+    /// Key: decimal Unix seconds of the start of the bucket (in the zone)
+    /// holding the cell.
     Bucket(Interval, Zone),
-    Dimension(Dimension),
+    /// Key: the cell's dimension value.
+    Value,
+    /// Key: the cell's scope (a code).
     Code,
 }
 
-impl Backend {
-    /// Totals over the query.
-    pub async fn summary(&self, q: &Query) -> Result<Summary, Error> {
-        let (scans, conversions, delays) = if q.matches_nothing() {
-            Default::default()
-        } else {
-            match self {
-                Backend::Embedded(s) => {
-                    let data = embedded::Data::load(s, q).await?;
-                    (
-                        data.scan_rollup(&Group::All),
-                        data.conversion_rollup(&Group::All),
-                        data.signup_delays(),
-                    )
-                }
-                Backend::ClickHouse(c) => {
-                    let c = c.client();
-                    tokio::try_join!(
-                        clickhouse::scan_rollup(c, q, &Group::All),
-                        clickhouse::conversion_rollup(c, q, &Group::All),
-                        clickhouse::signup_delays(c, q),
-                    )?
-                }
+impl Group {
+    fn key(&self, scope: &str, bucket: u32, value: &str) -> String {
+        match self {
+            Group::All => String::new(),
+            Group::Bucket(interval, zone) => {
+                zone.bucket_start(*interval, i64::from(bucket)).to_string()
             }
-        };
-        Ok(finish::summary(&scans, &conversions, &delays))
+            Group::Value => value.to_string(),
+            Group::Code => scope.to_string(),
+        }
+    }
+}
+
+/// Which cells to read, and how to group them.
+#[derive(Debug, Clone)]
+pub(crate) struct Cells {
+    /// Codes, or [`ALL`].
+    pub scopes: Vec<String>,
+    pub owner: Option<String>,
+    pub dim: Dim,
+    pub scans: Vec<Range>,
+    /// With whether the conversions there are confirmed.
+    pub conversions: Vec<(Range, bool)>,
+    pub group: Group,
+    /// Also merge the scan-to-signup delays (summary only).
+    pub delays: bool,
+}
+
+/// What a backend answers for [`Cells`].
+#[derive(Debug, Default)]
+pub(crate) struct Aggregates {
+    pub scans: Vec<finish::ScanAgg>,
+    pub conversions: Vec<finish::ConversionAgg>,
+    pub delays: DelayHistogram,
+}
+
+/// The most buckets a timeseries may have, whatever the configuration says.
+const MAX_BUCKETS: u64 = 100_000;
+
+const QUARTER_UP: [Grain; 3] = [Grain::Day, Grain::Hour, Grain::Quarter];
+const HOUR_UP: [Grain; 2] = [Grain::Day, Grain::Hour];
+
+/// The cells of `[from, to)` (aligned to `grains`' finest), for scans and for
+/// conversions (split where earnings become confirmed).
+fn ranges(q: &Query, from: u64, to: u64, grains: &[Grain]) -> (Vec<Range>, Vec<(Range, bool)>) {
+    let scans = plan::cover(from, to, grains);
+    let [before, after] = plan::split(from, to, q.confirmed_before());
+    let mut conversions: Vec<(Range, bool)> = plan::cover(before.0, before.1, grains)
+        .into_iter()
+        .map(|r| (r, true))
+        .collect();
+    conversions.extend(
+        plan::cover(after.0, after.1, grains)
+            .into_iter()
+            .map(|r| (r, false)),
+    );
+    (scans, conversions)
+}
+
+impl Backend {
+    async fn aggregate(&self, cells: &Cells) -> Result<Aggregates, Error> {
+        match self {
+            Backend::Embedded(s) => embedded::aggregate(s, cells).await,
+            Backend::ClickHouse(c) => clickhouse::aggregate(c.client(), cells).await,
+        }
     }
 
-    /// Non-empty hour or day buckets (in `q.tz`), ascending. A bucket is
-    /// non-empty when it holds at least one scan (human or bot) or conversion
+    fn totals_cells(q: &Query, dim: Dim, group: Group, delays: bool) -> Cells {
+        let (from, to) = snapped(q, Grain::Quarter);
+        let (scans, conversions) = ranges(q, from, to, &QUARTER_UP);
+        Cells {
+            scopes: q.scopes(),
+            owner: q.owner.clone(),
+            dim,
+            scans,
+            conversions,
+            group,
+            delays,
+        }
+    }
+
+    /// Totals over the query.
+    pub async fn summary(&self, q: &Query) -> Result<Summary, Error> {
+        if q.matches_nothing() {
+            return Ok(finish::summary(&Aggregates::default()));
+        }
+        let cells = Self::totals_cells(q, Dim::Total, Group::All, true);
+        Ok(finish::summary(&self.aggregate(&cells).await?))
+    }
+
+    /// One bucket per hour or day (in `q.tz`) that has scans or conversions
     /// (any kind).
     pub async fn timeseries(&self, q: &Query, interval: Interval) -> Result<Vec<Bucket>, Error> {
         let zone = Zone::get(&q.tz)?;
-        let group = Group::Bucket(interval, zone.clone());
-        let (scans, conversions) = self.rollups(q, &group).await?;
-        Ok(finish::timeseries(&scans, &conversions, &zone))
+        if q.matches_nothing() {
+            return Ok(Vec::new());
+        }
+        let (from, to) = snapped(q, Grain::Quarter);
+        let span = match interval {
+            Interval::Hour => 3600,
+            Interval::Day => 86_400,
+        };
+        if (to - from) / span > MAX_BUCKETS {
+            return Err(invalid(format!(
+                "a timeseries has at most {MAX_BUCKETS} buckets: use interval=day or a shorter range"
+            )));
+        }
+        let mut scans = Vec::new();
+        let mut conversions = Vec::new();
+        for (start, end) in zone.buckets(interval, from, to)? {
+            let (s, c) = ranges(q, start, end, &QUARTER_UP);
+            scans.extend(s);
+            conversions.extend(c);
+        }
+        let normalize_conversions = |confirmed: bool| {
+            plan::normalize(
+                conversions
+                    .iter()
+                    .filter(|(_, c)| *c == confirmed)
+                    .map(|(r, _)| *r)
+                    .collect(),
+            )
+            .into_iter()
+            .map(move |r| (r, confirmed))
+        };
+        let conversions: Vec<(Range, bool)> = normalize_conversions(true)
+            .chain(normalize_conversions(false))
+            .collect();
+        let cells = Cells {
+            scopes: q.scopes(),
+            owner: q.owner.clone(),
+            dim: Dim::Total,
+            scans: plan::normalize(scans),
+            conversions,
+            group: Group::Bucket(interval, zone.clone()),
+            delays: false,
+        };
+        Ok(finish::timeseries(&self.aggregate(&cells).await?, &zone))
     }
 
-    /// One row per key seen in the scans or (through the breakdown join, see
-    /// the module docs) the conversions; sorted by human scans descending, then
-    /// key.
+    /// One row per key seen in the scans or the conversions (see the module
+    /// docs); sorted by human scans descending, then key. Counted in whole
+    /// UTC hours.
     pub async fn breakdown(
         &self,
         q: &Query,
         dimension: Dimension,
     ) -> Result<Vec<BreakdownRow>, Error> {
-        let group = Group::Dimension(dimension);
-        let (scans, conversions) = self.rollups(q, &group).await?;
-        Ok(finish::breakdown(&scans, &conversions))
+        if q.matches_nothing() {
+            return Ok(Vec::new());
+        }
+        let (from, to) = snapped(q, Grain::Hour);
+        let (scans, conversions) = ranges(q, from, to, &HOUR_UP);
+        let cells = Cells {
+            scopes: q.scopes(),
+            owner: q.owner.clone(),
+            dim: dimension.dim(),
+            scans,
+            conversions,
+            group: Group::Value,
+            delays: false,
+        };
+        Ok(finish::breakdown(&self.aggregate(&cells).await?))
     }
 
     /// Human scans, unique scanners, signups and purchases of the query.
     pub async fn funnel(&self, q: &Query) -> Result<Funnel, Error> {
-        let (scans, conversions) = self.rollups(q, &Group::All).await?;
-        Ok(finish::funnel(&scans, &conversions))
+        if q.matches_nothing() {
+            return Ok(finish::funnel(&Aggregates::default()));
+        }
+        let cells = Self::totals_cells(q, Dim::Total, Group::All, false);
+        Ok(finish::funnel(&self.aggregate(&cells).await?))
     }
 
     /// The `limit` codes with the highest `metric`, highest first, ties by code.
@@ -512,33 +726,25 @@ impl Backend {
         if q.matches_nothing() || limit == 0 {
             return Ok(Vec::new());
         }
-        let ranked = match metric {
-            TopMetric::Scans => {
-                let scans = match self {
-                    Backend::Embedded(s) => {
-                        embedded::Data::load(s, q).await?.scan_rollup(&Group::Code)
-                    }
-                    Backend::ClickHouse(c) => {
-                        clickhouse::scan_rollup(c.client(), q, &Group::Code).await?
-                    }
-                };
-                finish::top_by_scans(&scans)
-            }
-            TopMetric::Conversions | TopMetric::Earnings => {
-                let conversions = match self {
-                    Backend::Embedded(s) => embedded::Data::load(s, q)
-                        .await?
-                        .conversion_rollup(&Group::Code),
-                    Backend::ClickHouse(c) => {
-                        clickhouse::conversion_rollup(c.client(), q, &Group::Code).await?
-                    }
-                };
-                if metric == TopMetric::Conversions {
-                    finish::top_by_conversions(&conversions)
-                } else {
-                    finish::top_by_earnings(&conversions)
+        let aggregates = match q.codes {
+            // Every code: the totals ordered by time, one range read.
+            None => {
+                let (from, to) = snapped(q, Grain::Quarter);
+                let ranges = plan::cover(from, to, &QUARTER_UP);
+                match self {
+                    Backend::Embedded(s) => embedded::totals(s, &ranges).await?,
+                    Backend::ClickHouse(c) => clickhouse::totals(c.client(), &ranges).await?,
                 }
             }
+            Some(_) => {
+                self.aggregate(&Self::totals_cells(q, Dim::Total, Group::Code, false))
+                    .await?
+            }
+        };
+        let ranked = match metric {
+            TopMetric::Scans => finish::top_by_scans(&aggregates.scans),
+            TopMetric::Conversions => finish::top_by_conversions(&aggregates.conversions),
+            TopMetric::Earnings => finish::top_by_earnings(&aggregates.conversions),
         };
         let ranked = finish::rank(ranked, limit);
         let codes: Vec<String> = ranked.iter().map(|r| r.code.clone()).collect();
@@ -546,7 +752,7 @@ impl Backend {
             // A creator's own view: every row is theirs, whoever was credited
             // with the code's latest conversion.
             (Some(owner), _) => codes.iter().map(|c| (c.clone(), owner.clone())).collect(),
-            (None, Backend::Embedded(s)) => embedded::owners(s, &codes).await?,
+            (None, Backend::Embedded(s)) => embedded::owners(s, codes).await?,
             (None, Backend::ClickHouse(c)) => clickhouse::owners(c.client(), &codes).await?,
         };
         Ok(ranked
@@ -556,34 +762,6 @@ impl Backend {
                 r
             })
             .collect())
-    }
-
-    async fn rollups(
-        &self,
-        q: &Query,
-        group: &Group,
-    ) -> Result<(Vec<finish::ScanAgg>, Vec<finish::ConversionAgg>), Error> {
-        if q.matches_nothing() {
-            return Ok(Default::default());
-        }
-        match self {
-            Backend::Embedded(s) => {
-                let mut data = embedded::Data::load(s, q).await?;
-                if let Group::Dimension(d) = group {
-                    if *d != Dimension::Channel {
-                        data.load_attributed_scans(s).await?;
-                    }
-                }
-                Ok((data.scan_rollup(group), data.conversion_rollup(group)))
-            }
-            Backend::ClickHouse(c) => {
-                let c = c.client();
-                Ok(tokio::try_join!(
-                    clickhouse::scan_rollup(c, q, group),
-                    clickhouse::conversion_rollup(c, q, group),
-                )?)
-            }
-        }
     }
 }
 
@@ -616,10 +794,53 @@ mod tests {
         // That day is 25 hours long and starts at 00:00 CEST.
         assert_eq!(berlin.bucket_start(Interval::Day, second), 1_729_980_000);
         assert_eq!(berlin.format(1_729_980_000), "2024-10-27T00:00:00+02:00");
+        let days = berlin
+            .buckets(Interval::Day, 1_729_980_000, 1_729_980_000 + 3 * 86_400)
+            .unwrap();
+        assert_eq!(days[0], (1_729_980_000, 1_729_980_000 + 25 * 3600));
+        assert_eq!(days.len(), 3);
         let kathmandu = Zone::get("Asia/Kathmandu").unwrap();
         assert_eq!(kathmandu.bucket_start(Interval::Hour, first), 1_729_988_100);
+        let hours = kathmandu
+            .buckets(Interval::Hour, 1_729_987_200, 1_729_987_200 + 7200)
+            .unwrap();
+        assert_eq!(
+            hours,
+            vec![
+                (1_729_987_200, 1_729_988_100),
+                (1_729_988_100, 1_729_991_700),
+                (1_729_991_700, 1_729_994_400)
+            ]
+        );
         let utc = Zone::get("UTC").unwrap();
         assert_eq!(utc.format(0), "1970-01-01T00:00:00+00:00");
         assert!(Zone::get("Mars/Olympus").is_err());
+        // Liberia kept an offset of -00:44:30 until 1972.
+        let monrovia = Zone::get("Africa/Monrovia").unwrap();
+        assert!(monrovia.buckets(Interval::Day, 0, 7 * 86_400).is_err());
+        assert!(monrovia
+            .buckets(Interval::Day, 1_700_006_400, 1_700_006_400 + 86_400)
+            .is_ok());
+    }
+
+    #[test]
+    fn ranges_are_widened_to_whole_cells() {
+        let q = Query {
+            from_ms: 1_700_006_400_000 + 901_500,
+            to_ms: 1_700_006_400_000 + 3_600_001,
+            tz: "UTC".into(),
+            codes: None,
+            owner: None,
+            now_ms: 0,
+            hold_ms: 0,
+        };
+        assert_eq!(
+            effective_range(&q, false),
+            (1_700_006_400_000 + 900_000, 1_700_006_400_000 + 4_500_000)
+        );
+        assert_eq!(
+            effective_range(&q, true),
+            (1_700_006_400_000, 1_700_006_400_000 + 7_200_000)
+        );
     }
 }

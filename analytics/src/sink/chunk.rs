@@ -13,6 +13,7 @@
 //! declaration order, each as `len: u16` + UTF-8 bytes.
 
 use crate::event::Scan;
+use std::borrow::Borrow;
 
 /// Scans per chunk, at most.
 pub const CHUNK_MAX: usize = 1024;
@@ -32,8 +33,8 @@ pub enum ChunkError {
 
 /// Consecutive scans of a batch stored as one entry, and its key.
 #[derive(Debug)]
-pub struct Chunk<'a> {
-    pub scans: &'a [Scan],
+pub struct Chunk<'a, S> {
+    pub scans: &'a [S],
     /// The smallest scan id in `scans`.
     pub key: &'a str,
 }
@@ -41,15 +42,15 @@ pub struct Chunk<'a> {
 /// Splits `scans` into runs of at most [`CHUNK_MAX`] that span less than
 /// [`CHUNK_SPAN_MS`]. No sorting: arrival order is close enough to time order
 /// that the spans stay short.
-pub fn chunks(scans: &[Scan]) -> Vec<Chunk<'_>> {
+pub fn chunks<S: Borrow<Scan>>(scans: &[S]) -> Vec<Chunk<'_, S>> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < scans.len() {
-        let first = &scans[start];
+        let first = scans[start].borrow();
         let (mut lo, mut hi, mut key) = (first.ts_ms, first.ts_ms, first.scan_id.as_str());
         let mut end = start + 1;
         while end < scans.len() && end - start < CHUNK_MAX {
-            let s = &scans[end];
+            let s = scans[end].borrow();
             let (l, h) = (lo.min(s.ts_ms), hi.max(s.ts_ms));
             if h - l >= CHUNK_SPAN_MS {
                 break;
@@ -89,10 +90,11 @@ fn text_fields(s: &Scan) -> [&str; 14] {
 }
 
 /// Appends the encoded chunk to `out`.
-pub fn encode(chunk: &[Scan], out: &mut Vec<u8>) -> Result<(), ChunkError> {
+pub fn encode<S: Borrow<Scan>>(chunk: &[S], out: &mut Vec<u8>) -> Result<(), ChunkError> {
     out.push(VERSION);
     out.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
     for scan in chunk {
+        let scan = scan.borrow();
         out.extend_from_slice(&scan.ts_ms.to_le_bytes());
         out.push(u8::from(scan.is_unique));
         for field in text_fields(scan) {

@@ -14,15 +14,23 @@ mod clickhouse;
 mod embedded;
 mod redis;
 
-pub use self::clickhouse::{ClickHouseConfig, ClickHouseEvents};
-pub use self::embedded::EmbeddedSink;
+pub use self::clickhouse::{BackfillProgress, ClickHouseConfig, ClickHouseEvents};
+pub use self::embedded::{EmbeddedSink, MigrationProgress};
 pub use self::redis::RedisCounters;
 
 use crate::batch::Batch;
-use crate::event::Conversion;
+use crate::event::{Conversion, Scan};
 use crate::records::{Claim, CustomerLink, LastVisit};
 use crate::stats::CodeStats;
 use std::sync::Arc;
+
+/// A page of a code's scans, newest first (drill-down).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    pub scans: Vec<Scan>,
+    /// Pass as `before` for the next (older) page; `None` when this was the last.
+    pub next: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

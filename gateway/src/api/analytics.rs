@@ -71,7 +71,7 @@ fn params(state: &AppState, who: &Principal, req: &Request) -> Result<Params, Ap
                     _ => return Err(bad("interval", "must be hour or day")),
                 }
             }
-            "by" => by = Some(v.parse().map_err(|_| bad("by", "must be one of channel, country, device, browser, os, in_app, referrer"))?),
+            "by" => by = Some(v.parse().map_err(|_| bad("by", "must be one of channel, source, bot_reason, country, device, browser, os, in_app, referrer"))?),
             "metric" => {
                 metric = match v.as_ref() {
                     "earnings" => TopMetric::Earnings,
@@ -180,7 +180,7 @@ pub(super) async fn handle(
             let by = p.by.ok_or_else(|| {
                 bad(
                     "by",
-                    "is required (channel, country, device, browser, os, in_app or referrer)",
+                    "is required (channel, source, bot_reason, country, device, browser, os, in_app or referrer)",
                 )
             })?;
             let r = to_value(&a.breakdown(q, by).await?);
@@ -213,10 +213,12 @@ pub(super) async fn handle(
         }
         return Ok(resp);
     }
+    // The range counted: whole quarter-hours (hours for a breakdown).
+    let (from, to) = codelink_analytics::query::effective_range(q, report == "breakdown");
     let mut body = body;
     body["query"] = json!({
-        "from": rfc3339(q.from_ms),
-        "to": rfc3339(q.to_ms),
+        "from": rfc3339(from),
+        "to": rfc3339(to),
         "tz": q.tz,
         "code": p.code,
     });

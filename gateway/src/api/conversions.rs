@@ -13,6 +13,7 @@ use crate::state::AppState;
 use codelink_analytics::conversions::Outcome;
 use codelink_analytics::event::ConversionKind;
 use codelink_analytics::ledger::{CodeTerms, Reported};
+use codelink_shared::currency::MAX_AMOUNT;
 use codelink_shared::{CodeName, ValidationError};
 use http::StatusCode;
 use serde::Deserialize;
@@ -118,6 +119,13 @@ fn validate(index: Option<usize>, e: Event, now_ms: u64) -> Result<Reported, Api
                 index,
                 "amount",
                 "must not be negative (a refund is its own type)",
+            ))
+        }
+        (_, Some(a), _) if a as u64 > MAX_AMOUNT => {
+            return Err(invalid(
+                index,
+                "amount",
+                format!("must be at most {MAX_AMOUNT} (minor units)"),
             ))
         }
         (_, Some(_), None) => return Err(invalid(index, "currency", "is required with an amount")),

@@ -10,6 +10,7 @@ mod body;
 mod codes;
 mod conversions;
 mod keys;
+mod scans;
 mod times;
 
 pub use auth::Principal;
@@ -89,6 +90,11 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             codes::stats(state, &who, &code).await
         }
         (["codes", _, "stats"], _) => Err(ApiError::method_not_allowed("GET")),
+        (["codes", code, "scans"], &Method::GET) => {
+            let code = canonical_path_code(code)?;
+            scans::list(state, &who, &code, &req).await
+        }
+        (["codes", _, "scans"], _) => Err(ApiError::method_not_allowed("GET")),
         (["keys"], &Method::GET) => {
             admin_only(&who)?;
             keys::list(state).await

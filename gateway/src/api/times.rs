@@ -36,3 +36,11 @@ pub(super) fn format_time(t: i64) -> Value {
         .and_then(|t| t.format(&Rfc3339).ok())
         .map_or(Value::Null, Value::String)
 }
+
+/// RFC 3339 with milliseconds, from Unix ms.
+pub(super) fn format_ms(ms: u64) -> Value {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .map_or(Value::Null, Value::String)
+}

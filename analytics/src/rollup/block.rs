@@ -1,0 +1,382 @@
+//! How the embedded store keeps rollup cells: one value per (scope, grain,
+//! bucket) holding every cell of that bucket (a *block*), so that a quiet code
+//! costs one entry per bucket and a busy one rewrites one entry per batch.
+//!
+//! Scan block (version 1): `1u8`, then for each [`Dim`] in order a section,
+//! `len: varint` + bytes: `count: varint`, then per value (sorted) the value
+//! (`str`), `human`, `bot`, `qr`, `link` (varints) and the visitor sketch
+//! (`bytes`, [`VisitorSketch::encode`]). A reader that wants one dimension
+//! skips the other sections by their length.
+//!
+//! Conversion block (version 1): `1u8`, `count: varint`, then per cell (sorted
+//! by key) `dim: u8`, value, owner, kind (`u8`), currency, earnings currency
+//! (`str`s), `n: varint`, amount and earnings (`i128`), delays (`bytes`,
+//! [`DelayHistogram::encode`]).
+//!
+//! Totals (version 1): `1u8`, `human: varint`, `count: varint`, then per
+//! (owner, kind, earnings currency): owner, kind (`u8`), earnings currency,
+//! `n: varint`, earnings (`i128`).
+
+use super::{ConversionDelta, Dim, ScanDelta, TotalsDelta};
+use crate::codec::{put_bytes, put_i128, put_str, put_varint, Malformed, Reader};
+use crate::event::ConversionKind;
+use crate::histogram::DelayHistogram;
+use crate::sketch::VisitorSketch;
+use std::collections::BTreeMap;
+
+const VERSION: u8 = 1;
+
+/// One stored scan cell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanCell {
+    pub human: u64,
+    pub bot: u64,
+    pub qr: u64,
+    pub link: u64,
+    pub visitors: VisitorSketch,
+}
+
+impl ScanCell {
+    pub fn add(&mut self, d: &ScanDelta) {
+        self.human += d.human;
+        self.bot += d.bot;
+        self.qr += d.qr;
+        self.link += d.link;
+        for &h in &d.visitors {
+            self.visitors.insert_hash(h);
+        }
+    }
+
+    pub fn merge(&mut self, other: &ScanCell) {
+        self.human += other.human;
+        self.bot += other.bot;
+        self.qr += other.qr;
+        self.link += other.link;
+        self.visitors.merge(&other.visitors);
+    }
+}
+
+/// Every scan cell of one (scope, grain, bucket), by dimension and value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanBlock {
+    pub dims: [BTreeMap<String, ScanCell>; 10],
+}
+
+impl ScanBlock {
+    pub fn add(&mut self, dim: Dim, value: &str, d: &ScanDelta) {
+        let cells = &mut self.dims[dim as usize];
+        match cells.get_mut(value) {
+            Some(c) => c.add(d),
+            None => {
+                let mut c = ScanCell::default();
+                c.add(d);
+                cells.insert(value.to_string(), c);
+            }
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        let mut section = Vec::new();
+        let mut sketch = Vec::new();
+        for cells in &self.dims {
+            section.clear();
+            put_varint(&mut section, cells.len() as u64);
+            for (value, c) in cells {
+                put_str(&mut section, value);
+                for n in [c.human, c.bot, c.qr, c.link] {
+                    put_varint(&mut section, n);
+                }
+                sketch.clear();
+                c.visitors.encode(&mut sketch);
+                put_bytes(&mut section, &sketch);
+            }
+            put_bytes(&mut out, &section);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut block = ScanBlock::default();
+        for dim in Dim::ALL {
+            for item in cells_of(bytes, dim)? {
+                let (value, cell) = item?;
+                block.dims[dim as usize].insert(value.to_string(), cell);
+            }
+        }
+        Ok(block)
+    }
+}
+
+/// The cells of one dimension in an encoded scan block, without decoding the
+/// others.
+pub fn cells_of(
+    bytes: &[u8],
+    dim: Dim,
+) -> Result<impl Iterator<Item = Result<(&str, ScanCell), Malformed>>, Malformed> {
+    let mut r = Reader(bytes);
+    if r.u8()? != VERSION {
+        return Err(Malformed("unknown scan block version"));
+    }
+    for _ in 0..dim as u8 {
+        r.bytes()?;
+    }
+    let mut section = Reader(r.bytes()?);
+    let count = section.varint()?;
+    Ok((0..count).map(move |_| {
+        let value = section.str()?;
+        let mut n = [0u64; 4];
+        for slot in &mut n {
+            *slot = section.varint()?;
+        }
+        let visitors =
+            VisitorSketch::decode(section.bytes()?).map_err(|_| Malformed("visitor sketch"))?;
+        let [human, bot, qr, link] = n;
+        Ok((
+            value,
+            ScanCell {
+                human,
+                bot,
+                qr,
+                link,
+                visitors,
+            },
+        ))
+    }))
+}
+
+/// One stored conversion cell's key within its block.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConversionCellKey {
+    pub dim: Dim,
+    pub value: String,
+    pub owner: String,
+    pub kind: ConversionKind,
+    pub currency: String,
+    pub earnings_currency: String,
+}
+
+/// One stored conversion cell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversionCell {
+    pub n: u64,
+    pub amount: i128,
+    pub earnings: i128,
+    pub delays: DelayHistogram,
+}
+
+impl ConversionCell {
+    pub fn add(&mut self, d: &ConversionDelta) {
+        self.n += d.n;
+        self.amount += d.amount;
+        self.earnings += d.earnings;
+        self.delays.merge(&d.delays);
+    }
+}
+
+/// Every conversion cell of one (scope, grain, bucket).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversionBlock {
+    pub cells: BTreeMap<ConversionCellKey, ConversionCell>,
+}
+
+fn kind_byte(k: ConversionKind) -> u8 {
+    match k {
+        ConversionKind::Signup => 0,
+        ConversionKind::Purchase => 1,
+        ConversionKind::Refund => 2,
+    }
+}
+
+fn kind_of(b: u8) -> Result<ConversionKind, Malformed> {
+    match b {
+        0 => Ok(ConversionKind::Signup),
+        1 => Ok(ConversionKind::Purchase),
+        2 => Ok(ConversionKind::Refund),
+        _ => Err(Malformed("conversion kind")),
+    }
+}
+
+impl ConversionBlock {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        put_varint(&mut out, self.cells.len() as u64);
+        let mut delays = Vec::new();
+        for (k, c) in &self.cells {
+            out.push(k.dim as u8);
+            put_str(&mut out, &k.value);
+            put_str(&mut out, &k.owner);
+            out.push(kind_byte(k.kind));
+            put_str(&mut out, &k.currency);
+            put_str(&mut out, &k.earnings_currency);
+            put_varint(&mut out, c.n);
+            put_i128(&mut out, c.amount);
+            put_i128(&mut out, c.earnings);
+            delays.clear();
+            c.delays.encode(&mut delays);
+            put_bytes(&mut out, &delays);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut r = Reader(bytes);
+        if r.u8()? != VERSION {
+            return Err(Malformed("unknown conversion block version"));
+        }
+        let mut cells = BTreeMap::new();
+        for _ in 0..r.varint()? {
+            let dim = Dim::from_u8(r.u8()?).ok_or(Malformed("dimension"))?;
+            let key = ConversionCellKey {
+                dim,
+                value: r.str()?.to_string(),
+                owner: r.str()?.to_string(),
+                kind: kind_of(r.u8()?)?,
+                currency: r.str()?.to_string(),
+                earnings_currency: r.str()?.to_string(),
+            };
+            let cell = ConversionCell {
+                n: r.varint()?,
+                amount: r.i128()?,
+                earnings: r.i128()?,
+                delays: DelayHistogram::decode(r.bytes()?).map_err(|_| Malformed("delays"))?,
+            };
+            cells.insert(key, cell);
+        }
+        if !r.is_empty() {
+            return Err(Malformed("trailing bytes"));
+        }
+        Ok(Self { cells })
+    }
+}
+
+/// A code's stored totals in one bucket (see [`super::TotalsKey`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub human: u64,
+    pub conversions: BTreeMap<(String, ConversionKind, String), (u64, i128)>,
+}
+
+impl Totals {
+    pub fn add(&mut self, d: &TotalsDelta) {
+        self.human += d.human;
+        for (k, (n, e)) in &d.conversions {
+            let slot = self.conversions.entry(k.clone()).or_default();
+            slot.0 += n;
+            slot.1 += e;
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        put_varint(&mut out, self.human);
+        put_varint(&mut out, self.conversions.len() as u64);
+        for ((owner, kind, currency), (n, earnings)) in &self.conversions {
+            put_str(&mut out, owner);
+            out.push(kind_byte(*kind));
+            put_str(&mut out, currency);
+            put_varint(&mut out, *n);
+            put_i128(&mut out, *earnings);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut r = Reader(bytes);
+        if r.u8()? != VERSION {
+            return Err(Malformed("unknown totals version"));
+        }
+        let human = r.varint()?;
+        let mut conversions = BTreeMap::new();
+        for _ in 0..r.varint()? {
+            let key = (
+                r.str()?.to_string(),
+                kind_of(r.u8()?)?,
+                r.str()?.to_string(),
+            );
+            conversions.insert(key, (r.varint()?, r.i128()?));
+        }
+        if !r.is_empty() {
+            return Err(Malformed("trailing bytes"));
+        }
+        Ok(Self { human, conversions })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_round_trip_and_read_one_dimension() {
+        let mut block = ScanBlock::default();
+        let delta = |human, visitors: Vec<u64>| ScanDelta {
+            human,
+            bot: 1,
+            qr: human,
+            link: 0,
+            visitors,
+        };
+        block.add(Dim::Total, "", &delta(3, vec![1, 2, 3]));
+        block.add(Dim::Country, "DE", &delta(2, vec![1, 2]));
+        block.add(Dim::Country, "FR", &delta(1, vec![3]));
+        let many = (0..500).map(|i| crate::sketch::visitor_hash(&format!("v{i}")));
+        block.add(Dim::Country, "DE", &delta(1, many.collect()));
+        let bytes = block.encode();
+        assert_eq!(ScanBlock::decode(&bytes).unwrap(), block);
+        let countries: Vec<(String, u64, u64)> = cells_of(&bytes, Dim::Country)
+            .unwrap()
+            .map(|c| {
+                let (v, c) = c.unwrap();
+                (v.to_string(), c.human, c.visitors.estimate().count)
+            })
+            .collect();
+        assert_eq!(countries[1], ("FR".to_string(), 1, 1));
+        assert_eq!(countries[0].1, 3);
+        assert!(countries[0].2.abs_diff(500) < 25, "{countries:?}");
+        assert_eq!(cells_of(&bytes, Dim::Os).unwrap().count(), 0);
+        for cut in 0..bytes.len() {
+            assert!(ScanBlock::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+
+        let mut conv = ConversionBlock::default();
+        let key = ConversionCellKey {
+            dim: Dim::Channel,
+            value: "yt".into(),
+            owner: "alice".into(),
+            kind: ConversionKind::Refund,
+            currency: "EUR".into(),
+            earnings_currency: "EUR".into(),
+        };
+        let mut delays = DelayHistogram::default();
+        delays.add_secs(90);
+        conv.cells.insert(
+            key,
+            ConversionCell {
+                n: 2,
+                amount: 2_000_000_000_000_000_000_000,
+                earnings: -7,
+                delays,
+            },
+        );
+        let bytes = conv.encode();
+        assert_eq!(ConversionBlock::decode(&bytes).unwrap(), conv);
+        for cut in 0..bytes.len() {
+            assert!(ConversionBlock::decode(&bytes[..cut]).is_err());
+        }
+
+        let mut totals = Totals {
+            human: 9,
+            ..Totals::default()
+        };
+        totals.conversions.insert(
+            ("bob".into(), ConversionKind::Signup, "USD".into()),
+            (3, 600),
+        );
+        let bytes = totals.encode();
+        assert_eq!(Totals::decode(&bytes).unwrap(), totals);
+        for cut in 0..bytes.len() {
+            assert!(Totals::decode(&bytes[..cut]).is_err());
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! Rollups: scans and conversions aggregated when they are written, so that
+//! every analytics answer reads pre-aggregated cells, never raw rows.
+//!
+//! # Cells
+//! A cell is keyed by a *scope* (a code, or [`ALL`] for every code), a
+//! [`Grain`] and the UTC start of its time bucket, a [`Dim`] and the value of
+//! that dimension (`""` for [`Dim::Total`]). Scans are kept per:
+//!
+//! | grain | dimensions |
+//! |---|---|
+//! | quarter-hour | total only (timeseries in zones with :30 and :45 offsets, range edges) |
+//! | hour | total and every dimension |
+//! | day | total and every dimension |
+//!
+//! A scan cell holds human and bot scans, human QR and link scans, and the
+//! distinct human visitors (hashes, kept as a [`VisitorSketch`] by the
+//! embedded store and as ClickHouse `uniqUpTo(100)` + `uniqHLL12` states).
+//! Conversion cells are keyed further by owner (`""` in the [`ALL`] scope),
+//! kind, currency and earnings currency, and hold the count, the amount and
+//! earnings sums (i128), and for signups with a scan the histogram of the
+//! scan-to-signup delay. A conversion's value for a scan dimension is that of
+//! its attributed scan, resolved when the conversion is written
+//! ([`ScanDims`]); its channel is its own.
+//!
+//! *Totals by time* ([`TotalsKey`]) repeat the total cells per code ordered by
+//! time first, so that a ranking over every code ([`crate::query`]'s `top`)
+//! reads one time range instead of one range per code.
+//!
+//! The functions here only compute the cells a batch adds; each backend stores
+//! and merges them (`sink`), exactly once per batch.
+
+pub mod block;
+
+use crate::event::{Conversion, ConversionKind, Scan};
+use crate::histogram::DelayHistogram;
+use crate::sketch::visitor_hash;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// The scope of the cells over every code.
+pub const ALL: &str = "*";
+
+/// A time bucket size. Buckets start at multiples of their size in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Grain {
+    Quarter = 0,
+    Hour = 1,
+    Day = 2,
+}
+
+impl Grain {
+    /// Finest first.
+    pub const ALL: [Grain; 3] = [Grain::Quarter, Grain::Hour, Grain::Day];
+
+    pub fn secs(self) -> u64 {
+        match self {
+            Grain::Quarter => 900,
+            Grain::Hour => 3600,
+            Grain::Day => 86_400,
+        }
+    }
+
+    /// The start of the bucket holding `secs`.
+    pub fn floor(self, secs: u64) -> u64 {
+        secs - secs % self.secs()
+    }
+
+    pub fn from_u8(v: u8) -> Option<Grain> {
+        Grain::ALL.into_iter().find(|g| *g as u8 == v)
+    }
+
+    /// Whether cells of this grain carry dimensions besides the total.
+    pub fn has_dims(self) -> bool {
+        self != Grain::Quarter
+    }
+}
+
+/// What a cell is broken down by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Dim {
+    Total = 0,
+    Channel = 1,
+    /// `qr` or `link`.
+    Source = 2,
+    /// The bot reason; `""` for humans.
+    BotReason = 3,
+    Device = 4,
+    Os = 5,
+    Browser = 6,
+    InApp = 7,
+    Country = 8,
+    Referrer = 9,
+}
+
+impl Dim {
+    pub const ALL: [Dim; 10] = [
+        Dim::Total,
+        Dim::Channel,
+        Dim::Source,
+        Dim::BotReason,
+        Dim::Device,
+        Dim::Os,
+        Dim::Browser,
+        Dim::InApp,
+        Dim::Country,
+        Dim::Referrer,
+    ];
+
+    pub fn from_u8(v: u8) -> Option<Dim> {
+        Dim::ALL.get(usize::from(v)).copied()
+    }
+
+    pub fn of_scan(self, s: &Scan) -> &str {
+        match self {
+            Dim::Total => "",
+            Dim::Channel => &s.channel,
+            Dim::Source => &s.source,
+            Dim::BotReason => &s.bot_reason,
+            Dim::Device => &s.device,
+            Dim::Os => &s.os,
+            Dim::Browser => &s.browser,
+            Dim::InApp => &s.in_app,
+            Dim::Country => &s.country,
+            Dim::Referrer => &s.referrer_host,
+        }
+    }
+
+    /// The key of a conversion: its own channel, else its attributed scan's
+    /// value (`""` without one; the scan is human, so its bot reason is `""`).
+    pub fn of_conversion<'a>(self, c: &'a Conversion, scan: Option<&'a ScanDims>) -> &'a str {
+        match (self, scan) {
+            (Dim::Total | Dim::BotReason, _) => "",
+            (Dim::Channel, _) => &c.channel,
+            (_, None) => "",
+            (Dim::Source, Some(d)) => &d.source,
+            (Dim::Device, Some(d)) => &d.device,
+            (Dim::Os, Some(d)) => &d.os,
+            (Dim::Browser, Some(d)) => &d.browser,
+            (Dim::InApp, Some(d)) => &d.in_app,
+            (Dim::Country, Some(d)) => &d.country,
+            (Dim::Referrer, Some(d)) => &d.referrer_host,
+        }
+    }
+}
+
+/// The dimensions of a conversion's attributed scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanDims {
+    pub source: String,
+    pub device: String,
+    pub os: String,
+    pub browser: String,
+    pub in_app: String,
+    pub country: String,
+    pub referrer_host: String,
+}
+
+impl ScanDims {
+    pub fn of(s: &Scan) -> Self {
+        Self {
+            source: s.source.clone(),
+            device: s.device.clone(),
+            os: s.os.clone(),
+            browser: s.browser.clone(),
+            in_app: s.in_app.clone(),
+            country: s.country.clone(),
+            referrer_host: s.referrer_host.clone(),
+        }
+    }
+}
+
+/// Where a cell is. Ordered by scope, grain, dimension, bucket, value: the
+/// order of ClickHouse's `scan_rollup` key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CellKey {
+    pub scope: String,
+    pub grain: Grain,
+    pub dim: Dim,
+    /// Unix seconds of the bucket start.
+    pub bucket: u32,
+    pub value: String,
+}
+
+/// What a batch adds to one scan cell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanDelta {
+    pub human: u64,
+    pub bot: u64,
+    /// Human scans from a QR image / of the link.
+    pub qr: u64,
+    pub link: u64,
+    /// Distinct hashes ([`visitor_hash`]) of the human visitors, sorted.
+    pub visitors: Vec<u64>,
+}
+
+/// The scan cells a batch adds to, grouped as the backends store them.
+pub fn scan_cells(scans: &[Scan]) -> BTreeMap<CellKey, ScanDelta> {
+    let mut b = ScanCellBuilder::default();
+    for s in scans {
+        b.add(s);
+    }
+    b.finish()
+}
+
+/// Builds scan cells one scan at a time (for reading rows as a stream): the
+/// distinct combinations of everything a cell is keyed by first (a batch has
+/// far fewer than scans), then the fan-out into cells per combination.
+#[derive(Default)]
+pub struct ScanCellBuilder {
+    /// `{code}\0{quarter}\0{9 values}` → counts and visitors.
+    combos: HashMap<String, ScanDelta>,
+    key: String,
+}
+
+const COMBO_DIMS: [Dim; 9] = [
+    Dim::Channel,
+    Dim::Source,
+    Dim::BotReason,
+    Dim::Device,
+    Dim::Os,
+    Dim::Browser,
+    Dim::InApp,
+    Dim::Country,
+    Dim::Referrer,
+];
+
+impl ScanCellBuilder {
+    pub fn add(&mut self, s: &Scan) {
+        use std::fmt::Write as _;
+        self.key.clear();
+        self.key.push_str(&s.code);
+        let _ = write!(self.key, "\0{}", Grain::Quarter.floor(s.ts_ms / 1000));
+        for dim in COMBO_DIMS {
+            self.key.push('\0');
+            self.key.push_str(dim.of_scan(s));
+        }
+        let d = match self.combos.get_mut(self.key.as_str()) {
+            Some(d) => d,
+            None => self.combos.entry(self.key.clone()).or_default(),
+        };
+        if s.is_bot() {
+            d.bot += 1;
+        } else {
+            d.human += 1;
+            match s.source.as_str() {
+                "qr" => d.qr += 1,
+                "link" => d.link += 1,
+                _ => {}
+            }
+            d.visitors.push(visitor_hash(&s.visitor_id));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.combos.is_empty()
+    }
+
+    pub fn finish(self) -> BTreeMap<CellKey, ScanDelta> {
+        let mut cells: BTreeMap<CellKey, ScanDelta> = BTreeMap::new();
+        for (combo, d) in &self.combos {
+            let mut parts = combo.split('\0');
+            let code = parts.next().unwrap_or_default();
+            let quarter: u64 = parts
+                .next()
+                .and_then(|q| q.parse().ok())
+                .unwrap_or_default();
+            let values: Vec<&str> = parts.collect();
+            for scope in [code, ALL] {
+                for grain in Grain::ALL {
+                    let bucket = grain.floor(quarter) as u32;
+                    let dims: &[Dim] = if grain.has_dims() {
+                        &Dim::ALL
+                    } else {
+                        &[Dim::Total]
+                    };
+                    for &dim in dims {
+                        let value = match dim {
+                            Dim::Total => "",
+                            other => values.get(other as usize - 1).copied().unwrap_or_default(),
+                        };
+                        let key = CellKey {
+                            scope: scope.to_string(),
+                            grain,
+                            dim,
+                            bucket,
+                            value: value.to_string(),
+                        };
+                        let cell = cells.entry(key).or_default();
+                        cell.human += d.human;
+                        cell.bot += d.bot;
+                        cell.qr += d.qr;
+                        cell.link += d.link;
+                        cell.visitors.extend_from_slice(&d.visitors);
+                    }
+                }
+            }
+        }
+        for cell in cells.values_mut() {
+            cell.visitors.sort_unstable();
+            cell.visitors.dedup();
+        }
+        cells
+    }
+}
+
+/// Where a conversion cell is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConversionKey {
+    pub cell: CellKey,
+    /// The owner credited; `""` in the [`ALL`] scope.
+    pub owner: String,
+    pub kind: ConversionKind,
+    pub currency: String,
+    pub earnings_currency: String,
+}
+
+/// What a batch adds to one conversion cell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversionDelta {
+    pub n: u64,
+    /// Sum of amounts (refunds positive, like the rows).
+    pub amount: i128,
+    /// Sum of earnings (refunds negative).
+    pub earnings: i128,
+    /// Scan-to-signup delays of the signups with a scan (total cells only).
+    pub delays: DelayHistogram,
+}
+
+/// The conversion cells that `conversions` (each with its attributed scan's
+/// dimensions, when found) add to.
+pub fn conversion_cells(
+    conversions: &[(&Conversion, Option<&ScanDims>)],
+) -> BTreeMap<ConversionKey, ConversionDelta> {
+    let mut cells: BTreeMap<ConversionKey, ConversionDelta> = BTreeMap::new();
+    for &(c, scan) in conversions {
+        let quarter = Grain::Quarter.floor(c.occurred_ms / 1000);
+        let scopes: &[(&str, &str)] = if c.code.is_empty() {
+            &[(ALL, "")]
+        } else {
+            &[(c.code.as_str(), c.owner.as_str()), (ALL, "")]
+        };
+        for &(scope, owner) in scopes {
+            for grain in Grain::ALL {
+                let dims: &[Dim] = if grain.has_dims() {
+                    &Dim::ALL
+                } else {
+                    &[Dim::Total]
+                };
+                for &dim in dims {
+                    let key = ConversionKey {
+                        cell: CellKey {
+                            scope: scope.to_string(),
+                            grain,
+                            dim,
+                            bucket: grain.floor(quarter) as u32,
+                            value: dim.of_conversion(c, scan).to_string(),
+                        },
+                        owner: owner.to_string(),
+                        kind: c.kind,
+                        currency: c.currency.clone(),
+                        earnings_currency: c.earnings_currency.clone(),
+                    };
+                    let cell = cells.entry(key).or_default();
+                    cell.n += 1;
+                    cell.amount += i128::from(c.amount);
+                    cell.earnings += i128::from(c.earnings);
+                    if dim == Dim::Total && c.kind == ConversionKind::Signup && c.scan_ms > 0 {
+                        cell.delays
+                            .add_secs(c.occurred_ms.saturating_sub(c.scan_ms) / 1000);
+                    }
+                }
+            }
+        }
+    }
+    cells
+}
+
+/// A code's totals in one time bucket, ordered by time first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TotalsKey {
+    pub grain: Grain,
+    pub bucket: u32,
+    /// A code (never [`ALL`]).
+    pub scope: String,
+}
+
+/// What a batch adds to a code's totals in one bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TotalsDelta {
+    pub human: u64,
+    /// Per (owner, kind, earnings currency): count and earnings.
+    pub conversions: BTreeMap<(String, ConversionKind, String), (u64, i128)>,
+}
+
+/// The per-code totals by time that scan and conversion cells add to.
+pub fn totals(
+    scans: &BTreeMap<CellKey, ScanDelta>,
+    conversions: &BTreeMap<ConversionKey, ConversionDelta>,
+) -> BTreeMap<TotalsKey, TotalsDelta> {
+    let mut out: BTreeMap<TotalsKey, TotalsDelta> = BTreeMap::new();
+    let key = |k: &CellKey| TotalsKey {
+        grain: k.grain,
+        bucket: k.bucket,
+        scope: k.scope.clone(),
+    };
+    for (k, d) in scans {
+        if k.dim == Dim::Total && k.scope != ALL {
+            out.entry(key(k)).or_default().human += d.human;
+        }
+    }
+    for (k, d) in conversions {
+        if k.cell.dim == Dim::Total && k.cell.scope != ALL {
+            let t = out.entry(key(&k.cell)).or_default();
+            let e = t
+                .conversions
+                .entry((k.owner.clone(), k.kind, k.earnings_currency.clone()))
+                .or_default();
+            e.0 += d.n;
+            e.1 += d.earnings;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Rule;
+
+    fn scan(code: &str, ts_ms: u64, visitor: &str, channel: &str, bot: &str) -> Scan {
+        Scan {
+            scan_id: format!("{ts_ms:026}"),
+            ts_ms,
+            code: code.into(),
+            channel: channel.into(),
+            visitor_id: visitor.into(),
+            source: "qr".into(),
+            device: "mobile".into(),
+            country: "DE".into(),
+            bot_reason: bot.into(),
+            ..Scan::default()
+        }
+    }
+
+    fn get<'a>(
+        cells: &'a BTreeMap<CellKey, ScanDelta>,
+        scope: &str,
+        grain: Grain,
+        dim: Dim,
+        bucket: u32,
+        value: &str,
+    ) -> &'a ScanDelta {
+        &cells[&CellKey {
+            scope: scope.into(),
+            grain,
+            dim,
+            bucket,
+            value: value.into(),
+        }]
+    }
+
+    #[test]
+    fn scans_fan_out_into_cells_per_scope_grain_and_dimension() {
+        let day = 1_700_006_400; // 2023-11-15T00:00:00Z
+        let t = |secs: u64| (day + secs) * 1000;
+        let scans = [
+            scan("a", t(10), "v1", "yt", ""),
+            scan("a", t(20), "v1", "yt", ""),
+            scan("a", t(950), "v2", "", ""),
+            scan("a", t(960), "v9", "yt", "head"),
+            scan("b", t(3700), "v1", "ig", ""),
+        ];
+        let cells = scan_cells(&scans);
+        let q0 = get(&cells, "a", Grain::Quarter, Dim::Total, day as u32, "");
+        assert_eq!((q0.human, q0.bot, q0.qr, q0.visitors.len()), (2, 0, 2, 1));
+        let q1 = get(
+            &cells,
+            "a",
+            Grain::Quarter,
+            Dim::Total,
+            day as u32 + 900,
+            "",
+        );
+        assert_eq!((q1.human, q1.bot), (1, 1));
+        let h = get(&cells, "a", Grain::Hour, Dim::Channel, day as u32, "yt");
+        assert_eq!((h.human, h.bot, h.visitors.len()), (2, 1, 1));
+        let h = get(&cells, "a", Grain::Hour, Dim::BotReason, day as u32, "head");
+        assert_eq!((h.human, h.bot), (0, 1));
+        let all = get(&cells, ALL, Grain::Day, Dim::Total, day as u32, "");
+        assert_eq!((all.human, all.bot, all.visitors.len()), (4, 1, 2));
+        let all = get(&cells, ALL, Grain::Day, Dim::Country, day as u32, "DE");
+        assert_eq!(all.human + all.bot, 5);
+        // No dimensions at quarter-hour grain.
+        assert!(!cells
+            .keys()
+            .any(|k| k.grain == Grain::Quarter && k.dim != Dim::Total));
+        // Every grain and scope sees every scan once.
+        for grain in Grain::ALL {
+            for scope in ["a", "b", ALL] {
+                let n: u64 = cells
+                    .iter()
+                    .filter(|(k, _)| k.grain == grain && k.scope == scope && k.dim == Dim::Total)
+                    .map(|(_, d)| d.human + d.bot)
+                    .sum();
+                let want = scans
+                    .iter()
+                    .filter(|s| scope == ALL || s.code == scope)
+                    .count() as u64;
+                assert_eq!(n, want, "{grain:?} {scope}");
+            }
+        }
+    }
+
+    fn conversion(code: &str, kind: ConversionKind, ms: u64, scan_ms: u64) -> Conversion {
+        Conversion {
+            event_id: format!("e{ms}"),
+            kind,
+            occurred_ms: ms,
+            received_ms: ms,
+            code: code.into(),
+            owner: if code.is_empty() { "" } else { "alice" }.into(),
+            channel: "yt".into(),
+            scan_id: String::new(),
+            scan_ms,
+            visitor_id: String::new(),
+            customer_id: String::new(),
+            amount: 1000,
+            currency: "EUR".into(),
+            rule: Rule::ScanId,
+            earnings: if kind == ConversionKind::Refund {
+                -100
+            } else {
+                100
+            },
+            earnings_currency: "EUR".into(),
+            repeat: false,
+        }
+    }
+
+    #[test]
+    fn conversions_fan_out_with_their_scan_dimensions() {
+        let ms = 1_700_006_400_000;
+        let signup = conversion("a", ConversionKind::Signup, ms + 61_000, ms);
+        let refund = conversion("a", ConversionKind::Refund, ms + 1000, 0);
+        let lost = conversion("", ConversionKind::Purchase, ms, 0);
+        let dims = ScanDims {
+            device: "mobile".into(),
+            country: "FR".into(),
+            ..ScanDims::default()
+        };
+        let cells = conversion_cells(&[(&signup, Some(&dims)), (&refund, None), (&lost, None)]);
+        let find = |scope: &str, dim: Dim, value: &str, kind: ConversionKind| {
+            cells
+                .iter()
+                .find(|(k, _)| {
+                    k.cell.scope == scope
+                        && k.cell.grain == Grain::Day
+                        && k.cell.dim == dim
+                        && k.cell.value == value
+                        && k.kind == kind
+                })
+                .map(|(k, d)| (k.owner.clone(), d.clone()))
+        };
+        let (owner, d) = find("a", Dim::Country, "FR", ConversionKind::Signup).unwrap();
+        assert_eq!((owner.as_str(), d.n, d.earnings), ("alice", 1, 100));
+        let (_, d) = find("a", Dim::Country, "", ConversionKind::Refund).unwrap();
+        assert_eq!((d.n, d.amount, d.earnings), (1, 1000, -100));
+        let (_, d) = find("a", Dim::Total, "", ConversionKind::Signup).unwrap();
+        assert_eq!(d.delays.median_secs(), Some(61.0));
+        let (owner, d) = find(ALL, Dim::Total, "", ConversionKind::Purchase).unwrap();
+        assert_eq!(
+            (owner.as_str(), d.n),
+            ("", 1),
+            "unattributed: all codes only"
+        );
+        assert!(find("", Dim::Total, "", ConversionKind::Purchase).is_none());
+        let t = totals(&BTreeMap::new(), &cells);
+        let day = t[&TotalsKey {
+            grain: Grain::Day,
+            bucket: 1_700_006_400,
+            scope: "a".into(),
+        }]
+            .clone();
+        assert_eq!(
+            day.conversions[&("alice".into(), ConversionKind::Signup, "EUR".into())],
+            (1, 100)
+        );
+    }
+}

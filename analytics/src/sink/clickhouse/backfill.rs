@@ -1,0 +1,208 @@
+//! Rollups for rows an earlier version wrote (`rolled = 0`), built by
+//! `codelink migrate`.
+//!
+//! One UTC day at a time: its scans (then its conversions) are read as a
+//! stream, deduplicated by id, turned into cells by the same code as new
+//! batches, and inserted in chunks whose markers are `#backfill/{day}/…`
+//! (see `write.rs`): a day already done is skipped, a day half done is
+//! finished, so the backfill can be interrupted and run again. Rows new
+//! writers insert carry `rolled = 1` and are never backfilled. When nothing is
+//! left, the marker `#backfill/done` tells every instance so with one key lookup.
+
+use super::write::{ScanCellRow, REPEAT_GRACE_MS};
+use super::ClickHouseEvents;
+use crate::event::{Conversion, ConversionKind, Rule, Scan};
+use crate::rollup::{self, ConversionDelta, ScanCellBuilder, ScanDims};
+use crate::sink::SinkError;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+
+const DONE: &str = "#backfill/done";
+
+/// Days still holding rows without rollups.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackfillProgress {
+    /// Unix seconds of each day's start, oldest first.
+    pub days: Vec<u32>,
+}
+
+#[derive(Deserialize, clickhouse::Row)]
+struct ScanIn {
+    scan_id: String,
+    ts_ms: u64,
+    code: String,
+    channel: String,
+    visitor_id: String,
+    device: String,
+    os: String,
+    browser: String,
+    in_app: String,
+    referrer_host: String,
+    country: String,
+    source: String,
+    bot_reason: String,
+}
+
+#[derive(Deserialize, clickhouse::Row)]
+struct ConversionIn {
+    event_id: String,
+    kind: String,
+    occurred_ms: u64,
+    code: String,
+    owner: String,
+    channel: String,
+    scan_id: String,
+    scan_ms: u64,
+    amount: i64,
+    currency: String,
+    earnings: i64,
+    earnings_currency: String,
+}
+
+impl ClickHouseEvents {
+    /// Whether rows without rollups may exist (the done marker is absent).
+    pub async fn backfill_pending(&self) -> Result<bool, SinkError> {
+        self.migrated.get_or_try_init(|| self.migrate()).await?;
+        let done: u64 = self
+            .client
+            .query("SELECT count() FROM scan_rollup WHERE scope = ?")
+            .bind(DONE)
+            .fetch_one()
+            .await?;
+        Ok(done == 0)
+    }
+
+    /// The days with rows written before rollups existed. With none, the done
+    /// marker is written.
+    pub async fn backfill_todo(&self) -> Result<BackfillProgress, SinkError> {
+        if !self.backfill_pending().await? {
+            return Ok(BackfillProgress::default());
+        }
+        let mut days: Vec<u32> = self
+            .client
+            .query(
+                "SELECT DISTINCT toUInt32(toStartOfDay(ts, 'UTC')) FROM scans WHERE rolled = 0 \
+                 UNION ALL SELECT DISTINCT toUInt32(toStartOfDay(occurred, 'UTC')) \
+                 FROM conversions WHERE rolled = 0",
+            )
+            .fetch_all()
+            .await?;
+        days.sort_unstable();
+        days.dedup();
+        if days.is_empty() {
+            let mut insert = self
+                .client
+                .insert::<ScanCellRow<'_>>("scan_rollup_input")
+                .await?;
+            insert.write(&ScanCellRow::marker(DONE)).await?;
+            insert.end().await?;
+        }
+        Ok(BackfillProgress { days })
+    }
+
+    /// Builds the rollups of one day's old rows (idempotent; see the module docs).
+    pub async fn backfill_day(&self, day: u32) -> Result<(), SinkError> {
+        let (from, to) = (day, day.saturating_add(86_400));
+        let mut builder = ScanCellBuilder::default();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut cursor = self
+            .client
+            .query(
+                "SELECT scan_id, ts_ms, code, channel, visitor_id, device, os, browser, in_app, \
+                 referrer_host, country, source, bot_reason FROM scans \
+                 WHERE ts >= toDateTime(?) AND ts < toDateTime(?) AND rolled = 0",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch::<ScanIn>()?;
+        while let Some(r) = cursor.next().await? {
+            if !seen.insert(r.scan_id.clone()) {
+                continue;
+            }
+            builder.add(&Scan {
+                scan_id: r.scan_id,
+                ts_ms: r.ts_ms,
+                code: r.code,
+                channel: r.channel,
+                visitor_id: r.visitor_id,
+                device: r.device,
+                os: r.os,
+                browser: r.browser,
+                in_app: r.in_app,
+                referrer_host: r.referrer_host,
+                country: r.country,
+                source: r.source,
+                bot_reason: r.bot_reason,
+                ..Scan::default()
+            });
+        }
+        drop(seen);
+        let scan_cells = builder.finish();
+
+        let rows: Vec<ConversionIn> = self
+            .client
+            .query(
+                "SELECT event_id, kind, occurred_ms, code, owner, channel, scan_id, scan_ms, \
+                 amount, currency, earnings, earnings_currency FROM conversions \
+                 WHERE occurred >= toDateTime(?) AND occurred < toDateTime(?) AND rolled = 0",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all()
+            .await?;
+        let mut seen = HashSet::new();
+        let conversions: Vec<Conversion> = rows
+            .into_iter()
+            .filter(|r| seen.insert(r.event_id.clone()))
+            .map(|r| Conversion {
+                event_id: r.event_id,
+                kind: match r.kind.as_str() {
+                    "purchase" => ConversionKind::Purchase,
+                    "refund" => ConversionKind::Refund,
+                    _ => ConversionKind::Signup,
+                },
+                occurred_ms: r.occurred_ms,
+                received_ms: r.occurred_ms.saturating_sub(REPEAT_GRACE_MS),
+                code: r.code,
+                owner: r.owner,
+                channel: r.channel,
+                scan_id: r.scan_id,
+                scan_ms: r.scan_ms,
+                visitor_id: String::new(),
+                customer_id: String::new(),
+                amount: r.amount,
+                currency: r.currency,
+                rule: Rule::ScanId,
+                earnings: r.earnings,
+                earnings_currency: r.earnings_currency,
+                repeat: false,
+            })
+            .collect();
+        let with_dims = self
+            .with_scan_dims(&[], conversions.iter().collect())
+            .await?;
+        let mut all_conversions = BTreeMap::new();
+        let mut conversion_chunks = Vec::new();
+        for group in with_dims.chunks(1_000) {
+            let refs: Vec<(&Conversion, Option<&ScanDims>)> =
+                group.iter().map(|(c, d)| (*c, d.as_ref())).collect();
+            let cells = rollup::conversion_cells(&refs);
+            for (k, d) in &cells {
+                let slot: &mut ConversionDelta = all_conversions.entry(k.clone()).or_default();
+                slot.n += d.n;
+                slot.amount += d.amount;
+                slot.earnings += d.earnings;
+                slot.delays.merge(&d.delays);
+            }
+            conversion_chunks.push(cells);
+        }
+        let totals = rollup::totals(&scan_cells, &all_conversions);
+        self.write_rollups(
+            &format!("#backfill/{day}"),
+            &scan_cells,
+            &conversion_chunks,
+            &totals,
+        )
+        .await
+    }
+}

@@ -1,0 +1,324 @@
+//! Scan and conversion rows in ClickHouse, and their rollups.
+//!
+//! The SQL runs on ClickHouse 18.16 (Debian's package, what the tests use) and
+//! on current releases: modern `ENGINE = ... PARTITION BY ... ORDER BY` syntax,
+//! no TTL, no DateTime64, no LowCardinality, no CODECs, no `IF NOT EXISTS` on
+//! columns.
+//!
+//! - `write.rs`: a batch: rollup cells (through `Null` input tables and
+//!   materialized views into `AggregatingMergeTree` tables, each insert
+//!   carrying the batch's marker row), then the raw rows;
+//! - `read.rs`: a code's recent scans (drill-down);
+//! - `backfill.rs`: rollups for rows written before they existed.
+
+mod backfill;
+mod read;
+mod write;
+
+pub use backfill::BackfillProgress;
+
+use super::SinkError;
+use serde::Serialize;
+
+#[derive(Debug, Clone)]
+pub struct ClickHouseConfig {
+    /// e.g. `http://127.0.0.1:8123`
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Idempotent migrations, run in order at start-up (and again before the first
+/// write if ClickHouse was down at start-up). `{db}` is the database name.
+pub const MIGRATIONS: &[&str] = &[
+    "CREATE DATABASE IF NOT EXISTS {db}",
+    // ReplacingMergeTree over (code, ts, scan_id): a scan replayed from the spool
+    // has the same key and collapses into one row at merge time.
+    // `rolled` is 1 on rows whose rollup cells were written with them; rows
+    // written before rollups existed read 0 (see backfill.rs).
+    "CREATE TABLE IF NOT EXISTS {db}.scans (
+        scan_id String,
+        ts DateTime,
+        ts_ms UInt64,
+        code String,
+        channel String,
+        visitor_id String,
+        ip_prefix String,
+        user_agent String,
+        device String,
+        os String,
+        browser String,
+        in_app String,
+        referrer_host String,
+        country String,
+        source String,
+        is_bot UInt8,
+        bot_reason String,
+        is_unique UInt8,
+        rolled UInt8 DEFAULT 0
+    ) ENGINE = ReplacingMergeTree
+    PARTITION BY toYYYYMM(ts)
+    ORDER BY (code, ts, scan_id)",
+    // One row per conversion, deduplicated by event id (a conversion is
+    // re-written when a brand retries an event whose first answer it missed).
+    "CREATE TABLE IF NOT EXISTS {db}.conversions (
+        event_id String,
+        kind String,
+        occurred DateTime,
+        occurred_ms UInt64,
+        received_ms UInt64,
+        code String,
+        owner String,
+        channel String,
+        scan_id String,
+        scan_ms UInt64,
+        visitor_id String,
+        customer_id String,
+        amount Int64,
+        currency String,
+        rule String,
+        earnings Int64,
+        earnings_currency String,
+        rolled UInt8 DEFAULT 0
+    ) ENGINE = ReplacingMergeTree
+    PARTITION BY toYYYYMM(occurred)
+    ORDER BY (code, occurred, event_id)",
+    // Scan cells (see `crate::rollup`): per scope (a code, or '*'), grain
+    // (0 quarter-hour, 1 hour, 2 day), dimension, bucket and value. Not
+    // partitioned: every insert is then one part, written whole or not at
+    // all, which is what makes a batch's marker row (scope '#…') mean
+    // "this batch's cells are in".
+    "CREATE TABLE IF NOT EXISTS {db}.scan_rollup (
+        scope String,
+        grain UInt8,
+        dim UInt8,
+        bucket DateTime,
+        value String,
+        human AggregateFunction(sum, UInt64),
+        bot AggregateFunction(sum, UInt64),
+        qr AggregateFunction(sum, UInt64),
+        link AggregateFunction(sum, UInt64),
+        visitors_small AggregateFunction(uniqUpToArray(100), Array(UInt64)),
+        visitors AggregateFunction(uniqHLL12Array, Array(UInt64))
+    ) ENGINE = AggregatingMergeTree
+    ORDER BY (scope, grain, dim, bucket, value)",
+    "CREATE TABLE IF NOT EXISTS {db}.scan_rollup_input (
+        scope String,
+        grain UInt8,
+        dim UInt8,
+        bucket DateTime,
+        value String,
+        n_human UInt64,
+        n_bot UInt64,
+        n_qr UInt64,
+        n_link UInt64,
+        visitor_hashes Array(UInt64)
+    ) ENGINE = Null",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.scan_rollup_mv TO {db}.scan_rollup AS
+    SELECT scope, grain, dim, bucket, value,
+        sumState(n_human) AS human, sumState(n_bot) AS bot,
+        sumState(n_qr) AS qr, sumState(n_link) AS link,
+        uniqUpToArrayState(100)(visitor_hashes) AS visitors_small,
+        uniqHLL12ArrayState(visitor_hashes) AS visitors
+    FROM {db}.scan_rollup_input
+    GROUP BY scope, grain, dim, bucket, value",
+    // Conversion cells: also per owner (in a code's scope), kind and
+    // currencies; 128-bit sums; the scan-to-signup delay histogram.
+    "CREATE TABLE IF NOT EXISTS {db}.conversion_rollup (
+        scope String,
+        grain UInt8,
+        dim UInt8,
+        bucket DateTime,
+        value String,
+        owner String,
+        kind String,
+        currency String,
+        earnings_currency String,
+        n AggregateFunction(sum, UInt64),
+        amount AggregateFunction(sum, Decimal(38, 0)),
+        earnings AggregateFunction(sum, Decimal(38, 0)),
+        delays AggregateFunction(sumMap, Array(UInt16), Array(UInt64))
+    ) ENGINE = AggregatingMergeTree
+    ORDER BY (scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency)",
+    "CREATE TABLE IF NOT EXISTS {db}.conversion_rollup_input (
+        scope String,
+        grain UInt8,
+        dim UInt8,
+        bucket DateTime,
+        value String,
+        owner String,
+        kind String,
+        currency String,
+        earnings_currency String,
+        n_conversions UInt64,
+        amount_sum Decimal(38, 0),
+        earnings_sum Decimal(38, 0),
+        delay_bins Array(UInt16),
+        delay_counts Array(UInt64)
+    ) ENGINE = Null",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.conversion_rollup_mv TO {db}.conversion_rollup AS
+    SELECT scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency,
+        sumState(n_conversions) AS n, sumState(amount_sum) AS amount,
+        sumState(earnings_sum) AS earnings,
+        sumMapState(delay_bins, delay_counts) AS delays
+    FROM {db}.conversion_rollup_input
+    GROUP BY scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency",
+    // Each code's totals ordered by time first: a ranking over every code
+    // reads one time range. Scan rows have kind ''.
+    "CREATE TABLE IF NOT EXISTS {db}.code_totals (
+        grain UInt8,
+        bucket DateTime,
+        scope String,
+        owner String,
+        kind String,
+        earnings_currency String,
+        human AggregateFunction(sum, UInt64),
+        n AggregateFunction(sum, UInt64),
+        earnings AggregateFunction(sum, Decimal(38, 0))
+    ) ENGINE = AggregatingMergeTree
+    ORDER BY (grain, bucket, scope, owner, kind, earnings_currency)",
+    "CREATE TABLE IF NOT EXISTS {db}.code_totals_input (
+        grain UInt8,
+        bucket DateTime,
+        scope String,
+        owner String,
+        kind String,
+        earnings_currency String,
+        n_human UInt64,
+        n_conversions UInt64,
+        earnings_sum Decimal(38, 0)
+    ) ENGINE = Null",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.code_totals_mv TO {db}.code_totals AS
+    SELECT grain, bucket, scope, owner, kind, earnings_currency,
+        sumState(n_human) AS human, sumState(n_conversions) AS n,
+        sumState(earnings_sum) AS earnings
+    FROM {db}.code_totals_input
+    GROUP BY grain, bucket, scope, owner, kind, earnings_currency",
+];
+
+/// Columns added to tables that earlier versions created (18.16 has no
+/// `ADD COLUMN IF NOT EXISTS`, so each is added only when `system.columns`
+/// lacks it).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("scans", "rolled", "UInt8 DEFAULT 0"),
+    ("conversions", "rolled", "UInt8 DEFAULT 0"),
+];
+
+#[derive(Clone)]
+pub struct ClickHouseEvents {
+    client: clickhouse::Client,
+    database: String,
+    migrated: std::sync::Arc<tokio::sync::OnceCell<()>>,
+}
+
+impl ClickHouseEvents {
+    pub fn new(config: &ClickHouseConfig) -> Self {
+        let mut client = clickhouse::Client::default()
+            .with_url(&config.url)
+            .with_database(&config.database)
+            // 18.16 knows neither the schema query nor the format validation uses.
+            .with_validation(false);
+        if let Some(user) = &config.user {
+            client = client.with_user(user);
+        }
+        if let Some(password) = &config.password {
+            client = client.with_password(password);
+        }
+        Self {
+            client,
+            database: config.database.clone(),
+            migrated: Default::default(),
+        }
+    }
+
+    /// Runs [`MIGRATIONS`] and adds [`ADDED_COLUMNS`]; safe to call again.
+    pub async fn migrate(&self) -> Result<(), SinkError> {
+        // The database may not exist yet, so DDL goes through a client without one.
+        let admin = self.client.clone().with_database("default");
+        let db = quote_ident(&self.database);
+        for sql in MIGRATIONS {
+            admin.query(&sql.replace("{db}", &db)).execute().await?;
+        }
+        for (table, column, definition) in ADDED_COLUMNS {
+            let present: u64 = admin
+                .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+                .bind(&self.database)
+                .bind(*table)
+                .bind(*column)
+                .fetch_one()
+                .await?;
+            if present == 0 {
+                let sql = format!("ALTER TABLE {db}.{table} ADD COLUMN {column} {definition}");
+                admin.query(&sql).execute().await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), SinkError> {
+        self.client
+            .clone()
+            .with_database("default")
+            .query("SELECT 1")
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    pub fn client(&self) -> &clickhouse::Client {
+        &self.client
+    }
+}
+
+/// One row of `scans` (RowBinary, by column name).
+#[derive(Debug, Serialize, clickhouse::Row)]
+struct ScanRow<'a> {
+    scan_id: &'a str,
+    ts: u32,
+    ts_ms: u64,
+    code: &'a str,
+    channel: &'a str,
+    visitor_id: &'a str,
+    ip_prefix: &'a str,
+    user_agent: &'a str,
+    device: &'a str,
+    os: &'a str,
+    browser: &'a str,
+    in_app: &'a str,
+    referrer_host: &'a str,
+    country: &'a str,
+    source: &'a str,
+    is_bot: u8,
+    bot_reason: &'a str,
+    is_unique: u8,
+    rolled: u8,
+}
+
+/// One row of `conversions`.
+#[derive(Debug, Serialize, clickhouse::Row)]
+struct ConversionRow<'a> {
+    event_id: &'a str,
+    kind: &'a str,
+    occurred: u32,
+    occurred_ms: u64,
+    received_ms: u64,
+    code: &'a str,
+    owner: &'a str,
+    channel: &'a str,
+    scan_id: &'a str,
+    scan_ms: u64,
+    visitor_id: &'a str,
+    customer_id: &'a str,
+    amount: i64,
+    currency: &'a str,
+    rule: &'a str,
+    earnings: i64,
+    earnings_currency: &'a str,
+    rolled: u8,
+}
+
+/// Backquotes an identifier (database names come from configuration).
+fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}

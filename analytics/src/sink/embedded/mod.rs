@@ -1,0 +1,284 @@
+//! The embedded sink: `scans.redb` in the data dir holds what no server was
+//! configured for: scan and conversion rows with their rollups (no
+//! ClickHouse), and the live store (no Redis).
+//!
+//! - `write.rs`: a batch in one redb transaction (rows, rollups, counters,
+//!   last visits and the batch id), so a batch is applied exactly once;
+//! - `read.rs`: rollup cells for the queries, recent scans, scans by id;
+//! - `migrate.rs`: rollups for data written before they existed.
+
+mod migrate;
+mod read;
+mod write;
+
+pub use migrate::MigrationProgress;
+
+use super::SinkError;
+use crate::event::Conversion;
+use crate::records::{Claim, CustomerLink, LastVisit};
+use crate::stats::CodeStats;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// scan id → scan as JSON: how the first versions stored scans; migrated.
+const SCANS: TableDefinition<&str, &[u8]> = TableDefinition::new("scans");
+/// first scan id → a chunk of scans of any codes: the next versions; migrated.
+const SCAN_CHUNKS: TableDefinition<&str, &[u8]> = TableDefinition::new("scan_chunks");
+/// "{code}\0{first scan id}" → a chunk of that code's scans (see [`super::chunk`]).
+const CODE_CHUNKS: TableDefinition<&str, &[u8]> = TableDefinition::new("code_chunks");
+/// "{code}\0{field}" → count.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// "{code}\0{day}\0{visitor}" → 1: the exact unique visitors per day.
+const VISITS: TableDefinition<&str, u8> = TableDefinition::new("visits");
+/// batch id → number of scans: batches already applied.
+const BATCHES: TableDefinition<&str, u64> = TableDefinition::new("batches");
+/// event id → conversion as JSON: the stored conversions (no ClickHouse).
+const CONVERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversions");
+/// event id → conversion as JSON: the first answer given for each event id.
+const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
+/// customer id → the attribution of the customer's first attributed conversion.
+const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers");
+/// "{code}\0{visitor}" → the latest human scan of the code by the visitor.
+const LAST_VISITS: TableDefinition<&str, &[u8]> = TableDefinition::new("last_visits");
+/// [`block_key`] → every scan cell of one (scope, grain, bucket) (`rollup::block`).
+const SCAN_BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("scan_blocks");
+/// [`block_key`] → every conversion cell of one (scope, grain, bucket).
+const CONVERSION_BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conversion_blocks");
+/// [`totals_key`] → a code's totals in one bucket, ordered by time.
+const TOTALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("totals");
+/// code → (occurred ms, event id, owner) of its latest stored conversion.
+const LATEST_OWNERS: TableDefinition<&str, &[u8]> = TableDefinition::new("latest_owners");
+/// event ids of conversions stored before rollups existed, still to be rolled up.
+const LEGACY_CONVERSIONS: TableDefinition<&str, ()> = TableDefinition::new("legacy_conversions");
+/// Store-wide facts: `layout` → the layout version.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The layout this version writes: per-code chunks and rollups.
+const LAYOUT: &[u8] = b"2";
+
+/// `{scope}\0{grain}{bucket: u32 BE}`: a scope's blocks sort by grain, then time.
+fn block_key(scope: &str, grain: crate::rollup::Grain, bucket: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(scope.len() + 6);
+    k.extend_from_slice(scope.as_bytes());
+    k.push(0);
+    k.push(grain as u8);
+    k.extend_from_slice(&bucket.to_be_bytes());
+    k
+}
+
+/// `{grain}{bucket: u32 BE}{scope}`: every code's totals of a time range are adjacent.
+fn totals_key(grain: crate::rollup::Grain, bucket: u32, scope: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(scope.len() + 5);
+    k.push(grain as u8);
+    k.extend_from_slice(&bucket.to_be_bytes());
+    k.extend_from_slice(scope.as_bytes());
+    k
+}
+
+#[derive(Clone)]
+pub struct EmbeddedSink {
+    db: Arc<Database>,
+    /// Keep scan and conversion rows and their rollups here (no ClickHouse).
+    events: bool,
+    /// Keep counters and the live store here (no Redis).
+    counters: bool,
+}
+
+fn err(e: impl std::fmt::Display) -> SinkError {
+    SinkError::Embedded(e.to_string())
+}
+
+impl EmbeddedSink {
+    pub fn open(data_dir: &Path, events: bool, counters: bool) -> Result<Self, SinkError> {
+        let path = data_dir.join("scans.redb");
+        let db = Database::create(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let tx = db.begin_write().map_err(err)?;
+        tx.open_table(SCANS).map_err(err)?;
+        tx.open_table(SCAN_CHUNKS).map_err(err)?;
+        tx.open_table(CODE_CHUNKS).map_err(err)?;
+        tx.open_table(COUNTERS).map_err(err)?;
+        tx.open_table(VISITS).map_err(err)?;
+        tx.open_table(BATCHES).map_err(err)?;
+        tx.open_table(CLAIMS).map_err(err)?;
+        tx.open_table(CUSTOMERS).map_err(err)?;
+        tx.open_table(LAST_VISITS).map_err(err)?;
+        tx.open_table(SCAN_BLOCKS).map_err(err)?;
+        tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
+        tx.open_table(TOTALS).map_err(err)?;
+        tx.open_table(LATEST_OWNERS).map_err(err)?;
+        {
+            let mut meta = tx.open_table(META).map_err(err)?;
+            let conversions = tx.open_table(CONVERSIONS).map_err(err)?;
+            let mut legacy = tx.open_table(LEGACY_CONVERSIONS).map_err(err)?;
+            if meta.get("layout").map_err(err)?.is_none() {
+                // Conversions stored by an earlier version have no rollups
+                // yet: remember which, so that the migration rolls up those
+                // and no other.
+                for item in conversions.iter().map_err(err)? {
+                    let (id, _) = item.map_err(err)?;
+                    legacy.insert(id.value(), ()).map_err(err)?;
+                }
+                meta.insert("layout", LAYOUT).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(Self {
+            db: Arc::new(db),
+            events,
+            counters,
+        })
+    }
+
+    /// Runs `f` on the blocking pool with the database.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, SinkError> + Send + 'static,
+    ) -> Result<T, SinkError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(err)?
+    }
+
+    pub async fn code_stats(&self, code: &str) -> Result<CodeStats, SinkError> {
+        let code = code.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(COUNTERS).map_err(err)?;
+            let start = format!("{code}\0");
+            let end = format!("{code}\u{1}");
+            let mut fields = Vec::new();
+            let mut uniques = BTreeMap::new();
+            for item in table.range(start.as_str()..end.as_str()).map_err(err)? {
+                let (k, v) = item.map_err(err)?;
+                let field = &k.value()[start.len()..];
+                match field.strip_prefix("uv:") {
+                    Some(day) => {
+                        uniques.insert(day.to_string(), v.value());
+                    }
+                    None => fields.push((field.to_string(), v.value())),
+                }
+            }
+            Ok(CodeStats::from_fields(&code, fields, &uniques))
+        })
+        .await
+    }
+
+    /// The latest human scan of `code` by `visitor`.
+    pub async fn last_visit(
+        &self,
+        code: &str,
+        visitor: &str,
+    ) -> Result<Option<LastVisit>, SinkError> {
+        let key = format!("{code}\0{visitor}");
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(LAST_VISITS).map_err(err)?;
+            Ok(table
+                .get(key.as_str())
+                .map_err(err)?
+                .and_then(|v| LastVisit::decode(v.value())))
+        })
+        .await
+    }
+
+    /// Claims `event_id` for `conversion`; if another answer was given first,
+    /// returns that. A customer link is stored with the claim unless one exists.
+    pub async fn claim(
+        &self,
+        conversion: &Conversion,
+        customer: Option<&CustomerLink>,
+    ) -> Result<Claim, SinkError> {
+        let conversion = conversion.clone();
+        let customer = customer.cloned();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(err)?;
+            let claim = {
+                let mut claims = tx.open_table(CLAIMS).map_err(err)?;
+                let existing: Option<Conversion> =
+                    match claims.get(conversion.event_id.as_str()).map_err(err)? {
+                        Some(v) => Some(serde_json::from_slice(v.value()).map_err(err)?),
+                        None => None,
+                    };
+                if let Some(existing) = existing {
+                    Claim::Existing(Box::new(existing))
+                } else {
+                    let row = serde_json::to_vec(&conversion).map_err(err)?;
+                    claims
+                        .insert(conversion.event_id.as_str(), row.as_slice())
+                        .map_err(err)?;
+                    if let Some(link) = &customer {
+                        let mut customers = tx.open_table(CUSTOMERS).map_err(err)?;
+                        if customers
+                            .get(conversion.customer_id.as_str())
+                            .map_err(err)?
+                            .is_none()
+                        {
+                            let value = serde_json::to_vec(link).map_err(err)?;
+                            customers
+                                .insert(conversion.customer_id.as_str(), value.as_slice())
+                                .map_err(err)?;
+                        }
+                    }
+                    Claim::New
+                }
+            };
+            tx.commit().map_err(err)?;
+            Ok(claim)
+        })
+        .await
+    }
+
+    pub async fn release(&self, conversion: &Conversion) -> Result<(), SinkError> {
+        let row = serde_json::to_vec(conversion).map_err(err)?;
+        let id = conversion.event_id.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(err)?;
+            {
+                let mut claims = tx.open_table(CLAIMS).map_err(err)?;
+                let ours = claims
+                    .get(id.as_str())
+                    .map_err(err)?
+                    .is_some_and(|v| v.value() == row.as_slice());
+                if ours {
+                    claims.remove(id.as_str()).map_err(err)?;
+                }
+            }
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerLink>, SinkError> {
+        let id = customer_id.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(CUSTOMERS).map_err(err)?;
+            match table.get(id.as_str()).map_err(err)? {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(err)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// Every stored conversion, in event-id order (tests and small exports).
+    pub async fn all_conversions(&self) -> Result<Vec<Conversion>, SinkError> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(CONVERSIONS).map_err(err)?;
+            let mut out = Vec::with_capacity(table.len().map_err(err)? as usize);
+            for item in table.iter().map_err(err)? {
+                let (k, v) = item.map_err(err)?;
+                match serde_json::from_slice(v.value()) {
+                    Ok(row) => out.push(row),
+                    Err(e) => tracing::error!(key = k.value(), error = %e, "unreadable conversion skipped"),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

@@ -1,0 +1,206 @@
+//! Reading back: rollup cells for the analytics queries (never raw scans), a
+//! code's recent scans for drill-down, and test helpers.
+
+use super::write::decode_owner;
+use super::{
+    block_key, err, totals_key, EmbeddedSink, CODE_CHUNKS, CONVERSION_BLOCKS, LATEST_OWNERS, SCANS,
+    SCAN_BLOCKS, SCAN_CHUNKS, TOTALS,
+};
+use crate::event::Scan;
+use crate::rollup::block::{cells_of, ConversionBlock, ScanCell, Totals};
+use crate::rollup::{Dim, Grain};
+use crate::sink::{chunk, ScanPage, SinkError};
+use crate::ScanId;
+use redb::{ReadTransaction, ReadableTable};
+
+/// Rollup reads within one read transaction (a consistent snapshot).
+pub(crate) struct Reader {
+    tx: ReadTransaction,
+}
+
+impl Reader {
+    /// Calls `f(bucket, value, cell)` for each scan cell of `scope` at
+    /// `grain` in dimension `dim`, with `from <= bucket < to` (Unix seconds).
+    pub fn scan_cells(
+        &self,
+        scope: &str,
+        grain: Grain,
+        dim: Dim,
+        (from, to): (u32, u32),
+        mut f: impl FnMut(u32, &str, ScanCell),
+    ) -> Result<(), SinkError> {
+        let table = self.tx.open_table(SCAN_BLOCKS).map_err(err)?;
+        let (lo, hi) = (block_key(scope, grain, from), block_key(scope, grain, to));
+        for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            let key = k.value();
+            let bucket = u32::from_be_bytes(
+                key[key.len() - 4..]
+                    .try_into()
+                    .map_err(|_| err("short block key"))?,
+            );
+            for cell in cells_of(v.value(), dim).map_err(err)? {
+                let (value, cell) = cell.map_err(err)?;
+                f(bucket, value, cell);
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f(bucket, block)` for each conversion block of `scope` at `grain`
+    /// with `from <= bucket < to`.
+    pub fn conversion_blocks(
+        &self,
+        scope: &str,
+        grain: Grain,
+        (from, to): (u32, u32),
+        mut f: impl FnMut(u32, ConversionBlock),
+    ) -> Result<(), SinkError> {
+        let table = self.tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
+        let (lo, hi) = (block_key(scope, grain, from), block_key(scope, grain, to));
+        for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            let key = k.value();
+            let bucket = u32::from_be_bytes(
+                key[key.len() - 4..]
+                    .try_into()
+                    .map_err(|_| err("short block key"))?,
+            );
+            f(bucket, ConversionBlock::decode(v.value()).map_err(err)?);
+        }
+        Ok(())
+    }
+
+    /// Calls `f(code, totals)` for every code's totals at `grain` with
+    /// `from <= bucket < to`.
+    pub fn totals(
+        &self,
+        grain: Grain,
+        (from, to): (u32, u32),
+        mut f: impl FnMut(&str, Totals),
+    ) -> Result<(), SinkError> {
+        let table = self.tx.open_table(TOTALS).map_err(err)?;
+        let (lo, hi) = (totals_key(grain, from, ""), totals_key(grain, to, ""));
+        for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            let code = std::str::from_utf8(&k.value()[5..]).map_err(err)?;
+            f(code, Totals::decode(v.value()).map_err(err)?);
+        }
+        Ok(())
+    }
+
+    /// The owner recorded with the code's latest stored conversion.
+    pub fn latest_owner(&self, code: &str) -> Result<Option<String>, SinkError> {
+        let table = self.tx.open_table(LATEST_OWNERS).map_err(err)?;
+        let v = table.get(code).map_err(err)?;
+        Ok(v.and_then(|v| decode_owner(v.value()))
+            .map(|(_, _, owner)| owner))
+    }
+}
+
+impl EmbeddedSink {
+    /// Runs `f` on a consistent snapshot, on the blocking pool.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, SinkError> + Send + 'static,
+    ) -> Result<T, SinkError> {
+        self.blocking(move |db| {
+            let reader = Reader {
+                tx: db.begin_read().map_err(err)?,
+            };
+            f(&reader)
+        })
+        .await
+    }
+
+    /// Up to `limit` of `code`'s scans older than the scan id `before` (all
+    /// when `None`), newest first.
+    pub async fn recent_scans(
+        &self,
+        code: &str,
+        before: Option<ScanId>,
+        limit: usize,
+    ) -> Result<ScanPage, SinkError> {
+        let code = code.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(CODE_CHUNKS).map_err(err)?;
+            let before_text = before.map(|b| b.to_string());
+            let lo = format!("{code}\0");
+            let hi = match &before_text {
+                Some(b) => format!("{code}\0{b}"),
+                None => format!("{code}\u{1}"),
+            };
+            let mut found: Vec<Scan> = Vec::new();
+            for item in table.range(lo.as_str()..hi.as_str()).map_err(err)?.rev() {
+                let (k, v) = item.map_err(err)?;
+                // Chunks of one code may overlap in time by less than a chunk's
+                // span: once `limit + 1` scans are in hand (one more tells
+                // whether there is a next page), only chunks starting within
+                // that span of the oldest one kept can add newer scans.
+                if found.len() > limit {
+                    let chunk_ms = k.value()[lo.len()..]
+                        .get(..26)
+                        .and_then(ScanId::parse)
+                        .map_or(0, ScanId::unix_ms);
+                    if chunk_ms + chunk::CHUNK_SPAN_MS < found[limit].ts_ms {
+                        break;
+                    }
+                }
+                match chunk::decode(v.value()) {
+                    Ok(scans) => found.extend(
+                        scans
+                            .into_iter()
+                            .filter(|s| before_text.as_ref().is_none_or(|b| &s.scan_id < b)),
+                    ),
+                    Err(e) => tracing::error!(error = %e, "unreadable scan chunk skipped"),
+                }
+                found.sort_unstable_by(|a, b| b.scan_id.cmp(&a.scan_id));
+                found.dedup_by(|a, b| a.scan_id == b.scan_id);
+                found.truncate(limit + 1);
+            }
+            let more = found.len() > limit;
+            found.truncate(limit);
+            let next = if more {
+                found.last().map(|s| s.scan_id.clone())
+            } else {
+                None
+            };
+            Ok(ScanPage { scans: found, next })
+        })
+        .await
+    }
+
+    /// Every stored scan, in scan-id order, from every layout (tests and small
+    /// exports; it reads everything).
+    pub async fn all_scans(&self) -> Result<Vec<Scan>, SinkError> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(err)?;
+            let mut out: Vec<Scan> = Vec::new();
+            for table in [CODE_CHUNKS, SCAN_CHUNKS] {
+                let table = tx.open_table(table).map_err(err)?;
+                for item in table.iter().map_err(err)? {
+                    let (k, v) = item.map_err(err)?;
+                    match chunk::decode(v.value()) {
+                        Ok(scans) => out.extend(scans),
+                        Err(e) => {
+                            tracing::error!(key = k.value(), error = %e, "unreadable scan chunk skipped")
+                        }
+                    }
+                }
+            }
+            let rows = tx.open_table(SCANS).map_err(err)?;
+            for item in rows.iter().map_err(err)? {
+                let (k, v) = item.map_err(err)?;
+                match serde_json::from_slice(v.value()) {
+                    Ok(s) => out.push(s),
+                    Err(e) => tracing::error!(key = k.value(), error = %e, "unreadable row skipped"),
+                }
+            }
+            out.sort_by(|a, b| a.scan_id.cmp(&b.scan_id));
+            out.dedup_by(|a, b| a.scan_id == b.scan_id);
+            Ok(out)
+        })
+        .await
+    }
+}

@@ -1,0 +1,317 @@
+//! Writing a batch: one redb transaction holds the batch id, the scan chunks,
+//! the conversion rows, every rollup cell they add, the counters and the last
+//! visits. A batch id already present means "applied before": a replay adds
+//! nothing. So rollups are exact, once, like the rows.
+
+use super::{
+    block_key, err, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS, CONVERSIONS, CONVERSION_BLOCKS,
+    COUNTERS, LAST_VISITS, LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, TOTALS, VISITS,
+};
+use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
+use crate::event::{Conversion, Scan};
+use crate::records::LastVisit;
+use crate::rollup::block::{ConversionBlock, ConversionCellKey, ScanBlock, Totals};
+use crate::rollup::{self, Grain, ScanDims};
+use crate::sink::{chunk, SinkError};
+use crate::ScanId;
+use redb::{ReadableTable, WriteTransaction};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+impl EmbeddedSink {
+    pub async fn write(&self, batch: &Arc<Batch>) -> Result<(), SinkError> {
+        let this = self.clone();
+        let batch = batch.clone();
+        tokio::task::spawn_blocking(move || this.write_blocking(&batch))
+            .await
+            .map_err(err)?
+    }
+
+    fn write_blocking(&self, batch: &Batch) -> Result<(), SinkError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut batches = tx.open_table(BATCHES).map_err(err)?;
+            if batches.get(batch.id.as_str()).map_err(err)?.is_some() {
+                return Ok(()); // applied before: a replay
+            }
+            batches
+                .insert(batch.id.as_str(), batch.scans.len() as u64)
+                .map_err(err)?;
+        }
+        if self.events {
+            write_chunks(&tx, &batch.scans)?;
+            let counted = store_conversions(&tx, &batch.scans, &batch.conversions)?;
+            let with_dims: Vec<(&Conversion, Option<&ScanDims>)> =
+                counted.iter().map(|(c, d)| (*c, d.as_ref())).collect();
+            apply_rollups(&tx, &batch.scans, &with_dims)?;
+        }
+        if self.counters {
+            write_counters(&tx, &batch.scans)?;
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+/// The scans in chunks per code: one redb entry per chunk (a B-tree insert per
+/// scan would cost more than everything else the sink does).
+pub(super) fn write_chunks(tx: &WriteTransaction, scans: &[Scan]) -> Result<(), SinkError> {
+    let mut by_code: BTreeMap<&str, Vec<&Scan>> = BTreeMap::new();
+    for s in scans {
+        by_code.entry(&s.code).or_default().push(s);
+    }
+    let mut chunks = tx.open_table(CODE_CHUNKS).map_err(err)?;
+    let mut bytes = Vec::new();
+    let mut key = String::new();
+    for (code, scans) in by_code {
+        for c in chunk::chunks(&scans) {
+            bytes.clear();
+            chunk::encode(c.scans, &mut bytes).map_err(err)?;
+            key.clear();
+            key.push_str(code);
+            key.push('\0');
+            key.push_str(c.key);
+            chunks.insert(key.as_str(), bytes.as_slice()).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores the conversion rows; returns those to count in the rollups (the
+/// ones not stored before: a brand's retry of an event already stored adds
+/// nothing), each with its attributed scan's dimensions when found.
+fn store_conversions<'b>(
+    tx: &WriteTransaction,
+    scans: &'b [Scan],
+    conversions: &'b [Conversion],
+) -> Result<Vec<(&'b Conversion, Option<ScanDims>)>, SinkError> {
+    if conversions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let in_batch: HashMap<&str, &Scan> = scans.iter().map(|s| (s.scan_id.as_str(), s)).collect();
+    let mut rows = tx.open_table(CONVERSIONS).map_err(err)?;
+    let mut counted = Vec::new();
+    for c in conversions {
+        if rows.get(c.event_id.as_str()).map_err(err)?.is_some() {
+            continue;
+        }
+        let mut row = c.clone();
+        row.repeat = false;
+        let json = serde_json::to_vec(&row).map_err(err)?;
+        rows.insert(c.event_id.as_str(), json.as_slice())
+            .map_err(err)?;
+        let dims = match in_batch.get(c.scan_id.as_str()) {
+            Some(s) => Some(ScanDims::of(s)),
+            None => find_scan(tx, &c.code, &c.scan_id)?
+                .as_ref()
+                .map(ScanDims::of),
+        };
+        counted.push((c, dims));
+    }
+    Ok(counted)
+}
+
+/// A stored scan by its code and id (the id starts with its time, so only the
+/// chunks of that second are read).
+pub(super) fn find_scan(
+    tx: &WriteTransaction,
+    code: &str,
+    scan_id: &str,
+) -> Result<Option<Scan>, SinkError> {
+    let Some(id) = ScanId::parse(scan_id) else {
+        return Ok(None);
+    };
+    let ms = id.unix_ms();
+    let at = |ms: u64| ScanId::from_parts(ms, 0, 0).to_string();
+    let from = at(ms.saturating_sub(chunk::CHUNK_SPAN_MS));
+    let to = at(ms + 1);
+    let chunks = tx.open_table(CODE_CHUNKS).map_err(err)?;
+    let (lo, hi) = (format!("{code}\0{from}"), format!("{code}\0{to}"));
+    for item in chunks.range(lo.as_str()..hi.as_str()).map_err(err)? {
+        let (_, v) = item.map_err(err)?;
+        if let Ok(scans) = chunk::decode(v.value()) {
+            if let Some(s) = scans.into_iter().find(|s| s.scan_id == scan_id) {
+                return Ok(Some(s));
+            }
+        }
+    }
+    // Not migrated yet: the layouts of earlier versions.
+    let old = tx.open_table(SCAN_CHUNKS).map_err(err)?;
+    for item in old.range(from.as_str()..to.as_str()).map_err(err)? {
+        let (_, v) = item.map_err(err)?;
+        if let Ok(scans) = chunk::decode(v.value()) {
+            if let Some(s) = scans.into_iter().find(|s| s.scan_id == scan_id) {
+                return Ok(Some(s));
+            }
+        }
+    }
+    let rows = tx.open_table(SCANS).map_err(err)?;
+    let found = rows.get(scan_id).map_err(err)?;
+    Ok(found.and_then(|v| serde_json::from_slice(v.value()).ok()))
+}
+
+/// Adds the rollup cells of `scans` and `conversions` (already decided to be
+/// counted) to the stored blocks, totals and latest owners.
+pub(super) fn apply_rollups(
+    tx: &WriteTransaction,
+    scans: &[Scan],
+    conversions: &[(&Conversion, Option<&ScanDims>)],
+) -> Result<(), SinkError> {
+    let scan_cells = rollup::scan_cells(scans);
+    let conversion_cells = rollup::conversion_cells(conversions);
+    let totals = rollup::totals(&scan_cells, &conversion_cells);
+
+    // One read-modify-write per block: the cells arrive grouped by scope and grain.
+    let mut blocks: BTreeMap<(&str, Grain, u32), ScanBlock> = BTreeMap::new();
+    let mut table = tx.open_table(SCAN_BLOCKS).map_err(err)?;
+    for (k, d) in &scan_cells {
+        let slot = (k.scope.as_str(), k.grain, k.bucket);
+        let block = match blocks.entry(slot) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let stored = table
+                    .get(block_key(slot.0, slot.1, slot.2).as_slice())
+                    .map_err(err)?;
+                e.insert(match stored {
+                    Some(v) => ScanBlock::decode(v.value()).map_err(err)?,
+                    None => ScanBlock::default(),
+                })
+            }
+        };
+        block.add(k.dim, &k.value, d);
+    }
+    for ((scope, grain, bucket), block) in blocks {
+        table
+            .insert(
+                block_key(scope, grain, bucket).as_slice(),
+                block.encode().as_slice(),
+            )
+            .map_err(err)?;
+    }
+
+    let mut blocks: BTreeMap<(&str, Grain, u32), ConversionBlock> = BTreeMap::new();
+    let mut table = tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
+    for (k, d) in &conversion_cells {
+        let c = &k.cell;
+        let slot = (c.scope.as_str(), c.grain, c.bucket);
+        let block = match blocks.entry(slot) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let stored = table
+                    .get(block_key(slot.0, slot.1, slot.2).as_slice())
+                    .map_err(err)?;
+                e.insert(match stored {
+                    Some(v) => ConversionBlock::decode(v.value()).map_err(err)?,
+                    None => ConversionBlock::default(),
+                })
+            }
+        };
+        let key = ConversionCellKey {
+            dim: c.dim,
+            value: c.value.clone(),
+            owner: k.owner.clone(),
+            kind: k.kind,
+            currency: k.currency.clone(),
+            earnings_currency: k.earnings_currency.clone(),
+        };
+        block.cells.entry(key).or_default().add(d);
+    }
+    for ((scope, grain, bucket), block) in blocks {
+        table
+            .insert(
+                block_key(scope, grain, bucket).as_slice(),
+                block.encode().as_slice(),
+            )
+            .map_err(err)?;
+    }
+
+    let mut table = tx.open_table(TOTALS).map_err(err)?;
+    for (k, d) in &totals {
+        let key = totals_key(k.grain, k.bucket, &k.scope);
+        let mut t = match table.get(key.as_slice()).map_err(err)? {
+            Some(v) => Totals::decode(v.value()).map_err(err)?,
+            None => Totals::default(),
+        };
+        t.add(d);
+        table
+            .insert(key.as_slice(), t.encode().as_slice())
+            .map_err(err)?;
+    }
+
+    if !conversions.is_empty() {
+        let mut owners = tx.open_table(LATEST_OWNERS).map_err(err)?;
+        for (c, _) in conversions {
+            if c.code.is_empty() {
+                continue;
+            }
+            let newer = match owners.get(c.code.as_str()).map_err(err)? {
+                Some(v) => decode_owner(v.value()).is_none_or(|(ms, id, _)| {
+                    (c.occurred_ms, c.event_id.as_str()) > (ms, id.as_str())
+                }),
+                None => true,
+            };
+            if newer {
+                let value = format!("{}\0{}\0{}", c.occurred_ms, c.event_id, c.owner);
+                owners
+                    .insert(c.code.as_str(), value.as_bytes())
+                    .map_err(err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `(occurred ms, event id, owner)` of a [`LATEST_OWNERS`] value.
+pub(super) fn decode_owner(bytes: &[u8]) -> Option<(u64, String, String)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut parts = text.splitn(3, '\0');
+    Some((
+        parts.next()?.parse().ok()?,
+        parts.next()?.to_string(),
+        parts.next()?.to_string(),
+    ))
+}
+
+/// The live counters, exact uniques per day and last visits of the batch.
+fn write_counters(tx: &WriteTransaction, scans: &[Scan]) -> Result<(), SinkError> {
+    let mut counters = tx.open_table(COUNTERS).map_err(err)?;
+    let mut visits = tx.open_table(VISITS).map_err(err)?;
+    let mut add = |key: String, n: u64| -> Result<(), SinkError> {
+        let current = counters
+            .get(key.as_str())
+            .map_err(err)?
+            .map_or(0, |v| v.value());
+        counters.insert(key.as_str(), current + n).map_err(err)?;
+        Ok(())
+    };
+    for (code, fields) in counter_deltas(scans) {
+        for (field, n) in fields {
+            add(format!("{code}\0{field}"), n)?;
+        }
+    }
+    for (code, day, visitors) in human_visitors(scans) {
+        let mut new = 0;
+        for visitor in visitors {
+            let key = format!("{code}\0{day}\0{visitor}");
+            if visits.insert(key.as_str(), 1).map_err(err)?.is_none() {
+                new += 1;
+            }
+        }
+        if new > 0 {
+            add(format!("{code}\0uv:{day}"), new)?;
+        }
+    }
+    let mut last = tx.open_table(LAST_VISITS).map_err(err)?;
+    for ((code, visitor), scan) in latest_human_scans(scans) {
+        let key = format!("{code}\0{visitor}");
+        let newer = match last.get(key.as_str()).map_err(err)? {
+            Some(v) => LastVisit::decode(v.value()).is_none_or(|l| l.scan_ms <= scan.ts_ms),
+            None => true,
+        };
+        if newer {
+            let value = LastVisit::encode(scan);
+            last.insert(key.as_str(), value.as_bytes()).map_err(err)?;
+        }
+    }
+    Ok(())
+}
