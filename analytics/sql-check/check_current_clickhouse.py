@@ -15,7 +15,9 @@ import re
 import sys
 import tempfile
 
-RUST_FILE = pathlib.Path(__file__).resolve().parent.parent / "src" / "sink" / "clickhouse.rs"
+RUST_FILE = (
+    pathlib.Path(__file__).resolve().parent.parent / "src" / "sink" / "clickhouse" / "mod.rs"
+)
 # The analysts' queries: they name tables without a database.
 DASHBOARDS = pathlib.Path(__file__).resolve().parents[2] / "dashboards" / "clickhouse"
 DB = "`codelink`"  # what quote_ident("codelink") gives
@@ -72,12 +74,40 @@ def migrations(path=RUST_FILE):
 
 COLUMNS = (
     "scan_id, ts, ts_ms, code, channel, visitor_id, ip_prefix, user_agent, device, os, "
-    "browser, in_app, referrer_host, country, source, is_bot, bot_reason, is_unique"
+    "browser, in_app, referrer_host, country, source, is_bot, bot_reason, is_unique, rolled"
 )
 # The same scan twice (as when the spool replays it): same (code, ts, scan_id).
 ROW = (
     "('s-1', 1714564800, 1714564800123, 'abc', 'yt', 'v-1', '203.0.113.0', 'Mozilla/5.0', "
-    "'mobile', 'iOS', 'Safari', 'instagram', 'l.instagram.com', 'DE', 'qr', 0, '', 1)"
+    "'mobile', 'iOS', 'Safari', 'instagram', 'l.instagram.com', 'DE', 'qr', 0, '', 1, 1)"
+)
+
+# Rollup inputs as the writer sends them: two cells of one code and hour (as
+# two batches would), and a batch marker; then what the queries ask of them.
+SCAN_CELLS = (
+    "INSERT INTO codelink.scan_rollup_input (scope, grain, dim, bucket, value, n_human, "
+    "n_bot, n_qr, n_link, visitor_hashes) VALUES "
+    "('abc', 1, 8, 1714564800, 'DE', 3, 1, 1, 2, [11, 12, 13]), "
+    "('#20240501/b1/s0', 0, 0, 0, '', 0, 0, 0, 0, [])"
+)
+SCAN_CELLS_2 = (
+    "INSERT INTO codelink.scan_rollup_input (scope, grain, dim, bucket, value, n_human, "
+    "n_bot, n_qr, n_link, visitor_hashes) VALUES "
+    "('abc', 1, 8, 1714564800, 'DE', 1, 0, 0, 1, [13, 14])"
+)
+CONVERSION_CELLS = (
+    "INSERT INTO codelink.conversion_rollup_input (scope, grain, dim, bucket, value, owner, "
+    "kind, currency, earnings_currency, n_conversions, amount_sum, earnings_sum, delay_bins, "
+    "delay_counts) VALUES "
+    "('abc', 1, 0, 1714564800, '', 'alice', 'purchase', 'EUR', 'EUR', 2, "
+    "2000000000000, 20000000000, [], []), "
+    "('abc', 1, 0, 1714564800, '', 'alice', 'signup', '', 'EUR', 1, 0, 200, [70], [1])"
+)
+TOTALS = (
+    "INSERT INTO codelink.code_totals_input (grain, bucket, scope, owner, kind, "
+    "earnings_currency, n_human, n_conversions, earnings_sum) VALUES "
+    "(1, 1714564800, 'abc', '', '', '', 4, 0, 0), "
+    "(1, 1714564800, 'abc', 'alice', 'purchase', 'EUR', 0, 2, 20000000000)"
 )
 
 # (label, sql, expected output or None to just print it)
@@ -103,6 +133,55 @@ CHECKS = [
         "test query: rows as JSON",
         "SELECT * FROM codelink.scans FINAL WHERE code = 'abc' ORDER BY scan_id FORMAT JSONEachRow",
         None,
+    ),
+    ("scan cells (batch 1, with its marker)", SCAN_CELLS, None),
+    ("scan cells (batch 2)", SCAN_CELLS_2, None),
+    (
+        "a batch marker is found by its scope",
+        "SELECT scope FROM codelink.scan_rollup WHERE scope IN ('#20240501/b1/s0', '#x') "
+        "UNION ALL SELECT scope FROM codelink.conversion_rollup WHERE scope IN ('#x') "
+        "UNION ALL SELECT scope FROM codelink.code_totals WHERE grain = 0 "
+        "AND bucket = toDateTime(0) AND scope IN ('#x') FORMAT TSV",
+        "#20240501/b1/s0",
+    ),
+    (
+        "breakdown query: cells merged, uniques exact below 101",
+        "SELECT value AS k, sumMerge(human) AS human, sumMerge(bot) AS bot, sumMerge(qr) AS qr, "
+        "sumMerge(link) AS link, uniqUpToArrayMerge(100)(visitors_small) AS small, "
+        "uniqHLL12ArrayMerge(visitors) AS hll FROM codelink.scan_rollup "
+        "WHERE scope IN ('abc') AND dim = 8 AND ((grain = 1 AND bucket >= toDateTime(1714521600) "
+        "AND bucket < toDateTime(1714608000))) GROUP BY k FORMAT TSV",
+        "DE\t4\t1\t1\t3\t4\t4",
+    ),
+    (
+        "timeseries key: local hours of Asia/Kathmandu",
+        "SELECT toString(toUInt32(toStartOfHour(bucket, 'Asia/Kathmandu'))) AS k, "
+        "sumMerge(human) FROM codelink.scan_rollup WHERE scope IN ('abc') AND dim = 8 "
+        "GROUP BY k FORMAT TSV",
+        "1714562100\t4",
+    ),
+    ("conversion cells", CONVERSION_CELLS, None),
+    (
+        "conversion query: 128-bit sums",
+        "SELECT kind, sumMerge(n), sumMerge(amount), sumMerge(earnings) "
+        "FROM codelink.conversion_rollup WHERE scope IN ('abc') AND dim = 0 "
+        "AND owner = 'alice' GROUP BY kind ORDER BY kind FORMAT TSV",
+        "purchase\t2\t2000000000000\t20000000000\nsignup\t1\t0\t200",
+    ),
+    (
+        "delays query: the histogram",
+        "SELECT sumMapMerge(delays) AS delays FROM codelink.conversion_rollup "
+        "WHERE scope IN ('abc') AND dim = 0 AND kind = 'signup' FORMAT TSV",
+        "([70],[1])",
+    ),
+    ("code totals", TOTALS, None),
+    (
+        "totals query: every code of a time range",
+        "SELECT scope AS k, kind, earnings_currency, sumMerge(n) AS n, "
+        "sumMerge(earnings) AS earnings_sum FROM codelink.code_totals WHERE "
+        "((grain = 1 AND bucket >= toDateTime(1714521600) AND bucket < toDateTime(1714608000))) "
+        "AND kind != '' GROUP BY k, kind, earnings_currency FORMAT TSV",
+        "abc\tpurchase\tEUR\t2\t20000000000",
     ),
 ]
 

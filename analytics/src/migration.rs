@@ -18,6 +18,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// How often a gateway looks again whether ClickHouse was backfilled.
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// Entries migrated per embedded transaction: small enough that new batches
 /// are not held up for long.
 const STEP: usize = 64;
@@ -46,8 +49,9 @@ pub async fn run(config: &Config, mut progress: impl FnMut(Progress)) -> Result<
                 total,
             });
         }
-        // Writes the done marker once nothing is left.
-        ch.backfill_todo().await?;
+        if total > 0 {
+            ch.backfill_finish().await?;
+        }
     } else {
         let embedded = EmbeddedSink::open(&config.data_dir, true, config.redis.is_none())
             .map_err(|e| {
@@ -130,7 +134,7 @@ impl EmbeddedMigration {
 }
 
 /// Whether ClickHouse still holds rows without rollups: decided at open, then
-/// looked up again every 30 s while pending (another process may finish it).
+/// looked up again every 5 s while pending (another process may finish it).
 pub(crate) struct BackfillWatch {
     pub pending: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
@@ -154,7 +158,11 @@ impl BackfillWatch {
                         ch.backfill_todo().await.map(|t| !t.days.is_empty())
                     }
                 };
-                match tokio::time::timeout(Duration::from_secs(30), check).await {
+                let checked = tokio::select! {
+                    r = tokio::time::timeout(Duration::from_secs(30), check) => r,
+                    _ = stop_rx.changed() => return,
+                };
+                match checked {
                     Ok(Ok(pending)) => {
                         if pending && !decided {
                             tracing::warn!(
@@ -172,7 +180,7 @@ impl BackfillWatch {
                     Err(_) => tracing::debug!("backfill check timed out"),
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    _ = tokio::time::sleep(RECHECK) => {}
                     _ = stop_rx.changed() => return,
                 }
             }

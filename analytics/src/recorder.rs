@@ -554,26 +554,38 @@ impl Worker {
         }
     }
 
-    /// How long a write may take: the write timeout, or less once shutdown
-    /// has set a deadline.
-    fn write_budget(&self) -> Duration {
-        match *self.stop_by.borrow() {
-            Some(at) => self
-                .timeout
-                .min(at.saturating_duration_since(Instant::now())),
-            None => self.timeout,
-        }
-    }
-
+    /// Writes a batch within the write timeout, or sooner when shutdown sets
+    /// a deadline, also while the write is already under way (a write stuck
+    /// on a hanging server must not hold the shutdown beyond its deadline:
+    /// its batch is spooled instead).
     async fn write(&self, batch: &Arc<Batch>) -> Result<(), crate::sink::SinkError> {
         let m = self.metrics.sink(self.sink.kind());
-        let budget = self.write_budget();
-        if budget.is_zero() {
-            return Err(crate::sink::SinkError::Timeout(self.sink.kind().name()));
-        }
-        let result = match tokio::time::timeout(budget, self.sink.write(batch)).await {
-            Ok(r) => r,
-            Err(_) => Err(crate::sink::SinkError::Timeout(self.sink.kind().name())),
+        let timed_out = || crate::sink::SinkError::Timeout(self.sink.kind().name());
+        let mut stop_by = self.stop_by.clone();
+        let cap = |deadline: Instant, stop: Option<Instant>| match stop {
+            Some(at) => deadline.min(at),
+            None => deadline,
+        };
+        let mut deadline = cap(Instant::now() + self.timeout, *stop_by.borrow());
+        let write = self.sink.write(batch);
+        tokio::pin!(write);
+        let result = loop {
+            if deadline <= Instant::now() {
+                break Err(timed_out());
+            }
+            tokio::select! {
+                r = &mut write => break r,
+                _ = tokio::time::sleep_until(deadline) => break Err(timed_out()),
+                changed = stop_by.changed() => {
+                    if changed.is_err() {
+                        // The recorder is being dropped; the write timeout still holds.
+                        break tokio::time::timeout_at(deadline, &mut write)
+                            .await
+                            .unwrap_or_else(|_| Err(timed_out()));
+                    }
+                    deadline = cap(deadline, *stop_by.borrow());
+                }
+            }
         };
         match &result {
             Ok(()) => m.written.fetch_add(batch.scans.len() as u64, Relaxed),

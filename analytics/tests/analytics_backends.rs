@@ -967,3 +967,30 @@ async fn both_backends_answer_like_plain_loops() {
         assert!(err.to_string().contains("Mars/Olympus"), "{err}");
     }
 }
+
+/// The error of ClickHouse's unique-scanner estimate (`uniqHLL12`, used above
+/// 100 visitors) over 8 sets of each size, printed (`--nocapture`) and held to
+/// the bound the README states. The embedded sketch's own figures come from
+/// `sketch::tests::error_statistics`.
+#[test]
+fn clickhouse_unique_estimates_stay_within_the_stated_bound() {
+    let server = ClickHouseServer::start();
+    for n in [
+        101u64, 150, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 1_000_000,
+    ] {
+        let out = server.query(&format!(
+            "SELECT avg(abs(e - {n}) / {n}), max(abs(e - {n}) / {n}) FROM \
+             (SELECT seed, uniqHLL12(cityHash64(seed, k)) AS e FROM \
+             (SELECT number % 8 AS seed, intDiv(number, 8) AS k FROM numbers({n} * 8)) \
+             GROUP BY seed)"
+        ));
+        let mut cols = out.split_whitespace().map(|v| v.parse::<f64>().unwrap());
+        let (mean, max) = (cols.next().unwrap(), cols.next().unwrap());
+        println!(
+            "n = {n:>9}: mean error {:.2} %, max {:.2} %",
+            mean * 100.0,
+            max * 100.0
+        );
+        assert!(max <= 0.06, "n = {n}: max error {max}");
+    }
+}

@@ -11,6 +11,7 @@ mod csv;
 mod error;
 pub mod keys;
 pub mod metrics;
+pub mod migrate;
 mod ops;
 pub mod qr;
 mod qr_cache;

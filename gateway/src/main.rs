@@ -22,6 +22,9 @@ enum Command {
     Serve(Config),
     /// Print a code's summary and a breakdown from a running gateway.
     Report(gateway::report::ReportArgs),
+    /// Build the analytics rollups of data written by an earlier version
+    /// (same flags as serve; resumable, safe to run again).
+    Migrate(Config),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,6 +36,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => runtime.block_on(serve(config)),
         Command::Report(args) => runtime.block_on(gateway::report::run(args)),
+        Command::Migrate(config) => runtime.block_on(gateway::migrate::run(config)),
     }
 }
 

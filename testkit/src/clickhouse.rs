@@ -111,6 +111,27 @@ impl ClickHouseServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections are accepted by the kernel but
+    /// nothing answers, like a server stuck in GC or I/O. [`thaw`](Self::thaw) resumes it.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a [`freeze`](Self::freeze)d server (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let ok = Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} clickhouse-server failed");
+        }
+    }
+
     /// (Re)starts the server on the same ports and the same data dir (data survives)
     /// and waits until it answers. Panics with the server's log if it does not come up.
     pub fn restart(&mut self) {

@@ -9,7 +9,7 @@
 //!   replayed row collapses into the first (queries use `FINAL` or count
 //!   distinct scan ids).
 
-mod chunk;
+pub mod chunk;
 mod clickhouse;
 mod embedded;
 mod redis;

@@ -6,8 +6,10 @@
 //! batches, and inserted in chunks whose markers are `#backfill/{day}/…`
 //! (see `write.rs`): a day already done is skipped, a day half done is
 //! finished, so the backfill can be interrupted and run again. Rows new
-//! writers insert carry `rolled = 1` and are never backfilled. When nothing is
-//! left, the marker `#backfill/done` tells every instance so with one key lookup.
+//! writers insert carry `rolled = 1` and are never backfilled. When every day
+//! is done, the marker `#backfill/done` tells every instance so with one key
+//! lookup (old rows keep `rolled = 0`: run the backfill once every gateway
+//! runs this version, so that no old one writes such rows afterwards).
 
 use super::write::{ScanCellRow, REPEAT_GRACE_MS};
 use super::ClickHouseEvents;
@@ -90,14 +92,22 @@ impl ClickHouseEvents {
         days.sort_unstable();
         days.dedup();
         if days.is_empty() {
-            let mut insert = self
-                .client
-                .insert::<ScanCellRow<'_>>("scan_rollup_input")
-                .await?;
-            insert.write(&ScanCellRow::marker(DONE)).await?;
-            insert.end().await?;
+            self.backfill_finish().await?;
         }
         Ok(BackfillProgress { days })
+    }
+
+    /// Marks the backfill done (after every day of [`Self::backfill_todo`]
+    /// was backfilled): rows of earlier versions keep `rolled = 0`, so only
+    /// this marker says they are in the rollups.
+    pub async fn backfill_finish(&self) -> Result<(), SinkError> {
+        let mut insert = self
+            .client
+            .insert::<ScanCellRow<'_>>("scan_rollup_input")
+            .await?;
+        insert.write(&ScanCellRow::marker(DONE)).await?;
+        insert.end().await?;
+        Ok(())
     }
 
     /// Builds the rollups of one day's old rows (idempotent; see the module docs).
