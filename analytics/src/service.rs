@@ -266,11 +266,7 @@ impl Analytics {
     /// One bucket per hour or day (in `q.tz`) that has scans or conversions.
     pub async fn timeseries(&self, q: &Query, interval: Interval) -> Result<Vec<Bucket>, Error> {
         let limits = &self.inner.config.queries;
-        let span = match interval {
-            Interval::Hour => 3_600_000,
-            Interval::Day => 86_400_000,
-        };
-        let buckets = q.to_ms.saturating_sub(q.from_ms).div_ceil(span);
+        let buckets = crate::query::bucket_count(q, interval);
         if buckets > limits.max_buckets as u64 {
             return Err(Error::InvalidQuery(format!(
                 "a timeseries has at most {} buckets, this one would have {buckets}: \

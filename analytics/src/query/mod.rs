@@ -109,6 +109,17 @@ impl Query {
     }
 }
 
+/// About how many buckets a timeseries of `q` has (one more or less around
+/// DST changes).
+pub fn bucket_count(q: &Query, interval: Interval) -> u64 {
+    let (from, to) = snapped(q, Grain::Quarter);
+    let span = match interval {
+        Interval::Hour => 3600,
+        Interval::Day => 86_400,
+    };
+    to.saturating_sub(from).div_ceil(span)
+}
+
 /// The range (Unix ms) a query counts: `[from_ms, to_ms)` widened to whole
 /// quarter-hours, or whole hours for a breakdown.
 pub fn effective_range(q: &Query, breakdown: bool) -> (u64, u64) {
@@ -628,11 +639,7 @@ impl Backend {
             return Ok(Vec::new());
         }
         let (from, to) = snapped(q, Grain::Quarter);
-        let span = match interval {
-            Interval::Hour => 3600,
-            Interval::Day => 86_400,
-        };
-        if (to - from) / span > MAX_BUCKETS {
+        if bucket_count(q, interval) > MAX_BUCKETS {
             return Err(invalid(format!(
                 "a timeseries has at most {MAX_BUCKETS} buckets: use interval=day or a shorter range"
             )));

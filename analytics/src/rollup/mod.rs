@@ -214,25 +214,14 @@ pub struct ScanCellBuilder {
     key: String,
 }
 
-const COMBO_DIMS: [Dim; 9] = [
-    Dim::Channel,
-    Dim::Source,
-    Dim::BotReason,
-    Dim::Device,
-    Dim::Os,
-    Dim::Browser,
-    Dim::InApp,
-    Dim::Country,
-    Dim::Referrer,
-];
-
 impl ScanCellBuilder {
     pub fn add(&mut self, s: &Scan) {
         use std::fmt::Write as _;
         self.key.clear();
         self.key.push_str(&s.code);
         let _ = write!(self.key, "\0{}", Grain::Quarter.floor(s.ts_ms / 1000));
-        for dim in COMBO_DIMS {
+        // Every dimension but the total, in order: value i is Dim i + 1.
+        for &dim in &Dim::ALL[1..] {
             self.key.push('\0');
             self.key.push_str(dim.of_scan(s));
         }

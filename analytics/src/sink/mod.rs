@@ -32,6 +32,24 @@ pub struct ScanPage {
     pub next: Option<String>,
 }
 
+impl ScanPage {
+    /// The first `limit` of `newest_first`; one more than `limit` there means
+    /// a next page exists.
+    pub(crate) fn of(mut newest_first: Vec<Scan>, limit: usize) -> Self {
+        let more = newest_first.len() > limit;
+        newest_first.truncate(limit);
+        let next = if more {
+            newest_first.last().map(|s| s.scan_id.clone())
+        } else {
+            None
+        };
+        Self {
+            scans: newest_first,
+            next,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SinkError {

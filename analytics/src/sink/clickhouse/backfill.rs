@@ -11,6 +11,7 @@
 //! lookup (old rows keep `rolled = 0`: run the backfill once every gateway
 //! runs this version, so that no old one writes such rows afterwards).
 
+use super::read::{ScanOut, COLUMNS};
 use super::write::{ScanCellRow, REPEAT_GRACE_MS};
 use super::ClickHouseEvents;
 use crate::event::{Conversion, ConversionKind, Rule, Scan};
@@ -26,23 +27,6 @@ const DONE: &str = "#backfill/done";
 pub struct BackfillProgress {
     /// Unix seconds of each day's start, oldest first.
     pub days: Vec<u32>,
-}
-
-#[derive(Deserialize, clickhouse::Row)]
-struct ScanIn {
-    scan_id: String,
-    ts_ms: u64,
-    code: String,
-    channel: String,
-    visitor_id: String,
-    device: String,
-    os: String,
-    browser: String,
-    in_app: String,
-    referrer_host: String,
-    country: String,
-    source: String,
-    bot_reason: String,
 }
 
 #[derive(Deserialize, clickhouse::Row)]
@@ -115,36 +99,21 @@ impl ClickHouseEvents {
         let (from, to) = (day, day.saturating_add(86_400));
         let mut builder = ScanCellBuilder::default();
         let mut seen: HashSet<String> = HashSet::new();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM scans \
+             WHERE ts >= toDateTime(?) AND ts < toDateTime(?) AND rolled = 0"
+        );
         let mut cursor = self
             .client
-            .query(
-                "SELECT scan_id, ts_ms, code, channel, visitor_id, device, os, browser, in_app, \
-                 referrer_host, country, source, bot_reason FROM scans \
-                 WHERE ts >= toDateTime(?) AND ts < toDateTime(?) AND rolled = 0",
-            )
+            .query(&sql)
             .bind(from)
             .bind(to)
-            .fetch::<ScanIn>()?;
+            .fetch::<ScanOut>()?;
         while let Some(r) = cursor.next().await? {
-            if !seen.insert(r.scan_id.clone()) {
-                continue;
+            let scan = Scan::from(r);
+            if seen.insert(scan.scan_id.clone()) {
+                builder.add(&scan);
             }
-            builder.add(&Scan {
-                scan_id: r.scan_id,
-                ts_ms: r.ts_ms,
-                code: r.code,
-                channel: r.channel,
-                visitor_id: r.visitor_id,
-                device: r.device,
-                os: r.os,
-                browser: r.browser,
-                in_app: r.in_app,
-                referrer_host: r.referrer_host,
-                country: r.country,
-                source: r.source,
-                bot_reason: r.bot_reason,
-                ..Scan::default()
-            });
         }
         drop(seen);
         let scan_cells = builder.finish();

@@ -6,8 +6,9 @@ use crate::sink::{ScanPage, SinkError};
 use crate::ScanId;
 use serde::Deserialize;
 
+/// A `scans` row as read back ([`COLUMNS`], in order).
 #[derive(Deserialize, clickhouse::Row)]
-struct ScanOut {
+pub(super) struct ScanOut {
     scan_id: String,
     ts_ms: u64,
     code: String,
@@ -26,7 +27,31 @@ struct ScanOut {
     is_unique: u8,
 }
 
-const COLUMNS: &str = "scan_id, ts_ms, code, channel, visitor_id, ip_prefix, user_agent, \
+impl From<ScanOut> for Scan {
+    fn from(r: ScanOut) -> Self {
+        Scan {
+            scan_id: r.scan_id,
+            ts_ms: r.ts_ms,
+            code: r.code,
+            channel: r.channel,
+            visitor_id: r.visitor_id,
+            ip_prefix: r.ip_prefix,
+            user_agent: r.user_agent,
+            device: r.device,
+            os: r.os,
+            browser: r.browser,
+            in_app: r.in_app,
+            referrer_host: r.referrer_host,
+            country: r.country,
+            source: r.source,
+            bot_reason: r.bot_reason,
+            is_unique: r.is_unique != 0,
+        }
+    }
+}
+
+pub(super) const COLUMNS: &str =
+    "scan_id, ts_ms, code, channel, visitor_id, ip_prefix, user_agent, \
     device, os, browser, in_app, referrer_host, country, source, bot_reason, is_unique";
 
 /// How far back each try looks: 18.16 sorts everything a query reads, so a
@@ -70,39 +95,12 @@ impl ClickHouseEvents {
                 .bind((limit * 2 + 1) as u64)
                 .fetch_all::<ScanOut>()
                 .await?;
-            found = rows
-                .into_iter()
-                .map(|r| Scan {
-                    scan_id: r.scan_id,
-                    ts_ms: r.ts_ms,
-                    code: r.code,
-                    channel: r.channel,
-                    visitor_id: r.visitor_id,
-                    ip_prefix: r.ip_prefix,
-                    user_agent: r.user_agent,
-                    device: r.device,
-                    os: r.os,
-                    browser: r.browser,
-                    in_app: r.in_app,
-                    referrer_host: r.referrer_host,
-                    country: r.country,
-                    source: r.source,
-                    bot_reason: r.bot_reason,
-                    is_unique: r.is_unique != 0,
-                })
-                .collect();
+            found = rows.into_iter().map(Scan::from).collect();
             found.dedup_by(|a, b| a.scan_id == b.scan_id);
             if found.len() > limit {
                 break;
             }
         }
-        let more = found.len() > limit;
-        found.truncate(limit);
-        let next = if more {
-            found.last().map(|s| s.scan_id.clone())
-        } else {
-            None
-        };
-        Ok(ScanPage { scans: found, next })
+        Ok(ScanPage::of(found, limit))
     }
 }

@@ -3,8 +3,8 @@
 
 use super::write::decode_owner;
 use super::{
-    block_key, err, totals_key, EmbeddedSink, CODE_CHUNKS, CONVERSION_BLOCKS, LATEST_OWNERS, SCANS,
-    SCAN_BLOCKS, SCAN_CHUNKS, TOTALS,
+    block_key, err, scan_block_key, totals_key, EmbeddedSink, CODE_CHUNKS, CONVERSION_BLOCKS,
+    LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, TOTALS,
 };
 use crate::event::Scan;
 use crate::rollup::block::{cells_of, ConversionBlock, ScanCell, Totals};
@@ -30,15 +30,14 @@ impl Reader {
         mut f: impl FnMut(u32, &str, ScanCell),
     ) -> Result<(), SinkError> {
         let table = self.tx.open_table(SCAN_BLOCKS).map_err(err)?;
-        let (lo, hi) = (block_key(scope, grain, from), block_key(scope, grain, to));
+        let dims = dim != Dim::Total;
+        let (lo, hi) = (
+            scan_block_key(scope, grain, dims, from),
+            scan_block_key(scope, grain, dims, to),
+        );
         for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
             let (k, v) = item.map_err(err)?;
-            let key = k.value();
-            let bucket = u32::from_be_bytes(
-                key[key.len() - 4..]
-                    .try_into()
-                    .map_err(|_| err("short block key"))?,
-            );
+            let bucket = bucket_of(k.value())?;
             for cell in cells_of(v.value(), dim).map_err(err)? {
                 let (value, cell) = cell.map_err(err)?;
                 f(bucket, value, cell);
@@ -60,12 +59,7 @@ impl Reader {
         let (lo, hi) = (block_key(scope, grain, from), block_key(scope, grain, to));
         for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
             let (k, v) = item.map_err(err)?;
-            let key = k.value();
-            let bucket = u32::from_be_bytes(
-                key[key.len() - 4..]
-                    .try_into()
-                    .map_err(|_| err("short block key"))?,
-            );
+            let bucket = bucket_of(k.value())?;
             f(bucket, ConversionBlock::decode(v.value()).map_err(err)?);
         }
         Ok(())
@@ -96,6 +90,17 @@ impl Reader {
         Ok(v.and_then(|v| decode_owner(v.value()))
             .map(|(_, _, owner)| owner))
     }
+}
+
+/// The bucket (Unix seconds) a block key ends with.
+fn bucket_of(key: &[u8]) -> Result<u32, SinkError> {
+    let tail = key
+        .len()
+        .checked_sub(4)
+        .ok_or_else(|| err("short block key"))?;
+    Ok(u32::from_be_bytes(
+        key[tail..].try_into().map_err(|_| err("short block key"))?,
+    ))
 }
 
 impl EmbeddedSink {
@@ -159,14 +164,7 @@ impl EmbeddedSink {
                 found.dedup_by(|a, b| a.scan_id == b.scan_id);
                 found.truncate(limit + 1);
             }
-            let more = found.len() > limit;
-            found.truncate(limit);
-            let next = if more {
-                found.last().map(|s| s.scan_id.clone())
-            } else {
-                None
-            };
-            Ok(ScanPage { scans: found, next })
+            Ok(ScanPage::of(found, limit))
         })
         .await
     }

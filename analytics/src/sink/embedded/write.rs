@@ -4,14 +4,15 @@
 //! nothing. So rollups are exact, once, like the rows.
 
 use super::{
-    block_key, err, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS, CONVERSIONS, CONVERSION_BLOCKS,
-    COUNTERS, LAST_VISITS, LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, TOTALS, VISITS,
+    block_key, err, scan_block_key, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS, CONVERSIONS,
+    CONVERSION_BLOCKS, COUNTERS, LAST_VISITS, LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS,
+    TOTALS, VISITS,
 };
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::{Conversion, Scan};
 use crate::records::LastVisit;
 use crate::rollup::block::{ConversionBlock, ConversionCellKey, ScanBlock, Totals};
-use crate::rollup::{self, Grain, ScanDims};
+use crate::rollup::{self, Dim, Grain, ScanDims};
 use crate::sink::{chunk, SinkError};
 use crate::ScanId;
 use redb::{ReadableTable, WriteTransaction};
@@ -162,15 +163,15 @@ pub(super) fn apply_rollups(
     let totals = rollup::totals(&scan_cells, &conversion_cells);
 
     // One read-modify-write per block: the cells arrive grouped by scope and grain.
-    let mut blocks: BTreeMap<(&str, Grain, u32), ScanBlock> = BTreeMap::new();
+    let mut blocks: BTreeMap<(&str, Grain, bool, u32), ScanBlock> = BTreeMap::new();
     let mut table = tx.open_table(SCAN_BLOCKS).map_err(err)?;
     for (k, d) in &scan_cells {
-        let slot = (k.scope.as_str(), k.grain, k.bucket);
+        let slot = (k.scope.as_str(), k.grain, k.dim != Dim::Total, k.bucket);
         let block = match blocks.entry(slot) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
                 let stored = table
-                    .get(block_key(slot.0, slot.1, slot.2).as_slice())
+                    .get(scan_block_key(slot.0, slot.1, slot.2, slot.3).as_slice())
                     .map_err(err)?;
                 e.insert(match stored {
                     Some(v) => ScanBlock::decode(v.value()).map_err(err)?,
@@ -180,10 +181,10 @@ pub(super) fn apply_rollups(
         };
         block.add(k.dim, &k.value, d);
     }
-    for ((scope, grain, bucket), block) in blocks {
+    for ((scope, grain, dims, bucket), block) in blocks {
         table
             .insert(
-                block_key(scope, grain, bucket).as_slice(),
+                scan_block_key(scope, grain, dims, bucket).as_slice(),
                 block.encode().as_slice(),
             )
             .map_err(err)?;
