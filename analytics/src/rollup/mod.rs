@@ -35,7 +35,7 @@ use crate::event::{Conversion, ConversionKind, Scan};
 use crate::histogram::DelayHistogram;
 use crate::sketch::visitor_hash;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// The scope of the cells over every code.
 pub const ALL: &str = "*";
@@ -191,7 +191,7 @@ pub struct ScanDelta {
     /// Human scans from a QR image / of the link.
     pub qr: u64,
     pub link: u64,
-    /// Distinct hashes ([`visitor_hash`]) of the human visitors, sorted.
+    /// Distinct hashes ([`visitor_hash`]) of the human visitors.
     pub visitors: Vec<u64>,
 }
 
@@ -204,14 +204,44 @@ pub fn scan_cells(scans: &[Scan]) -> BTreeMap<CellKey, ScanDelta> {
     b.finish()
 }
 
-/// Builds scan cells one scan at a time (for reading rows as a stream): the
-/// distinct combinations of everything a cell is keyed by first (a batch has
-/// far fewer than scans), then the fan-out into cells per combination.
+/// Builds scan cells one scan at a time (for reading rows as a stream).
+///
+/// Cost matters here (it runs on the recorder thread for every batch): scans
+/// are first counted per distinct combination of everything a cell is keyed
+/// by (a batch has far fewer combinations than scans), visitors as dense
+/// `u32` ids; the combinations are then spread into quarter-hour cells per
+/// scope, dimension and value, and each hour and day cell is the union of the
+/// quarter-hours in it, which within a batch (about a second of scans) is
+/// nearly always a single one, copied instead of merged. Unions are made with
+/// a stamp per id, not by sorting.
 #[derive(Default)]
 pub struct ScanCellBuilder {
-    /// `{code}\0{quarter}\0{9 values}` → counts and visitors.
-    combos: HashMap<String, ScanDelta>,
+    /// `{code}\0{quarter}\0{9 values}` → counts and visitor ids.
+    combos: foldhash::HashMap<String, Counts>,
+    /// Visitor hash → dense id, and back.
+    ids: foldhash::HashMap<u64, u32>,
+    hashes: Vec<u64>,
     key: String,
+}
+
+/// Counts of a combination or a cell, and (of a combination) the ids of its
+/// human visitors, repeats possible.
+#[derive(Default, Clone)]
+struct Counts {
+    human: u64,
+    bot: u64,
+    qr: u64,
+    link: u64,
+    ids: Vec<u32>,
+}
+
+impl Counts {
+    fn add_counts(&mut self, other: &Counts) {
+        self.human += other.human;
+        self.bot += other.bot;
+        self.qr += other.qr;
+        self.link += other.link;
+    }
 }
 
 impl ScanCellBuilder {
@@ -238,7 +268,17 @@ impl ScanCellBuilder {
                 "link" => d.link += 1,
                 _ => {}
             }
-            d.visitors.push(visitor_hash(&s.visitor_id));
+            let h = visitor_hash(&s.visitor_id);
+            let hashes = &mut self.hashes;
+            let id = *self.ids.entry(h).or_insert_with(|| {
+                hashes.push(h);
+                (hashes.len() - 1) as u32
+            });
+            // A visitor's scans come in runs: the repeat is skipped at once
+            // (the others when the cells are built).
+            if d.ids.last() != Some(&id) {
+                d.ids.push(id);
+            }
         }
     }
 
@@ -247,8 +287,16 @@ impl ScanCellBuilder {
     }
 
     pub fn finish(self) -> BTreeMap<CellKey, ScanDelta> {
-        let mut cells: BTreeMap<CellKey, ScanDelta> = BTreeMap::new();
-        for (combo, d) in &self.combos {
+        let combos: Vec<(&str, Counts)> = self
+            .combos
+            .iter()
+            .map(|(k, c)| (k.as_str(), c.clone()))
+            .collect();
+        // Quarter-hour cells per (scope, dimension, value): their counts and
+        // the combinations in them.
+        type Fine<'a> = (&'a str, Dim, &'a str, u64);
+        let mut fine: foldhash::HashMap<Fine<'_>, (Counts, Vec<usize>)> = Default::default();
+        for (i, (combo, d)) in combos.iter().enumerate() {
             let mut parts = combo.split('\0');
             let code = parts.next().unwrap_or_default();
             let quarter: u64 = parts
@@ -257,38 +305,79 @@ impl ScanCellBuilder {
                 .unwrap_or_default();
             let values: Vec<&str> = parts.collect();
             for scope in [code, ALL] {
-                for grain in Grain::ALL {
-                    let bucket = grain.floor(quarter) as u32;
-                    let dims: &[Dim] = if grain.has_dims() {
-                        &Dim::ALL
-                    } else {
-                        &[Dim::Total]
+                for dim in Dim::ALL {
+                    let value = match dim {
+                        Dim::Total => "",
+                        other => values.get(other as usize - 1).copied().unwrap_or_default(),
                     };
-                    for &dim in dims {
-                        let value = match dim {
-                            Dim::Total => "",
-                            other => values.get(other as usize - 1).copied().unwrap_or_default(),
-                        };
-                        let key = CellKey {
-                            scope: scope.to_string(),
-                            grain,
-                            dim,
-                            bucket,
-                            value: value.to_string(),
-                        };
-                        let cell = cells.entry(key).or_default();
-                        cell.human += d.human;
-                        cell.bot += d.bot;
-                        cell.qr += d.qr;
-                        cell.link += d.link;
-                        cell.visitors.extend_from_slice(&d.visitors);
-                    }
+                    let (counts, members) = fine.entry((scope, dim, value, quarter)).or_default();
+                    counts.add_counts(d);
+                    members.push(i);
                 }
             }
         }
-        for cell in cells.values_mut() {
-            cell.visitors.sort_unstable();
-            cell.visitors.dedup();
+        // Union of id lists without sorting: `stamp[id]` remembers the last
+        // list an id went into.
+        let mut stamp = vec![0u32; self.hashes.len()];
+        let mut next_stamp = 0u32;
+        let mut union = |lists: &mut dyn Iterator<Item = &[u32]>| -> Vec<u32> {
+            next_stamp += 1;
+            let mut out = Vec::new();
+            for list in lists {
+                for &id in list {
+                    let seen = &mut stamp[id as usize];
+                    if *seen != next_stamp {
+                        *seen = next_stamp;
+                        out.push(id);
+                    }
+                }
+            }
+            out
+        };
+        // Hour and day cells are unions of quarter-hour cells; quarter-hour
+        // cells are kept for the totals only.
+        let mut coarse: BTreeMap<CellKey, (Counts, Vec<Vec<u32>>)> = BTreeMap::new();
+        let mut cells: BTreeMap<CellKey, ScanDelta> = BTreeMap::new();
+        let hashes = &self.hashes;
+        let delta = |c: &Counts, ids: &[u32]| ScanDelta {
+            human: c.human,
+            bot: c.bot,
+            qr: c.qr,
+            link: c.link,
+            visitors: ids.iter().map(|&id| hashes[id as usize]).collect(),
+        };
+        for ((scope, dim, value, quarter), (counts, members)) in fine {
+            let ids = union(&mut members.iter().map(|&i| combos[i].1.ids.as_slice()));
+            if dim == Dim::Total {
+                let key = CellKey {
+                    scope: scope.to_string(),
+                    grain: Grain::Quarter,
+                    dim,
+                    bucket: quarter as u32,
+                    value: String::new(),
+                };
+                cells.insert(key, delta(&counts, &ids));
+            }
+            for grain in [Grain::Hour, Grain::Day] {
+                let key = CellKey {
+                    scope: scope.to_string(),
+                    grain,
+                    dim,
+                    bucket: grain.floor(quarter) as u32,
+                    value: value.to_string(),
+                };
+                let (c, lists) = coarse.entry(key).or_default();
+                c.add_counts(&counts);
+                lists.push(ids.clone());
+            }
+        }
+        for (key, (counts, lists)) in coarse {
+            let ids = if lists.len() == 1 {
+                lists.into_iter().next().unwrap_or_default()
+            } else {
+                union(&mut lists.iter().map(Vec::as_slice))
+            };
+            cells.insert(key, delta(&counts, &ids));
         }
         cells
     }
@@ -576,5 +665,40 @@ mod tests {
             day.conversions[&("alice".into(), ConversionKind::Signup, "EUR".into())],
             (1, 100)
         );
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    use super::*;
+
+    /// What computing a batch's cells costs per scan (release build:
+    /// `cargo test --release -p codelink-analytics --lib rollup::cost -- --ignored --nocapture`).
+    #[test]
+    #[ignore = "timing, not a test"]
+    fn cells_per_scan() {
+        let scan = |i: u64, visitors: u64, combos: u64| Scan {
+            scan_id: format!("{i:026}"),
+            ts_ms: 1_700_000_000_000 + i * 10,
+            code: format!("code{}", i % combos.min(5)),
+            channel: ["yt", "ig", "bio", ""][(i % 4) as usize].into(),
+            visitor_id: format!("visitor-{:016x}", i % visitors),
+            source: if i.is_multiple_of(3) { "qr" } else { "link" }.into(),
+            device: "mobile".into(),
+            os: "iOS".into(),
+            browser: ["Safari", "Chrome"][(i % combos.min(2)) as usize].into(),
+            country: ["DE", "FR", "US"][(i % combos.min(3)) as usize].into(),
+            ..Scan::default()
+        };
+        for (name, n, visitors, combos) in [
+            ("one code, one visitor (wrk)", 90_000u64, 1u64, 1u64),
+            ("5 codes, many visitors", 90_000, 20_000, 100),
+        ] {
+            let scans: Vec<Scan> = (0..n).map(|i| scan(i, visitors, combos)).collect();
+            let t = std::time::Instant::now();
+            let cells = scan_cells(&scans);
+            let per = t.elapsed().as_nanos() as f64 / n as f64;
+            println!("{name}: {} cells, {per:.0} ns per scan", cells.len());
+        }
     }
 }
