@@ -23,7 +23,8 @@ pub struct ReportArgs {
     /// Time zone for days, e.g. Europe/Berlin.
     #[arg(long, default_value = "UTC")]
     pub tz: String,
-    /// Breakdown dimension: channel, country, device, browser, os, in_app, referrer.
+    /// Breakdown dimension: channel, source, bot_reason, country, device,
+    /// browser, os, in_app, referrer.
     #[arg(long, default_value = "channel")]
     pub by: String,
     /// Base URL of the gateway.
@@ -120,7 +121,14 @@ pub fn render(args: &ReportArgs, summary: &Value, breakdown: &Value) -> String {
             format!("{} / {}", num("qr_scans"), num("link_scans")),
         ],
         vec!["scans (bot)".into(), num("bot_scans")],
-        vec!["unique scanners".into(), num("unique_scanners")],
+        vec![
+            "unique scanners".into(),
+            format!(
+                "{}{}",
+                approx(&s["unique_scanners_exact"]),
+                num("unique_scanners")
+            ),
+        ],
         vec!["signups".into(), num("signups")],
         vec!["purchases".into(), num("purchases")],
         vec!["refunds".into(), num("refunds")],
@@ -155,7 +163,11 @@ pub fn render(args: &ReportArgs, summary: &Value, breakdown: &Value) -> String {
             },
             r["human_scans"].to_string(),
             r["bot_scans"].to_string(),
-            r["unique_scanners"].to_string(),
+            format!(
+                "{}{}",
+                approx(&r["unique_scanners_exact"]),
+                r["unique_scanners"]
+            ),
             r["signups"].to_string(),
             r["purchases"].to_string(),
             money(&r["earnings"]),
@@ -175,6 +187,15 @@ pub fn render(args: &ReportArgs, summary: &Value, breakdown: &Value) -> String {
         &rows,
     ));
     out
+}
+
+/// `≈ ` before an estimated count (see README: exact up to 100).
+fn approx(exact: &Value) -> &'static str {
+    if exact.as_bool() == Some(false) {
+        "≈ "
+    } else {
+        ""
+    }
 }
 
 fn minor(amount: i64) -> String {
