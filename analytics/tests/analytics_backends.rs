@@ -994,3 +994,57 @@ fn clickhouse_unique_estimates_stay_within_the_stated_bound() {
         assert!(max <= 0.06, "n = {n}: max error {max}");
     }
 }
+
+/// A batch whose cells fill a rollup insert (well past the 100 000 keys at
+/// which ClickHouse aggregates in two levels, i.e. in many blocks) still lands
+/// as one part per rollup table: what makes the batch marker mean "all of
+/// this chunk is in".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_insert_is_one_part() {
+    let server = ClickHouseServer::start();
+    let events = ClickHouseEvents::new(&ClickHouseConfig {
+        url: server.url(),
+        database: "parts".to_string(),
+        user: None,
+        password: None,
+    });
+    events.migrate().await.unwrap();
+    for table in ["scan_rollup", "conversion_rollup", "code_totals"] {
+        server.query(&format!("SYSTEM STOP MERGES parts.{table}"));
+    }
+    // 3600 scans, each of its own code, hour and channel: 120 000 cells.
+    let scans: Vec<Scan> = (0..3600u64)
+        .map(|i| {
+            let ts = OCT21 + i * HOUR;
+            Scan {
+                scan_id: ScanId::from_parts(ts, 1, i).to_string(),
+                ts_ms: ts,
+                code: format!("code{i}"),
+                channel: format!("ch{i}"),
+                visitor_id: format!("v{i}"),
+                country: "DE".into(),
+                source: "qr".into(),
+                ..Scan::default()
+            }
+        })
+        .collect();
+    let parts = |table: &str| -> u64 {
+        server
+            .query(&format!(
+                "SELECT count() FROM system.parts WHERE database = 'parts' \
+                 AND table = '{table}' AND active"
+            ))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = parts("scan_rollup");
+    events.write(&Batch::new(scans, Vec::new())).await.unwrap();
+    assert_eq!(parts("scan_rollup"), before + 1);
+    let cells: u64 = server
+        .query("SELECT count() FROM parts.scan_rollup WHERE scope NOT LIKE '#%'")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(cells > 100_000, "{cells} cells");
+}

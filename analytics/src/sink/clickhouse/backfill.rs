@@ -86,7 +86,7 @@ impl ClickHouseEvents {
     /// this marker says they are in the rollups.
     pub async fn backfill_finish(&self) -> Result<(), SinkError> {
         let mut insert = self
-            .client
+            .rollup_client()
             .insert::<ScanCellRow<'_>>("scan_rollup_input")
             .await?;
         insert.write(&ScanCellRow::marker(DONE)).await?;
@@ -162,7 +162,7 @@ impl ClickHouseEvents {
             .await?;
         let mut all_conversions = BTreeMap::new();
         let mut conversion_chunks = Vec::new();
-        for group in with_dims.chunks(1_000) {
+        for group in with_dims.chunks(super::write::MAX_CONVERSIONS) {
             let refs: Vec<(&Conversion, Option<&ScanDims>)> =
                 group.iter().map(|(c, d)| (*c, d.as_ref())).collect();
             let cells = rollup::conversion_cells(&refs);

@@ -4,10 +4,13 @@
 //! deduplication of the raw rows does not reach it: a batch replayed from the
 //! spool would count twice. So the writer makes its own rollup inserts, each
 //! of at most [`MAX_CELLS`] cells plus a *marker row* naming the batch and the
-//! chunk (`#{yyyymmdd}/{batch id}/{s|c|t}{i}`) in the same insert. The rollup
-//! tables are not partitioned and each insert stays below one block, so an
-//! insert lands as one part, whole or not at all: a marker present means that
-//! chunk's cells are in. Before each insert the writer looks its marker up
+//! chunk (`#{yyyymmdd}/{batch id}/{s|c|t}{i}`) in the same insert. An insert
+//! lands as one part, whole or not at all: the rollup tables are not
+//! partitioned, the input is one block (fewer rows than
+//! `max_insert_block_size`), and the view's output is squashed into one block
+//! (fewer rows and bytes than `min_insert_block_size_rows`/`_bytes`, which the
+//! writer sets to 2^20 rows and 1 GiB). So a marker present means that
+//! chunk's cells are in (the test `a_big_insert_is_one_part` checks it). Before each insert the writer looks its marker up
 //! and skips the chunk when it is there. Chunks are cut deterministically
 //! (cells in key order; conversions in batch order), so a replay cuts the same
 //! chunks. The raw rows follow the rollups; replaying them is harmless.
@@ -30,11 +33,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-/// Cells per rollup insert: below ClickHouse's block size (65 536 rows), so
-/// the view's output is one block and the insert one part.
-const MAX_CELLS: usize = 50_000;
+/// Cells per rollup insert: well below one insert block (2^20 rows), and few
+/// inserts per batch (each is a part for ClickHouse to merge).
+const MAX_CELLS: usize = 200_000;
 /// Conversions per chunk: each adds at most 42 cells.
-const MAX_CONVERSIONS: usize = 1_000;
+pub(super) const MAX_CONVERSIONS: usize = 4_000;
 /// A repeat recorded sooner than this after its first claim does not count.
 pub const REPEAT_GRACE_MS: u64 = 60_000;
 
@@ -124,6 +127,16 @@ pub(super) fn marker_prefix(batch: &Batch) -> String {
 }
 
 impl ClickHouseEvents {
+    /// The client for rollup inserts: each insert is squashed into one block
+    /// (and so one part), see the module docs.
+    pub(super) fn rollup_client(&self) -> clickhouse::Client {
+        self.client
+            .clone()
+            .with_setting("max_insert_block_size", "1048576")
+            .with_setting("min_insert_block_size_rows", "1048576")
+            .with_setting("min_insert_block_size_bytes", "1073741824")
+    }
+
     pub async fn write(&self, batch: &Batch) -> Result<(), SinkError> {
         self.migrated.get_or_try_init(|| self.migrate()).await?;
         let prefix = marker_prefix(batch);
@@ -228,7 +241,7 @@ impl ClickHouseEvents {
     ) -> Result<(), SinkError> {
         let (send, end) = insert_timeouts();
         let mut insert = self
-            .client
+            .rollup_client()
             .insert::<ScanCellRow<'_>>("scan_rollup_input")
             .await?
             .with_timeouts(send, end);
@@ -260,7 +273,7 @@ impl ClickHouseEvents {
     ) -> Result<(), SinkError> {
         let (send, end) = insert_timeouts();
         let mut insert = self
-            .client
+            .rollup_client()
             .insert::<ConversionCellRow<'_>>("conversion_rollup_input")
             .await?
             .with_timeouts(send, end);
@@ -310,7 +323,7 @@ impl ClickHouseEvents {
     async fn insert_totals(&self, marker: &str, rows: &[TotalsRow<'_>]) -> Result<(), SinkError> {
         let (send, end) = insert_timeouts();
         let mut insert = self
-            .client
+            .rollup_client()
             .insert::<TotalsRow<'_>>("code_totals_input")
             .await?
             .with_timeouts(send, end);
