@@ -88,7 +88,9 @@ pub const MIGRATIONS: &[&str] = &[
     // (0 quarter-hour, 1 hour, 2 day), dimension, bucket and value. Not
     // partitioned: every insert is then one part, written whole or not at
     // all, which is what makes a batch's marker row (scope '#…') mean
-    // "this batch's cells are in".
+    // "this batch's cells are in". Granules of 256 rows, not 8192: a query
+    // reads a few cells of a code, and every row of a granule it touches is
+    // read with its visitor sketches (up to a few KiB each).
     "CREATE TABLE IF NOT EXISTS {db}.scan_rollup (
         scope String,
         grain UInt8,
@@ -102,7 +104,8 @@ pub const MIGRATIONS: &[&str] = &[
         visitors_small AggregateFunction(uniqUpToArray(100), Array(UInt64)),
         visitors AggregateFunction(uniqHLL12Array, Array(UInt64))
     ) ENGINE = AggregatingMergeTree
-    ORDER BY (scope, grain, dim, bucket, value)",
+    ORDER BY (scope, grain, dim, bucket, value)
+    SETTINGS index_granularity = 256",
     "CREATE TABLE IF NOT EXISTS {db}.scan_rollup_input (
         scope String,
         grain UInt8,
@@ -140,7 +143,8 @@ pub const MIGRATIONS: &[&str] = &[
         earnings AggregateFunction(sum, Decimal(38, 0)),
         delays AggregateFunction(sumMap, Array(UInt16), Array(UInt64))
     ) ENGINE = AggregatingMergeTree
-    ORDER BY (scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency)",
+    ORDER BY (scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency)
+    SETTINGS index_granularity = 256",
     "CREATE TABLE IF NOT EXISTS {db}.conversion_rollup_input (
         scope String,
         grain UInt8,
@@ -177,7 +181,8 @@ pub const MIGRATIONS: &[&str] = &[
         n AggregateFunction(sum, UInt64),
         earnings AggregateFunction(sum, Decimal(38, 0))
     ) ENGINE = AggregatingMergeTree
-    ORDER BY (grain, bucket, scope, owner, kind, earnings_currency)",
+    ORDER BY (grain, bucket, scope, owner, kind, earnings_currency)
+    SETTINGS index_granularity = 256",
     "CREATE TABLE IF NOT EXISTS {db}.code_totals_input (
         grain UInt8,
         bucket DateTime,

@@ -42,11 +42,12 @@ const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
 const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers");
 /// "{code}\0{visitor}" → the latest human scan of the code by the visitor.
 const LAST_VISITS: TableDefinition<&str, &[u8]> = TableDefinition::new("last_visits");
-/// [`scan_block_key`] → the scan cells of one (scope, grain, bucket): the
+/// [`block_key`] → the scan cells of one (scope, grain, bucket): the
 /// totals in one entry, the dimensions in another (`rollup::block`), so that
 /// totals-only questions (summary, timeseries) read small entries.
 const SCAN_BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("scan_blocks");
-/// [`block_key`] → every conversion cell of one (scope, grain, bucket).
+/// [`block_key`] → the conversion cells of one (scope, grain, bucket):
+/// totals and dimensions in separate entries, as for scans.
 const CONVERSION_BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conversion_blocks");
 /// [`totals_key`] → a code's totals in one bucket, ordered by time.
 const TOTALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("totals");
@@ -62,22 +63,12 @@ const LAYOUT: &[u8] = b"2";
 
 /// `{scope}\0{grain}{part}{bucket: u32 BE}`, part 0 for the total cells and 1
 /// for the dimensions: a scope's totals of one grain are adjacent in time.
-fn scan_block_key(scope: &str, grain: crate::rollup::Grain, dims: bool, bucket: u32) -> Vec<u8> {
+fn block_key(scope: &str, grain: crate::rollup::Grain, dims: bool, bucket: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(scope.len() + 7);
     k.extend_from_slice(scope.as_bytes());
     k.push(0);
     k.push(grain as u8);
     k.push(u8::from(dims));
-    k.extend_from_slice(&bucket.to_be_bytes());
-    k
-}
-
-/// `{scope}\0{grain}{bucket: u32 BE}`: a scope's blocks sort by grain, then time.
-fn block_key(scope: &str, grain: crate::rollup::Grain, bucket: u32) -> Vec<u8> {
-    let mut k = Vec::with_capacity(scope.len() + 6);
-    k.extend_from_slice(scope.as_bytes());
-    k.push(0);
-    k.push(grain as u8);
     k.extend_from_slice(&bucket.to_be_bytes());
     k
 }

@@ -3,8 +3,8 @@
 
 use super::write::decode_owner;
 use super::{
-    block_key, err, scan_block_key, totals_key, EmbeddedSink, CODE_CHUNKS, CONVERSION_BLOCKS,
-    LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, TOTALS,
+    block_key, err, totals_key, EmbeddedSink, CODE_CHUNKS, CONVERSION_BLOCKS, LATEST_OWNERS, SCANS,
+    SCAN_BLOCKS, SCAN_CHUNKS, TOTALS,
 };
 use crate::event::Scan;
 use crate::rollup::block::{cells_of, ConversionBlock, ScanCell, Totals};
@@ -32,8 +32,8 @@ impl Reader {
         let table = self.tx.open_table(SCAN_BLOCKS).map_err(err)?;
         let dims = dim != Dim::Total;
         let (lo, hi) = (
-            scan_block_key(scope, grain, dims, from),
-            scan_block_key(scope, grain, dims, to),
+            block_key(scope, grain, dims, from),
+            block_key(scope, grain, dims, to),
         );
         for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
             let (k, v) = item.map_err(err)?;
@@ -47,16 +47,20 @@ impl Reader {
     }
 
     /// Calls `f(bucket, block)` for each conversion block of `scope` at `grain`
-    /// with `from <= bucket < to`.
+    /// with `from <= bucket < to`: the total cells, or (`dims`) the others.
     pub fn conversion_blocks(
         &self,
         scope: &str,
         grain: Grain,
+        dims: bool,
         (from, to): (u32, u32),
         mut f: impl FnMut(u32, ConversionBlock),
     ) -> Result<(), SinkError> {
         let table = self.tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
-        let (lo, hi) = (block_key(scope, grain, from), block_key(scope, grain, to));
+        let (lo, hi) = (
+            block_key(scope, grain, dims, from),
+            block_key(scope, grain, dims, to),
+        );
         for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
             let (k, v) = item.map_err(err)?;
             let bucket = bucket_of(k.value())?;

@@ -4,9 +4,8 @@
 //! nothing. So rollups are exact, once, like the rows.
 
 use super::{
-    block_key, err, scan_block_key, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS, CONVERSIONS,
-    CONVERSION_BLOCKS, COUNTERS, LAST_VISITS, LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS,
-    TOTALS, VISITS,
+    block_key, err, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS, CONVERSIONS, CONVERSION_BLOCKS,
+    COUNTERS, LAST_VISITS, LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, TOTALS, VISITS,
 };
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::{Conversion, Scan};
@@ -171,7 +170,7 @@ pub(super) fn apply_rollups(
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
                 let stored = table
-                    .get(scan_block_key(slot.0, slot.1, slot.2, slot.3).as_slice())
+                    .get(block_key(slot.0, slot.1, slot.2, slot.3).as_slice())
                     .map_err(err)?;
                 e.insert(match stored {
                     Some(v) => ScanBlock::decode(v.value()).map_err(err)?,
@@ -184,22 +183,22 @@ pub(super) fn apply_rollups(
     for ((scope, grain, dims, bucket), block) in blocks {
         table
             .insert(
-                scan_block_key(scope, grain, dims, bucket).as_slice(),
+                block_key(scope, grain, dims, bucket).as_slice(),
                 block.encode().as_slice(),
             )
             .map_err(err)?;
     }
 
-    let mut blocks: BTreeMap<(&str, Grain, u32), ConversionBlock> = BTreeMap::new();
+    let mut blocks: BTreeMap<(&str, Grain, bool, u32), ConversionBlock> = BTreeMap::new();
     let mut table = tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
     for (k, d) in &conversion_cells {
         let c = &k.cell;
-        let slot = (c.scope.as_str(), c.grain, c.bucket);
+        let slot = (c.scope.as_str(), c.grain, c.dim != Dim::Total, c.bucket);
         let block = match blocks.entry(slot) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
                 let stored = table
-                    .get(block_key(slot.0, slot.1, slot.2).as_slice())
+                    .get(block_key(slot.0, slot.1, slot.2, slot.3).as_slice())
                     .map_err(err)?;
                 e.insert(match stored {
                     Some(v) => ConversionBlock::decode(v.value()).map_err(err)?,
@@ -217,10 +216,10 @@ pub(super) fn apply_rollups(
         };
         block.cells.entry(key).or_default().add(d);
     }
-    for ((scope, grain, bucket), block) in blocks {
+    for ((scope, grain, dims, bucket), block) in blocks {
         table
             .insert(
-                block_key(scope, grain, bucket).as_slice(),
+                block_key(scope, grain, dims, bucket).as_slice(),
                 block.encode().as_slice(),
             )
             .map_err(err)?;
