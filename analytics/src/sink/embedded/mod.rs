@@ -43,11 +43,12 @@ const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers"
 /// "{code}\0{visitor}" → the latest human scan of the code by the visitor.
 const LAST_VISITS: TableDefinition<&str, &[u8]> = TableDefinition::new("last_visits");
 /// [`block_key`] → the scan cells of one (scope, grain, bucket): the
-/// totals in one entry, the dimensions in another (`rollup::block`), so that
-/// totals-only questions (summary, timeseries) read small entries.
+/// totals in one entry, the dimensions in another or (busy buckets) one per
+/// dimension (`rollup::block`), so that each question reads what it needs.
 const SCAN_BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("scan_blocks");
 /// [`block_key`] → the conversion cells of one (scope, grain, bucket):
-/// totals and dimensions in separate entries, as for scans.
+/// totals and dimensions in separate entries (conversions are few: never
+/// split further).
 const CONVERSION_BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conversion_blocks");
 /// [`totals_key`] → a code's totals in one bucket, ordered by time.
 const TOTALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("totals");
@@ -61,14 +62,26 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The layout this version writes: per-code chunks and rollups.
 const LAYOUT: &[u8] = b"2";
 
-/// `{scope}\0{grain}{part}{bucket: u32 BE}`, part 0 for the total cells and 1
-/// for the dimensions: a scope's totals of one grain are adjacent in time.
-fn block_key(scope: &str, grain: crate::rollup::Grain, dims: bool, bucket: u32) -> Vec<u8> {
+/// Which cells of a bucket an entry holds: the totals; every dimension
+/// together; or, once that grew past [`SPLIT_BYTES`] (a busy scope), one
+/// dimension alone (`DIMS + dim`), so that a breakdown reads its dimension only.
+const TOTALS_PART: u8 = 0;
+const DIMS_PART: u8 = 1;
+/// Dimensions of a bucket are kept in one entry up to this size.
+const SPLIT_BYTES: usize = 16 * 1024;
+
+fn dim_part(dim: crate::rollup::Dim) -> u8 {
+    DIMS_PART + dim as u8
+}
+
+/// `{scope}\0{grain}{part}{bucket: u32 BE}`: a scope's entries of one grain
+/// and part are adjacent in time.
+fn block_key(scope: &str, grain: crate::rollup::Grain, part: u8, bucket: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(scope.len() + 7);
     k.extend_from_slice(scope.as_bytes());
     k.push(0);
     k.push(grain as u8);
-    k.push(u8::from(dims));
+    k.push(part);
     k.extend_from_slice(&bucket.to_be_bytes());
     k
 }

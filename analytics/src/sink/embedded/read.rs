@@ -3,8 +3,8 @@
 
 use super::write::decode_owner;
 use super::{
-    block_key, err, totals_key, EmbeddedSink, CODE_CHUNKS, CONVERSION_BLOCKS, LATEST_OWNERS, SCANS,
-    SCAN_BLOCKS, SCAN_CHUNKS, TOTALS,
+    block_key, dim_part, err, totals_key, EmbeddedSink, CODE_CHUNKS, CONVERSION_BLOCKS, DIMS_PART,
+    LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, TOTALS, TOTALS_PART,
 };
 use crate::event::Scan;
 use crate::rollup::block::{cells_of, ConversionBlock, ScanCell, Totals};
@@ -15,7 +15,7 @@ use redb::{ReadTransaction, ReadableTable};
 
 /// Rollup reads within one read transaction (a consistent snapshot).
 pub(crate) struct Reader {
-    tx: ReadTransaction,
+    pub(super) tx: ReadTransaction,
 }
 
 impl Reader {
@@ -30,17 +30,24 @@ impl Reader {
         mut f: impl FnMut(u32, &str, ScanCell),
     ) -> Result<(), SinkError> {
         let table = self.tx.open_table(SCAN_BLOCKS).map_err(err)?;
-        let dims = dim != Dim::Total;
-        let (lo, hi) = (
-            block_key(scope, grain, dims, from),
-            block_key(scope, grain, dims, to),
-        );
-        for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
-            let (k, v) = item.map_err(err)?;
-            let bucket = bucket_of(k.value())?;
-            for cell in cells_of(v.value(), dim).map_err(err)? {
-                let (value, cell) = cell.map_err(err)?;
-                f(bucket, value, cell);
+        // A bucket's dimensions are in one entry, or (busy) one per dimension.
+        let parts: &[u8] = if dim == Dim::Total {
+            &[TOTALS_PART]
+        } else {
+            &[DIMS_PART, dim_part(dim)]
+        };
+        for &part in parts {
+            let (lo, hi) = (
+                block_key(scope, grain, part, from),
+                block_key(scope, grain, part, to),
+            );
+            for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
+                let (k, v) = item.map_err(err)?;
+                let bucket = bucket_of(k.value())?;
+                for cell in cells_of(v.value(), dim).map_err(err)? {
+                    let (value, cell) = cell.map_err(err)?;
+                    f(bucket, value, cell);
+                }
             }
         }
         Ok(())
@@ -57,9 +64,10 @@ impl Reader {
         mut f: impl FnMut(u32, ConversionBlock),
     ) -> Result<(), SinkError> {
         let table = self.tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
+        let part = if dims { DIMS_PART } else { TOTALS_PART };
         let (lo, hi) = (
-            block_key(scope, grain, dims, from),
-            block_key(scope, grain, dims, to),
+            block_key(scope, grain, part, from),
+            block_key(scope, grain, part, to),
         );
         for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
             let (k, v) = item.map_err(err)?;

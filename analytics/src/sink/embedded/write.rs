@@ -4,8 +4,9 @@
 //! nothing. So rollups are exact, once, like the rows.
 
 use super::{
-    block_key, err, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS, CONVERSIONS, CONVERSION_BLOCKS,
-    COUNTERS, LAST_VISITS, LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, TOTALS, VISITS,
+    block_key, dim_part, err, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS, CONVERSIONS,
+    CONVERSION_BLOCKS, COUNTERS, DIMS_PART, LAST_VISITS, LATEST_OWNERS, SCANS, SCAN_BLOCKS,
+    SCAN_CHUNKS, SPLIT_BYTES, TOTALS, TOTALS_PART, VISITS,
 };
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::{Conversion, Scan};
@@ -162,31 +163,41 @@ pub(super) fn apply_rollups(
     let totals = rollup::totals(&scan_cells, &conversion_cells);
 
     // One read-modify-write per block: the cells arrive grouped by scope and grain.
-    let mut blocks: BTreeMap<(&str, Grain, bool, u32), ScanBlock> = BTreeMap::new();
+    let mut blocks: BTreeMap<(&str, Grain, bool, u32), (ScanBlock, bool)> = BTreeMap::new();
     let mut table = tx.open_table(SCAN_BLOCKS).map_err(err)?;
     for (k, d) in &scan_cells {
         let slot = (k.scope.as_str(), k.grain, k.dim != Dim::Total, k.bucket);
-        let block = match blocks.entry(slot) {
+        let (block, _) = match blocks.entry(slot) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
-                let stored = table
-                    .get(block_key(slot.0, slot.1, slot.2, slot.3).as_slice())
-                    .map_err(err)?;
-                e.insert(match stored {
-                    Some(v) => ScanBlock::decode(v.value()).map_err(err)?,
-                    None => ScanBlock::default(),
-                })
-            }
+            Entry::Vacant(e) => e.insert(load_scan_block(&table, slot)?),
         };
         block.add(k.dim, &k.value, d);
     }
-    for ((scope, grain, dims, bucket), block) in blocks {
-        table
-            .insert(
-                block_key(scope, grain, dims, bucket).as_slice(),
-                block.encode().as_slice(),
-            )
-            .map_err(err)?;
+    for ((scope, grain, dims, bucket), (block, split)) in blocks {
+        let key = |part| block_key(scope, grain, part, bucket);
+        if !dims {
+            let bytes = block.encode();
+            table
+                .insert(key(TOTALS_PART).as_slice(), bytes.as_slice())
+                .map_err(err)?;
+            continue;
+        }
+        let bytes = block.encode();
+        if !split && bytes.len() <= SPLIT_BYTES {
+            table
+                .insert(key(DIMS_PART).as_slice(), bytes.as_slice())
+                .map_err(err)?;
+            continue;
+        }
+        // Busy: one entry per dimension from now on.
+        table.remove(key(DIMS_PART).as_slice()).map_err(err)?;
+        for dim in &Dim::ALL[1..] {
+            let mut one = ScanBlock::default();
+            one.dims[*dim as usize] = block.dims[*dim as usize].clone();
+            table
+                .insert(key(dim_part(*dim)).as_slice(), one.encode().as_slice())
+                .map_err(err)?;
+        }
     }
 
     let mut blocks: BTreeMap<(&str, Grain, bool, u32), ConversionBlock> = BTreeMap::new();
@@ -197,8 +208,9 @@ pub(super) fn apply_rollups(
         let block = match blocks.entry(slot) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
+                let part = if slot.2 { DIMS_PART } else { TOTALS_PART };
                 let stored = table
-                    .get(block_key(slot.0, slot.1, slot.2, slot.3).as_slice())
+                    .get(block_key(slot.0, slot.1, part, slot.3).as_slice())
                     .map_err(err)?;
                 e.insert(match stored {
                     Some(v) => ConversionBlock::decode(v.value()).map_err(err)?,
@@ -217,9 +229,10 @@ pub(super) fn apply_rollups(
         block.cells.entry(key).or_default().add(d);
     }
     for ((scope, grain, dims, bucket), block) in blocks {
+        let part = if dims { DIMS_PART } else { TOTALS_PART };
         table
             .insert(
-                block_key(scope, grain, dims, bucket).as_slice(),
+                block_key(scope, grain, part, bucket).as_slice(),
                 block.encode().as_slice(),
             )
             .map_err(err)?;
@@ -259,6 +272,38 @@ pub(super) fn apply_rollups(
         }
     }
     Ok(())
+}
+
+/// The stored scan cells of a slot (scope, grain, dimensions or totals,
+/// bucket), and whether its dimensions are split into one entry each.
+fn load_scan_block(
+    table: &redb::Table<&[u8], &[u8]>,
+    (scope, grain, dims, bucket): (&str, Grain, bool, u32),
+) -> Result<(ScanBlock, bool), SinkError> {
+    let get = |part| -> Result<Option<ScanBlock>, SinkError> {
+        match table
+            .get(block_key(scope, grain, part, bucket).as_slice())
+            .map_err(err)?
+        {
+            Some(v) => Ok(Some(ScanBlock::decode(v.value()).map_err(err)?)),
+            None => Ok(None),
+        }
+    };
+    if !dims {
+        return Ok((get(TOTALS_PART)?.unwrap_or_default(), false));
+    }
+    if let Some(block) = get(DIMS_PART)? {
+        return Ok((block, false));
+    }
+    let mut block = ScanBlock::default();
+    let mut split = false;
+    for dim in &Dim::ALL[1..] {
+        if let Some(one) = get(dim_part(*dim))? {
+            block.dims[*dim as usize] = one.dims[*dim as usize].clone();
+            split = true;
+        }
+    }
+    Ok((block, split))
 }
 
 /// `(occurred ms, event id, owner)` of a [`LATEST_OWNERS`] value.
@@ -314,4 +359,68 @@ fn write_counters(tx: &WriteTransaction, scans: &[Scan]) -> Result<(), SinkError
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(i: u64, channel: &str) -> Scan {
+        let ts = 1_700_006_400_000 + i; // within one quarter-hour
+        Scan {
+            scan_id: crate::ScanId::from_parts(ts, 2, i).to_string(),
+            ts_ms: ts,
+            code: "busy".into(),
+            channel: channel.into(),
+            visitor_id: format!("v{i}"),
+            source: "link".into(),
+            ..Scan::default()
+        }
+    }
+
+    /// A bucket whose dimensions outgrow one entry is split into one entry
+    /// per dimension, and reads and later writes see the same cells.
+    #[tokio::test]
+    async fn busy_buckets_split_by_dimension() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), true, false).unwrap();
+        // 600 channels of 3 visitors each: far over 16 KiB of dimension cells.
+        let first: Vec<Scan> = (0..1800).map(|i| scan(i, &format!("ch{}", i % 600))).collect();
+        sink.write(&Arc::new(Batch::new(first, Vec::new())))
+            .await
+            .unwrap();
+        let second: Vec<Scan> = (1800..1810).map(|i| scan(i, "ch7")).collect();
+        sink.write(&Arc::new(Batch::new(second, Vec::new())))
+            .await
+            .unwrap();
+        let hour = Grain::Hour.floor(1_700_006_400) as u32;
+        let (parts, channels, ch7) = sink
+            .read(move |r| {
+                let table = r.tx.open_table(SCAN_BLOCKS).map_err(err)?;
+                let has = |part| {
+                    table
+                        .get(block_key("busy", Grain::Hour, part, hour).as_slice())
+                        .map(|v| v.is_some())
+                };
+                let parts = (
+                    has(DIMS_PART).map_err(err)?,
+                    has(dim_part(Dim::Channel)).map_err(err)?,
+                    has(dim_part(Dim::Country)).map_err(err)?,
+                );
+                let mut channels = 0;
+                let mut ch7 = (0, 0);
+                r.scan_cells("busy", Grain::Hour, Dim::Channel, (hour, hour + 1), |_, v, c| {
+                    channels += 1;
+                    if v == "ch7" {
+                        ch7 = (c.human, c.visitors.estimate().count);
+                    }
+                })?;
+                Ok((parts, channels, ch7))
+            })
+            .await
+            .unwrap();
+        assert_eq!(parts, (false, true, true), "split into one entry per dimension");
+        assert_eq!(channels, 600);
+        assert_eq!(ch7, (13, 13), "3 scans of the first batch, 10 of the second");
+    }
 }
