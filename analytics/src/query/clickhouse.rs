@@ -188,47 +188,33 @@ async fn conversion_rows(
     client: &::clickhouse::Client,
     cells: &Cells,
 ) -> Result<Vec<ConversionAgg>, Error> {
-    let mut out = Vec::new();
-    for confirmed in [true, false] {
-        let ranges: Vec<&Range> = cells
-            .conversions
-            .iter()
-            .filter(|(_, c)| *c == confirmed)
-            .map(|(r, _)| r)
-            .collect();
-        if ranges.is_empty() {
-            continue;
-        }
-        let mut sql = Sql::default();
-        sql.push("SELECT ")
-            .key(&cells.group)
-            .push(" AS k, kind, currency, earnings_currency, ");
-        sql.push(if confirmed {
-            "toUInt8(1) AS confirmed, "
-        } else {
-            "toUInt8(0) AS confirmed, "
-        });
-        sql.push(
-            "sumMerge(n) AS n, sumMerge(amount) AS amount_sum, \
+    if cells.conversions.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One query for both sides of the confirmation boundary: no range
+    // straddles it, so each row's bucket tells its side.
+    let mut sql = Sql::default();
+    sql.push("SELECT ")
+        .key(&cells.group)
+        .push(" AS k, kind, currency, earnings_currency, toUInt8(bucket < toDateTime(")
+        .u64(cells.confirmed_before.min(u64::from(u32::MAX)))
+        .push(
+            ")) AS confirmed, sumMerge(n) AS n, sumMerge(amount) AS amount_sum, \
              sumMerge(earnings) AS earnings_sum FROM conversion_rollup WHERE ",
         )
         .scopes(&cells.scopes)
         .push(" AND dim = ")
         .u64(cells.dim as u64)
         .push(" AND ")
-        .ranges(ranges);
-        if let Some(owner) = &cells.owner {
-            sql.push(" AND owner = ").str(owner);
-        }
-        sql.push(" GROUP BY k, kind, currency, earnings_currency");
-        out.extend(
-            sql.query(client)
-                .fetch_all::<ConversionAgg>()
-                .await
-                .map_err(unavailable)?,
-        );
+        .ranges(cells.conversions.iter().map(|(r, _)| r));
+    if let Some(owner) = &cells.owner {
+        sql.push(" AND owner = ").str(owner);
     }
-    Ok(out)
+    sql.push(" GROUP BY k, kind, currency, earnings_currency, confirmed");
+    sql.query(client)
+        .fetch_all::<ConversionAgg>()
+        .await
+        .map_err(unavailable)
 }
 
 async fn delays(client: &::clickhouse::Client, cells: &Cells) -> Result<DelayHistogram, Error> {

@@ -562,8 +562,11 @@ pub(crate) struct Cells {
     pub owner: Option<String>,
     pub dim: Dim,
     pub scans: Vec<Range>,
-    /// With whether the conversions there are confirmed.
+    /// With whether the conversions there are confirmed: those of the buckets
+    /// starting before `confirmed_before` (Unix seconds, an hour boundary no
+    /// range straddles).
     pub conversions: Vec<(Range, bool)>,
+    pub confirmed_before: u64,
     pub group: Group,
     /// Also merge the scan-to-signup delays (summary only).
     pub delays: bool,
@@ -617,6 +620,7 @@ impl Backend {
             dim,
             scans,
             conversions,
+            confirmed_before: q.confirmed_before(),
             group,
             delays,
         }
@@ -671,6 +675,7 @@ impl Backend {
             dim: Dim::Total,
             scans: plan::normalize(scans),
             conversions,
+            confirmed_before: q.confirmed_before(),
             group: Group::Bucket(interval, zone.clone()),
             delays: false,
         };
@@ -696,6 +701,7 @@ impl Backend {
             dim: dimension.dim(),
             scans,
             conversions,
+            confirmed_before: q.confirmed_before(),
             group: Group::Value,
             delays: false,
         };
