@@ -263,30 +263,30 @@ struct TotalsRow {
     earnings_sum: i128,
 }
 
-/// Every code's human scans and conversions over `ranges`, keyed by code.
+/// Every code's human scans (`scans`) or conversions (else) over `ranges`,
+/// keyed by code.
 pub(super) async fn totals(
     client: &::clickhouse::Client,
     ranges: &[Range],
+    scans: bool,
 ) -> Result<Aggregates, Error> {
+    let mut out = Aggregates::default();
     if ranges.is_empty() {
-        return Ok(Aggregates::default());
+        return Ok(out);
     }
     let mut sql = Sql::default();
-    sql.push("SELECT scope AS k, sumMerge(human) AS human FROM code_totals WHERE ")
+    if scans {
+        sql.push(
+            "SELECT scope AS k, sumMerge(human) AS human FROM code_totals WHERE kind = '' AND ",
+        )
         .ranges(ranges)
-        .push(" AND kind = '' GROUP BY k");
-    let scans = sql.query(client).fetch_all::<HumanRow>();
-    let mut sql = Sql::default();
-    sql.push(
-        "SELECT scope AS k, kind, earnings_currency, sumMerge(n) AS n, \
-         sumMerge(earnings) AS earnings_sum FROM code_totals WHERE ",
-    )
-    .ranges(ranges)
-    .push(" AND kind != '' GROUP BY k, kind, earnings_currency");
-    let conversions = sql.query(client).fetch_all::<TotalsRow>();
-    let (scans, conversions) = tokio::try_join!(scans, conversions).map_err(unavailable)?;
-    Ok(Aggregates {
-        scans: scans
+        .push(" GROUP BY k");
+        let rows = sql
+            .query(client)
+            .fetch_all::<HumanRow>()
+            .await
+            .map_err(unavailable)?;
+        out.scans = rows
             .into_iter()
             .filter(|r| r.human > 0)
             .map(|r| ScanAgg {
@@ -294,8 +294,21 @@ pub(super) async fn totals(
                 human: r.human,
                 ..ScanAgg::default()
             })
-            .collect(),
-        conversions: conversions
+            .collect();
+    } else {
+        sql.push(
+            "SELECT scope AS k, kind, earnings_currency, sumMerge(n) AS n, \
+             sumMerge(earnings) AS earnings_sum FROM code_totals \
+             WHERE kind IN ('signup', 'purchase', 'refund') AND ",
+        )
+        .ranges(ranges)
+        .push(" GROUP BY k, kind, earnings_currency");
+        let rows = sql
+            .query(client)
+            .fetch_all::<TotalsRow>()
+            .await
+            .map_err(unavailable)?;
+        out.conversions = rows
             .into_iter()
             .map(|r| ConversionAgg {
                 k: r.k,
@@ -305,9 +318,9 @@ pub(super) async fn totals(
                 earnings_sum: r.earnings_sum,
                 ..ConversionAgg::default()
             })
-            .collect(),
-        delays: DelayHistogram::default(),
-    })
+            .collect();
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize, ::clickhouse::Row)]

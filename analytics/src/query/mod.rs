@@ -744,9 +744,12 @@ impl Backend {
             None => {
                 let (from, to) = snapped(q, Grain::Quarter);
                 let ranges = plan::cover(from, to, &QUARTER_UP);
+                let scans = metric == TopMetric::Scans;
                 match self {
                     Backend::Embedded(s) => embedded::totals(s, &ranges).await?,
-                    Backend::ClickHouse(c) => clickhouse::totals(c.client(), &ranges).await?,
+                    Backend::ClickHouse(c) => {
+                        clickhouse::totals(c.client(), &ranges, scans).await?
+                    }
                 }
             }
             Some(_) => {

@@ -168,8 +168,8 @@ pub const MIGRATIONS: &[&str] = &[
         sumMapState(delay_bins, delay_counts) AS delays
     FROM {db}.conversion_rollup_input
     GROUP BY scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency",
-    // Each code's totals ordered by time first: a ranking over every code
-    // reads one time range. Scan rows have kind ''.
+    // Each code's totals ordered by kind and time first: a ranking over every
+    // code reads one time range of scans (kind '') or of conversions.
     "CREATE TABLE IF NOT EXISTS {db}.code_totals (
         grain UInt8,
         bucket DateTime,
@@ -181,7 +181,7 @@ pub const MIGRATIONS: &[&str] = &[
         n AggregateFunction(sum, UInt64),
         earnings AggregateFunction(sum, Decimal(38, 0))
     ) ENGINE = AggregatingMergeTree
-    ORDER BY (grain, bucket, scope, owner, kind, earnings_currency)
+    ORDER BY (kind, grain, bucket, scope, owner, earnings_currency)
     SETTINGS index_granularity = 256",
     "CREATE TABLE IF NOT EXISTS {db}.code_totals_input (
         grain UInt8,

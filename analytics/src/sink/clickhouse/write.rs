@@ -222,7 +222,7 @@ impl ClickHouseEvents {
         let sql = format!(
             "SELECT scope FROM scan_rollup WHERE scope IN ({list}) \
              UNION ALL SELECT scope FROM conversion_rollup WHERE scope IN ({list}) \
-             UNION ALL SELECT scope FROM code_totals WHERE grain = 0 \
+             UNION ALL SELECT scope FROM code_totals WHERE kind = '' AND grain = 0 \
              AND bucket = toDateTime(0) AND scope IN ({list})"
         );
         let mut q = self.client.query(&sql);

@@ -385,7 +385,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sink = EmbeddedSink::open(dir.path(), true, false).unwrap();
         // 600 channels of 3 visitors each: far over 16 KiB of dimension cells.
-        let first: Vec<Scan> = (0..1800).map(|i| scan(i, &format!("ch{}", i % 600))).collect();
+        let first: Vec<Scan> = (0..1800)
+            .map(|i| scan(i, &format!("ch{}", i % 600)))
+            .collect();
         sink.write(&Arc::new(Batch::new(first, Vec::new())))
             .await
             .unwrap();
@@ -409,18 +411,32 @@ mod tests {
                 );
                 let mut channels = 0;
                 let mut ch7 = (0, 0);
-                r.scan_cells("busy", Grain::Hour, Dim::Channel, (hour, hour + 1), |_, v, c| {
-                    channels += 1;
-                    if v == "ch7" {
-                        ch7 = (c.human, c.visitors.estimate().count);
-                    }
-                })?;
+                r.scan_cells(
+                    "busy",
+                    Grain::Hour,
+                    Dim::Channel,
+                    (hour, hour + 1),
+                    |_, v, c| {
+                        channels += 1;
+                        if v == "ch7" {
+                            ch7 = (c.human, c.visitors.estimate().count);
+                        }
+                    },
+                )?;
                 Ok((parts, channels, ch7))
             })
             .await
             .unwrap();
-        assert_eq!(parts, (false, true, true), "split into one entry per dimension");
+        assert_eq!(
+            parts,
+            (false, true, true),
+            "split into one entry per dimension"
+        );
         assert_eq!(channels, 600);
-        assert_eq!(ch7, (13, 13), "3 scans of the first batch, 10 of the second");
+        assert_eq!(
+            ch7,
+            (13, 13),
+            "3 scans of the first batch, 10 of the second"
+        );
     }
 }
