@@ -406,6 +406,15 @@ pub struct ConversionDelta {
     pub delays: DelayHistogram,
 }
 
+impl ConversionDelta {
+    pub fn add(&mut self, other: &ConversionDelta) {
+        self.n += other.n;
+        self.amount += other.amount;
+        self.earnings += other.earnings;
+        self.delays.merge(&other.delays);
+    }
+}
+
 /// The conversion cells that `conversions` (each with its attributed scan's
 /// dimensions, when found) add to.
 pub fn conversion_cells(

@@ -12,13 +12,13 @@
 //! runs this version, so that no old one writes such rows afterwards).
 
 use super::read::{ScanOut, COLUMNS};
-use super::write::{ScanCellRow, REPEAT_GRACE_MS};
+use super::write::{conversion_chunks, ScanCellRow, REPEAT_GRACE_MS};
 use super::ClickHouseEvents;
 use crate::event::{Conversion, ConversionKind, Rule, Scan};
-use crate::rollup::{self, ConversionDelta, ScanCellBuilder, ScanDims};
+use crate::rollup::{self, ScanCellBuilder};
 use crate::sink::SinkError;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 const DONE: &str = "#backfill/done";
 
@@ -160,21 +160,7 @@ impl ClickHouseEvents {
         let with_dims = self
             .with_scan_dims(&[], conversions.iter().collect())
             .await?;
-        let mut all_conversions = BTreeMap::new();
-        let mut conversion_chunks = Vec::new();
-        for group in with_dims.chunks(super::write::MAX_CONVERSIONS) {
-            let refs: Vec<(&Conversion, Option<&ScanDims>)> =
-                group.iter().map(|(c, d)| (*c, d.as_ref())).collect();
-            let cells = rollup::conversion_cells(&refs);
-            for (k, d) in &cells {
-                let slot: &mut ConversionDelta = all_conversions.entry(k.clone()).or_default();
-                slot.n += d.n;
-                slot.amount += d.amount;
-                slot.earnings += d.earnings;
-                slot.delays.merge(&d.delays);
-            }
-            conversion_chunks.push(cells);
-        }
+        let (conversion_chunks, all_conversions) = conversion_chunks(&with_dims);
         let totals = rollup::totals(&scan_cells, &all_conversions);
         self.write_rollups(
             &format!("#backfill/{day}"),

@@ -37,7 +37,7 @@ use std::time::Duration;
 /// inserts per batch (each is a part for ClickHouse to merge).
 const MAX_CELLS: usize = 200_000;
 /// Conversions per chunk: each adds at most 42 cells.
-pub(super) const MAX_CONVERSIONS: usize = 4_000;
+const MAX_CONVERSIONS: usize = 4_000;
 /// A repeat recorded sooner than this after its first claim does not count.
 pub const REPEAT_GRACE_MS: u64 = 60_000;
 
@@ -142,21 +142,7 @@ impl ClickHouseEvents {
         let prefix = marker_prefix(batch);
         let scan_cells = rollup::scan_cells(&batch.scans);
         let counted = self.counted_conversions(batch).await?;
-        let mut conversion_cells = BTreeMap::new();
-        let mut conversion_chunks = Vec::new();
-        for group in counted.chunks(MAX_CONVERSIONS) {
-            let with_dims: Vec<(&Conversion, Option<&ScanDims>)> =
-                group.iter().map(|(c, d)| (*c, d.as_ref())).collect();
-            let cells = rollup::conversion_cells(&with_dims);
-            for (k, d) in &cells {
-                let slot: &mut ConversionDelta = conversion_cells.entry(k.clone()).or_default();
-                slot.n += d.n;
-                slot.amount += d.amount;
-                slot.earnings += d.earnings;
-                slot.delays.merge(&d.delays);
-            }
-            conversion_chunks.push(cells);
-        }
+        let (conversion_chunks, conversion_cells) = conversion_chunks(&counted);
         let totals = rollup::totals(&scan_cells, &conversion_cells);
         self.write_rollups(&prefix, &scan_cells, &conversion_chunks, &totals)
             .await?;
@@ -532,6 +518,27 @@ impl ClickHouseEvents {
         insert.end().await?;
         Ok(())
     }
+}
+
+/// The conversion cells of chunks of at most [`MAX_CONVERSIONS`] conversions
+/// (in their order, so a replay cuts the same chunks), and of all of them.
+pub(super) type ConversionCells = BTreeMap<ConversionKey, ConversionDelta>;
+
+pub(super) fn conversion_chunks(
+    counted: &[(&Conversion, Option<ScanDims>)],
+) -> (Vec<ConversionCells>, ConversionCells) {
+    let mut all = ConversionCells::new();
+    let mut chunks = Vec::new();
+    for group in counted.chunks(MAX_CONVERSIONS) {
+        let with_dims: Vec<(&Conversion, Option<&ScanDims>)> =
+            group.iter().map(|(c, d)| (*c, d.as_ref())).collect();
+        let cells = rollup::conversion_cells(&with_dims);
+        for (k, d) in &cells {
+            all.entry(k.clone()).or_default().add(d);
+        }
+        chunks.push(cells);
+    }
+    (chunks, all)
 }
 
 /// The rows of `code_totals` for `totals`: one per code and bucket for scans
