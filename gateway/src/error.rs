@@ -108,6 +108,11 @@ impl From<codelink_analytics::Error> for ApiError {
                 "not_stored",
                 "could not be stored right now; retry with the same event_id".into(),
             ),
+            E::Migrating { .. } => Self {
+                retry_after: Some(10),
+                ..unavailable("migrating", e.to_string())
+            },
+            E::MigrationRequired => unavailable("migration_required", e.to_string()),
             other => {
                 tracing::warn!(error = %other, "analytics backend unavailable");
                 Self {
