@@ -1,72 +1,100 @@
-//! `analytics-bench`: loads a realistic month of scans and conversions into
-//! ClickHouse and measures every analytics query through the real query layer
-//! (`codelink_analytics::query::Analytics::ClickHouse`). A benchmark, not a
-//! test: it reports, it does not fail on a slow query.
+//! `analytics-bench`: loads a realistic quarter of scans and conversions
+//! through the project's own writers and measures every analytics answer,
+//! which comes from the rollups (pre-aggregated cells written with each
+//! batch). A benchmark, not a test: a slow query is reported, not failed.
 //!
 //! ```text
-//! analytics-bench [--scans N] [--conversions M] [--codes K] [--runs R]
-//!                 [--clickhouse-url http://127.0.0.1:PORT] [--database bench]
-//!                 [--rows-per-insert 1000000] [--case-budget-secs S]
+//! analytics-bench [--backend clickhouse|embedded] [--scans N] [--conversions M]
+//!                 [--codes K] [--days D] [--runs R] [--case-budget-secs S]
+//!                 [--scans-per-batch N] [--conversions-per-batch N]
 //!                 [--max-seconds S] [--seed X] [--out FILE]
+//!                 ClickHouse: [--clickhouse-url http://127.0.0.1:PORT]
+//!                             [--database NAME] [--optimize] [--linger-secs S]
+//!                 embedded:   [--gateway-bin PATH] [--data-dir DIR]
+//!                             [--memory-secs S] [--memory-clients C] [--linger-secs S]
 //! ```
 //!
-//! 1. Starts a private `clickhouse-server` (Debian's 18.16, through
-//!    `codelink_testkit::ClickHouseServer`, on free 127.0.0.1 ports, data in a
-//!    temp dir, killed on exit), unless `--clickhouse-url` names one (127.0.0.1
-//!    or localhost only; the bench then drops and recreates `{database}.scans`
-//!    and `{database}.conversions`).
-//! 2. Creates the tables with the project's own migrations
-//!    (`ClickHouseEvents::migrate`).
-//! 3. Generates `N` scans (default 10 000 000) in Rust and inserts them with the
-//!    `clickhouse` crate, `--rows-per-insert` rows per RowBinary `INSERT`; then
-//!    `M` conversions (default 200 000). The data: `K` codes (default 1000), one
-//!    hot code (`c0000`, 5 % of the scans) and a Zipf tail (`1/(rank+10)`);
-//!    20 % bots (user-agent bots and `head`/`prefetch`/`rate`); six channels;
-//!    16 countries; user agents classified by the project's own classifier;
-//!    visitors that come back (per code, and a pool of fans who scan many
-//!    codes); 30 days ending at the start of today (UTC), with a daily rhythm
-//!    and growth. Conversions: signups of customers (scan token, visitor,
-//!    code-only and unattributed), their purchases (inherited) and refunds,
-//!    guest purchases by scan token; EUR and USD, plans in either. Every
-//!    conversion with a scan names a generated scan, with its code, channel,
-//!    visitor and `scan_ms` = that scan's `ts_ms`.
-//! 4. Checks the row counts and that every conversion's scan exists.
-//! 5. Measures, right after the load (background merges still running) and
-//!    again after `OPTIMIZE TABLE … FINAL` of both tables: summary,
-//!    timeseries (day and hour, UTC and Europe/Berlin), breakdown by every
-//!    dimension, funnel and top (scans, conversions, earnings; 10) for the hot
-//!    code, the median code (by scans) and all codes, over the 30 days. Each
-//!    case: one warm-up, then `R` timed runs (default 7), cut short once 3
-//!    runs are in and the case has taken `--case-budget-secs` (default 8; on
-//!    2 cores this leaves the all-codes cases, 3–5 s each, at 3 runs).
-//! 6. Prints a markdown report (and writes it to `--out`).
+//! 1. **Load.** Generates the data in time order and writes it in batches of
+//!    `codelink_analytics::batch::Batch` through the real writers:
+//!    `ClickHouseEvents::write` (ClickHouse; a private `clickhouse-server`
+//!    18.16 through `codelink_testkit::ClickHouseServer`, or `--clickhouse-url`
+//!    on 127.0.0.1, whose `{database}` is dropped and recreated) or
+//!    `EmbeddedSink::write` (`scans.redb` in a data dir). All scans first
+//!    (`--scans-per-batch`, default 100 000 for ClickHouse, 50 000 embedded),
+//!    then the conversions (`--conversions-per-batch`, 10 000), which name
+//!    generated scans: the writers look the scan's dimensions up then. At most
+//!    one batch is being written while the next one is generated, so the
+//!    generator never holds more than two batches. Defaults: ClickHouse 100 M
+//!    scans, 1 M conversions, 10 000 codes; embedded 10 M scans, 100 k
+//!    conversions, 1000 codes; both 90 days ending at the start of today (UTC).
+//! 2. **The data.** One hot code (`c0000`, 5 % of the scans) and a Zipf tail
+//!    (`1/(rank+10)`); 20 % bots (user-agent bots named by the project's
+//!    classifier, and `head`/`prefetch`/`rate`); 25 % QR; six channels with
+//!    their referrers; 16 countries; user agents classified by
+//!    `codelink_analytics::classify`; visitors that come back (per code, and a
+//!    pool of fans who scan many codes), keeping their device, country and /24;
+//!    a daily rhythm (evening peak) and growth over the window. Conversions:
+//!    signups credited by scan token, visitor, code only or nobody; purchases
+//!    (inherited) and refunds; guest purchases by scan token; EUR and USD.
+//! 3. **Measure.** Every endpoint (summary; timeseries by hour and by day in
+//!    UTC and Europe/Berlin; breakdown by each of `Dimension::ALL`; funnel;
+//!    top by scans, conversions and earnings, limit 10) for the hot code, the
+//!    median code (by scans) and all codes, over the last 30 days and over the
+//!    whole window: one warm-up, then `--runs` timed runs (cut short once 3
+//!    are in and the case has taken `--case-budget-secs`); p50 and max.
+//!    ClickHouse: in process through `codelink_analytics::query::Backend`,
+//!    right after the load (and again after `OPTIMIZE TABLE … FINAL` of the
+//!    rollup tables with `--optimize`). Embedded: the data dir is closed and
+//!    the real gateway (`codelink serve`) started on it; the hot and median
+//!    codes are created through the admin API and every case is asked over
+//!    HTTP (`/api/v1/analytics/*`). Then the memory check: `--memory-clients`
+//!    (8) clients loop over every case for `--memory-secs` (15) while the
+//!    gateway's `VmRSS` is sampled every 50 ms.
+//! 4. **Check** that the answers are sane: each scope's summary counts exactly
+//!    the scans (and, for all codes, the conversions) that were written in
+//!    its range.
+//! 5. **Report** in markdown on stdout (and in `--out`).
 //!
-//! Bounded: everything on 127.0.0.1; after `--max-seconds` (default 780) the
-//! measurements still to do are skipped and the report is written, and 60 s
-//! later the run is abandoned; SIGINT/SIGTERM stop it. In every case the
-//! private server is killed on the way out. Exit status: 0 with a report, 1 on
-//! an error, 2 on bad usage, 124 when abandoned, 130/143 on a signal.
+//! Bounded: everything on 127.0.0.1; after `--max-seconds` (default 3600 for
+//! ClickHouse, 1800 embedded) the measurements still to do are skipped and the
+//! report is written (a load still running then is an error), and 60 s later
+//! (plus `--linger-secs`) the run is abandoned; SIGINT/SIGTERM stop it. The
+//! private `clickhouse-server` and the gateway are killed on every way out
+//! (the gateway also runs under `timeout`). Exit status: 0 with a report, 1
+//! on an error or when an answer failed the check (the report is still
+//! written), 2 on bad usage, 124 when abandoned, 130/143 on a signal.
 
+use codelink_analytics::batch::Batch;
 use codelink_analytics::classify;
-use codelink_analytics::query::{Backend as Analytics, Dimension, Interval, Query, TopMetric};
-use codelink_analytics::sink::{ClickHouseConfig, ClickHouseEvents};
+use codelink_analytics::event::{Conversion, ConversionKind, Rule, Scan};
+use codelink_analytics::query::{Backend, Dimension, Interval, Query, TopMetric};
+use codelink_analytics::sink::{ClickHouseConfig, ClickHouseEvents, EmbeddedSink};
 use codelink_analytics::ScanId;
+use codelink_testkit::http::Client;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
 
-const USAGE: &str = "usage: analytics-bench [--scans N] [--conversions M] [--codes K] [--runs R] \
-     [--clickhouse-url http://127.0.0.1:PORT] [--database NAME] [--rows-per-insert N] \
-     [--case-budget-secs S] [--max-seconds S] [--seed X] [--out FILE]";
+const USAGE: &str = "usage: analytics-bench [--backend clickhouse|embedded] [--scans N] \
+     [--conversions M] [--codes K] [--days D] [--runs R] [--case-budget-secs S] \
+     [--scans-per-batch N] [--conversions-per-batch N] [--max-seconds S] [--seed X] [--out FILE] \
+     [--clickhouse-url http://127.0.0.1:PORT] [--database NAME] [--optimize] \
+     [--gateway-bin PATH] [--data-dir DIR] [--memory-secs S] [--memory-clients C] [--linger-secs S]";
 
 const DAY_MS: u64 = 86_400_000;
-const DAYS: u64 = 30;
+const HOUR_MS: u64 = 3_600_000;
+/// The dashboard's default range: the last 30 days.
+const RECENT_DAYS: u64 = 30;
 /// Share of all scans that go to the hot code.
 const HOT_SHARE: f64 = 0.05;
 const BOT_SHARE: f64 = 0.20;
@@ -77,76 +105,161 @@ const FAN_SHARE: f64 = 0.2;
 const VISITORS_PER_SCAN: f64 = 0.45;
 /// Node part of the generated scan ids.
 const NODE: u32 = 0xBE5C_0DE5;
-/// Earnings hold: 14 days.
-const HOLD_MS: u64 = 14 * DAY_MS;
-/// The per-code summary target.
-const SUMMARY_TARGET_MS: f64 = 200.0;
+/// Earnings hold: 14 days (the gateway is started with `--hold-days 14`).
+const HOLD_DAYS: u64 = 14;
+const HOLD_MS: u64 = HOLD_DAYS * DAY_MS;
+/// Targets: p50 of every case, max of every case (ClickHouse), gateway RSS (embedded).
+const P50_TARGET_MS: f64 = 50.0;
+const MAX_TARGET_MS: f64 = 150.0;
+const RSS_TARGET_MB: f64 = 300.0;
+/// The gateway's bucket cap for this run: an hourly timeseries of 90 days has 2160.
+const GATEWAY_MAX_BUCKETS: u32 = 3000;
 
 // --- arguments ---------------------------------------------------------------
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackendKind {
+    ClickHouse,
+    Embedded,
+}
+
+impl BackendKind {
+    fn name(self) -> &'static str {
+        match self {
+            BackendKind::ClickHouse => "clickhouse",
+            BackendKind::Embedded => "embedded",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Args {
+    backend: BackendKind,
     scans: u64,
     conversions: u64,
     codes: usize,
+    days: u64,
     runs: usize,
-    clickhouse_url: Option<String>,
-    database: String,
-    rows_per_insert: u64,
     case_budget: Duration,
+    scans_per_batch: usize,
+    conversions_per_batch: usize,
     max_seconds: u64,
     seed: u64,
     out: Option<String>,
+    clickhouse_url: Option<String>,
+    database: String,
+    optimize: bool,
+    gateway_bin: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    memory_secs: u64,
+    memory_clients: usize,
+    linger_secs: u64,
 }
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        scans: 10_000_000,
-        conversions: 200_000,
-        codes: 1000,
-        runs: 7,
-        clickhouse_url: None,
-        database: "bench".into(),
-        rows_per_insert: 1_000_000,
-        case_budget: Duration::from_secs(8),
-        max_seconds: 780,
-        seed: 20_240_601,
-        out: None,
-    };
     fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String>
     where
         T::Err: std::fmt::Display,
     {
         v.parse().map_err(|e| format!("{flag} {v:?}: {e}"))
     }
+    let mut backend = BackendKind::ClickHouse;
+    let mut scans = None;
+    let mut conversions = None;
+    let mut codes = None;
+    let mut scans_per_batch = None;
+    let mut max_seconds = None;
+    let mut a = Args {
+        backend,
+        scans: 0,
+        conversions: 0,
+        codes: 0,
+        days: 90,
+        runs: 7,
+        case_budget: Duration::from_secs(8),
+        scans_per_batch: 0,
+        conversions_per_batch: 10_000,
+        max_seconds: 0,
+        seed: 20_240_601,
+        out: None,
+        clickhouse_url: None,
+        database: "bench".into(),
+        optimize: false,
+        gateway_bin: None,
+        data_dir: None,
+        memory_secs: 15,
+        memory_clients: 8,
+        linger_secs: 0,
+    };
     while let Some(flag) = argv.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err("help requested".into());
+        match flag.as_str() {
+            "-h" | "--help" => return Err("help requested".into()),
+            "--optimize" => {
+                a.optimize = true;
+                continue;
+            }
+            _ => {}
         }
         let value = argv.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--scans" => a.scans = num(&flag, &value)?,
-            "--conversions" => a.conversions = num(&flag, &value)?,
-            "--codes" => a.codes = num(&flag, &value)?,
+            "--backend" => {
+                backend = match value.as_str() {
+                    "clickhouse" => BackendKind::ClickHouse,
+                    "embedded" => BackendKind::Embedded,
+                    _ => return Err(format!("--backend {value:?}: clickhouse or embedded")),
+                }
+            }
+            "--scans" => scans = Some(num(&flag, &value)?),
+            "--conversions" => conversions = Some(num(&flag, &value)?),
+            "--codes" => codes = Some(num(&flag, &value)?),
+            "--days" => a.days = num(&flag, &value)?,
             "--runs" => a.runs = num(&flag, &value)?,
-            "--clickhouse-url" => a.clickhouse_url = Some(value),
-            "--database" => a.database = value,
-            "--rows-per-insert" => a.rows_per_insert = num(&flag, &value)?,
             "--case-budget-secs" => a.case_budget = Duration::from_secs(num(&flag, &value)?),
-            "--max-seconds" => a.max_seconds = num(&flag, &value)?,
+            "--scans-per-batch" => scans_per_batch = Some(num(&flag, &value)?),
+            "--conversions-per-batch" => a.conversions_per_batch = num(&flag, &value)?,
+            "--max-seconds" => max_seconds = Some(num(&flag, &value)?),
             "--seed" => a.seed = num(&flag, &value)?,
             "--out" => a.out = Some(value),
+            "--clickhouse-url" => a.clickhouse_url = Some(value),
+            "--database" => a.database = value,
+            "--gateway-bin" => a.gateway_bin = Some(PathBuf::from(value)),
+            "--data-dir" => a.data_dir = Some(PathBuf::from(value)),
+            "--memory-secs" => a.memory_secs = num(&flag, &value)?,
+            "--memory-clients" => a.memory_clients = num(&flag, &value)?,
+            "--linger-secs" => a.linger_secs = num(&flag, &value)?,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
+    a.backend = backend;
+    let (d_scans, d_conv, d_codes, d_batch, d_max) = match backend {
+        BackendKind::ClickHouse => (100_000_000, 1_000_000, 10_000, 100_000, 3600),
+        BackendKind::Embedded => (10_000_000, 100_000, 1000, 50_000, 1800),
+    };
+    a.scans = scans.unwrap_or(d_scans);
+    a.conversions = conversions.unwrap_or(d_conv);
+    a.codes = codes.unwrap_or(d_codes);
+    a.scans_per_batch = scans_per_batch.unwrap_or(d_batch);
+    a.max_seconds = max_seconds.unwrap_or(d_max);
     if a.scans == 0 {
         return Err("--scans must be at least 1".into());
     }
-    if !(2..=10_000).contains(&a.codes) {
-        return Err("--codes must be between 2 and 10000".into());
+    if !(2..=100_000).contains(&a.codes) {
+        return Err("--codes must be between 2 and 100000".into());
     }
-    if a.runs == 0 || a.rows_per_insert == 0 || a.max_seconds == 0 {
-        return Err("--runs, --rows-per-insert and --max-seconds must be positive".into());
+    if !(1..=3650).contains(&a.days) {
+        return Err("--days must be between 1 and 3650".into());
+    }
+    if a.runs == 0
+        || a.scans_per_batch == 0
+        || a.conversions_per_batch == 0
+        || a.max_seconds == 0
+        || a.memory_clients == 0
+    {
+        return Err(
+            "--runs, --scans-per-batch, --conversions-per-batch, --max-seconds and \
+             --memory-clients must be positive"
+                .into(),
+        );
     }
     if a.database.is_empty()
         || !a
@@ -179,18 +292,19 @@ fn main() -> ExitCode {
     };
     // Started before the runtime (it blocks); killed when `server` drops, also
     // when a panic unwinds through here.
-    let server = match &args.clickhouse_url {
-        Some(_) => None,
-        None => {
+    let server = match (args.backend, &args.clickhouse_url) {
+        (BackendKind::ClickHouse, None) => {
             eprintln!("==> starting a private clickhouse-server");
             Some(codelink_testkit::ClickHouseServer::start())
         }
+        _ => None,
     };
     let url = match (&args.clickhouse_url, &server) {
         (Some(url), _) => url.clone(),
         (None, Some(s)) => s.url(),
-        (None, None) => unreachable!("a server is started when no URL is given"),
+        (None, None) => String::new(),
     };
+    let server_dir = server.as_ref().map(|s| s.dir().to_path_buf());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -203,11 +317,15 @@ fn main() -> ExitCode {
         }
     };
     let soft = Instant::now() + Duration::from_secs(args.max_seconds);
-    let hard = Duration::from_secs(args.max_seconds + 60);
+    let hard = Duration::from_secs(args.max_seconds + 60 + args.linger_secs);
     let code = runtime.block_on(async {
         tokio::select! {
-            r = run(args, url, soft) => match r {
-                Ok(()) => ExitCode::SUCCESS,
+            r = run(args, url, server_dir, soft) => match r {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("analytics-bench: some answers failed the check (see the report)");
+                    ExitCode::FAILURE
+                }
                 Err(e) => {
                     eprintln!("analytics-bench: {e}");
                     ExitCode::FAILURE
@@ -394,6 +512,26 @@ const HOURS: [f64; 24] = [
     8.5, 9.0, 8.0, 5.5, 3.0,
 ];
 
+/// The visitor id (32 hex digits, like the gateway's) of visitor key `v`.
+fn visitor_id(buf: &mut String, v: u64) {
+    buf.clear();
+    let h = mix(v);
+    let _ = write!(buf, "{h:016x}{:016x}", mix(h ^ 0x5151));
+}
+
+/// The /24 of visitor key `v`.
+fn ip_prefix(buf: &mut String, v: u64) {
+    buf.clear();
+    let h = mix(v ^ 0xA11C_E5ED);
+    let _ = write!(
+        buf,
+        "{}.{}.{}.0",
+        [10, 31, 46, 62, 77, 81, 85, 91, 109, 176, 185, 212][(h % 12) as usize],
+        (h >> 8) & 255,
+        (h >> 16) & 255
+    );
+}
+
 /// Everything the generator draws from.
 struct Model {
     start_ms: u64,
@@ -413,8 +551,8 @@ struct Model {
     bot_weights: Weighted<usize>,
     countries: Weighted<&'static str>,
     channels: Weighted<usize>,
-    hours: Weighted<u64>,
-    days: Weighted<u64>,
+    /// Scans in each hour of the window, in order (daily rhythm and growth).
+    hour_counts: Vec<u64>,
 }
 
 impl Model {
@@ -423,7 +561,7 @@ impl Model {
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis() as u64;
         let end_ms = now_ms / DAY_MS * DAY_MS;
-        let start_ms = end_ms - DAYS * DAY_MS;
+        let start_ms = end_ms - args.days * DAY_MS;
         let k = args.codes;
         let codes: Vec<String> = (0..k).map(|i| format!("c{i:04}")).collect();
         let owners = (0..k).map(|i| format!("creator{:03}", i % 300)).collect();
@@ -451,12 +589,6 @@ impl Model {
                 return Err(format!("human agent classified as bot {bot}: {}", a.ua).into());
             }
         }
-        for a in &humans {
-            eprintln!(
-                "    agent: device {:?} os {:?} browser {:?} in_app {:?}",
-                a.device, a.os, a.browser, a.in_app
-            );
-        }
         let human_weights =
             Weighted::new(HUMAN_AGENTS.iter().enumerate().map(|(i, (_, w))| (i, *w)));
         let mut bots = Vec::new();
@@ -478,6 +610,30 @@ impl Model {
             }
         }
         let bot_weights = Weighted::new(BOT_KINDS.iter().enumerate().map(|(i, b)| (i, b.2)));
+
+        // Scans per hour: the hour-of-day rhythm times growth (the last day
+        // has twice the scans of the first), rounded on the running total so
+        // that the hours add up to exactly `--scans`.
+        let weights: Vec<f64> = (0..args.days)
+            .flat_map(|d| {
+                let growth = 1.0 + d as f64 / args.days as f64;
+                HOURS.iter().map(move |h| h * growth)
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut hour_counts = Vec::with_capacity(weights.len());
+        let (mut cum, mut given) = (0.0, 0u64);
+        for (i, w) in weights.iter().enumerate() {
+            cum += w;
+            let upto = if i + 1 == weights.len() {
+                args.scans
+            } else {
+                ((cum / total) * args.scans as f64).round() as u64
+            }
+            .max(given);
+            hour_counts.push(upto - given);
+            given = upto;
+        }
         Ok(Self {
             start_ms,
             end_ms,
@@ -493,68 +649,21 @@ impl Model {
             bot_weights,
             countries: Weighted::new(COUNTRIES.iter().copied()),
             channels: Weighted::new(CHANNELS.iter().enumerate().map(|(i, c)| (i, c.1))),
-            hours: Weighted::new(HOURS.iter().enumerate().map(|(h, w)| (h as u64, *w))),
-            // Growth: the last day has twice the scans of the first.
-            days: Weighted::new((0..DAYS).map(|d| (d, 1.0 + d as f64 / DAYS as f64))),
+            hour_counts,
         })
     }
 
-    /// A time in the window with the daily rhythm.
-    fn time(&self, rng: &mut StdRng) -> u64 {
-        let day = *self.days.pick(rng.random());
-        let hour = *self.hours.pick(rng.random());
-        self.start_ms + day * DAY_MS + hour * 3_600_000 + rng.random_range(0..3_600_000)
+    /// The start of the last-30-days range (the whole window when shorter).
+    fn recent_ms(&self) -> u64 {
+        self.end_ms
+            .saturating_sub(RECENT_DAYS * DAY_MS)
+            .max(self.start_ms)
     }
 
     /// A time uniformly in the window (conversions without a scan).
     fn any_time(&self, rng: &mut StdRng) -> u64 {
         rng.random_range(self.start_ms..self.end_ms)
     }
-}
-
-/// One row of `scans`, in the column order of the migration (RowBinary is positional).
-#[derive(Debug, serde::Serialize, clickhouse::Row)]
-struct ScanRow<'a> {
-    scan_id: &'a str,
-    ts: u32,
-    ts_ms: u64,
-    code: &'a str,
-    channel: &'a str,
-    visitor_id: &'a str,
-    ip_prefix: &'a str,
-    user_agent: &'a str,
-    device: &'a str,
-    os: &'a str,
-    browser: &'a str,
-    in_app: &'a str,
-    referrer_host: &'a str,
-    country: &'a str,
-    source: &'a str,
-    is_bot: u8,
-    bot_reason: &'a str,
-    is_unique: u8,
-}
-
-/// One row of `conversions`, in column order.
-#[derive(Debug, serde::Serialize, clickhouse::Row)]
-struct ConversionRow<'a> {
-    event_id: &'a str,
-    kind: &'a str,
-    occurred: u32,
-    occurred_ms: u64,
-    received_ms: u64,
-    code: &'a str,
-    owner: &'a str,
-    channel: &'a str,
-    scan_id: &'a str,
-    scan_ms: u64,
-    visitor_id: &'a str,
-    customer_id: &'a str,
-    amount: i64,
-    currency: &'a str,
-    rule: &'a str,
-    earnings: i64,
-    earnings_currency: &'a str,
 }
 
 /// A human scan kept for conversions to name.
@@ -567,173 +676,227 @@ struct Candidate {
     visitor: u64,
 }
 
-/// The visitor id (32 hex digits, like the gateway's) of visitor key `v`.
-fn visitor_id(buf: &mut String, v: u64) {
-    buf.clear();
-    let h = mix(v);
-    let _ = write!(buf, "{h:016x}{:016x}", mix(h ^ 0x5151));
-}
+// --- scans -------------------------------------------------------------------
 
-/// The /24 of visitor key `v`.
-fn ip_prefix(buf: &mut String, v: u64) {
-    buf.clear();
-    let h = mix(v ^ 0xA11C_E5ED);
-    let _ = write!(
-        buf,
-        "{}.{}.{}.0",
-        [10, 31, 46, 62, 77, 81, 85, 91, 109, 176, 185, 212][(h % 12) as usize],
-        (h >> 8) & 255,
-        (h >> 16) & 255
-    );
-}
-
-/// What the scan generation produced besides the rows.
-struct ScanLoad {
-    seconds: f64,
-    inserts: u64,
+/// What the scans were, counted while they were generated.
+#[derive(Debug, Default)]
+struct ScanStats {
+    total: u64,
+    /// Per code: all scans, and those in the last 30 days.
     per_code: Vec<u64>,
+    per_code_recent: Vec<u64>,
+    recent: u64,
+    bots: u64,
+    qr: u64,
+    unique: u64,
+    batches: u64,
+    seconds: f64,
+}
+
+/// Generates the scans in time order, an hour of the window at a time.
+struct ScanGen<'m> {
+    m: &'m Model,
+    recent_ms: u64,
+    /// Next hour of the window to draw times for.
+    hour: usize,
+    /// The current hour's times still to use, latest first.
+    times: Vec<u64>,
+    /// Scan id counter.
+    index: u64,
+    /// (UTC day, per-day visitor keys seen): the `is_unique` flag.
+    day: u64,
+    seen_today: HashSet<u64>,
+    /// Share of human scans kept as candidates for conversions.
+    keep: f64,
     candidates: Vec<Candidate>,
+    stats: ScanStats,
+    vid: String,
+    ip: String,
 }
 
-async fn load_scans(
-    client: &clickhouse::Client,
-    model: &Model,
-    args: &Args,
-    rng: &mut StdRng,
-) -> Result<ScanLoad> {
-    let started = Instant::now();
-    // Conversions that name a scan, with room to spare.
-    let wanted = (args.conversions as f64 * 1.5) as u64;
-    let humans_expected = (args.scans as f64 * (1.0 - BOT_SHARE)).max(1.0);
-    let keep = (wanted as f64 / humans_expected).min(1.0);
-    let mut candidates = Vec::with_capacity((wanted + wanted / 4) as usize);
-    let mut per_code = vec![0u64; model.codes.len()];
-    let mut unique_seen: HashSet<u64> = HashSet::with_capacity((humans_expected * 0.8) as usize);
-    let (mut vid, mut ip) = (String::new(), String::new());
-    let mut written = 0u64;
-    let mut inserts = 0u64;
-    let mut pending: Option<tokio::task::JoinHandle<clickhouse::error::Result<()>>> = None;
-    while written < args.scans {
-        let n = args.rows_per_insert.min(args.scans - written);
-        let mut insert = client
-            .insert::<ScanRow<'static>>("scans")
-            .await?
-            .with_timeouts(
-                Some(Duration::from_secs(120)),
-                Some(Duration::from_secs(600)),
-            );
-        for i in written..written + n {
-            let code = *model.code_weights.pick(rng.random());
-            per_code[code] += 1;
-            let ts_ms = model.time(rng);
-            let id = ScanId::from_parts(ts_ms, NODE, i).encode();
-            let channel = *model.channels.pick(rng.random());
-            let qr = rng.random_bool(QR_SHARE);
-            let bot = rng.random_bool(BOT_SHARE);
-            let (agent, bot_reason, visitor) = if bot {
-                let b = model.bot_weights.index(rng.random());
-                // A few thousand crawler addresses.
-                let v = (1 << 62) | rng.random_range(0..3000u64);
-                (&model.bots[b].0, model.bots[b].1.as_str(), v)
-            } else {
-                let v = if rng.random_bool(FAN_SHARE) {
-                    (1 << 63) | rng.random_range(0..model.fans)
-                } else {
-                    ((code as u64) << 32) | rng.random_range(0..model.local_visitors[code])
-                };
-                // A visitor keeps their device.
-                let a = model
-                    .human_weights
-                    .index((mix(v ^ 0xDE71CE) >> 11) as f64 / (1u64 << 53) as f64);
-                (&model.humans[a], "", v)
-            };
-            let country = *model
-                .countries
-                .pick((mix(visitor ^ 0xC0) >> 11) as f64 / (1u64 << 53) as f64);
-            visitor_id(&mut vid, visitor);
-            ip_prefix(&mut ip, visitor);
-            let referrer = if qr {
-                ""
-            } else {
-                CHANNELS[channel].2[rng.random_range(0..2)]
-            };
-            let is_unique = !bot && {
-                let day = (ts_ms - model.start_ms) / DAY_MS;
-                unique_seen.insert(mix(visitor ^ mix(((code as u64) << 8) | day)))
-            };
-            if !bot && rng.random_bool(keep) {
-                candidates.push(Candidate {
-                    scan_id: id,
-                    ts_ms,
-                    code: code as u32,
-                    channel: channel as u8,
-                    visitor,
-                });
+impl<'m> ScanGen<'m> {
+    fn new(m: &'m Model, args: &Args) -> Self {
+        // Conversions that name a scan, with room to spare.
+        let wanted = (args.conversions as f64 * 1.5) as u64;
+        let humans_expected = (args.scans as f64 * (1.0 - BOT_SHARE)).max(1.0);
+        Self {
+            m,
+            recent_ms: m.recent_ms(),
+            hour: 0,
+            times: Vec::new(),
+            index: 0,
+            day: u64::MAX,
+            seen_today: HashSet::new(),
+            keep: (wanted as f64 / humans_expected).min(1.0),
+            candidates: Vec::with_capacity((wanted + wanted / 4) as usize),
+            stats: ScanStats {
+                per_code: vec![0; m.codes.len()],
+                per_code_recent: vec![0; m.codes.len()],
+                ..ScanStats::default()
+            },
+            vid: String::new(),
+            ip: String::new(),
+        }
+    }
+
+    /// Up to `n` more scans, in time order; empty when all are out.
+    fn batch(&mut self, rng: &mut StdRng, n: usize) -> Vec<Scan> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match self.next(rng) {
+                Some(s) => out.push(s),
+                None => break,
             }
-            let row = ScanRow {
-                scan_id: std::str::from_utf8(&id)?,
-                ts: (ts_ms / 1000) as u32,
-                ts_ms,
-                code: &model.codes[code],
-                channel: CHANNELS[channel].0,
-                visitor_id: &vid,
-                ip_prefix: &ip,
-                user_agent: agent.ua,
-                device: agent.device,
-                os: &agent.os,
-                browser: &agent.browser,
-                in_app: agent.in_app,
-                referrer_host: referrer,
-                country,
-                source: if qr { "qr" } else { "link" },
-                is_bot: u8::from(bot),
-                bot_reason,
-                is_unique: u8::from(is_unique),
+        }
+        out
+    }
+
+    fn next(&mut self, rng: &mut StdRng) -> Option<Scan> {
+        while self.times.is_empty() {
+            let count = *self.m.hour_counts.get(self.hour)?;
+            let base = self.m.start_ms + self.hour as u64 * HOUR_MS;
+            self.times = (0..count)
+                .map(|_| base + rng.random_range(0..HOUR_MS))
+                .collect();
+            self.times.sort_unstable_by(|a, b| b.cmp(a));
+            self.hour += 1;
+        }
+        let ts_ms = self.times.pop()?;
+        let m = self.m;
+        let i = self.index;
+        self.index += 1;
+        let code = *m.code_weights.pick(rng.random());
+        let id = ScanId::from_parts(ts_ms, NODE, i);
+        let channel = *m.channels.pick(rng.random());
+        let qr = rng.random_bool(QR_SHARE);
+        let bot = rng.random_bool(BOT_SHARE);
+        let (agent, bot_reason, visitor) = if bot {
+            let b = m.bot_weights.index(rng.random());
+            // A few thousand crawler addresses.
+            let v = (1 << 62) | rng.random_range(0..3000u64);
+            (&m.bots[b].0, m.bots[b].1.as_str(), v)
+        } else {
+            let v = if rng.random_bool(FAN_SHARE) {
+                (1 << 63) | rng.random_range(0..m.fans)
+            } else {
+                ((code as u64) << 32) | rng.random_range(0..m.local_visitors[code])
             };
-            insert.write(&row).await?;
+            // A visitor keeps their device.
+            let a = m
+                .human_weights
+                .index((mix(v ^ 0xDE71CE) >> 11) as f64 / (1u64 << 53) as f64);
+            (&m.humans[a], "", v)
+        };
+        let country = *m
+            .countries
+            .pick((mix(visitor ^ 0xC0) >> 11) as f64 / (1u64 << 53) as f64);
+        visitor_id(&mut self.vid, visitor);
+        ip_prefix(&mut self.ip, visitor);
+        let referrer = if qr {
+            ""
+        } else {
+            CHANNELS[channel].2[rng.random_range(0..2)]
+        };
+        let day = ts_ms / DAY_MS;
+        if day != self.day {
+            // Time order: the previous days are done.
+            self.day = day;
+            self.seen_today.clear();
         }
-        // Let ClickHouse finish this INSERT (sort, compress, write the part)
-        // while the next one is generated; at most one in flight.
-        if let Some(p) = pending.take() {
-            p.await??;
+        let is_unique = !bot && self.seen_today.insert(mix(visitor ^ mix(code as u64)));
+        if !bot && rng.random_bool(self.keep) {
+            self.candidates.push(Candidate {
+                scan_id: id.encode(),
+                ts_ms,
+                code: code as u32,
+                channel: channel as u8,
+                visitor,
+            });
         }
-        pending = Some(tokio::spawn(insert.end()));
-        written += n;
-        inserts += 1;
-        eprintln!(
-            "    scans: {written} / {} ({:.0} s)",
-            args.scans,
-            started.elapsed().as_secs_f64()
-        );
+        let st = &mut self.stats;
+        st.total += 1;
+        st.per_code[code] += 1;
+        if ts_ms >= self.recent_ms {
+            st.recent += 1;
+            st.per_code_recent[code] += 1;
+        }
+        st.bots += u64::from(bot);
+        st.qr += u64::from(qr);
+        st.unique += u64::from(is_unique);
+        Some(Scan {
+            scan_id: id.to_string(),
+            ts_ms,
+            code: m.codes[code].clone(),
+            channel: CHANNELS[channel].0.to_string(),
+            visitor_id: self.vid.clone(),
+            ip_prefix: self.ip.clone(),
+            user_agent: agent.ua.to_string(),
+            device: agent.device.to_string(),
+            os: agent.os.clone(),
+            browser: agent.browser.clone(),
+            in_app: agent.in_app.to_string(),
+            referrer_host: referrer.to_string(),
+            country: country.to_string(),
+            source: if qr { "qr" } else { "link" }.to_string(),
+            bot_reason: bot_reason.to_string(),
+            is_unique,
+        })
     }
-    if let Some(p) = pending.take() {
-        p.await??;
-    }
-    Ok(ScanLoad {
-        seconds: started.elapsed().as_secs_f64(),
-        inserts,
-        per_code,
-        candidates,
-    })
 }
 
-/// One generated conversion (owned; 200 000 of them fit easily).
-struct Conv {
-    event_id: String,
-    kind: &'static str,
-    occurred_ms: u64,
-    received_ms: u64,
-    code: Option<usize>,
-    channel: &'static str,
-    scan_id: String,
-    scan_ms: u64,
-    visitor_id: String,
-    customer_id: String,
-    amount: i64,
-    currency: &'static str,
-    rule: &'static str,
-    earnings: i64,
-    earnings_currency: &'static str,
+// --- conversions -------------------------------------------------------------
+
+/// Conversions counted as they were written: all codes, and per watched code
+/// (the hot and the median one); each over the window and the last 30 days.
+#[derive(Debug, Default, Clone)]
+struct Kinds {
+    signups: u64,
+    purchases: u64,
+    refunds: u64,
+}
+
+impl Kinds {
+    fn add(&mut self, kind: ConversionKind) {
+        match kind {
+            ConversionKind::Signup => self.signups += 1,
+            ConversionKind::Purchase => self.purchases += 1,
+            ConversionKind::Refund => self.refunds += 1,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ConvStats {
+    total: u64,
+    /// [last 30 days, window] (the order of the spans) for all codes.
+    all: [Kinds; 2],
+    /// Per watched code: [last 30 days, window].
+    watched: BTreeMap<String, [Kinds; 2]>,
+    with_scan: u64,
+    unattributed: u64,
+    rules: BTreeMap<&'static str, u64>,
+    batches: u64,
+    seconds: f64,
+}
+
+impl ConvStats {
+    fn count(&mut self, c: &Conversion, recent_ms: u64) {
+        self.total += 1;
+        let recent = c.occurred_ms >= recent_ms;
+        self.all[1].add(c.kind);
+        if recent {
+            self.all[0].add(c.kind);
+        }
+        if let Some(w) = self.watched.get_mut(&c.code) {
+            w[1].add(c.kind);
+            if recent {
+                w[0].add(c.kind);
+            }
+        }
+        self.with_scan += u64::from(!c.scan_id.is_empty());
+        self.unattributed += u64::from(c.code.is_empty());
+        *self.rules.entry(c.rule.as_str()).or_default() += 1;
+    }
 }
 
 /// Who a customer's conversions are credited to.
@@ -747,8 +910,9 @@ struct Attribution {
 struct ConversionGen<'m> {
     model: &'m Model,
     candidates: Vec<Candidate>,
-    out: Vec<Conv>,
+    out: Vec<Conversion>,
     customers: u64,
+    events: u64,
 }
 
 impl ConversionGen<'_> {
@@ -781,8 +945,8 @@ impl ConversionGen<'_> {
     fn push(
         &mut self,
         rng: &mut StdRng,
-        kind: &'static str,
-        rule: &'static str,
+        kind: ConversionKind,
+        rule: Rule,
         occurred_ms: u64,
         attr: &Attribution,
         customer: u64,
@@ -790,30 +954,33 @@ impl ConversionGen<'_> {
         currency: &'static str,
         earnings: i64,
     ) {
-        let n = self.out.len();
-        let earnings_currency = match attr.code {
-            Some(c) => self.model.plan_currency[c],
-            None => "",
-        };
-        self.out.push(Conv {
-            event_id: format!("evt-{n:08}"),
+        let n = self.events;
+        self.events += 1;
+        let m = self.model;
+        self.out.push(Conversion {
+            event_id: format!("evt-{n:09}"),
             kind,
             occurred_ms,
             received_ms: occurred_ms + rng.random_range(50..5_000),
-            code: attr.code,
-            channel: attr.scan.map_or("", |s| CHANNELS[usize::from(s.channel)].0),
+            code: attr.code.map_or(String::new(), |c| m.codes[c].clone()),
+            owner: attr.code.map_or(String::new(), |c| m.owners[c].clone()),
+            channel: attr
+                .scan
+                .map_or("", |s| CHANNELS[usize::from(s.channel)].0)
+                .to_string(),
             scan_id: attr
                 .scan
                 .map(|s| String::from_utf8_lossy(&s.scan_id).into_owned())
                 .unwrap_or_default(),
             scan_ms: attr.scan.map_or(0, |s| s.ts_ms),
             visitor_id: attr.visitor.clone(),
-            customer_id: format!("cust-{customer:07}"),
+            customer_id: format!("cust-{customer:08}"),
             amount,
-            currency,
+            currency: currency.to_string(),
             rule,
             earnings,
-            earnings_currency,
+            earnings_currency: attr.code.map_or("", |c| m.plan_currency[c]).to_string(),
+            repeat: false,
         });
     }
 
@@ -835,6 +1002,7 @@ impl ConversionGen<'_> {
     /// A customer: a signup (credited by one of the rules), maybe purchases
     /// (inherited), maybe refunds; or a guest purchase by scan token.
     fn customer(&mut self, rng: &mut StdRng) {
+        use ConversionKind::{Purchase, Refund, Signup};
         let customer = self.customers;
         self.customers += 1;
         let mut vid = String::new();
@@ -850,7 +1018,15 @@ impl ConversionGen<'_> {
                 let (amount, currency) = Self::purchase_money(rng);
                 let e = self.commission(&attr, amount, currency);
                 self.push(
-                    rng, "purchase", "scan_id", at, &attr, customer, amount, currency, e,
+                    rng,
+                    Purchase,
+                    Rule::ScanId,
+                    at,
+                    &attr,
+                    customer,
+                    amount,
+                    currency,
+                    e,
                 );
                 return;
             }
@@ -860,8 +1036,12 @@ impl ConversionGen<'_> {
         let (attr, rule, signup_at) = match scan {
             Some(scan) => {
                 visitor_id(&mut vid, scan.visitor);
-                let rule = if r < 0.55 { "scan_id" } else { "visitor" };
-                let max = if rule == "scan_id" {
+                let rule = if r < 0.55 {
+                    Rule::ScanId
+                } else {
+                    Rule::Visitor
+                };
+                let max = if rule == Rule::ScanId {
                     DAY_MS
                 } else {
                     7 * DAY_MS
@@ -881,7 +1061,7 @@ impl ConversionGen<'_> {
                     scan: None,
                     visitor: String::new(),
                 };
-                (attr, "code_only", self.model.any_time(rng))
+                (attr, Rule::CodeOnly, self.model.any_time(rng))
             }
             None => {
                 let attr = Attribution {
@@ -889,13 +1069,13 @@ impl ConversionGen<'_> {
                     scan: None,
                     visitor: String::new(),
                 };
-                (attr, "unattributed", self.model.any_time(rng))
+                (attr, Rule::Unattributed, self.model.any_time(rng))
             }
         };
         let signup_earnings = if attr.code.is_some() { 200 } else { 0 };
         self.push(
             rng,
-            "signup",
+            Signup,
             rule,
             signup_at,
             &attr,
@@ -908,9 +1088,9 @@ impl ConversionGen<'_> {
             return;
         }
         let later_rule = if attr.code.is_some() {
-            "inherited"
+            Rule::Inherited
         } else {
-            "unattributed"
+            Rule::Unattributed
         };
         let mut at = signup_at;
         for _ in 0..if rng.random_bool(0.3) { 2 } else { 1 } {
@@ -918,118 +1098,253 @@ impl ConversionGen<'_> {
             let (amount, currency) = Self::purchase_money(rng);
             let e = self.commission(&attr, amount, currency);
             self.push(
-                rng, "purchase", later_rule, at, &attr, customer, amount, currency, e,
+                rng, Purchase, later_rule, at, &attr, customer, amount, currency, e,
             );
             if rng.random_bool(0.12) {
                 let refund_at = self.after(at, Self::delay(rng, 5 * DAY_MS));
                 self.push(
-                    rng, "refund", later_rule, refund_at, &attr, customer, amount, currency, -e,
+                    rng, Refund, later_rule, refund_at, &attr, customer, amount, currency, -e,
                 );
             }
         }
     }
 }
 
-async fn load_conversions(
-    client: &clickhouse::Client,
+// --- loading -----------------------------------------------------------------
+
+/// The real writers: what the recorder's sink workers call.
+#[derive(Clone)]
+enum Writer {
+    ClickHouse(Box<ClickHouseEvents>),
+    Embedded(EmbeddedSink),
+}
+
+impl Writer {
+    async fn write(&self, batch: Batch) -> Result<()> {
+        match self {
+            Writer::ClickHouse(events) => events.write(&batch).await?,
+            Writer::Embedded(sink) => sink.write(&Arc::new(batch)).await?,
+        }
+        Ok(())
+    }
+}
+
+/// Writes batches one at a time in a task of their own, so that the next
+/// batch is generated meanwhile; at most one write in flight.
+struct Pipeline {
+    writer: Writer,
+    pending: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Pipeline {
+    async fn send(&mut self, batch: Batch) -> Result<()> {
+        self.flush().await?;
+        let writer = self.writer.clone();
+        self.pending = Some(tokio::spawn(async move { writer.write(batch).await }));
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if let Some(p) = self.pending.take() {
+            p.await.map_err(|e| format!("write task: {e}"))??;
+        }
+        Ok(())
+    }
+}
+
+/// Hot and median code by scans.
+#[derive(Debug, Clone)]
+struct Watched {
+    hot: usize,
+    median: usize,
+}
+
+fn watched(per_code: &[u64]) -> Watched {
+    let mut by_scans: Vec<(u64, usize)> =
+        per_code.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    by_scans.sort();
+    Watched {
+        hot: by_scans[by_scans.len() - 1].1,
+        median: by_scans[(by_scans.len() - 1) / 2].1,
+    }
+}
+
+struct Loaded {
+    scans: ScanStats,
+    conv: ConvStats,
+    watched: Watched,
+}
+
+fn progress_line(what: &str, done: u64, total: u64, started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64();
+    format!(
+        "    {what}: {done} / {total} ({:.0} s, {:.0}/s)",
+        secs,
+        done as f64 / secs.max(1e-9)
+    )
+}
+
+async fn load(
+    writer: Writer,
     model: &Model,
     args: &Args,
-    candidates: Vec<Candidate>,
     rng: &mut StdRng,
-) -> Result<f64> {
-    let started = Instant::now();
-    let mut gen = ConversionGen {
-        model,
-        candidates,
-        out: Vec::with_capacity(args.conversions as usize + 8),
-        customers: 0,
+    soft_deadline: Instant,
+) -> Result<Loaded> {
+    let mut pipe = Pipeline {
+        writer,
+        pending: None,
     };
-    while (gen.out.len() as u64) < args.conversions {
-        gen.customer(rng);
-    }
-    gen.out.truncate(args.conversions as usize);
-    for chunk in gen.out.chunks(args.rows_per_insert as usize) {
-        let mut insert = client
-            .insert::<ConversionRow<'static>>("conversions")
-            .await?
-            .with_timeouts(
-                Some(Duration::from_secs(120)),
-                Some(Duration::from_secs(600)),
-            );
-        for c in chunk {
-            insert
-                .write(&ConversionRow {
-                    event_id: &c.event_id,
-                    kind: c.kind,
-                    occurred: (c.occurred_ms / 1000) as u32,
-                    occurred_ms: c.occurred_ms,
-                    received_ms: c.received_ms,
-                    code: c.code.map_or("", |i| model.codes[i].as_str()),
-                    owner: c.code.map_or("", |i| model.owners[i].as_str()),
-                    channel: c.channel,
-                    scan_id: &c.scan_id,
-                    scan_ms: c.scan_ms,
-                    visitor_id: &c.visitor_id,
-                    customer_id: &c.customer_id,
-                    amount: c.amount,
-                    currency: c.currency,
-                    rule: c.rule,
-                    earnings: c.earnings,
-                    earnings_currency: c.earnings_currency,
-                })
-                .await?;
-        }
-        insert.end().await?;
-    }
-    Ok(started.elapsed().as_secs_f64())
-}
-
-// --- ClickHouse helpers --------------------------------------------------------
-
-async fn scalar_u64(client: &clickhouse::Client, sql: &str) -> Result<u64> {
-    Ok(client.query(sql).fetch_one::<u64>().await?)
-}
-
-async fn scalar_string(client: &clickhouse::Client, sql: &str) -> Result<String> {
-    Ok(client.query(sql).fetch_one::<String>().await?)
-}
-
-/// Active parts of a table (what FINAL has to merge at query time).
-async fn active_parts(client: &clickhouse::Client, db: &str, table: &str) -> Result<u64> {
-    scalar_u64(
-        client,
-        &format!(
-            "SELECT count() FROM system.parts WHERE database = '{db}' AND table = '{table}' AND active"
-        ),
-    )
-    .await
-}
-
-async fn partitions(client: &clickhouse::Client, db: &str, table: &str) -> Result<u64> {
-    scalar_u64(
-        client,
-        &format!(
-            "SELECT uniqExact(partition) FROM system.parts WHERE database = '{db}' AND table = '{table}' AND active"
-        ),
-    )
-    .await
-}
-
-/// `OPTIMIZE TABLE … FINAL` until each partition is one part (a background
-/// merge holding some parts can make one call a no-op); at most 10 calls.
-async fn optimize(client: &clickhouse::Client, db: &str, table: &str) -> Result<f64> {
+    eprintln!(
+        "==> loading {} scans over {} codes and {} days ({} per batch)",
+        args.scans, args.codes, args.days, args.scans_per_batch
+    );
     let started = Instant::now();
-    for _ in 0..10 {
-        client
-            .query(&format!("OPTIMIZE TABLE {db}.{table} FINAL"))
-            .execute()
-            .await?;
-        if active_parts(client, db, table).await? <= partitions(client, db, table).await? {
+    let mut last_report = Instant::now();
+    let mut gen = ScanGen::new(model, args);
+    loop {
+        let scans = gen.batch(rng, args.scans_per_batch);
+        if scans.is_empty() {
             break;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        pipe.send(Batch::new(scans, Vec::new())).await?;
+        gen.stats.batches += 1;
+        if last_report.elapsed() >= Duration::from_secs(30) {
+            last_report = Instant::now();
+            eprintln!(
+                "{}",
+                progress_line("scans", gen.stats.total, args.scans, started)
+            );
+        }
+        if Instant::now() >= soft_deadline {
+            pipe.flush().await?;
+            return Err(format!(
+                "--max-seconds passed while loading: {} of {} scans written in {:.0} s ({:.0} scans/s); \
+                 use fewer --scans or a larger --max-seconds",
+                gen.stats.total,
+                args.scans,
+                started.elapsed().as_secs_f64(),
+                gen.stats.total as f64 / started.elapsed().as_secs_f64()
+            )
+            .into());
+        }
     }
-    Ok(started.elapsed().as_secs_f64())
+    pipe.flush().await?;
+    let mut scans = std::mem::take(&mut gen.stats);
+    scans.seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "==> {} scans in {:.1} s ({:.0} scans/s, {} batches)",
+        scans.total,
+        scans.seconds,
+        scans.total as f64 / scans.seconds,
+        scans.batches
+    );
+    let watched = watched(&scans.per_code);
+
+    eprintln!(
+        "==> loading {} conversions ({} per batch)",
+        args.conversions, args.conversions_per_batch
+    );
+    let started = Instant::now();
+    let recent_ms = model.recent_ms();
+    let mut conv = ConvStats::default();
+    for c in [watched.hot, watched.median] {
+        conv.watched
+            .insert(model.codes[c].clone(), [Kinds::default(), Kinds::default()]);
+    }
+    let mut gen = ConversionGen {
+        model,
+        candidates: std::mem::take(&mut gen.candidates),
+        out: Vec::new(),
+        customers: 0,
+        events: 0,
+    };
+    while conv.total < args.conversions {
+        let want = (args.conversions - conv.total).min(args.conversions_per_batch as u64) as usize;
+        while gen.out.len() < want {
+            gen.customer(rng);
+        }
+        // A customer's later conversions that did not fit go into the next batch.
+        let rest = gen.out.split_off(want);
+        let batch = std::mem::replace(&mut gen.out, rest);
+        for c in &batch {
+            conv.count(c, recent_ms);
+        }
+        pipe.send(Batch::new(Vec::new(), batch)).await?;
+        conv.batches += 1;
+        if last_report.elapsed() >= Duration::from_secs(30) {
+            last_report = Instant::now();
+            eprintln!(
+                "{}",
+                progress_line("conversions", conv.total, args.conversions, started)
+            );
+        }
+        if Instant::now() >= soft_deadline {
+            pipe.flush().await?;
+            return Err(format!(
+                "--max-seconds passed while loading conversions: {} of {} written",
+                conv.total, args.conversions
+            )
+            .into());
+        }
+    }
+    pipe.flush().await?;
+    conv.seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "==> {} conversions in {:.1} s ({:.0}/s)",
+        conv.total,
+        conv.seconds,
+        conv.total as f64 / conv.seconds.max(1e-9)
+    );
+    Ok(Loaded {
+        scans,
+        conv,
+        watched,
+    })
+}
+
+/// Free bytes of the file system holding `path` (`df -Pk`).
+fn free_bytes(path: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(path)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kb: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Refuses to start a load that would not fit on the disk (`bytes_per_scan`
+/// is what earlier runs took, with room to spare).
+fn check_disk(path: &Path, scans: u64, bytes_per_scan: u64) -> Result<String> {
+    let need = scans * bytes_per_scan;
+    let gb = |b: u64| b as f64 / 1e9;
+    match free_bytes(path) {
+        Some(free) if free < need => Err(format!(
+            "{}: {:.1} GB free, the load needs about {:.1} GB; use fewer --scans",
+            path.display(),
+            gb(free),
+            gb(need)
+        )
+        .into()),
+        Some(free) => Ok(format!(
+            "{}: {:.1} GB free before the load (about {:.1} GB needed)",
+            path.display(),
+            gb(free),
+            gb(need)
+        )),
+        None => Ok(format!(
+            "{}: free space unknown (df failed)",
+            path.display()
+        )),
+    }
 }
 
 // --- measuring ---------------------------------------------------------------
@@ -1066,38 +1381,219 @@ impl Endpoint {
     fn name(self) -> String {
         match self {
             Endpoint::Summary => "summary".into(),
-            Endpoint::Timeseries(i, tz) => format!("timeseries {i} {tz}"),
-            Endpoint::Breakdown(d) => format!("breakdown {d}"),
+            Endpoint::Timeseries(i, tz) => format!("timeseries {} {tz}", i.as_str()),
+            Endpoint::Breakdown(d) => format!("breakdown {}", d.as_str()),
             Endpoint::Funnel => "funnel".into(),
-            Endpoint::Top(m) => format!("top {m} (10)"),
+            Endpoint::Top(m) => format!("top {} (10)", m.as_str()),
         }
     }
 
-    /// Runs the query once; returns the size of the answer (rows, or scans for
-    /// summary/funnel), to print and to keep the answer alive.
-    async fn call(self, a: &Analytics, q: &Query) -> Result<u64> {
-        Ok(match self {
-            Endpoint::Summary => a.summary(q).await?.scans,
+    /// The API path and the parameters besides the range and the code.
+    fn path(self) -> (&'static str, String) {
+        match self {
+            Endpoint::Summary => ("summary", String::new()),
             Endpoint::Timeseries(i, tz) => {
-                let q = Query {
-                    tz: tz.into(),
-                    ..q.clone()
-                };
-                a.timeseries(&q, i).await?.len() as u64
+                ("timeseries", format!("&interval={}&tz={tz}", i.as_str()))
             }
-            Endpoint::Breakdown(d) => a.breakdown(q, d).await?.len() as u64,
-            Endpoint::Funnel => a.funnel(q).await?.scans,
-            Endpoint::Top(m) => a.top(q, m, 10).await?.len() as u64,
-        })
+            Endpoint::Breakdown(d) => ("breakdown", format!("&by={}", d.as_str())),
+            Endpoint::Funnel => ("funnel", String::new()),
+            Endpoint::Top(m) => ("top", format!("&metric={}&limit=10", m.as_str())),
+        }
     }
 }
 
-/// Timed runs of one case, ms; empty when skipped.
+/// Whose numbers: the hot code, the median code, or all codes.
+#[derive(Debug, Clone)]
+struct Scope {
+    label: String,
+    code: Option<String>,
+}
+
+/// A time range of the queries.
+#[derive(Debug, Clone)]
+struct Span {
+    label: String,
+    from_ms: u64,
+    to_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    scope: usize,
+    span: usize,
+    endpoint: Endpoint,
+}
+
+/// What a summary said (the numbers the check compares).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SummaryNums {
+    scans: u64,
+    human: u64,
+    bot: u64,
+    unique: u64,
+    signups: u64,
+    purchases: u64,
+    refunds: u64,
+}
+
+/// The answer of one call: its size (rows, or scans for summary and funnel)
+/// and, for a summary, its numbers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Answer {
+    size: u64,
+    summary: Option<SummaryNums>,
+}
+
+/// Who answers: the query layer in process (ClickHouse), or the gateway over HTTP.
+enum Runner {
+    Direct { backend: Backend, now_ms: u64 },
+    Http { client: Client },
+}
+
+impl Runner {
+    fn query(&self, scopes: &[Scope], spans: &[Span], case: Case, now_ms: u64) -> Query {
+        let span = &spans[case.span];
+        Query {
+            from_ms: span.from_ms,
+            to_ms: span.to_ms,
+            tz: match case.endpoint {
+                Endpoint::Timeseries(_, tz) => tz.into(),
+                _ => "UTC".into(),
+            },
+            codes: scopes[case.scope].code.clone().map(|c| vec![c]),
+            owner: None,
+            now_ms,
+            hold_ms: HOLD_MS,
+        }
+    }
+
+    async fn call(&self, scopes: &[Scope], spans: &[Span], case: Case) -> Result<Answer, String> {
+        match self {
+            Runner::Direct { backend, now_ms } => {
+                let q = self.query(scopes, spans, case, *now_ms);
+                direct(backend, &q, case.endpoint)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Runner::Http { client } => {
+                let path = http_path(scopes, spans, case);
+                http_call(client, path, case.endpoint).await
+            }
+        }
+    }
+}
+
+async fn direct(b: &Backend, q: &Query, ep: Endpoint) -> Result<Answer> {
+    Ok(match ep {
+        Endpoint::Summary => {
+            let s = b.summary(q).await?;
+            Answer {
+                size: s.scans,
+                summary: Some(SummaryNums {
+                    scans: s.scans,
+                    human: s.human_scans,
+                    bot: s.bot_scans,
+                    unique: s.unique_scanners,
+                    signups: s.signups,
+                    purchases: s.purchases,
+                    refunds: s.refunds,
+                }),
+            }
+        }
+        Endpoint::Timeseries(i, _) => Answer {
+            size: b.timeseries(q, i).await?.len() as u64,
+            summary: None,
+        },
+        Endpoint::Breakdown(d) => Answer {
+            size: b.breakdown(q, d).await?.len() as u64,
+            summary: None,
+        },
+        Endpoint::Funnel => Answer {
+            size: b.funnel(q).await?.scans,
+            summary: None,
+        },
+        Endpoint::Top(m) => Answer {
+            size: b.top(q, m, 10).await?.len() as u64,
+            summary: None,
+        },
+    })
+}
+
+/// `YYYY-MM-DDT00:00:00Z` of a time at the start of a UTC day.
+fn rfc3339_day(ms: u64) -> String {
+    debug_assert_eq!(ms % DAY_MS, 0);
+    format!("{}T00:00:00Z", codelink_analytics::event::day_of(ms))
+}
+
+fn http_path(scopes: &[Scope], spans: &[Span], case: Case) -> String {
+    let span = &spans[case.span];
+    let (report, extra) = case.endpoint.path();
+    let code = scopes[case.scope]
+        .code
+        .as_ref()
+        .map_or(String::new(), |c| format!("&code={c}"));
+    format!(
+        "/api/v1/analytics/{report}?from={}&to={}{code}{extra}",
+        rfc3339_day(span.from_ms),
+        rfc3339_day(span.to_ms)
+    )
+}
+
+/// One GET; the request runs in a task of its own so that a failed connection
+/// (the test client panics) is an error here, not the end of the bench.
+async fn http_call(client: &Client, path: String, ep: Endpoint) -> Result<Answer, String> {
+    let c = client.clone();
+    let task = tokio::spawn(async move {
+        let r = c.get(&path).await;
+        let status = r.status.as_u16();
+        if status != 200 {
+            let mut text = r.text();
+            text.truncate(300);
+            return Err(format!("HTTP {status}: {text}"));
+        }
+        let v = r.json();
+        let len = |k: &str| v[k].as_array().map_or(0, |a| a.len() as u64);
+        Ok(match ep {
+            Endpoint::Summary => {
+                let n = |k: &str| v["summary"][k].as_u64().unwrap_or(0);
+                let s = SummaryNums {
+                    scans: n("scans"),
+                    human: n("human_scans"),
+                    bot: n("bot_scans"),
+                    unique: n("unique_scanners"),
+                    signups: n("signups"),
+                    purchases: n("purchases"),
+                    refunds: n("refunds"),
+                };
+                Answer {
+                    size: s.scans,
+                    summary: Some(s),
+                }
+            }
+            Endpoint::Timeseries(..) => Answer {
+                size: len("buckets"),
+                summary: None,
+            },
+            Endpoint::Breakdown(_) | Endpoint::Top(_) => Answer {
+                size: len("rows"),
+                summary: None,
+            },
+            Endpoint::Funnel => Answer {
+                size: v["funnel"]["scans"].as_u64().unwrap_or(0),
+                summary: None,
+            },
+        })
+    });
+    task.await.map_err(|e| format!("request failed: {e}"))?
+}
+
+/// Timed runs of one case, ms; empty when skipped or failed.
 #[derive(Debug, Clone, Default)]
 struct Timing {
     warmup_ms: f64,
     ms: Vec<f64>,
-    answer: u64,
+    answer: Answer,
+    error: Option<String>,
 }
 
 impl Timing {
@@ -1107,26 +1603,38 @@ impl Timing {
         v
     }
 
-    fn median(&self) -> Option<f64> {
-        let v = self.sorted();
-        match v.len() {
-            0 => None,
-            n if n % 2 == 1 => Some(v[n / 2]),
-            n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-        }
+    fn p50(&self) -> Option<f64> {
+        median(&self.sorted())
     }
 
-    fn cell(&self, runs: usize) -> String {
-        let v = self.sorted();
-        let (Some(min), Some(max), Some(med)) = (v.first(), v.last(), self.median()) else {
-            return "skipped | | ".into();
+    fn max(&self) -> Option<f64> {
+        self.sorted().last().copied()
+    }
+
+    /// `p50 | max` cells of a table.
+    fn cells(&self, runs: usize) -> String {
+        if let Some(e) = &self.error {
+            let mut e = e.replace('|', "/").replace('\n', " ");
+            e.truncate(80);
+            return format!("error: {e} | ");
+        }
+        let (Some(p50), Some(max)) = (self.p50(), self.max()) else {
+            return "skipped | ".into();
         };
-        let n = if v.len() < runs {
-            format!(" (n={})", v.len())
+        let n = if self.ms.len() < runs {
+            format!(" (n={})", self.ms.len())
         } else {
             String::new()
         };
-        format!("{} | {}{n} | {}", fmt_ms(*min), fmt_ms(med), fmt_ms(*max))
+        format!("{}{n} | {}", fmt_ms(p50), fmt_ms(max))
+    }
+}
+
+fn median(sorted: &[f64]) -> Option<f64> {
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
 
@@ -1138,71 +1646,711 @@ fn fmt_ms(ms: f64) -> String {
     }
 }
 
-struct Scope {
-    label: String,
-    codes: Option<Vec<String>>,
+fn all_cases(scopes: &[Scope], spans: &[Span]) -> Vec<Case> {
+    let mut out = Vec::new();
+    for scope in 0..scopes.len() {
+        for span in 0..spans.len() {
+            for endpoint in Endpoint::all() {
+                out.push(Case {
+                    scope,
+                    span,
+                    endpoint,
+                });
+            }
+        }
+    }
+    out
 }
 
-/// Every endpoint for every scope: results[scope][endpoint].
+fn case_label(scopes: &[Scope], spans: &[Span], c: &Case) -> String {
+    format!(
+        "{} / {} / {}",
+        scopes[c.scope].label,
+        spans[c.span].label,
+        c.endpoint.name()
+    )
+}
+
+/// Every case: one warm-up, then up to `--runs` timed runs.
 async fn measure(
-    analytics: &Analytics,
-    base: &Query,
+    runner: &Runner,
     scopes: &[Scope],
+    spans: &[Span],
     args: &Args,
     soft_deadline: Instant,
     phase: &str,
-) -> Result<Vec<Vec<Timing>>> {
+) -> Vec<Timing> {
     let mut all = Vec::new();
-    for scope in scopes {
-        let q = Query {
-            codes: scope.codes.clone(),
-            ..base.clone()
-        };
-        let mut row = Vec::new();
-        for ep in Endpoint::all() {
-            if Instant::now() >= soft_deadline {
-                eprintln!(
-                    "    {phase} / {} / {}: skipped (--max-seconds)",
-                    scope.label,
-                    ep.name()
-                );
-                row.push(Timing::default());
+    for case in all_cases(scopes, spans) {
+        let label = case_label(scopes, spans, &case);
+        if Instant::now() >= soft_deadline {
+            eprintln!("    {phase} / {label}: skipped (--max-seconds)");
+            all.push(Timing::default());
+            continue;
+        }
+        let warm = Instant::now();
+        let mut t = Timing::default();
+        match runner.call(scopes, spans, case).await {
+            Ok(a) => t.answer = a,
+            Err(e) => {
+                eprintln!("    {phase} / {label}: error {e}");
+                t.error = Some(e);
+                all.push(t);
                 continue;
             }
-            let warm = Instant::now();
-            ep.call(analytics, &q).await?;
-            let mut t = Timing {
-                warmup_ms: warm.elapsed().as_secs_f64() * 1000.0,
-                ..Timing::default()
-            };
-            let case_start = Instant::now();
-            for r in 0..args.runs {
-                if r >= 3 && case_start.elapsed() >= args.case_budget {
+        }
+        t.warmup_ms = warm.elapsed().as_secs_f64() * 1000.0;
+        let case_start = Instant::now();
+        for r in 0..args.runs {
+            if r >= 3 && case_start.elapsed() >= args.case_budget {
+                break;
+            }
+            let started = Instant::now();
+            match runner.call(scopes, spans, case).await {
+                Ok(a) => t.answer = a,
+                Err(e) => {
+                    eprintln!("    {phase} / {label}: error {e}");
+                    t.error = Some(e);
                     break;
                 }
-                let started = Instant::now();
-                t.answer = ep.call(analytics, &q).await?;
-                t.ms.push(started.elapsed().as_secs_f64() * 1000.0);
             }
-            eprintln!(
-                "    {phase} / {} / {}: median {} ms ({} runs, warm-up {} ms, answer {})",
-                scope.label,
-                ep.name(),
-                t.median().map_or("-".into(), fmt_ms),
-                t.ms.len(),
-                fmt_ms(t.warmup_ms),
-                t.answer
-            );
-            row.push(t);
+            t.ms.push(started.elapsed().as_secs_f64() * 1000.0);
         }
-        all.push(row);
+        eprintln!(
+            "    {phase} / {label}: p50 {} ms, max {} ms ({} runs, warm-up {} ms, answer {})",
+            t.p50().map_or("-".into(), fmt_ms),
+            t.max().map_or("-".into(), fmt_ms),
+            t.ms.len(),
+            fmt_ms(t.warmup_ms),
+            t.answer.size
+        );
+        all.push(t);
     }
-    Ok(all)
+    all
+}
+
+/// The figures of one pass over every case.
+struct PassSummary {
+    measured: usize,
+    skipped: usize,
+    errors: usize,
+    /// Median of the cases' p50s, and of every timed run pooled.
+    p50_of_p50s: Option<f64>,
+    p50_of_runs: Option<f64>,
+    worst_p50: Option<(f64, String)>,
+    worst_max: Option<(f64, String)>,
+    over_p50: Vec<String>,
+    over_max: Vec<String>,
+}
+
+fn summarize(scopes: &[Scope], spans: &[Span], timings: &[Timing]) -> PassSummary {
+    let cases = all_cases(scopes, spans);
+    let mut s = PassSummary {
+        measured: 0,
+        skipped: 0,
+        errors: 0,
+        p50_of_p50s: None,
+        p50_of_runs: None,
+        worst_p50: None,
+        worst_max: None,
+        over_p50: Vec::new(),
+        over_max: Vec::new(),
+    };
+    let mut p50s = Vec::new();
+    let mut runs = Vec::new();
+    for (case, t) in cases.iter().zip(timings) {
+        if t.error.is_some() {
+            s.errors += 1;
+            continue;
+        }
+        let (Some(p50), Some(max)) = (t.p50(), t.max()) else {
+            s.skipped += 1;
+            continue;
+        };
+        s.measured += 1;
+        let label = case_label(scopes, spans, case);
+        p50s.push(p50);
+        runs.extend_from_slice(&t.ms);
+        if s.worst_p50.as_ref().is_none_or(|(w, _)| p50 > *w) {
+            s.worst_p50 = Some((p50, label.clone()));
+        }
+        if s.worst_max.as_ref().is_none_or(|(w, _)| max > *w) {
+            s.worst_max = Some((max, label.clone()));
+        }
+        if p50 >= P50_TARGET_MS {
+            s.over_p50.push(format!("{label} ({} ms)", fmt_ms(p50)));
+        }
+        if max >= MAX_TARGET_MS {
+            s.over_max.push(format!("{label} ({} ms)", fmt_ms(max)));
+        }
+    }
+    p50s.sort_by(f64::total_cmp);
+    runs.sort_by(f64::total_cmp);
+    s.p50_of_p50s = median(&p50s);
+    s.p50_of_runs = median(&runs);
+    s
+}
+
+/// What each scope's summary must say, per span: scans, and for all codes the
+/// conversions too (per watched code those are checked as well).
+fn expected(loaded: &Loaded, model: &Model, scope: &Scope, span: usize) -> (u64, Option<Kinds>) {
+    let s = &loaded.scans;
+    match &scope.code {
+        None => (
+            if span == 0 { s.recent } else { s.total },
+            Some(loaded.conv.all[span].clone()),
+        ),
+        Some(code) => {
+            let i = model.codes.iter().position(|c| c == code).unwrap_or(0);
+            let scans = if span == 0 {
+                s.per_code_recent[i]
+            } else {
+                s.per_code[i]
+            };
+            (
+                scans,
+                loaded.conv.watched.get(code).map(|k| k[span].clone()),
+            )
+        }
+    }
+}
+
+/// One line per scope and span with the summary's numbers, and whether they
+/// are what was written. Returns the lines and whether all passed.
+fn check_answers(
+    loaded: &Loaded,
+    model: &Model,
+    scopes: &[Scope],
+    spans: &[Span],
+    timings: &[Timing],
+) -> (Vec<String>, bool) {
+    let cases = all_cases(scopes, spans);
+    let mut lines = Vec::new();
+    let mut ok = true;
+    for (case, t) in cases.iter().zip(timings) {
+        if !matches!(case.endpoint, Endpoint::Summary) {
+            continue;
+        }
+        let scope = &scopes[case.scope];
+        let span = &spans[case.span];
+        let Some(s) = t.answer.summary else {
+            lines.push(format!(
+                "- {} / {}: **not checked** (no answer)",
+                scope.label, span.label
+            ));
+            ok = false;
+            continue;
+        };
+        let (want_scans, want_conv) = expected(loaded, model, scope, case.span);
+        let mut problems = Vec::new();
+        if s.scans != want_scans {
+            problems.push(format!("scans {} ≠ {want_scans} written", s.scans));
+        }
+        if s.scans == 0 {
+            problems.push("no scans".into());
+        }
+        if s.human + s.bot != s.scans {
+            problems.push("human + bot ≠ scans".into());
+        }
+        if let Some(k) = &want_conv {
+            let got = (s.signups, s.purchases, s.refunds);
+            let want = (k.signups, k.purchases, k.refunds);
+            if got != want {
+                problems.push(format!(
+                    "signups/purchases/refunds {got:?} ≠ {want:?} written"
+                ));
+            }
+        }
+        let verdict = if problems.is_empty() {
+            "ok".to_string()
+        } else {
+            ok = false;
+            format!("**MISMATCH**: {}", problems.join("; "))
+        };
+        lines.push(format!(
+            "- {} / {}: scans {} (human {}, bot {}), unique scanners {}, signups {}, purchases {}, \
+             refunds {} — {verdict}",
+            scope.label,
+            span.label,
+            s.scans,
+            s.human,
+            s.bot,
+            s.unique,
+            s.signups,
+            s.purchases,
+            s.refunds
+        ));
+    }
+    (lines, ok)
+}
+
+// --- the gateway (embedded) ----------------------------------------------------
+
+/// A directory removed when dropped (the bench's own data dir).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `codelink serve` on the loaded data dir, under `timeout` (so that it stops
+/// by itself should the bench be killed), stopped when dropped.
+struct Gateway {
+    /// The `timeout` process.
+    wrapper: std::process::Child,
+    /// The gateway itself (whose RSS is read).
+    pid: u32,
+    addr: SocketAddr,
+    key: String,
+    log: PathBuf,
+}
+
+impl Gateway {
+    fn start(bin: &Path, data_dir: &Path, log: &Path, limit_secs: u64) -> Result<Self> {
+        let port = codelink_testkit::free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let key = format!("bench-{:032x}", rand::random::<u128>());
+        let log_file = std::fs::File::create(log)?;
+        let wrapper = std::process::Command::new("timeout")
+            .args(["-k", "10", "-s", "TERM", &limit_secs.to_string()])
+            .arg(bin)
+            .arg("serve")
+            .args(["--listen", &addr.to_string()])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--admin-key", &key])
+            .args(["--max-buckets", &GATEWAY_MAX_BUCKETS.to_string()])
+            .args(["--hold-days", &HOLD_DAYS.to_string()])
+            // The per-IP API limiter (100/s) would answer 429 to the memory
+            // check's clients, which all come from 127.0.0.1.
+            .args([
+                "--api-rate-per-ip",
+                "1000000",
+                "--api-burst-per-ip",
+                "1000000",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| format!("starting timeout {}: {e}", bin.display()))?;
+        let mut gw = Self {
+            pid: 0,
+            wrapper,
+            addr,
+            key,
+            log: log.to_path_buf(),
+        };
+        let wrapper_pid = gw.wrapper.id();
+        let found = Instant::now();
+        while gw.pid == 0 {
+            if let Some(pid) = child_of(wrapper_pid) {
+                gw.pid = pid;
+            } else if found.elapsed() > Duration::from_secs(10) {
+                return Err("the gateway process did not appear under timeout".into());
+            } else {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(gw)
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.addr).with_bearer(&self.key)
+    }
+
+    fn rss_kb(&self) -> Option<u64> {
+        rss_kb(self.pid)
+    }
+
+    fn exited(&mut self) -> bool {
+        !matches!(self.wrapper.try_wait(), Ok(None))
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Waits until `/readyz` answers 200.
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            if self.exited() {
+                return Err(
+                    format!("the gateway exited during start-up:\n{}", self.log_tail()).into(),
+                );
+            }
+            // Connect first: the test client panics on a refused connection.
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                let c = self.client();
+                let r = tokio::spawn(async move { c.get("/readyz").await.status.as_u16() }).await;
+                if matches!(r, Ok(200)) {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "the gateway was not ready after {} s:\n{}",
+                    timeout.as_secs(),
+                    self.log_tail()
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s.
+    fn stop(&mut self) {
+        if self.exited() {
+            return;
+        }
+        for pid in [self.pid, self.wrapper.id()] {
+            if pid != 0 {
+                signal(pid, "-TERM");
+            }
+        }
+        let started = Instant::now();
+        while !self.exited() && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !self.exited() {
+            if self.pid != 0 {
+                signal(self.pid, "-KILL");
+            }
+            let _ = self.wrapper.kill();
+            let _ = self.wrapper.wait();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// A child process of `parent` (from `/proc/*/stat`).
+fn child_of(parent: u32) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …": comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// `VmRSS` of a process, in kB.
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+/// Samples a process's RSS every 50 ms until stopped; returns (max kB, samples).
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, u64)>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut max, mut n) = (0, 0);
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            while !flag.load(Ordering::Relaxed) {
+                tick.tick().await;
+                if let Some(kb) = rss_kb(pid) {
+                    max = max.max(kb);
+                    n += 1;
+                }
+            }
+            (max, n)
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap_or((0, 0))
+    }
+}
+
+/// What the memory check saw.
+#[derive(Debug, Default)]
+struct MemoryCheck {
+    clients: usize,
+    seconds: f64,
+    rss_startup_kb: u64,
+    rss_after_creates_kb: u64,
+    rss_sequential_max_kb: u64,
+    rss_before_kb: u64,
+    rss_max_kb: u64,
+    rss_after_kb: u64,
+    samples: u64,
+    answered: u64,
+    statuses: BTreeMap<u16, u64>,
+    failed: u64,
+    latencies_ms: Vec<f64>,
+    first_errors: Vec<String>,
+}
+
+/// `clients` loops over `paths` (each from its own offset) for `secs`
+/// seconds while the gateway's RSS is sampled every 50 ms.
+async fn memory_check(gw: &Gateway, paths: Vec<String>, clients: usize, secs: u64) -> MemoryCheck {
+    let mut mc = MemoryCheck {
+        clients,
+        rss_before_kb: gw.rss_kb().unwrap_or(0),
+        ..MemoryCheck::default()
+    };
+    let paths = Arc::new(paths);
+    let answered = Arc::new(AtomicU64::new(0));
+    let sampler = RssSampler::start(gw.pid);
+    let started = Instant::now();
+    let end = started + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let paths = paths.clone();
+        let answered = answered.clone();
+        let client = gw.client();
+        tasks.push(tokio::spawn(async move {
+            let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+            let mut failed = 0u64;
+            let mut lat = Vec::new();
+            let mut errors = Vec::new();
+            let mut i = k * paths.len() / clients.max(1);
+            while Instant::now() < end {
+                let path = paths[i % paths.len()].clone();
+                i += 1;
+                let c = client.clone();
+                let t = Instant::now();
+                let r = tokio::spawn(async move {
+                    let r = c.get(&path).await;
+                    let status = r.status.as_u16();
+                    let body = if status == 200 {
+                        String::new()
+                    } else {
+                        r.text()
+                    };
+                    (status, body)
+                })
+                .await;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                match r {
+                    Ok((status, body)) => {
+                        *statuses.entry(status).or_default() += 1;
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        if status != 200 && errors.len() < 3 {
+                            let mut body = body;
+                            body.truncate(200);
+                            errors.push(format!("HTTP {status}: {body}"));
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        if errors.len() < 3 {
+                            errors.push(format!("request failed: {e}"));
+                        }
+                    }
+                }
+            }
+            (statuses, failed, lat, errors)
+        }));
+    }
+    for t in tasks {
+        if let Ok((statuses, failed, lat, errors)) = t.await {
+            for (s, n) in statuses {
+                *mc.statuses.entry(s).or_default() += n;
+            }
+            mc.failed += failed;
+            mc.latencies_ms.extend(lat);
+            for e in errors {
+                if mc.first_errors.len() < 5 {
+                    mc.first_errors.push(e);
+                }
+            }
+        }
+    }
+    mc.seconds = started.elapsed().as_secs_f64();
+    let (max, samples) = sampler.finish().await;
+    mc.rss_max_kb = max.max(mc.rss_before_kb);
+    mc.samples = samples;
+    mc.answered = answered.load(Ordering::Relaxed);
+    mc.rss_after_kb = gw.rss_kb().unwrap_or(0);
+    mc.latencies_ms.sort_by(f64::total_cmp);
+    mc
+}
+
+/// Creates a code through the admin API (the analytics API answers only for
+/// codes the gateway knows).
+async fn create_code(gw: &Gateway, code: &str, owner: &str) -> Result<()> {
+    let c = gw.client();
+    let body = format!(
+        "{{\"code\": \"{code}\", \"destination\": \"https://shop.example/\", \"owner\": \"{owner}\"}}"
+    );
+    let r = tokio::spawn(async move {
+        let r = c
+            .send(
+                hyper::Method::POST,
+                "/api/v1/codes",
+                &[("content-type", "application/json")],
+                bytes::Bytes::from(body),
+            )
+            .await;
+        (r.status.as_u16(), r.text())
+    })
+    .await
+    .map_err(|e| format!("POST /api/v1/codes: {e}"))?;
+    match r {
+        (200 | 201 | 409, _) => Ok(()),
+        (status, text) => Err(format!("POST /api/v1/codes {code}: HTTP {status}: {text}").into()),
+    }
 }
 
 // --- the run -----------------------------------------------------------------
 
-async fn run(args: Args, url: String, soft_deadline: Instant) -> Result<()> {
+fn scopes_and_spans(model: &Model, loaded: &Loaded, args: &Args) -> (Vec<Scope>, Vec<Span>) {
+    let s = &loaded.scans;
+    let (hot, median) = (loaded.watched.hot, loaded.watched.median);
+    let scopes = vec![
+        Scope {
+            label: format!("hot code {} ({} scans)", model.codes[hot], s.per_code[hot]),
+            code: Some(model.codes[hot].clone()),
+        },
+        Scope {
+            label: format!(
+                "median code {} ({} scans)",
+                model.codes[median], s.per_code[median]
+            ),
+            code: Some(model.codes[median].clone()),
+        },
+        Scope {
+            label: "all codes".into(),
+            code: None,
+        },
+    ];
+    let spans = vec![
+        Span {
+            label: format!("last {} d", (model.end_ms - model.recent_ms()) / DAY_MS),
+            from_ms: model.recent_ms(),
+            to_ms: model.end_ms,
+        },
+        Span {
+            label: format!("{} d", args.days),
+            from_ms: model.start_ms,
+            to_ms: model.end_ms,
+        },
+    ];
+    (scopes, spans)
+}
+
+/// What the report is made of.
+struct ReportInput<'a> {
+    args: &'a Args,
+    model: &'a Model,
+    loaded: &'a Loaded,
+    scopes: Vec<Scope>,
+    spans: Vec<Span>,
+    /// (title, timings in `all_cases` order)
+    passes: Vec<(String, Vec<Timing>)>,
+    how: String,
+    check_lines: Vec<String>,
+    check_ok: bool,
+    load_notes: Vec<String>,
+    setup_notes: Vec<String>,
+    memory: Option<MemoryCheck>,
+    wall: Instant,
+}
+
+async fn run(
+    args: Args,
+    url: String,
+    server_dir: Option<PathBuf>,
+    soft_deadline: Instant,
+) -> Result<bool> {
+    let input_ok = match args.backend {
+        BackendKind::ClickHouse => run_clickhouse(&args, url, server_dir, soft_deadline).await?,
+        BackendKind::Embedded => run_embedded(&args, soft_deadline).await?,
+    };
+    Ok(input_ok)
+}
+
+async fn scalar_u64(client: &clickhouse::Client, sql: &str) -> Result<u64> {
+    Ok(client.query(sql).fetch_one::<u64>().await?)
+}
+
+/// Active parts, rows and bytes on disk of each table of the database.
+async fn table_sizes(
+    client: &clickhouse::Client,
+    db: &str,
+) -> Result<Vec<(String, u64, u64, u64)>> {
+    Ok(client
+        .query(&format!(
+            "SELECT table, count(), sum(rows), sum(bytes_on_disk) FROM system.parts \
+             WHERE database = '{db}' AND active GROUP BY table ORDER BY table"
+        ))
+        .fetch_all::<(String, u64, u64, u64)>()
+        .await?)
+}
+
+fn sizes_line(sizes: &[(String, u64, u64, u64)]) -> String {
+    sizes
+        .iter()
+        .map(|(t, parts, rows, bytes)| {
+            format!(
+                "`{t}` {parts} parts, {rows} rows, {:.2} GB",
+                *bytes as f64 / 1e9
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+const ROLLUP_TABLES: [&str; 3] = ["scan_rollup", "conversion_rollup", "code_totals"];
+
+async fn run_clickhouse(
+    args: &Args,
+    url: String,
+    server_dir: Option<PathBuf>,
+    soft_deadline: Instant,
+) -> Result<bool> {
     let wall = Instant::now();
     let db = args.database.clone();
     let events = ClickHouseEvents::new(&ClickHouseConfig {
@@ -1212,285 +2360,657 @@ async fn run(args: Args, url: String, soft_deadline: Instant) -> Result<()> {
         password: None,
     });
     let admin = events.client().clone().with_database("default");
-    let version = scalar_string(&admin, "SELECT version()").await?;
-    eprintln!("==> clickhouse-server {version} at {url}; database {db}");
-    for t in ["scans", "conversions"] {
-        admin
-            .query(&format!("DROP TABLE IF EXISTS {db}.{t}"))
-            .execute()
-            .await?;
-    }
+    let version = admin
+        .query("SELECT version()")
+        .fetch_one::<String>()
+        .await?;
+    eprintln!("==> clickhouse-server {version} at {url}; database {db} (dropped and recreated)");
+    admin
+        .query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute()
+        .await?;
     events.migrate().await?;
     let client = events.client().clone();
 
-    let model = Model::new(&args)?;
+    let disk = match &server_dir {
+        Some(dir) => check_disk(dir, args.scans, CLICKHOUSE_BYTES_PER_SCAN)?,
+        None => "server given with --clickhouse-url: its disk was not checked".into(),
+    };
+    eprintln!("==> disk: {disk}");
+
+    let model = Model::new(args)?;
     let mut rng = StdRng::seed_from_u64(args.seed);
-    eprintln!(
-        "==> loading {} scans over {} codes ({} rows per INSERT)",
-        args.scans, args.codes, args.rows_per_insert
-    );
-    let scans = load_scans(&client, &model, &args, &mut rng).await?;
-    eprintln!("==> loading {} conversions", args.conversions);
-    let conv_seconds = load_conversions(&client, &model, &args, scans.candidates, &mut rng).await?;
-    let load_seconds = scans.seconds + conv_seconds;
+    let loaded = load(
+        Writer::ClickHouse(Box::new(events.clone())),
+        &model,
+        args,
+        &mut rng,
+        soft_deadline,
+    )
+    .await?;
 
     let scan_rows = scalar_u64(&client, "SELECT count() FROM scans").await?;
     let conv_rows = scalar_u64(&client, "SELECT count() FROM conversions").await?;
-    if scan_rows != args.scans || conv_rows != args.conversions {
-        return Err(format!(
-            "row counts: scans {scan_rows} (want {}), conversions {conv_rows} (want {})",
-            args.scans, args.conversions
-        )
-        .into());
-    }
-    let parts_after_load = (
-        active_parts(&client, &db, "scans").await?,
-        active_parts(&client, &db, "conversions").await?,
-    );
-    eprintln!(
-        "==> loaded in {load_seconds:.1} s; active parts: scans {}, conversions {}",
-        parts_after_load.0, parts_after_load.1
-    );
+    let sizes_after_load = table_sizes(&client, &db).await?;
+    eprintln!("==> after the load: {}", sizes_line(&sizes_after_load));
 
-    // Hot and median code by scans, from what was generated.
-    let mut by_scans: Vec<(u64, usize)> = scans
-        .per_code
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (*n, i))
-        .collect();
-    by_scans.sort();
-    let (hot_n, hot) = by_scans[by_scans.len() - 1];
-    let (median_n, median) = by_scans[(by_scans.len() - 1) / 2];
-    let hot_code = model.codes[hot].clone();
-    let median_code = model.codes[median].clone();
-    let conv_of = |code: &str| {
-        let sql = format!("SELECT count() FROM conversions WHERE code = '{code}'");
-        let client = client.clone();
-        async move { scalar_u64(&client, &sql).await }
-    };
-    let hot_conv = conv_of(&hot_code).await?;
-    let median_conv = conv_of(&median_code).await?;
-    let stats_sql = "SELECT countIf(is_bot != 0), countIf(source = 'qr'), uniqExact(visitor_id), uniqExact(code) FROM scans";
-    let (bots, qr, visitors, codes_seen) = client
-        .query(stats_sql)
-        .fetch_one::<(u64, u64, u64, u64)>()
-        .await?;
-    let conv_stats = client
-        .query(
-            "SELECT countIf(kind = 'signup'), countIf(kind = 'purchase'), countIf(kind = 'refund'), \
-             countIf(scan_id != ''), countIf(code = ''), uniqExact(currency), uniqExact(rule) FROM conversions",
-        )
-        .fetch_one::<(u64, u64, u64, u64, u64, u64, u64)>()
-        .await?;
-    // Every conversion's scan exists, with its code and time.
-    let linked = scalar_u64(
-        &client,
-        "SELECT count() FROM (SELECT DISTINCT scan_id, code, scan_ms AS ts_ms FROM conversions WHERE scan_id != '') \
-         ANY INNER JOIN (SELECT scan_id, code, ts_ms FROM scans \
-         WHERE scan_id IN (SELECT scan_id FROM conversions WHERE scan_id != '')) USING scan_id, code, ts_ms",
-    )
-    .await?;
-    let distinct_scan_refs = scalar_u64(
-        &client,
-        "SELECT uniqExact(scan_id) FROM conversions WHERE scan_id != ''",
-    )
-    .await?;
-    if linked != distinct_scan_refs {
-        return Err(format!(
-            "conversions name {distinct_scan_refs} scans, only {linked} exist with that code and time"
-        )
-        .into());
-    }
-
-    let analytics = Analytics::ClickHouse(Box::new(events.clone()));
-    let base = Query {
-        from_ms: model.start_ms,
-        to_ms: model.end_ms,
-        tz: "UTC".into(),
-        codes: None,
-        owner: None,
+    let (scopes, spans) = scopes_and_spans(&model, &loaded, args);
+    let runner = Runner::Direct {
+        backend: Backend::ClickHouse(Box::new(events.clone())),
         now_ms: model.end_ms,
-        hold_ms: HOLD_MS,
     };
-    let scopes = [
-        Scope {
-            label: format!("hot code `{hot_code}`"),
-            codes: Some(vec![hot_code.clone()]),
-        },
-        Scope {
-            label: format!("median code `{median_code}`"),
-            codes: Some(vec![median_code.clone()]),
-        },
-        Scope {
-            label: "all codes".into(),
-            codes: None,
-        },
+    eprintln!("==> measuring right after the load");
+    let after_load = measure(&runner, &scopes, &spans, args, soft_deadline, "after load").await;
+    let mut passes = vec![("right after the load".to_string(), after_load)];
+    let mut load_notes = Vec::new();
+    if args.optimize {
+        if Instant::now() < soft_deadline {
+            eprintln!("==> OPTIMIZE TABLE … FINAL of the rollup tables");
+            let mut took = Vec::new();
+            for t in ROLLUP_TABLES {
+                let started = Instant::now();
+                client
+                    .query(&format!("OPTIMIZE TABLE {db}.{t} FINAL"))
+                    .execute()
+                    .await?;
+                took.push(format!("{t} {:.1} s", started.elapsed().as_secs_f64()));
+            }
+            let sizes = table_sizes(&client, &db).await?;
+            load_notes.push(format!(
+                "`OPTIMIZE TABLE … FINAL`: {}; then {}",
+                took.join(", "),
+                sizes_line(&sizes)
+            ));
+            eprintln!("==> measuring after OPTIMIZE");
+            let t = measure(
+                &runner,
+                &scopes,
+                &spans,
+                args,
+                soft_deadline,
+                "after optimize",
+            )
+            .await;
+            passes.push(("after OPTIMIZE FINAL of the rollups".to_string(), t));
+        } else {
+            load_notes.push("`--optimize`: skipped (--max-seconds)".into());
+        }
+    }
+    let (check_lines, mut check_ok) = check_answers(&loaded, &model, &scopes, &spans, &passes[0].1);
+    let mut check_lines = check_lines;
+    let counts_ok = scan_rows == loaded.scans.total && conv_rows == loaded.conv.total;
+    check_ok &= counts_ok;
+    check_lines.insert(
+        0,
+        format!(
+            "- rows: `scans` {scan_rows}, `conversions` {conv_rows} (written {} and {}) — {}",
+            loaded.scans.total,
+            loaded.conv.total,
+            if counts_ok { "ok" } else { "**MISMATCH**" }
+        ),
+    );
+    for line in &check_lines {
+        eprintln!("{line}");
+    }
+    load_notes.insert(
+        0,
+        format!("after the load: {}", sizes_line(&sizes_after_load)),
+    );
+    let setup_notes = vec![
+        format!(
+            "clickhouse-server {version} ({}); tables from `ClickHouseEvents::migrate`",
+            if args.clickhouse_url.is_some() {
+                "given with --clickhouse-url"
+            } else {
+                "private, testkit's minimal config, default settings"
+            }
+        ),
+        format!("disk: {disk}"),
     ];
-    // Sanity: the query layer sees every scan.
-    let seen = analytics.summary(&base).await?.scans;
-    if seen != args.scans {
+    let input = ReportInput {
+        args,
+        model: &model,
+        loaded: &loaded,
+        scopes,
+        spans,
+        passes,
+        how: format!(
+            "queried in process through `codelink_analytics::query::Backend::ClickHouse` (the code \
+             behind `/api/v1/analytics/*`), `now` = end of the window, hold {HOLD_DAYS} days; no \
+             OPTIMIZE before the first pass"
+        ),
+        check_lines,
+        check_ok,
+        load_notes,
+        setup_notes,
+        memory: None,
+        wall,
+    };
+    write_report(&input)?;
+    linger(args, &format!("clickhouse-server at {url}, database {db}")).await;
+    Ok(check_ok)
+}
+
+/// Bytes on disk per scan, with room (ClickHouse: raw rows and rollup cells).
+const CLICKHOUSE_BYTES_PER_SCAN: u64 = 400;
+/// Bytes on disk per scan, with room (embedded: scan chunks and rollup blocks).
+const EMBEDDED_BYTES_PER_SCAN: u64 = 3000;
+
+/// Keeps the servers up for `--linger-secs` (to look at them by hand).
+async fn linger(args: &Args, what: &str) {
+    if args.linger_secs > 0 {
+        eprintln!("==> lingering {} s: {what}", args.linger_secs);
+        tokio::time::sleep(Duration::from_secs(args.linger_secs)).await;
+    }
+}
+
+async fn run_embedded(args: &Args, soft_deadline: Instant) -> Result<bool> {
+    let wall = Instant::now();
+    let bin = match &args.gateway_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .ok_or("no directory of the bench binary")?
+            .join("codelink"),
+    };
+    if !bin.is_file() {
         return Err(format!(
-            "summary of all codes counts {seen} scans, want {}",
-            args.scans
+            "gateway binary {} not found (build it: cargo build --release -p gateway, or pass --gateway-bin)",
+            bin.display()
         )
         .into());
     }
+    // The data dir: given (must not hold a store yet), or a temp dir removed at the end.
+    let (dir, _temp) = match &args.data_dir {
+        Some(d) => {
+            if d.join("scans.redb").exists() {
+                return Err(format!("{} already holds scans.redb", d.display()).into());
+            }
+            std::fs::create_dir_all(d)?;
+            (d.clone(), None)
+        }
+        None => {
+            let d = std::env::temp_dir()
+                .join(format!("codelink-analytics-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&d)?;
+            (d.clone(), Some(TempDir(d)))
+        }
+    };
+    let data_dir = dir.join("data");
+    std::fs::create_dir_all(&data_dir)?;
+    let disk = check_disk(&dir, args.scans, EMBEDDED_BYTES_PER_SCAN)?;
+    eprintln!("==> disk: {disk}");
 
-    eprintln!("==> measuring right after the load");
-    let after_load = measure(
-        &analytics,
-        &base,
-        &scopes,
-        &args,
+    let model = Model::new(args)?;
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let sink = EmbeddedSink::open(&data_dir, true, true)?;
+    let loaded = load(
+        Writer::Embedded(sink),
+        &model,
+        args,
+        &mut rng,
         soft_deadline,
-        "after load",
     )
     .await?;
-    let parts_before_opt = (
-        active_parts(&client, &db, "scans").await?,
-        active_parts(&client, &db, "conversions").await?,
-    );
-    eprintln!("==> OPTIMIZE TABLE … FINAL");
-    let opt_scans = optimize(&client, &db, "scans").await?;
-    let opt_conv = optimize(&client, &db, "conversions").await?;
-    let parts_after_opt = (
-        active_parts(&client, &db, "scans").await?,
-        active_parts(&client, &db, "conversions").await?,
-    );
-    let scan_rows_opt = scalar_u64(&client, "SELECT count() FROM scans").await?;
-    eprintln!("==> measuring after OPTIMIZE");
-    let after_opt = measure(
-        &analytics,
-        &base,
-        &scopes,
-        &args,
-        soft_deadline,
-        "after optimize",
-    )
-    .await?;
+    // Every clone of the sink is gone with the writer: the redb file is closed.
+    let redb_bytes = std::fs::metadata(data_dir.join("scans.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!("==> scans.redb: {:.2} GB", redb_bytes as f64 / 1e9);
 
-    // --- report ---
+    // The real gateway on the data dir.
+    let limit = soft_deadline
+        .saturating_duration_since(Instant::now())
+        .as_secs()
+        + 120
+        + args.linger_secs;
+    let mut gw = Gateway::start(&bin, &data_dir, &dir.join("gateway.log"), limit)?;
+    let started = Instant::now();
+    gw.wait_ready(Duration::from_secs(120)).await?;
+    let ready_secs = started.elapsed().as_secs_f64();
+    let rss_startup = gw.rss_kb().unwrap_or(0);
+    eprintln!(
+        "==> gateway pid {} on {} ready in {ready_secs:.1} s; RSS {:.0} MB",
+        gw.pid,
+        gw.addr,
+        mb(rss_startup)
+    );
+    let (hot, median) = (loaded.watched.hot, loaded.watched.median);
+    for c in [hot, median] {
+        create_code(&gw, &model.codes[c], &model.owners[c]).await?;
+    }
+    let rss_after_creates = gw.rss_kb().unwrap_or(0);
+
+    let (scopes, spans) = scopes_and_spans(&model, &loaded, args);
+    let runner = Runner::Http {
+        client: gw.client(),
+    };
+    // The analytics API answers 503 while a migration runs (none is expected).
+    let probe = Case {
+        scope: 2,
+        span: 0,
+        endpoint: Endpoint::Summary,
+    };
+    let started = Instant::now();
+    loop {
+        match runner.call(&scopes, &spans, probe).await {
+            Ok(_) => break,
+            Err(e) if started.elapsed() < Duration::from_secs(120) => {
+                eprintln!("    analytics not answering yet: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(format!("analytics API: {e}").into()),
+        }
+    }
+
+    eprintln!("==> measuring over HTTP (one client)");
+    let sampler = RssSampler::start(gw.pid);
+    let timings = measure(&runner, &scopes, &spans, args, soft_deadline, "http").await;
+    let (rss_sequential_max, _) = sampler.finish().await;
+
+    let mut memory = None;
+    if Instant::now() < soft_deadline {
+        eprintln!(
+            "==> memory check: {} clients for {} s",
+            args.memory_clients, args.memory_secs
+        );
+        let paths = all_cases(&scopes, &spans)
+            .iter()
+            .map(|c| http_path(&scopes, &spans, *c))
+            .collect();
+        let mut mc = memory_check(&gw, paths, args.memory_clients, args.memory_secs).await;
+        mc.rss_startup_kb = rss_startup;
+        mc.rss_after_creates_kb = rss_after_creates;
+        mc.rss_sequential_max_kb = rss_sequential_max;
+        eprintln!(
+            "    RSS before {:.0} MB, max {:.0} MB, after {:.0} MB; {} answers {:?}, {} failed",
+            mb(mc.rss_before_kb),
+            mb(mc.rss_max_kb),
+            mb(mc.rss_after_kb),
+            mc.answered,
+            mc.statuses,
+            mc.failed
+        );
+        memory = Some(mc);
+    } else {
+        eprintln!("==> memory check skipped (--max-seconds)");
+    }
+    let (check_lines, check_ok) = check_answers(&loaded, &model, &scopes, &spans, &timings);
+    for line in &check_lines {
+        eprintln!("{line}");
+    }
+    if gw.exited() {
+        eprintln!(
+            "analytics-bench: the gateway exited early:\n{}",
+            gw.log_tail()
+        );
+    }
+
+    let input = ReportInput {
+        args,
+        model: &model,
+        loaded: &loaded,
+        scopes,
+        spans,
+        passes: vec![("through the gateway, right after the load".into(), timings)],
+        how: format!(
+            "asked over HTTP from the real gateway (`codelink serve` on the loaded data dir, \
+             `--max-buckets {GATEWAY_MAX_BUCKETS} --hold-days {HOLD_DAYS}`, default query timeout \
+             and concurrency limit; per-IP API limiter out of the way), one request per fresh \
+             connection, times from the client (connect, query, JSON)"
+        ),
+        check_lines,
+        check_ok,
+        load_notes: vec![format!(
+            "`scans.redb`: {:.2} GB; gateway ready {ready_secs:.1} s after start",
+            redb_bytes as f64 / 1e9
+        )],
+        setup_notes: vec![
+            format!("gateway: {}", bin.display()),
+            format!("disk: {disk}"),
+        ],
+        memory,
+        wall,
+    };
+    write_report(&input)?;
+    linger(
+        args,
+        &format!("gateway at http://{} (admin key {})", gw.addr, gw.key),
+    )
+    .await;
+    drop(gw);
+    Ok(check_ok)
+}
+
+// --- the report --------------------------------------------------------------
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "**met**"
+    } else {
+        "**NOT met**"
+    }
+}
+
+fn write_report(r: &ReportInput<'_>) -> Result<()> {
+    let md = render(r);
+    println!("{md}");
+    if let Some(out) = &r.args.out {
+        std::fs::write(out, &md).map_err(|e| format!("writing {out}: {e}"))?;
+        eprintln!("==> report written to {out}");
+    }
+    Ok(())
+}
+
+fn render(r: &ReportInput<'_>) -> String {
+    let args = r.args;
+    let s = &r.loaded.scans;
+    let c = &r.loaded.conv;
     let mut md = String::new();
     let w = &mut md;
-    let _ = writeln!(w, "# codelink analytics queries on ClickHouse\n");
+    let backend = match args.backend {
+        BackendKind::ClickHouse => "ClickHouse",
+        BackendKind::Embedded => "embedded (redb) through the gateway",
+    };
+    let _ = writeln!(w, "# codelink analytics on rollups: {backend}\n");
     let _ = writeln!(
         w,
-        "{} scans and {} conversions over {} codes and {DAYS} days, queried through \
-         `codelink_analytics::query::Analytics::ClickHouse` (the code behind `/api/v1/analytics/*`). \
-         Each case: 1 warm-up, then {} timed runs (fewer when a case passes {} s: `n=`); ms, min | median | max.\n",
-        args.scans,
-        args.conversions,
+        "{} scans and {} conversions over {} codes and {} days, written through the project's \
+         writers in batches, then every endpoint for 3 scopes × 2 ranges: {}. Each case: 1 warm-up, \
+         then {} timed runs (fewer, `n=`, once a case has taken {} s); ms.\n",
+        s.total,
+        c.total,
         args.codes,
+        args.days,
+        r.how,
         args.runs,
         args.case_budget.as_secs()
     );
-    // Judged on the median; the slowest run is shown next to it.
-    let verdict = |t: &Timing| {
-        let max = t.sorted().last().copied().unwrap_or(0.0);
-        match t.median() {
-            Some(m) if m < SUMMARY_TARGET_MS => {
-                format!("**met** (median {} ms, max {} ms)", fmt_ms(m), fmt_ms(max))
-            }
-            Some(m) => format!(
-                "**NOT met** (median {} ms, max {} ms)",
-                fmt_ms(m),
-                fmt_ms(max)
-            ),
-            None => "not measured".into(),
-        }
-    };
+
+    // Targets and summary.
+    let sums: Vec<(String, PassSummary)> = r
+        .passes
+        .iter()
+        .map(|(title, t)| (title.clone(), summarize(&r.scopes, &r.spans, t)))
+        .collect();
+    let n_cases = all_cases(&r.scopes, &r.spans).len();
+    let _ = writeln!(w, "## Targets\n");
     let _ = writeln!(
         w,
-        "## Per-code summary target: under {SUMMARY_TARGET_MS:.0} ms (median of the timed runs)\n"
+        "| target | {} |",
+        r.passes
+            .iter()
+            .map(|p| p.0.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
-    let _ = writeln!(w, "| code | after load | after OPTIMIZE FINAL |");
-    let _ = writeln!(w, "|---|---|---|");
-    for (s, scope) in scopes.iter().enumerate().take(2) {
+    let _ = writeln!(w, "|---|{}", "---|".repeat(r.passes.len()));
+    let complete = |p: &PassSummary| p.measured == n_cases;
+    let row = |label: &str, f: &dyn Fn(&PassSummary) -> String| {
+        let cells: Vec<String> = sums.iter().map(|(_, p)| f(p)).collect();
+        format!("| {label} | {} |", cells.join(" | "))
+    };
+    let p50_row = row(
+        &format!("p50 < {P50_TARGET_MS:.0} ms in every case"),
+        &|p| {
+            format!(
+                "{} ({} of {} cases at or over{})",
+                met(p.over_p50.is_empty() && complete(p)),
+                p.over_p50.len(),
+                p.measured,
+                if complete(p) {
+                    ""
+                } else {
+                    "; not every case measured"
+                }
+            )
+        },
+    );
+    let max_row = row(
+        &format!(
+            "max < {MAX_TARGET_MS:.0} ms in every case{}",
+            if args.backend == BackendKind::Embedded {
+                " (the ClickHouse target; shown for comparison)"
+            } else {
+                ""
+            }
+        ),
+        &|p| {
+            format!(
+                "{} ({} of {} cases at or over)",
+                met(p.over_max.is_empty() && complete(p)),
+                p.over_max.len(),
+                p.measured
+            )
+        },
+    );
+    let _ = writeln!(w, "{p50_row}");
+    let _ = writeln!(w, "{max_row}");
+    if let Some(m) = &r.memory {
         let _ = writeln!(
             w,
-            "| {} | {} | {} |",
-            scope.label,
-            verdict(&after_load[s][0]),
-            verdict(&after_opt[s][0])
+            "| gateway RSS < {RSS_TARGET_MB:.0} MB during {} concurrent analytics queries | {} (max {:.0} MB) |",
+            m.clients,
+            met(mb(m.rss_max_kb) < RSS_TARGET_MB && m.answered > 0),
+            mb(m.rss_max_kb)
         );
     }
     let _ = writeln!(w);
-    let endpoints = Endpoint::all();
-    let scope_notes = [
-        format!("{hot_n} scans, {hot_conv} conversions"),
-        format!("{median_n} scans, {median_conv} conversions"),
-        format!("{} scans, {} conversions", args.scans, args.conversions),
-    ];
-    for (s, scope) in scopes.iter().enumerate() {
-        let _ = writeln!(w, "## {} ({})\n", scope.label, scope_notes[s]);
+    let _ = writeln!(
+        w,
+        "| pass | cases measured | median of the cases' p50 | p50 of all timed runs | worst p50 | worst max | cases p50 ≥ {P50_TARGET_MS:.0} ms | cases max ≥ {MAX_TARGET_MS:.0} ms |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---|---|---:|---:|");
+    for (title, p) in &sums {
+        let worst = |x: &Option<(f64, String)>| {
+            x.as_ref()
+                .map_or("-".into(), |(ms, l)| format!("{} ms ({l})", fmt_ms(*ms)))
+        };
         let _ = writeln!(
             w,
-            "| endpoint | load: min | load: median | load: max | optimized: min | optimized: median | optimized: max |"
+            "| {title} | {} of {n_cases}{}{} | {} | {} | {} | {} | {} | {} |",
+            p.measured,
+            if p.skipped > 0 {
+                format!(", {} skipped", p.skipped)
+            } else {
+                String::new()
+            },
+            if p.errors > 0 {
+                format!(", **{} errors**", p.errors)
+            } else {
+                String::new()
+            },
+            p.p50_of_p50s.map_or("-".into(), fmt_ms),
+            p.p50_of_runs.map_or("-".into(), fmt_ms),
+            worst(&p.worst_p50),
+            worst(&p.worst_max),
+            p.over_p50.len(),
+            p.over_max.len()
         );
-        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|");
-        for (e, ep) in endpoints.iter().enumerate() {
-            let _ = writeln!(
-                w,
-                "| {} | {} | {} |",
-                ep.name(),
-                after_load[s][e].cell(args.runs),
-                after_opt[s][e].cell(args.runs)
-            );
+    }
+    let _ = writeln!(w);
+    for (title, p) in &sums {
+        if !p.over_p50.is_empty() {
+            let _ = writeln!(w, "Cases with p50 ≥ {P50_TARGET_MS:.0} ms ({title}):\n");
+            for l in &p.over_p50 {
+                let _ = writeln!(w, "- {l}");
+            }
+            let _ = writeln!(w);
+        }
+        if !p.over_max.is_empty() {
+            let _ = writeln!(w, "Cases with max ≥ {MAX_TARGET_MS:.0} ms ({title}):\n");
+            for l in &p.over_max {
+                let _ = writeln!(w, "- {l}");
+            }
+            let _ = writeln!(w);
+        }
+    }
+
+    // Memory.
+    if let Some(m) = &r.memory {
+        let _ = writeln!(w, "## Gateway memory\n");
+        let _ = writeln!(
+            w,
+            "`VmRSS` of the `codelink serve` process, sampled every 50 ms ({} samples) while {} \
+             clients looped over all {} cases for {:.1} s (each client one request at a time, \
+             starting at a different case).\n",
+            m.samples, m.clients, n_cases, m.seconds
+        );
+        let _ = writeln!(w, "| moment | RSS MB |");
+        let _ = writeln!(w, "|---|---:|");
+        for (label, kb) in [
+            ("right after start-up (ready)", m.rss_startup_kb),
+            ("after creating the two codes", m.rss_after_creates_kb),
+            ("max during the one-client pass", m.rss_sequential_max_kb),
+            ("before the concurrent load", m.rss_before_kb),
+            ("**max during the concurrent load**", m.rss_max_kb),
+            ("after the concurrent load", m.rss_after_kb),
+        ] {
+            let _ = writeln!(w, "| {label} | {:.0} |", mb(kb));
+        }
+        let p = |q: f64| {
+            let v = &m.latencies_ms;
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                fmt_ms(v[((v.len() - 1) as f64 * q) as usize])
+            }
+        };
+        let non_200: u64 = m
+            .statuses
+            .iter()
+            .filter(|(s, _)| **s != 200)
+            .map(|(_, n)| n)
+            .sum();
+        let _ = writeln!(
+            w,
+            "\n{} queries answered ({:.0}/s), statuses {:?}, {} non-200, {} failed requests; \
+             latency under this load p50 {} ms, p90 {} ms, max {} ms.",
+            m.answered,
+            m.answered as f64 / m.seconds.max(1e-9),
+            m.statuses,
+            non_200,
+            m.failed,
+            p(0.5),
+            p(0.9),
+            p(1.0)
+        );
+        for e in &m.first_errors {
+            let _ = writeln!(w, "- {e}");
         }
         let _ = writeln!(w);
     }
+
+    // The answers.
+    let _ = writeln!(w, "## Answers\n");
+    let _ = writeln!(
+        w,
+        "Each scope's summary (first pass) against what was written in its range: {}.\n",
+        if r.check_ok {
+            "all match"
+        } else {
+            "**some do not match**"
+        }
+    );
+    for l in &r.check_lines {
+        let _ = writeln!(w, "{l}");
+    }
+    let _ = writeln!(w);
+
+    // Per case.
+    let cases = all_cases(&r.scopes, &r.spans);
+    for (title, timings) in &r.passes {
+        for (si, scope) in r.scopes.iter().enumerate() {
+            let _ = writeln!(w, "## {} — {title}\n", scope.label);
+            let mut head = String::from("| endpoint |");
+            let mut rule = String::from("|---|");
+            for span in &r.spans {
+                let _ = write!(head, " {0}: p50 | {0}: max |", span.label);
+                rule.push_str("---:|---:|");
+            }
+            let _ = write!(head, " answer ({}) |", r.spans[r.spans.len() - 1].label);
+            rule.push_str("---:|");
+            let _ = writeln!(w, "{head}\n{rule}");
+            for ep in Endpoint::all() {
+                let mut line = format!("| {} |", ep.name());
+                let mut answer = 0;
+                for (ci, case) in cases.iter().enumerate() {
+                    if case.scope == si && case.endpoint.name() == ep.name() {
+                        let _ = write!(line, " {} |", timings[ci].cells(args.runs));
+                        answer = timings[ci].answer.size;
+                    }
+                }
+                let _ = writeln!(w, "{line} {answer} |");
+            }
+            let _ = writeln!(w);
+        }
+    }
+    let _ = writeln!(
+        w,
+        "`answer`: rows of the answer (buckets, keys, codes), or scans for summary and funnel.\n"
+    );
+
+    // Load.
     let _ = writeln!(w, "## Load\n");
-    let rows = args.scans + args.conversions;
+    let total_secs = s.seconds + c.seconds;
     let _ = writeln!(
         w,
-        "- scans: {} rows in {:.1} s ({:.0} rows/s; {} INSERTs of ≤ {} rows, RowBinary over HTTP, generated in the same process)",
-        args.scans,
-        scans.seconds,
-        args.scans as f64 / scans.seconds,
-        scans.inserts,
-        args.rows_per_insert
+        "- scans: {} in {:.1} s = **{:.0} scans/s** ({} batches of ≤ {}, generated in the same \
+         process while the previous batch was written)",
+        s.total,
+        s.seconds,
+        s.total as f64 / s.seconds.max(1e-9),
+        s.batches,
+        args.scans_per_batch
     );
     let _ = writeln!(
         w,
-        "- conversions: {} rows in {:.1} s (generation included)",
-        args.conversions, conv_seconds
+        "- conversions: {} in {:.1} s ({:.0}/s; {} batches of ≤ {}, written after every scan)",
+        c.total,
+        c.seconds,
+        c.total as f64 / c.seconds.max(1e-9),
+        c.batches,
+        args.conversions_per_batch
     );
     let _ = writeln!(
         w,
-        "- total: {rows} rows in {load_seconds:.1} s ({:.0} rows/s)",
-        rows as f64 / load_seconds
+        "- load time: **{:.1} s** ({:.1} min)",
+        total_secs,
+        total_secs / 60.0
     );
+    for l in &r.load_notes {
+        let _ = writeln!(w, "- {l}");
+    }
+    let (hot, median) = (r.loaded.watched.hot, r.loaded.watched.median);
     let _ = writeln!(
         w,
-        "- `SELECT count()`: scans {scan_rows} (after OPTIMIZE {scan_rows_opt}), conversions {conv_rows}; \
-         all-codes summary (FINAL) counts {seen} scans"
+        "- scans: {} bots ({:.1} %), {} QR, {} unique (per code, visitor and UTC day), {} in the \
+         last 30 days; hot code {} {} ({:.1} %), median code {} {}",
+        s.bots,
+        s.bots as f64 * 100.0 / s.total.max(1) as f64,
+        s.qr,
+        s.unique,
+        s.recent,
+        r.model.codes[hot],
+        s.per_code[hot],
+        s.per_code[hot] as f64 * 100.0 / s.total.max(1) as f64,
+        r.model.codes[median],
+        s.per_code[median]
     );
+    let rules: Vec<String> = c.rules.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(
         w,
-        "- scans: {bots} bots ({:.1} %), {qr} QR, {visitors} distinct visitors, {codes_seen} codes; \
-         hot code {hot_code} {hot_n} ({:.1} %), median code {median_code} {median_n}",
-        bots as f64 * 100.0 / args.scans as f64,
-        hot_n as f64 * 100.0 / args.scans as f64
+        "- conversions: {} signups, {} purchases, {} refunds; {} name a generated scan, {} \
+         unattributed; rules: {}",
+        c.all[1].signups,
+        c.all[1].purchases,
+        c.all[1].refunds,
+        c.with_scan,
+        c.unattributed,
+        rules.join(", ")
     );
-    let (signups, purchases, refunds, with_scan, unattributed, currencies, rules) = conv_stats;
-    let _ = writeln!(
-        w,
-        "- conversions: {signups} signups, {purchases} purchases, {refunds} refunds; {with_scan} name a scan \
-         ({distinct_scan_refs} distinct scans, all found in `scans` with the same code and `ts_ms` = `scan_ms`), \
-         {unattributed} unattributed; {currencies} currency values (incl. empty), {rules} rules"
-    );
-    let _ = writeln!(
-        w,
-        "- active parts: after load scans {} / conversions {}; before OPTIMIZE {} / {}; after {} / {} \
-         (OPTIMIZE FINAL: scans {opt_scans:.1} s, conversions {opt_conv:.1} s)",
-        parts_after_load.0,
-        parts_after_load.1,
-        parts_before_opt.0,
-        parts_before_opt.1,
-        parts_after_opt.0,
-        parts_after_opt.1
-    );
+
+    // Set-up.
     let _ = writeln!(w, "\n## Set-up\n");
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1511,43 +3031,40 @@ async fn run(args: Args, url: String, soft_deadline: Instant) -> Result<()> {
         })
         .map_or("?".into(), |kb| format!("{:.0}", kb / 1024.0 / 1024.0));
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
     let _ = writeln!(
         w,
-        "- machine: nproc {nproc} ({cpu}), {mem_gb} GB RAM; the bench and ClickHouse share it"
+        "- machine: nproc {nproc} ({cpu}), {mem_gb} GB RAM; the bench, the server(s) and any \
+         other work on the machine share the cores (1-minute load average at the end: {load})"
     );
+    for l in &r.setup_notes {
+        let _ = writeln!(w, "- {l}");
+    }
     let _ = writeln!(
         w,
-        "- clickhouse-server {version} ({}), tables from `ClickHouseEvents::migrate` \
-         (`ReplacingMergeTree`, `PARTITION BY toYYYYMM`, queries read `FINAL`)",
-        if args.clickhouse_url.is_some() {
-            "given with --clickhouse-url"
-        } else {
-            "private, testkit's minimal config, default settings"
-        }
-    );
-    let _ = writeln!(
-        w,
-        "- window: {} .. {} (UTC, {DAYS} days), `now_ms` = end, hold 14 days; seed {}",
-        fmt_day(model.start_ms),
-        fmt_day(model.end_ms),
+        "- window: {} .. {} (UTC, {} days, ending at the start of today); seed {}",
+        fmt_day(r.model.start_ms),
+        fmt_day(r.model.end_ms),
+        args.days,
         args.seed
     );
     let _ = writeln!(
         w,
-        "- `analytics-bench --scans {} --conversions {} --codes {} --runs {}`; wall time {:.0} s",
+        "- `analytics-bench --backend {} --scans {} --conversions {} --codes {} --days {} --runs {}{}`; \
+         wall time {:.0} s",
+        args.backend.name(),
         args.scans,
         args.conversions,
         args.codes,
+        args.days,
         args.runs,
-        wall.elapsed().as_secs_f64()
+        if args.optimize { " --optimize" } else { "" },
+        r.wall.elapsed().as_secs_f64()
     );
-
-    println!("{md}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &md).map_err(|e| format!("writing {out}: {e}"))?;
-        eprintln!("==> report written to {out}");
-    }
-    Ok(())
+    md
 }
 
 fn fmt_day(ms: u64) -> String {
