@@ -43,33 +43,29 @@ pub(super) async fn aggregate(sink: &EmbeddedSink, cells: &Cells) -> Result<Aggr
             let mut delays = DelayHistogram::default();
             for scope in &cells.scopes {
                 for (range, confirmed) in &cells.conversions {
-                    r.conversion_blocks(
+                    r.conversion_cells(
                         scope,
                         range.grain,
-                        cells.dim != Dim::Total,
+                        cells.dim,
                         span(range),
-                        |bucket, block| {
-                            for (k, c) in block.cells {
-                                if k.dim != cells.dim
-                                    || cells.owner.as_ref().is_some_and(|o| *o != k.owner)
-                                {
-                                    continue;
-                                }
-                                if cells.delays && k.dim == Dim::Total {
-                                    delays.merge(&c.delays);
-                                }
-                                let key = (
-                                    cells.group.key(scope, bucket, &k.value),
-                                    k.kind.as_str(),
-                                    k.currency,
-                                    k.earnings_currency,
-                                    u8::from(*confirmed),
-                                );
-                                let slot = conversions.entry(key).or_default();
-                                slot.0 += c.n;
-                                slot.1 += c.amount;
-                                slot.2 += c.earnings;
+                        |bucket, k, c| {
+                            if cells.owner.as_ref().is_some_and(|o| o != k.owner) {
+                                return;
                             }
+                            if cells.delays && k.dim == Dim::Total {
+                                delays.merge(&c.delays);
+                            }
+                            let key = (
+                                cells.group.key(scope, bucket, k.value),
+                                k.kind.as_str(),
+                                k.currency.to_string(),
+                                k.earnings_currency.to_string(),
+                                u8::from(*confirmed),
+                            );
+                            let slot = conversions.entry(key).or_default();
+                            slot.0 += c.n;
+                            slot.1 += c.amount;
+                            slot.2 += c.earnings;
                         },
                     )?;
                 }

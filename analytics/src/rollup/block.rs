@@ -220,34 +220,109 @@ impl ConversionBlock {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
-        let mut r = Reader(bytes);
-        if r.u8()? != VERSION {
-            return Err(Malformed("unknown conversion block version"));
-        }
         let mut cells = BTreeMap::new();
-        for _ in 0..r.varint()? {
-            let dim = Dim::from_u8(r.u8()?).ok_or(Malformed("dimension"))?;
-            let key = ConversionCellKey {
-                dim,
-                value: r.str()?.to_string(),
-                owner: r.str()?.to_string(),
-                kind: kind_of(r.u8()?)?,
-                currency: r.str()?.to_string(),
-                earnings_currency: r.str()?.to_string(),
-            };
-            let cell = ConversionCell {
-                n: r.varint()?,
-                amount: r.i128()?,
-                earnings: r.i128()?,
-                delays: DelayHistogram::decode(r.bytes()?).map_err(|_| Malformed("delays"))?,
-            };
-            cells.insert(key, cell);
-        }
-        if !r.is_empty() {
-            return Err(Malformed("trailing bytes"));
+        for item in conversion_cells_of(bytes, None)? {
+            let (k, cell) = item?;
+            cells.insert(k.to_owned(), cell);
         }
         Ok(Self { cells })
     }
+}
+
+/// A conversion cell's key borrowed from an encoded block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversionCellRef<'a> {
+    pub dim: Dim,
+    pub value: &'a str,
+    pub owner: &'a str,
+    pub kind: ConversionKind,
+    pub currency: &'a str,
+    pub earnings_currency: &'a str,
+}
+
+impl ConversionCellRef<'_> {
+    pub fn to_owned(self) -> ConversionCellKey {
+        ConversionCellKey {
+            dim: self.dim,
+            value: self.value.to_string(),
+            owner: self.owner.to_string(),
+            kind: self.kind,
+            currency: self.currency.to_string(),
+            earnings_currency: self.earnings_currency.to_string(),
+        }
+    }
+}
+
+/// The cells of an encoded conversion block, of dimension `dim` only (all
+/// when `None`), with keys borrowed from `bytes`: the cells of other
+/// dimensions are skipped without decoding their counts or delays. The last
+/// item is an error when the block has trailing bytes.
+pub fn conversion_cells_of(
+    bytes: &[u8],
+    dim: Option<Dim>,
+) -> Result<
+    impl Iterator<Item = Result<(ConversionCellRef<'_>, ConversionCell), Malformed>>,
+    Malformed,
+> {
+    let mut r = Reader(bytes);
+    if r.u8()? != VERSION {
+        return Err(Malformed("unknown conversion block version"));
+    }
+    let mut left = r.varint()?;
+    let mut failed = false;
+    Ok(std::iter::from_fn(move || loop {
+        if failed {
+            return None;
+        }
+        if left == 0 {
+            failed = true;
+            return (!r.is_empty()).then_some(Err(Malformed("trailing bytes")));
+        }
+        left -= 1;
+        match next_conversion_cell(&mut r, dim) {
+            Ok(Some(item)) => return Some(Ok(item)),
+            Ok(None) => continue,
+            Err(e) => {
+                failed = true;
+                return Some(Err(e));
+            }
+        }
+    }))
+}
+
+/// Reads one cell; `None` when it is of another dimension than `want`.
+fn next_conversion_cell<'a>(
+    r: &mut Reader<'a>,
+    want: Option<Dim>,
+) -> Result<Option<(ConversionCellRef<'a>, ConversionCell)>, Malformed> {
+    let dim = Dim::from_u8(r.u8()?).ok_or(Malformed("dimension"))?;
+    let value = r.str()?;
+    let owner = r.str()?;
+    let kind = kind_of(r.u8()?)?;
+    let currency = r.str()?;
+    let earnings_currency = r.str()?;
+    let n = r.varint()?;
+    let amount = r.i128()?;
+    let earnings = r.i128()?;
+    let delays = r.bytes()?;
+    if want.is_some_and(|w| w != dim) {
+        return Ok(None);
+    }
+    let key = ConversionCellRef {
+        dim,
+        value,
+        owner,
+        kind,
+        currency,
+        earnings_currency,
+    };
+    let cell = ConversionCell {
+        n,
+        amount,
+        earnings,
+        delays: DelayHistogram::decode(delays).map_err(|_| Malformed("delays"))?,
+    };
+    Ok(Some((key, cell)))
 }
 
 /// A code's stored totals in one bucket (see [`super::TotalsKey`]).
@@ -351,7 +426,7 @@ mod tests {
         let mut delays = DelayHistogram::default();
         delays.add_secs(90);
         conv.cells.insert(
-            key,
+            key.clone(),
             ConversionCell {
                 n: 2,
                 amount: 2_000_000_000_000_000_000_000,
@@ -359,11 +434,34 @@ mod tests {
                 delays,
             },
         );
+        for (dim, value) in [(Dim::Country, "DE"), (Dim::Total, "")] {
+            let other = ConversionCellKey {
+                dim,
+                value: value.into(),
+                ..key.clone()
+            };
+            conv.cells.insert(other, ConversionCell::default());
+        }
         let bytes = conv.encode();
         assert_eq!(ConversionBlock::decode(&bytes).unwrap(), conv);
         for cut in 0..bytes.len() {
             assert!(ConversionBlock::decode(&bytes[..cut]).is_err());
         }
+        // One dimension's cells, borrowed; the others skipped.
+        let channel: Vec<(ConversionCellKey, u64)> =
+            conversion_cells_of(&bytes, Some(Dim::Channel))
+                .unwrap()
+                .map(|c| c.map(|(k, c)| (k.to_owned(), c.n)))
+                .collect::<Result<_, _>>()
+                .unwrap();
+        assert_eq!(channel, vec![(key, 2)]);
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(ConversionBlock::decode(&trailing).is_err());
+        let last = conversion_cells_of(&trailing, Some(Dim::Os))
+            .unwrap()
+            .last();
+        assert!(matches!(last, Some(Err(_))), "trailing bytes are reported");
 
         let mut totals = Totals {
             human: 9,

@@ -7,7 +7,9 @@ use super::{
     LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, TOTALS, TOTALS_PART,
 };
 use crate::event::Scan;
-use crate::rollup::block::{cells_of, ConversionBlock, ScanCell, Totals};
+use crate::rollup::block::{
+    cells_of, conversion_cells_of, ConversionCell, ConversionCellRef, ScanCell, Totals,
+};
 use crate::rollup::{Dim, Grain};
 use crate::sink::{chunk, ScanPage, SinkError};
 use crate::ScanId;
@@ -53,18 +55,22 @@ impl Reader {
         Ok(())
     }
 
-    /// Calls `f(bucket, block)` for each conversion block of `scope` at `grain`
-    /// with `from <= bucket < to`: the total cells, or (`dims`) the others.
-    pub fn conversion_blocks(
+    /// Calls `f(bucket, key, cell)` for each conversion cell of `scope` at
+    /// `grain` in dimension `dim`, with `from <= bucket < to`.
+    pub fn conversion_cells(
         &self,
         scope: &str,
         grain: Grain,
-        dims: bool,
+        dim: Dim,
         (from, to): (u32, u32),
-        mut f: impl FnMut(u32, ConversionBlock),
+        mut f: impl FnMut(u32, ConversionCellRef<'_>, ConversionCell),
     ) -> Result<(), SinkError> {
         let table = self.tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
-        let part = if dims { DIMS_PART } else { TOTALS_PART };
+        let part = if dim == Dim::Total {
+            TOTALS_PART
+        } else {
+            DIMS_PART
+        };
         let (lo, hi) = (
             block_key(scope, grain, part, from),
             block_key(scope, grain, part, to),
@@ -72,7 +78,10 @@ impl Reader {
         for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
             let (k, v) = item.map_err(err)?;
             let bucket = bucket_of(k.value())?;
-            f(bucket, ConversionBlock::decode(v.value()).map_err(err)?);
+            for cell in conversion_cells_of(v.value(), Some(dim)).map_err(err)? {
+                let (key, cell) = cell.map_err(err)?;
+                f(bucket, key, cell);
+            }
         }
         Ok(())
     }
