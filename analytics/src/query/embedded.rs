@@ -116,27 +116,41 @@ fn span(r: &Range) -> (u32, u32) {
     (r.from, r.to)
 }
 
-/// Every code's human scans and conversions over `ranges`, keyed by code
-/// (for a ranking over all codes).
-pub(super) async fn totals(sink: &EmbeddedSink, ranges: &[Range]) -> Result<Aggregates, Error> {
+/// Every code's human scans (`scans`) or conversions (else) over `ranges`,
+/// keyed by code (for a ranking over all codes).
+pub(super) async fn totals(
+    sink: &EmbeddedSink,
+    ranges: &[Range],
+    scans: bool,
+) -> Result<Aggregates, Error> {
     let ranges = ranges.to_vec();
     Ok(sink
         .read(move |r| {
-            let mut human: BTreeMap<String, u64> = BTreeMap::new();
+            let mut human: HashMap<String, u64> = HashMap::new();
             let mut conversions: BTreeMap<(String, &'static str, String), (u64, i128)> =
                 BTreeMap::new();
             for range in &ranges {
                 r.totals(range.grain, span(range), |code, t| {
-                    if t.human > 0 {
-                        *human.entry(code.to_string()).or_default() += t.human;
+                    if scans {
+                        if t.human > 0 {
+                            match human.get_mut(code) {
+                                Some(n) => *n += t.human,
+                                None => {
+                                    human.insert(code.to_string(), t.human);
+                                }
+                            }
+                        }
+                        return Ok(());
                     }
-                    for ((_owner, kind, currency), (n, earnings)) in t.conversions {
+                    for item in t.conversions() {
+                        let (_owner, kind, currency, n, earnings) = item?;
                         let slot = conversions
-                            .entry((code.to_string(), kind.as_str(), currency))
+                            .entry((code.to_string(), kind.as_str(), currency.to_string()))
                             .or_default();
                         slot.0 += n;
                         slot.1 += earnings;
                     }
+                    Ok(())
                 })?;
             }
             Ok(Aggregates {

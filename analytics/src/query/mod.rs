@@ -746,7 +746,7 @@ impl Backend {
                 let ranges = plan::cover(from, to, &QUARTER_UP);
                 let scans = metric == TopMetric::Scans;
                 match self {
-                    Backend::Embedded(s) => embedded::totals(s, &ranges).await?,
+                    Backend::Embedded(s) => embedded::totals(s, &ranges, scans).await?,
                     Backend::ClickHouse(c) => {
                         clickhouse::totals(c.client(), &ranges, scans).await?
                     }

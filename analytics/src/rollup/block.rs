@@ -357,24 +357,77 @@ impl Totals {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
-        let mut r = Reader(bytes);
-        if r.u8()? != VERSION {
-            return Err(Malformed("unknown totals version"));
-        }
-        let human = r.varint()?;
+        let t = totals_of(bytes)?;
+        let human = t.human;
         let mut conversions = BTreeMap::new();
-        for _ in 0..r.varint()? {
-            let key = (
-                r.str()?.to_string(),
-                kind_of(r.u8()?)?,
-                r.str()?.to_string(),
+        for item in t.conversions() {
+            let (owner, kind, earnings_currency, n, earnings) = item?;
+            conversions.insert(
+                (owner.to_string(), kind, earnings_currency.to_string()),
+                (n, earnings),
             );
-            conversions.insert(key, (r.varint()?, r.i128()?));
-        }
-        if !r.is_empty() {
-            return Err(Malformed("trailing bytes"));
         }
         Ok(Self { human, conversions })
+    }
+}
+
+/// An encoded [`Totals`] read in place: the human scans at once, the
+/// conversions on demand with borrowed keys.
+pub struct TotalsRef<'a> {
+    pub human: u64,
+    count: u64,
+    rest: Reader<'a>,
+}
+
+/// Reads the header of an encoded [`Totals`].
+pub fn totals_of(bytes: &[u8]) -> Result<TotalsRef<'_>, Malformed> {
+    let mut r = Reader(bytes);
+    if r.u8()? != VERSION {
+        return Err(Malformed("unknown totals version"));
+    }
+    let human = r.varint()?;
+    let count = r.varint()?;
+    Ok(TotalsRef {
+        human,
+        count,
+        rest: r,
+    })
+}
+
+/// One conversion total: owner, kind, earnings currency, count, earnings.
+pub type TotalsItem<'a> = (&'a str, ConversionKind, &'a str, u64, i128);
+
+impl<'a> TotalsRef<'a> {
+    /// The conversion totals; the last item is an error when the entry has
+    /// trailing bytes.
+    pub fn conversions(self) -> impl Iterator<Item = Result<TotalsItem<'a>, Malformed>> {
+        let Self {
+            mut count,
+            mut rest,
+            ..
+        } = self;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            if count == 0 {
+                done = true;
+                return (!rest.is_empty()).then_some(Err(Malformed("trailing bytes")));
+            }
+            count -= 1;
+            let item = (|| {
+                Ok((
+                    rest.str()?,
+                    kind_of(rest.u8()?)?,
+                    rest.str()?,
+                    rest.varint()?,
+                    rest.i128()?,
+                ))
+            })();
+            done = item.is_err();
+            Some(item)
+        })
     }
 }
 

@@ -6,9 +6,11 @@ use super::{
     block_key, dim_part, err, totals_key, EmbeddedSink, CODE_CHUNKS, CONVERSION_BLOCKS, DIMS_PART,
     LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, TOTALS, TOTALS_PART,
 };
+use crate::codec::Malformed;
 use crate::event::Scan;
 use crate::rollup::block::{
-    cells_of, conversion_cells_of, ConversionCell, ConversionCellRef, ScanCell, Totals,
+    cells_of, conversion_cells_of, totals_of, ConversionCell, ConversionCellRef, ScanCell,
+    TotalsRef,
 };
 use crate::rollup::{Dim, Grain};
 use crate::sink::{chunk, ScanPage, SinkError};
@@ -87,19 +89,19 @@ impl Reader {
     }
 
     /// Calls `f(code, totals)` for every code's totals at `grain` with
-    /// `from <= bucket < to`.
+    /// `from <= bucket < to` (read in place).
     pub fn totals(
         &self,
         grain: Grain,
         (from, to): (u32, u32),
-        mut f: impl FnMut(&str, Totals),
+        mut f: impl FnMut(&str, TotalsRef<'_>) -> Result<(), Malformed>,
     ) -> Result<(), SinkError> {
         let table = self.tx.open_table(TOTALS).map_err(err)?;
         let (lo, hi) = (totals_key(grain, from, ""), totals_key(grain, to, ""));
         for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
             let (k, v) = item.map_err(err)?;
             let code = std::str::from_utf8(&k.value()[5..]).map_err(err)?;
-            f(code, Totals::decode(v.value()).map_err(err)?);
+            f(code, totals_of(v.value()).map_err(err)?).map_err(err)?;
         }
         Ok(())
     }
