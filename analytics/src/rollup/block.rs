@@ -268,26 +268,39 @@ pub fn conversion_cells_of(
     if r.u8()? != VERSION {
         return Err(Malformed("unknown conversion block version"));
     }
-    let mut left = r.varint()?;
-    let mut failed = false;
-    Ok(std::iter::from_fn(move || loop {
-        if failed {
+    let count = r.varint()?;
+    Ok(entries(r, count, move |r| next_conversion_cell(r, dim)))
+}
+
+/// `count` entries read by `next` from `r` (those it maps to `None` are
+/// skipped), then an error if bytes are left over; nothing after an error.
+fn entries<'a, T, F>(
+    mut r: Reader<'a>,
+    mut count: u64,
+    mut next: F,
+) -> impl Iterator<Item = Result<T, Malformed>> + use<'a, T, F>
+where
+    F: FnMut(&mut Reader<'a>) -> Result<Option<T>, Malformed>,
+{
+    let mut done = false;
+    std::iter::from_fn(move || loop {
+        if done {
             return None;
         }
-        if left == 0 {
-            failed = true;
+        if count == 0 {
+            done = true;
             return (!r.is_empty()).then_some(Err(Malformed("trailing bytes")));
         }
-        left -= 1;
-        match next_conversion_cell(&mut r, dim) {
+        count -= 1;
+        match next(&mut r) {
             Ok(Some(item)) => return Some(Ok(item)),
             Ok(None) => continue,
             Err(e) => {
-                failed = true;
+                done = true;
                 return Some(Err(e));
             }
         }
-    }))
+    })
 }
 
 /// Reads one cell; `None` when it is of another dimension than `want`.
@@ -401,32 +414,14 @@ impl<'a> TotalsRef<'a> {
     /// The conversion totals; the last item is an error when the entry has
     /// trailing bytes.
     pub fn conversions(self) -> impl Iterator<Item = Result<TotalsItem<'a>, Malformed>> {
-        let Self {
-            mut count,
-            mut rest,
-            ..
-        } = self;
-        let mut done = false;
-        std::iter::from_fn(move || {
-            if done {
-                return None;
-            }
-            if count == 0 {
-                done = true;
-                return (!rest.is_empty()).then_some(Err(Malformed("trailing bytes")));
-            }
-            count -= 1;
-            let item = (|| {
-                Ok((
-                    rest.str()?,
-                    kind_of(rest.u8()?)?,
-                    rest.str()?,
-                    rest.varint()?,
-                    rest.i128()?,
-                ))
-            })();
-            done = item.is_err();
-            Some(item)
+        entries(self.rest, self.count, |r| {
+            Ok(Some((
+                r.str()?,
+                kind_of(r.u8()?)?,
+                r.str()?,
+                r.varint()?,
+                r.i128()?,
+            )))
         })
     }
 }
@@ -529,5 +524,9 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Totals::decode(&bytes[..cut]).is_err());
         }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(Totals::decode(&trailing).is_err());
+        assert_eq!(totals_of(&bytes).unwrap().human, 9);
     }
 }

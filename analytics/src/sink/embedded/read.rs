@@ -41,18 +41,13 @@ impl Reader {
             &[DIMS_PART, dim_part(dim)]
         };
         for &part in parts {
-            let (lo, hi) = (
-                block_key(scope, grain, part, from),
-                block_key(scope, grain, part, to),
-            );
-            for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
-                let (k, v) = item.map_err(err)?;
-                let bucket = bucket_of(k.value())?;
-                for cell in cells_of(v.value(), dim).map_err(err)? {
+            each_block(&table, scope, grain, part, (from, to), |bucket, bytes| {
+                for cell in cells_of(bytes, dim).map_err(err)? {
                     let (value, cell) = cell.map_err(err)?;
                     f(bucket, value, cell);
                 }
-            }
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -64,7 +59,7 @@ impl Reader {
         scope: &str,
         grain: Grain,
         dim: Dim,
-        (from, to): (u32, u32),
+        span: (u32, u32),
         mut f: impl FnMut(u32, ConversionCellRef<'_>, ConversionCell),
     ) -> Result<(), SinkError> {
         let table = self.tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
@@ -73,19 +68,13 @@ impl Reader {
         } else {
             DIMS_PART
         };
-        let (lo, hi) = (
-            block_key(scope, grain, part, from),
-            block_key(scope, grain, part, to),
-        );
-        for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
-            let (k, v) = item.map_err(err)?;
-            let bucket = bucket_of(k.value())?;
-            for cell in conversion_cells_of(v.value(), Some(dim)).map_err(err)? {
+        each_block(&table, scope, grain, part, span, |bucket, bytes| {
+            for cell in conversion_cells_of(bytes, Some(dim)).map_err(err)? {
                 let (key, cell) = cell.map_err(err)?;
                 f(bucket, key, cell);
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Calls `f(code, totals)` for every code's totals at `grain` with
@@ -113,6 +102,27 @@ impl Reader {
         Ok(v.and_then(|v| decode_owner(v.value()))
             .map(|(_, _, owner)| owner))
     }
+}
+
+/// Calls `f(bucket, value)` for the entries of `scope`, `grain` and `part`
+/// in `table` with `from <= bucket < to`.
+fn each_block(
+    table: &redb::ReadOnlyTable<&[u8], &[u8]>,
+    scope: &str,
+    grain: Grain,
+    part: u8,
+    (from, to): (u32, u32),
+    mut f: impl FnMut(u32, &[u8]) -> Result<(), SinkError>,
+) -> Result<(), SinkError> {
+    let (lo, hi) = (
+        block_key(scope, grain, part, from),
+        block_key(scope, grain, part, to),
+    );
+    for item in table.range(lo.as_slice()..hi.as_slice()).map_err(err)? {
+        let (k, v) = item.map_err(err)?;
+        f(bucket_of(k.value())?, v.value())?;
+    }
+    Ok(())
 }
 
 /// The bucket (Unix seconds) a block key ends with.
