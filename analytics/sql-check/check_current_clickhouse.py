@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Check that analytics' ClickHouse DDL, and the analysts' queries in
-dashboards/clickhouse/, parse and run on a current ClickHouse.
+"""Check that analytics' ClickHouse DDL, the analysts' queries in
+dashboards/clickhouse/ and the Grafana dashboard's panels in
+dashboards/grafana/dashboards/ parse and run on a current ClickHouse.
 
 The tests run the migrations on Debian's ClickHouse 18.16; this script runs the
 same SQL on the ClickHouse engine embedded in chDB (`pip install chdb-core`),
@@ -10,10 +11,12 @@ checks whatever the sink really runs.
 Exit status 0 when every statement passes, 1 otherwise.
 """
 
+import json
 import pathlib
 import re
 import sys
 import tempfile
+import time
 
 RUST_FILE = (
     pathlib.Path(__file__).resolve().parent.parent / "src" / "sink" / "clickhouse" / "mod.rs"
@@ -110,6 +113,30 @@ TOTALS = (
     "(1, 1714564800, 'abc', 'alice', 'purchase', 'EUR', 0, 2, 20000000000)"
 )
 
+CONVERSION_COLUMNS = (
+    "event_id, kind, occurred, occurred_ms, received_ms, code, owner, channel, scan_id, "
+    "scan_ms, visitor_id, customer_id, amount, currency, rule, earnings, earnings_currency, rolled"
+)
+CONVERSION_E1 = (
+    "('e1', 'signup', 1714564800, 1714564800000, 1714564800500, 'abc', 'alice', 'yt', '', 0, "
+    "'v-1', 'c-1', 0, '', 'code_only', 200, 'EUR', 1)"
+)
+CONVERSION_E2 = (
+    "('e2', 'purchase', 1714564800, 1714564800000, 1714564800500, 'abc', 'alice', '', '', 0, "
+    "'v-2', 'c-2', 1000, 'EUR', 'code_only', 100, 'EUR', 1)"
+)
+CONVERSION_E3 = (
+    "('e3', 'purchase', 1714568400, 1714568400000, 1714568400500, 'abc', 'bob', '', '', 0, "
+    "'v-3', 'c-3', 1000, 'EUR', 'code_only', 100, 'EUR', 1)"
+)
+# What Analytics::recent_conversions sends (sink/clickhouse/read.rs), binds filled in.
+RECENT_CONVERSIONS = (
+    "SELECT event_id, kind, occurred_ms, received_ms, code, owner, channel, scan_id, scan_ms, "
+    "visitor_id, customer_id, amount, currency, rule, earnings, earnings_currency "
+    "FROM codelink.conversions WHERE code = 'abc'{owner} "
+    "ORDER BY occurred_ms DESC, event_id DESC LIMIT 1 BY event_id LIMIT {limit} FORMAT TSV"
+)
+
 # (label, sql, expected output or None to just print it)
 CHECKS = [
     # Two INSERTs, as two batches: within one INSERT a current ClickHouse already
@@ -184,7 +211,243 @@ CHECKS = [
         "GROUP BY k, kind, earnings_currency FORMAT TSV",
         "abc\tpurchase\tEUR\t2\t20000000000",
     ),
+    (
+        "code rows query: every code's totals, confirmed split, one owner's conversions",
+        "SELECT scope AS k, kind, earnings_currency, toUInt8(bucket < toDateTime(1714568400)) "
+        "AS confirmed, sumMerge(human) AS human, sumMerge(n) AS n, "
+        "sumMerge(earnings) AS earnings_sum FROM codelink.code_totals "
+        "WHERE kind IN ('', 'signup', 'purchase', 'refund') AND "
+        "((grain = 1 AND bucket >= toDateTime(1714521600) AND bucket < toDateTime(1714608000))) "
+        "AND (kind = '' OR owner = 'alice') "
+        "GROUP BY k, kind, earnings_currency, confirmed ORDER BY k, kind FORMAT TSV",
+        "abc\t\t\t1\t4\t0\t0\nabc\tpurchase\tEUR\t1\t0\t2\t20000000000",
+    ),
+    (
+        "conversions (batch 1)",
+        f"INSERT INTO codelink.conversions ({CONVERSION_COLUMNS}) VALUES "
+        f"{CONVERSION_E1}, {CONVERSION_E2}",
+        None,
+    ),
+    (
+        "conversions (batch 1 replayed, with batch 2)",
+        f"INSERT INTO codelink.conversions ({CONVERSION_COLUMNS}) VALUES "
+        f"{CONVERSION_E1}, {CONVERSION_E2}, {CONVERSION_E3}",
+        None,
+    ),
+    (
+        "recent conversions: newest first, each event once",
+        "SELECT event_id FROM ("
+        + RECENT_CONVERSIONS.format(owner="", limit=10).replace(" FORMAT TSV", "")
+        + ") FORMAT TSV",
+        "e3\ne2\ne1",
+    ),
+    (
+        "recent conversions of one owner, limited",
+        RECENT_CONVERSIONS.format(owner=" AND owner = 'alice'", limit=1),
+        "e2\tpurchase\t1714564800000\t1714564800500\tabc\talice\t\t\t0\tv-2\tc-2\t1000"
+        "\tEUR\tcode_only\t100\tEUR",
+    ),
 ]
+
+
+# The Grafana dashboard (dashboards/grafana/dashboards/codelink.json): every
+# panel's SQL and the `code` variable's query, with the plugin's macros and the
+# variable replaced as analytics/tests/grafana.rs does (which runs them on 18.16
+# over rows the sink wrote): $__fromTime / $__toTime -> toDateTime(<unix s>),
+# $__interval_s -> seconds, ${code:singlequote} -> 'a','b' or, for All, the
+# custom all value '*'. Run in their own database over cells written the way
+# the writer writes them (through the `_input` tables), raw conversions twice.
+GRAFANA = pathlib.Path(__file__).resolve().parents[2] / "dashboards" / "grafana" / "dashboards"
+GRAFANA_DB = "grafana"
+G_T = 1714564800  # 2024-05-01 12:00:00 UTC
+G_DAY = 86400
+# (code, unix seconds, visitor hash, bot reason)
+G_SCANS = [
+    ("abc", G_T - 2 * G_DAY + 600, 6, ""),  # before `from`, in its hour: counted
+    ("abc", G_T - G_DAY - 3000, 7, ""),  # a whole day inside the range
+    ("abc", G_T + 600, 1, ""),
+    ("abc", G_T + 700, 2, ""),
+    ("abc", G_T + 800, 3, "head"),
+    ("xyz", G_T + 900, 1, ""),  # visitor 1 again, on another code
+    ("xyz", G_T + 1000, 4, "rate"),
+    ("abc", G_T - 3 * G_DAY, 5, ""),  # before the range
+    ("abc", G_T + 7260, 8, ""),  # after the hour holding `to`
+]
+# (event id, kind, unix seconds, code, owner, earnings, earnings currency)
+G_CONVERSIONS = [
+    ("g1", "signup", G_T + 660, "abc", "alice", 200, "EUR"),
+    ("g2", "purchase", G_T + 1200, "abc", "alice", 1000, "EUR"),
+    ("g3", "refund", G_T + 1300, "abc", "alice", -100, "EUR"),
+    ("g4", "signup", G_T + 1400, "xyz", "bob", 150, "USD"),
+    ("g5", "signup", G_T + 1500, "", "", 0, ""),  # credited to no code
+]
+G_FROM = G_T - 2 * G_DAY + 1200  # 2024-04-29 12:20
+G_TO = G_T + 4800  # 2024-05-01 13:20
+
+
+def grafana_inserts():
+    """The rollup inputs and raw rows of G_SCANS and G_CONVERSIONS."""
+    grains = ((0, 900), (1, 3600), (2, G_DAY))
+    scan_cells, conversion_cells, totals = [], [], []
+    for code, ts, visitor, bot in G_SCANS:
+        human = int(bot == "")
+        for scope in (code, "*"):
+            for grain, secs in grains:
+                for dim, value in ((0, ""), (3, bot)) if grain else ((0, ""),):
+                    scan_cells.append(
+                        f"('{scope}', {grain}, {dim}, {ts - ts % secs}, '{value}', {human}, "
+                        f"{1 - human}, 0, {human}, [{visitor if human else ''}])"
+                    )
+        for grain, secs in grains:
+            if human:
+                totals.append(f"({grain}, {ts - ts % secs}, '{code}', '', '', '', 1, 0, 0)")
+    for _, kind, ts, code, owner, earnings, cur in G_CONVERSIONS:
+        scopes = [("*", "")] + ([(code, owner)] if code else [])
+        for scope, who in scopes:
+            for grain, secs in grains:
+                conversion_cells.append(
+                    f"('{scope}', {grain}, 0, {ts - ts % secs}, '', '{who}', '{kind}', '', "
+                    f"'{cur}', 1, 0, {earnings}, [], [])"
+                )
+        if code:
+            for grain, secs in grains:
+                totals.append(
+                    f"({grain}, {ts - ts % secs}, '{code}', '{owner}', '{kind}', '{cur}', 0, 1, "
+                    f"{earnings})"
+                )
+    db = f"`{GRAFANA_DB}`"
+    raw = ", ".join(
+        f"('{e}', '{kind}', {ts}, {ts * 1000}, {ts * 1000}, '{code}', '{owner}', '', '', 0, '', "
+        f"'c-{e}', 0, '', 'code_only', {earnings}, '{cur}', 1)"
+        for e, kind, ts, code, owner, earnings, cur in G_CONVERSIONS
+    )
+    raw = (
+        f"INSERT INTO {db}.conversions (event_id, kind, occurred, occurred_ms, received_ms, code, "
+        "owner, channel, scan_id, scan_ms, visitor_id, customer_id, amount, currency, rule, "
+        f"earnings, earnings_currency, rolled) VALUES {raw}"
+    )
+    return [
+        f"INSERT INTO {db}.scan_rollup_input (scope, grain, dim, bucket, value, n_human, n_bot, "
+        f"n_qr, n_link, visitor_hashes) VALUES {', '.join(scan_cells)}",
+        f"INSERT INTO {db}.conversion_rollup_input (scope, grain, dim, bucket, value, owner, kind, "
+        "currency, earnings_currency, n_conversions, amount_sum, earnings_sum, delay_bins, "
+        f"delay_counts) VALUES {', '.join(conversion_cells)}",
+        f"INSERT INTO {db}.code_totals_input (grain, bucket, scope, owner, kind, "
+        "earnings_currency, n_human, n_conversions, earnings_sum) VALUES "
+        f"{', '.join(totals)}",
+        raw,
+        raw,  # a replay: FINAL counts each conversion once
+    ]
+
+
+def grafana_substitute(sql, frm, to, interval, codes):
+    """The macros and the variable; any other `$` is an error."""
+    values = {
+        "$__fromTime": f"toDateTime({frm})",
+        "$__toTime": f"toDateTime({to})",
+        "$__interval_s": str(interval),
+        "${code:singlequote}": "'*'" if codes is None else ",".join(f"'{c}'" for c in codes),
+    }
+    pattern = "|".join(re.escape(k) + r"(?![A-Za-z0-9_])" for k in values)
+    out = re.sub(pattern, lambda m: values[m.group(0)], sql)
+    if "$" in out:
+        raise ValueError(f"no substitution for {out[out.index('$'):][:24]!r}")
+    return out
+
+
+def local(ts):
+    """A DateTime as TSV prints it (chDB's time zone is the process's)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def grafana_expected():
+    """Per view (codes, interval): the TSV each panel and the variable answer."""
+    h = 3600
+    ranged = {
+        "Scan to use": "5\t4\t3\t1",
+        "Earnings by currency": "EUR\t1\t1\t1\t0\t1100\t1100\nUSD\t1\t0\t0\t0\t150\t150",
+        "Bot scans by reason": "head\t1\nrate\t1",
+        "Top codes": "abc\t4\t1\t1\t1\t0.25\nxyz\t1\t1\t0\t0\t1",
+        "variable code": "abc\nxyz",
+    }
+    return {
+        ("All", 3600): {
+            **ranged,
+            "Scans over time": f"{local(G_T - 2 * G_DAY)}\t1\t0\n{local(G_T - G_DAY - h)}\t1\t0\n"
+            f"{local(G_T)}\t3\t2",
+            "Conversions over time": f"{local(G_T)}\t3\t1\t1",
+            "Bot share over time": f"{local(G_T - 2 * G_DAY)}\t0\n{local(G_T - G_DAY - h)}\t0\n"
+            f"{local(G_T)}\t0.4",
+        },
+        # Quarter-hour cells: the first bucket starts at 12:15, after the
+        # 12:10 scan's cell.
+        ("All", 900): {
+            **ranged,
+            "Scans over time": f"{local(G_T - G_DAY - h)}\t1\t0\n{local(G_T)}\t2\t1\n"
+            f"{local(G_T + 900)}\t1\t1",
+            "Conversions over time": f"{local(G_T)}\t1\t0\t0\n{local(G_T + 900)}\t2\t1\t1",
+            "Bot share over time": f"{local(G_T - G_DAY - h)}\t0\n{local(G_T)}\t0.3333\n"
+            f"{local(G_T + 900)}\t0.5",
+        },
+        (("xyz",), G_DAY): {
+            "Scan to use": "1\t1\t1\t0",
+            "Earnings by currency": "USD\t1\t0\t0\t0\t150\t150",
+            "Bot scans by reason": "rate\t1",
+            "Top codes": "xyz\t1\t1\t0\t0\t1",
+            "variable code": "abc\nxyz",
+            "Scans over time": f"{local(G_T - h * 12)}\t1\t1",
+            "Conversions over time": f"{local(G_T - h * 12)}\t1\t0\t0",
+            "Bot share over time": f"{local(G_T - h * 12)}\t0.5",
+        },
+    }
+
+
+def grafana_queries():
+    """(name, SQL) of every panel and query variable of every dashboard."""
+    out = []
+    for path in sorted(GRAFANA.glob("*.json")):
+        dash = json.loads(path.read_text())
+        stack = list(dash.get("panels", []))
+        while stack:
+            p = stack.pop(0)
+            stack.extend(p.get("panels", []))
+            for t in p.get("targets", []):
+                out.append((p["title"], t["rawSql"]))
+        for v in dash.get("templating", {}).get("list", []):
+            if v.get("type") == "query":
+                q = v["query"]
+                out.append((f"variable {v['name']}", q["rawSql"] if isinstance(q, dict) else q))
+    return out
+
+
+def check_grafana(s, run, ddl):
+    """Runs the dashboard's queries in GRAFANA_DB; returns the failures `run` does not count."""
+    db = f"`{GRAFANA_DB}`"
+    for i, sql in enumerate(ddl, 1):
+        run(s, f"grafana: migration {i}", sql.replace("{db}", db))
+    for i, sql in enumerate(grafana_inserts(), 1):
+        run(s, f"grafana: fixture insert {i}", sql)
+    run(s, f"USE {GRAFANA_DB}", f"USE {GRAFANA_DB}")
+    queries = grafana_queries()
+    names = {name for name, _ in queries}
+    failures = 0
+    for (codes, interval), expected in grafana_expected().items():
+        if names != set(expected):
+            failures += 1
+            print(
+                f"FAIL  grafana ({codes}, {interval} s): panels without a check "
+                f"{sorted(names - set(expected))}, checks without a panel "
+                f"{sorted(set(expected) - names)}"
+            )
+        for name, sql in queries:
+            try:
+                sql = grafana_substitute(sql, G_FROM, G_TO, interval, None if codes == "All" else codes)
+            except ValueError as e:
+                failures += 1
+                print(f"FAIL  grafana: {name}: {e}")
+                continue
+            run(s, f"grafana: {name} ({codes}, {interval} s)", sql + "\nFORMAT TSV", expected.get(name))
+    return failures
 
 
 def main():
@@ -227,6 +490,7 @@ def main():
             run(s, "USE codelink", "USE codelink")
             for path in sorted(DASHBOARDS.glob("*.sql")):
                 run(s, f"dashboards/clickhouse/{path.name}", path.read_text())
+            failures += check_grafana(s, run, ddl)
         finally:
             s.close()
 

@@ -14,6 +14,7 @@ pub mod conversions;
 pub mod enrich;
 mod error;
 pub mod event;
+pub mod export;
 pub mod histogram;
 pub mod ledger;
 pub mod migration;

@@ -13,9 +13,11 @@
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::event::Conversion;
 use crate::migration::{BackfillWatch, EmbeddedMigration};
 use crate::query::{
-    Backend, BreakdownRow, Bucket, Dimension, Funnel, Interval, Query, Summary, TopMetric, TopRow,
+    Backend, BreakdownRow, Bucket, CodeRow, Dimension, Funnel, Interval, Query, Summary, TopMetric,
+    TopRow,
 };
 use crate::recorder::{Recorder, RecorderConfig, RecorderTasks};
 use crate::sink::{ClickHouseEvents, EmbeddedSink, LiveStore, RedisCounters, ScanPage, Sink};
@@ -301,6 +303,24 @@ impl Analytics {
         limit: usize,
     ) -> Result<Vec<TopRow>, Error> {
         self.limited(self.inner.queries.top(q, metric, limit)).await
+    }
+
+    /// One row per code with human scans or conversions in the query, sorted
+    /// by code (the "my codes" / "all codes" tables).
+    pub async fn code_rows(&self, q: &Query) -> Result<Vec<CodeRow>, Error> {
+        self.limited(self.inner.queries.code_rows(q)).await
+    }
+
+    /// Up to `limit` (1 to 100) of the stored conversions credited to `code`
+    /// (and, with `owner`, to that owner), newest first.
+    pub async fn recent_conversions(
+        &self,
+        code: &str,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Conversion>, Error> {
+        self.limited(self.inner.queries.recent_conversions(code, owner, limit))
+            .await
     }
 }
 

@@ -17,8 +17,8 @@ use codelink_analytics::batch::Batch;
 use codelink_analytics::event::{Conversion, ConversionKind, Rule, Scan};
 use codelink_analytics::histogram::DelayHistogram;
 use codelink_analytics::query::{
-    effective_range, Backend, BreakdownRow, Bucket, Dimension, Funnel, Interval, Money, Query,
-    Summary, TopMetric, TopRow,
+    effective_range, Backend, BreakdownRow, Bucket, CodeRow, Dimension, Funnel, Interval, Money,
+    Query, Summary, TopMetric, TopRow,
 };
 use codelink_analytics::sink::{ClickHouseConfig, ClickHouseEvents, EmbeddedSink};
 use codelink_analytics::ScanId;
@@ -568,7 +568,105 @@ fn expected_top(d: &Data, q: &Query, metric: TopMetric, limit: usize) -> Vec<Top
     rows
 }
 
+/// One row per code with a human scan or a conversion in the range; unique
+/// scanners (and ratios) only with a code list.
+fn expected_code_rows(d: &Data, q: &Query) -> Vec<CodeRow> {
+    let range = effective_range(q, false);
+    let codes: BTreeSet<&str> = d
+        .scans
+        .iter()
+        .map(|s| s.code.as_str())
+        .chain(d.conversions.iter().map(|c| c.code.as_str()))
+        .filter(|c| !c.is_empty())
+        .collect();
+    let mut rows = Vec::new();
+    for code in codes {
+        let scans: Vec<&Scan> = d
+            .scans
+            .iter()
+            .filter(|s| s.code == code && scan_in(q, range, s))
+            .collect();
+        let convs: Vec<&Conversion> = d
+            .conversions
+            .iter()
+            .filter(|c| c.code == code && conversion_in(q, range, c))
+            .collect();
+        let human = scans.iter().filter(|s| is_human(s)).count() as u64;
+        if human == 0 && convs.is_empty() {
+            continue;
+        }
+        let count = |k: ConversionKind| convs.iter().filter(|c| c.kind == k).count() as u64;
+        let unique = q.codes.as_ref().map(|_| uniques(scans.iter()));
+        let (signups, purchases) = (
+            count(ConversionKind::Signup),
+            count(ConversionKind::Purchase),
+        );
+        let ratio = |n: u64| unique.map(|u| if u == 0 { 0.0 } else { n as f64 / u as f64 });
+        rows.push(CodeRow {
+            code: code.to_string(),
+            human_scans: human,
+            unique_scanners: unique,
+            signups,
+            purchases,
+            refunds: count(ConversionKind::Refund),
+            earnings_estimated: earnings_of(convs.iter().copied().filter(|c| !confirmed(q, c))),
+            earnings_confirmed: earnings_of(convs.iter().copied().filter(|c| confirmed(q, c))),
+            scan_to_signup: ratio(signups),
+            scan_to_purchase: ratio(purchases),
+        });
+    }
+    rows
+}
+
+/// A code's conversions (credited to `owner`), newest first, at most `limit`
+/// (clamped to 1..=100).
+fn expected_recent(d: &Data, code: &str, owner: Option<&str>, limit: usize) -> Vec<Conversion> {
+    if code.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<Conversion> = d
+        .conversions
+        .iter()
+        .filter(|c| c.code == code && owner.is_none_or(|o| c.owner == o))
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| (b.occurred_ms, &b.event_id).cmp(&(a.occurred_ms, &a.event_id)));
+    out.truncate(limit.clamp(1, 100));
+    out
+}
+
 // ---------------------------------------------------------------------------
+
+/// Code rows: unique scanners as [`assert_uniques`] (no exactness flag here),
+/// ratios from the backend's own uniques, the rest equal.
+fn assert_code_rows(actual: &[CodeRow], expected: &[CodeRow], ctx: &str) {
+    let codes = |rows: &[CodeRow]| rows.iter().map(|r| r.code.clone()).collect::<Vec<_>>();
+    assert_eq!(codes(actual), codes(expected), "{ctx}: code rows");
+    for (a, e) in actual.iter().zip(expected) {
+        let c = format!("{ctx}: code row {}", e.code);
+        match (a.unique_scanners, e.unique_scanners) {
+            (Some(a), Some(e)) if e <= 100 => assert_eq!(a, e, "{c}: unique scanners"),
+            (Some(a), Some(e)) => assert!(
+                a.abs_diff(e) as f64 / e as f64 <= 0.06,
+                "{c}: unique scanners {a}, expected about {e}"
+            ),
+            (a, e) => assert_eq!(a, e, "{c}: unique scanners"),
+        }
+        let ratio = |n: u64| {
+            a.unique_scanners
+                .map(|u| if u == 0 { 0.0 } else { n as f64 / u as f64 })
+        };
+        assert_eq!(a.scan_to_signup, ratio(a.signups), "{c}");
+        assert_eq!(a.scan_to_purchase, ratio(a.purchases), "{c}");
+        let strip = |r: &CodeRow| CodeRow {
+            unique_scanners: None,
+            scan_to_signup: None,
+            scan_to_purchase: None,
+            ..r.clone()
+        };
+        assert_eq!(strip(a), strip(e), "{c}");
+    }
+}
 
 /// Unique scanners: equal when the expected count is at most 100 (both
 /// backends count those exactly), else within 6 % and flagged estimated.
@@ -681,6 +779,11 @@ async fn check(backends: &[(&str, &Backend)], d: &Data, name: &str, q: &Query) {
                 assert_eq!(strip(a), strip(e), "{c}");
             }
         }
+        assert_code_rows(
+            &a.code_rows(q).await.unwrap(),
+            &expected_code_rows(d, q),
+            &ctx,
+        );
         for metric in [
             TopMetric::Earnings,
             TopMetric::Scans,
@@ -874,6 +977,56 @@ async fn both_backends_answer_like_plain_loops() {
         )
         .await;
     }
+    // Code rows over every code (the per-code totals, with the owner filter),
+    // and each code's recent conversions: the replayed batch's rows and the
+    // brands' repeats are listed once, the lost events (stored only as
+    // repeats) too.
+    let alice10 = expected_recent(&data, "alice10", None, 100);
+    assert!(
+        alice10.len() > 7 && alice10.len() < 100,
+        "{}",
+        alice10.len()
+    );
+    let ev = |c: &Conversion| c.event_id.clone();
+    assert!(data
+        .conversions
+        .iter()
+        .filter(|c| lost(c))
+        .any(|c| alice10.iter().map(ev).any(|e| e == c.event_id)));
+    for owner in [
+        None,
+        Some("bob"),
+        Some("bobby"),
+        Some("alice"),
+        Some("nobody"),
+    ] {
+        let q = Query {
+            owner: owner.map(str::to_string),
+            ..query(oct.0, oct.1, "UTC", None)
+        };
+        let expected = expected_code_rows(&data, &q);
+        // Scans count for every code whoever the owner is: every code has a row.
+        assert_eq!(expected.len(), 3, "{owner:?}");
+        for (name, backend) in &backends {
+            assert_code_rows(
+                &backend.code_rows(&q).await.unwrap(),
+                &expected,
+                &format!("{name} / all codes as seen by {owner:?}"),
+            );
+            for code in CODES.iter().chain(&["", "nobody"]) {
+                for limit in [0, 1, 7, 100, 1000] {
+                    assert_eq!(
+                        backend
+                            .recent_conversions(code, owner, limit)
+                            .await
+                            .unwrap(),
+                        expected_recent(&data, code, owner, limit),
+                        "{name}: recent conversions of {code:?} for {owner:?}, limit {limit}"
+                    );
+                }
+            }
+        }
+    }
     check(
         &backends,
         &data,
@@ -1047,4 +1200,298 @@ async fn a_big_insert_is_one_part() {
         .parse()
         .unwrap();
     assert!(cells > 100_000, "{cells} cells");
+}
+
+fn small_scan(i: u64, code: &str, ts_ms: u64, visitor: &str, bot: bool) -> Scan {
+    Scan {
+        scan_id: ScanId::from_parts(ts_ms, 3, i).to_string(),
+        ts_ms,
+        code: code.into(),
+        visitor_id: visitor.into(),
+        source: "link".into(),
+        bot_reason: if bot { "head" } else { "" }.into(),
+        ..Scan::default()
+    }
+}
+
+fn small_conversion(
+    id: &str,
+    code: &str,
+    owner: &str,
+    kind: ConversionKind,
+    occurred_ms: u64,
+    earnings: i64,
+    earnings_currency: &str,
+) -> Conversion {
+    Conversion {
+        event_id: id.into(),
+        kind,
+        occurred_ms,
+        received_ms: occurred_ms + 500,
+        code: code.into(),
+        owner: owner.into(),
+        channel: String::new(),
+        scan_id: String::new(),
+        scan_ms: 0,
+        visitor_id: format!("visitor-{id}"),
+        customer_id: format!("customer-{id}"),
+        amount: if kind == ConversionKind::Signup {
+            0
+        } else {
+            1000
+        },
+        currency: if kind == ConversionKind::Signup {
+            ""
+        } else {
+            "EUR"
+        }
+        .into(),
+        rule: if code.is_empty() {
+            Rule::Unattributed
+        } else {
+            Rule::CodeOnly
+        },
+        earnings,
+        earnings_currency: earnings_currency.into(),
+        repeat: false,
+    }
+}
+
+/// Code rows and recent conversions over a handful of rows, with the exact
+/// answers written out: a code that changed hands (ann → ben), estimated and
+/// confirmed earnings in two currencies, a code with bot scans only, one
+/// with conversions and no human scan, an unattributed conversion, a
+/// conversion batch written twice (a spool replay) and a brand's repeat, two
+/// conversions at the same millisecond.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_rows_and_recent_conversions_on_both_backends() {
+    use ConversionKind::{Purchase, Refund, Signup};
+    let t = OCT21;
+    let scans = vec![
+        small_scan(1, "alpha", t + HOUR, "v1", false),
+        small_scan(2, "alpha", t + 2 * HOUR, "v1", false),
+        small_scan(3, "alpha", t + 3 * HOUR, "v2", false),
+        small_scan(4, "alpha", t + 3 * HOUR + 1, "v9", true),
+        small_scan(5, "beta", t + 4 * HOUR, "v5", true),
+        small_scan(6, "beta", t + 4 * HOUR + 1, "v6", true),
+        small_scan(7, "gamma", t + 5 * HOUR, "v3", false),
+        small_scan(8, "gamma", t + 5 * HOUR + 1, "v4", false),
+        small_scan(9, "delta", t + 6 * HOUR, "v7", true),
+    ];
+    let a1 = small_conversion("a1", "alpha", "ann", Signup, t + DAY, 200, "EUR");
+    let a2 = small_conversion("a2", "alpha", "ann", Purchase, t + DAY, 150, "EUR");
+    let a3 = small_conversion("a3", "alpha", "ben", Purchase, t + 8 * DAY, 300, "USD");
+    let a4 = small_conversion(
+        "a4",
+        "alpha",
+        "ben",
+        Refund,
+        t + 8 * DAY + HOUR,
+        -100,
+        "USD",
+    );
+    let a5 = small_conversion("a5", "alpha", "ben", Signup, t + 9 * DAY, 200, "EUR");
+    let b1 = small_conversion("b1", "beta", "bea", Purchase, t + 2 * DAY, 500, "EUR");
+    let u1 = small_conversion("u1", "", "", Signup, t + 3 * DAY, 0, "");
+    // After the queries' range: listed as recent, never counted below.
+    let o1 = small_conversion("o1", "alpha", "ben", Signup, t + 20 * DAY, 200, "EUR");
+    let replayed = Batch::new(
+        Vec::new(),
+        vec![a1.clone(), a2.clone(), b1.clone(), u1.clone()],
+    );
+    let batches = vec![
+        Batch::new(scans, Vec::new()),
+        replayed.clone(),
+        replayed,
+        Batch::new(
+            Vec::new(),
+            vec![a3.clone(), a4.clone(), a5.clone(), o1.clone()],
+        ),
+        Batch::new(
+            Vec::new(),
+            vec![Conversion {
+                repeat: true,
+                ..a2.clone()
+            }],
+        ),
+    ];
+
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = EmbeddedSink::open(dir.path(), true, false).unwrap();
+    let server = ClickHouseServer::start();
+    let events = ClickHouseEvents::new(&ClickHouseConfig {
+        url: server.url(),
+        database: "codelink_rows".to_string(),
+        user: None,
+        password: None,
+    });
+    events.migrate().await.unwrap();
+    for table in ["conversions", "code_totals", "conversion_rollup"] {
+        server.query(&format!("SYSTEM STOP MERGES codelink_rows.{table}"));
+    }
+    for batch in &batches {
+        embedded.write(&Arc::new(batch.clone())).await.unwrap();
+        events.write(batch).await.unwrap();
+    }
+    let a2_rows: u64 = server
+        .query("SELECT count() FROM codelink_rows.conversions WHERE event_id = 'a2'")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(a2_rows, 3, "the replay and the repeat are stored as rows");
+    let backends = [
+        ("embedded", Backend::from(embedded)),
+        ("clickhouse", Backend::from(events)),
+    ];
+
+    let eur = |amount| Money {
+        currency: "EUR".into(),
+        amount,
+    };
+    let usd = |amount| Money {
+        currency: "USD".into(),
+        amount,
+    };
+    let row = |code: &str, human, signups, purchases, refunds| CodeRow {
+        code: code.into(),
+        human_scans: human,
+        unique_scanners: None,
+        signups,
+        purchases,
+        refunds,
+        earnings_estimated: Vec::new(),
+        earnings_confirmed: Vec::new(),
+        scan_to_signup: None,
+        scan_to_purchase: None,
+    };
+    // Confirmed: the hours that ended 5 days before now (t + 10 days).
+    let q = |codes: Option<&[&str]>, owner: Option<&str>| Query {
+        owner: owner.map(str::to_string),
+        ..query(t, t + 10 * DAY, "UTC", codes)
+    };
+    let alpha = CodeRow {
+        earnings_estimated: vec![eur(200), usd(200)],
+        earnings_confirmed: vec![eur(350)],
+        ..row("alpha", 3, 2, 2, 1)
+    };
+    let beta = CodeRow {
+        earnings_confirmed: vec![eur(500)],
+        ..row("beta", 0, 0, 1, 0)
+    };
+    let gamma = row("gamma", 2, 0, 0, 0);
+    let with_uniques = |r: &CodeRow, uniques: u64| {
+        let ratio = |n: u64| {
+            Some(if uniques == 0 {
+                0.0
+            } else {
+                n as f64 / uniques as f64
+            })
+        };
+        CodeRow {
+            unique_scanners: Some(uniques),
+            scan_to_signup: ratio(r.signups),
+            scan_to_purchase: ratio(r.purchases),
+            ..r.clone()
+        }
+    };
+    let all_codes: &[&str] = &["alpha", "beta", "gamma", "delta", ""];
+    let cases: Vec<(&str, Query, Vec<CodeRow>)> = vec![
+        (
+            "every code",
+            q(None, None),
+            vec![alpha.clone(), beta.clone(), gamma.clone()],
+        ),
+        (
+            "a code list",
+            q(Some(all_codes), None),
+            vec![
+                with_uniques(&alpha, 2),
+                with_uniques(&beta, 0),
+                with_uniques(&gamma, 2),
+            ],
+        ),
+        (
+            "every code, as ben",
+            q(None, Some("ben")),
+            vec![
+                CodeRow {
+                    earnings_estimated: vec![eur(200), usd(200)],
+                    ..row("alpha", 3, 1, 1, 1)
+                },
+                gamma.clone(),
+            ],
+        ),
+        (
+            "alpha, as ann",
+            q(Some(&["alpha"]), Some("ann")),
+            vec![with_uniques(
+                &CodeRow {
+                    earnings_confirmed: vec![eur(350)],
+                    ..row("alpha", 3, 1, 1, 0)
+                },
+                2,
+            )],
+        ),
+        (
+            // Human scans only: the conversions start a day later.
+            "the first day, every code",
+            Query {
+                to_ms: t + DAY,
+                ..q(None, None)
+            },
+            vec![row("alpha", 3, 0, 0, 0), gamma.clone()],
+        ),
+    ];
+    for (name, backend) in &backends {
+        for (case, query, expected) in &cases {
+            assert_eq!(
+                &backend.code_rows(query).await.unwrap(),
+                expected,
+                "{name}: {case}"
+            );
+        }
+        assert!(backend
+            .code_rows(&q(Some(&[]), None))
+            .await
+            .unwrap()
+            .is_empty());
+
+        let recent = |code: &'static str, owner: Option<&'static str>, limit: usize| {
+            let backend = backend.clone();
+            async move {
+                backend
+                    .recent_conversions(code, owner, limit)
+                    .await
+                    .unwrap()
+            }
+        };
+        // a2 and a1 occurred at the same millisecond: the greater event id first.
+        let all_alpha = vec![
+            o1.clone(),
+            a5.clone(),
+            a4.clone(),
+            a3.clone(),
+            a2.clone(),
+            a1.clone(),
+        ];
+        assert_eq!(recent("alpha", None, 10).await, all_alpha, "{name}");
+        assert_eq!(recent("alpha", None, 1000).await, all_alpha, "{name}");
+        assert_eq!(recent("alpha", None, 3).await, all_alpha[..3], "{name}");
+        assert_eq!(recent("alpha", None, 0).await, all_alpha[..1], "{name}");
+        assert_eq!(
+            recent("alpha", Some("ann"), 10).await,
+            vec![a2.clone(), a1.clone()],
+            "{name}"
+        );
+        assert_eq!(
+            recent("alpha", Some("ben"), 2).await,
+            vec![o1.clone(), a5.clone()],
+            "{name}"
+        );
+        assert_eq!(recent("beta", None, 10).await, vec![b1.clone()], "{name}");
+        assert!(recent("beta", Some("ann"), 10).await.is_empty(), "{name}");
+        assert!(recent("", None, 10).await.is_empty(), "{name}");
+        assert!(recent("gamma", None, 10).await.is_empty(), "{name}");
+        assert!(recent("nobody", None, 10).await.is_empty(), "{name}");
+    }
 }

@@ -139,6 +139,14 @@ pub struct Config {
     /// Most buckets one timeseries may return.
     #[arg(long, env = "CODELINK_MAX_BUCKETS", default_value_t = 2_000)]
     pub max_buckets: usize,
+
+    /// How long a console sign-in lasts (hours).
+    #[arg(long, env = "CODELINK_UI_SESSION_HOURS", default_value_t = 168)]
+    pub ui_session_hours: u64,
+
+    /// Console sign-in attempts per minute and address (past it: 429).
+    #[arg(long, env = "CODELINK_UI_SIGN_INS_PER_MINUTE", default_value_t = 10)]
+    pub ui_sign_ins_per_minute: u32,
 }
 
 impl Config {
@@ -176,6 +184,8 @@ impl Config {
             query_timeout_ms: 10_000,
             max_concurrent_queries: 8,
             max_buckets: 2_000,
+            ui_session_hours: 168,
+            ui_sign_ins_per_minute: 10,
         }
     }
 
@@ -224,6 +234,16 @@ impl Config {
         }
     }
 
+    /// The web console's settings.
+    pub fn ui(&self, secret: &[u8], public_base: &str) -> codelink_dashboards::UiConfig {
+        codelink_dashboards::UiConfig {
+            secret: secret.to_vec(),
+            session_ttl_secs: self.ui_session_hours.saturating_mul(3600),
+            secure_cookies: public_base.starts_with("https://"),
+            sign_ins_per_minute: self.ui_sign_ins_per_minute,
+        }
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
@@ -255,9 +275,12 @@ impl Config {
             "--query-timeout-ms, --max-concurrent-queries and --max-buckets must be > 0"
         );
         anyhow::ensure!(
-            self.scan_rate_per_ip > 0 && self.api_rate_per_ip > 0,
+            self.scan_rate_per_ip > 0
+                && self.api_rate_per_ip > 0
+                && self.ui_sign_ins_per_minute > 0,
             "rates must be > 0"
         );
+        anyhow::ensure!(self.ui_session_hours > 0, "--ui-session-hours must be > 0");
         if let Some(url) = &self.clickhouse_url {
             url::Url::parse(url)
                 .map_err(|e| anyhow::anyhow!("--clickhouse-url {url:?} is not a URL: {e}"))?;

@@ -4,10 +4,11 @@
 //! configuration and a shutdown future, so tests start the real server on
 //! `127.0.0.1:0` in-process.
 
+pub mod admin;
 mod api;
 pub mod codes;
 pub mod config;
-mod csv;
+mod console;
 mod error;
 pub mod keys;
 pub mod metrics;
@@ -54,8 +55,10 @@ pub async fn build(
     };
     let (analytics, analytics_tasks) =
         codelink_analytics::Analytics::open(config.analytics(secret.as_bytes())).await?;
+    let ui = codelink_dashboards::Dashboards::new(config.ui(secret.as_bytes(), &public_base));
     let state = Arc::new(AppState {
         scans: scan::ScanCapture::new(&config, secret, &public_base)?,
+        ui,
         api_limiter: scan::keyed_limiter(config.api_rate_per_ip, config.api_burst_per_ip),
         public_base,
         admin_key,

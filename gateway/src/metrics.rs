@@ -13,16 +13,18 @@ pub enum Route {
     Api,
     Health,
     Metrics,
+    Ui,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 6] = [
+    const ALL: [Route; 7] = [
         Route::Redirect,
         Route::Qr,
         Route::Api,
         Route::Health,
         Route::Metrics,
+        Route::Ui,
         Route::Other,
     ];
 
@@ -33,14 +35,16 @@ impl Route {
             Route::Api => "api",
             Route::Health => "health",
             Route::Metrics => "metrics",
+            Route::Ui => "ui",
             Route::Other => "other",
         }
     }
 }
 
 /// Statuses the gateway answers with; anything else is counted as "other".
-const STATUSES: [u16; 18] = [
-    200, 201, 202, 204, 302, 304, 400, 401, 404, 405, 409, 410, 413, 415, 422, 429, 500, 503,
+const STATUSES: [u16; 21] = [
+    200, 201, 202, 204, 302, 303, 304, 400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 422, 429,
+    500, 503,
 ];
 const STATUS_SLOTS: usize = STATUSES.len() + 1;
 

@@ -4,7 +4,7 @@ use crate::metrics::Route;
 use crate::request::Request;
 use crate::response::Response;
 use crate::state::AppState;
-use crate::{api, ops, qr, redirect};
+use crate::{api, console, ops, qr, redirect};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -15,6 +15,7 @@ pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Respons
     let (route, resp) = match first {
         "api" => (Route::Api, api::handle(state, req, peer).await),
         "qr" => (Route::Qr, qr::handle(state, &req).await),
+        "ui" => (Route::Ui, console::handle(state, req, peer).await),
         "healthz" | "readyz" | "metrics" => {
             let route = if first == "metrics" {
                 Route::Metrics

@@ -24,4 +24,6 @@ pub struct AppState {
     pub api_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub qr_cache: QrCache,
     pub metrics: Metrics,
+    /// The web console under `/ui/`.
+    pub ui: codelink_dashboards::Dashboards,
 }

@@ -4,6 +4,8 @@
 //! Everything here is a pure function of its inputs, so the same validation
 //! runs in the admin API, in the store loaders and in tests.
 
+pub mod access;
+pub mod change;
 pub mod channel;
 pub mod code;
 pub mod commission;
@@ -11,6 +13,8 @@ pub mod currency;
 pub mod destination;
 pub mod record;
 
+pub use access::{ApiKey, KeyKind, Principal};
+pub use change::CodeChange;
 pub use channel::{ChannelName, Utm};
 pub use code::CodeName;
 pub use commission::CommissionPlan;

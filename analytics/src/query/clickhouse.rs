@@ -324,6 +324,80 @@ pub(super) async fn totals(
 }
 
 #[derive(Deserialize, ::clickhouse::Row)]
+struct CodeTotalsRow {
+    k: String,
+    kind: String,
+    earnings_currency: String,
+    confirmed: u8,
+    human: u64,
+    n: u64,
+    earnings_sum: i128,
+}
+
+/// Every code's human scans and conversions (of `owner` when given; those of
+/// buckets before `confirmed_before` confirmed) over `ranges`, keyed by code:
+/// one query over `code_totals`.
+pub(super) async fn code_totals(
+    client: &::clickhouse::Client,
+    ranges: &[(Range, bool)],
+    confirmed_before: u64,
+    owner: Option<&str>,
+) -> Result<Aggregates, Error> {
+    let mut out = Aggregates::default();
+    if ranges.is_empty() {
+        return Ok(out);
+    }
+    // No range straddles the confirmation boundary: each row's bucket tells
+    // its side.
+    let mut sql = Sql::default();
+    sql.push("SELECT scope AS k, kind, earnings_currency, toUInt8(bucket < toDateTime(")
+        .u64(confirmed_before.min(u64::from(u32::MAX)))
+        .push(
+            ")) AS confirmed, sumMerge(human) AS human, sumMerge(n) AS n, \
+             sumMerge(earnings) AS earnings_sum FROM code_totals \
+             WHERE kind IN ('', 'signup', 'purchase', 'refund') AND ",
+        )
+        .ranges(ranges.iter().map(|(r, _)| r));
+    if let Some(owner) = owner {
+        sql.push(" AND (kind = '' OR owner = ").str(owner).push(")");
+    }
+    sql.push(" GROUP BY k, kind, earnings_currency, confirmed");
+    let rows = sql
+        .query(client)
+        .fetch_all::<CodeTotalsRow>()
+        .await
+        .map_err(unavailable)?;
+    // One scan row per code (its human scans come in a row per side).
+    let mut human: HashMap<String, u64> = HashMap::new();
+    for r in rows {
+        if r.kind.is_empty() {
+            if r.human > 0 {
+                *human.entry(r.k).or_default() += r.human;
+            }
+            continue;
+        }
+        out.conversions.push(ConversionAgg {
+            k: r.k,
+            kind: r.kind,
+            earnings_currency: r.earnings_currency,
+            confirmed: r.confirmed,
+            n: r.n,
+            earnings_sum: r.earnings_sum,
+            ..ConversionAgg::default()
+        });
+    }
+    out.scans = human
+        .into_iter()
+        .map(|(k, human)| ScanAgg {
+            k,
+            human,
+            ..ScanAgg::default()
+        })
+        .collect();
+    Ok(out)
+}
+
+#[derive(Deserialize, ::clickhouse::Row)]
 struct OwnerRow {
     code: String,
     owner: String,

@@ -6,6 +6,7 @@ use super::finish::{ConversionAgg, ScanAgg};
 use super::plan::Range;
 use super::{Aggregates, Cells};
 use crate::error::Error;
+use crate::event::ConversionKind;
 use crate::histogram::DelayHistogram;
 use crate::rollup::block::ScanCell;
 use crate::rollup::Dim;
@@ -177,6 +178,83 @@ pub(super) async fn totals(
                     .collect(),
                 delays: DelayHistogram::default(),
             })
+        })
+        .await?)
+}
+
+/// Every code's human scans and conversions (of `owner` when given, split
+/// into confirmed and estimated by each range's flag) over `ranges`, keyed by
+/// code: one pass over the totals ordered by time (the rows of every code).
+pub(super) async fn code_totals(
+    sink: &EmbeddedSink,
+    ranges: &[(Range, bool)],
+    owner: Option<&str>,
+) -> Result<Aggregates, Error> {
+    /// A code's sums: human scans, and per (kind, earnings currency,
+    /// confirmed) a count and earnings (a few, searched in place).
+    #[derive(Default)]
+    struct Sums {
+        human: u64,
+        conversions: Vec<(ConversionKind, String, bool, u64, i128)>,
+    }
+    let ranges = ranges.to_vec();
+    let owner = owner.map(str::to_string);
+    Ok(sink
+        .read(move |r| {
+            let mut codes: HashMap<String, Sums> = HashMap::new();
+            for (range, confirmed) in &ranges {
+                r.totals(range.grain, span(range), |code, t| {
+                    // One lookup per entry, a key allocated once per code.
+                    let sums = match codes.get_mut(code) {
+                        Some(s) => s,
+                        None => codes.entry(code.to_string()).or_default(),
+                    };
+                    sums.human += t.human;
+                    for item in t.conversions() {
+                        let (credited, kind, currency, n, earnings) = item?;
+                        if owner.as_deref().is_some_and(|o| o != credited) {
+                            continue;
+                        }
+                        let found = sums.conversions.iter_mut().find(|(k, c, side, _, _)| {
+                            *k == kind && c == currency && side == confirmed
+                        });
+                        match found {
+                            Some(slot) => {
+                                slot.3 += n;
+                                slot.4 += earnings;
+                            }
+                            None => sums.conversions.push((
+                                kind,
+                                currency.to_string(),
+                                *confirmed,
+                                n,
+                                earnings,
+                            )),
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            let mut out = Aggregates::default();
+            for (k, sums) in codes {
+                for (kind, earnings_currency, confirmed, n, earnings) in sums.conversions {
+                    out.conversions.push(ConversionAgg {
+                        k: k.clone(),
+                        kind: kind.as_str().to_string(),
+                        earnings_currency,
+                        confirmed: u8::from(confirmed),
+                        n,
+                        earnings_sum: earnings,
+                        ..ConversionAgg::default()
+                    });
+                }
+                out.scans.push(ScanAgg {
+                    k,
+                    human: sums.human,
+                    ..ScanAgg::default()
+                });
+            }
+            Ok(out)
         })
         .await?)
 }

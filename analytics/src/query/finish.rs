@@ -2,7 +2,7 @@
 //! conversion sums per group × kind × currency × earnings currency × confirmed,
 //! signup delays); the answers are computed from those here, once.
 
-use super::{Aggregates, BreakdownRow, Bucket, Funnel, Money, Summary, TopRow, Zone};
+use super::{Aggregates, BreakdownRow, Bucket, CodeRow, Funnel, Money, Summary, TopRow, Zone};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -210,6 +210,32 @@ pub(crate) fn breakdown(a: &Aggregates) -> Vec<BreakdownRow> {
             .then_with(|| a.key.cmp(&b.key))
     });
     rows
+}
+
+/// One row per code (never `""`) with a human scan or a conversion, sorted
+/// by code; with `uniques` the scan rows' unique scanners and the ratios.
+pub(crate) fn code_rows(a: &Aggregates, uniques: bool) -> Vec<CodeRow> {
+    by_key(&a.scans, &a.conversions)
+        .into_iter()
+        .filter(|(code, (s, c))| {
+            !code.is_empty() && (s.human > 0 || c.signups + c.purchases + c.refunds > 0)
+        })
+        .map(|(code, (s, c))| {
+            let uniq = uniques.then_some(s.uniq);
+            CodeRow {
+                code,
+                human_scans: s.human,
+                unique_scanners: uniq,
+                signups: c.signups,
+                purchases: c.purchases,
+                refunds: c.refunds,
+                earnings_estimated: money(c.estimated),
+                earnings_confirmed: money(c.confirmed),
+                scan_to_signup: uniq.map(|u| ratio(c.signups, u)),
+                scan_to_purchase: uniq.map(|u| ratio(c.purchases, u)),
+            }
+        })
+        .collect()
 }
 
 fn top_row(code: String, value: i128, currency: &str) -> TopRow {

@@ -16,7 +16,8 @@
 //! - **Conversions** count when their code is in `codes` and, with
 //!   [`Query::owner`], they were credited to that owner. Unattributed
 //!   conversions carry the code `""`: they appear only when `codes` is `None`
-//!   (they count in signups/purchases and money, never in [`Backend::top`]).
+//!   (they count in signups/purchases and money, never in [`Backend::top`] or
+//!   [`Backend::code_rows`]).
 //!   A brand's repeat of an event id counts once.
 //! - **Money** lists ([`Money`]) hold one entry per currency that at least one
 //!   counted conversion carries (an entry may net to 0), sorted by currency.
@@ -52,6 +53,7 @@ mod finish;
 pub(crate) mod plan;
 
 use crate::error::Error;
+use crate::event::Conversion;
 use crate::histogram::DelayHistogram;
 use crate::rollup::{Dim, Grain, ALL};
 use crate::sink::{ClickHouseEvents, EmbeddedSink};
@@ -411,6 +413,23 @@ pub struct TopRow {
     pub value: i128,
     /// For [`TopMetric::Earnings`] the currency of `value`; else `""`.
     pub currency: String,
+}
+
+/// One code's totals over a query: a row of the "my codes" / "all codes" tables.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodeRow {
+    pub code: String,
+    pub human_scans: u64,
+    /// Distinct visitors among the human scans (as in Summary); None over all codes (q.codes == None), where only the per-code totals are read.
+    pub unique_scanners: Option<u64>,
+    pub signups: u64,
+    pub purchases: u64,
+    pub refunds: u64,
+    pub earnings_estimated: Vec<Money>,
+    pub earnings_confirmed: Vec<Money>,
+    /// signups / unique_scanners (0 without scanners), as Summary; None when unique_scanners is None.
+    pub scan_to_signup: Option<f64>,
+    pub scan_to_purchase: Option<f64>,
 }
 
 /// The analytics backend: the embedded store (small scale, the default) or
@@ -778,6 +797,61 @@ impl Backend {
                 r
             })
             .collect())
+    }
+
+    /// One row per code (never the unattributed `""`) with at least one
+    /// human scan or counted conversion in the query, sorted by code.
+    ///
+    /// With a code list the codes' cells are merged per code, unique
+    /// scanners included; over every code (`q.codes == None`) the per-code
+    /// totals ordered by time are read in one pass (no sketches there:
+    /// `unique_scanners` and the ratios are `None`).
+    pub async fn code_rows(&self, q: &Query) -> Result<Vec<CodeRow>, Error> {
+        if q.matches_nothing() {
+            return Ok(Vec::new());
+        }
+        match q.codes {
+            Some(_) => {
+                let cells = Self::totals_cells(q, Dim::Total, Group::Code, false);
+                Ok(finish::code_rows(&self.aggregate(&cells).await?, true))
+            }
+            None => {
+                // The conversion ranges (split where earnings become
+                // confirmed) tile the same span as the scan ranges: one read
+                // of them gives both sides.
+                let (from, to) = snapped(q, Grain::Quarter);
+                let (_, ranges) = ranges(q, from, to, &QUARTER_UP);
+                let owner = q.owner.as_deref();
+                let aggregates = match self {
+                    Backend::Embedded(s) => embedded::code_totals(s, &ranges, owner).await?,
+                    Backend::ClickHouse(c) => {
+                        clickhouse::code_totals(c.client(), &ranges, q.confirmed_before(), owner)
+                            .await?
+                    }
+                };
+                Ok(finish::code_rows(&aggregates, false))
+            }
+        }
+    }
+
+    /// Up to `limit` (clamped to 1..=100) stored conversions credited to
+    /// `code` (and, with `owner`, to that owner), newest first by
+    /// `occurred_ms`, then `event_id` descending; each event id once, never
+    /// flagged `repeat`. The unattributed `""` is no code: no rows.
+    pub async fn recent_conversions(
+        &self,
+        code: &str,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Conversion>, Error> {
+        if code.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limit = limit.clamp(1, 100);
+        Ok(match self {
+            Backend::Embedded(s) => s.recent_conversions(code, owner, limit).await?,
+            Backend::ClickHouse(c) => c.recent_conversions(code, owner, limit).await?,
+        })
     }
 }
 

@@ -204,7 +204,7 @@ pub(super) async fn handle(
         let mut resp = response::with_body(
             StatusCode::OK,
             "text/csv; charset=utf-8",
-            crate::csv::render(&rows),
+            codelink_analytics::export::csv(&rows),
         );
         if let Ok(v) =
             http::HeaderValue::try_from(format!("attachment; filename=\"codelink-{report}.csv\""))

@@ -6,28 +6,10 @@ use crate::codes::CompiledCode;
 use crate::error::ApiError;
 use crate::request::Request;
 use crate::state::AppState;
-use crate::store::KeyKind;
 use http::{header, StatusCode};
 use std::sync::Arc;
 
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    Admin,
-    Creator(String),
-    Ingest,
-}
-
-impl Principal {
-    /// Whether this caller may see `owner`'s codes and numbers.
-    pub fn sees(&self, owner: &str) -> bool {
-        match self {
-            Principal::Admin => true,
-            Principal::Creator(c) => c == owner,
-            Principal::Ingest => false,
-        }
-    }
-}
+pub use codelink_shared::Principal;
 
 pub(super) fn forbidden() -> ApiError {
     ApiError::new(
@@ -50,17 +32,10 @@ pub(super) async fn authorize(state: &AppState, req: &Request) -> Result<Princip
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 256)
         .ok_or_else(ApiError::unauthorized)?;
-    if crate::keys::matches(presented.as_bytes(), state.admin_key.as_bytes()) {
-        return Ok(Principal::Admin);
-    }
-    let hash = super::keys::hash(presented);
-    match state.store.key_by_hash(&hash).await? {
-        Some(k) if !k.revoked => Ok(match k.kind {
-            KeyKind::Creator => Principal::Creator(k.creator.unwrap_or_default()),
-            KeyKind::Ingest => Principal::Ingest,
-        }),
-        _ => Err(ApiError::unauthorized()),
-    }
+    crate::admin::authenticate(state, presented)
+        .await?
+        .map(|(who, _)| who)
+        .ok_or_else(ApiError::unauthorized)
 }
 
 /// The code if it exists and the caller may see it; 404 otherwise (never 403:

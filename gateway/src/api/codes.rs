@@ -2,12 +2,13 @@
 
 use super::auth::{visible, Principal};
 use super::body::read_json;
-use super::times::{format_time, future_expiry, now};
+use super::times::{format_time, future_expiry};
+use crate::admin;
 use crate::error::ApiError;
 use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
-use codelink_shared::{CodeRecord, CommissionPlan, Utm};
+use codelink_shared::{CodeChange, CodeRecord, CommissionPlan, Utm};
 use http::{header, StatusCode};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
@@ -73,8 +74,7 @@ fn yes() -> bool {
 
 pub(super) async fn create(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let body: CreateCode = read_json(state, req).await?;
-    let now = now();
-    let mut record = CodeRecord {
+    let record = CodeRecord {
         code: body.code,
         destination: body.destination,
         owner: body.owner,
@@ -83,18 +83,13 @@ pub(super) async fn create(state: &AppState, req: Request) -> Result<Response, A
         channels: body.channels,
         commission: body.commission,
         attribution_window_days: body.attribution_window_days,
-        created_at: now,
-        updated_at: now,
+        created_at: 0,
+        updated_at: 0,
     };
-    record.validate()?;
-    state.store.insert_new(record.clone()).await?;
+    let record = admin::create_code(state, record).await?;
     let out = view(state, &record);
-    state.codes.upsert(record);
     let mut resp = response::json(StatusCode::CREATED, &out);
-    if let Ok(location) = http::HeaderValue::try_from(format!(
-        "/api/v1/codes/{}",
-        out["code"].as_str().unwrap_or("")
-    )) {
+    if let Ok(location) = http::HeaderValue::try_from(format!("/api/v1/codes/{}", record.code)) {
         resp.headers_mut().insert(header::LOCATION, location);
     }
     Ok(resp)
@@ -199,61 +194,28 @@ pub(super) async fn patch(
         Some(None) => Some(None),
         Some(Some(raw)) => Some(Some(future_expiry(raw)?)),
     };
-    let now = now();
-    let record = state
-        .store
-        .update(
-            code,
-            Box::new(move |r: &mut CodeRecord| {
-                if let Some(d) = body.destination {
-                    r.destination = d;
-                }
-                if let Some(o) = body.owner {
-                    r.owner = o;
-                }
-                if let Some(e) = expires_at {
-                    r.expires_at = e;
-                }
-                if let Some(e) = body.enabled {
-                    r.enabled = e;
-                }
-                if let Some(c) = body.channels {
-                    r.channels = c;
-                }
-                if let Some(c) = body.commission {
-                    r.commission = c;
-                }
-                if let Some(w) = body.attribution_window_days {
-                    r.attribution_window_days = w;
-                }
-                r.updated_at = now;
-                Ok(())
-            }),
-        )
-        .await?;
-    let out = view(state, &record);
-    state.codes.upsert(record);
-    Ok(response::json(StatusCode::OK, &out))
+    let change = CodeChange {
+        destination: body.destination,
+        owner: body.owner,
+        expires_at,
+        enabled: body.enabled,
+        channels: body.channels,
+        commission: body.commission,
+        attribution_window_days: body.attribution_window_days,
+    };
+    let record = admin::change_code(state, code, change).await?;
+    Ok(response::json(StatusCode::OK, &view(state, &record)))
 }
 
 /// Disables the code: its link answers 410 from now on; the record and its
 /// history stay, and a PATCH with `"enabled": true` brings it back.
 pub(super) async fn disable(state: &AppState, code: &str) -> Result<Response, ApiError> {
-    let now = now();
-    let record = state
-        .store
-        .update(
-            code,
-            Box::new(move |r: &mut CodeRecord| {
-                r.enabled = false;
-                r.updated_at = now;
-                Ok(())
-            }),
-        )
-        .await?;
-    let out = view(state, &record);
-    state.codes.upsert(record);
-    Ok(response::json(StatusCode::OK, &out))
+    let change = CodeChange {
+        enabled: Some(false),
+        ..CodeChange::default()
+    };
+    let record = admin::change_code(state, code, change).await?;
+    Ok(response::json(StatusCode::OK, &view(state, &record)))
 }
 
 /// Live scan counters of one code (Redis when configured, else embedded).

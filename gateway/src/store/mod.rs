@@ -10,6 +10,7 @@ mod redis;
 pub use self::embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
 
+pub use codelink_shared::{ApiKey, KeyKind};
 use codelink_shared::{CodeRecord, ValidationError};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,31 +97,6 @@ impl Store {
             Store::Redis(_) => "redis",
         }
     }
-}
-
-/// An API key other than the admin key: a creator key (analytics of the
-/// creator's own codes) or an ingest key (conversions only). Only a SHA-256 of
-/// the secret is stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ApiKey {
-    /// Public handle of the key: the first 12 hex characters of its hash.
-    pub id: String,
-    pub kind: KeyKind,
-    /// For creator keys: the creator handle whose codes it may read.
-    #[serde(default)]
-    pub creator: Option<String>,
-    /// SHA-256 of the secret, hex.
-    pub hash: String,
-    pub created_at: i64,
-    #[serde(default)]
-    pub revoked: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyKind {
-    Creator,
-    Ingest,
 }
 
 fn decode_key(bytes: &[u8]) -> Result<ApiKey> {

@@ -1,7 +1,8 @@
-//! A code's recent scans from `scans` (drill-down).
+//! A code's recent scans from `scans` and recent conversions from
+//! `conversions` (drill-down).
 
 use super::ClickHouseEvents;
-use crate::event::Scan;
+use crate::event::{Conversion, ConversionKind, Rule, Scan};
 use crate::sink::{ScanPage, SinkError};
 use crate::ScanId;
 use serde::Deserialize;
@@ -102,5 +103,106 @@ impl ClickHouseEvents {
             }
         }
         Ok(ScanPage::of(found, limit))
+    }
+}
+
+/// A `conversions` row as read back ([`CONVERSION_COLUMNS`], in order).
+#[derive(Deserialize, clickhouse::Row)]
+struct ConversionOut {
+    event_id: String,
+    kind: String,
+    occurred_ms: u64,
+    received_ms: u64,
+    code: String,
+    owner: String,
+    channel: String,
+    scan_id: String,
+    scan_ms: u64,
+    visitor_id: String,
+    customer_id: String,
+    amount: i64,
+    currency: String,
+    rule: String,
+    earnings: i64,
+    earnings_currency: String,
+}
+
+const CONVERSION_COLUMNS: &str =
+    "event_id, kind, occurred_ms, received_ms, code, owner, channel, scan_id, scan_ms, \
+    visitor_id, customer_id, amount, currency, rule, earnings, earnings_currency";
+
+impl ConversionOut {
+    /// The conversion, unless its kind or rule is not one this version knows.
+    fn into_conversion(self) -> Option<Conversion> {
+        let kind = [
+            ConversionKind::Signup,
+            ConversionKind::Purchase,
+            ConversionKind::Refund,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == self.kind)?;
+        let rule = [
+            Rule::ScanId,
+            Rule::Inherited,
+            Rule::Visitor,
+            Rule::CodeOnly,
+            Rule::Unattributed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == self.rule)?;
+        Some(Conversion {
+            event_id: self.event_id,
+            kind,
+            occurred_ms: self.occurred_ms,
+            received_ms: self.received_ms,
+            code: self.code,
+            owner: self.owner,
+            channel: self.channel,
+            scan_id: self.scan_id,
+            scan_ms: self.scan_ms,
+            visitor_id: self.visitor_id,
+            customer_id: self.customer_id,
+            amount: self.amount,
+            currency: self.currency,
+            rule,
+            earnings: self.earnings,
+            earnings_currency: self.earnings_currency,
+            repeat: false,
+        })
+    }
+}
+
+impl ClickHouseEvents {
+    /// Up to `limit` of the conversions stored for `code` (credited to
+    /// `owner` when given), newest first by occurred ms, then event id. An
+    /// event stored twice (a replay or a brand's repeat, not merged yet) is
+    /// listed once.
+    pub async fn recent_conversions(
+        &self,
+        code: &str,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Conversion>, SinkError> {
+        let mut sql = format!("SELECT {CONVERSION_COLUMNS} FROM conversions WHERE code = ?");
+        if owner.is_some() {
+            sql.push_str(" AND owner = ?");
+        }
+        sql.push_str(" ORDER BY occurred_ms DESC, event_id DESC LIMIT 1 BY event_id LIMIT ?");
+        let mut q = self.client.query(&sql).bind(code);
+        if let Some(owner) = owner {
+            q = q.bind(owner);
+        }
+        let rows = q.bind(limit as u64).fetch_all::<ConversionOut>().await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let id = r.event_id.clone();
+                let c = r.into_conversion();
+                if c.is_none() {
+                    tracing::error!(event_id = %id, "conversion of an unknown kind or rule skipped");
+                }
+                c
+            })
+            .collect())
     }
 }

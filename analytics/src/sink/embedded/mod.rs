@@ -36,6 +36,9 @@ const VISITS: TableDefinition<&str, u8> = TableDefinition::new("visits");
 const BATCHES: TableDefinition<&str, u64> = TableDefinition::new("batches");
 /// event id → conversion as JSON: the stored conversions (no ClickHouse).
 const CONVERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversions");
+/// [`code_conversion_key`] → the owner credited: the stored conversions of
+/// each code by time (one entry per [`CONVERSIONS`] row, written with it).
+const CODE_CONVERSIONS: TableDefinition<&str, &str> = TableDefinition::new("code_conversions");
 /// event id → conversion as JSON: the first answer given for each event id.
 const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
 /// customer id → the attribution of the customer's first attributed conversion.
@@ -86,6 +89,12 @@ fn block_key(scope: &str, grain: crate::rollup::Grain, part: u8, bucket: u32) ->
     k
 }
 
+/// `{code}\0{occurred ms: 20 digits}\0{event id}`: a code's conversions are
+/// adjacent, oldest first.
+fn code_conversion_key(c: &Conversion) -> String {
+    format!("{}\0{:020}\0{}", c.code, c.occurred_ms, c.event_id)
+}
+
 /// `{grain}{bucket: u32 BE}{scope}`: every code's totals of a time range are adjacent.
 fn totals_key(grain: crate::rollup::Grain, bucket: u32, scope: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(scope.len() + 5);
@@ -106,6 +115,39 @@ pub struct EmbeddedSink {
 
 fn err(e: impl std::fmt::Display) -> SinkError {
     SinkError::Embedded(e.to_string())
+}
+
+/// Builds [`CODE_CONVERSIONS`] from the stored conversions when it does not
+/// hold one entry per row: a store of a version before the index (or one
+/// that an earlier version wrote to since). Conversions are few: one pass.
+fn index_conversions(
+    tx: &redb::WriteTransaction,
+    conversions: &redb::Table<&str, &[u8]>,
+) -> Result<(), SinkError> {
+    let mut index = tx.open_table(CODE_CONVERSIONS).map_err(err)?;
+    let stored = conversions.len().map_err(err)?;
+    if index.len().map_err(err)? == stored {
+        return Ok(());
+    }
+    index.retain(|_, _| false).map_err(err)?;
+    for item in conversions.iter().map_err(err)? {
+        let (k, v) = item.map_err(err)?;
+        match serde_json::from_slice::<Conversion>(v.value()) {
+            Ok(c) => {
+                index
+                    .insert(code_conversion_key(&c).as_str(), c.owner.as_str())
+                    .map_err(err)?;
+            }
+            Err(e) => {
+                tracing::error!(key = k.value(), error = %e, "unreadable conversion not indexed")
+            }
+        }
+    }
+    tracing::info!(
+        conversions = stored,
+        "indexed the stored conversions by code"
+    );
+    Ok(())
 }
 
 impl EmbeddedSink {
@@ -140,6 +182,7 @@ impl EmbeddedSink {
                 }
                 meta.insert("layout", LAYOUT).map_err(err)?;
             }
+            index_conversions(&tx, &conversions)?;
         }
         tx.commit().map_err(err)?;
         Ok(Self {
@@ -147,6 +190,52 @@ impl EmbeddedSink {
             events,
             counters,
         })
+    }
+
+    /// Up to `limit` of the conversions stored for `code` (credited to
+    /// `owner` when given), newest first by occurred ms, then event id.
+    pub async fn recent_conversions(
+        &self,
+        code: &str,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Conversion>, SinkError> {
+        let code = code.to_string();
+        let owner = owner.map(str::to_string);
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(err)?;
+            let index = tx.open_table(CODE_CONVERSIONS).map_err(err)?;
+            let rows = tx.open_table(CONVERSIONS).map_err(err)?;
+            let (lo, hi) = (format!("{code}\0"), format!("{code}\u{1}"));
+            let mut out = Vec::new();
+            for item in index.range(lo.as_str()..hi.as_str()).map_err(err)?.rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, credited) = item.map_err(err)?;
+                if owner.as_deref().is_some_and(|o| o != credited.value()) {
+                    continue;
+                }
+                // After "{code}\0", 20 digits of time and a \0.
+                let Some(event_id) = k.value().get(lo.len() + 21..) else {
+                    continue;
+                };
+                let Some(row) = rows.get(event_id).map_err(err)? else {
+                    continue;
+                };
+                match serde_json::from_slice::<Conversion>(row.value()) {
+                    Ok(mut c) => {
+                        c.repeat = false;
+                        out.push(c);
+                    }
+                    Err(e) => {
+                        tracing::error!(event_id, error = %e, "unreadable conversion skipped")
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Runs `f` on the blocking pool with the database.
@@ -298,5 +387,119 @@ impl EmbeddedSink {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Batch;
+    use crate::event::{ConversionKind, Rule};
+
+    fn conversion(id: &str, code: &str, owner: &str, occurred_ms: u64) -> Conversion {
+        Conversion {
+            event_id: id.into(),
+            kind: ConversionKind::Signup,
+            occurred_ms,
+            received_ms: occurred_ms,
+            code: code.into(),
+            owner: owner.into(),
+            channel: String::new(),
+            scan_id: String::new(),
+            scan_ms: 0,
+            visitor_id: String::new(),
+            customer_id: String::new(),
+            amount: 0,
+            currency: String::new(),
+            rule: Rule::CodeOnly,
+            earnings: 200,
+            earnings_currency: "EUR".into(),
+            repeat: false,
+        }
+    }
+
+    fn ids(rows: &[Conversion]) -> Vec<&str> {
+        rows.iter().map(|c| c.event_id.as_str()).collect()
+    }
+
+    /// A store whose conversions were written before the index by code
+    /// existed (or by such a version since) gets the index built at open.
+    #[tokio::test]
+    async fn the_index_by_code_is_built_for_stored_conversions() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = 1_700_006_400_000;
+        let sink = EmbeddedSink::open(dir.path(), true, false).unwrap();
+        let first = vec![
+            conversion("e1", "abc", "ann", t),
+            conversion("e2", "abc", "ben", t + 5),
+            conversion("e3", "xyz", "ann", t + 1),
+            conversion("e0", "abc", "ann", t + 5),
+            conversion("u1", "", "", t + 2),
+        ];
+        sink.write(&Arc::new(Batch::new(Vec::new(), first)))
+            .await
+            .unwrap();
+        let index_len = |sink: &EmbeddedSink| {
+            let tx = sink.db.begin_read().unwrap();
+            tx.open_table(CODE_CONVERSIONS).unwrap().len().unwrap()
+        };
+        assert_eq!(index_len(&sink), 5, "written with the rows");
+        let abc = ["e2", "e0", "e1"];
+        assert_eq!(
+            ids(&sink.recent_conversions("abc", None, 10).await.unwrap()),
+            abc
+        );
+
+        // As an earlier version left it: no index at all.
+        let tx = sink.db.begin_write().unwrap();
+        tx.delete_table(CODE_CONVERSIONS).unwrap();
+        tx.commit().unwrap();
+        drop(sink);
+        let sink = EmbeddedSink::open(dir.path(), true, false).unwrap();
+        assert_eq!(index_len(&sink), 5);
+        assert_eq!(
+            ids(&sink.recent_conversions("abc", None, 10).await.unwrap()),
+            abc
+        );
+        assert_eq!(
+            ids(&sink
+                .recent_conversions("abc", Some("ann"), 1)
+                .await
+                .unwrap()),
+            ["e0"]
+        );
+        assert_eq!(
+            ids(&sink.recent_conversions("xyz", None, 10).await.unwrap()),
+            ["e3"]
+        );
+
+        // Rows an earlier version stored after this one: the index misses
+        // them, and is built again.
+        let tx = sink.db.begin_write().unwrap();
+        {
+            let mut index = tx.open_table(CODE_CONVERSIONS).unwrap();
+            let key = code_conversion_key(&conversion("e2", "abc", "ben", t + 5));
+            assert!(index.remove(key.as_str()).unwrap().is_some());
+        }
+        tx.commit().unwrap();
+        drop(sink);
+        let sink = EmbeddedSink::open(dir.path(), true, false).unwrap();
+        assert_eq!(index_len(&sink), 5);
+        assert_eq!(
+            ids(&sink.recent_conversions("abc", None, 10).await.unwrap()),
+            abc
+        );
+
+        // And new rows go on being indexed as they are written.
+        sink.write(&Arc::new(Batch::new(
+            Vec::new(),
+            vec![conversion("e9", "abc", "ben", t + 3)],
+        )))
+        .await
+        .unwrap();
+        assert_eq!(
+            ids(&sink.recent_conversions("abc", None, 10).await.unwrap()),
+            ["e2", "e0", "e9", "e1"]
+        );
     }
 }

@@ -4,9 +4,9 @@
 //! nothing. So rollups are exact, once, like the rows.
 
 use super::{
-    block_key, dim_part, err, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS, CONVERSIONS,
-    CONVERSION_BLOCKS, COUNTERS, DIMS_PART, LAST_VISITS, LATEST_OWNERS, SCANS, SCAN_BLOCKS,
-    SCAN_CHUNKS, SPLIT_BYTES, TOTALS, TOTALS_PART, VISITS,
+    block_key, code_conversion_key, dim_part, err, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS,
+    CODE_CONVERSIONS, CONVERSIONS, CONVERSION_BLOCKS, COUNTERS, DIMS_PART, LAST_VISITS,
+    LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, SPLIT_BYTES, TOTALS, TOTALS_PART, VISITS,
 };
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::{Conversion, Scan};
@@ -78,7 +78,8 @@ pub(super) fn write_chunks(tx: &WriteTransaction, scans: &[Scan]) -> Result<(), 
     Ok(())
 }
 
-/// Stores the conversion rows; returns those to count in the rollups (the
+/// Stores the conversion rows (each also in the index by code and time);
+/// returns those to count in the rollups (the
 /// ones not stored before: a brand's retry of an event already stored adds
 /// nothing), each with its attributed scan's dimensions when found.
 fn store_conversions<'b>(
@@ -91,6 +92,7 @@ fn store_conversions<'b>(
     }
     let in_batch: HashMap<&str, &Scan> = scans.iter().map(|s| (s.scan_id.as_str(), s)).collect();
     let mut rows = tx.open_table(CONVERSIONS).map_err(err)?;
+    let mut index = tx.open_table(CODE_CONVERSIONS).map_err(err)?;
     let mut counted = Vec::new();
     for c in conversions {
         if rows.get(c.event_id.as_str()).map_err(err)?.is_some() {
@@ -100,6 +102,9 @@ fn store_conversions<'b>(
         row.repeat = false;
         let json = serde_json::to_vec(&row).map_err(err)?;
         rows.insert(c.event_id.as_str(), json.as_slice())
+            .map_err(err)?;
+        index
+            .insert(code_conversion_key(c).as_str(), c.owner.as_str())
             .map_err(err)?;
         let dims = match in_batch.get(c.scan_id.as_str()) {
             Some(s) => Some(ScanDims::of(s)),

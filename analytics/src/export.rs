@@ -1,11 +1,11 @@
-//! CSV export of API answers: one row per element of a list, one row for a
+//! CSV export of query answers (the API's and the console's): one row per element of a list, one row for a
 //! single object. Nested objects flatten to `parent_child` columns; money
 //! lists (`[{"currency","amount"}]`) to one column per currency.
 
 use serde_json::{Map, Value};
 
 /// Renders `rows` (an array of objects, or one object) as CSV with a header.
-pub fn render(rows: &Value) -> String {
+pub fn csv(rows: &Value) -> String {
     let rows: Vec<Map<String, Value>> = match rows {
         Value::Array(items) => items.iter().map(flatten).collect(),
         other => vec![flatten(other)],
@@ -101,7 +101,7 @@ fn push_row<'a>(out: &mut String, cells: impl Iterator<Item = &'a str>) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::csv;
     use serde_json::json;
 
     #[test]
@@ -111,8 +111,8 @@ mod tests {
             {"key": "a,\"b\"", "scans": -2, "earnings": [{"currency": "USD", "amount": -5}]},
             {"key": "=cmd()", "scans": 0, "earnings": []}
         ]);
-        let csv = render(&rows);
-        let lines: Vec<&str> = csv.lines().collect();
+        let out = csv(&rows);
+        let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "key,scans,earnings_EUR,earnings_USD");
         assert_eq!(lines[1], "yt,3,200,");
         assert_eq!(lines[2], "\"a,\"\"b\"\"\",-2,,-5");
@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn single_object_with_nested_fields() {
-        let csv = render(&json!({"scans": 1, "rate": {"signup": 0.5}}));
-        assert_eq!(csv, "scans,rate_signup\r\n1,0.5\r\n");
+        let out = csv(&json!({"scans": 1, "rate": {"signup": 0.5}}));
+        assert_eq!(out, "scans,rate_signup\r\n1,0.5\r\n");
     }
 }

@@ -1,0 +1,269 @@
+//! The web console under `/ui/`: a creator portal (my codes, one code) and
+//! analyst views (all codes, the funnel, CSV exports, code and key forms).
+//!
+//! Pages are HTML rendered here, on the server, from the analytics front door
+//! and the [`Console`] the gateway implements; charts are inline SVG. Numbers
+//! read without JavaScript; `assets/app.js` only enhances (live refresh, copy
+//! buttons, the QR preview, the time zone default). Both assets are compiled
+//! into the binary.
+//!
+//! Security: a key typed once becomes a signed session cookie
+//! ([`session`]); every form that changes something carries a CSRF token and
+//! is refused from another origin; sign-in attempts are rate-limited per
+//! address; pages are `no-store` and framed by nobody, under a strict
+//! Content-Security-Policy (no inline script or style).
+
+mod chart;
+mod console;
+mod crypto;
+mod form;
+mod html;
+mod pages;
+mod range;
+pub mod session;
+
+pub use console::{Console, ConsoleError};
+
+use bytes::Bytes;
+use codelink_shared::Principal;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::{header, HeaderValue, Method, StatusCode};
+use http_body_util::Full;
+use session::{Session, Sessions};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+pub type Response = http::Response<Full<Bytes>>;
+/// A request whose body the server has already read (within its limits).
+pub type Request = http::Request<Bytes>;
+
+/// How the console is set up.
+#[derive(Debug, Clone)]
+pub struct UiConfig {
+    /// The server secret; the session signing key is derived from it.
+    pub secret: Vec<u8>,
+    pub session_ttl_secs: u64,
+    /// Mark cookies `Secure` (the public URL is https).
+    pub secure_cookies: bool,
+    /// Sign-in attempts per minute and address (a burst of as many).
+    pub sign_ins_per_minute: u32,
+}
+
+pub struct Dashboards {
+    sessions: Sessions,
+    sign_ins: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// What a handler of a signed-in page gets.
+pub(crate) struct Ctx<'a, C> {
+    pub console: &'a C,
+    pub session: Session,
+    pub csrf: String,
+    pub query: Vec<(String, String)>,
+    pub now_ms: u64,
+    /// The zone the browser said it is in (`cl_tz`, set by app.js).
+    pub tz: Option<String>,
+}
+
+impl<C: Console> Ctx<'_, C> {
+    pub fn who(&self) -> &Principal {
+        &self.session.who
+    }
+
+    pub fn is_admin(&self) -> bool {
+        *self.who() == Principal::Admin
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn frame<'b>(&'b self, title: &'b str, nav: &'b str) -> html::Frame<'b> {
+        html::Frame {
+            title,
+            who: Some(&self.session.who),
+            csrf: &self.csrf,
+            nav,
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Dashboards {
+    pub fn new(config: UiConfig) -> Self {
+        let per_minute =
+            NonZeroU32::new(config.sign_ins_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            sessions: Sessions::new(
+                &config.secret,
+                config.session_ttl_secs,
+                config.secure_cookies,
+            ),
+            sign_ins: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        }
+    }
+
+    /// Answers one request under `/ui`. `client` is the caller's address (for
+    /// the sign-in rate limit).
+    pub async fn handle<C: Console>(&self, console: &C, req: Request, client: IpAddr) -> Response {
+        let started = Instant::now();
+        let mut resp = self.route(console, req, client).await;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        );
+        if !h.contains_key(header::CACHE_CONTROL) {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Ok(v) = HeaderValue::try_from(format!("app;dur={ms:.2}")) {
+            h.insert("server-timing", v);
+        }
+        resp
+    }
+
+    async fn route<C: Console>(&self, console: &C, req: Request, client: IpAddr) -> Response {
+        let path = req.uri().path().trim_end_matches('/').to_string();
+        let rest = path.strip_prefix("/ui").unwrap_or("");
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let method = req.method().clone();
+        let cookies = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join("; ");
+        match (segments.as_slice(), &method) {
+            (["assets", name], &Method::GET | &Method::HEAD) => return pages::assets::serve(name),
+            (["sign-in"], &Method::GET) => {
+                return pages::sign_in::form(self, console, &cookies, now_ms()).await
+            }
+            (["sign-in"], &Method::POST) => {
+                return pages::sign_in::submit(self, console, &req, &cookies, client).await
+            }
+            _ => {}
+        }
+        let now = now_ms();
+        let session = match self.sessions.read(&cookies, now / 1000) {
+            Some(s) => s,
+            None => return pages::redirect("/ui/sign-in"),
+        };
+        match console.still_valid(&session.who, &session.key_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let mut resp = pages::redirect("/ui/sign-in");
+                pages::set_cookie(&mut resp, &self.sessions.clear());
+                return resp;
+            }
+            Err(e) => return pages::unavailable(&e),
+        }
+        let query: Vec<(String, String)> =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let ctx = Ctx {
+            console,
+            csrf: self.sessions.csrf(&session.nonce),
+            session,
+            query,
+            now_ms: now,
+            tz: session::cookie(&cookies, "cl_tz").and_then(|t| {
+                let t = url::form_urlencoded::parse(format!("t={t}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())?;
+                jiff::tz::TimeZone::get(&t).is_ok().then_some(t)
+            }),
+        };
+        if method == Method::POST {
+            let form = match form::Form::read(&req) {
+                Ok(f) => f,
+                Err(resp) => return *resp,
+            };
+            if !same_origin(&req) || !self.sessions.csrf_ok(&ctx.session.nonce, form.get("csrf")) {
+                return pages::error(
+                    Some(&ctx),
+                    StatusCode::FORBIDDEN,
+                    "Form expired",
+                    "This form was not sent from this page or has expired. Go back, reload the page and try again.",
+                );
+            }
+            return match segments.as_slice() {
+                ["sign-out"] => {
+                    let mut resp = pages::redirect("/ui/sign-in");
+                    pages::set_cookie(&mut resp, &self.sessions.clear());
+                    resp
+                }
+                ["codes"] => pages::edit::create(&ctx, &form).await,
+                ["codes", code] => pages::edit::update(&ctx, code, &form).await,
+                ["codes", code, "enabled"] => pages::edit::set_enabled(&ctx, code, &form).await,
+                ["keys"] => pages::keys::issue(&ctx, &form).await,
+                ["keys", id, "revoke"] => pages::keys::revoke(&ctx, id).await,
+                _ => pages::not_found(Some(&ctx)),
+            };
+        }
+        if method != Method::GET && method != Method::HEAD {
+            return pages::error(
+                Some(&ctx),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Not allowed",
+                "This page only answers GET.",
+            );
+        }
+        match segments.as_slice() {
+            [] => pages::redirect("/ui/codes"),
+            ["codes"] => pages::codes::list(&ctx).await,
+            ["codes", "new"] => pages::edit::new_form(&ctx),
+            ["codes", code] => pages::code::show(&ctx, code).await,
+            ["codes", code, "live"] => pages::code::live(&ctx, code).await,
+            ["codes", code, "edit"] => pages::edit::edit_form(&ctx, code),
+            ["funnel"] => pages::funnel::show(&ctx).await,
+            ["export"] => pages::export::csv(&ctx).await,
+            ["keys"] => pages::keys::list(&ctx).await,
+            _ => pages::not_found(Some(&ctx)),
+        }
+    }
+}
+
+/// A form post from this site: `Origin` (when the browser sends one) names
+/// the host the request was sent to. `SameSite=Strict` and the CSRF token do
+/// the rest.
+fn same_origin(req: &Request) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+}

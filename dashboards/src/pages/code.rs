@@ -1,0 +1,576 @@
+//! `/ui/codes/{code}`: one code over a date range: scans over time (human and
+//! bot), where they come from, how much of the traffic was bots and why, the
+//! links and QR images to share, and the latest conversions.
+
+use super::codes::{query, status};
+use super::{analytics_error, bad_query, html_response, not_found};
+use crate::chart::{self, Bar};
+use crate::html::{self, datetime, esc, money, money_list, num, pct, qv};
+use crate::range::{Preset, View};
+use crate::{Console, Ctx, Response};
+use codelink_analytics::query::{BreakdownRow, Dimension, Interval, Summary};
+use codelink_shared::CodeRecord;
+use http::{header, HeaderValue, StatusCode};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// The code if this caller may see it.
+pub fn visible<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Option<CodeRecord> {
+    let name = raw.to_ascii_lowercase();
+    ctx.console.code(&name).filter(|c| ctx.who().sees(&c.owner))
+}
+
+/// Link-preview fetchers: a share in a chat or feed, not a person.
+const PREVIEWS: &[&str] = &[
+    "facebookexternalhit",
+    "meta-externalagent",
+    "twitterbot",
+    "slackbot",
+    "slack-imgproxy",
+    "discordbot",
+    "whatsapp",
+    "telegrambot",
+    "linkedinbot",
+    "iframely",
+    "pinterestbot",
+    "skypeuripreview",
+    "bluesky",
+    "mastodon",
+    "snap-url-preview",
+    "embedly",
+    "redditbot",
+];
+
+/// The group a bot reason belongs to, in words.
+fn bot_group(reason: &str) -> &'static str {
+    match reason {
+        "head" => "Link checks (HEAD requests)",
+        "prefetch" => "Prefetches",
+        "rate" => "Too many hits from one visitor",
+        r if r.strip_prefix("ua:").is_some_and(|n| PREVIEWS.contains(&n)) => "Link previews",
+        r if r.starts_with("ua:") => "Crawlers and other bots",
+        _ => "Other",
+    }
+}
+
+fn stat(label: &str, value: &str, live: &str, class: &str) -> String {
+    let live = if live.is_empty() {
+        String::new()
+    } else {
+        format!(" data-live=\"{live}\"")
+    };
+    format!("<div class=\"{class}\"><dt>{label}</dt><dd{live}>{value}</dd></div>")
+}
+
+fn summary_stats(s: &Summary) -> Vec<(&'static str, String)> {
+    let all = s.human_scans + s.bot_scans;
+    vec![
+        ("human_scans", num(s.human_scans)),
+        (
+            "unique_scanners",
+            format!(
+                "{}{}",
+                if s.unique_scanners_exact { "" } else { "≈" },
+                num(s.unique_scanners)
+            ),
+        ),
+        ("bot_share", pct(s.bot_scans as f64, all as f64)),
+        ("signups", num(s.signups)),
+        ("purchases", num(s.purchases)),
+        ("scan_to_signup", pct(s.scan_to_signup, 1.0)),
+        ("scan_to_purchase", pct(s.scan_to_purchase, 1.0)),
+        ("estimated", money_list(&s.earnings_estimated)),
+        ("confirmed", money_list(&s.earnings_confirmed)),
+        ("bot_scans", num(s.bot_scans)),
+    ]
+}
+
+/// Every bucket of the view (empty ones too), with the counted ones filled in.
+fn bars(view: &View, interval: Interval, counted: &HashMap<i64, (u64, u64)>) -> Vec<Bar> {
+    let tz = view.tz.clone();
+    let Ok(from) = jiff::Timestamp::from_millisecond(view.from_ms as i64) else {
+        return Vec::new();
+    };
+    let zoned = from.to_zoned(tz);
+    let start = match interval {
+        Interval::Day => zoned.start_of_day().ok(),
+        Interval::Hour => zoned
+            .with()
+            .minute(0)
+            .second(0)
+            .subsec_nanosecond(0)
+            .build()
+            .ok(),
+    };
+    let multi_day = view.first != view.last;
+    let mut out = Vec::new();
+    let mut at = start;
+    while let Some(z) = at {
+        let ms = z.timestamp().as_millisecond();
+        if ms >= view.to_ms as i64 || out.len() > 2000 {
+            break;
+        }
+        let (human, bot) = counted
+            .get(&z.timestamp().as_second())
+            .copied()
+            .unwrap_or((0, 0));
+        let label = match interval {
+            Interval::Day => z.strftime("%-d %b").to_string(),
+            Interval::Hour if multi_day => z.strftime("%-d %b %H:%M").to_string(),
+            Interval::Hour => z.strftime("%H:%M").to_string(),
+        };
+        out.push(Bar { label, human, bot });
+        at = match interval {
+            Interval::Day => z.tomorrow().ok(),
+            Interval::Hour => z.checked_add(jiff::Span::new().hours(1)).ok(),
+        };
+    }
+    out
+}
+
+fn breakdown_table(title: &str, rows: &[BreakdownRow], name: impl Fn(&str) -> String) -> String {
+    let total: u64 = rows.iter().map(|r| r.human_scans).sum();
+    let mut out = format!(
+        "<section class=\"card\"><h3>{}</h3><div class=\"scroll\"><table class=\"data compact\"><thead><tr><th scope=\"col\">{}</th>\
+         <th scope=\"col\" class=\"n\">Human scans</th><th scope=\"col\" class=\"n\">Signups</th>\
+         <th scope=\"col\" class=\"n\">Purchases</th></tr></thead><tbody>",
+        esc(title),
+        esc(title)
+    );
+    let mut shown = 0;
+    for r in rows
+        .iter()
+        .filter(|r| r.human_scans + r.signups + r.purchases > 0)
+        .take(12)
+    {
+        shown += 1;
+        let _ = write!(
+            out,
+            "<tr><td>{}{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(&name(&r.key)),
+            chart::meter(r.human_scans, total, "h"),
+            num(r.human_scans),
+            num(r.signups),
+            num(r.purchases)
+        );
+    }
+    if shown == 0 {
+        out.push_str("<tr><td colspan=\"4\">No human scans in this range.</td></tr>");
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
+}
+
+pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
+    let Some(record) = visible(ctx, raw) else {
+        return not_found(Some(ctx));
+    };
+    let code = record.code.clone();
+    let view = match View::parse(&ctx.query, ctx.now_ms, ctx.tz.as_deref(), Preset::Days(30)) {
+        Ok(v) => v,
+        Err(e) => return bad_query(ctx, &e),
+    };
+    let q = query(ctx, &view, Some(vec![code.clone()]));
+    let a = ctx.console.analytics();
+    let interval = view.interval();
+    let summary = match a.summary(&q).await {
+        Ok(s) => s,
+        Err(e) => return analytics_error(ctx, e),
+    };
+    let series = match a.timeseries(&q, interval).await {
+        Ok(s) => s,
+        Err(e) => return analytics_error(ctx, e),
+    };
+    let mut breakdowns = HashMap::new();
+    for d in [
+        Dimension::Channel,
+        Dimension::Source,
+        Dimension::Device,
+        Dimension::InApp,
+        Dimension::BotReason,
+    ] {
+        match a.breakdown(&q, d).await {
+            Ok(rows) => {
+                breakdowns.insert(d, rows);
+            }
+            Err(e) => return analytics_error(ctx, e),
+        }
+    }
+    let recent = match a.recent_conversions(&code, ctx.who().creator(), 10).await {
+        Ok(r) => r,
+        Err(e) => return analytics_error(ctx, e),
+    };
+    let counted: HashMap<i64, (u64, u64)> = series
+        .iter()
+        .filter_map(|b| {
+            let t: jiff::Timestamp = b.start.parse().ok()?;
+            Some((t.as_second(), (b.human_scans, b.bot_scans)))
+        })
+        .collect();
+    let upper = code.to_uppercase();
+    let (label, class) = status(&record, ctx.now_ms);
+    let vq = view.query();
+    let live_url = if view.live {
+        format!(
+            " data-live-url=\"/ui/codes/{}/live?{}\"",
+            esc(&code),
+            esc(&vq)
+        )
+    } else {
+        String::new()
+    };
+    let mut body = format!(
+        "<div class=\"head\"{live_url}><div><h1>{}<span class=\"badge {class}\">{label}</span></h1>\
+         <p class=\"sub\">Owner {} · goes to <span class=\"dest\">{}</span></p></div>",
+        esc(&upper),
+        esc(&record.owner),
+        esc(&record.destination)
+    );
+    if ctx.is_admin() {
+        let (verb, value) = if record.enabled {
+            ("Disable", "false")
+        } else {
+            ("Enable", "true")
+        };
+        let _ = write!(
+            body,
+            "<div class=\"actions\"><a class=\"button\" href=\"/ui/codes/{c}/edit\">Edit</a>\
+             <form method=\"post\" action=\"/ui/codes/{c}/enabled\" data-confirm=\"{verb} {u}?\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"enabled\" value=\"{value}\">\
+             <button type=\"submit\">{verb}</button></form></div>",
+            esc(&ctx.csrf),
+            c = esc(&code),
+            u = esc(&upper)
+        );
+    }
+    body.push_str("</div>");
+    body.push_str(&view.picker(&format!("/ui/codes/{}", esc(&code)), &[]));
+    let stats = summary_stats(&summary);
+    let get = |k: &str| {
+        stats
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let _ = write!(
+        body,
+        "<section aria-labelledby=\"sum\"><h2 id=\"sum\" class=\"visually-hidden\">Summary, {}</h2><dl class=\"tiles\">{}{}{}{}{}{}{}{}{}</dl>{}</section>",
+        esc(&view.label()),
+        stat("Human scans", &get("human_scans"), "human_scans", "tile big"),
+        stat("Unique scanners", &get("unique_scanners"), "unique_scanners", "tile"),
+        stat("Bot share", &get("bot_share"), "bot_share", "tile"),
+        stat("Signups", &get("signups"), "signups", "tile"),
+        stat("Purchases", &get("purchases"), "purchases", "tile"),
+        stat("Scan → signup", &get("scan_to_signup"), "scan_to_signup", "tile"),
+        stat("Scan → purchase", &get("scan_to_purchase"), "scan_to_purchase", "tile"),
+        stat("Estimated earnings", &get("estimated"), "estimated", "tile wide"),
+        stat("Confirmed earnings", &get("confirmed"), "confirmed", "tile wide"),
+        if view.live {
+            "<p class=\"live\" aria-live=\"polite\"><span class=\"dot\" aria-hidden=\"true\"></span>Live: updates every few seconds</p>"
+        } else {
+            ""
+        }
+    );
+    let _ = write!(
+        body,
+        "<section class=\"card\"><h2>Scans over time</h2><p class=\"sub\">{} · per {} · {}</p>{}\
+         <p class=\"exports\">CSV: <a href=\"/ui/export?report=timeseries&code={c}&interval={i}&{q}\" download>time series</a> · \
+         <a href=\"/ui/export?report=summary&code={c}&{q}\" download>summary</a></p></section>",
+        esc(&view.label()),
+        interval.as_str(),
+        esc(&view.tz_name),
+        chart::stacked("Scans over time", &bars(&view, interval, &counted)),
+        c = esc(&code),
+        i = interval.as_str(),
+        q = esc(&vq)
+    );
+    // Where scans come from.
+    body.push_str("<h2 class=\"section\">Where scans come from</h2><div class=\"grid\">");
+    let rows = |d: Dimension| breakdowns.get(&d).map(Vec::as_slice).unwrap_or(&[]);
+    body.push_str(&breakdown_table("Channel", rows(Dimension::Channel), |k| {
+        if k.is_empty() {
+            "(bare link)".into()
+        } else {
+            k.to_string()
+        }
+    }));
+    body.push_str(&breakdown_table(
+        "QR or link",
+        rows(Dimension::Source),
+        |k| match k {
+            "qr" => "QR code".into(),
+            "link" => "Link".into(),
+            other => other.to_string(),
+        },
+    ));
+    body.push_str(&breakdown_table("Device", rows(Dimension::Device), |k| {
+        if k.is_empty() {
+            "(unknown)".into()
+        } else {
+            k.to_string()
+        }
+    }));
+    body.push_str(&breakdown_table(
+        "In-app browser",
+        rows(Dimension::InApp),
+        |k| {
+            if k.is_empty() {
+                "Not in an app".into()
+            } else {
+                k.to_string()
+            }
+        },
+    ));
+    let _ = write!(
+        body,
+        "</div><p class=\"exports\">CSV: <a href=\"/ui/export?report=breakdown&by=channel&code={c}&{q}\" download>by channel</a> · \
+         <a href=\"/ui/export?report=breakdown&by=device&code={c}&{q}\" download>by device</a> · \
+         <a href=\"/ui/export?report=breakdown&by=in_app&code={c}&{q}\" download>by in-app browser</a></p>",
+        c = esc(&code),
+        q = esc(&vq)
+    );
+    body.push_str(&bot_section(&summary, rows(Dimension::BotReason)));
+    body.push_str(&share_section(ctx, &record));
+    body.push_str(&conversions_section(ctx, &view, &recent));
+    html_response(
+        StatusCode::OK,
+        html::page(&ctx.frame(&upper, "codes"), &body),
+    )
+}
+
+fn bot_section(s: &Summary, reasons: &[BreakdownRow]) -> String {
+    let all = s.human_scans + s.bot_scans;
+    // (group, bot hits, the reasons in it)
+    type Group<'a> = (&'static str, u64, Vec<(&'a str, u64)>);
+    let mut groups: Vec<Group> = Vec::new();
+    for r in reasons
+        .iter()
+        .filter(|r| !r.key.is_empty() && r.bot_scans > 0)
+    {
+        let g = bot_group(&r.key);
+        match groups.iter_mut().find(|(name, _, _)| *name == g) {
+            Some(entry) => {
+                entry.1 += r.bot_scans;
+                entry.2.push((&r.key, r.bot_scans));
+            }
+            None => groups.push((g, r.bot_scans, vec![(&r.key, r.bot_scans)])),
+        }
+    }
+    groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut out = format!(
+        "<section class=\"card\" aria-labelledby=\"bots\"><h2 id=\"bots\">Bot inflation</h2>\
+         <p class=\"lead\"><strong data-live=\"bot_share\">{}</strong> of all {} hits were bots \
+         (<span data-live=\"bot_scans\">{}</span>). They are redirected like anyone, stored, and never counted as scans above.</p>",
+        pct(s.bot_scans as f64, all as f64),
+        num(all),
+        num(s.bot_scans)
+    );
+    if groups.is_empty() {
+        out.push_str("<p>No bots in this range.</p></section>");
+        return out;
+    }
+    out.push_str("<div class=\"scroll\"><table class=\"data compact\"><thead><tr><th scope=\"col\">Why</th><th scope=\"col\" class=\"n\">Bot hits</th><th scope=\"col\" class=\"n\">Share of all hits</th></tr></thead><tbody>");
+    for (name, n, detail) in &groups {
+        let names: Vec<String> = detail
+            .iter()
+            .take(6)
+            .map(|(k, v)| format!("{} ({})", k.trim_start_matches("ua:"), num(*v)))
+            .collect();
+        let _ = write!(
+            out,
+            "<tr><td>{}{}<span class=\"detail\">{}</span></td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(name),
+            chart::meter(*n, s.bot_scans, "b"),
+            esc(&names.join(", ")),
+            num(*n),
+            pct(*n as f64, all as f64)
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
+}
+
+fn share_section<C: Console>(ctx: &Ctx<'_, C>, r: &CodeRecord) -> String {
+    let base = ctx.console.public_base();
+    let code = &r.code;
+    let mut out = String::from("<div class=\"grid two\"><section class=\"card\" aria-labelledby=\"links\"><h2 id=\"links\">Links to share</h2><ul class=\"links\">");
+    let mut links = vec![(
+        String::from("Bare link"),
+        format!("{base}/{code}"),
+        String::new(),
+    )];
+    for ch in r.channels.keys() {
+        links.push((ch.clone(), format!("{base}/{code}/{ch}"), ch.clone()));
+    }
+    for (i, (label, url, _)) in links.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<li><label for=\"l{i}\">{}</label><div class=\"copy\"><input id=\"l{i}\" readonly value=\"{}\">\
+             <button type=\"button\" data-copy=\"l{i}\">Copy</button></div></li>",
+            esc(label),
+            esc(url)
+        );
+    }
+    out.push_str("</ul></section>");
+    // The QR picker works as a plain GET form; app.js updates it in place.
+    let channel = ctx
+        .param("qr_channel")
+        .filter(|c| r.channels.contains_key(*c))
+        .unwrap_or("");
+    let size: u32 = ctx
+        .param("qr_size")
+        .and_then(|s| s.parse().ok())
+        .filter(|s| [256, 512, 1024, 2048].contains(s))
+        .unwrap_or(1024);
+    let format = if ctx.param("qr_format") == Some("svg") {
+        "svg"
+    } else {
+        "png"
+    };
+    let ch_q = if channel.is_empty() {
+        String::new()
+    } else {
+        format!("&channel={}", qv(channel))
+    };
+    let file = format!(
+        "{code}{}{}-{size}.{format}",
+        if channel.is_empty() { "" } else { "-" },
+        channel
+    );
+    let href = format!("/qr/{code}.{format}?size={size}{ch_q}");
+    let _ = write!(
+        out,
+        "<section class=\"card qr\" aria-labelledby=\"qrh\"><h2 id=\"qrh\">QR code</h2>\
+         <form method=\"get\" action=\"/ui/codes/{c}\" data-qr=\"{c}\"><div class=\"row\">\
+         <label>Channel <select name=\"qr_channel\"><option value=\"\">(bare link)</option>",
+        c = esc(code)
+    );
+    for ch in r.channels.keys() {
+        let sel = if ch == channel { " selected" } else { "" };
+        let _ = write!(out, "<option value=\"{0}\"{sel}>{0}</option>", esc(ch));
+    }
+    out.push_str("</select></label><label>Size <select name=\"qr_size\">");
+    for s in [256, 512, 1024, 2048] {
+        let sel = if s == size { " selected" } else { "" };
+        let _ = write!(out, "<option value=\"{s}\"{sel}>{s} px</option>");
+    }
+    out.push_str("</select></label><label>Format <select name=\"qr_format\">");
+    for f in ["png", "svg"] {
+        let sel = if f == format { " selected" } else { "" };
+        let _ = write!(
+            out,
+            "<option value=\"{f}\"{sel}>{}</option>",
+            f.to_uppercase()
+        );
+    }
+    let _ = write!(
+        out,
+        "</select></label><noscript><button type=\"submit\">Preview</button></noscript></div></form>\
+         <img class=\"qr-preview\" src=\"/qr/{c}.svg?size=256{ch}\" alt=\"QR code of {u}{via}\" width=\"200\" height=\"200\">\
+         <p><a class=\"button primary\" id=\"qr-download\" href=\"{href}\" download=\"{file}\">Download {F}</a></p></section></div>",
+        c = esc(code),
+        ch = esc(&ch_q),
+        u = esc(&code.to_uppercase()),
+        via = if channel.is_empty() { String::new() } else { format!(" for {}", esc(channel)) },
+        href = esc(&href),
+        file = esc(&file),
+        F = format.to_uppercase()
+    );
+    out
+}
+
+fn conversions_section<C: Console>(
+    ctx: &Ctx<'_, C>,
+    view: &View,
+    recent: &[codelink_analytics::event::Conversion],
+) -> String {
+    let mut out = String::from(
+        "<section class=\"card flush\" aria-labelledby=\"conv\"><h2 id=\"conv\" class=\"pad\">Recent conversions</h2>",
+    );
+    if recent.is_empty() {
+        out.push_str("<p class=\"pad\">No signups or purchases yet.</p></section>");
+        return out;
+    }
+    out.push_str(
+        "<div class=\"scroll\"><table class=\"data\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th>\
+         <th scope=\"col\">Credited by</th><th scope=\"col\">Channel</th><th scope=\"col\" class=\"n\">Amount</th>\
+         <th scope=\"col\" class=\"n\">Earnings</th><th scope=\"col\">Status</th></tr></thead><tbody>",
+    );
+    let hold = ctx.console.hold_ms();
+    for c in recent {
+        let hour_end = (c.occurred_ms / 3_600_000 + 1) * 3_600_000;
+        let confirmed = hour_end + hold <= ctx.now_ms;
+        let rule = match c.rule.as_str() {
+            "scan_id" => "the scan's link",
+            "inherited" => "the customer's signup",
+            "visitor" => "the visitor's last scan",
+            "code_only" => "the code, typed",
+            other => other,
+        };
+        let amount = if c.currency.is_empty() {
+            "–".to_string()
+        } else {
+            money(&codelink_analytics::query::Money {
+                currency: c.currency.clone(),
+                amount: i128::from(c.amount),
+            })
+        };
+        let earnings = if c.earnings_currency.is_empty() {
+            "–".to_string()
+        } else {
+            money(&codelink_analytics::query::Money {
+                currency: c.earnings_currency.clone(),
+                amount: i128::from(c.earnings),
+            })
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td><span class=\"badge {}\">{}</span></td></tr>",
+            esc(&datetime(c.occurred_ms, &view.tz)),
+            esc(c.kind.as_str()),
+            esc(rule),
+            esc(if c.channel.is_empty() { "–" } else { &c.channel }),
+            amount,
+            earnings,
+            if confirmed { "on" } else { "wait" },
+            if confirmed { "Confirmed" } else { "Estimated" }
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
+}
+
+/// `/ui/codes/{code}/live`: the summary numbers of the page's range, as JSON
+/// strings ready to show (app.js polls it while the range reaches now).
+pub async fn live<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
+    let Some(record) = visible(ctx, raw) else {
+        return not_found(Some(ctx));
+    };
+    let view = match View::parse(&ctx.query, ctx.now_ms, ctx.tz.as_deref(), Preset::Days(30)) {
+        Ok(v) => v,
+        Err(e) => return bad_query(ctx, &e),
+    };
+    let q = query(ctx, &view, Some(vec![record.code.clone()]));
+    let summary = match ctx.console.analytics().summary(&q).await {
+        Ok(s) => s,
+        Err(e) => {
+            let mut resp = super::html_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e}"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return resp;
+        }
+    };
+    let map: serde_json::Map<String, serde_json::Value> = summary_stats(&summary)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+        .collect();
+    let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+        serde_json::Value::Object(map).to_string(),
+    )));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}

@@ -1,0 +1,129 @@
+//! The web console (`codelink-dashboards`) mounted under `/ui/`: the gateway
+//! reads the request body (bounded in size and time), then hands the request
+//! to the console with this server as its [`Console`]: the analytics front
+//! door, the code table and the operator actions of `admin.rs`.
+
+use crate::admin;
+use crate::request::Request;
+use crate::response::{self, Response};
+use crate::state::AppState;
+use crate::store::StoreError;
+use bytes::Bytes;
+use codelink_analytics::Analytics;
+use codelink_dashboards::{Console, ConsoleError};
+use codelink_shared::{ApiKey, CodeChange, CodeRecord, KeyKind, Principal};
+use http::StatusCode;
+use http_body_util::{BodyExt, Limited};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A console form is small; a body that takes longer than this is dropped.
+const BODY_DEADLINE: Duration = Duration::from_secs(10);
+
+pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Response {
+    let client = state.scans.client_ip(&req, peer);
+    let (parts, body) = req.into_parts();
+    let limit = state.config.max_body_bytes;
+    let read = tokio::time::timeout(BODY_DEADLINE, Limited::new(body, limit).collect()).await;
+    let body: Bytes = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
+            return response::html_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Form too large",
+                "This form is larger than the server accepts.",
+            )
+        }
+        Err(_) => {
+            return response::html_page(
+                StatusCode::REQUEST_TIMEOUT,
+                "Too slow",
+                "The form took too long to arrive. Try again.",
+            )
+        }
+    };
+    let req = http::Request::from_parts(parts, body);
+    state.ui.handle(state, req, client).await
+}
+
+fn console_error(e: StoreError) -> ConsoleError {
+    match e {
+        StoreError::Conflict(m) => ConsoleError::Conflict(m),
+        StoreError::NotFound(m) => ConsoleError::NotFound(m),
+        StoreError::Invalid(v) => ConsoleError::Invalid(v),
+        other => {
+            tracing::warn!(error = %other, "store unavailable (console)");
+            ConsoleError::Unavailable("the code store is unreachable".into())
+        }
+    }
+}
+
+impl Console for AppState {
+    fn analytics(&self) -> &Analytics {
+        &self.analytics
+    }
+
+    fn public_base(&self) -> &str {
+        &self.public_base
+    }
+
+    fn hold_ms(&self) -> u64 {
+        self.config.hold_ms()
+    }
+
+    fn codes(&self) -> Vec<CodeRecord> {
+        self.codes
+            .snapshot()
+            .values()
+            .map(|c| c.record.clone())
+            .collect()
+    }
+
+    fn code(&self, name: &str) -> Option<CodeRecord> {
+        self.codes.get(name).map(|c| c.record.clone())
+    }
+
+    async fn sign_in(&self, key: &str) -> Result<Option<(Principal, String)>, ConsoleError> {
+        admin::authenticate(self, key).await.map_err(console_error)
+    }
+
+    async fn still_valid(&self, who: &Principal, key_id: &str) -> Result<bool, ConsoleError> {
+        admin::key_still_valid(self, who, key_id)
+            .await
+            .map_err(console_error)
+    }
+
+    async fn create_code(&self, record: CodeRecord) -> Result<CodeRecord, ConsoleError> {
+        admin::create_code(self, record)
+            .await
+            .map_err(console_error)
+    }
+
+    async fn change_code(
+        &self,
+        code: &str,
+        change: CodeChange,
+    ) -> Result<CodeRecord, ConsoleError> {
+        admin::change_code(self, code, change)
+            .await
+            .map_err(console_error)
+    }
+
+    async fn keys(&self) -> Result<Vec<ApiKey>, ConsoleError> {
+        admin::list_keys(self).await.map_err(console_error)
+    }
+
+    async fn issue_key(
+        &self,
+        kind: KeyKind,
+        creator: Option<String>,
+    ) -> Result<(ApiKey, String), ConsoleError> {
+        admin::issue_key(self, kind, creator)
+            .await
+            .map_err(console_error)
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<Option<ApiKey>, ConsoleError> {
+        admin::revoke_key(self, id).await.map_err(console_error)
+    }
+}

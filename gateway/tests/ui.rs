@@ -1,0 +1,442 @@
+//! The web console over plain HTTP: sign-in, cookies, CSRF, rate limits and
+//! who sees what. (`ui_browser.rs` drives it in a real browser.)
+
+mod common;
+
+use codelink_testkit::http::{Client, Response};
+use common::{TestGateway, ADMIN_KEY};
+use http::Method;
+use serde_json::json;
+
+/// The value of `name` among a response's `Set-Cookie` headers, with the
+/// whole header line.
+fn set_cookie(r: &Response, name: &str) -> Option<(String, String)> {
+    r.headers.get_all("set-cookie").iter().find_map(|v| {
+        let line = v.to_str().ok()?;
+        let (k, rest) = line.split_once('=')?;
+        (k == name).then(|| {
+            (
+                rest.split(';').next().unwrap_or("").to_string(),
+                line.to_string(),
+            )
+        })
+    })
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+async fn get(c: &Client, path: &str, cookie: &str) -> Response {
+    c.send(Method::GET, path, &[("cookie", cookie)], Default::default())
+        .await
+}
+
+async fn post(
+    c: &Client,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+    origin: Option<&str>,
+) -> Response {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let mut headers = vec![
+        ("cookie", cookie),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    if let Some(o) = origin {
+        headers.push(("origin", o));
+    }
+    c.send(Method::POST, path, &headers, body.into()).await
+}
+
+/// Signs in with `key`; returns the session cookie (`cl_session=…`).
+async fn sign_in(gw: &TestGateway, key: &str) -> String {
+    let page = gw.anon.get("/ui/sign-in").await;
+    assert_eq!(page.status, 200);
+    let pre = format!("cl_pre={}", set_cookie(&page, "cl_pre").unwrap().0);
+    let r = post(
+        &gw.anon,
+        "/ui/sign-in",
+        &pre,
+        &[("csrf", &csrf_of(&page.text())), ("key", key)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/ui/codes"));
+    format!("cl_session={}", set_cookie(&r, "cl_session").unwrap().0)
+}
+
+async fn setup() -> TestGateway {
+    let gw = common::start().await;
+    for (code, owner) in [("ALICE10", "alice"), ("BOB5", "bob")] {
+        let r = gw
+            .create(json!({"code": code, "destination": "https://shop.example/", "owner": owner}))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    gw
+}
+
+async fn creator_key(gw: &TestGateway, creator: &str) -> (String, String) {
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/keys",
+            &json!({"kind": "creator", "creator": creator}),
+        )
+        .await;
+    let v = r.json();
+    (
+        v["key"].as_str().unwrap().to_string(),
+        v["id"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_key_becomes_a_signed_session_cookie() {
+    let gw = setup().await;
+    let page = gw.anon.get("/ui/sign-in").await;
+    let (pre, line) = set_cookie(&page, "cl_pre").unwrap();
+    assert!(line.contains("HttpOnly") && line.contains("SameSite=Strict"));
+    let pre = format!("cl_pre={pre}");
+    let csrf = csrf_of(&page.text());
+    for h in [
+        "content-security-policy",
+        "x-frame-options",
+        "server-timing",
+    ] {
+        assert!(page.header(h).is_some(), "{h}");
+    }
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+
+    // Without the form's token: refused, no session.
+    let r = post(&gw.anon, "/ui/sign-in", &pre, &[("key", ADMIN_KEY)], None).await;
+    assert_eq!(r.status, 403);
+    assert!(set_cookie(&r, "cl_session").is_none());
+    // A wrong key: 401, and the key typed is not sent back.
+    let r = post(
+        &gw.anon,
+        "/ui/sign-in",
+        &pre,
+        &[("csrf", &csrf), ("key", "wrong-key-12345")],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(!r.text().contains("wrong-key-12345"));
+    assert!(set_cookie(&r, "cl_session").is_none());
+    // The right key: a session cookie, HttpOnly, SameSite=Strict, not Secure on http.
+    let r = post(
+        &gw.anon,
+        "/ui/sign-in",
+        &pre,
+        &[("csrf", &csrf), ("key", ADMIN_KEY)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let (value, line) = set_cookie(&r, "cl_session").unwrap();
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Strict") && line.contains("Max-Age=")
+    );
+    assert!(!line.contains("Secure"));
+    assert!(!line.contains(ADMIN_KEY) && !r.text().contains(ADMIN_KEY));
+    let cookie = format!("cl_session={value}");
+    let page = get(&gw.anon, "/ui/codes", &cookie).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("ALICE10") && !page.text().contains(ADMIN_KEY));
+
+    // A cookie changed by hand is not a session.
+    let mut forged = value.into_bytes();
+    let last = forged.len() - 3;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = format!("cl_session={}", String::from_utf8(forged).unwrap());
+    let r = get(&gw.anon, "/ui/codes", &forged).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("location")),
+        (303, Some("/ui/sign-in"))
+    );
+
+    // Signing out needs the token too, and clears the cookie.
+    let html = page.text();
+    let r = post(&gw.anon, "/ui/sign-out", &cookie, &[], None).await;
+    assert_eq!(r.status, 403);
+    let r = post(
+        &gw.anon,
+        "/ui/sign-out",
+        &cookie,
+        &[("csrf", &csrf_of(&html))],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert!(set_cookie(&r, "cl_session")
+        .unwrap()
+        .1
+        .contains("Max-Age=0"));
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn cookies_are_secure_behind_https() {
+    let (mut config, tmp) = common::config();
+    config.public_url = Some("https://go.example".into());
+    let gw = common::start_with(config, Some(tmp)).await;
+    let page = gw.anon.get("/ui/sign-in").await;
+    assert!(set_cookie(&page, "cl_pre").unwrap().1.contains("; Secure"));
+    let pre = format!("cl_pre={}", set_cookie(&page, "cl_pre").unwrap().0);
+    let r = post(
+        &gw.anon,
+        "/ui/sign-in",
+        &pre,
+        &[("csrf", &csrf_of(&page.text())), ("key", ADMIN_KEY)],
+        None,
+    )
+    .await;
+    assert!(set_cookie(&r, "cl_session").unwrap().1.contains("; Secure"));
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn forms_need_the_token_and_this_origin() {
+    let gw = setup().await;
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    let csrf = csrf_of(&get(&gw.anon, "/ui/codes/new", &cookie).await.text());
+    let fields = |token: &'static str| {
+        vec![
+            ("csrf", token),
+            ("code", "CARL"),
+            ("destination", "https://shop.example/carl"),
+            ("owner", "carl"),
+            ("enabled", "on"),
+        ]
+    };
+    // No token, a wrong token, or another site's form: refused, nothing created.
+    let r = post(&gw.anon, "/ui/codes", &cookie, &fields("")[1..], None).await;
+    assert_eq!(r.status, 403);
+    let r = post(
+        &gw.anon,
+        "/ui/codes",
+        &cookie,
+        &fields("not-the-token"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let token: &'static str = Box::leak(csrf.into_boxed_str());
+    let host = format!("http://{}", gw.addr);
+    let r = post(
+        &gw.anon,
+        "/ui/codes",
+        &cookie,
+        &fields(token),
+        Some("https://evil.example"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(gw.admin.get("/api/v1/codes/carl").await.status, 404);
+    // The real thing.
+    let r = post(&gw.anon, "/ui/codes", &cookie, &fields(token), Some(&host)).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("location")),
+        (303, Some("/ui/codes/carl"))
+    );
+    assert_eq!(
+        gw.admin.get("/api/v1/codes/carl").await.json()["owner"],
+        "carl"
+    );
+    // Invalid input: 422 with the API's message next to the field, the rest kept.
+    let r = post(
+        &gw.anon,
+        "/ui/codes",
+        &cookie,
+        &[
+            ("csrf", token),
+            ("code", "CARL"),
+            ("destination", "https://shop.example/"),
+            ("owner", "carl"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains("id=\"code-error\""), "{}", r.text());
+    let r = post(
+        &gw.anon,
+        "/ui/codes",
+        &cookie,
+        &[
+            ("csrf", token),
+            ("code", "DORA"),
+            ("destination", "https://shop.example/"),
+            ("owner", "dora!"),
+            ("percent", "ten"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    let html = r.text();
+    assert!(html.contains("id=\"commission-error\""), "{html}");
+    assert!(html.contains("value=\"dora!\""));
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_rate_limited() {
+    let gw = setup().await;
+    let mut limited = None;
+    for i in 0..15 {
+        let r = post(&gw.anon, "/ui/sign-in", "", &[("key", "guess")], None).await;
+        if r.status == 429 {
+            limited = Some((i, r.header("retry-after").map(str::to_string)));
+            break;
+        }
+    }
+    let (at, retry) = limited.expect("no 429 after 15 attempts");
+    assert_eq!(at, 10, "10 attempts a minute are allowed");
+    assert!(retry.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_creator_sees_only_their_codes() {
+    let gw = setup().await;
+    let (key, id) = creator_key(&gw, "alice").await;
+    let cookie = sign_in(&gw, &key).await;
+    let page = get(&gw.anon, "/ui/codes", &cookie).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("ALICE10") && !page.text().contains("BOB5"));
+    assert!(!page.text().contains(&key));
+    for path in [
+        "/ui/codes/bob5",
+        "/ui/codes/BOB5",
+        "/ui/codes/bob5/live",
+        "/ui/codes/bob5/edit",
+        "/ui/export?report=summary&code=bob5",
+        "/ui/codes/nosuch",
+        "/ui/keys",
+        "/ui/codes/new",
+    ] {
+        assert_eq!(get(&gw.anon, path, &cookie).await.status, 404, "{path}");
+    }
+    assert_eq!(
+        get(&gw.anon, "/ui/codes/alice10", &cookie).await.status,
+        200
+    );
+    let csv = get(&gw.anon, "/ui/export?report=codes", &cookie).await;
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    // No scans yet: the header only, and never bob's code.
+    assert!(!csv.text().contains("bob5"));
+    // A creator cannot post the admin's forms.
+    let csrf = csrf_of(&page.text());
+    let r = post(
+        &gw.anon,
+        "/ui/codes",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("code", "X1"),
+            ("destination", "https://a.example/"),
+            ("owner", "alice"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(gw.admin.get("/api/v1/codes/x1").await.status, 404);
+
+    // Revoking the key ends the session at once.
+    assert_eq!(
+        gw.admin.delete(&format!("/api/v1/keys/{id}")).await.status,
+        200
+    );
+    let r = get(&gw.anon, "/ui/codes", &cookie).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("location")),
+        (303, Some("/ui/sign-in"))
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn ingest_keys_do_not_sign_in() {
+    let gw = setup().await;
+    let key = gw
+        .admin
+        .post_json("/api/v1/keys", &json!({"kind": "ingest"}))
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = gw.anon.get("/ui/sign-in").await;
+    let pre = format!("cl_pre={}", set_cookie(&page, "cl_pre").unwrap().0);
+    let r = post(
+        &gw.anon,
+        "/ui/sign-in",
+        &pre,
+        &[("csrf", &csrf_of(&page.text())), ("key", &key)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("ingest key"));
+    assert!(set_cookie(&r, "cl_session").is_none());
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn csv_exports_match_the_api() {
+    let gw = setup().await;
+    for i in 0..3 {
+        let r = gw
+            .anon
+            .send(
+                Method::GET,
+                "/alice10",
+                &[("user-agent", &format!("Mozilla/5.0 (iPhone) Safari/60{i}"))],
+                Default::default(),
+            )
+            .await;
+        assert_eq!(r.status, 302);
+    }
+    let ok = codelink_testkit::wait_until(std::time::Duration::from_secs(10), || async {
+        gw.admin
+            .get("/api/v1/analytics/summary?code=alice10")
+            .await
+            .json()["summary"]["human_scans"]
+            == 3
+    })
+    .await;
+    assert!(ok);
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    // One UTC day, asked of both.
+    let today = time::OffsetDateTime::now_utc().date();
+    let tomorrow = today.next_day().unwrap();
+    let ui = get(
+        &gw.anon,
+        &format!("/ui/export?report=breakdown&by=device&code=alice10&range=custom&from={today}&to={today}&tz=UTC"),
+        &cookie,
+    )
+    .await;
+    let api = gw
+        .admin
+        .get(&format!(
+            "/api/v1/analytics/breakdown?by=device&code=alice10&from={today}T00:00:00Z&to={tomorrow}T00:00:00Z&format=csv"
+        ))
+        .await;
+    assert_eq!(ui.status, 200);
+    assert!(ui
+        .header("content-disposition")
+        .unwrap()
+        .contains("codelink-breakdown-alice10.csv"));
+    assert_eq!(ui.text(), api.text());
+    assert!(ui.text().contains("mobile,3,"), "{}", ui.text());
+    gw.stop().await.unwrap();
+}
