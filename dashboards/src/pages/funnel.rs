@@ -18,6 +18,9 @@ const BY: [(&str, &str); 4] = [
     ("in_app", "In-app browser"),
 ];
 
+/// Rows shown (by human scans); the CSV export has every row.
+const MAX_ROWS: usize = 100;
+
 /// One row: key, human scans, unique scanners (if known), signups, purchases.
 type Row = (String, u64, Option<u64>, u64, u64);
 
@@ -87,6 +90,9 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>) -> Response {
     };
     rows.retain(|r| r.1 + r.3 + r.4 > 0);
     rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    // The page stays small with thousands of codes: the CSV has them all.
+    let all_rows = rows.len();
+    rows.truncate(MAX_ROWS);
     let mut body = String::from("<div class=\"head\"><h1>Scan-to-use funnel</h1></div>");
     body.push_str(&view.picker("/ui/funnel", &[("by", by.0)]));
     let steps = [
@@ -117,7 +123,7 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>) -> Response {
         );
     }
     body.push_str("</ol></section>");
-    let _ = write!(body, "<section class=\"card flush\"><div class=\"pad row spread\"><h2>By {}</h2><nav aria-label=\"Group by\"><ul class=\"presets\">", esc(&by.1.to_lowercase()));
+    let _ = write!(body, "<section class=\"card flush\"><div class=\"pad row spread\"><h2>By {}</h2><nav aria-label=\"Group by\"><ul class=\"presets wrap\">", esc(&by.1.to_lowercase()));
     for (k, label) in BY {
         let current = if k == by.0 {
             " aria-current=\"true\""
@@ -156,6 +162,14 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>) -> Response {
     }
     if rows.is_empty() {
         body.push_str("<tr><td colspan=\"7\">Nothing in this range.</td></tr>");
+    }
+    if all_rows > rows.len() {
+        let _ = write!(
+            body,
+            "<tr><td colspan=\"7\">The {} with the most human scans of {} are shown: the CSV has them all.</td></tr>",
+            rows.len(),
+            num(all_rows as u64)
+        );
     }
     let report = if by.0 == "code" {
         "report=codes".to_string()
