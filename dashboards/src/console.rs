@@ -36,12 +36,18 @@ pub trait Console: Send + Sync {
         &self,
         key: &str,
     ) -> impl Future<Output = Result<Option<(Principal, String)>>> + Send;
-    /// Whether the key with this id still signs `who` in.
-    fn still_valid(
+    /// Whether a session still holds: the key with this id still signs `who`
+    /// in, and the session with this nonce was not signed out.
+    fn session_valid(
         &self,
         who: &Principal,
         key_id: &str,
+        nonce: &str,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Signs a session out for good, on every instance: `session_valid` is
+    /// false for its nonce from now on (until `expires`, Unix seconds, when
+    /// the cookie has expired anyway).
+    fn end_session(&self, nonce: &str, expires: u64) -> impl Future<Output = Result<()>> + Send;
     fn create_code(&self, record: CodeRecord) -> impl Future<Output = Result<CodeRecord>> + Send;
     fn change_code(
         &self,

@@ -44,6 +44,14 @@ impl Form {
             .map_or("", |(_, v)| v.trim())
     }
 
+    /// The first value of `name` as typed (not trimmed); `""` when absent.
+    pub fn raw(&self, name: &str) -> &str {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.pairs.iter().any(|(k, _)| k == name)
     }

@@ -55,15 +55,7 @@ pub fn pct(part: f64, whole: f64) -> String {
     }
 }
 
-/// Digits after the decimal point of a currency's minor unit.
-pub fn decimals(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
-}
+pub use codelink_shared::currency::minor_digits as decimals;
 
 /// `EUR 1,234.50` from minor units.
 pub fn money(m: &Money) -> String {
@@ -198,5 +190,6 @@ mod tests {
         assert_eq!(money(&m("EUR", -5)), "−EUR 0.05");
         assert_eq!(money(&m("JPY", 1200)), "JPY 1,200");
         assert_eq!(money(&m("KWD", 1)), "KWD 0.001");
+        assert_eq!(money(&m("CLF", 12_345)), "CLF 1.2345");
     }
 }

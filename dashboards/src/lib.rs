@@ -48,11 +48,17 @@ pub struct UiConfig {
     pub secure_cookies: bool,
     /// Sign-in attempts per minute and address (a burst of as many).
     pub sign_ins_per_minute: u32,
+    /// Pages (and live updates) per second and address, with a burst of
+    /// four times as many: past it, 429.
+    pub pages_per_second: u32,
 }
 
 pub struct Dashboards {
     sessions: Sessions,
     sign_ins: DefaultKeyedRateLimiter<IpAddr>,
+    /// Pages per address: a console user cannot take every analytics query
+    /// slot (which the API shares).
+    pages: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 /// What a handler of a signed-in page gets.
@@ -109,6 +115,25 @@ impl Dashboards {
                 config.secure_cookies,
             ),
             sign_ins: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            // A burst of four seconds' worth: a few tabs opened at once.
+            pages: RateLimiter::keyed(
+                Quota::per_second(
+                    NonZeroU32::new(config.pages_per_second.max(1)).unwrap_or(NonZeroU32::MIN),
+                )
+                .allow_burst(
+                    NonZeroU32::new(config.pages_per_second.max(1).saturating_mul(4))
+                        .unwrap_or(NonZeroU32::MIN),
+                ),
+            ),
+        }
+    }
+
+    /// Forgets the rate-limit state of addresses that went quiet (call it
+    /// every minute or so).
+    pub fn housekeeping(&self) {
+        for limiter in [&self.sign_ins, &self.pages] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
         }
     }
 
@@ -164,14 +189,30 @@ impl Dashboards {
             (["sign-in"], &Method::POST) => {
                 return pages::sign_in::submit(self, console, &req, &cookies, client).await
             }
+            (["sign-out"], m) if m != Method::POST => {
+                let mut resp = pages::error_plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Use the Sign out button",
+                    "Signing out is a form (POST): use the button at the top of any page.",
+                );
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                return resp;
+            }
             _ => {}
+        }
+        if let Err(not_until) = self.pages.check_key(&client) {
+            return pages::too_many(not_until);
         }
         let now = now_ms();
         let session = match self.sessions.read(&cookies, now / 1000) {
             Some(s) => s,
             None => return pages::redirect("/ui/sign-in"),
         };
-        match console.still_valid(&session.who, &session.key_id).await {
+        match console
+            .session_valid(&session.who, &session.key_id, &session.nonce)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 let mut resp = pages::redirect("/ui/sign-in");
@@ -202,7 +243,16 @@ impl Dashboards {
                 Ok(f) => f,
                 Err(resp) => return *resp,
             };
-            if !same_origin(&req) || !self.sessions.csrf_ok(&ctx.session.nonce, form.get("csrf")) {
+            if !same_origin(&req, console.public_base()) {
+                return pages::error(
+                    Some(&ctx),
+                    StatusCode::FORBIDDEN,
+                    "Sent from another site",
+                    "This form came from another address than this console's. If codelink runs behind \
+                     a proxy, set --public-url to the address you open it at.",
+                );
+            }
+            if !self.sessions.csrf_ok(&ctx.session.nonce, form.get("csrf")) {
                 return pages::error(
                     Some(&ctx),
                     StatusCode::FORBIDDEN,
@@ -212,6 +262,14 @@ impl Dashboards {
             }
             return match segments.as_slice() {
                 ["sign-out"] => {
+                    // The cookie is cleared, and the session ends on the
+                    // server too: a copy of the cookie no longer works.
+                    if let Err(e) = console
+                        .end_session(&ctx.session.nonce, ctx.session.expires)
+                        .await
+                    {
+                        return pages::unavailable(&e);
+                    }
                     let mut resp = pages::redirect("/ui/sign-in");
                     pages::set_cookie(&mut resp, &self.sessions.clear());
                     resp
@@ -248,9 +306,10 @@ impl Dashboards {
 }
 
 /// A form post from this site: `Origin` (when the browser sends one) names
-/// the host the request was sent to. `SameSite=Strict` and the CSRF token do
-/// the rest.
-fn same_origin(req: &Request) -> bool {
+/// the host the request was sent to, or the public URL's origin (behind a
+/// proxy that rewrites `Host`). `SameSite=Strict` and the CSRF token do the
+/// rest.
+fn same_origin(req: &Request, public_base: &str) -> bool {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
@@ -263,7 +322,12 @@ fn same_origin(req: &Request) -> bool {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+    let public_origin = match public_base.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or("")),
+        None => String::new(),
+    };
+    origin.eq_ignore_ascii_case(&public_origin)
+        || origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host))
 }

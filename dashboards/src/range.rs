@@ -121,10 +121,17 @@ impl View {
                         .map_err(|_| format!("{k}: '{raw}' is not a date such as 2026-11-01"))
                 };
                 let (first, last) = (date("from")?, date("to")?);
+                for (k, d) in [("from", first), ("to", last)] {
+                    if !(1970..=2199).contains(&d.year()) {
+                        return Err(format!(
+                            "{k}: {d} is out of range: dates go from 1970-01-01 to 2199-12-31"
+                        ));
+                    }
+                }
                 if last < first {
                     return Err("to: must not be before from".into());
                 }
-                if (last - first).get_days() as i64 > MAX_DAYS {
+                if (last - first).get_days() as i64 + 1 > MAX_DAYS {
                     return Err(format!("a range is at most {MAX_DAYS} days"));
                 }
                 (first, last)
@@ -327,5 +334,30 @@ mod tests {
         .is_err());
         assert!(View::parse(&pairs(&[("tz", "Mars/Base")]), NOW, None, Preset::Today).is_err());
         assert!(View::parse(&pairs(&[("range", "week")]), NOW, None, Preset::Today).is_err());
+        for (from, to) in [
+            ("9999-12-30", "9999-12-31"),
+            ("0001-01-01", "0001-01-02"),
+            ("2025-01-01", "2026-02-05"),
+        ] {
+            let e = View::parse(
+                &pairs(&[("range", "custom"), ("from", from), ("to", to)]),
+                NOW,
+                None,
+                Preset::Today,
+            );
+            assert!(e.is_err(), "{from}..{to}");
+        }
+        // 400 days exactly is allowed.
+        assert!(View::parse(
+            &pairs(&[
+                ("range", "custom"),
+                ("from", "2025-01-01"),
+                ("to", "2026-02-04")
+            ]),
+            NOW,
+            None,
+            Preset::Today
+        )
+        .is_ok());
     }
 }

@@ -63,7 +63,7 @@ impl Sessions {
         let session = Session {
             who,
             key_id,
-            expires: now + self.ttl_secs,
+            expires: now.saturating_add(self.ttl_secs),
             nonce: nonce(),
         };
         let who = match &session.who {

@@ -23,10 +23,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Public handle of a key: the first 12 hex characters of its hash (for the
-/// admin key, of the admin key's hash: a session then ends when it changes).
+/// Public handle of a key: the first 12 hex characters of its hash.
 pub fn key_id(hash: &str) -> String {
     hash[..12.min(hash.len())].to_string()
+}
+
+/// The admin key's handle in console sessions (a session ends when the key
+/// changes): keyed with the server secret, so that a session cookie tells
+/// nothing about the admin key to someone who does not have the secret.
+pub fn admin_key_id(secret: &str, admin_key: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"codelink admin key id\0");
+    h.update(secret.as_bytes());
+    h.update(b"\0");
+    h.update(admin_key.as_bytes());
+    key_id(&hex(&h.finalize()))
 }
 
 /// A presented key: the admin key, or a stored creator/ingest key that is not
@@ -39,7 +50,7 @@ pub async fn authenticate(
         return Ok(None);
     }
     if crate::keys::matches(presented.as_bytes(), state.admin_key.as_bytes()) {
-        return Ok(Some((Principal::Admin, admin_key_id(state))));
+        return Ok(Some((Principal::Admin, state.admin_key_id.clone())));
     }
     let hash = key_hash(presented);
     Ok(match state.store.key_by_hash(&hash).await? {
@@ -48,27 +59,23 @@ pub async fn authenticate(
     })
 }
 
-/// Whether the key with this id still signs `who` in (not revoked, not
-/// rotated, same creator).
-pub async fn key_still_valid(
+/// Whether a console session still holds: the key with this id still signs
+/// `who` in (not revoked, not rotated, same creator) and the session (by its
+/// nonce) was not signed out.
+pub async fn session_valid(
     state: &AppState,
     who: &Principal,
     id: &str,
+    nonce: &str,
 ) -> Result<bool, StoreError> {
-    if *who == Principal::Admin {
-        return Ok(crate::keys::matches(
-            id.as_bytes(),
-            admin_key_id(state).as_bytes(),
-        ));
-    }
-    let keys = state.store.list_keys().await?;
-    Ok(keys
-        .iter()
-        .any(|k| k.id == id && !k.revoked && principal_of(k) == *who))
-}
-
-fn admin_key_id(state: &AppState) -> String {
-    key_id(&key_hash(&state.admin_key))
+    let key_ok = if *who == Principal::Admin {
+        crate::keys::matches(id.as_bytes(), state.admin_key_id.as_bytes())
+    } else {
+        let keys = state.store.list_keys().await?;
+        keys.iter()
+            .any(|k| k.id == id && !k.revoked && principal_of(k) == *who)
+    };
+    Ok(key_ok && !state.store.session_ended(nonce).await?)
 }
 
 fn principal_of(k: &ApiKey) -> Principal {

@@ -147,6 +147,10 @@ pub struct Config {
     /// Console sign-in attempts per minute and address (past it: 429).
     #[arg(long, env = "CODELINK_UI_SIGN_INS_PER_MINUTE", default_value_t = 10)]
     pub ui_sign_ins_per_minute: u32,
+
+    /// Console pages per second and address (burst: 4× as many; past it: 429).
+    #[arg(long, env = "CODELINK_UI_PAGES_PER_SECOND", default_value_t = 10)]
+    pub ui_pages_per_second: u32,
 }
 
 impl Config {
@@ -186,6 +190,7 @@ impl Config {
             max_buckets: 2_000,
             ui_session_hours: 168,
             ui_sign_ins_per_minute: 10,
+            ui_pages_per_second: 10,
         }
     }
 
@@ -241,6 +246,7 @@ impl Config {
             session_ttl_secs: self.ui_session_hours.saturating_mul(3600),
             secure_cookies: public_base.starts_with("https://"),
             sign_ins_per_minute: self.ui_sign_ins_per_minute,
+            pages_per_second: self.ui_pages_per_second,
         }
     }
 
@@ -280,7 +286,14 @@ impl Config {
                 && self.ui_sign_ins_per_minute > 0,
             "rates must be > 0"
         );
-        anyhow::ensure!(self.ui_session_hours > 0, "--ui-session-hours must be > 0");
+        anyhow::ensure!(
+            (1..=24 * 366).contains(&self.ui_session_hours),
+            "--ui-session-hours must be from 1 to 8784 (a year)"
+        );
+        anyhow::ensure!(
+            self.ui_pages_per_second > 0,
+            "--ui-pages-per-second must be > 0"
+        );
         if let Some(url) = &self.clickhouse_url {
             url::Url::parse(url)
                 .map_err(|e| anyhow::anyhow!("--clickhouse-url {url:?} is not a URL: {e}"))?;

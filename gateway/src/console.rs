@@ -87,8 +87,21 @@ impl Console for AppState {
         admin::authenticate(self, key).await.map_err(console_error)
     }
 
-    async fn still_valid(&self, who: &Principal, key_id: &str) -> Result<bool, ConsoleError> {
-        admin::key_still_valid(self, who, key_id)
+    async fn session_valid(
+        &self,
+        who: &Principal,
+        key_id: &str,
+        nonce: &str,
+    ) -> Result<bool, ConsoleError> {
+        admin::session_valid(self, who, key_id, nonce)
+            .await
+            .map_err(console_error)
+    }
+
+    async fn end_session(&self, nonce: &str, expires: u64) -> Result<(), ConsoleError> {
+        let expires = i64::try_from(expires).unwrap_or(i64::MAX);
+        self.store
+            .end_session(nonce, expires)
             .await
             .map_err(console_error)
     }

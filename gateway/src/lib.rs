@@ -55,12 +55,14 @@ pub async fn build(
     };
     let (analytics, analytics_tasks) =
         codelink_analytics::Analytics::open(config.analytics(secret.as_bytes())).await?;
+    let admin_key_id = admin::admin_key_id(&secret, &admin_key);
     let ui = codelink_dashboards::Dashboards::new(config.ui(secret.as_bytes(), &public_base));
     let state = Arc::new(AppState {
         scans: scan::ScanCapture::new(&config, secret, &public_base)?,
         ui,
         api_limiter: scan::keyed_limiter(config.api_rate_per_ip, config.api_burst_per_ip),
         public_base,
+        admin_key_id,
         admin_key,
         codes: codes::CodeTable::new(&config.scan_param),
         store,

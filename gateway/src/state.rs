@@ -15,6 +15,8 @@ pub struct AppState {
     /// Base URL of short links and QR contents, without a trailing slash.
     pub public_base: String,
     pub admin_key: String,
+    /// The admin key's handle in console sessions (see `admin::admin_key_id`).
+    pub admin_key_id: String,
     pub codes: CodeTable,
     pub store: Store,
     pub scan_ids: ScanIdGenerator,

@@ -77,6 +77,7 @@ async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+        state.ui.housekeeping();
     }
 }
 

@@ -134,3 +134,31 @@ async fn restart_during_outage_serves_the_last_snapshot() {
     let other = instance(&redis, "t3").await;
     until_status(&other, "/alice10/yt", 302).await;
 }
+
+#[tokio::test]
+async fn console_sessions_hold_on_every_instance_until_signed_out() {
+    use common::console::{csrf_of, get, post, sign_in};
+    let redis = RedisServer::start();
+    // Instances share Redis and the server secret (as README says to run them).
+    let start = || async {
+        let (mut config, tmp) = common::config();
+        config.redis_url = Some(redis.url());
+        config.redis_prefix = "ui".into();
+        config.secret = Some("shared-secret-0123456789abcdef".into());
+        common::start_with(config, Some(tmp)).await
+    };
+    let a = start().await;
+    let b = start().await;
+    let cookie = sign_in(&a, common::ADMIN_KEY).await;
+    let page = get(&b.anon, "/ui/codes", &cookie).await;
+    assert_eq!(page.status, 200, "a session works on every instance");
+    // Signed out through B: the cookie stops working on A as well.
+    let r = post(&b.anon, "/ui/sign-out", &cookie, &[("csrf", &csrf_of(&page.text()))], None).await;
+    assert_eq!(r.status, 303);
+    for gw in [&a, &b] {
+        let r = get(&gw.anon, "/ui/codes", &cookie).await;
+        assert_eq!((r.status.as_u16(), r.header("location")), (303, Some("/ui/sign-in")));
+    }
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}

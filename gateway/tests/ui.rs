@@ -3,73 +3,10 @@
 
 mod common;
 
-use codelink_testkit::http::{Client, Response};
+use common::console::{csrf_of, get, post, set_cookie, sign_in};
 use common::{TestGateway, ADMIN_KEY};
 use http::Method;
 use serde_json::json;
-
-/// The value of `name` among a response's `Set-Cookie` headers, with the
-/// whole header line.
-fn set_cookie(r: &Response, name: &str) -> Option<(String, String)> {
-    r.headers.get_all("set-cookie").iter().find_map(|v| {
-        let line = v.to_str().ok()?;
-        let (k, rest) = line.split_once('=')?;
-        (k == name).then(|| {
-            (
-                rest.split(';').next().unwrap_or("").to_string(),
-                line.to_string(),
-            )
-        })
-    })
-}
-
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    html[at..].split('"').next().unwrap().to_string()
-}
-
-async fn get(c: &Client, path: &str, cookie: &str) -> Response {
-    c.send(Method::GET, path, &[("cookie", cookie)], Default::default())
-        .await
-}
-
-async fn post(
-    c: &Client,
-    path: &str,
-    cookie: &str,
-    form: &[(&str, &str)],
-    origin: Option<&str>,
-) -> Response {
-    let body: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let mut headers = vec![
-        ("cookie", cookie),
-        ("content-type", "application/x-www-form-urlencoded"),
-    ];
-    if let Some(o) = origin {
-        headers.push(("origin", o));
-    }
-    c.send(Method::POST, path, &headers, body.into()).await
-}
-
-/// Signs in with `key`; returns the session cookie (`cl_session=…`).
-async fn sign_in(gw: &TestGateway, key: &str) -> String {
-    let page = gw.anon.get("/ui/sign-in").await;
-    assert_eq!(page.status, 200);
-    let pre = format!("cl_pre={}", set_cookie(&page, "cl_pre").unwrap().0);
-    let r = post(
-        &gw.anon,
-        "/ui/sign-in",
-        &pre,
-        &[("csrf", &csrf_of(&page.text())), ("key", key)],
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 303, "{}", r.text());
-    assert_eq!(r.header("location"), Some("/ui/codes"));
-    format!("cl_session={}", set_cookie(&r, "cl_session").unwrap().0)
-}
 
 async fn setup() -> TestGateway {
     let gw = common::start().await;
@@ -438,5 +375,137 @@ async fn csv_exports_match_the_api() {
         .contains("codelink-breakdown-alice10.csv"));
     assert_eq!(ui.text(), api.text());
     assert!(ui.text().contains("mobile,3,"), "{}", ui.text());
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_on_the_server() {
+    let gw = setup().await;
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    let page = get(&gw.anon, "/ui/codes", &cookie).await;
+    assert_eq!(page.status, 200);
+    let r = post(
+        &gw.anon,
+        "/ui/sign-out",
+        &cookie,
+        &[("csrf", &csrf_of(&page.text()))],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    // A copy of the cookie kept from before no longer works.
+    let r = get(&gw.anon, "/ui/codes", &cookie).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("location")),
+        (303, Some("/ui/sign-in"))
+    );
+    // Signing out is a form; a link cannot do it.
+    let r = gw.anon.get("/ui/sign-out").await;
+    assert_eq!((r.status.as_u16(), r.header("allow")), (405, Some("POST")));
+    // Signing in again gives a new, working session.
+    let again = sign_in(&gw, ADMIN_KEY).await;
+    assert_ne!(again, cookie);
+    assert_eq!(get(&gw.anon, "/ui/codes", &again).await.status, 200);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn forms_from_the_public_url_pass_behind_a_proxy() {
+    let (mut config, tmp) = common::config();
+    config.public_url = Some("https://links.example".into());
+    let gw = common::start_with(config, Some(tmp)).await;
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    let csrf = csrf_of(&get(&gw.anon, "/ui/codes/new", &cookie).await.text());
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("code", "PROXY1"),
+        ("destination", "https://shop.example/"),
+        ("owner", "pat"),
+    ];
+    // The proxy sent its upstream address as Host; the browser's Origin is the public URL.
+    let r = post(
+        &gw.anon,
+        "/ui/codes",
+        &cookie,
+        &form,
+        Some("https://links.example"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let r = post(
+        &gw.anon,
+        "/ui/codes",
+        &cookie,
+        &form,
+        Some("https://evil.example"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("--public-url"));
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn console_pages_are_rate_limited_per_address() {
+    let (mut config, tmp) = common::config();
+    config.ui_pages_per_second = 1;
+    let gw = common::start_with(config, Some(tmp)).await;
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    let mut responses = Vec::new();
+    for _ in 0..8 {
+        responses.push(get(&gw.anon, "/ui/codes", &cookie).await);
+    }
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status.as_u16()).collect();
+    // One page a second, with a burst of four.
+    assert_eq!(&statuses[..4], &[200, 200, 200, 200], "{statuses:?}");
+    let limited = responses
+        .iter()
+        .find(|r| r.status == 429)
+        .unwrap_or_else(|| panic!("no 429 in {statuses:?}"));
+    assert!(limited.header("retry-after").is_some());
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn charts_count_in_zones_that_skip_midnight() {
+    let gw = setup().await;
+    for i in 0..3 {
+        let ua = format!("Mozilla/5.0 (iPhone) Safari/60{i}");
+        let r = gw
+            .anon
+            .send(
+                Method::GET,
+                "/alice10",
+                &[("user-agent", &ua)],
+                Default::default(),
+            )
+            .await;
+        assert_eq!(r.status, 302);
+    }
+    let ok = codelink_testkit::wait_until(std::time::Duration::from_secs(10), || async {
+        gw.admin
+            .get("/api/v1/analytics/summary?code=alice10")
+            .await
+            .json()["summary"]["human_scans"]
+            == 3
+    })
+    .await;
+    assert!(ok);
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    // 90 days back cross a September midnight Chile skips (clocks go 00:00 → 01:00),
+    // after which each day still starts at midnight.
+    for tz in ["America/Santiago", "Asia/Kathmandu", "UTC"] {
+        let html = get(
+            &gw.anon,
+            &format!("/ui/codes/alice10?range=90d&tz={tz}"),
+            &cookie,
+        )
+        .await
+        .text();
+        assert!(
+            html.contains("3 human and 0 bot scans over"),
+            "{tz}: the chart lost the scans"
+        );
+    }
     gw.stop().await.unwrap();
 }

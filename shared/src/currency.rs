@@ -18,8 +18,28 @@ pub fn is_currency(code: &str) -> bool {
     code.len() == 3 && CODES.split_ascii_whitespace().any(|c| c == code)
 }
 
+/// Digits after the decimal point of a currency's minor unit (ISO 4217): 2
+/// for most, 0 for JPY or KRW, 3 for KWD or BHD, 4 for CLF and UYW.
+pub fn minor_digits(code: &str) -> u32 {
+    match code {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        "CLF" | "UYW" => 4,
+        _ => 2,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn minor_units() {
+        assert_eq!(super::minor_digits("EUR"), 2);
+        assert_eq!(super::minor_digits("JPY"), 0);
+        assert_eq!(super::minor_digits("KWD"), 3);
+        assert_eq!(super::minor_digits("CLF"), 4);
+    }
+
     #[test]
     fn known_and_unknown() {
         for c in ["EUR", "USD", "JPY", "GBP", "CHF"] {

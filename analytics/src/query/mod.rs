@@ -122,6 +122,24 @@ pub fn bucket_count(q: &Query, interval: Interval) -> u64 {
     to.saturating_sub(from).div_ceil(span)
 }
 
+/// The start (Unix seconds) of every bucket of a timeseries of `q`, in order,
+/// empty buckets included: the same starts [`Backend::timeseries`] gives the
+/// buckets it returns (for a chart that also shows the empty ones).
+pub fn bucket_starts(q: &Query, interval: Interval) -> Result<Vec<i64>, Error> {
+    let zone = Zone::get(&q.tz)?;
+    if bucket_count(q, interval) > MAX_BUCKETS {
+        return Err(invalid(format!(
+            "a timeseries has at most {MAX_BUCKETS} buckets: use interval=day or a shorter range"
+        )));
+    }
+    let (from, to) = snapped(q, Grain::Quarter);
+    Ok(zone
+        .buckets(interval, from, to)?
+        .into_iter()
+        .map(|(start, _)| zone.bucket_start(interval, start as i64))
+        .collect())
+}
+
 /// The range (Unix ms) a query counts: `[from_ms, to_ms)` widened to whole
 /// quarter-hours, or whole hours for a breakdown.
 pub fn effective_range(q: &Query, breakdown: bool) -> (u64, u64) {
@@ -911,6 +929,46 @@ mod tests {
         assert!(monrovia
             .buckets(Interval::Day, 1_700_006_400, 1_700_006_400 + 86_400)
             .is_ok());
+    }
+
+    #[test]
+    fn bucket_starts_follow_skipped_midnights() {
+        // America/Santiago skipped 2024-09-08 00:00 (clocks went to 01:00):
+        // that day starts at 01:00 local, the next ones at 00:00 again.
+        let q = Query {
+            from_ms: 1_725_681_600_000, // 2024-09-07T00:00-04:00
+            to_ms: 1_725_937_200_000,   // 2024-09-10T00:00-03:00 (Sep 8 was 23 h long)
+            tz: "America/Santiago".into(),
+            codes: None,
+            owner: None,
+            now_ms: 0,
+            hold_ms: 0,
+        };
+        let zone = Zone::get(&q.tz).unwrap();
+        let starts = bucket_starts(&q, Interval::Day).unwrap();
+        let local: Vec<String> = starts.iter().map(|s| zone.format(*s)).collect();
+        assert_eq!(
+            local,
+            [
+                "2024-09-07T00:00:00-04:00",
+                "2024-09-08T01:00:00-03:00",
+                "2024-09-09T00:00:00-03:00"
+            ]
+        );
+        // Lord Howe moves by 30 minutes: hour buckets stay on its whole hours.
+        let q = Query {
+            from_ms: 1_727_965_800_000, // 2024-10-06T01:00+10:30, just before the change
+            to_ms: 1_727_965_800_000 + 3 * 3_600_000,
+            tz: "Australia/Lord_Howe".into(),
+            ..q
+        };
+        let zone = Zone::get(&q.tz).unwrap();
+        let local: Vec<String> = bucket_starts(&q, Interval::Hour)
+            .unwrap()
+            .iter()
+            .map(|s| zone.format(*s))
+            .collect();
+        assert!(local.iter().all(|t| t[14..16] == *"00"), "{local:?}");
     }
 
     #[test]

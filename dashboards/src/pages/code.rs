@@ -23,7 +23,7 @@ pub fn visible<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Option<CodeRecord> {
 /// Link-preview fetchers: a share in a chat or feed, not a person.
 const PREVIEWS: &[&str] = &[
     "facebookexternalhit",
-    "meta-externalagent",
+    "meta-externalfetcher",
     "twitterbot",
     "slackbot",
     "slack-imgproxy",
@@ -32,13 +32,19 @@ const PREVIEWS: &[&str] = &[
     "telegrambot",
     "linkedinbot",
     "iframely",
+    "embedly",
     "pinterestbot",
     "skypeuripreview",
+    "microsoftpreview",
+    "bingpreview",
+    "google-web-preview",
     "bluesky",
     "mastodon",
     "snap-url-preview",
-    "embedly",
     "redditbot",
+    "viber",
+    "vkshare",
+    "kakaotalk-scrap",
 ];
 
 /// The group a bot reason belongs to, in words.
@@ -85,47 +91,32 @@ fn summary_stats(s: &Summary) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Every bucket of the view (empty ones too), with the counted ones filled in.
-fn bars(view: &View, interval: Interval, counted: &HashMap<i64, (u64, u64)>) -> Vec<Bar> {
-    let tz = view.tz.clone();
-    let Ok(from) = jiff::Timestamp::from_millisecond(view.from_ms as i64) else {
-        return Vec::new();
-    };
-    let zoned = from.to_zoned(tz);
-    let start = match interval {
-        Interval::Day => zoned.start_of_day().ok(),
-        Interval::Hour => zoned
-            .with()
-            .minute(0)
-            .second(0)
-            .subsec_nanosecond(0)
-            .build()
-            .ok(),
-    };
+/// Every bucket of the view (empty ones too, with the analytics' own bucket
+/// starts: a day may start at 01:00 where midnight is skipped), with the
+/// counted ones filled in.
+fn bars(
+    view: &View,
+    q: &codelink_analytics::query::Query,
+    interval: Interval,
+    counted: &HashMap<i64, (u64, u64)>,
+) -> Vec<Bar> {
+    let starts = codelink_analytics::query::bucket_starts(q, interval).unwrap_or_default();
     let multi_day = view.first != view.last;
-    let mut out = Vec::new();
-    let mut at = start;
-    while let Some(z) = at {
-        let ms = z.timestamp().as_millisecond();
-        if ms >= view.to_ms as i64 || out.len() > 2000 {
-            break;
-        }
-        let (human, bot) = counted
-            .get(&z.timestamp().as_second())
-            .copied()
-            .unwrap_or((0, 0));
-        let label = match interval {
-            Interval::Day => z.strftime("%-d %b").to_string(),
-            Interval::Hour if multi_day => z.strftime("%-d %b %H:%M").to_string(),
-            Interval::Hour => z.strftime("%H:%M").to_string(),
-        };
-        out.push(Bar { label, human, bot });
-        at = match interval {
-            Interval::Day => z.tomorrow().ok(),
-            Interval::Hour => z.checked_add(jiff::Span::new().hours(1)).ok(),
-        };
-    }
-    out
+    starts
+        .into_iter()
+        .map(|s| {
+            let (human, bot) = counted.get(&s).copied().unwrap_or((0, 0));
+            let z = jiff::Timestamp::from_second(s)
+                .unwrap_or_default()
+                .to_zoned(view.tz.clone());
+            let label = match interval {
+                Interval::Day => z.strftime("%-d %b").to_string(),
+                Interval::Hour if multi_day => z.strftime("%-d %b %H:%M").to_string(),
+                Interval::Hour => z.strftime("%H:%M").to_string(),
+            };
+            Bar { label, human, bot }
+        })
+        .collect()
 }
 
 fn breakdown_table(title: &str, rows: &[BreakdownRow], name: impl Fn(&str) -> String) -> String {
@@ -280,7 +271,7 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
         esc(&view.label()),
         interval.as_str(),
         esc(&view.tz_name),
-        chart::stacked("Scans over time", &bars(&view, interval, &counted)),
+        chart::stacked("Scans over time", &bars(&view, &q, interval, &counted)),
         c = esc(&code),
         i = interval.as_str(),
         q = esc(&vq)
@@ -301,6 +292,7 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
         |k| match k {
             "qr" => "QR code".into(),
             "link" => "Link".into(),
+            "" => "(conversions without a scan)".into(),
             other => other.to_string(),
         },
     ));

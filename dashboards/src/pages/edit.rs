@@ -104,7 +104,11 @@ impl State {
         }
         for k in keys {
             if form.has(&k) {
-                s.values.insert(k.clone(), form.get(&k).to_string());
+                // UTM values are kept exactly as typed, as the API keeps them;
+                // a destination with spaces is refused with a message.
+                let exact = k == "destination" || (k.starts_with("ch") && !k.ends_with("_name"));
+                let v = if exact { form.raw(&k) } else { form.get(&k) };
+                s.values.insert(k.clone(), v.to_string());
             }
         }
         s.rows = rows;

@@ -30,9 +30,10 @@ pub async fn csv<C: Console>(ctx: &Ctx<'_, C>) -> Response {
         "summary" => a.summary(&q).await.map(|s| to_value(&s)),
         "timeseries" => {
             let interval = match ctx.param("interval") {
+                None | Some("") => view.interval(),
                 Some("hour") => Interval::Hour,
                 Some("day") => Interval::Day,
-                _ => view.interval(),
+                Some(_) => return bad_query(ctx, "interval: must be hour or day"),
             };
             a.timeseries(&q, interval).await.map(|s| to_value(&s))
         }
@@ -44,10 +45,15 @@ pub async fn csv<C: Console>(ctx: &Ctx<'_, C>) -> Response {
         }
         "funnel" => a.funnel(&q).await.map(|s| to_value(&s)),
         "top" => {
-            let metric = ctx
-                .param("metric")
-                .and_then(|m| m.parse::<TopMetric>().ok())
-                .unwrap_or(TopMetric::Earnings);
+            let metric = match ctx.param("metric") {
+                None | Some("") => TopMetric::Earnings,
+                Some(m) => match m.parse::<TopMetric>() {
+                    Ok(m) => m,
+                    Err(_) => {
+                        return bad_query(ctx, "metric: must be earnings, scans or conversions")
+                    }
+                },
+            };
             a.top(&q, metric, 100).await.map(|s| to_value(&s))
         }
         "codes" => a.code_rows(&q).await.map(|s| to_value(&s)),

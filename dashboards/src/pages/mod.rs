@@ -100,6 +100,11 @@ pub fn unavailable(e: &ConsoleError) -> Response {
 /// are the server's and pass.
 pub fn analytics_error<C: Console>(ctx: &Ctx<'_, C>, e: codelink_analytics::Error) -> Response {
     use codelink_analytics::Error as E;
+    let retry = match &e {
+        E::InvalidQuery(_) => None,
+        E::Busy { .. } => Some(1u64),
+        _ => Some(5),
+    };
     let (status, title, text) = match e {
         E::InvalidQuery(m) => (StatusCode::BAD_REQUEST, "Cannot show this range", m),
         E::Busy { .. } => (
@@ -121,7 +126,26 @@ pub fn analytics_error<C: Console>(ctx: &Ctx<'_, C>, e: codelink_analytics::Erro
             format!("The analytics store did not answer ({other}). Reload in a moment."),
         ),
     };
-    error(Some(ctx), status, title, &text)
+    let mut resp = error(Some(ctx), status, title, &text);
+    if let Some(secs) = retry {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// 429 for a client asking for pages faster than a person does.
+pub fn too_many(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> Response {
+    let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+    let wait = not_until.wait_time_from(now).as_secs().max(1);
+    let mut resp = error_plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Slow down",
+        &format!("Too many pages from this address. Wait {wait} s, then reload."),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    resp
 }
 
 /// A bad query parameter (range, zone): 400 with the reason.

@@ -92,7 +92,7 @@ pub async fn submit<C: Console>(
         resp
     };
     if set.is_some()
-        || !super::super::same_origin(req)
+        || !super::super::same_origin(req, console.public_base())
         || !ui.sessions.csrf_ok(&nonce, form.get("csrf"))
     {
         return retry(

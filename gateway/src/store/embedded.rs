@@ -10,6 +10,8 @@ use std::sync::Arc;
 const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("codes");
 /// key hash → ApiKey as JSON.
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+/// Nonces of console sessions signed out → when their cookie expires (Unix s).
+const ENDED_SESSIONS: TableDefinition<&str, i64> = TableDefinition::new("ended_sessions");
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -33,6 +35,7 @@ impl EmbeddedStore {
         let tx = db.begin_write()?;
         tx.open_table(CODES)?;
         tx.open_table(KEYS)?;
+        tx.open_table(ENDED_SESSIONS)?;
         tx.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -142,6 +145,32 @@ impl EmbeddedStore {
                 out.push(decode_key(item.map_err(unavailable)?.1.value())?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    pub async fn end_session(&self, nonce: &str, expires: i64) -> Result<()> {
+        let nonce = nonce.to_string();
+        let now = crate::admin::now();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = tx.open_table(ENDED_SESSIONS).map_err(unavailable)?;
+                // Sign-outs are rare: forget those whose cookies expired on the way.
+                table.retain(|_, until| until > now).map_err(unavailable)?;
+                table.insert(nonce.as_str(), expires).map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    pub async fn session_ended(&self, nonce: &str) -> Result<bool> {
+        let nonce = nonce.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let table = tx.open_table(ENDED_SESSIONS).map_err(unavailable)?;
+            Ok(table.get(nonce.as_str()).map_err(unavailable)?.is_some())
         })
         .await
     }

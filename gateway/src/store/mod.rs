@@ -83,6 +83,23 @@ impl Store {
         }
     }
 
+    /// Ends a console session for good (sign-out): `session_ended` is true
+    /// for its nonce until `expires` (Unix seconds), when the cookie itself
+    /// has expired.
+    pub async fn end_session(&self, nonce: &str, expires: i64) -> Result<()> {
+        match self {
+            Store::Embedded(s) => s.end_session(nonce, expires).await,
+            Store::Redis(s) => s.end_session(nonce, expires).await,
+        }
+    }
+
+    pub async fn session_ended(&self, nonce: &str) -> Result<bool> {
+        match self {
+            Store::Embedded(s) => s.session_ended(nonce).await,
+            Store::Redis(s) => s.session_ended(nonce).await,
+        }
+    }
+
     /// Whether the backend answers (for `/readyz`).
     pub async fn ping(&self) -> Result<()> {
         match self {

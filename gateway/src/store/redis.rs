@@ -3,6 +3,8 @@
 //! Layout (prefix `codelink` by default):
 //! - `{prefix}:codes` — hash, field = canonical code, value = the record as JSON;
 //! - `{prefix}:keys` — hash, field = SHA-256 of an API key, value = the key record;
+//! - `{prefix}:ui:ended:{nonce}` — a console session signed out, until its
+//!   cookie would have expired (`EX`);
 //! - `{prefix}:codes:version` — a random token replaced in the same MULTI as
 //!   every write. Random rather than a counter: a Redis that lost its data and
 //!   counts again from 1 must not look unchanged to the instances.
@@ -23,6 +25,8 @@ pub struct RedisStore {
     codes_key: String,
     version_key: String,
     keys_key: String,
+    /// `{prefix}:ui:ended:` + a signed-out session's nonce.
+    ended_prefix: String,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -45,6 +49,7 @@ impl RedisStore {
             codes_key: format!("{prefix}:codes"),
             version_key: format!("{prefix}:codes:version"),
             keys_key: format!("{prefix}:keys"),
+            ended_prefix: format!("{prefix}:ui:ended:"),
         })
     }
 
@@ -149,6 +154,23 @@ impl RedisStore {
         let all: Vec<(String, Vec<u8>)> =
             conn.hgetall(&self.keys_key).await.map_err(unavailable)?;
         all.iter().map(|(_, v)| decode_key(v)).collect()
+    }
+}
+
+impl RedisStore {
+    pub async fn end_session(&self, nonce: &str, expires: i64) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let ttl = (expires - crate::admin::now()).max(1) as u64;
+        conn.set_ex::<_, _, ()>(format!("{}{nonce}", self.ended_prefix), 1, ttl)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn session_ended(&self, nonce: &str) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        conn.exists(format!("{}{nonce}", self.ended_prefix))
+            .await
+            .map_err(unavailable)
     }
 }
 

@@ -99,3 +99,73 @@ pub fn alice() -> serde_json::Value {
         "commission": {"currency": "EUR", "signup_flat": 200, "purchase_bps": 1000, "cap": 5000}
     })
 }
+
+/// The web console over HTTP, as a browser without JavaScript uses it.
+pub mod console {
+    use super::TestGateway;
+    use codelink_testkit::http::{Client, Response};
+    use http::Method;
+
+    /// The value of `name` among a response's `Set-Cookie` headers, with the
+    /// whole header line.
+    pub fn set_cookie(r: &Response, name: &str) -> Option<(String, String)> {
+        r.headers.get_all("set-cookie").iter().find_map(|v| {
+            let line = v.to_str().ok()?;
+            let (k, rest) = line.split_once('=')?;
+            (k == name).then(|| {
+                (
+                    rest.split(';').next().unwrap_or("").to_string(),
+                    line.to_string(),
+                )
+            })
+        })
+    }
+
+    pub fn csrf_of(html: &str) -> String {
+        let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        html[at..].split('"').next().unwrap().to_string()
+    }
+
+    pub async fn get(c: &Client, path: &str, cookie: &str) -> Response {
+        c.send(Method::GET, path, &[("cookie", cookie)], Default::default())
+            .await
+    }
+
+    pub async fn post(
+        c: &Client,
+        path: &str,
+        cookie: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> Response {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut headers = vec![
+            ("cookie", cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        if let Some(o) = origin {
+            headers.push(("origin", o));
+        }
+        c.send(Method::POST, path, &headers, body.into()).await
+    }
+
+    /// Signs in with `key`; returns the session cookie (`cl_session=…`).
+    pub async fn sign_in(gw: &TestGateway, key: &str) -> String {
+        let page = gw.anon.get("/ui/sign-in").await;
+        assert_eq!(page.status, 200);
+        let pre = format!("cl_pre={}", set_cookie(&page, "cl_pre").unwrap().0);
+        let r = post(
+            &gw.anon,
+            "/ui/sign-in",
+            &pre,
+            &[("csrf", &csrf_of(&page.text())), ("key", key)],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 303, "{}", r.text());
+        assert_eq!(r.header("location"), Some("/ui/codes"));
+        format!("cl_session={}", set_cookie(&r, "cl_session").unwrap().0)
+    }
+}
