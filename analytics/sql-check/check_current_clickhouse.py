@@ -96,7 +96,8 @@ SCAN_CELLS = (
 SCAN_CELLS_2 = (
     "INSERT INTO codelink.scan_rollup_input (scope, grain, dim, bucket, value, n_human, "
     "n_bot, n_qr, n_link, visitor_hashes) VALUES "
-    "('abc', 1, 8, 1714564800, 'DE', 1, 0, 0, 1, [13, 14])"
+    "('abc', 1, 8, 1714564800, 'DE', 1, 0, 0, 1, [13, 14]), "
+    "('abc', 1, 4, 1714564800, 'mobile', 2, 0, 0, 2, [13, 15])"
 )
 CONVERSION_CELLS = (
     "INSERT INTO codelink.conversion_rollup_input (scope, grain, dim, bucket, value, owner, "
@@ -176,9 +177,17 @@ CHECKS = [
         "SELECT value AS k, sumMerge(human) AS human, sumMerge(bot) AS bot, sumMerge(qr) AS qr, "
         "sumMerge(link) AS link, uniqUpToArrayMerge(100)(visitors_small) AS small, "
         "uniqHLL12ArrayMerge(visitors) AS hll FROM codelink.scan_rollup "
-        "WHERE scope IN ('abc') AND dim = 8 AND ((grain = 1 AND bucket >= toDateTime(1714521600) "
+        "WHERE scope IN ('abc') AND dim IN (8) AND ((grain = 1 AND bucket >= toDateTime(1714521600) "
         "AND bucket < toDateTime(1714608000))) GROUP BY k FORMAT TSV",
         "DE\t4\t1\t1\t3\t4\t4",
+    ),
+    (
+        "several breakdowns at once: keys dim|value",
+        "SELECT concat(toString(dim), '|', value) AS k, sumMerge(human) AS human, "
+        "uniqUpToArrayMerge(100)(visitors_small) AS small FROM codelink.scan_rollup "
+        "WHERE scope IN ('abc') AND dim IN (4, 8) AND ((grain = 1 AND bucket >= toDateTime(1714521600) "
+        "AND bucket < toDateTime(1714608000))) GROUP BY k ORDER BY k FORMAT TSV",
+        "4|mobile\t2\t2\n8|DE\t4\t4",
     ),
     (
         "timeseries key: local hours of Asia/Kathmandu",

@@ -16,8 +16,8 @@ use crate::error::Error;
 use crate::event::Conversion;
 use crate::migration::{BackfillWatch, EmbeddedMigration};
 use crate::query::{
-    Backend, BreakdownRow, Bucket, CodeRow, Dimension, Funnel, Interval, Query, Summary, TopMetric,
-    TopRow,
+    Backend, BreakdownRow, Bucket, CodeRow, Dimension, Funnel, Interval, Overview, Query, Summary,
+    TopMetric, TopRow,
 };
 use crate::recorder::{Recorder, RecorderConfig, RecorderTasks};
 use crate::sink::{ClickHouseEvents, EmbeddedSink, LiveStore, RedisCounters, ScanPage, Sink};
@@ -267,6 +267,12 @@ impl Analytics {
 
     /// One bucket per hour or day (in `q.tz`) that has scans or conversions.
     pub async fn timeseries(&self, q: &Query, interval: Interval) -> Result<Vec<Bucket>, Error> {
+        self.check_buckets(q, interval)?;
+        self.limited(self.inner.queries.timeseries(q, interval))
+            .await
+    }
+
+    fn check_buckets(&self, q: &Query, interval: Interval) -> Result<(), Error> {
         let limits = &self.inner.config.queries;
         let buckets = crate::query::bucket_count(q, interval);
         if buckets > limits.max_buckets as u64 {
@@ -276,8 +282,33 @@ impl Analytics {
                 limits.max_buckets
             )));
         }
-        self.limited(self.inner.queries.timeseries(q, interval))
-            .await
+        Ok(())
+    }
+
+    /// The summary, the timeseries and a breakdown by each of `dimensions`
+    /// of one query, read concurrently under one query slot (what a page
+    /// about one code shows): the same answers as the separate calls.
+    pub async fn overview(
+        &self,
+        q: &Query,
+        interval: Interval,
+        dimensions: &[Dimension],
+    ) -> Result<Overview, Error> {
+        self.check_buckets(q, interval)?;
+        let b = &self.inner.queries;
+        self.limited(async {
+            let (summary, timeseries, breakdowns) = tokio::try_join!(
+                b.summary(q),
+                b.timeseries(q, interval),
+                b.breakdowns(q, dimensions)
+            )?;
+            Ok(Overview {
+                summary,
+                timeseries,
+                breakdowns,
+            })
+        })
+        .await
     }
 
     /// One row per key of `dimension`.

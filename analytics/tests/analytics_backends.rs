@@ -779,6 +779,21 @@ async fn check(backends: &[(&str, &Backend)], d: &Data, name: &str, q: &Query) {
                 assert_eq!(strip(a), strip(e), "{c}");
             }
         }
+        // Several breakdowns read at once answer as each alone.
+        let together = a.breakdowns(q, &Dimension::ALL).await.unwrap();
+        assert_eq!(
+            together.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+            Dimension::ALL.to_vec()
+        );
+        for (dim, rows) in &together {
+            let alone = a.breakdown(q, *dim).await.unwrap();
+            assert_eq!(rows, &alone, "{ctx}: breakdowns together, by {dim}");
+        }
+        let two = [Dimension::InApp, Dimension::Channel];
+        let some = a.breakdowns(q, &two).await.unwrap();
+        assert_eq!(some.len(), 2);
+        assert_eq!(some[0].1, a.breakdown(q, Dimension::InApp).await.unwrap());
+        assert_eq!(some[1].1, a.breakdown(q, Dimension::Channel).await.unwrap());
         assert_code_rows(
             &a.code_rows(q).await.unwrap(),
             &expected_code_rows(d, q),

@@ -153,11 +153,21 @@ async fn console_sessions_hold_on_every_instance_until_signed_out() {
     let page = get(&b.anon, "/ui/codes", &cookie).await;
     assert_eq!(page.status, 200, "a session works on every instance");
     // Signed out through B: the cookie stops working on A as well.
-    let r = post(&b.anon, "/ui/sign-out", &cookie, &[("csrf", &csrf_of(&page.text()))], None).await;
+    let r = post(
+        &b.anon,
+        "/ui/sign-out",
+        &cookie,
+        &[("csrf", &csrf_of(&page.text()))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 303);
     for gw in [&a, &b] {
         let r = get(&gw.anon, "/ui/codes", &cookie).await;
-        assert_eq!((r.status.as_u16(), r.header("location")), (303, Some("/ui/sign-in")));
+        assert_eq!(
+            (r.status.as_u16(), r.header("location")),
+            (303, Some("/ui/sign-in"))
+        );
     }
     a.stop().await.unwrap();
     b.stop().await.unwrap();

@@ -92,6 +92,18 @@ impl Sql {
         self.push(")")
     }
 
+    /// `dim IN (…)`.
+    fn dims(&mut self, dims: &[Dim]) -> &mut Self {
+        self.push("dim IN (");
+        for (i, d) in dims.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.u64(*d as u64);
+        }
+        self.push(")")
+    }
+
     /// The group key as a String expression.
     fn key(&mut self, group: &Group) -> &mut Self {
         match group {
@@ -105,6 +117,7 @@ impl Sql {
             }
             Group::Value => self.push("value"),
             Group::Code => self.push("scope"),
+            Group::DimValue => self.push("concat(toString(dim), '|', value)"),
         }
     }
 }
@@ -152,8 +165,8 @@ async fn scan_rows(client: &::clickhouse::Client, cells: &Cells) -> Result<Vec<S
          uniqHLL12ArrayMerge(visitors) AS hll FROM scan_rollup WHERE ",
     );
     sql.scopes(&cells.scopes)
-        .push(" AND dim = ")
-        .u64(cells.dim as u64)
+        .push(" AND ")
+        .dims(&cells.dims)
         .push(" AND ")
         .ranges(&cells.scans);
     if !matches!(cells.group, Group::All) {
@@ -203,8 +216,8 @@ async fn conversion_rows(
              sumMerge(earnings) AS earnings_sum FROM conversion_rollup WHERE ",
         )
         .scopes(&cells.scopes)
-        .push(" AND dim = ")
-        .u64(cells.dim as u64)
+        .push(" AND ")
+        .dims(&cells.dims)
         .push(" AND ")
         .ranges(cells.conversions.iter().map(|(r, _)| r));
     if let Some(owner) = &cells.owner {

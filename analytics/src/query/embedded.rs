@@ -21,15 +21,19 @@ pub(super) async fn aggregate(sink: &EmbeddedSink, cells: &Cells) -> Result<Aggr
     Ok(sink
         .read(move |r| {
             let mut scans: BTreeMap<String, ScanCell> = BTreeMap::new();
-            for scope in &cells.scopes {
+            for (scope, &dim) in cells
+                .scopes
+                .iter()
+                .flat_map(|s| cells.dims.iter().map(move |d| (s, d)))
+            {
                 for range in &cells.scans {
                     r.scan_cells(
                         scope,
                         range.grain,
-                        cells.dim,
+                        dim,
                         span(range),
                         |bucket, value, cell| {
-                            let key = cells.group.key(scope, bucket, value);
+                            let key = cells.group.key(scope, dim, bucket, value);
                             match scans.get_mut(&key) {
                                 Some(acc) => acc.merge(&cell),
                                 None => {
@@ -42,33 +46,31 @@ pub(super) async fn aggregate(sink: &EmbeddedSink, cells: &Cells) -> Result<Aggr
             }
             let mut conversions: BTreeMap<ConversionGroup, (u64, i128, i128)> = BTreeMap::new();
             let mut delays = DelayHistogram::default();
-            for scope in &cells.scopes {
+            for (scope, &dim) in cells
+                .scopes
+                .iter()
+                .flat_map(|s| cells.dims.iter().map(move |d| (s, d)))
+            {
                 for (range, confirmed) in &cells.conversions {
-                    r.conversion_cells(
-                        scope,
-                        range.grain,
-                        cells.dim,
-                        span(range),
-                        |bucket, k, c| {
-                            if cells.owner.as_ref().is_some_and(|o| o != k.owner) {
-                                return;
-                            }
-                            if cells.delays && k.dim == Dim::Total {
-                                delays.merge(&c.delays);
-                            }
-                            let key = (
-                                cells.group.key(scope, bucket, k.value),
-                                k.kind.as_str(),
-                                k.currency.to_string(),
-                                k.earnings_currency.to_string(),
-                                u8::from(*confirmed),
-                            );
-                            let slot = conversions.entry(key).or_default();
-                            slot.0 += c.n;
-                            slot.1 += c.amount;
-                            slot.2 += c.earnings;
-                        },
-                    )?;
+                    r.conversion_cells(scope, range.grain, dim, span(range), |bucket, k, c| {
+                        if cells.owner.as_ref().is_some_and(|o| o != k.owner) {
+                            return;
+                        }
+                        if cells.delays && k.dim == Dim::Total {
+                            delays.merge(&c.delays);
+                        }
+                        let key = (
+                            cells.group.key(scope, dim, bucket, k.value),
+                            k.kind.as_str(),
+                            k.currency.to_string(),
+                            k.earnings_currency.to_string(),
+                            u8::from(*confirmed),
+                        );
+                        let slot = conversions.entry(key).or_default();
+                        slot.0 += c.n;
+                        slot.1 += c.amount;
+                        slot.2 += c.earnings;
+                    })?;
                 }
             }
             Ok(Aggregates {

@@ -450,6 +450,15 @@ pub struct CodeRow {
     pub scan_to_purchase: Option<f64>,
 }
 
+/// Totals, time buckets and breakdowns of one query, read together (a page
+/// about one code, say): see `Analytics::overview`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Overview {
+    pub summary: Summary,
+    pub timeseries: Vec<Bucket>,
+    pub breakdowns: Vec<(Dimension, Vec<BreakdownRow>)>,
+}
+
 /// The analytics backend: the embedded store (small scale, the default) or
 /// ClickHouse. Both answer every query identically.
 #[derive(Clone)]
@@ -576,10 +585,12 @@ pub(crate) enum Group {
     Value,
     /// Key: the cell's scope (a code).
     Code,
+    /// Key: `{dim as u8}|{value}` (several breakdowns read at once).
+    DimValue,
 }
 
 impl Group {
-    fn key(&self, scope: &str, bucket: u32, value: &str) -> String {
+    fn key(&self, scope: &str, dim: Dim, bucket: u32, value: &str) -> String {
         match self {
             Group::All => String::new(),
             Group::Bucket(interval, zone) => {
@@ -587,6 +598,7 @@ impl Group {
             }
             Group::Value => value.to_string(),
             Group::Code => scope.to_string(),
+            Group::DimValue => format!("{}|{value}", dim as u8),
         }
     }
 }
@@ -597,7 +609,9 @@ pub(crate) struct Cells {
     /// Codes, or [`ALL`].
     pub scopes: Vec<String>,
     pub owner: Option<String>,
-    pub dim: Dim,
+    /// The dimensions whose cells are read (one, but for several breakdowns
+    /// at once with [`Group::DimValue`]).
+    pub dims: Vec<Dim>,
     pub scans: Vec<Range>,
     /// With whether the conversions there are confirmed: those of the buckets
     /// starting before `confirmed_before` (Unix seconds, an hour boundary no
@@ -654,7 +668,7 @@ impl Backend {
         Cells {
             scopes: q.scopes(),
             owner: q.owner.clone(),
-            dim,
+            dims: vec![dim],
             scans,
             conversions,
             confirmed_before: q.confirmed_before(),
@@ -709,7 +723,7 @@ impl Backend {
         let cells = Cells {
             scopes: q.scopes(),
             owner: q.owner.clone(),
-            dim: Dim::Total,
+            dims: vec![Dim::Total],
             scans: plan::normalize(scans),
             conversions,
             confirmed_before: q.confirmed_before(),
@@ -735,7 +749,7 @@ impl Backend {
         let cells = Cells {
             scopes: q.scopes(),
             owner: q.owner.clone(),
-            dim: dimension.dim(),
+            dims: vec![dimension.dim()],
             scans,
             conversions,
             confirmed_before: q.confirmed_before(),
@@ -743,6 +757,57 @@ impl Backend {
             delays: false,
         };
         Ok(finish::breakdown(&self.aggregate(&cells).await?))
+    }
+
+    /// [`Backend::breakdown`] for each of `dimensions`, read at once (one
+    /// query per side on ClickHouse, whatever their number).
+    pub async fn breakdowns(
+        &self,
+        q: &Query,
+        dimensions: &[Dimension],
+    ) -> Result<Vec<(Dimension, Vec<BreakdownRow>)>, Error> {
+        if q.matches_nothing() || dimensions.is_empty() {
+            return Ok(dimensions.iter().map(|d| (*d, Vec::new())).collect());
+        }
+        let (from, to) = snapped(q, Grain::Hour);
+        let (scans, conversions) = ranges(q, from, to, &HOUR_UP);
+        let mut dims: Vec<Dim> = dimensions.iter().map(|d| d.dim()).collect();
+        dims.sort_by_key(|d| *d as u8);
+        dims.dedup();
+        let cells = Cells {
+            scopes: q.scopes(),
+            owner: q.owner.clone(),
+            dims,
+            scans,
+            conversions,
+            confirmed_before: q.confirmed_before(),
+            group: Group::DimValue,
+            delays: false,
+        };
+        let all = self.aggregate(&cells).await?;
+        Ok(dimensions
+            .iter()
+            .map(|d| {
+                let prefix = format!("{}|", d.dim() as u8);
+                let strip = |k: &str| k.strip_prefix(&prefix).map(str::to_string);
+                let one = Aggregates {
+                    scans: all
+                        .scans
+                        .iter()
+                        .filter_map(|a| strip(&a.k).map(|k| finish::ScanAgg { k, ..a.clone() }))
+                        .collect(),
+                    conversions: all
+                        .conversions
+                        .iter()
+                        .filter_map(|a| {
+                            strip(&a.k).map(|k| finish::ConversionAgg { k, ..a.clone() })
+                        })
+                        .collect(),
+                    delays: DelayHistogram::default(),
+                };
+                (*d, finish::breakdown(&one))
+            })
+            .collect())
     }
 
     /// Human scans, unique scanners, signups and purchases of the query.

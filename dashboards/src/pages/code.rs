@@ -164,33 +164,28 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
     let q = query(ctx, &view, Some(vec![code.clone()]));
     let a = ctx.console.analytics();
     let interval = view.interval();
-    let summary = match a.summary(&q).await {
-        Ok(s) => s,
-        Err(e) => return analytics_error(ctx, e),
-    };
-    let series = match a.timeseries(&q, interval).await {
-        Ok(s) => s,
-        Err(e) => return analytics_error(ctx, e),
-    };
-    let mut breakdowns = HashMap::new();
-    for d in [
+    // Everything at once: the numbers of the range (one query slot, its
+    // parts concurrent) and the latest conversions.
+    let dims = [
         Dimension::Channel,
         Dimension::Source,
         Dimension::Device,
         Dimension::InApp,
         Dimension::BotReason,
-    ] {
-        match a.breakdown(&q, d).await {
-            Ok(rows) => {
-                breakdowns.insert(d, rows);
-            }
-            Err(e) => return analytics_error(ctx, e),
-        }
-    }
-    let recent = match a.recent_conversions(&code, ctx.who().creator(), 10).await {
-        Ok(r) => r,
+    ];
+    let (overview, recent) = match super::both(
+        a.overview(&q, interval, &dims),
+        a.recent_conversions(&code, ctx.who().creator(), 10),
+    )
+    .await
+    {
+        Ok(both) => both,
         Err(e) => return analytics_error(ctx, e),
     };
+    let summary = overview.summary;
+    let series = overview.timeseries;
+    let breakdowns: HashMap<Dimension, Vec<BreakdownRow>> =
+        overview.breakdowns.into_iter().collect();
     let counted: HashMap<i64, (u64, u64)> = series
         .iter()
         .filter_map(|b| {

@@ -78,24 +78,26 @@ async fn rows<C: Console>(
 async fn my_codes<C: Console>(ctx: &Ctx<'_, C>) -> Response {
     let codes = visible_codes(ctx);
     let names: Vec<String> = codes.iter().map(|c| c.code.clone()).collect();
-    let mut windows = Vec::new();
+    // Only the zone of the page's query counts here: the windows are fixed.
+    let pairs: Vec<(String, String)> = ctx
+        .query
+        .iter()
+        .filter(|(k, _)| k == "tz")
+        .cloned()
+        .collect();
+    let mut views = Vec::new();
     for preset in [Preset::Today, Preset::Days(7), Preset::Days(30)] {
-        // Only the zone of the page's query counts here: the windows are fixed.
-        let pairs: Vec<(String, String)> = ctx
-            .query
-            .iter()
-            .filter(|(k, _)| k == "tz")
-            .cloned()
-            .collect();
-        let v = match View::parse(&pairs, ctx.now_ms, ctx.tz.as_deref(), preset) {
-            Ok(v) => v,
+        match View::parse(&pairs, ctx.now_ms, ctx.tz.as_deref(), preset) {
+            Ok(v) => views.push(v),
             Err(e) => return bad_query(ctx, &e),
-        };
-        match rows(ctx, &query(ctx, &v, Some(names.clone()))).await {
-            Ok(r) => windows.push((v, r)),
-            Err(e) => return analytics_error(ctx, e),
         }
     }
+    let [q0, q1, q2] = [0, 1, 2].map(|i| query(ctx, &views[i], Some(names.clone())));
+    let read = tokio::try_join!(rows(ctx, &q0), rows(ctx, &q1), rows(ctx, &q2));
+    let windows: Vec<(View, HashMap<String, CodeRow>)> = match read {
+        Ok((r0, r1, r2)) => views.into_iter().zip([r0, r1, r2]).collect(),
+        Err(e) => return analytics_error(ctx, e),
+    };
     let month = &windows[2].1;
     let mut order: Vec<&CodeRecord> = codes.iter().collect();
     order.sort_by_key(|c| std::cmp::Reverse(month.get(&c.code).map_or(0, |r| r.human_scans)));

@@ -40,13 +40,11 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>) -> Response {
     };
     let q = query(ctx, &view, codes);
     let a = ctx.console.analytics();
-    let funnel = match a.funnel(&q).await {
-        Ok(f) => f,
-        Err(e) => return analytics_error(ctx, e),
-    };
-    let mut rows: Vec<Row> = match by.0 {
-        "code" => match a.code_rows(&q).await {
-            Ok(r) => r
+    let rows = async {
+        let rows: Vec<Row> = match by.0 {
+            "code" => a
+                .code_rows(&q)
+                .await?
                 .into_iter()
                 .map(|r| {
                     (
@@ -58,12 +56,10 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>) -> Response {
                     )
                 })
                 .collect(),
-            Err(e) => return analytics_error(ctx, e),
-        },
-        other => {
-            let d: Dimension = other.parse().unwrap_or(Dimension::Channel);
-            match a.breakdown(&q, d).await {
-                Ok(r) => r
+            other => {
+                let d: Dimension = other.parse().unwrap_or(Dimension::Channel);
+                a.breakdown(&q, d)
+                    .await?
                     .into_iter()
                     .map(|r| {
                         let key = if r.key.is_empty() {
@@ -83,10 +79,14 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>) -> Response {
                             r.purchases,
                         )
                     })
-                    .collect(),
-                Err(e) => return analytics_error(ctx, e),
+                    .collect()
             }
-        }
+        };
+        Ok(rows)
+    };
+    let (funnel, mut rows) = match super::both(a.funnel(&q), rows).await {
+        Ok(both) => both,
+        Err(e) => return analytics_error(ctx, e),
     };
     rows.retain(|r| r.1 + r.3 + r.4 > 0);
     rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

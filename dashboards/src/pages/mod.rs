@@ -148,6 +148,15 @@ pub fn too_many(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -
     resp
 }
 
+/// Runs two analytics reads concurrently (each under its own query slot);
+/// the first error wins.
+pub async fn both<A, B>(
+    a: impl std::future::Future<Output = Result<A, codelink_analytics::Error>>,
+    b: impl std::future::Future<Output = Result<B, codelink_analytics::Error>>,
+) -> Result<(A, B), codelink_analytics::Error> {
+    tokio::try_join!(a, b)
+}
+
 /// A bad query parameter (range, zone): 400 with the reason.
 pub fn bad_query<C: Console>(ctx: &Ctx<'_, C>, reason: &str) -> Response {
     error(
