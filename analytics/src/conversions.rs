@@ -15,15 +15,21 @@
 
 use crate::error::Error;
 use crate::event::Conversion;
-use crate::ledger::{self, CodeTerms, Reported};
-use crate::records::Claim;
+use crate::ledger::{self, CodeTerms, DecideError, Reported};
+use crate::records::{Claim, ClaimRecord, RefundOf};
 use crate::service::Analytics;
+
+/// How often a refund is decided again when another refund of the same
+/// purchase got in between its decision and its claim.
+const STALE_RETRIES: usize = 8;
 
 /// What became of one reported event.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The decision: the new one, or for a duplicate the first one given.
     pub conversion: Conversion,
+    /// For a refund: the event id of the purchase it refunds.
+    pub purchase_event_id: Option<String>,
     /// The event id had been reported before.
     pub duplicate: bool,
     /// Why a given scan token or code was not used (empty for duplicates).
@@ -36,64 +42,124 @@ impl Analytics {
     /// Decides, claims and records `events` (validated by the caller), in
     /// order; `terms` looks up a code (`None`: no such code). Answers once
     /// every sink has written or spooled the rows.
+    ///
+    /// An event id claimed before is answered with its first decision, as a
+    /// duplicate, if it was sent with the same body ([`Reported::fingerprint`];
+    /// claims older than fingerprints match any body); with another body the
+    /// whole report is refused ([`Error::IdempotencyConflict`]). So is a
+    /// report with a refund that cannot be tied to its purchase
+    /// ([`Error::Rejected`]). A refused report keeps nothing.
     pub async fn report_conversions(
         &self,
         events: Vec<Reported>,
         now_ms: u64,
         terms: impl Fn(&str) -> Option<CodeTerms>,
     ) -> Result<Vec<Outcome>, Error> {
+        let mut claimed: Vec<(ClaimRecord, Option<RefundOf>)> = Vec::new();
+        let result = self
+            .report_claiming(events, now_ms, &terms, &mut claimed)
+            .await;
+        if result.is_err() {
+            release(self, &claimed).await;
+        }
+        result
+    }
+
+    async fn report_claiming(
+        &self,
+        events: Vec<Reported>,
+        now_ms: u64,
+        terms: &impl Fn(&str) -> Option<CodeTerms>,
+        // The claims this call made, to release should the report fail.
+        claimed: &mut Vec<(ClaimRecord, Option<RefundOf>)>,
+    ) -> Result<Vec<Outcome>, Error> {
         let live = self.live();
         let hold_ms = self.config().hold.as_millis() as u64;
         let mut outcomes = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
-        // The claims this call made, to release should the rows not be stored.
-        let mut claimed: Vec<Conversion> = Vec::new();
-        for event in events {
-            let decided = ledger::decide(event, self.signer(), live, &terms).await;
-            let decision = match decided {
-                Ok(d) => d,
-                Err(e) => {
-                    release(self, &claimed).await;
-                    return Err(e.into());
+        for (index, event) in events.into_iter().enumerate() {
+            let fingerprint = event.fingerprint();
+            let repeat = |first: ClaimRecord| {
+                if first.fingerprint.is_empty() || first.fingerprint == fingerprint {
+                    Ok((first, true, Vec::new()))
+                } else {
+                    Err(Error::IdempotencyConflict {
+                        index,
+                        event_id: first.conversion.event_id.clone(),
+                    })
                 }
             };
-            let claim = live
-                .claim(&decision.conversion, decision.customer_link.as_ref())
-                .await;
-            let (conversion, duplicate, notes) = match claim {
-                Ok(Claim::New) => {
-                    claimed.push(decision.conversion.clone());
-                    (decision.conversion, false, decision.notes)
+            let mut attempts = 0;
+            let (record, duplicate, notes) = loop {
+                // A repeat gets the first answer without being decided again
+                // (a refund's purchase may be fully refunded by now: by it).
+                if let Some(first) = live.claimed(&event.event_id).await? {
+                    break repeat(first)?;
                 }
-                Ok(Claim::Existing(first)) => (*first, true, Vec::new()),
-                Err(e) => {
-                    release(self, &claimed).await;
-                    return Err(e.into());
+                let decision = match ledger::decide(event.clone(), self.signer(), live, terms).await
+                {
+                    Ok(d) => d,
+                    Err(DecideError::Rejected { field, message }) => {
+                        return Err(Error::Rejected {
+                            index,
+                            field,
+                            message,
+                        })
+                    }
+                    Err(DecideError::Store(e)) => return Err(e.into()),
+                };
+                let record = decision.record(fingerprint.clone());
+                let claim = live
+                    .claim(
+                        &record,
+                        decision.customer_link.as_ref(),
+                        decision.refund.as_ref(),
+                    )
+                    .await?;
+                match claim {
+                    Claim::New => {
+                        claimed.push((record.clone(), decision.refund));
+                        break (record, false, decision.notes);
+                    }
+                    Claim::Existing(first) => break repeat(*first)?,
+                    Claim::Stale if attempts < STALE_RETRIES => attempts += 1,
+                    Claim::Stale => {
+                        return Err(Error::Unavailable(format!(
+                            "the purchase refunded by '{}' kept changing while it was decided",
+                            event.event_id
+                        )))
+                    }
                 }
             };
+            let ClaimRecord {
+                conversion,
+                purchase_event_id,
+                ..
+            } = record;
             let mut row = conversion.clone();
             row.repeat = duplicate;
             rows.push(row);
             outcomes.push(Outcome {
                 confirmed: ledger::is_confirmed(conversion.occurred_ms, hold_ms, now_ms),
                 conversion,
+                purchase_event_id: (!purchase_event_id.is_empty()).then_some(purchase_event_id),
                 duplicate,
                 notes,
             });
         }
         if !self.recorder().record_conversions(rows).await {
-            release(self, &claimed).await;
             return Err(Error::NotStored);
         }
         Ok(outcomes)
     }
 }
 
-/// Undoes this call's claims (each only if it still holds this call's answer).
-async fn release(analytics: &Analytics, claimed: &[Conversion]) {
-    for c in claimed {
-        if let Err(e) = analytics.live().release(c).await {
-            tracing::error!(event_id = %c.event_id, error = %e, "could not release a conversion claim; a retry will be answered as a duplicate");
+/// Undoes this call's claims (each only if it still holds this call's
+/// answer), the latest first.
+async fn release(analytics: &Analytics, claimed: &[(ClaimRecord, Option<RefundOf>)]) {
+    for (record, refund) in claimed.iter().rev() {
+        if let Err(e) = analytics.live().release(record, refund.as_ref()).await {
+            tracing::error!(event_id = %record.conversion.event_id, error = %e, "could not release a conversion claim; a retry will be answered as a duplicate");
         }
     }
 }

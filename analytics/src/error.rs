@@ -30,6 +30,19 @@ pub enum Error {
     /// never built: `codelink migrate` builds them.
     #[error("ClickHouse holds rows written by an earlier version whose rollups are not built yet: run `codelink migrate`")]
     MigrationRequired,
+    /// Event `index` of a report contradicts what is stored (a refund of an
+    /// unknown purchase, or of more than is left of it); nothing of the
+    /// report was kept.
+    #[error("[{index}].{field}: {message}")]
+    Rejected {
+        index: usize,
+        field: &'static str,
+        message: String,
+    },
+    /// Event `index` reuses an event id that was first sent with another
+    /// body; nothing of the report was kept.
+    #[error("event_id '{event_id}' was first sent with a different body")]
+    IdempotencyConflict { index: usize, event_id: String },
     /// Opening the backends failed.
     #[error("{0}")]
     Open(String),

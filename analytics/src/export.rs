@@ -75,14 +75,24 @@ fn cell(v: &Value) -> String {
     }
 }
 
+/// `-12`, `-0.5`, `-1e3`: a number a spreadsheet shows as one. Not `-inf`,
+/// `-nan` or `-infinity`, which Rust parses as floats but a spreadsheet reads
+/// as text that can start a formula.
+fn is_plain_number(c: &str) -> bool {
+    c.bytes().any(|b| b.is_ascii_digit())
+        && c.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+        && c.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
 fn push_row<'a>(out: &mut String, cells: impl Iterator<Item = &'a str>) {
     for (i, c) in cells.enumerate() {
         if i > 0 {
             out.push(',');
         }
         // A leading = + - @ would run as a formula in a spreadsheet.
-        let guarded = if c.starts_with(['=', '+', '@'])
-            || (c.starts_with('-') && c.parse::<f64>().is_err())
+        let guarded = if c.starts_with(['=', '+', '@', '\t', '\r'])
+            || (c.starts_with('-') && !is_plain_number(c))
         {
             format!("'{c}")
         } else {
@@ -117,6 +127,18 @@ mod tests {
         assert_eq!(lines[1], "yt,3,200,");
         assert_eq!(lines[2], "\"a,\"\"b\"\"\",-2,,-5");
         assert_eq!(lines[3], "'=cmd(),0,,");
+    }
+
+    #[test]
+    fn words_a_float_parser_takes_are_still_guarded() {
+        let rows =
+            json!([{"k": "-inf"}, {"k": "-nan"}, {"k": "-Infinity"}, {"k": "-2.5e3"}, {"k": "-"}]);
+        let out = csv(&rows);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            &lines[1..],
+            ["'-inf", "'-nan", "'-Infinity", "-2.5e3", "'-"]
+        );
     }
 
     #[test]

@@ -11,11 +11,17 @@
 //! 4. `code_only` — a known `code` alone;
 //! 5. `unattributed`.
 //!
+//! A refund is not attributed on its own: it follows the purchase it refunds
+//! (named by `purchase_event_id`, else the customer's latest purchase not yet
+//! fully refunded), may refund at most what is left of that purchase, and
+//! claws back the refunded share of that purchase's earnings, never more than
+//! what remains credited.
+//!
 //! The live store (Redis when configured, else embedded) answers the lookups
 //! with one key read each; no scan is searched for.
 
 use crate::event::{Conversion, ConversionKind, Rule};
-use crate::records::CustomerLink;
+use crate::records::{ClaimRecord, CustomerLink, RefundOf, Refunded};
 use crate::sink::{LiveStore, SinkError};
 use crate::token::Signer;
 use codelink_shared::CommissionPlan;
@@ -26,6 +32,9 @@ pub struct Reported {
     pub event_id: String,
     pub kind: ConversionKind,
     pub occurred_ms: u64,
+    /// Whether the brand gave `occurred_at` (else `occurred_ms` is the time
+    /// of receipt, which a retry does not repeat).
+    pub occurred_given: bool,
     pub received_ms: u64,
     pub scan_token: Option<String>,
     /// Canonical code name, if given.
@@ -33,7 +42,54 @@ pub struct Reported {
     pub visitor_id: Option<String>,
     pub customer_id: Option<String>,
     pub amount: i64,
+    /// ISO-4217; empty for a signup without money, or a refund in its
+    /// purchase's currency.
     pub currency: String,
+    /// For a refund: the event id of the purchase it refunds.
+    pub purchase_event_id: Option<String>,
+}
+
+impl Reported {
+    /// What the brand sent, hashed (SHA-256, 128 bits in hex): a repeat of
+    /// the event id with another fingerprint is a different event.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::json!([
+            1,
+            self.kind.as_str(),
+            self.occurred_given.then_some(self.occurred_ms),
+            self.scan_token,
+            self.code,
+            self.visitor_id,
+            self.customer_id,
+            self.amount,
+            self.currency,
+            self.purchase_event_id,
+        ]);
+        let digest = Sha256::digest(canonical.to_string().as_bytes());
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Why a reported conversion cannot be taken, or could not be decided.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// The event contradicts what is stored (a refund of an unknown purchase,
+    /// or of more than is left of it): `field` is the one to fix.
+    #[error("{field}: {message}")]
+    Rejected {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] SinkError),
+}
+
+fn rejected(field: &'static str, message: impl Into<String>) -> DecideError {
+    DecideError::Rejected {
+        field,
+        message: message.into(),
+    }
 }
 
 /// What attribution needs to know about a code.
@@ -51,6 +107,24 @@ pub struct Decision {
     pub notes: Vec<String>,
     /// The customer link to store with the claim.
     pub customer_link: Option<CustomerLink>,
+    /// For a refund: its purchase's refunded totals before and after it.
+    pub refund: Option<RefundOf>,
+}
+
+impl Decision {
+    /// What to claim: the decision, the fingerprint of `reported` and the
+    /// purchase a refund refunds.
+    pub fn record(&self, fingerprint: String) -> ClaimRecord {
+        ClaimRecord {
+            conversion: self.conversion.clone(),
+            fingerprint,
+            purchase_event_id: self
+                .refund
+                .as_ref()
+                .map(|r| r.purchase_event_id.clone())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// Decides attribution and earnings. `terms` looks a code up (None: unknown code).
@@ -59,7 +133,10 @@ pub async fn decide(
     signer: &Signer,
     live: &LiveStore,
     terms: impl Fn(&str) -> Option<CodeTerms>,
-) -> Result<Decision, SinkError> {
+) -> Result<Decision, DecideError> {
+    if reported.kind == ConversionKind::Refund {
+        return decide_refund(reported, live).await;
+    }
     let mut notes = Vec::new();
     let at = reported.occurred_ms;
     let within = |scan_ms: u64, window_ms: u64| {
@@ -192,7 +269,135 @@ pub async fn decide(
         conversion,
         notes,
         customer_link,
+        refund: None,
     })
+}
+
+/// A refund: the purchase it refunds (see the module docs) and the share of
+/// that purchase's earnings it claws back.
+async fn decide_refund(reported: Reported, live: &LiveStore) -> Result<Decision, DecideError> {
+    let (purchase, before) = match (&reported.purchase_event_id, &reported.customer_id) {
+        (Some(id), _) => {
+            let Some(purchase) = live.claimed(id).await? else {
+                return Err(rejected(
+                    "purchase_event_id",
+                    format!("no purchase with event_id '{id}' was reported"),
+                ));
+            };
+            let p = &purchase.conversion;
+            if p.kind != ConversionKind::Purchase {
+                return Err(rejected(
+                    "purchase_event_id",
+                    format!("event '{id}' is a {}, not a purchase", p.kind.as_str()),
+                ));
+            }
+            if let Some(customer) = &reported.customer_id {
+                if !p.customer_id.is_empty() && p.customer_id != *customer {
+                    return Err(rejected(
+                        "customer_id",
+                        format!("purchase '{id}' was made by another customer"),
+                    ));
+                }
+            }
+            let before = live.refunded(id).await?;
+            (purchase, before)
+        }
+        (None, Some(customer)) => match live.latest_refundable_purchase(customer).await? {
+            Some(found) => found,
+            None => {
+                return Err(rejected(
+                    "customer_id",
+                    "no purchase to refund for this customer (none was reported, or all are fully refunded)",
+                ))
+            }
+        },
+        (None, None) => {
+            return Err(rejected(
+                "purchase_event_id",
+                "a refund names its purchase: send purchase_event_id (the purchase's event_id), \
+                 or customer_id to refund that customer's latest purchase not yet fully refunded",
+            ))
+        }
+    };
+    let p = &purchase.conversion;
+    if !reported.currency.is_empty() && reported.currency != p.currency {
+        return Err(rejected(
+            "currency",
+            format!(
+                "is {}, but purchase '{}' was in {}",
+                reported.currency, p.event_id, p.currency
+            ),
+        ));
+    }
+    let left = p.amount - before.amount;
+    if reported.amount > left {
+        return Err(rejected(
+            "amount",
+            format!(
+                "{} is more than is left to refund of purchase '{}': {left} of {} {}",
+                reported.amount, p.event_id, p.amount, p.currency
+            ),
+        ));
+    }
+    let after_amount = before.amount + reported.amount;
+    let clawback = clawback(p.earnings, p.amount, before, after_amount);
+    let mut notes = Vec::new();
+    if reported.scan_token.is_some() || reported.code.is_some() {
+        notes.push(format!(
+            "a refund follows its purchase's attribution ('{}'): scan_id and code are not used",
+            p.event_id
+        ));
+    }
+    let refund = RefundOf {
+        purchase_event_id: p.event_id.clone(),
+        before,
+        after: Refunded {
+            amount: after_amount,
+            earnings: before.earnings + clawback,
+        },
+    };
+    let conversion = Conversion {
+        event_id: reported.event_id,
+        kind: ConversionKind::Refund,
+        occurred_ms: reported.occurred_ms,
+        received_ms: reported.received_ms,
+        code: p.code.clone(),
+        owner: p.owner.clone(),
+        channel: p.channel.clone(),
+        scan_id: p.scan_id.clone(),
+        scan_ms: p.scan_ms,
+        visitor_id: reported.visitor_id.unwrap_or_else(|| p.visitor_id.clone()),
+        customer_id: reported
+            .customer_id
+            .unwrap_or_else(|| p.customer_id.clone()),
+        amount: reported.amount,
+        currency: p.currency.clone(),
+        rule: p.rule,
+        earnings: -clawback,
+        earnings_currency: p.earnings_currency.clone(),
+        repeat: false,
+    };
+    Ok(Decision {
+        conversion,
+        notes,
+        customer_link: None,
+        refund: Some(refund),
+    })
+}
+
+/// What a refund bringing a purchase's refunded amount from `before.amount`
+/// to `after_amount` claws back (a positive number): the refunded share of
+/// the purchase's `earnings`, rounded half up on the running total so that
+/// a purchase refunded in parts gives back exactly what it earned, and never
+/// more than what remains credited.
+pub fn clawback(earnings: i64, amount: i64, before: Refunded, after_amount: i64) -> i64 {
+    let credited = earnings.max(0);
+    if amount <= 0 || credited == 0 {
+        return 0;
+    }
+    let (e, a, r) = (credited as i128, amount as i128, after_amount as i128);
+    let total = ((2 * e * r + a) / (2 * a)).min(e) as i64;
+    (total - before.earnings).clamp(0, (credited - before.earnings).max(0))
 }
 
 /// Whether the earnings of a conversion that occurred at `occurred_ms` are
@@ -259,6 +464,67 @@ mod tests {
             purchase_bps: 1000,
             cap: Some(5000),
         }
+    }
+
+    #[test]
+    fn clawbacks_share_the_purchase_earnings_and_never_exceed_them() {
+        let none = Refunded::default();
+        // A third of 100.00 that earned 50.00 (capped).
+        assert_eq!(clawback(5_000, 100_000, none, 33_333), 1_667);
+        // Parts add up to exactly the earnings.
+        let mut before = none;
+        let mut total = 0;
+        for part in [33_333, 33_333, 33_334] {
+            let c = clawback(5_000, 100_000, before, before.amount + part);
+            total += c;
+            before = Refunded {
+                amount: before.amount + part,
+                earnings: before.earnings + c,
+            };
+        }
+        assert_eq!(total, 5_000);
+        // Never more than what remains credited, never negative.
+        let most = Refunded {
+            amount: 10,
+            earnings: 4_999,
+        };
+        assert_eq!(clawback(5_000, 100_000, most, 100_000), 1);
+        assert_eq!(clawback(5_000, 100_000, most, 200_000), 1);
+        assert_eq!(clawback(0, 100_000, none, 100_000), 0);
+        assert_eq!(clawback(5_000, 0, none, 0), 0);
+        assert_eq!(clawback(-5, 100, none, 100), 0);
+    }
+
+    #[test]
+    fn fingerprints_are_what_was_sent() {
+        let r = Reported {
+            event_id: "e1".into(),
+            kind: ConversionKind::Refund,
+            occurred_ms: 1_000,
+            occurred_given: false,
+            received_ms: 1_000,
+            scan_token: None,
+            code: None,
+            visitor_id: None,
+            customer_id: Some("c".into()),
+            amount: 5,
+            currency: String::new(),
+            purchase_event_id: None,
+        };
+        let mut later = r.clone();
+        (later.occurred_ms, later.received_ms) = (9_000, 9_000);
+        assert_eq!(
+            r.fingerprint(),
+            later.fingerprint(),
+            "receipt time is not sent"
+        );
+        assert_eq!(r.fingerprint().len(), 32);
+        let mut other = r.clone();
+        other.purchase_event_id = Some("p".into());
+        assert_ne!(r.fingerprint(), other.fingerprint());
+        let mut given = r.clone();
+        given.occurred_given = true;
+        assert_ne!(r.fingerprint(), given.fingerprint());
     }
 
     #[test]

@@ -7,9 +7,9 @@ use codelink_analytics::batch::Batch;
 use codelink_analytics::config::{Config, RecorderSettings, RedisConfig};
 use codelink_analytics::event::{Conversion, ConversionKind, RawScan, Rule, Scan, Source};
 use codelink_analytics::ledger::{CodeTerms, Reported};
-use codelink_analytics::records::{Claim, CustomerLink};
+use codelink_analytics::records::{Claim, ClaimRecord, CustomerLink, RefundOf, Refunded};
 use codelink_analytics::sink::{EmbeddedSink, LiveStore, RedisCounters, Sink};
-use codelink_analytics::{Analytics, ScanId};
+use codelink_analytics::{Analytics, Error, ScanId};
 use codelink_shared::CommissionPlan;
 use codelink_testkit::RedisServer;
 use std::sync::Arc;
@@ -202,26 +202,38 @@ fn link(code: &str) -> CustomerLink {
 
 async fn claims_keep_the_first_answer_and_release_only_their_own(kind: Kind) {
     let f = fixture(kind);
-    let first = conversion("e1", "spring", 200);
-    let second = conversion("e1", "autumn", 999);
+    let mut first = ClaimRecord::of(conversion("e1", "spring", 200));
+    first.fingerprint = "f1".into();
+    let second = ClaimRecord::of(conversion("e1", "autumn", 999));
     assert_eq!(
-        f.live.claim(&first, Some(&link("spring"))).await.unwrap(),
+        f.live
+            .claim(&first, Some(&link("spring")), None)
+            .await
+            .unwrap(),
         Claim::New
     );
     assert_eq!(
-        f.live.claim(&second, Some(&link("autumn"))).await.unwrap(),
+        f.live
+            .claim(&second, Some(&link("autumn")), None)
+            .await
+            .unwrap(),
         Claim::Existing(Box::new(first.clone())),
         "{kind:?}"
     );
+    assert_eq!(f.live.claimed("e1").await.unwrap(), Some(first.clone()));
+    assert_eq!(f.live.claimed("e9").await.unwrap(), None);
     // The customer keeps the first link.
     assert_eq!(
         f.live.customer("cust-1").await.unwrap(),
         Some(link("spring"))
     );
     // A second event of the same customer does not replace the link either.
-    let other = conversion("e2", "autumn", 1);
+    let other = ClaimRecord::of(conversion("e2", "autumn", 1));
     assert_eq!(
-        f.live.claim(&other, Some(&link("autumn"))).await.unwrap(),
+        f.live
+            .claim(&other, Some(&link("autumn")), None)
+            .await
+            .unwrap(),
         Claim::New
     );
     assert_eq!(
@@ -230,14 +242,14 @@ async fn claims_keep_the_first_answer_and_release_only_their_own(kind: Kind) {
     );
     assert_eq!(f.live.customer("nobody").await.unwrap(), None);
     // Releasing with an answer that is not the claimed one leaves the claim.
-    f.live.release(&second).await.unwrap();
+    f.live.release(&second, None).await.unwrap();
     assert!(matches!(
-        f.live.claim(&second, None).await.unwrap(),
+        f.live.claim(&second, None, None).await.unwrap(),
         Claim::Existing(_)
     ));
     // Releasing the claimed answer frees the event id.
-    f.live.release(&first).await.unwrap();
-    assert_eq!(f.live.claim(&second, None).await.unwrap(), Claim::New);
+    f.live.release(&first, None).await.unwrap();
+    assert_eq!(f.live.claim(&second, None, None).await.unwrap(), Claim::New);
 }
 both!(claims_keep_the_first_answer_and_release_only_their_own);
 
@@ -254,6 +266,7 @@ fn reported(event_id: &str, kind: ConversionKind) -> Reported {
         event_id: event_id.into(),
         kind,
         occurred_ms: now,
+        occurred_given: false,
         received_ms: now,
         scan_token: None,
         code: None,
@@ -261,6 +274,7 @@ fn reported(event_id: &str, kind: ConversionKind) -> Reported {
         customer_id: None,
         amount: 0,
         currency: String::new(),
+        purchase_event_id: None,
     }
 }
 
@@ -330,7 +344,7 @@ async fn attribution_rules_through_the_front_door(kind: Kind) {
     by_visitor.code = Some("spring".into());
     by_visitor.visitor_id = Some("visitor-1".into());
     by_visitor.customer_id = Some("cust-9".into());
-    let mut inherited = reported("t3", ConversionKind::Refund);
+    let mut inherited = reported("t3", ConversionKind::Purchase);
     inherited.customer_id = Some("cust-9".into());
     (inherited.amount, inherited.currency) = (1000, "EUR".into());
     let mut code_only = reported("t4", ConversionKind::Signup);
@@ -375,24 +389,341 @@ async fn attribution_rules_through_the_front_door(kind: Kind) {
     assert_eq!(c(1).scan_id, latest.scan_id.to_string(), "{kind:?}");
     assert_eq!(c(1).channel, "yt");
     assert_eq!(c(1).earnings, 200);
-    // The refund follows the customer's signup, and claws back.
+    // The customer's purchase follows the customer's signup.
     assert_eq!(c(2).scan_id, latest.scan_id.to_string());
-    assert_eq!(c(2).earnings, -100);
+    assert_eq!(c(2).earnings, 100);
     assert_eq!(c(3).scan_id, "");
     assert!(outcomes[4].notes[0].contains("does not exist"));
     assert!(outcomes[5].notes[0].contains("not a valid scan token"));
     assert!(outcomes.iter().all(|o| !o.duplicate && !o.confirmed));
 
-    // Reported again: the first answers come back, marked as duplicates.
+    // Reported again: the first answer comes back, marked as a duplicate.
     let mut again = reported("t2", ConversionKind::Signup);
-    again.code = Some("spring".into()); // no visitor this time: would be code_only
+    again.code = Some("spring".into());
+    again.visitor_id = Some("visitor-1".into());
+    again.customer_id = Some("cust-9".into());
     let outcomes = analytics
-        .report_conversions(vec![again], now_ms(), terms)
+        .report_conversions(vec![again.clone()], now_ms(), terms)
         .await
         .unwrap();
     assert!(outcomes[0].duplicate);
     assert_eq!(outcomes[0].conversion.rule, Rule::Visitor, "{kind:?}");
+    // With another body (no visitor this time) it is another event: refused.
+    again.visitor_id = None;
+    let refused = analytics
+        .report_conversions(vec![again], now_ms(), terms)
+        .await;
+    assert!(
+        matches!(refused, Err(Error::IdempotencyConflict { .. })),
+        "{kind:?}: {refused:?}"
+    );
 
     tasks.stop(&analytics, Duration::from_secs(5)).await;
 }
 both!(attribution_rules_through_the_front_door);
+
+fn purchase_record(event_id: &str, customer: &str, occurred_ms: u64, amount: i64) -> ClaimRecord {
+    let mut c = conversion(event_id, "spring", amount / 10);
+    c.kind = ConversionKind::Purchase;
+    c.customer_id = customer.into();
+    c.occurred_ms = occurred_ms;
+    (c.amount, c.currency) = (amount, "EUR".into());
+    ClaimRecord::of(c)
+}
+
+/// A refund's claim moves its purchase's refunded totals in the same atomic
+/// step, only from the totals it was decided on; release undoes both.
+async fn refund_claims_move_their_purchase_totals_atomically(kind: Kind) {
+    let f = fixture(kind);
+    let older = purchase_record("p1", "cust-1", T0, 10_000);
+    let newer = purchase_record("p2", "cust-1", T0 + 1_000, 5_000);
+    for p in [&newer, &older] {
+        assert_eq!(f.live.claim(p, None, None).await.unwrap(), Claim::New);
+    }
+    let other = purchase_record("p3", "cust-2", T0 + 2_000, 7_000);
+    f.live.claim(&other, None, None).await.unwrap();
+    // The latest by time of occurrence, not by claim order.
+    let (found, refunded) = f
+        .live
+        .latest_refundable_purchase("cust-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.conversion.event_id.as_str(), refunded),
+        ("p2", Refunded::default()),
+        "{kind:?}"
+    );
+    assert_eq!(
+        f.live.latest_refundable_purchase("nobody").await.unwrap(),
+        None
+    );
+
+    let mut refund = conversion("r1", "spring", -500);
+    refund.kind = ConversionKind::Refund;
+    let mut record = ClaimRecord::of(refund);
+    record.purchase_event_id = "p2".into();
+    let full = RefundOf {
+        purchase_event_id: "p2".into(),
+        before: Refunded::default(),
+        after: Refunded {
+            amount: 5_000,
+            earnings: 500,
+        },
+    };
+    assert_eq!(
+        f.live.claim(&record, None, Some(&full)).await.unwrap(),
+        Claim::New
+    );
+    assert_eq!(f.live.refunded("p2").await.unwrap(), full.after);
+    assert_eq!(f.live.claimed("r1").await.unwrap(), Some(record.clone()));
+    // p2 is fully refunded: the customer's next refund goes to p1.
+    let (found, _) = f
+        .live
+        .latest_refundable_purchase("cust-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.conversion.event_id, "p1", "{kind:?}");
+    // A refund decided on totals that have changed since claims nothing.
+    let mut late = ClaimRecord::of(conversion("r2", "spring", -100));
+    late.conversion.kind = ConversionKind::Refund;
+    let stale = RefundOf {
+        purchase_event_id: "p2".into(),
+        before: Refunded::default(),
+        after: Refunded {
+            amount: 1_000,
+            earnings: 100,
+        },
+    };
+    assert_eq!(
+        f.live.claim(&late, None, Some(&stale)).await.unwrap(),
+        Claim::Stale,
+        "{kind:?}"
+    );
+    assert_eq!(f.live.claimed("r2").await.unwrap(), None);
+    assert_eq!(f.live.refunded("p2").await.unwrap(), full.after);
+    // Releasing the refund gives its share back to the purchase.
+    f.live.release(&record, Some(&full)).await.unwrap();
+    assert_eq!(f.live.claimed("r1").await.unwrap(), None);
+    assert_eq!(f.live.refunded("p2").await.unwrap(), Refunded::default());
+    // Releasing a purchase takes it out of the customer's purchases.
+    f.live.release(&newer, None).await.unwrap();
+    f.live.release(&older, None).await.unwrap();
+    assert_eq!(
+        f.live.latest_refundable_purchase("cust-1").await.unwrap(),
+        None,
+        "{kind:?}"
+    );
+}
+both!(refund_claims_move_their_purchase_totals_atomically);
+
+async fn open_analytics(
+    kind: Kind,
+) -> (
+    Analytics,
+    codelink_analytics::AnalyticsTasks,
+    tempfile::TempDir,
+    Option<RedisServer>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = matches!(kind, Kind::Redis).then(RedisServer::start);
+    let mut config = Config::embedded(dir.path(), b"conformance-secret");
+    config.redis = redis.as_ref().map(|r| RedisConfig {
+        url: r.url(),
+        prefix: "refunds".into(),
+    });
+    config.recorder = RecorderSettings {
+        flush_interval: Duration::from_millis(20),
+        ..RecorderSettings::default()
+    };
+    let (analytics, tasks) = Analytics::open(config).await.unwrap();
+    (analytics, tasks, dir, redis)
+}
+
+fn purchase(event_id: &str, customer: &str, amount: i64) -> Reported {
+    let mut p = reported(event_id, ConversionKind::Purchase);
+    p.code = Some("spring".into());
+    p.customer_id = Some(customer.into());
+    (p.amount, p.currency) = (amount, "EUR".into());
+    p
+}
+
+fn refund(event_id: &str, customer: Option<&str>, purchase: Option<&str>, amount: i64) -> Reported {
+    let mut r = reported(event_id, ConversionKind::Refund);
+    r.customer_id = customer.map(str::to_string);
+    r.purchase_event_id = purchase.map(str::to_string);
+    r.amount = amount;
+    r
+}
+
+/// Refunds through the front door: tied to their purchase, never more than
+/// it, clawing back its share of what it earned; a refused report keeps
+/// nothing (refund totals included).
+async fn refunds_never_claw_back_more_than_was_credited(kind: Kind) {
+    let (analytics, tasks, _dir, _redis) = open_analytics(kind).await;
+    let report = |events: Vec<Reported>| {
+        let a = analytics.clone();
+        async move { a.report_conversions(events, now_ms(), terms).await }
+    };
+    let earnings = |r: Result<Vec<codelink_analytics::conversions::Outcome>, Error>| {
+        r.unwrap()
+            .iter()
+            .map(|o| o.conversion.earnings)
+            .collect::<Vec<_>>()
+    };
+    // 10 % of 100.00 capped at 50.00; 10 % of 30.00.
+    let mut first = purchase("p1", "cust-1", 100_000);
+    first.occurred_ms -= 60_000;
+    assert_eq!(earnings(report(vec![first]).await), [5_000]);
+    assert_eq!(
+        earnings(report(vec![purchase("p2", "cust-1", 3_000)]).await),
+        [300]
+    );
+
+    // No purchase named, none for this customer, or an unknown one: refused.
+    let rejected = |r: Result<Vec<codelink_analytics::conversions::Outcome>, Error>| match r {
+        Err(Error::Rejected { field, message, .. }) => format!("{field}: {message}"),
+        other => panic!("{kind:?}: not rejected: {other:?}"),
+    };
+    let m = rejected(report(vec![refund("r0", None, None, 100)]).await);
+    assert!(
+        m.starts_with("purchase_event_id: a refund names its purchase"),
+        "{m}"
+    );
+    let m = rejected(report(vec![refund("r0", Some("cust-0"), None, 100)]).await);
+    assert!(m.contains("no purchase to refund for this customer"), "{m}");
+    let m = rejected(report(vec![refund("r0", None, Some("p404"), 100)]).await);
+    assert!(m.contains("no purchase with event_id 'p404'"), "{m}");
+    // More than the purchase: refused, not capped.
+    let m = rejected(report(vec![refund("r0", None, Some("p2"), 3_001)]).await);
+    assert!(m.starts_with("amount: 3001 is more than is left"), "{m}");
+
+    // By customer: the latest purchase (p2); its share of p2's 300.
+    let out = report(vec![refund("r1", Some("cust-1"), None, 1_000)])
+        .await
+        .unwrap();
+    assert_eq!(out[0].purchase_event_id.as_deref(), Some("p2"), "{kind:?}");
+    assert_eq!(out[0].conversion.earnings, -100);
+    assert_eq!(out[0].conversion.code, "spring");
+    assert_eq!(out[0].conversion.currency, "EUR", "the purchase's currency");
+    // What is left of p2 is 2000: 2500 is refused, 2000 claws back the rest.
+    let m = rejected(report(vec![refund("r2", Some("cust-1"), None, 2_500)]).await);
+    assert!(m.contains("2000 of 3000 EUR"), "{m}");
+    assert_eq!(
+        earnings(report(vec![refund("r2", Some("cust-1"), None, 2_000)]).await),
+        [-200]
+    );
+    // p2 is fully refunded: the next one goes to p1, capped earnings shared
+    // by amount (a third of the amount → a third of the 5000 credited).
+    let out = report(vec![refund("r3", Some("cust-1"), None, 33_333)])
+        .await
+        .unwrap();
+    assert_eq!(out[0].purchase_event_id.as_deref(), Some("p1"));
+    assert_eq!(out[0].conversion.earnings, -1_667);
+    // The rest of p1 in two parts: together exactly what it earned.
+    assert_eq!(
+        earnings(report(vec![refund("r4", None, Some("p1"), 33_333)]).await),
+        [-1_666]
+    );
+    assert_eq!(
+        earnings(report(vec![refund("r5", None, Some("p1"), 33_334)]).await),
+        [-1_667]
+    );
+    let m = rejected(report(vec![refund("r6", None, Some("p1"), 1)]).await);
+    assert!(m.contains("0 of 100000 EUR"), "{m}");
+    let m = rejected(report(vec![refund("r6", Some("cust-1"), None, 1)]).await);
+    assert!(m.contains("no purchase to refund"), "{m}");
+
+    // A repeat of a refund keeps its answer, though its purchase is now
+    // fully refunded; with another body it is a conflict.
+    let out = report(vec![refund("r2", Some("cust-1"), None, 2_000)])
+        .await
+        .unwrap();
+    assert!(out[0].duplicate);
+    assert_eq!(out[0].conversion.earnings, -200);
+    assert_eq!(out[0].purchase_event_id.as_deref(), Some("p2"));
+    match report(vec![refund("r2", Some("cust-1"), None, 1_999)]).await {
+        Err(Error::IdempotencyConflict { index: 0, event_id }) => assert_eq!(event_id, "r2"),
+        other => panic!("{kind:?}: {other:?}"),
+    }
+    // A refund of a signup is refused.
+    let mut signup = reported("s1", ConversionKind::Signup);
+    signup.code = Some("spring".into());
+    report(vec![signup]).await.unwrap();
+    let m = rejected(report(vec![refund("r7", None, Some("s1"), 0)]).await);
+    assert!(m.contains("is a signup, not a purchase"), "{m}");
+
+    // A refused report keeps nothing: neither the purchase nor the refund
+    // of it that came before the refused event in the same report.
+    let batch = vec![
+        purchase("p3", "cust-3", 1_000),
+        refund("r8", None, Some("p3"), 400),
+        refund("r9", None, Some("p404"), 1),
+    ];
+    match report(batch).await {
+        Err(Error::Rejected {
+            index: 2, field, ..
+        }) => assert_eq!(field, "purchase_event_id"),
+        other => panic!("{kind:?}: {other:?}"),
+    }
+    let m = rejected(report(vec![refund("r8", None, Some("p3"), 400)]).await);
+    assert!(m.contains("no purchase with event_id 'p3'"), "{m}");
+    let batch = vec![
+        purchase("p3", "cust-3", 1_000),
+        refund("r8", None, Some("p3"), 400),
+        refund("r10", Some("cust-3"), None, 600),
+    ];
+    assert_eq!(earnings(report(batch).await), [100, -40, -60], "{kind:?}");
+
+    tasks.stop(&analytics, Duration::from_secs(5)).await;
+}
+both!(refunds_never_claw_back_more_than_was_credited);
+
+/// The same event id with the same body is a duplicate; with any field the
+/// brand sent changed, a conflict, and the report keeps nothing.
+async fn event_ids_are_idempotency_keys(kind: Kind) {
+    let (analytics, tasks, _dir, _redis) = open_analytics(kind).await;
+    let report = |events: Vec<Reported>| {
+        let a = analytics.clone();
+        async move { a.report_conversions(events, now_ms(), terms).await }
+    };
+    let mut sent = purchase("k1", "cust-1", 2_000);
+    sent.occurred_given = true;
+    report(vec![sent.clone()]).await.unwrap();
+    // Received later (another receipt time): the same body.
+    let mut again = sent.clone();
+    again.received_ms += 5_000;
+    let out = report(vec![again]).await.unwrap();
+    assert!(out[0].duplicate, "{kind:?}");
+    let changes: Vec<fn(&mut Reported)> = vec![
+        |r| r.amount += 1,
+        |r| r.currency = "USD".into(),
+        |r| r.customer_id = Some("cust-2".into()),
+        |r| r.code = None,
+        |r| r.visitor_id = Some("v".into()),
+        |r| r.scan_token = Some("t".into()),
+        |r| r.occurred_ms -= 1_000,
+        |r| r.occurred_given = false,
+        |r| r.kind = ConversionKind::Signup,
+    ];
+    for (n, change) in changes.into_iter().enumerate() {
+        let mut changed = sent.clone();
+        change(&mut changed);
+        // After a new event, so that the conflict also releases that one.
+        let fresh = reported(&format!("new-{n}"), ConversionKind::Signup);
+        match report(vec![fresh, changed]).await {
+            Err(Error::IdempotencyConflict { index: 1, .. }) => {}
+            other => panic!("{kind:?} change {n}: {other:?}"),
+        }
+        let out = report(vec![reported(&format!("new-{n}"), ConversionKind::Signup)])
+            .await
+            .unwrap();
+        assert!(
+            !out[0].duplicate,
+            "{kind:?} change {n}: the report was kept"
+        );
+    }
+    tasks.stop(&analytics, Duration::from_secs(5)).await;
+}
+both!(event_ids_are_idempotency_keys);

@@ -98,6 +98,7 @@ pub async fn create_code(
     record.created_at = now;
     record.updated_at = now;
     record.validate()?;
+    check_qr_preset(&record)?;
     state.store.insert_new(record.clone()).await?;
     state.codes.upsert(record.clone());
     Ok(record)
@@ -121,12 +122,23 @@ pub async fn change_code(
             code,
             Box::new(move |r: &mut CodeRecord| {
                 change.apply(r, now);
-                Ok(())
+                check_qr_preset(r)
             }),
         )
         .await?;
     state.codes.upsert(record.clone());
     Ok(record)
+}
+
+/// A QR preset's colours must read as a request's must (dark on light,
+/// enough contrast).
+fn check_qr_preset(record: &CodeRecord) -> Result<(), ValidationError> {
+    match &record.qr {
+        Some(style) => crate::qr_render::preset(style)
+            .map(|_| ())
+            .map_err(|e| ValidationError::new("qr", e.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Issues a creator or ingest key: the stored key and its secret (shown once).

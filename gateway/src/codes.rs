@@ -9,13 +9,14 @@ use arc_swap::ArcSwap;
 use codelink_shared::CodeRecord;
 use std::collections::HashMap;
 use std::sync::Arc;
-use url::Url;
+use url::{form_urlencoded, Position, Url};
 
 /// Where one variant (the bare code, or one channel) redirects to, precomputed so
 /// that a redirect only appends the scan id.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The destination up to (not including) the fragment, UTM parameters merged in.
+    /// The destination up to (not including) the fragment, its query as given
+    /// with the channel's UTM parameters appended.
     pub base: String,
     /// Whether `base` already has a query (the scan id then follows `&`, else `?`).
     pub has_query: bool,
@@ -24,34 +25,50 @@ pub struct Target {
 }
 
 impl Target {
+    /// The destination's query is kept byte for byte (signed URLs stay valid):
+    /// the channel's UTM parameters (form-urlencoded) are appended after it.
+    /// Only whole `key=value` segments are removed: a destination's parameter
+    /// named like one the channel sets (the channel's value wins) and a stale
+    /// scan parameter (each scan brings its own), keys compared decoded.
     fn build(destination: &Url, utm: &[(&str, &str)], scan_param: &str) -> Self {
-        let mut url = destination.clone();
-        let fragment = url.fragment().map(|f| format!("#{f}")).unwrap_or_default();
-        url.set_fragment(None);
-        // Keep the destination's query; a channel's UTM value replaces a same-named
-        // one, and a stale scan parameter is dropped (each scan brings its own).
-        let kept: Vec<(String, String)> = url
-            .query_pairs()
-            .filter(|(k, _)| k != scan_param && !utm.iter().any(|(u, _)| k == u))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let rewrite = kept.len() != url.query_pairs().count() || !utm.is_empty();
-        if rewrite {
-            if kept.is_empty() && utm.is_empty() {
-                url.set_query(None);
-            } else {
-                let mut q = url.query_pairs_mut();
-                q.clear();
-                q.extend_pairs(kept.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                q.extend_pairs(utm.iter().copied());
+        let fragment = destination
+            .fragment()
+            .map(|f| format!("#{f}"))
+            .unwrap_or_default();
+        let mut base = destination[..Position::AfterPath].to_string();
+        let mut query = String::new();
+        if let Some(q) = destination.query() {
+            let mut first = true;
+            for segment in q.split('&') {
+                let replaced = form_urlencoded::parse(segment.as_bytes())
+                    .next()
+                    .is_some_and(|(k, _)| k == scan_param || utm.iter().any(|(u, _)| k == *u));
+                if !replaced {
+                    if !first {
+                        query.push('&');
+                    }
+                    query.push_str(segment);
+                    first = false;
+                }
             }
         }
-        if url.query() == Some("") {
-            url.set_query(None);
+        if !utm.is_empty() {
+            let appended = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(utm)
+                .finish();
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&appended);
+        }
+        let has_query = !query.is_empty();
+        if has_query {
+            base.push('?');
+            base.push_str(&query);
         }
         Self {
-            has_query: url.query().is_some(),
-            base: url.into(),
+            base,
+            has_query,
             fragment,
         }
     }
@@ -82,8 +99,13 @@ pub struct CompiledCode {
 impl CompiledCode {
     /// Compiles a record that has passed validation. `None` if the stored
     /// destination no longer parses (a corrupt record is skipped, not served).
-    pub fn compile(record: CodeRecord, scan_param: &str) -> Option<Self> {
+    /// The record's destination is held normalised, as it is followed: a record
+    /// stored as typed before destinations were normalised shows what it serves.
+    pub fn compile(mut record: CodeRecord, scan_param: &str) -> Option<Self> {
         let url = Url::parse(&record.destination).ok()?;
+        if url.as_str() != record.destination {
+            record.destination = url.as_str().to_string();
+        }
         let default = Target::build(&url, &[], scan_param);
         let channels = record
             .channels
@@ -206,6 +228,7 @@ mod tests {
             )]),
             commission: None,
             attribution_window_days: 30,
+            qr: None,
             created_at: 0,
             updated_at: 0,
         }
@@ -234,6 +257,64 @@ mod tests {
         assert_eq!(
             c.default.location("cl_scan", "ID"),
             "https://shop.example/p?ref=x&utm_source=old&cl_scan=ID#buy"
+        );
+    }
+
+    #[test]
+    fn query_bytes_kept_as_given_and_only_appended_to() {
+        let c = CompiledCode::compile(
+            record("https://shop.example/p?sig=a%20b&flag&x=1&e=&s=a+b#f"),
+            "cl_scan",
+        )
+        .unwrap();
+        assert_eq!(
+            c.channels["yt"].location("cl_scan", "ID"),
+            "https://shop.example/p?sig=a%20b&flag&x=1&e=&s=a+b\
+             &utm_source=youtube&utm_medium=video+%26+more&cl_scan=ID#f"
+        );
+        assert_eq!(
+            c.default.location("cl_scan", "ID"),
+            "https://shop.example/p?sig=a%20b&flag&x=1&e=&s=a+b&cl_scan=ID#f"
+        );
+    }
+
+    #[test]
+    fn replaced_parameters_matched_decoded_other_segments_untouched() {
+        let c = CompiledCode::compile(
+            record("https://shop.example/p?cl_scan=stale&utm%5Fsource=old&a=%2B+&utm_source&b"),
+            "cl_scan",
+        )
+        .unwrap();
+        assert_eq!(
+            c.channels["yt"].base,
+            "https://shop.example/p?a=%2B+&b&utm_source=youtube&utm_medium=video+%26+more"
+        );
+        assert_eq!(
+            c.default.base,
+            "https://shop.example/p?utm%5Fsource=old&a=%2B+&utm_source&b"
+        );
+        // Only a stale scan parameter: nothing left of the query.
+        let c =
+            CompiledCode::compile(record("https://shop.example/p?cl_scan=x"), "cl_scan").unwrap();
+        assert_eq!(
+            c.default.location("cl_scan", "ID"),
+            "https://shop.example/p?cl_scan=ID"
+        );
+        let c = CompiledCode::compile(record("https://shop.example/p?#top"), "cl_scan").unwrap();
+        assert_eq!(
+            c.default.location("cl_scan", "ID"),
+            "https://shop.example/p?cl_scan=ID#top"
+        );
+    }
+
+    #[test]
+    fn stored_destination_held_as_followed() {
+        let c = CompiledCode::compile(record(r"https://evil.example\@shop.example/"), "cl_scan")
+            .unwrap();
+        assert_eq!(c.record.destination, "https://evil.example/@shop.example/");
+        assert_eq!(
+            c.default.location("cl_scan", "ID"),
+            "https://evil.example/@shop.example/?cl_scan=ID"
         );
     }
 

@@ -15,16 +15,16 @@ use codelink_shared::{ApiKey, CodeChange, CodeRecord, KeyKind, Principal};
 use http::StatusCode;
 use http_body_util::{BodyExt, Limited};
 use std::net::SocketAddr;
-use std::time::Duration;
-
-/// A console form is small; a body that takes longer than this is dropped.
-const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Response {
     let client = state.scans.client_ip(&req, peer);
     let (parts, body) = req.into_parts();
     let limit = state.config.max_body_bytes;
-    let read = tokio::time::timeout(BODY_DEADLINE, Limited::new(body, limit).collect()).await;
+    let read = tokio::time::timeout(
+        state.config.body_timeout(),
+        Limited::new(body, limit).collect(),
+    )
+    .await;
     let body: Bytes = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(_)) => {

@@ -52,7 +52,7 @@ impl ApiError {
 
     pub fn into_response(self) -> Response {
         let body = serde_json::json!({
-            "error": { "code": self.code, "message": self.message }
+            "error": { "code": self.code, "message": capped(&self.message) }
         });
         let mut resp = response::json(self.status, &body);
         if let Some(secs) = self.retry_after {
@@ -67,6 +67,20 @@ impl ApiError {
         }
         resp
     }
+}
+
+/// Messages quote the input they refuse; a long input is quoted in part.
+const MAX_MESSAGE: usize = 500;
+
+fn capped(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE {
+        return message.into();
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &message[..end], message.len()).into()
 }
 
 impl From<ValidationError> for ApiError {

@@ -65,6 +65,20 @@ fn load_or_generate(path: &Path) -> anyhow::Result<(String, bool)> {
     Ok((key, true))
 }
 
+/// Makes `path` readable and writable by its owner only (0600), as the key
+/// files are; a no-op where file modes do not exist.
+pub fn owner_only(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| anyhow::anyhow!("cannot restrict {} to its owner: {e}", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Compares a presented key with the real one in time that does not depend on
 /// where they first differ.
 pub fn matches(presented: &[u8], real: &[u8]) -> bool {

@@ -43,6 +43,7 @@ pub async fn build(
     bound: std::net::SocketAddr,
 ) -> anyhow::Result<(Arc<AppState>, Background)> {
     config.validate()?;
+    metrics::install_panic_counter();
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
     })?;
@@ -69,6 +70,8 @@ pub async fn build(
         scan_ids: codelink_analytics::ScanIdGenerator::new(),
         analytics,
         qr_cache: qr_cache::QrCache::new(config.qr_cache_bytes),
+        qr_renders: tokio::sync::Semaphore::new(config.qr_renders),
+        qr_limiter: scan::keyed_limiter(config.qr_renders_per_ip, config.qr_render_burst_per_ip),
         metrics: metrics::Metrics::default(),
         config,
     });

@@ -42,9 +42,9 @@ impl Route {
 }
 
 /// Statuses the gateway answers with; anything else is counted as "other".
-const STATUSES: [u16; 21] = [
+const STATUSES: [u16; 22] = [
     200, 201, 202, 204, 302, 303, 304, 400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 422, 429,
-    500, 503,
+    431, 500, 503,
 ];
 const STATUS_SLOTS: usize = STATUSES.len() + 1;
 
@@ -56,6 +56,22 @@ const BUCKETS_US: [u64; 14] = [
 const BUCKET_SLOTS: usize = BUCKETS_US.len() + 1;
 const ROUTES: usize = Route::ALL.len();
 
+/// Panics anywhere in the process (a request task, a background task): there
+/// should be none; `install_panic_counter` counts them for `/metrics`.
+pub static PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts every panic (and then reports it as before). Installed once.
+pub fn install_panic_counter() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Relaxed);
+            previous(info);
+        }));
+    });
+}
+
 pub struct Metrics {
     requests: [[AtomicU64; STATUS_SLOTS]; ROUTES],
     latency: [[AtomicU64; BUCKET_SLOTS]; ROUTES],
@@ -65,6 +81,9 @@ pub struct Metrics {
     pub code_hits: AtomicU64,
     pub code_misses: AtomicU64,
     pub redis_sync_errors: AtomicU64,
+    /// QR images being rendered now, and the most there ever were at once.
+    pub qr_renders_running: AtomicU64,
+    pub qr_renders_peak: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -78,6 +97,8 @@ impl Default for Metrics {
             code_hits: AtomicU64::new(0),
             code_misses: AtomicU64::new(0),
             redis_sync_errors: AtomicU64::new(0),
+            qr_renders_running: AtomicU64::new(0),
+            qr_renders_peak: AtomicU64::new(0),
         }
     }
 }
@@ -181,6 +202,11 @@ impl Metrics {
                 "Failed polls or reloads of the shared code table in Redis.",
                 &self.redis_sync_errors,
             ),
+            (
+                "codelink_panics_total",
+                "Panics in the process (there should be none).",
+                &PANICS,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -189,6 +215,12 @@ impl Metrics {
                 value.load(Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP codelink_qr_renders_peak The most QR images rendered at once since start (bounded by --qr-renders).\n\
+             # TYPE codelink_qr_renders_peak gauge\ncodelink_qr_renders_peak {}",
+            self.qr_renders_peak.load(Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP codelink_codes_loaded Codes in the in-memory table.\n# TYPE codelink_codes_loaded gauge\ncodelink_codes_loaded {codes_loaded}"

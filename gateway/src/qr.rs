@@ -13,19 +13,23 @@ use crate::state::AppState;
 use bytes::Bytes;
 use codelink_shared::code::{lowercase_slug, MAX_LEN};
 use http::{header, HeaderValue, Method, StatusCode};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
+
+/// How long a render waits for a free slot before the answer is 503.
+const RENDER_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Bumped whenever rendering changes, so old ETags stop matching.
 const RENDER_VERSION: u32 = 2;
 
-pub async fn handle(state: &AppState, req: &Request) -> Response {
-    match render(state, req).await {
+pub async fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Response {
+    match render(state, req, peer).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
 }
 
-async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Response, ApiError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::method_not_allowed("GET, HEAD"));
     }
@@ -39,8 +43,6 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
             "QR images are at /qr/{code}.png or /qr/{code}.svg",
         ));
     };
-    let QrRequest { options, channel } = qr_render::parse_query(req.uri().query())
-        .map_err(|e| ApiError::bad_request("invalid_qr_option", e.to_string()))?;
 
     let mut buf = [0u8; MAX_LEN];
     let Some(entry) = lowercase_slug(code, &mut buf).and_then(|c| state.codes.get(c)) else {
@@ -49,6 +51,16 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     };
     state.metrics.code_hits.fetch_add(1, Relaxed);
     let code = &entry.record.code;
+    // A brand preset changes the defaults (and may forbid other colours).
+    let bad_option =
+        |e: qr_render::QrOptionError| ApiError::bad_request("invalid_qr_option", e.to_string());
+    let QrRequest { options, channel } = match &entry.record.qr {
+        None => qr_render::parse_query(req.uri().query()),
+        Some(style) => qr_render::preset(style).and_then(|base| {
+            qr_render::parse_query_on(req.uri().query(), base, style.custom_colors)
+        }),
+    }
+    .map_err(bad_option)?;
     // `?qr=1` tells the redirect that the scan came from the image, not the link.
     let content = match channel.as_deref() {
         None => format!("{}/{code}?qr=1", state.public_base),
@@ -112,6 +124,36 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
         }
         None => {
             state.metrics.qr_cache_misses.fetch_add(1, Relaxed);
+            // Renders cost CPU (a 4096 px PNG ~11 ms): a rate per address,
+            // and a bounded number at once (so a burst of misses can neither
+            // pin every core nor grow the blocking pool).
+            let client = state.scans.client_ip(req, peer);
+            if let Err(not_until) = state.qr_limiter.check_key(&client) {
+                let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+                let wait = not_until.wait_time_from(now);
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many new QR images from this address; slow down (cached ones are not limited)",
+                );
+                e.retry_after = Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+                return Err(e);
+            }
+            let _permit =
+                match tokio::time::timeout(RENDER_QUEUE_WAIT, state.qr_renders.acquire()).await {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        let mut e = ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "busy",
+                            "too many QR images are being rendered; retry in a second",
+                        );
+                        e.retry_after = Some(1);
+                        return Err(e);
+                    }
+                };
+            let running = state.metrics.qr_renders_running.fetch_add(1, Relaxed) + 1;
+            state.metrics.qr_renders_peak.fetch_max(running, Relaxed);
             // Large images take milliseconds: keep them off the async workers.
             let rendered =
                 tokio::task::spawn_blocking(move || qr_render::render(&content, &options, format))
@@ -122,8 +164,10 @@ async fn render(state: &AppState, req: &Request) -> Result<Response, ApiError> {
                             "render_failed",
                             "QR rendering was interrupted",
                         )
-                    })?
-                    .map_err(|e| ApiError::bad_request("invalid_qr_option", e.to_string()))?;
+                    });
+            state.metrics.qr_renders_running.fetch_sub(1, Relaxed);
+            let rendered =
+                rendered?.map_err(|e| ApiError::bad_request("invalid_qr_option", e.to_string()))?;
             let bytes = Bytes::from(rendered);
             state.qr_cache.insert(key, bytes.clone());
             bytes

@@ -151,7 +151,38 @@ const OPTION_NAMES: [&str; 6] = ["channel", "size", "ecc", "margin", "fg", "bg"]
 /// Parses the query string of a QR image request (without or with the leading
 /// `?`). A missing or empty query gives the defaults.
 pub fn parse_query(query: Option<&str>) -> Result<QrRequest, QrOptionError> {
+    parse_query_on(query, QrOptions::default(), true)
+}
+
+/// The options of a code's brand preset (what its images use unless a
+/// request says otherwise), its colours checked as a request's are.
+pub fn preset(style: &codelink_shared::QrStyle) -> Result<QrOptions, QrOptionError> {
     let mut options = QrOptions::default();
+    if let Some(fg) = &style.fg {
+        options.fg = parse_colour(fg).ok_or_else(|| colour_error("fg"))?;
+    }
+    if let Some(bg) = &style.bg {
+        options.bg = parse_colour(bg).ok_or_else(|| colour_error("bg"))?;
+    }
+    if let Some(ecc) = &style.ecc {
+        options.ecc =
+            parse_ecc(ecc).ok_or_else(|| QrOptionError::new("ecc", "must be one of L, M, Q, H"))?;
+    }
+    if let Some(margin) = style.margin {
+        options.margin = margin.min(MAX_MARGIN);
+    }
+    check_colours(options.fg, options.bg)?;
+    Ok(options)
+}
+
+/// [`parse_query`] over `base` (a code's preset) instead of the defaults;
+/// with `custom_colors` false, `fg` and `bg` are refused.
+pub fn parse_query_on(
+    query: Option<&str>,
+    base: QrOptions,
+    custom_colors: bool,
+) -> Result<QrRequest, QrOptionError> {
+    let mut options = base;
     let mut channel = None;
     // One flag per entry of OPTION_NAMES, to refuse repeats: with two values
     // it is ambiguous which one the client meant.
@@ -185,6 +216,12 @@ pub fn parse_query(query: Option<&str>) -> Result<QrRequest, QrOptionError> {
             "ecc" => {
                 options.ecc = parse_ecc(&value)
                     .ok_or_else(|| QrOptionError::new("ecc", "must be one of L, M, Q, H"))?
+            }
+            "fg" | "bg" if !custom_colors => {
+                return Err(QrOptionError::new(
+                    name,
+                    "this code's QR colours are set by its owner: leave out fg and bg",
+                ))
             }
             "fg" => options.fg = parse_colour(&value).ok_or_else(|| colour_error("fg"))?,
             "bg" => options.bg = parse_colour(&value).ok_or_else(|| colour_error("bg"))?,

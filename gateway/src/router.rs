@@ -8,13 +8,41 @@ use crate::{api, console, ops, qr, redirect};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+/// About how many bytes the request head took (hyper reads a head that
+/// arrives whole at once whatever its size: this bound is checked here).
+fn head_bytes(req: &Request) -> usize {
+    let uri = req.uri();
+    uri.path().len()
+        + uri.query().map_or(0, str::len)
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+}
+
 pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Response {
     let started = Instant::now();
+    if head_bytes(&req) > crate::server::MAX_HEAD_BYTES {
+        let resp = crate::error::ApiError::new(
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "head_too_large",
+            format!(
+                "the request's headers exceed {} bytes",
+                crate::server::MAX_HEAD_BYTES
+            ),
+        )
+        .into_response();
+        state
+            .metrics
+            .observe(Route::Other, resp.status().as_u16(), started.elapsed());
+        return resp;
+    }
     let path = req.uri().path();
     let first = path[1.min(path.len())..].split('/').next().unwrap_or("");
     let (route, resp) = match first {
         "api" => (Route::Api, api::handle(state, req, peer).await),
-        "qr" => (Route::Qr, qr::handle(state, &req).await),
+        "qr" => (Route::Qr, qr::handle(state, &req, peer).await),
         "ui" => (Route::Ui, console::handle(state, req, peer).await),
         "healthz" | "readyz" | "metrics" => {
             let route = if first == "metrics" {

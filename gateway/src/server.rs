@@ -14,6 +14,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// The largest request head read (and the read buffer of a connection).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -26,6 +29,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         // Slow clients may not hold a connection open without sending a request head.
         .header_read_timeout(Duration::from_secs(10))
+        // A request head larger than this is refused (431) instead of
+        // buffered: 64 KiB is room for any real one (hyper's default is
+        // ~400 KiB, × every open connection).
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {

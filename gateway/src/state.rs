@@ -25,6 +25,10 @@ pub struct AppState {
     pub analytics: Analytics,
     pub api_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub qr_cache: QrCache,
+    /// One permit per QR image being rendered (cache misses).
+    pub qr_renders: tokio::sync::Semaphore,
+    /// QR renders per address.
+    pub qr_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub metrics: Metrics,
     /// The web console under `/ui/`.
     pub ui: codelink_dashboards::Dashboards,

@@ -73,7 +73,7 @@ async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        for limiter in [state.scans.limiter(), &state.api_limiter] {
+        for limiter in [state.scans.limiter(), &state.api_limiter, &state.qr_limiter] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

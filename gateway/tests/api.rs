@@ -284,3 +284,250 @@ async fn unknown_api_paths_and_methods() {
     let r = gw.admin.get("/api/v1/codes/no%20such").await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let gw = common::start().await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let auth = format!("{scheme} {}", common::ADMIN_KEY);
+        let r = gw
+            .anon
+            .send(
+                http::Method::GET,
+                "/api/v1/codes",
+                &[("authorization", auth.as_str())],
+                Default::default(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{scheme}");
+    }
+    for bad in [
+        format!("Basic {}", common::ADMIN_KEY),
+        common::ADMIN_KEY.to_string(),
+    ] {
+        let r = gw
+            .anon
+            .send(
+                http::Method::GET,
+                "/api/v1/codes",
+                &[("authorization", bad.as_str())],
+                Default::default(),
+            )
+            .await;
+        assert_eq!(r.status, 401, "{bad}");
+    }
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn error_messages_quote_at_most_a_little_of_the_input() {
+    let gw = common::start().await;
+    let long = "x".repeat(10_000);
+    let r = gw
+        .create(json!({"code": "ALICE10", "destination": format!("https://shop.example/{long} z"), "owner": "alice"}))
+        .await;
+    assert_eq!(r.status, 422);
+    let r = gw
+        .admin
+        .get(&format!("/api/v1/analytics/summary?{long}=1"))
+        .await;
+    assert_eq!(r.status, 400);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.len() < 600, "{} bytes", message.len());
+    assert!(message.contains("bytes in all"), "{message}");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = common::start().await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let big = "a".repeat(100 * 1024);
+    let head =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {big}\r\n\r\n");
+    let _ = s.write_all(head.as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    // A head of ordinary size is fine.
+    let ok = gw
+        .anon
+        .send(
+            http::Method::GET,
+            "/healthz",
+            &[("x-big", &"a".repeat(8 * 1024))],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    gw.stop().await.unwrap();
+}
+
+/// The destination shown is the one followed: stored normalised (the `url`
+/// crate's serialisation), and the forms a person would read as another URL
+/// than the one followed are refused, on create and on change.
+#[tokio::test]
+async fn destination_stored_as_followed_and_ambiguous_forms_are_422() {
+    let gw = common::start().await;
+    for bad in [
+        r"https://evil.example\@shop.example/",
+        r"http:/\evil.example",
+        r"http:\\evil.example/",
+        "https:evil.example",
+        "https:/evil.example/",
+        "https:///evil.example/",
+        "https://@shop.example/",
+        "https://",
+    ] {
+        let r = gw
+            .create(json!({"code": "amb1", "destination": bad, "owner": "a"}))
+            .await;
+        assert_eq!(r.status, 422, "{bad} -> {}", r.text());
+        assert_eq!(r.error_code(), "invalid_field");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.starts_with("destination: "), "{bad} -> {message}");
+    }
+    let r = gw
+        .create(json!({"code": "amb1", "destination": r"https://evil.example\@shop.example/", "owner": "a"}))
+        .await;
+    assert!(r.text().contains("backslash"), "{}", r.text());
+    assert_eq!(gw.anon.get("/amb1").await.status, 404);
+
+    let r = gw
+        .create(json!({"code": "norm1", "destination": "HTTPS://Shop.Example:443/a/../signup?b=%20x&flag#top", "owner": "a"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let shown = "https://shop.example/signup?b=%20x&flag#top";
+    assert_eq!(r.json()["destination"], shown);
+    assert_eq!(
+        gw.admin.get("/api/v1/codes/norm1").await.json()["destination"],
+        shown
+    );
+    let loc = gw
+        .anon
+        .get("/norm1")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    assert!(
+        loc.starts_with("https://shop.example/signup?b=%20x&flag&cl_scan="),
+        "{loc}"
+    );
+
+    for bad in [r"http:/\evil.example", "https:evil.example"] {
+        let r = gw
+            .admin
+            .patch_json("/api/v1/codes/norm1", &json!({"destination": bad}))
+            .await;
+        assert_eq!(r.status, 422, "{bad} -> {}", r.text());
+    }
+    let r = gw
+        .admin
+        .patch_json(
+            "/api/v1/codes/norm1",
+            &json!({"destination": "https://Other.Example"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["destination"], "https://other.example/");
+}
+
+/// A record stored before ambiguous forms were refused still loads and
+/// redirects; it is shown as it is followed, and a change that keeps its
+/// destination succeeds (a new ambiguous destination does not).
+#[tokio::test]
+async fn stored_ambiguous_destination_still_served_and_changeable() {
+    let (config, tmp) = common::config();
+    {
+        let record = codelink_shared::CodeRecord {
+            code: "legacy1".into(),
+            destination: r"https://evil.example\@shop.example/".into(),
+            owner: "alice".into(),
+            expires_at: None,
+            enabled: true,
+            channels: std::collections::BTreeMap::from([(
+                "yt".to_string(),
+                codelink_shared::Utm {
+                    utm_source: Some("youtube".into()),
+                    ..Default::default()
+                },
+            )]),
+            commission: None,
+            attribution_window_days: 30,
+            qr: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        let db = redb::Database::create(tmp.path().join("codelink.redb")).unwrap();
+        let table: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("codes");
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(table).unwrap();
+            let json = serde_json::to_vec(&record).unwrap();
+            t.insert("legacy1", json.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let gw = common::start_with(config, Some(tmp)).await;
+    let followed = "https://evil.example/@shop.example/";
+
+    let loc = gw
+        .anon
+        .get("/legacy1")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    assert!(loc.starts_with(&format!("{followed}?cl_scan=")), "{loc}");
+    let loc = gw
+        .anon
+        .get("/legacy1/yt")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    assert!(
+        loc.starts_with(&format!("{followed}?utm_source=youtube&cl_scan=")),
+        "{loc}"
+    );
+    assert_eq!(
+        gw.admin.get("/api/v1/codes/legacy1").await.json()["destination"],
+        followed
+    );
+    let list = gw.admin.get("/api/v1/codes").await.json();
+    assert_eq!(list["items"][0]["destination"], followed);
+
+    // A change of another field succeeds; the record is then stored as followed.
+    let r = gw
+        .admin
+        .patch_json("/api/v1/codes/legacy1", &json!({"owner": "bob"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["destination"], followed);
+    assert_eq!(gw.admin.delete("/api/v1/codes/legacy1").await.status, 200);
+    let r = gw
+        .admin
+        .patch_json("/api/v1/codes/legacy1", &json!({"enabled": true}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Setting the ambiguous form anew is refused.
+    let r = gw
+        .admin
+        .patch_json(
+            "/api/v1/codes/legacy1",
+            &json!({"destination": r"https://evil.example\@shop.example/"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let loc = gw
+        .anon
+        .get("/legacy1")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    assert!(loc.starts_with(&format!("{followed}?cl_scan=")), "{loc}");
+}

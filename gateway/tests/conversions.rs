@@ -201,7 +201,12 @@ async fn each_attribution_rule() {
     assert_eq!(r["earnings"]["amount"], 5000, "capped");
     let (_, r) = ingest(admin, json!({"event_id": "e4", "type": "refund", "customer_id": "cust-1", "amount": 12345, "currency": "EUR"})).await;
     assert_eq!(r["attribution"]["rule"], "inherited");
-    assert_eq!(r["earnings"]["amount"], -1235, "refunds claw back");
+    assert_eq!(
+        r["purchase_event_id"], "e3",
+        "the customer's latest purchase"
+    );
+    // Its share of what the purchase earned: 5000 × 12345 / 100000.
+    assert_eq!(r["earnings"]["amount"], -617, "refunds claw back");
 
     // 4. code only: typed code, no scan by this visitor.
     let (_, r) = ingest(admin, json!({"event_id": "e5", "type": "signup", "code": "alice10", "visitor_id": "someone-else-entirely"})).await;
@@ -324,19 +329,29 @@ async fn same_event_twice_concurrently_and_after_restart_is_counted_once() {
     assert_eq!(a.1["attribution"], b.1["attribution"]);
     assert_eq!(a.1["earnings"], b.1["earnings"]);
 
-    // A later retry with different content still gets the first answer.
+    // A later retry with different content is refused: 409, like an
+    // idempotency key reused for another request.
     let mut changed = event.clone();
     changed["amount"] = json!(999_999);
-    let (_, r) = ingest(&gw.admin, changed).await;
-    assert_eq!(r["status"], "duplicate");
-    assert_eq!(r["earnings"]["amount"], 100);
+    let r = gw.admin.post_json("/api/v1/conversions", &changed).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.error_code(), "idempotency_conflict");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("dup-1"));
 
     let tmp = gw.take_tmp();
     gw.stop().await.unwrap();
     let gw = common::start_with(config, tmp).await;
-    let (_, r) = ingest(&gw.admin, event).await;
+    let (_, r) = ingest(&gw.admin, event.clone()).await;
     assert_eq!(r["status"], "duplicate");
     assert_eq!(r["earnings"]["amount"], 100);
+    // The fingerprint survives the restart too.
+    let mut changed = event;
+    changed["currency"] = json!("USD");
+    let r = gw.admin.post_json("/api/v1/conversions", &changed).await;
+    assert_eq!(r.status, 409, "{}", r.text());
     let tmp = {
         let mut gw = gw;
         let t = gw.take_tmp();
@@ -453,4 +468,233 @@ async fn conversions_that_cannot_be_stored_are_503() {
         metrics.contains("codelink_sink_failures_total{sink=\"clickhouse\"} 1"),
         "{metrics}"
     );
+}
+
+fn message(r: &codelink_testkit::http::Response) -> String {
+    r.json()["error"]["message"].as_str().unwrap().to_string()
+}
+
+/// An `occurred_at` far back (1970) would be confirmed at once, past the
+/// hold: older than `--max-event-age-days` (45) is refused, naming the field.
+#[tokio::test]
+async fn events_too_far_back_are_refused() {
+    let (config, tmp) = config();
+    assert_eq!(config.max_event_age_days, 45);
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await;
+    let day = 86_400_000;
+    for (id, at) in [
+        ("old-1", "1970-01-01T00:00:00Z".to_string()),
+        ("old-2", rfc3339(ago(46 * day))),
+    ] {
+        let body = json!({"event_id": id, "type": "purchase", "code": "alice10", "amount": 1000, "currency": "EUR", "occurred_at": at});
+        let r = gw.admin.post_json("/api/v1/conversions", &body).await;
+        assert_eq!(r.status, 422, "{at}: {}", r.text());
+        assert_eq!(r.error_code(), "invalid_field");
+        let m = message(&r);
+        assert!(
+            m.starts_with("occurred_at: ") && m.contains("45 days"),
+            "{m}"
+        );
+    }
+    // In a batch, the event is named; nothing of the batch is kept.
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/conversions",
+            &json!([
+                {"event_id": "fresh-1", "type": "signup"},
+                {"event_id": "old-3", "type": "signup", "occurred_at": "1970-01-01T00:00:00Z"}
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(message(&r).starts_with("[1].occurred_at: "), "{}", r.text());
+    // Within the bound: accepted (and, past the 14-day hold, confirmed).
+    let (s, r) = ingest(&gw.admin, json!({"event_id": "late-1", "type": "signup", "code": "alice10", "occurred_at": rfc3339(ago(44 * day))})).await;
+    assert_eq!(s, 202, "{r}");
+    assert_eq!(r["earnings"]["status"], "confirmed");
+    let (_, r) = ingest(&gw.admin, json!({"event_id": "fresh-1", "type": "signup"})).await;
+    assert_eq!(r["status"], "created");
+    drop(gw);
+
+    // The bound is a setting, at least one day.
+    let (mut config, tmp) = self::config();
+    config.max_event_age_days = 7;
+    let gw = common::start_with(config.clone(), Some(tmp)).await;
+    let (s, _) = ingest(
+        &gw.admin,
+        json!({"event_id": "w-8", "type": "signup", "occurred_at": rfc3339(ago(8 * day))}),
+    )
+    .await;
+    assert_eq!(s, 422);
+    let (s, _) = ingest(
+        &gw.admin,
+        json!({"event_id": "w-6", "type": "signup", "occurred_at": rfc3339(ago(6 * day))}),
+    )
+    .await;
+    assert_eq!(s, 202);
+    config.max_event_age_days = 0;
+    assert!(config.validate().is_err());
+}
+
+/// A refund is tied to its purchase: by `purchase_event_id`, else the
+/// customer's latest purchase not yet fully refunded. It refunds at most what
+/// is left of it and claws back its share of what the purchase earned.
+#[tokio::test]
+async fn refunds_are_tied_to_their_purchase() {
+    let (config, tmp) = config();
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await; // EUR, 10 %, cap 5000
+    let refused = |body: Value| {
+        let admin = gw.admin.clone();
+        async move {
+            let r = admin.post_json("/api/v1/conversions", &body).await;
+            assert_eq!(r.status, 422, "{body} -> {}", r.text());
+            assert_eq!(r.error_code(), "invalid_field");
+            message(&r)
+        }
+    };
+    // The probe's attack: a refund of nothing used to earn -4000.
+    let m = refused(json!({"event_id": "r0", "type": "refund", "code": "alice10", "amount": 40000, "currency": "EUR"})).await;
+    assert!(
+        m.starts_with("purchase_event_id: ") && m.contains("customer_id"),
+        "{m}"
+    );
+    let m = refused(
+        json!({"event_id": "r0", "type": "refund", "customer_id": "nobody", "amount": 100}),
+    )
+    .await;
+    assert!(
+        m.starts_with("customer_id: no purchase to refund for this customer"),
+        "{m}"
+    );
+    let m = refused(
+        json!({"event_id": "r0", "type": "refund", "purchase_event_id": "p404", "amount": 100}),
+    )
+    .await;
+    assert!(m.contains("no purchase with event_id 'p404'"), "{m}");
+
+    let (s, r) = ingest(&gw.admin, json!({"event_id": "p1", "type": "purchase", "code": "alice10", "customer_id": "c1", "amount": 20000, "currency": "EUR"})).await;
+    assert_eq!(s, 202);
+    assert_eq!(r["earnings"]["amount"], 2000);
+    // The probe's other attack: a refund larger than the purchase.
+    let m = refused(json!({"event_id": "r0", "type": "refund", "purchase_event_id": "p1", "amount": 30000, "currency": "EUR"})).await;
+    assert!(
+        m.starts_with("amount: 30000 is more than is left") && m.contains("20000 of 20000 EUR"),
+        "{m}"
+    );
+    let m = refused(json!({"event_id": "r0", "type": "refund", "purchase_event_id": "p1", "amount": 100, "currency": "USD"})).await;
+    assert!(m.starts_with("currency: ") && m.contains("EUR"), "{m}");
+    let m = refused(json!({"event_id": "r0", "type": "refund", "purchase_event_id": "p1", "customer_id": "c2", "amount": 100})).await;
+    assert!(m.starts_with("customer_id: "), "{m}");
+    let m = refused(json!({"event_id": "p2", "type": "purchase", "purchase_event_id": "p1", "amount": 100, "currency": "EUR"})).await;
+    assert!(m.contains("only a refund"), "{m}");
+
+    // By purchase, currency left out (the purchase's): a quarter of it.
+    let r1 = json!({"event_id": "r1", "type": "refund", "purchase_event_id": "p1", "amount": 5000});
+    let (s, r) = ingest(&gw.admin, r1.clone()).await;
+    assert_eq!(s, 202, "{r}");
+    assert_eq!(r["purchase_event_id"], "p1");
+    assert_eq!(r["attribution"]["code"], "alice10");
+    assert_eq!(r["attribution"]["owner"], "alice");
+    assert_eq!(r["attribution"]["rule"], "code_only", "the purchase's");
+    assert_eq!(r["earnings"]["amount"], -500);
+    assert_eq!(r["earnings"]["currency"], "EUR");
+    // By customer: the rest; then nothing is left to refund.
+    let (_, r) = ingest(&gw.admin, json!({"event_id": "r2", "type": "refund", "customer_id": "c1", "amount": 15000, "currency": "EUR"})).await;
+    assert_eq!(r["purchase_event_id"], "p1", "{r}");
+    assert_eq!(r["earnings"]["amount"], -1500);
+    let m = refused(json!({"event_id": "r3", "type": "refund", "customer_id": "c1", "amount": 1}))
+        .await;
+    assert!(m.contains("no purchase to refund"), "{m}");
+    // A retry of a refund keeps its answer, though its purchase is used up.
+    let (s, r) = ingest(&gw.admin, r1).await;
+    assert_eq!((s, r["status"].clone()), (202, json!("duplicate")));
+    assert_eq!(r["earnings"]["amount"], -500);
+    // In a batch, the refused event is named, and nothing is kept.
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/conversions",
+            &json!([
+                {"event_id": "p3", "type": "purchase", "code": "alice10", "amount": 1000, "currency": "EUR"},
+                {"event_id": "r4", "type": "refund", "purchase_event_id": "p3", "amount": 1000},
+                {"event_id": "r5", "type": "refund", "purchase_event_id": "p3", "amount": 1}
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(message(&r).starts_with("[2].amount: "), "{}", r.text());
+    let m = refused(
+        json!({"event_id": "r4", "type": "refund", "purchase_event_id": "p3", "amount": 1000}),
+    )
+    .await;
+    assert!(m.contains("no purchase with event_id 'p3'"), "{m}");
+}
+
+/// A malformed body says which field (and, in a batch, which event) is
+/// wrong, not "did not match any variant of untagged enum Body".
+#[tokio::test]
+async fn malformed_bodies_name_the_field() {
+    let (config, tmp) = config();
+    let gw = common::start_with(config, Some(tmp)).await;
+    let ok = |id: &str| json!({"event_id": id, "type": "signup"});
+    let cases = [
+        (
+            json!([ok("a"), ok("b"), {"event_id": "c", "type": "purchase", "amount": "x", "currency": "EUR"}]),
+            "[2].amount: invalid type: string \"x\", expected i64",
+        ),
+        (
+            json!({"event_id": "c", "type": "signup", "colour": "red"}),
+            "colour: unknown field; the fields are event_id, type,",
+        ),
+        (
+            json!([ok("a"), {"event_id": "c", "type": "signup", "colour": "red"}]),
+            "[1].colour: unknown field",
+        ),
+        (
+            json!({"event_id": "c", "type": "gift"}),
+            "type: unknown variant `gift`",
+        ),
+        (json!({"event_id": "c"}), "type: is required"),
+        (
+            json!({"event_id": 5, "type": "signup"}),
+            "event_id: invalid type: integer `5`",
+        ),
+        (
+            json!({"event_id": "c", "type": "signup", "occurred_at": 17}),
+            "occurred_at: invalid type: integer `17`, expected a string",
+        ),
+        (
+            json!("hello"),
+            "body: must be an event (an object), or an array",
+        ),
+        (json!([ok("a"), 7]), "[1]: must be an object"),
+    ];
+    for (body, expected) in cases {
+        let r = gw.admin.post_json("/api/v1/conversions", &body).await;
+        assert_eq!(r.status, 422, "{body} -> {}", r.text());
+        assert_eq!(r.error_code(), "invalid_field");
+        let m = message(&r);
+        assert!(m.starts_with(expected), "{body}: {m}");
+        assert!(!m.contains("untagged"), "{m}");
+    }
+    // What was sent is quoted, but not at length.
+    let long =
+        json!({"event_id": "c", "type": "purchase", "amount": "x".repeat(5000), "currency": "EUR"});
+    let r = gw.admin.post_json("/api/v1/conversions", &long).await;
+    assert_eq!(r.status, 422);
+    assert!(message(&r).len() < 300, "{}", message(&r));
+    // Not JSON at all stays 400.
+    let r = gw
+        .admin
+        .send(
+            http::Method::POST,
+            "/api/v1/conversions",
+            &[("content-type", "application/json")],
+            "{not json".into(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
 }

@@ -290,3 +290,62 @@ async fn recent_scans_page_newest_first_and_creators_see_less() {
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
 }
+
+/// Sends the head of a chunked POST and one chunk, then keeps the connection
+/// open without finishing the body.
+async fn trickle(addr: std::net::SocketAddr, path: &str, auth: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: {}\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{{\r\n",
+        if path.starts_with("/ui") { "application/x-www-form-urlencoded" } else { "application/json" }
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// What came back on `s`: read until the server answers and closes, or
+/// `wait` passes.
+async fn answer_of(s: &mut tokio::net::TcpStream, wait: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_gets_408_and_redirects_go_on() {
+    let (mut config, tmp) = common::config();
+    config.body_timeout_ms = 600;
+    let gw = common::start_with(config, Some(tmp)).await;
+    assert_eq!(gw.create(common::alice()).await.status, 201);
+    let auth = format!("Authorization: Bearer {}\r\n", common::ADMIN_KEY);
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        slow.push(trickle(gw.addr, "/api/v1/conversions", &auth).await);
+    }
+    slow.push(trickle(gw.addr, "/ui/sign-in", "").await);
+    // While the bodies hang, followers are served.
+    for _ in 0..20 {
+        assert_eq!(gw.anon.get("/alice10/yt").await.status, 302);
+        assert_eq!(gw.anon.get("/healthz").await.status, 200);
+    }
+    for (i, s) in slow.iter_mut().enumerate() {
+        let answer = answer_of(s, Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "connection {i}: {answer:?}"
+        );
+        if i < 20 {
+            assert!(answer.contains("\"body_timeout\""), "{answer}");
+        }
+    }
+    // Answered at the deadline, not later.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.stop().await.unwrap();
+}

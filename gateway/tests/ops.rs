@@ -43,3 +43,20 @@ async fn metrics_count_requests_by_route_and_status() {
     assert!(has("codelink_code_lookup_misses_total 1"), "{text}");
     assert!(has("codelink_codes_loaded 1"), "{text}");
 }
+
+#[tokio::test]
+async fn data_files_are_private_and_panics_are_counted() {
+    let gw = common::start().await;
+    #[cfg(unix)]
+    for file in ["codelink.redb", "scans.redb", "secret.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(gw.data_dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+    }
+    let metrics = gw.anon.get("/metrics").await.text();
+    assert!(metrics.contains("\ncodelink_panics_total "), "{metrics}");
+    gw.stop().await.unwrap();
+}

@@ -149,3 +149,162 @@ async fn unknown_code_channel_or_format() {
     assert_eq!(r.status, 410);
     assert_eq!(r.error_code(), "code_gone");
 }
+
+#[tokio::test]
+async fn new_renders_are_rate_limited_per_address_and_cached_images_are_not() {
+    let (mut config, tmp) = common::config();
+    config.qr_renders_per_ip = 1;
+    config.qr_render_burst_per_ip = 3;
+    config.client_ip_header = Some("x-forwarded-for".into());
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await;
+    let get = |path: String, ip: &'static str| {
+        let c = gw.anon.clone();
+        async move {
+            c.send(
+                http::Method::GET,
+                &path,
+                &[("x-forwarded-for", ip)],
+                Default::default(),
+            )
+            .await
+        }
+    };
+    // Three new images (the burst), then a fourth is refused with Retry-After.
+    for size in [200, 201, 202] {
+        let r = get(format!("/qr/alice10.png?size={size}"), "10.0.0.1").await;
+        assert_eq!(r.status, 200);
+    }
+    let r = get("/qr/alice10.png?size=203".into(), "10.0.0.1").await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.error_code(), "rate_limited");
+    assert!(r.header("retry-after").is_some());
+    // What is cached costs nothing and is served to the same address...
+    for _ in 0..10 {
+        assert_eq!(
+            get("/qr/alice10.png?size=200".into(), "10.0.0.1")
+                .await
+                .status,
+            200
+        );
+    }
+    // ...and another address has its own budget.
+    assert_eq!(
+        get("/qr/alice10.png?size=203".into(), "10.0.0.2")
+            .await
+            .status,
+        200
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn renders_run_a_bounded_number_at_once() {
+    let (mut config, tmp) = common::config();
+    config.qr_renders = 1;
+    config.client_ip_header = Some("x-forwarded-for".into());
+    let gw = std::sync::Arc::new(common::start_with(config, Some(tmp)).await);
+    gw.create(common::alice()).await;
+    // 12 big misses at once from 12 addresses: one renders at a time, the
+    // others wait their turn (or, past 2 s, get 503 busy); none fails otherwise.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let c = gw.anon.clone();
+        tasks.push(tokio::spawn(async move {
+            let ip = format!("10.0.1.{i}");
+            c.send(
+                http::Method::GET,
+                &format!("/qr/alice10.png?size={}", 4000 + i),
+                &[("x-forwarded-for", ip.as_str())],
+                Default::default(),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status.as_u16() {
+            200 => ok += 1,
+            503 => assert_eq!(r.error_code(), "busy"),
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert!(ok >= 1);
+    let metrics = gw.anon.get("/metrics").await.text();
+    let peak: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("codelink_qr_renders_peak "))
+        .expect("codelink_qr_renders_peak in /metrics")
+        .parse()
+        .unwrap();
+    assert_eq!(peak, 1.0, "never more than --qr-renders at once");
+}
+
+#[tokio::test]
+async fn a_brand_preset_sets_the_defaults_and_can_fix_the_colours() {
+    let gw = common::start().await;
+    let mut body = common::alice();
+    body["qr"] = serde_json::json!({"fg": "#1a237e", "bg": "#fff8e1", "ecc": "H", "margin": 2});
+    assert_eq!(gw.create(body).await.status, 201);
+    let code = gw.admin.get("/api/v1/codes/alice10").await.json();
+    assert_eq!(code["qr"]["fg"], "#1a237e");
+    assert_eq!(code["qr"]["custom_colors"], true);
+    // The image uses the preset: dark modules in its fg, light in its bg.
+    let r = gw.anon.get("/qr/alice10.svg").await;
+    let svg = r.text();
+    assert!(svg.contains("1a237e") && svg.contains("fff8e1"), "{svg}");
+    let png = gw.anon.get("/qr/alice10.png?size=300").await;
+    let (_, _, text) = decode_png_qr(&png.body);
+    assert!(text.ends_with("/alice10?qr=1"), "{text}");
+    // A request may still pick its colours...
+    let r = gw.anon.get("/qr/alice10.svg?fg=000000&bg=ffffff").await;
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains("1a237e"));
+    // ...until the owner fixes them; size and channel stay free.
+    let r = gw
+        .admin
+        .patch_json(
+            "/api/v1/codes/alice10",
+            &serde_json::json!({"qr": {"fg": "#1a237e", "bg": "#fff8e1", "custom_colors": false}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for path in ["/qr/alice10.svg?fg=ff0000", "/qr/alice10.png?bg=000"] {
+        let r = gw.anon.get(path).await;
+        assert_eq!(r.status, 400, "{path}");
+        assert!(r.text().contains("set by its owner"), "{}", r.text());
+    }
+    assert_eq!(
+        gw.anon
+            .get("/qr/alice10.png?size=256&channel=yt")
+            .await
+            .status,
+        200
+    );
+    // A preset that would not scan is refused with the field named.
+    let r = gw
+        .admin
+        .patch_json(
+            "/api/v1/codes/alice10",
+            &serde_json::json!({"qr": {"fg": "#eeeeee", "bg": "#ffffff"}}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("qr: "),
+        "{}",
+        r.text()
+    );
+    // null removes the preset.
+    let r = gw
+        .admin
+        .patch_json("/api/v1/codes/alice10", &serde_json::json!({"qr": null}))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.json().get("qr").is_none_or(|q| q.is_null()));
+    assert_eq!(gw.anon.get("/qr/alice10.svg?fg=ff0000").await.status, 200);
+}

@@ -178,3 +178,90 @@ async fn scan_param_name_is_configurable() {
     assert!(loc.contains("&ref_scan="), "{loc}");
     assert!(!loc.contains("cl_scan"), "{loc}");
 }
+
+/// A channel keeps the destination's query bytes as given (a signed URL stays
+/// valid: no `%20`→`+`, no `flag`→`flag=`) and only appends its UTM and the scan id.
+#[tokio::test]
+async fn channel_keeps_the_destination_query_verbatim_and_appends() {
+    let gw = common::start().await;
+    let r = gw
+        .create(serde_json::json!({
+            "code": "signed1",
+            "destination": "https://shop.example/p?sig=a%20b&flag&x=1#f",
+            "owner": "alice",
+            "channels": {"yt": {"utm_source": "youtube", "utm_medium": "video & more"}}
+        }))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.json()["destination"],
+        "https://shop.example/p?sig=a%20b&flag&x=1#f"
+    );
+
+    let loc = gw
+        .anon
+        .get("/signed1/yt")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    let prefix = "https://shop.example/p?sig=a%20b&flag&x=1\
+                  &utm_source=youtube&utm_medium=video+%26+more&cl_scan=";
+    assert!(loc.starts_with(prefix), "{loc}");
+    assert!(loc.ends_with("#f"), "{loc}");
+    let scan = &loc[prefix.len()..loc.len() - 2];
+    assert!(!scan.contains(['&', '#', '?']), "{loc}");
+    scan_id_of(&loc);
+
+    let loc = gw
+        .anon
+        .get("/signed1")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    assert!(
+        loc.starts_with("https://shop.example/p?sig=a%20b&flag&x=1&cl_scan="),
+        "{loc}"
+    );
+    assert!(loc.ends_with("#f"), "{loc}");
+}
+
+/// A channel's UTM value still replaces the destination's same-named parameter,
+/// and a stale scan parameter is dropped; every other segment is kept as given.
+#[tokio::test]
+async fn channel_replaces_only_its_own_parameters() {
+    let gw = common::start().await;
+    let r = gw
+        .create(serde_json::json!({
+            "code": "replace1",
+            "destination": "https://shop.example/p?utm_source=old&a=%2B+&cl_scan=stale&b",
+            "owner": "alice",
+            "channels": {"yt": {"utm_source": "youtube"}}
+        }))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let loc = gw
+        .anon
+        .get("/replace1/yt")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    assert!(
+        loc.starts_with("https://shop.example/p?a=%2B+&b&utm_source=youtube&cl_scan="),
+        "{loc}"
+    );
+    assert_eq!(loc.matches("cl_scan=").count(), 1, "{loc}");
+    let loc = gw
+        .anon
+        .get("/replace1")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    assert!(
+        loc.starts_with("https://shop.example/p?utm_source=old&a=%2B+&b&cl_scan="),
+        "{loc}"
+    );
+}

@@ -1,7 +1,7 @@
 //! A change to a stored code (the API's PATCH, the console's edit form):
 //! absent fields stay as they are.
 
-use crate::{CodeRecord, CommissionPlan, Utm};
+use crate::{CodeRecord, CommissionPlan, QrStyle, Utm};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub struct CodeChange {
     /// `Some(None)` removes the commission plan.
     pub commission: Option<Option<CommissionPlan>>,
     pub attribution_window_days: Option<u32>,
+    /// `Some(None)` removes the QR preset.
+    pub qr: Option<Option<QrStyle>>,
 }
 
 impl CodeChange {
@@ -40,6 +42,9 @@ impl CodeChange {
         }
         if let Some(w) = self.attribution_window_days {
             r.attribution_window_days = w;
+        }
+        if let Some(q) = self.qr {
+            r.qr = q;
         }
         r.updated_at = now;
     }

@@ -11,6 +11,7 @@ pub mod code;
 pub mod commission;
 pub mod currency;
 pub mod destination;
+pub mod qr_style;
 pub mod record;
 
 pub use access::{ApiKey, KeyKind, Principal};
@@ -19,6 +20,7 @@ pub use channel::{ChannelName, Utm};
 pub use code::CodeName;
 pub use commission::CommissionPlan;
 pub use destination::Destination;
+pub use qr_style::QrStyle;
 pub use record::CodeRecord;
 
 /// A value that failed validation: which field, and why, in words a user can act on.

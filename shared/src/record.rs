@@ -1,6 +1,6 @@
 //! The stored form of a code, as both stores (embedded and Redis) keep it.
 
-use crate::{ChannelName, CodeName, CommissionPlan, Destination, Utm, ValidationError};
+use crate::{ChannelName, CodeName, CommissionPlan, Destination, QrStyle, Utm, ValidationError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -31,15 +31,42 @@ pub struct CodeRecord {
     /// How long after a scan a conversion may still be credited to it (days).
     #[serde(default = "default_window")]
     pub attribution_window_days: u32,
+    /// The QR brand preset (colours, error correction, margin, and whether
+    /// public requests may pick other colours); `None`: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr: Option<QrStyle>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 impl CodeRecord {
-    /// Checks every field and canonicalises names in place (code and channel names lowercase).
+    /// Checks every field of a new record and canonicalises it in place: code
+    /// and channel names lowercase, the destination normalised (the URL that
+    /// is followed), its ambiguous forms refused ([`Destination::parse`]).
     pub fn validate(&mut self) -> Result<(), ValidationError> {
         self.code = CodeName::parse(&self.code)?.into_string();
-        Destination::parse(&self.destination)?;
+        self.destination = Destination::parse(&self.destination)?.into_string();
+        self.validate_rest()
+    }
+
+    /// [`Self::validate`] for a stored record after a change. `stored_destination`
+    /// is its destination before the change: when it is kept, it is checked by
+    /// the rules it was stored under ([`Destination::parse_stored`]), so that a
+    /// record stored before the stricter rules can still be changed in its other
+    /// fields; a new destination gets every rule. Either way it is normalised.
+    pub fn validate_update(&mut self, stored_destination: &str) -> Result<(), ValidationError> {
+        self.code = CodeName::parse(&self.code)?.into_string();
+        let destination = if self.destination == stored_destination {
+            Destination::parse_stored(&self.destination)?
+        } else {
+            Destination::parse(&self.destination)?
+        };
+        self.destination = destination.into_string();
+        self.validate_rest()
+    }
+
+    /// Everything after the code and the destination.
+    fn validate_rest(&mut self) -> Result<(), ValidationError> {
         validate_owner(&self.owner)?;
         if self.channels.len() > MAX_CHANNELS {
             return Err(ValidationError::new(
@@ -61,6 +88,9 @@ impl CodeRecord {
         self.channels = canonical;
         if let Some(plan) = &self.commission {
             plan.validate()?;
+        }
+        if let Some(style) = &self.qr {
+            style.validate()?;
         }
         if !(1..=MAX_WINDOW_DAYS).contains(&self.attribution_window_days) {
             return Err(ValidationError::new(
@@ -102,6 +132,7 @@ mod tests {
             channels: BTreeMap::from([("YT".to_string(), Utm::default())]),
             commission: None,
             attribution_window_days: DEFAULT_WINDOW_DAYS,
+            qr: None,
             created_at: 0,
             updated_at: 0,
         }
@@ -120,6 +151,35 @@ mod tests {
         let mut r = record();
         r.channels.insert("yt".into(), Utm::default());
         assert!(r.validate().is_err());
+    }
+
+    #[test]
+    fn destination_stored_normalised() {
+        let mut r = record();
+        r.destination = "HTTPS://Shop.Example:443/a/../signup?b=%20x&flag".into();
+        r.validate().unwrap();
+        assert_eq!(r.destination, "https://shop.example/signup?b=%20x&flag");
+        r.destination = r"https://evil.example\@shop.example/".into();
+        assert_eq!(r.validate().unwrap_err().field, "destination");
+    }
+
+    #[test]
+    fn update_checks_a_kept_destination_as_stored() {
+        let legacy = r"https://evil.example\@shop.example/";
+        let mut r = record();
+        r.destination = legacy.into();
+        // Kept (another field changed): accepted, stored as it is followed.
+        r.validate_update(legacy).unwrap();
+        assert_eq!(r.destination, "https://evil.example/@shop.example/");
+        // Set anew: every rule.
+        let mut r = record();
+        r.destination = "https:evil.example".into();
+        assert!(r.validate_update("https://shop.example/").is_err());
+        r.destination = "https://shop.example/".into();
+        r.validate_update("https://shop.example/").unwrap();
+        // A kept destination that was never valid is still refused.
+        r.destination = "javascript:alert(1)".into();
+        assert!(r.validate_update("javascript:alert(1)").is_err());
     }
 
     #[test]

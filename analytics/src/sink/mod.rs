@@ -19,8 +19,8 @@ pub use self::embedded::{EmbeddedSink, MigrationProgress};
 pub use self::redis::RedisCounters;
 
 use crate::batch::Batch;
-use crate::event::{Conversion, Scan};
-use crate::records::{Claim, CustomerLink, LastVisit};
+use crate::event::Scan;
+use crate::records::{Claim, ClaimRecord, CustomerLink, LastVisit, RefundOf, Refunded};
 use crate::stats::CodeStats;
 use std::sync::Arc;
 
@@ -109,6 +109,10 @@ impl Sink {
     }
 }
 
+/// How many of a customer's latest purchases a refund without a
+/// `purchase_event_id` looks through for one not yet fully refunded.
+pub const REFUNDABLE_SEARCH: usize = 1000;
+
 /// The live store: per-code counters, each visitor's latest scan of a code,
 /// conversion claims (idempotency) and customer links. Redis when configured
 /// (shared by every instance), else embedded. Every read is one key lookup,
@@ -138,23 +142,64 @@ impl LiveStore {
         }
     }
 
+    /// Claims the event id of `record` atomically, with what goes with it:
+    /// the customer `link` (stored only if the customer has none), a purchase
+    /// with a customer joins that customer's purchases, and a `refund` moves
+    /// its purchase's refunded totals (only if they are still `before`, else
+    /// [`Claim::Stale`] and nothing is written).
     pub async fn claim(
         &self,
-        c: &Conversion,
+        record: &ClaimRecord,
         link: Option<&CustomerLink>,
+        refund: Option<&RefundOf>,
     ) -> Result<Claim, SinkError> {
         match self {
-            LiveStore::Embedded(s) => s.claim(c, link).await,
-            LiveStore::Redis(s) => s.claim(c, link).await,
+            LiveStore::Embedded(s) => s.claim(record, link, refund).await,
+            LiveStore::Redis(s) => s.claim(record, link, refund).await,
         }
     }
 
-    /// Removes the claim of `c.event_id` if it still holds `c` (the answer
-    /// this caller claimed), so that the event can be claimed afresh.
-    pub async fn release(&self, c: &Conversion) -> Result<(), SinkError> {
+    /// Removes the claim of `record`'s event id if it still holds `record`
+    /// (the answer this caller claimed), so that the event can be claimed
+    /// afresh; then also its place among the customer's purchases and, for a
+    /// refund (`refund` as claimed), its share of the purchase's refunded totals.
+    pub async fn release(
+        &self,
+        record: &ClaimRecord,
+        refund: Option<&RefundOf>,
+    ) -> Result<(), SinkError> {
         match self {
-            LiveStore::Embedded(s) => s.release(c).await,
-            LiveStore::Redis(s) => s.release(c).await,
+            LiveStore::Embedded(s) => s.release(record, refund).await,
+            LiveStore::Redis(s) => s.release(record, refund).await,
+        }
+    }
+
+    /// The claim of `event_id`, if it was claimed.
+    pub async fn claimed(&self, event_id: &str) -> Result<Option<ClaimRecord>, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.claimed(event_id).await,
+            LiveStore::Redis(s) => s.claimed(event_id).await,
+        }
+    }
+
+    /// How much of the purchase `event_id` has been refunded (zero if nothing).
+    pub async fn refunded(&self, event_id: &str) -> Result<Refunded, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.refunded(event_id).await,
+            LiveStore::Redis(s) => s.refunded(event_id).await,
+        }
+    }
+
+    /// The customer's latest purchase (by time of occurrence) not yet fully
+    /// refunded, and what was refunded of it; only the customer's latest
+    /// [`REFUNDABLE_SEARCH`] purchases are looked at.
+    pub async fn latest_refundable_purchase(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<(ClaimRecord, Refunded)>, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.latest_refundable_purchase(customer_id).await,
+            LiveStore::Redis(s) => s.latest_refundable_purchase(customer_id).await,
         }
     }
 

@@ -6,12 +6,16 @@
 //! - `{p}:batch:{id}` marker of an applied batch (kept 7 days: longer than any spool replay);
 //! - `{p}:lv:{code}:{visitor}` the visitor's latest human scan of the code (400 days);
 //! - `{p}:conv:{event id}` the answer given for a conversion event (400 days);
+//! - `{p}:refund:{purchase event id}` hash of what was refunded of a purchase:
+//!   `amount`, `earnings` clawed back (400 days from its last refund);
+//! - `{p}:cpur:{customer id}` sorted set of the customer's purchases (event
+//!   ids scored by time of occurrence; 400 days from the last);
 //! - `{p}:cust:{customer id}` the customer's first attribution (400 days).
 
 use super::SinkError;
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
-use crate::event::Conversion;
-use crate::records::{Claim, CustomerLink, LastVisit};
+use crate::event::{Conversion, ConversionKind};
+use crate::records::{Claim, ClaimRecord, CustomerLink, LastVisit, RefundOf, Refunded};
 use crate::stats::CodeStats;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
@@ -78,22 +82,49 @@ pub struct RedisCounters {
     release_script: redis::Script,
 }
 
-/// Deletes KEYS[1] only if it still holds ARGV[1].
+/// Deletes KEYS[1] only if it still holds ARGV[1], and then: ARGV[2] (unless
+/// empty) a sorted set to remove ARGV[3] from; ARGV[4] (unless empty) a
+/// purchase's refund hash to add ARGV[5] to `amount` and ARGV[6] to `earnings`.
 const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '' then redis.call('ZREM', ARGV[2], ARGV[3]) end
+if ARGV[4] ~= '' then
+  redis.call('HINCRBY', ARGV[4], 'amount', ARGV[5])
+  redis.call('HINCRBY', ARGV[4], 'earnings', ARGV[6])
+end
+return 1
 "#;
 
 /// Claims a conversion event id: KEYS[1] the claim, ARGV[1] the answer,
-/// ARGV[2] its TTL, optionally ARGV[3]/ARGV[4] a customer key and link stored
-/// only if absent. Returns nil when claimed now, else the earlier answer.
+/// ARGV[2] the TTL; unless empty: ARGV[3]/ARGV[4] a customer key and link
+/// stored only if absent; ARGV[5] a customer's purchases (sorted set) to add
+/// ARGV[7] to with score ARGV[6]; ARGV[8] the refunded purchase's hash, which
+/// must still hold ARGV[9]/ARGV[10] (`amount`/`earnings`, absent = 0) and
+/// then holds ARGV[11]/ARGV[12]. Returns `{0, ''}` when claimed now, `{1,
+/// earlier answer}`, or `{2, ''}` when the refund hash changed (nothing written).
 const CLAIM: &str = r#"
 local prev = redis.call('GET', KEYS[1])
-if prev then return prev end
+if prev then return {1, prev} end
+if ARGV[8] ~= '' then
+  local cur = redis.call('HMGET', ARGV[8], 'amount', 'earnings')
+  if (cur[1] or '0') ~= ARGV[9] or (cur[2] or '0') ~= ARGV[10] then return {2, ''} end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-if ARGV[3] then redis.call('SET', ARGV[3], ARGV[4], 'NX', 'EX', ARGV[2]) end
-return false
+if ARGV[3] ~= '' then redis.call('SET', ARGV[3], ARGV[4], 'NX', 'EX', ARGV[2]) end
+if ARGV[5] ~= '' then
+  redis.call('ZADD', ARGV[5], ARGV[6], ARGV[7])
+  redis.call('EXPIRE', ARGV[5], ARGV[2])
+end
+if ARGV[8] ~= '' then
+  redis.call('HSET', ARGV[8], 'amount', ARGV[11], 'earnings', ARGV[12])
+  redis.call('EXPIRE', ARGV[8], ARGV[2])
+end
+return {0, ''}
 "#;
+
+/// Customers' purchases read per round trip when looking for one to refund.
+const PURCHASE_PAGE: usize = 50;
 
 impl RedisCounters {
     /// Connects lazily: scans are spooled while Redis is unreachable.
@@ -190,40 +221,159 @@ impl RedisCounters {
 
     pub async fn claim(
         &self,
-        c: &Conversion,
+        record: &ClaimRecord,
         link: Option<&CustomerLink>,
+        refund: Option<&RefundOf>,
     ) -> Result<Claim, SinkError> {
         let p = &self.prefix;
-        let row = serde_json::to_string(c).map_err(|e| SinkError::Embedded(e.to_string()))?;
+        let c = &record.conversion;
+        let row = serde_json::to_string(record).map_err(|e| SinkError::Embedded(e.to_string()))?;
         let mut inv = self.claim_script.prepare_invoke();
         inv.key(format!("{p}:conv:{}", c.event_id))
             .arg(row)
             .arg(VISITS_TTL_SECS);
-        if let Some(link) = link {
-            let value =
-                serde_json::to_string(link).map_err(|e| SinkError::Embedded(e.to_string()))?;
-            inv.arg(format!("{p}:cust:{}", c.customer_id)).arg(value);
+        match link {
+            Some(link) => {
+                let value =
+                    serde_json::to_string(link).map_err(|e| SinkError::Embedded(e.to_string()))?;
+                inv.arg(format!("{p}:cust:{}", c.customer_id)).arg(value);
+            }
+            None => {
+                inv.arg("").arg("");
+            }
         }
+        match self.purchases_key(c) {
+            Some(key) => inv.arg(key).arg(c.occurred_ms).arg(&c.event_id),
+            None => inv.arg("").arg(0).arg(""),
+        };
+        match refund {
+            Some(r) => inv
+                .arg(self.refund_key(&r.purchase_event_id))
+                .arg(r.before.amount)
+                .arg(r.before.earnings)
+                .arg(r.after.amount)
+                .arg(r.after.earnings),
+            None => inv.arg("").arg(0).arg(0).arg(0).arg(0),
+        };
         let mut conn = self.conn.clone();
-        let existing: Option<String> = inv.invoke_async(&mut conn).await?;
-        match existing {
-            None => Ok(Claim::New),
-            Some(json) => Ok(Claim::Existing(Box::new(
-                serde_json::from_str(&json).map_err(|e| SinkError::Embedded(e.to_string()))?,
+        let (status, existing): (u8, String) = inv.invoke_async(&mut conn).await?;
+        match status {
+            0 => Ok(Claim::New),
+            2 => Ok(Claim::Stale),
+            _ => Ok(Claim::Existing(Box::new(
+                serde_json::from_str(&existing).map_err(|e| SinkError::Embedded(e.to_string()))?,
             ))),
         }
     }
 
-    pub async fn release(&self, c: &Conversion) -> Result<(), SinkError> {
-        let row = serde_json::to_string(c).map_err(|e| SinkError::Embedded(e.to_string()))?;
+    pub async fn release(
+        &self,
+        record: &ClaimRecord,
+        refund: Option<&RefundOf>,
+    ) -> Result<(), SinkError> {
+        let row = serde_json::to_string(record).map_err(|e| SinkError::Embedded(e.to_string()))?;
+        let c = &record.conversion;
+        let mut inv = self.release_script.prepare_invoke();
+        inv.key(format!("{}:conv:{}", self.prefix, c.event_id))
+            .arg(row);
+        match self.purchases_key(c) {
+            Some(key) => inv.arg(key).arg(&c.event_id),
+            None => inv.arg("").arg(""),
+        };
+        match refund {
+            Some(r) => inv
+                .arg(self.refund_key(&r.purchase_event_id))
+                .arg(r.before.amount - r.after.amount)
+                .arg(r.before.earnings - r.after.earnings),
+            None => inv.arg("").arg(0).arg(0),
+        };
         let mut conn = self.conn.clone();
-        let _: i64 = self
-            .release_script
-            .key(format!("{}:conv:{}", self.prefix, c.event_id))
-            .arg(row)
-            .invoke_async(&mut conn)
-            .await?;
+        let _: i64 = inv.invoke_async(&mut conn).await?;
         Ok(())
+    }
+
+    /// `{p}:cpur:{customer}` for a purchase with a customer, else `None`.
+    fn purchases_key(&self, c: &Conversion) -> Option<String> {
+        (c.kind == ConversionKind::Purchase && !c.customer_id.is_empty())
+            .then(|| format!("{}:cpur:{}", self.prefix, c.customer_id))
+    }
+
+    fn refund_key(&self, purchase_event_id: &str) -> String {
+        format!("{}:refund:{purchase_event_id}", self.prefix)
+    }
+
+    pub async fn claimed(&self, event_id: &str) -> Result<Option<ClaimRecord>, SinkError> {
+        let mut conn = self.conn.clone();
+        let v: Option<String> = conn.get(format!("{}:conv:{event_id}", self.prefix)).await?;
+        v.map(|v| serde_json::from_str(&v).map_err(|e| SinkError::Embedded(e.to_string())))
+            .transpose()
+    }
+
+    pub async fn refunded(&self, event_id: &str) -> Result<Refunded, SinkError> {
+        let mut conn = self.conn.clone();
+        let (amount, earnings): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+            .arg(self.refund_key(event_id))
+            .arg("amount")
+            .arg("earnings")
+            .query_async(&mut conn)
+            .await?;
+        Ok(Refunded {
+            amount: amount.unwrap_or(0),
+            earnings: earnings.unwrap_or(0),
+        })
+    }
+
+    pub async fn latest_refundable_purchase(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<(ClaimRecord, Refunded)>, SinkError> {
+        let key = format!("{}:cpur:{customer_id}", self.prefix);
+        let mut conn = self.conn.clone();
+        let mut start = 0;
+        while start < super::REFUNDABLE_SEARCH {
+            let stop = (start + PURCHASE_PAGE).min(super::REFUNDABLE_SEARCH) - 1;
+            let ids: Vec<String> = redis::cmd("ZREVRANGE")
+                .arg(&key)
+                .arg(start)
+                .arg(stop)
+                .query_async(&mut conn)
+                .await?;
+            if ids.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.get(format!("{}:conv:{id}", self.prefix));
+                pipe.cmd("HMGET")
+                    .arg(self.refund_key(id))
+                    .arg("amount")
+                    .arg("earnings");
+            }
+            let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+            for pair in flat.chunks(2) {
+                let claim: Option<String> =
+                    redis::from_redis_value_ref(&pair[0]).map_err(redis::RedisError::from)?;
+                let (amount, earnings): (Option<i64>, Option<i64>) = match pair.get(1) {
+                    Some(v) => redis::from_redis_value_ref(v).map_err(redis::RedisError::from)?,
+                    None => (None, None),
+                };
+                let Some(claim) = claim else { continue };
+                let record: ClaimRecord =
+                    serde_json::from_str(&claim).map_err(|e| SinkError::Embedded(e.to_string()))?;
+                let refunded = Refunded {
+                    amount: amount.unwrap_or(0),
+                    earnings: earnings.unwrap_or(0),
+                };
+                if refunded.amount < record.conversion.amount {
+                    return Ok(Some((record, refunded)));
+                }
+            }
+            if ids.len() < PURCHASE_PAGE {
+                break;
+            }
+            start += PURCHASE_PAGE;
+        }
+        Ok(None)
     }
 
     pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerLink>, SinkError> {

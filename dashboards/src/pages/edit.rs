@@ -568,6 +568,7 @@ pub async fn create<C: Console>(ctx: &Ctx<'_, C>, form: &Form) -> Response {
         channels: p.channels,
         commission: p.commission,
         attribution_window_days: p.window,
+        qr: None,
         created_at: 0,
         updated_at: 0,
     };
@@ -617,6 +618,8 @@ pub async fn update<C: Console>(ctx: &Ctx<'_, C>, raw: &str, form: &Form) -> Res
         channels: Some(p.channels),
         commission: Some(p.commission),
         attribution_window_days: Some(p.window),
+        // The QR preset is set through the API; the form keeps it.
+        qr: None,
     };
     match ctx.console.change_code(&record.code, change).await {
         Ok(r) => redirect(&format!("/ui/codes/{}", r.code)),

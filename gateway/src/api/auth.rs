@@ -25,9 +25,10 @@ pub(super) async fn authorize(state: &AppState, req: &Request) -> Result<Princip
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+        // The scheme is case-insensitive (RFC 7235): `Bearer`, `bearer`, `BEARER`.
         .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+            let (scheme, key) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(key)
         })
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 256)

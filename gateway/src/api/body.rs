@@ -7,8 +7,9 @@ use bytes::Bytes;
 use http::{header, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
-/// Reads a JSON body: 415 unless it says JSON, 413 past the size limit, 400 when
-/// it does not parse, 422 when it parses but a field has the wrong shape.
+/// Reads a JSON body: 415 unless it says JSON, 413 past the size limit, 408
+/// when it does not arrive within `--body-timeout-ms`, 400 when it does not
+/// parse, 422 when it parses but a field has the wrong shape.
 pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     state: &AppState,
     req: Request,
@@ -44,13 +45,27 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let body: Bytes = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(e) => {
+    // A body that trickles in must not hold its connection (and a task)
+    // for ever: it has `--body-timeout-ms` to arrive whole.
+    let deadline = state.config.body_timeout();
+    let read = tokio::time::timeout(deadline, Limited::new(req.into_body(), limit).collect());
+    let body: Bytes = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Ok(Err(e)) => {
             return Err(ApiError::bad_request(
                 "bad_body",
                 format!("could not read the request body: {e}"),
+            ))
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} ms; send it whole",
+                    deadline.as_millis()
+                ),
             ))
         }
     };

@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
-use codelink_shared::{CodeChange, CodeRecord, CommissionPlan, Utm};
+use codelink_shared::{CodeChange, CodeRecord, CommissionPlan, QrStyle, Utm};
 use http::{header, StatusCode};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
@@ -35,6 +35,7 @@ fn view(state: &AppState, r: &CodeRecord) -> Value {
         "channels": r.channels,
         "commission": r.commission,
         "attribution_window_days": r.attribution_window_days,
+        "qr": r.qr,
         "created_at": format_time(r.created_at),
         "updated_at": format_time(r.updated_at),
         "links": {
@@ -62,6 +63,8 @@ struct CreateCode {
     commission: Option<CommissionPlan>,
     #[serde(default = "default_window")]
     attribution_window_days: u32,
+    #[serde(default)]
+    qr: Option<QrStyle>,
 }
 
 fn default_window() -> u32 {
@@ -83,6 +86,7 @@ pub(super) async fn create(state: &AppState, req: Request) -> Result<Response, A
         channels: body.channels,
         commission: body.commission,
         attribution_window_days: body.attribution_window_days,
+        qr: body.qr,
         created_at: 0,
         updated_at: 0,
     };
@@ -181,6 +185,8 @@ struct PatchCode {
     commission: Option<Option<CommissionPlan>>,
     #[serde(default)]
     attribution_window_days: Option<u32>,
+    #[serde(default, deserialize_with = "nullable")]
+    qr: Option<Option<QrStyle>>,
 }
 
 pub(super) async fn patch(
@@ -202,6 +208,7 @@ pub(super) async fn patch(
         channels: body.channels,
         commission: body.commission,
         attribution_window_days: body.attribution_window_days,
+        qr: body.qr,
     };
     let record = admin::change_code(state, code, change).await?;
     Ok(response::json(StatusCode::OK, &view(state, &record)))

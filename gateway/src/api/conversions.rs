@@ -16,8 +16,8 @@ use codelink_analytics::ledger::{CodeTerms, Reported};
 use codelink_shared::currency::MAX_AMOUNT;
 use codelink_shared::{CodeName, ValidationError};
 use http::StatusCode;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Map, Value};
 
 /// Most events in one request.
 pub const MAX_BATCH: usize = 100;
@@ -25,33 +25,101 @@ const MAX_ID_LEN: usize = 128;
 /// A conversion may be stamped this far in the future (clock skew).
 const FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Body {
-    One(Box<Event>),
-    Many(Vec<Event>),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Event {
     event_id: String,
-    #[serde(rename = "type")]
     kind: ConversionKind,
-    #[serde(default)]
     occurred_at: Option<String>,
-    #[serde(default)]
     scan_id: Option<String>,
-    #[serde(default)]
     code: Option<String>,
-    #[serde(default)]
     visitor_id: Option<String>,
-    #[serde(default)]
     customer_id: Option<String>,
-    #[serde(default)]
     amount: Option<i64>,
-    #[serde(default)]
     currency: Option<String>,
+    purchase_event_id: Option<String>,
+}
+
+/// The fields of an event, as sent.
+const FIELDS: [&str; 10] = [
+    "event_id",
+    "type",
+    "occurred_at",
+    "scan_id",
+    "code",
+    "visitor_id",
+    "customer_id",
+    "amount",
+    "currency",
+    "purchase_event_id",
+];
+
+/// A message of serde's about a value, at most 200 bytes of it (it may
+/// quote what was sent).
+fn short(message: String) -> String {
+    const MAX: usize = 200;
+    if message.len() <= MAX {
+        return message;
+    }
+    let mut end = MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+/// Field `name` of `object`, taken out of it: `None` when absent or null.
+fn take<T: DeserializeOwned>(
+    index: Option<usize>,
+    object: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<T>, ApiError> {
+    match object.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| invalid(index, name, short(e.to_string()))),
+    }
+}
+
+/// One event of the body, each field checked on its own so that an error
+/// names the field (and, in a batch, the event's index).
+fn parse_event(index: Option<usize>, value: Value) -> Result<Event, ApiError> {
+    let unprocessable =
+        |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
+    let Value::Object(mut object) = value else {
+        return Err(unprocessable(match index {
+            Some(i) => format!("[{i}]: must be an object (an event)"),
+            None => "body: must be an event (an object), or an array of events".to_string(),
+        }));
+    };
+    let event = Event {
+        event_id: take(index, &mut object, "event_id")?
+            .ok_or_else(|| invalid(index, "event_id", "is required"))?,
+        kind: take(index, &mut object, "type")?.ok_or_else(|| {
+            invalid(
+                index,
+                "type",
+                "is required: one of signup, purchase, refund",
+            )
+        })?,
+        occurred_at: take(index, &mut object, "occurred_at")?,
+        scan_id: take(index, &mut object, "scan_id")?,
+        code: take(index, &mut object, "code")?,
+        visitor_id: take(index, &mut object, "visitor_id")?,
+        customer_id: take(index, &mut object, "customer_id")?,
+        amount: take(index, &mut object, "amount")?,
+        currency: take(index, &mut object, "currency")?,
+        purchase_event_id: take(index, &mut object, "purchase_event_id")?,
+    };
+    if let Some(unknown) = object.keys().next() {
+        // Named as sent (at most 64 characters of it).
+        let name: String = unknown.chars().take(64).collect();
+        let at = index.map_or_else(String::new, |i| format!("[{i}]."));
+        return Err(unprocessable(format!(
+            "{at}{name}: unknown field; the fields are {}",
+            FIELDS.join(", ")
+        )));
+    }
+    Ok(event)
 }
 
 fn invalid(index: Option<usize>, field: &'static str, message: impl Into<String>) -> ApiError {
@@ -83,7 +151,12 @@ fn check_id(
     }
 }
 
-fn validate(index: Option<usize>, e: Event, now_ms: u64) -> Result<Reported, ApiError> {
+fn validate(
+    index: Option<usize>,
+    e: Event,
+    now_ms: u64,
+    max_age_days: u32,
+) -> Result<Reported, ApiError> {
     let event_id = check_id(index, "event_id", &Some(e.event_id))?
         .ok_or_else(|| invalid(index, "event_id", "is required"))?;
     let occurred_ms = match &e.occurred_at {
@@ -100,6 +173,16 @@ fn validate(index: Option<usize>, e: Event, now_ms: u64) -> Result<Reported, Api
                 * 1000;
             if ms > now_ms + FUTURE_SKEW_MS {
                 return Err(invalid(index, "occurred_at", "must not be in the future"));
+            }
+            if ms < now_ms.saturating_sub(u64::from(max_age_days) * 86_400_000) {
+                return Err(invalid(
+                    index,
+                    "occurred_at",
+                    format!(
+                        "is more than {max_age_days} days ago (--max-event-age-days): \
+                         too old to be attributed or held"
+                    ),
+                ));
             }
             ms
         }
@@ -128,6 +211,8 @@ fn validate(index: Option<usize>, e: Event, now_ms: u64) -> Result<Reported, Api
                 format!("must be at most {MAX_AMOUNT} (minor units)"),
             ))
         }
+        // A refund's currency is its purchase's: it may be left out.
+        (ConversionKind::Refund, Some(a), None) => (a, String::new()),
         (_, Some(_), None) => return Err(invalid(index, "currency", "is required with an amount")),
         (_, None, Some(_)) => return Err(invalid(index, "amount", "is required with a currency")),
         (ConversionKind::Purchase | ConversionKind::Refund, None, None) => {
@@ -148,17 +233,39 @@ fn validate(index: Option<usize>, e: Event, now_ms: u64) -> Result<Reported, Api
             (a, c)
         }
     };
+    let purchase_event_id = check_id(index, "purchase_event_id", &e.purchase_event_id)?;
+    let customer_id = check_id(index, "customer_id", &e.customer_id)?;
+    match e.kind {
+        ConversionKind::Refund if purchase_event_id.is_none() && customer_id.is_none() => {
+            return Err(invalid(
+                index,
+                "purchase_event_id",
+                "a refund names its purchase: send purchase_event_id (the purchase's event_id), \
+                 or customer_id to refund that customer's latest purchase not yet fully refunded",
+            ))
+        }
+        ConversionKind::Signup | ConversionKind::Purchase if purchase_event_id.is_some() => {
+            return Err(invalid(
+                index,
+                "purchase_event_id",
+                "only a refund names a purchase",
+            ))
+        }
+        _ => {}
+    }
     Ok(Reported {
         event_id,
         kind: e.kind,
         occurred_ms,
+        occurred_given: e.occurred_at.is_some(),
         received_ms: now_ms,
         scan_token: e.scan_id.filter(|s| !s.is_empty()),
         code,
         visitor_id: check_id(index, "visitor_id", &e.visitor_id)?,
-        customer_id: check_id(index, "customer_id", &e.customer_id)?,
+        customer_id,
         amount,
         currency,
+        purchase_event_id,
     })
 }
 
@@ -170,11 +277,11 @@ fn now_ms() -> u64 {
 }
 
 pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, ApiError> {
-    let body: Body = read_json(state, req).await?;
+    let body: Value = read_json(state, req).await?;
     let now = now_ms();
     let (events, single) = match body {
-        Body::One(e) => (vec![*e], true),
-        Body::Many(v) => (v, false),
+        Value::Array(v) => (v, false),
+        one => (vec![one], true),
     };
     if events.is_empty() || events.len() > MAX_BATCH {
         return Err(invalid(
@@ -183,9 +290,11 @@ pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, A
             format!("send 1 to {MAX_BATCH} events at once"),
         ));
     }
+    let max_age_days = state.config.max_event_age_days;
     let mut reported = Vec::with_capacity(events.len());
     for (i, e) in events.into_iter().enumerate() {
-        reported.push(validate((!single).then_some(i), e, now)?);
+        let index = (!single).then_some(i);
+        reported.push(validate(index, parse_event(index, e)?, now, max_age_days)?);
     }
     let terms = |code: &str| {
         state.codes.get(code).map(|c| CodeTerms {
@@ -199,6 +308,20 @@ pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, A
         .report_conversions(reported, now, terms)
         .await
         .map_err(|e| match e {
+            codelink_analytics::Error::Rejected {
+                index,
+                field,
+                message,
+            } => invalid((!single).then_some(index), field, message),
+            codelink_analytics::Error::IdempotencyConflict { index, event_id } => ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                format!(
+                    "{}event_id '{event_id}' was already used for an event with a different body: \
+                     send the same body again to get the first answer, or a new event_id for a new event",
+                    if single { String::new() } else { format!("[{index}].") }
+                ),
+            ),
             codelink_analytics::Error::NotStored => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_stored",
@@ -239,6 +362,7 @@ fn view(outcome: &Outcome) -> Value {
         "status": if outcome.duplicate { "duplicate" } else { "created" },
         "type": c.kind,
         "occurred_at": rfc3339_ms(c.occurred_ms),
+        "purchase_event_id": outcome.purchase_event_id,
         "attribution": {
             "rule": c.rule,
             "code": (!c.code.is_empty()).then_some(&c.code),

@@ -31,6 +31,8 @@ impl EmbeddedStore {
                 path.display()
             )
         })?;
+        // Key hashes and customer data: readable by this user only.
+        crate::keys::owner_only(&path)?;
         // Create the table so that readers never see it missing.
         let tx = db.begin_write()?;
         tx.open_table(CODES)?;
@@ -95,8 +97,9 @@ impl EmbeddedStore {
                     Some(v) => decode(v.value())?,
                     None => return Err(StoreError::NotFound(code)),
                 };
+                let stored_destination = record.destination.clone();
                 change(&mut record)?;
-                record.validate()?;
+                record.validate_update(&stored_destination)?;
                 table
                     .insert(code.as_str(), encode(&record).as_slice())
                     .map_err(unavailable)?;

@@ -53,7 +53,9 @@ impl Store {
         }
     }
 
-    /// Reads the stored record, applies `change`, validates and writes it back.
+    /// Reads the stored record, applies `change`, validates and writes it back
+    /// (a destination the change keeps is checked as stored:
+    /// [`CodeRecord::validate_update`]).
     pub async fn update(&self, code: &str, change: Mutation) -> Result<CodeRecord> {
         match self {
             Store::Embedded(s) => s.update(code, change).await,

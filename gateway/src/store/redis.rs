@@ -104,8 +104,9 @@ impl RedisStore {
             Some(bytes) => decode(&bytes)?,
             None => return Err(StoreError::NotFound(code.to_string())),
         };
+        let stored_destination = record.destination.clone();
         change(&mut record)?;
-        record.validate()?;
+        record.validate_update(&stored_destination)?;
         // Concurrent PATCHes of one code through two instances: the last write wins.
         let _: (u64, ()) = redis::pipe()
             .atomic()

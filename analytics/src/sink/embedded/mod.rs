@@ -14,8 +14,8 @@ mod write;
 pub use migrate::MigrationProgress;
 
 use super::SinkError;
-use crate::event::Conversion;
-use crate::records::{Claim, CustomerLink, LastVisit};
+use crate::event::{Conversion, ConversionKind};
+use crate::records::{Claim, ClaimRecord, CustomerLink, LastVisit, RefundOf, Refunded};
 use crate::stats::CodeStats;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::BTreeMap;
@@ -39,8 +39,12 @@ const CONVERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversi
 /// [`code_conversion_key`] → the owner credited: the stored conversions of
 /// each code by time (one entry per [`CONVERSIONS`] row, written with it).
 const CODE_CONVERSIONS: TableDefinition<&str, &str> = TableDefinition::new("code_conversions");
-/// event id → conversion as JSON: the first answer given for each event id.
+/// event id → [`ClaimRecord`] as JSON: the first answer given for each event id.
 const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
+/// purchase event id → [`Refunded`] as JSON: how much of it was refunded so far.
+const REFUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("refunds");
+/// [`customer_purchase_key`] → (): each customer's claimed purchases by time.
+const CUSTOMER_PURCHASES: TableDefinition<&str, ()> = TableDefinition::new("customer_purchases");
 /// customer id → the attribution of the customer's first attributed conversion.
 const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers");
 /// "{code}\0{visitor}" → the latest human scan of the code by the visitor.
@@ -117,6 +121,52 @@ fn err(e: impl std::fmt::Display) -> SinkError {
     SinkError::Embedded(e.to_string())
 }
 
+/// `{customer}\0{occurred ms, 20 digits}\0{event id}` of a purchase with a
+/// customer (`None` for anything else): the customer's purchases by time.
+fn customer_purchase_key(c: &Conversion) -> Option<String> {
+    (c.kind == ConversionKind::Purchase && !c.customer_id.is_empty())
+        .then(|| format!("{}\0{:020}\0{}", c.customer_id, c.occurred_ms, c.event_id))
+}
+
+/// Builds [`CUSTOMER_PURCHASES`] from the claims, once: purchases claimed by
+/// a version before it can then be refunded by customer too. One pass.
+fn index_customer_purchases(tx: &redb::WriteTransaction) -> Result<(), SinkError> {
+    let claims = tx.open_table(CLAIMS).map_err(err)?;
+    let mut index = tx.open_table(CUSTOMER_PURCHASES).map_err(err)?;
+    let mut indexed = 0u64;
+    for item in claims.iter().map_err(err)? {
+        let (k, v) = item.map_err(err)?;
+        match serde_json::from_slice::<ClaimRecord>(v.value()) {
+            Ok(record) => {
+                if let Some(key) = customer_purchase_key(&record.conversion) {
+                    index.insert(key.as_str(), ()).map_err(err)?;
+                    indexed += 1;
+                }
+            }
+            Err(e) => {
+                tracing::error!(key = k.value(), error = %e, "unreadable claim not indexed")
+            }
+        }
+    }
+    if indexed > 0 {
+        tracing::info!(
+            purchases = indexed,
+            "indexed the claimed purchases by customer"
+        );
+    }
+    Ok(())
+}
+
+fn read_refunded(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    purchase_event_id: &str,
+) -> Result<Refunded, SinkError> {
+    match table.get(purchase_event_id).map_err(err)? {
+        Some(v) => serde_json::from_slice(v.value()).map_err(err),
+        None => Ok(Refunded::default()),
+    }
+}
+
 /// Builds [`CODE_CONVERSIONS`] from the stored conversions when it does not
 /// hold one entry per row: a store of a version before the index (or one
 /// that an earlier version wrote to since). Conversions are few: one pass.
@@ -154,6 +204,13 @@ impl EmbeddedSink {
     pub fn open(data_dir: &Path, events: bool, counters: bool) -> Result<Self, SinkError> {
         let path = data_dir.join("scans.redb");
         let db = Database::create(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        // Visitor ids, IP prefixes, customer ids: readable by this user only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| err(format!("{}: {e}", path.display())))?;
+        }
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(SCANS).map_err(err)?;
         tx.open_table(SCAN_CHUNKS).map_err(err)?;
@@ -163,6 +220,8 @@ impl EmbeddedSink {
         tx.open_table(BATCHES).map_err(err)?;
         tx.open_table(CLAIMS).map_err(err)?;
         tx.open_table(CUSTOMERS).map_err(err)?;
+        tx.open_table(REFUNDS).map_err(err)?;
+        tx.open_table(CUSTOMER_PURCHASES).map_err(err)?;
         tx.open_table(LAST_VISITS).map_err(err)?;
         tx.open_table(SCAN_BLOCKS).map_err(err)?;
         tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
@@ -183,6 +242,11 @@ impl EmbeddedSink {
                 meta.insert("layout", LAYOUT).map_err(err)?;
             }
             index_conversions(&tx, &conversions)?;
+            if meta.get("customer_purchases").map_err(err)?.is_none() {
+                index_customer_purchases(&tx)?;
+                meta.insert("customer_purchases", b"1".as_slice())
+                    .map_err(err)?;
+            }
         }
         tx.commit().map_err(err)?;
         Ok(Self {
@@ -291,28 +355,42 @@ impl EmbeddedSink {
         .await
     }
 
-    /// Claims `event_id` for `conversion`; if another answer was given first,
-    /// returns that. A customer link is stored with the claim unless one exists.
+    /// Claims `record.conversion.event_id` for `record`; if another answer was
+    /// given first, returns that. In the same transaction: a customer link is
+    /// stored unless one exists; a purchase with a customer joins that
+    /// customer's purchases; a refund moves its purchase's refunded totals from
+    /// `refund.before` to `refund.after` (or, if they are no longer `before`,
+    /// nothing is written and the answer is [`Claim::Stale`]).
     pub async fn claim(
         &self,
-        conversion: &Conversion,
+        record: &ClaimRecord,
         customer: Option<&CustomerLink>,
+        refund: Option<&RefundOf>,
     ) -> Result<Claim, SinkError> {
-        let conversion = conversion.clone();
+        let record = record.clone();
         let customer = customer.cloned();
+        let refund = refund.cloned();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(err)?;
+            let conversion = &record.conversion;
             let claim = {
                 let mut claims = tx.open_table(CLAIMS).map_err(err)?;
-                let existing: Option<Conversion> =
+                let existing: Option<ClaimRecord> =
                     match claims.get(conversion.event_id.as_str()).map_err(err)? {
                         Some(v) => Some(serde_json::from_slice(v.value()).map_err(err)?),
                         None => None,
                     };
+                let mut refunds = tx.open_table(REFUNDS).map_err(err)?;
+                let stale = match &refund {
+                    Some(r) => read_refunded(&refunds, &r.purchase_event_id)? != r.before,
+                    None => false,
+                };
                 if let Some(existing) = existing {
                     Claim::Existing(Box::new(existing))
+                } else if stale {
+                    Claim::Stale
                 } else {
-                    let row = serde_json::to_vec(&conversion).map_err(err)?;
+                    let row = serde_json::to_vec(&record).map_err(err)?;
                     claims
                         .insert(conversion.event_id.as_str(), row.as_slice())
                         .map_err(err)?;
@@ -329,6 +407,16 @@ impl EmbeddedSink {
                                 .map_err(err)?;
                         }
                     }
+                    if let Some(key) = customer_purchase_key(conversion) {
+                        let mut index = tx.open_table(CUSTOMER_PURCHASES).map_err(err)?;
+                        index.insert(key.as_str(), ()).map_err(err)?;
+                    }
+                    if let Some(r) = &refund {
+                        let value = serde_json::to_vec(&r.after).map_err(err)?;
+                        refunds
+                            .insert(r.purchase_event_id.as_str(), value.as_slice())
+                            .map_err(err)?;
+                    }
                     Claim::New
                 }
             };
@@ -338,9 +426,17 @@ impl EmbeddedSink {
         .await
     }
 
-    pub async fn release(&self, conversion: &Conversion) -> Result<(), SinkError> {
-        let row = serde_json::to_vec(conversion).map_err(err)?;
-        let id = conversion.event_id.clone();
+    /// Undoes [`EmbeddedSink::claim`] of `record` (with `refund`, as claimed)
+    /// if the claim still holds `record`.
+    pub async fn release(
+        &self,
+        record: &ClaimRecord,
+        refund: Option<&RefundOf>,
+    ) -> Result<(), SinkError> {
+        let row = serde_json::to_vec(record).map_err(err)?;
+        let id = record.conversion.event_id.clone();
+        let index_key = customer_purchase_key(&record.conversion);
+        let refund = refund.cloned();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(err)?;
             {
@@ -351,9 +447,88 @@ impl EmbeddedSink {
                     .is_some_and(|v| v.value() == row.as_slice());
                 if ours {
                     claims.remove(id.as_str()).map_err(err)?;
+                    if let Some(key) = index_key {
+                        let mut index = tx.open_table(CUSTOMER_PURCHASES).map_err(err)?;
+                        index.remove(key.as_str()).map_err(err)?;
+                    }
+                    if let Some(r) = refund {
+                        let mut refunds = tx.open_table(REFUNDS).map_err(err)?;
+                        let cur = read_refunded(&refunds, &r.purchase_event_id)?;
+                        let undone = Refunded {
+                            amount: cur.amount - (r.after.amount - r.before.amount),
+                            earnings: cur.earnings - (r.after.earnings - r.before.earnings),
+                        };
+                        let value = serde_json::to_vec(&undone).map_err(err)?;
+                        refunds
+                            .insert(r.purchase_event_id.as_str(), value.as_slice())
+                            .map_err(err)?;
+                    }
                 }
             }
             tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    /// The claim of `event_id`, if any.
+    pub async fn claimed(&self, event_id: &str) -> Result<Option<ClaimRecord>, SinkError> {
+        let id = event_id.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(CLAIMS).map_err(err)?;
+            match table.get(id.as_str()).map_err(err)? {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(err)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// How much of the purchase `event_id` has been refunded.
+    pub async fn refunded(&self, event_id: &str) -> Result<Refunded, SinkError> {
+        let id = event_id.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(REFUNDS).map_err(err)?;
+            read_refunded(&table, &id)
+        })
+        .await
+    }
+
+    /// The customer's latest claimed purchase (by time of occurrence) not yet
+    /// fully refunded, with what was refunded of it; among the latest
+    /// [`super::REFUNDABLE_SEARCH`] purchases.
+    pub async fn latest_refundable_purchase(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<(ClaimRecord, Refunded)>, SinkError> {
+        let prefix = format!("{customer_id}\0");
+        let end = format!("{customer_id}\u{1}");
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(err)?;
+            let index = tx.open_table(CUSTOMER_PURCHASES).map_err(err)?;
+            let claims = tx.open_table(CLAIMS).map_err(err)?;
+            let refunds = tx.open_table(REFUNDS).map_err(err)?;
+            for item in index
+                .range(prefix.as_str()..end.as_str())
+                .map_err(err)?
+                .rev()
+                .take(super::REFUNDABLE_SEARCH)
+            {
+                let (key, _) = item.map_err(err)?;
+                let Some(event_id) = key.value().rsplit('\0').next().map(str::to_string) else {
+                    continue;
+                };
+                let Some(v) = claims.get(event_id.as_str()).map_err(err)? else {
+                    continue;
+                };
+                let record: ClaimRecord = serde_json::from_slice(v.value()).map_err(err)?;
+                let refunded = read_refunded(&refunds, &event_id)?;
+                if refunded.amount < record.conversion.amount {
+                    return Ok(Some((record, refunded)));
+                }
+            }
+            Ok(None)
         })
         .await
     }
@@ -501,5 +676,40 @@ mod tests {
             ids(&sink.recent_conversions("abc", None, 10).await.unwrap()),
             ["e2", "e0", "e9", "e1"]
         );
+    }
+
+    /// Purchases claimed by a version before the customer index (claims that
+    /// are bare conversions) are indexed at the next open, once.
+    #[tokio::test]
+    async fn older_claimed_purchases_are_indexed_by_customer() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(EmbeddedSink::open(dir.path(), true, true).unwrap());
+        let mut purchase = conversion("p-old", "spring", "alice", 1_000);
+        purchase.kind = ConversionKind::Purchase;
+        purchase.customer_id = "cust-1".into();
+        (purchase.amount, purchase.currency) = (500, "EUR".into());
+        {
+            // What an earlier version left: the claim, no index, no marker.
+            let db = Database::create(dir.path().join("scans.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut claims = tx.open_table(CLAIMS).unwrap();
+                let row = serde_json::to_vec(&purchase).unwrap();
+                claims.insert("p-old", row.as_slice()).unwrap();
+                tx.open_table(META)
+                    .unwrap()
+                    .remove("customer_purchases")
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
+        let (found, refunded) = sink
+            .latest_refundable_purchase("cust-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, ClaimRecord::of(purchase));
+        assert_eq!(refunded, Refunded::default());
     }
 }
