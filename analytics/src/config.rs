@@ -24,6 +24,9 @@ pub struct Config {
     /// Earnings are confirmed once this long has passed since the end of the
     /// UTC hour the conversion occurred in (the refund window).
     pub hold: Duration,
+    /// Raw scans older than this are deleted (rollups, counters and
+    /// conversions stay); `None`: kept for ever.
+    pub retain: Option<Duration>,
 }
 
 impl Config {
@@ -37,6 +40,7 @@ impl Config {
             queries: QueryLimits::default(),
             secret: secret.to_vec(),
             hold: Duration::from_secs(30 * 86_400),
+            retain: None,
         }
     }
 }

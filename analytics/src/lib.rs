@@ -33,4 +33,5 @@ pub mod token;
 pub use config::Config;
 pub use error::Error;
 pub use scan_id::{ScanId, ScanIdGenerator};
-pub use service::{Analytics, AnalyticsTasks};
+pub use service::{Analytics, AnalyticsTasks, Erasure, Pruned};
+pub use sink::Subject;

@@ -20,7 +20,9 @@ use crate::query::{
     TopMetric, TopRow,
 };
 use crate::recorder::{Recorder, RecorderConfig, RecorderTasks};
-use crate::sink::{ClickHouseEvents, EmbeddedSink, LiveStore, RedisCounters, ScanPage, Sink};
+use crate::sink::{
+    ClickHouseEvents, EmbeddedSink, LiveStore, RedisCounters, ScanPage, Sink, Subject,
+};
 use crate::stats::CodeStats;
 use crate::token::Signer;
 use std::future::Future;
@@ -37,6 +39,8 @@ pub struct Analytics {
 
 struct Inner {
     recorder: Recorder,
+    /// The embedded store (whatever roles it plays): retention prunes it.
+    embedded: EmbeddedSink,
     live: LiveStore,
     queries: Backend,
     /// For readiness: the ClickHouse the queries read, if any.
@@ -57,6 +61,7 @@ struct Inner {
 #[must_use = "call stop() at shutdown, or the scans the recorder holds are lost"]
 pub struct AnalyticsTasks {
     recorder: RecorderTasks,
+    retention: Option<tokio::task::JoinHandle<()>>,
     migration: Option<EmbeddedMigration>,
     backfill: Option<BackfillWatch>,
 }
@@ -71,6 +76,7 @@ impl Analytics {
         let embedded_live = config.redis.is_none();
         let embedded = EmbeddedSink::open(&config.data_dir, embedded_rows, embedded_live)
             .map_err(|e| Error::Open(format!("{e}; is another codelink using this data dir?")))?;
+        let embedded_handle = embedded.clone();
         let mut sinks = Vec::new();
         if embedded_rows || embedded_live {
             sinks.push(Sink::Embedded(embedded.clone()));
@@ -81,7 +87,9 @@ impl Analytics {
         // other.
         let (live, redis) = match &config.redis {
             Some(r) => {
-                sinks.push(Sink::Redis(RedisCounters::connect(&r.url, &r.prefix)?));
+                sinks.push(Sink::Redis(
+                    RedisCounters::connect(&r.url, &r.prefix)?.with_retention(config.retain),
+                ));
                 let api = RedisCounters::connect(&r.url, &r.prefix)?;
                 (LiveStore::Redis(api.clone()), Some(api))
             }
@@ -125,6 +133,7 @@ impl Analytics {
             .map_err(|e| Error::Open(format!("cannot start the scan recorder: {e}")))?;
         let inner = Inner {
             recorder,
+            embedded: embedded_handle,
             live,
             queries,
             clickhouse,
@@ -139,11 +148,18 @@ impl Analytics {
                 .map_or_else(Default::default, |b| b.pending.clone()),
             config,
         };
+        let analytics = Self {
+            inner: Arc::new(inner),
+        };
+        let retention = analytics
+            .inner
+            .config
+            .retain
+            .map(|_| tokio::spawn(retention_loop(analytics.clone())));
         Ok((
-            Self {
-                inner: Arc::new(inner),
-            },
+            analytics,
             AnalyticsTasks {
+                retention,
                 recorder: tasks,
                 migration,
                 backfill,
@@ -260,6 +276,53 @@ impl Analytics {
         self.limited(page).await
     }
 
+    /// Deletes the raw scans older than the configured retention (see
+    /// [`Config::retain`]) from every store that holds them: embedded scan
+    /// chunks with the visitor data of that age, ClickHouse's monthly
+    /// partitions of `scans` that ended before it. Rollups, counters and
+    /// conversions stay. `None` when no retention is configured.
+    pub async fn prune(&self, now_ms: u64) -> Result<Option<Pruned>, Error> {
+        let Some(retain) = self.inner.config.retain else {
+            return Ok(None);
+        };
+        let cutoff_ms = now_ms.saturating_sub(retain.as_millis() as u64);
+        let embedded = self.inner.embedded.prune_before(cutoff_ms).await?;
+        let clickhouse_partitions = match &self.inner.clickhouse {
+            Some(ch) => ch.drop_scans_before(cutoff_ms).await?,
+            None => Vec::new(),
+        };
+        Ok(Some(Pruned {
+            cutoff_ms,
+            embedded,
+            clickhouse_partitions,
+        }))
+    }
+
+    /// Erases a visitor's or a customer's identifiers from every store that
+    /// holds them (GDPR art. 17): the rows stay, with the ids blanked, so
+    /// every count and sum stays right. On ClickHouse the change is a
+    /// mutation that completes in the background.
+    pub async fn erase(&self, who: Subject) -> Result<Erasure, Error> {
+        let embedded = self.inner.embedded.erase(who.clone()).await?;
+        let (redis_keys_deleted, redis_answers_rewritten) = match &self.inner.redis {
+            Some(r) => r.erase(&who).await?,
+            None => (0, 0),
+        };
+        let clickhouse_mutations = match &self.inner.clickhouse {
+            Some(ch) => {
+                ch.erase(&who).await?;
+                true
+            }
+            None => false,
+        };
+        Ok(Erasure {
+            embedded,
+            redis_keys_deleted,
+            redis_answers_rewritten,
+            clickhouse_mutations,
+        })
+    }
+
     /// Totals over the query.
     pub async fn summary(&self, q: &Query) -> Result<Summary, Error> {
         self.limited(self.inner.queries.summary(q)).await
@@ -355,12 +418,63 @@ impl Analytics {
     }
 }
 
+/// What an erasure changed ([`Analytics::erase`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Erasure {
+    /// In the embedded store (rows and/or live data, whichever it holds).
+    pub embedded: crate::sink::Erased,
+    /// Redis keys deleted (latest visits, a customer's link and purchases).
+    pub redis_keys_deleted: u64,
+    /// Recorded conversion answers in Redis rewritten without the ids.
+    pub redis_answers_rewritten: u64,
+    /// Whether ClickHouse mutations were submitted (they complete in the
+    /// background).
+    pub clickhouse_mutations: bool,
+}
+
+/// What a retention pass deleted ([`Analytics::prune`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    /// Raw scans made before this (Unix ms) were deleted.
+    pub cutoff_ms: u64,
+    pub embedded: crate::sink::EmbeddedPruned,
+    /// Monthly partitions (`YYYYMM`) of ClickHouse `scans` dropped.
+    pub clickhouse_partitions: Vec<String>,
+}
+
+/// Prunes once a minute after start, then every hour.
+async fn retention_loop(analytics: Analytics) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = Duration::from_secs(3600);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        match analytics.prune(now_ms).await {
+            Ok(Some(p)) => tracing::info!(
+                cutoff_ms = p.cutoff_ms,
+                scan_chunks = p.embedded.scan_chunks,
+                visit_marks = p.embedded.visit_marks,
+                last_visits = p.embedded.last_visits,
+                clickhouse_partitions = ?p.clickhouse_partitions,
+                "retention: raw scans pruned"
+            ),
+            Ok(None) => return,
+            Err(e) => tracing::warn!(error = %e, "retention pass failed; retried in an hour"),
+        }
+    }
+}
+
 impl AnalyticsTasks {
     /// Call once nothing records any more (the HTTP server has drained): the
     /// recorder cuts a last batch and every sink writes it, or spools it to
     /// disk when it cannot within `deadline`; spool replays still running then
     /// stop (their files stay and are replayed at the next start).
     pub async fn stop(self, analytics: &Analytics, deadline: Duration) {
+        if let Some(r) = self.retention {
+            r.abort();
+        }
         if let Some(m) = self.migration {
             m.stop().await;
         }

@@ -110,6 +110,13 @@ pub struct Config {
     #[arg(long, env = "CODELINK_HOLD_DAYS", default_value_t = 30)]
     pub hold_days: u32,
 
+    /// Raw scans (with their visitor ids and IP prefixes) are deleted this
+    /// many days after they were made, every hour; rollups, counters and
+    /// conversions stay, so every number stays the same. 0 keeps them for
+    /// ever. Keep it at least the longest attribution window.
+    #[arg(long, env = "CODELINK_RETAIN_DAYS", default_value_t = 0)]
+    pub retain_days: u32,
+
     /// How far back a conversion's `occurred_at` may be (days); older events
     /// get 422. Default 45: the default 30-day attribution window plus a
     /// 15-day margin for late reports. At least 1.
@@ -206,6 +213,7 @@ impl Config {
             api_rate_per_ip: 100,
             api_burst_per_ip: 200,
             hold_days: 30,
+            retain_days: 0,
             max_event_age_days: 45,
             max_body_bytes: 64 * 1024,
             body_timeout_ms: 10_000,
@@ -266,6 +274,8 @@ impl Config {
             },
             secret: secret.to_vec(),
             hold: Duration::from_millis(self.hold_ms()),
+            retain: (self.retain_days > 0)
+                .then(|| Duration::from_secs(u64::from(self.retain_days) * 86_400)),
         }
     }
 

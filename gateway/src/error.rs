@@ -14,6 +14,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
+    /// The methods for an `Allow` header (a 405 must have one: RFC 9110).
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -42,12 +45,15 @@ impl ApiError {
         )
     }
 
-    pub fn method_not_allowed(allowed: &str) -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("allowed methods: {allowed}"),
-        )
+    pub fn method_not_allowed(allowed: &'static str) -> Self {
+        Self {
+            allow: Some(allowed),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("allowed methods: {allowed}"),
+            )
+        }
     }
 
     pub fn into_response(self) -> Response {
@@ -58,6 +64,10 @@ impl ApiError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        if let Some(allow) = self.allow {
+            resp.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(

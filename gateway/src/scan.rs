@@ -86,7 +86,10 @@ impl ScanCapture {
         } else {
             None
         };
-        let (visitor_id, set_cookie) = match visitor_cookie(req) {
+        // Only a cookie this gateway signed names the visitor: a made-up one
+        // gets a new id (and cookie), so a client cannot pose as a visitor
+        // (say, one whose scan would be credited at checkout).
+        let (visitor_id, set_cookie) = match visitor_cookie(req).and_then(|v| self.verified(v)) {
             Some(id) => (id.to_string(), None),
             None => {
                 let id = self.visitor_hash(scan_id.unix_ms() / 86_400_000, ip, &user_agent);
@@ -134,14 +137,45 @@ impl ScanCapture {
 
     fn cookie(&self, id: &str) -> Option<HeaderValue> {
         let secure = if self.secure_cookie { "; Secure" } else { "" };
+        let tag = self.tag(id);
         HeaderValue::try_from(format!(
-            "{VISITOR_COOKIE}={id}; Max-Age={VISITOR_MAX_AGE}; Path=/; HttpOnly; SameSite=Lax{secure}"
+            "{VISITOR_COOKIE}={id}.{tag}; Max-Age={VISITOR_MAX_AGE}; Path=/; HttpOnly; SameSite=Lax{secure}"
         ))
         .ok()
     }
+
+    /// The cookie's signature of a visitor id: 64 bits of SHA-256 over the
+    /// server secret and the id (the id has a fixed length, so no other
+    /// message shares the prefix).
+    fn tag(&self, id: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(&self.secret);
+        h.update(b"\0cl_vid\0");
+        h.update(id.as_bytes());
+        let digest = h.finalize();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(16);
+        for b in &digest[..8] {
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+        out
+    }
+
+    /// The visitor id of a cookie value `{id}.{tag}` whose tag this gateway
+    /// made; `None` for anything else.
+    fn verified<'a>(&self, value: &'a str) -> Option<&'a str> {
+        let (id, tag) = value.split_once('.')?;
+        let ok = id.len() == 32
+            && id.bytes().all(|b| b.is_ascii_hexdigit())
+            && tag.len() == 16
+            && crate::keys::matches(tag.as_bytes(), self.tag(id).as_bytes());
+        ok.then_some(id)
+    }
 }
 
-/// The `cl_vid` cookie value, if well-formed.
+/// The `cl_vid` cookie value, if not absurdly long (it is verified by
+/// [`ScanCapture::verified`]).
 fn visitor_cookie(req: &Request) -> Option<&str> {
     req.headers()
         .get_all(header::COOKIE)
@@ -151,11 +185,7 @@ fn visitor_cookie(req: &Request) -> Option<&str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == VISITOR_COOKIE)
         .map(|(_, value)| value)
-        .filter(|v| {
-            (16..=64).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+        .filter(|v| v.len() <= 64)
 }
 
 fn client_ip(req: &Request, header: Option<&HeaderName>) -> Option<IpAddr> {

@@ -55,6 +55,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let metrics_state = state.clone();
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
@@ -63,6 +64,23 @@ pub async fn serve(
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
+                // Requests hyper refused itself never reach the router: count
+                // them here (431 for a head too large, 400 for one that does
+                // not parse).
+                let status = if e.is_parse_too_large() {
+                    Some(431)
+                } else if e.is_parse() || e.is_parse_status() {
+                    Some(400)
+                } else {
+                    None
+                };
+                if let Some(status) = status {
+                    metrics_state.metrics.observe(
+                        crate::metrics::Route::Other,
+                        status,
+                        Duration::ZERO,
+                    );
+                }
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(permit);

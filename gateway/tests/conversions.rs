@@ -57,6 +57,10 @@ async fn scan(client: &Client, path: &str) -> (String, String) {
         .split(';')
         .next()
         .unwrap()
+        // The cookie is `{visitor id}.{signature}`.
+        .split('.')
+        .next()
+        .unwrap()
         .to_string();
     (token, visitor)
 }

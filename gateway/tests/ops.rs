@@ -60,3 +60,27 @@ async fn data_files_are_private_and_panics_are_counted() {
     assert!(metrics.contains("\ncodelink_panics_total "), "{metrics}");
     gw.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn requests_hyper_refuses_are_counted_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = common::start().await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"NOT A REQUEST\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+    assert!(
+        String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    let counted = codelink_testkit::wait_until(std::time::Duration::from_secs(3), || async {
+        gw.anon.get("/metrics").await.text().lines().any(|l| {
+            l.starts_with("codelink_http_requests_total{route=\"other\",status=\"400\"} ")
+                && !l.ends_with(" 0")
+        })
+    })
+    .await;
+    assert!(counted, "{}", gw.anon.get("/metrics").await.text());
+    gw.stop().await.unwrap();
+}

@@ -112,6 +112,10 @@ async fn embedded_scan_round_trip_field_by_field_and_flush_on_shutdown() {
         .split(';')
         .next()
         .unwrap()
+        // The cookie is `{visitor id}.{signature}`.
+        .split('.')
+        .next()
+        .unwrap()
         .to_string();
     let scan_id = scan_id_of(&r);
 
@@ -602,4 +606,69 @@ async fn spool_survives_a_restart_and_replays_into_clickhouse() {
         0,
         "spool not emptied"
     );
+}
+
+#[tokio::test]
+async fn a_made_up_visitor_cookie_is_not_trusted() {
+    let (config, tmp) = scan_config();
+    let mut gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await;
+    let c = &gw.anon;
+    let first = scan(c, "/alice10", "198.51.100.9", IPHONE_INSTAGRAM, &[]).await;
+    let signed = first
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (id, tag) = signed["cl_vid=".len()..].split_once('.').unwrap();
+    assert_eq!((id.len(), tag.len()), (32, 16), "{signed}");
+    // Posing as that visitor without the signature, with a wrong one, or as
+    // an id never given out: a new visitor, with a cookie of its own.
+    let forged_tag = format!("cl_vid={id}.{}", "0".repeat(16));
+    for forged in [
+        format!("cl_vid={id}"),
+        forged_tag,
+        "cl_vid=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_string(),
+    ] {
+        let r = scan(
+            c,
+            "/alice10",
+            "198.51.100.10",
+            ANDROID_CHROME,
+            &[("cookie", &forged)],
+        )
+        .await;
+        let fresh = r
+            .header("set-cookie")
+            .unwrap_or_else(|| panic!("{forged} was trusted"));
+        assert!(!fresh.contains(id), "{forged}: {fresh}");
+    }
+    // The signed cookie is honoured.
+    let r = scan(
+        c,
+        "/alice10",
+        "198.51.100.11",
+        ANDROID_CHROME,
+        &[("cookie", &signed)],
+    )
+    .await;
+    assert!(r.header("set-cookie").is_none());
+    let tmp = gw.take_tmp().unwrap();
+    gw.stop().await.unwrap();
+    let sink = EmbeddedSink::open(tmp.path(), true, true).unwrap();
+    let visitors: Vec<String> = sink
+        .all_scans()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.visitor_id)
+        .collect();
+    assert_eq!(
+        visitors.iter().filter(|v| *v == id).count(),
+        2,
+        "{visitors:?}"
+    );
+    assert_eq!(visitors.len(), 5);
 }

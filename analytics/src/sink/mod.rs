@@ -15,7 +15,9 @@ mod embedded;
 mod redis;
 
 pub use self::clickhouse::{BackfillProgress, ClickHouseConfig, ClickHouseEvents};
-pub use self::embedded::{EmbeddedSink, MigrationProgress};
+pub use self::embedded::{
+    EmbeddedSink, Erased, MigrationProgress, Pruned as EmbeddedPruned, Subject,
+};
 pub use self::redis::RedisCounters;
 
 use crate::batch::Batch;

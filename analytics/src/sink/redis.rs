@@ -4,7 +4,8 @@
 //! - `{p}:stats:{code}` hash of counter fields (see [`crate::batch::counter_deltas`]);
 //! - `{p}:uv:{code}:{day}` HyperLogLog of human visitor ids that day (kept 400 days);
 //! - `{p}:batch:{id}` marker of an applied batch (kept 7 days: longer than any spool replay);
-//! - `{p}:lv:{code}:{visitor}` the visitor's latest human scan of the code (400 days);
+//! - `{p}:lv:{code}:{visitor}` the visitor's latest human scan of the code (400 days, or
+//!   the raw-scan retention when shorter);
 //! - `{p}:conv:{event id}` the answer given for a conversion event (400 days);
 //! - `{p}:refund:{purchase event id}` hash of what was refunded of a purchase:
 //!   `amount`, `earnings` clawed back (400 days from its last refund);
@@ -80,6 +81,8 @@ pub struct RedisCounters {
     script: redis::Script,
     claim_script: redis::Script,
     release_script: redis::Script,
+    /// How long a latest visit (`{p}:lv:…`, which names a visitor) is kept.
+    last_visit_ttl_secs: u64,
 }
 
 /// Deletes KEYS[1] only if it still holds ARGV[1], and then: ARGV[2] (unless
@@ -141,7 +144,17 @@ impl RedisCounters {
             script: redis::Script::new(APPLY_ONCE),
             claim_script: redis::Script::new(CLAIM),
             release_script: redis::Script::new(RELEASE),
+            last_visit_ttl_secs: VISITS_TTL_SECS,
         })
+    }
+
+    /// Keeps latest visits at most `retain` (the raw-scan retention) instead
+    /// of 400 days, so that what names a visitor goes when their scans do.
+    pub fn with_retention(mut self, retain: Option<Duration>) -> Self {
+        if let Some(r) = retain {
+            self.last_visit_ttl_secs = r.as_secs().clamp(1, VISITS_TTL_SECS);
+        }
+        self
     }
 
     pub async fn write(&self, batch: &Batch) -> Result<(), SinkError> {
@@ -173,7 +186,7 @@ impl RedisCounters {
                 .arg(key.as_str())
                 .arg(LastVisit::encode(scan))
                 .arg(scan.ts_ms)
-                .arg(VISITS_TTL_SECS);
+                .arg(self.last_visit_ttl_secs);
         }
         let mut conn = self.conn.clone();
         let (_applied, errors, first): (i64, u64, String) = inv.invoke_async(&mut conn).await?;
@@ -390,4 +403,92 @@ impl RedisCounters {
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }
+}
+
+impl RedisCounters {
+    /// Erases `who` from the live data in Redis: a visitor's latest visits
+    /// (`{p}:lv:*:{visitor}`), a customer's attribution link and purchase
+    /// index, and their ids in the recorded answers (`{p}:conv:*`, rewritten
+    /// with their TTL kept). The per-day visitor HyperLogLogs hold only
+    /// hashes. Returns (keys deleted, answers rewritten).
+    pub async fn erase(&self, who: &super::Subject) -> Result<(u64, u64), SinkError> {
+        let mut conn = self.conn.clone();
+        let p = &self.prefix;
+        let mut deleted = 0u64;
+        let mut doomed: Vec<String> = Vec::new();
+        match who {
+            super::Subject::Visitor(v) => {
+                let pattern = format!("{p}:lv:*:{}", escape_glob(v));
+                let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
+                while let Some(k) = iter.next_item().await {
+                    doomed.push(k?);
+                }
+            }
+            super::Subject::Customer(c) => {
+                doomed.push(format!("{p}:cust:{c}"));
+                doomed.push(format!("{p}:cpur:{c}"));
+            }
+        }
+        let mut conn = self.conn.clone();
+        for k in &doomed {
+            deleted += redis::cmd("DEL")
+                .arg(k)
+                .query_async::<u64>(&mut conn)
+                .await?;
+        }
+        let mut keys: Vec<String> = Vec::new();
+        {
+            let mut scan_conn = self.conn.clone();
+            let mut iter: redis::AsyncIter<String> =
+                scan_conn.scan_match(format!("{p}:conv:*")).await?;
+            while let Some(k) = iter.next_item().await {
+                keys.push(k?);
+            }
+        }
+        let mut rewritten = 0u64;
+        for k in keys {
+            let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query_async(&mut conn).await?;
+            let Some(raw) = raw else { continue };
+            let Ok(mut record) = serde_json::from_slice::<crate::records::ClaimRecord>(&raw) else {
+                continue;
+            };
+            let c = &mut record.conversion;
+            let hit = match who {
+                super::Subject::Visitor(v) if c.visitor_id == *v => {
+                    c.visitor_id.clear();
+                    true
+                }
+                super::Subject::Customer(id) if c.customer_id == *id => {
+                    c.customer_id.clear();
+                    c.visitor_id.clear();
+                    true
+                }
+                _ => false,
+            };
+            if hit {
+                let json = serde_json::to_vec(&record).unwrap_or_default();
+                redis::cmd("SET")
+                    .arg(&k)
+                    .arg(json)
+                    .arg("KEEPTTL")
+                    .arg("XX")
+                    .query_async::<Option<String>>(&mut conn)
+                    .await?;
+                rewritten += 1;
+            }
+        }
+        Ok((deleted, rewritten))
+    }
+}
+
+/// `text` with Redis glob characters escaped.
+fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
 }

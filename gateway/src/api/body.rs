@@ -7,12 +7,31 @@ use bytes::Bytes;
 use http::{header, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
-/// Reads a JSON body: 415 unless it says JSON, 413 past the size limit, 408
-/// when it does not arrive within `--body-timeout-ms`, 400 when it does not
-/// parse, 422 when it parses but a field has the wrong shape.
+/// Reads a JSON object body (every body but a conversion batch's): as
+/// [`read_json_any`], and 422 unless the body is an object. (serde would take
+/// a struct's fields from an array too, in order: `[null, null]` is no
+/// body a client means.)
 pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     state: &AppState,
     req: Request,
+) -> Result<T, ApiError> {
+    read(state, req, true).await
+}
+
+/// Reads a JSON body of any shape: 415 unless it says JSON, 413 past the size
+/// limit, 408 when it does not arrive within `--body-timeout-ms`, 400 when it
+/// does not parse, 422 when it parses but a field has the wrong shape.
+pub(super) async fn read_json_any<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    req: Request,
+) -> Result<T, ApiError> {
+    read(state, req, false).await
+}
+
+async fn read<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    req: Request,
+    object: bool,
 ) -> Result<T, ApiError> {
     let content_type = req
         .headers()
@@ -69,6 +88,18 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
             ))
         }
     };
+    if object {
+        // Syntax errors are answered below, as for any body.
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) {
+            if !value.is_object() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    "body: must be a JSON object",
+                ));
+            }
+        }
+    }
     serde_json::from_slice(&body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {

@@ -4,7 +4,7 @@
 //! This module parses and renders; deciding, claiming (idempotency by
 //! `event_id`) and recording are `codelink_analytics::Analytics::report_conversions`.
 
-use super::body::read_json;
+use super::body::read_json_any;
 use super::times::parse_time;
 use crate::error::ApiError;
 use crate::request::Request;
@@ -276,9 +276,13 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, ApiError> {
-    let body: Value = read_json(state, req).await?;
-    let now = now_ms();
+/// The events of a body (one event, or an array of them), validated at
+/// `now`; and whether it was a single event.
+pub(crate) fn parse_events(
+    body: Value,
+    now: u64,
+    max_age_days: u32,
+) -> Result<(Vec<Reported>, bool), ApiError> {
     let (events, single) = match body {
         Value::Array(v) => (v, false),
         one => (vec![one], true),
@@ -290,12 +294,18 @@ pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, A
             format!("send 1 to {MAX_BATCH} events at once"),
         ));
     }
-    let max_age_days = state.config.max_event_age_days;
     let mut reported = Vec::with_capacity(events.len());
     for (i, e) in events.into_iter().enumerate() {
         let index = (!single).then_some(i);
         reported.push(validate(index, parse_event(index, e)?, now, max_age_days)?);
     }
+    Ok((reported, single))
+}
+
+pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    let body: Value = read_json_any(state, req).await?;
+    let now = now_ms();
+    let (reported, single) = parse_events(body, now, state.config.max_event_age_days)?;
     let terms = |code: &str| {
         state.codes.get(code).map(|c| CodeTerms {
             owner: c.record.owner.clone(),
@@ -379,3 +389,7 @@ fn view(outcome: &Outcome) -> Value {
         "notes": outcome.notes,
     })
 }
+
+#[cfg(test)]
+#[path = "conversions_fuzz.rs"]
+mod fuzz;

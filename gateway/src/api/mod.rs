@@ -9,6 +9,7 @@ mod auth;
 mod body;
 mod codes;
 mod conversions;
+mod erasure;
 mod keys;
 mod scans;
 mod times;
@@ -47,7 +48,31 @@ pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Respons
     }
 }
 
+/// The OpenAPI 3.1 document of the whole HTTP API (`gateway/openapi.json`).
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+
+/// `GET /api/v1/openapi.json`: public (no key), and the same bytes for the
+/// life of the binary, so clients and CDNs may cache it.
+fn openapi(req: &Request) -> Result<Response, ApiError> {
+    if req.method() != Method::GET {
+        return Err(ApiError::method_not_allowed("GET"));
+    }
+    let mut resp = crate::response::with_body(
+        StatusCode::OK,
+        "application/json",
+        bytes::Bytes::from_static(OPENAPI_JSON.as_bytes()),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=3600"),
+    );
+    Ok(resp)
+}
+
 async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    if req.uri().path().trim_end_matches('/') == "/api/v1/openapi.json" {
+        return openapi(&req);
+    }
     let who = authorize(state, &req).await?;
     let path = req.uri().path().trim_end_matches('/').to_string();
     let method = req.method().clone();
@@ -116,6 +141,11 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             conversions::ingest(state, req).await
         }
         (["conversions"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["erasure"], &Method::POST) => {
+            admin_only(&who)?;
+            erasure::erase(state, req).await
+        }
+        (["erasure"], _) => Err(ApiError::method_not_allowed("POST")),
         (["analytics", report], &Method::GET) => analytics::handle(state, &who, report, &req).await,
         (["analytics", _], _) => Err(ApiError::method_not_allowed("GET")),
         _ => Err(ApiError::not_found(format!("no API endpoint at {path}"))),

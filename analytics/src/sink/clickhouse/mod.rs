@@ -18,7 +18,7 @@ mod write;
 pub use backfill::BackfillProgress;
 
 use super::SinkError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
 pub struct ClickHouseConfig {
@@ -326,4 +326,111 @@ struct ConversionRow<'a> {
 /// Backquotes an identifier (database names come from configuration).
 fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
+#[derive(Deserialize, clickhouse::Row)]
+struct PartitionRow {
+    partition: String,
+}
+
+impl ClickHouseEvents {
+    /// Drops the monthly partitions of raw `scans` that end a day or more
+    /// before `cutoff_ms` (a day of margin: `toYYYYMM` follows the server's
+    /// time zone). Rollups and conversions stay. Returns the partitions
+    /// dropped (`YYYYMM`); idempotent.
+    pub async fn drop_scans_before(&self, cutoff_ms: u64) -> Result<Vec<String>, SinkError> {
+        self.migrate().await?;
+        let rows = self
+            .client
+            .query(
+                "SELECT DISTINCT partition FROM system.parts \
+                 WHERE database = ? AND table = 'scans' AND active ORDER BY partition",
+            )
+            .bind(self.database.as_str())
+            .fetch_all::<PartitionRow>()
+            .await?;
+        let cutoff_day = (cutoff_ms / 86_400_000) as i64;
+        let mut dropped = Vec::new();
+        for r in rows {
+            let Some(end_day) = month_end_day(&r.partition) else {
+                continue;
+            };
+            if end_day < cutoff_day {
+                // `partition` is six digits: safe to put in the statement.
+                self.client
+                    .query(&format!(
+                        "ALTER TABLE {}.scans DROP PARTITION {}",
+                        self.database, r.partition
+                    ))
+                    .execute()
+                    .await?;
+                dropped.push(r.partition);
+            }
+        }
+        Ok(dropped)
+    }
+}
+
+/// The day (days since 1970-01-01) after the last day of month `YYYYMM`.
+fn month_end_day(partition: &str) -> Option<i64> {
+    if partition.len() != 6 || !partition.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year: i32 = partition[..4].parse().ok()?;
+    let month: u8 = partition[4..].parse().ok()?;
+    let (y, m) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let first = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, 1).ok()?;
+    Some(i64::from(first.to_julian_day() - 2_440_588))
+}
+
+impl ClickHouseEvents {
+    /// Erases `who`'s identifiers from the raw rows (ClickHouse mutations:
+    /// they run in the background and are done within seconds to minutes,
+    /// depending on the data): a visitor's scans keep their counts with the
+    /// visitor id, IP prefix, user agent and referrer blanked; conversions
+    /// lose the visitor's or customer's ids. Rollups hold no ids.
+    pub async fn erase(&self, who: &super::Subject) -> Result<(), SinkError> {
+        self.migrate().await?;
+        let db = &self.database;
+        let (statements, id): (Vec<String>, &str) = match who {
+            super::Subject::Visitor(v) => (
+                vec![
+                    format!(
+                        "ALTER TABLE {db}.scans UPDATE visitor_id = '', ip_prefix = '', \
+                         user_agent = '', referrer_host = '' WHERE visitor_id = ?"
+                    ),
+                    format!(
+                        "ALTER TABLE {db}.conversions UPDATE visitor_id = '' WHERE visitor_id = ?"
+                    ),
+                ],
+                v,
+            ),
+            super::Subject::Customer(c) => (
+                vec![format!(
+                    "ALTER TABLE {db}.conversions UPDATE customer_id = '', visitor_id = '' \
+                     WHERE customer_id = ?"
+                )],
+                c,
+            ),
+        };
+        for sql in statements {
+            self.client.query(&sql).bind(id).execute().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    #[test]
+    fn month_ends() {
+        // 2026-01 ends before 2026-02-01 = day 20485.
+        assert_eq!(super::month_end_day("202601"), Some(20_485));
+        assert_eq!(super::month_end_day("202612"), Some(20_819));
+        assert_eq!(super::month_end_day("tuple()"), None);
+    }
 }

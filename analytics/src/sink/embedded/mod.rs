@@ -7,9 +7,14 @@
 //! - `read.rs`: rollup cells for the queries, recent scans, scans by id;
 //! - `migrate.rs`: rollups for data written before they existed.
 
+mod erasure;
 mod migrate;
 mod read;
+mod retention;
 mod write;
+
+pub use erasure::{Erased, Subject};
+pub use retention::Pruned;
 
 pub use migrate::MigrationProgress;
 

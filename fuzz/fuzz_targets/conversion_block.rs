@@ -1,0 +1,9 @@
+#![no_main]
+#![allow(dead_code, unused_imports)]
+
+#[path = "../../analytics/tests/fuzz.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    checks::check_conversion_block(data);
+});

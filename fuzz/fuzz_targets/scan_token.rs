@@ -1,0 +1,15 @@
+#![no_main]
+#![allow(dead_code, unused_imports)]
+
+#[path = "../../analytics/tests/fuzz.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(s) = std::str::from_utf8(data) {
+        checks::check_token(
+            &codelink_analytics::token::Signer::new(b"fuzz-secret-0123456789"),
+            s,
+        );
+        checks::check_scan_id(s.get(..26).unwrap_or(s));
+    }
+});
