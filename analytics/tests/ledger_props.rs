@@ -9,21 +9,21 @@
 //! through the embedded sink, with fewer cases (each opens a store).
 //! `PROPTEST_CASES` overrides every count.
 
+mod plain;
+
 use codelink_analytics::batch::Batch;
 use codelink_analytics::conversions::Outcome;
 use codelink_analytics::event::{Conversion, ConversionKind, Rule, Scan};
-use codelink_analytics::histogram::DelayHistogram;
 use codelink_analytics::ledger::{self, clawback, CodeTerms, Reported};
-use codelink_analytics::query::{
-    effective_range, Backend, BreakdownRow, Dimension, Money, Query, Summary,
-};
+use codelink_analytics::query::{Backend, Dimension, Query, Summary};
 use codelink_analytics::records::Refunded;
 use codelink_analytics::sink::EmbeddedSink;
 use codelink_analytics::{Analytics, Config, Error, ScanId};
 use codelink_shared::currency::MAX_AMOUNT;
 use codelink_shared::CommissionPlan;
+use plain::*;
 use proptest::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -469,6 +469,15 @@ struct Data {
     cuts: Vec<(usize, bool)>,
 }
 
+impl Rows for Data {
+    fn scans(&self) -> &[Scan] {
+        &self.scans
+    }
+    fn conversions(&self) -> &[Conversion] {
+        &self.conversions
+    }
+}
+
 fn pick(options: &'static [&'static str]) -> impl Strategy<Value = String> {
     proptest::sample::select(options).prop_map(String::from)
 }
@@ -624,169 +633,6 @@ fn writes(d: &Data) -> Vec<Batch> {
     out.push(c.clone());
     out.push(c);
     out
-}
-
-// Plain loops over the raw rows (as in analytics_backends.rs).
-
-fn scan_in(q: &Query, range: (u64, u64), s: &Scan) -> bool {
-    s.ts_ms >= range.0 && s.ts_ms < range.1 && q.codes.as_ref().is_none_or(|c| c.contains(&s.code))
-}
-
-fn conversion_in(q: &Query, range: (u64, u64), c: &Conversion) -> bool {
-    c.occurred_ms >= range.0
-        && c.occurred_ms < range.1
-        && q.codes.as_ref().is_none_or(|codes| codes.contains(&c.code))
-}
-
-fn is_human(s: &Scan) -> bool {
-    s.bot_reason.is_empty()
-}
-
-fn confirmed(q: &Query, c: &Conversion) -> bool {
-    (c.occurred_ms / HOUR + 1) * HOUR + q.hold_ms <= q.now_ms
-}
-
-fn money(map: BTreeMap<String, i128>) -> Vec<Money> {
-    map.into_iter()
-        .map(|(currency, amount)| Money { currency, amount })
-        .collect()
-}
-
-fn earnings_of<'a>(convs: impl Iterator<Item = &'a Conversion>) -> Vec<Money> {
-    let mut m = BTreeMap::new();
-    for c in convs.filter(|c| !c.earnings_currency.is_empty()) {
-        *m.entry(c.earnings_currency.clone()).or_insert(0) += i128::from(c.earnings);
-    }
-    money(m)
-}
-
-fn uniques<'a>(scans: impl Iterator<Item = &'a &'a Scan>) -> u64 {
-    scans
-        .filter(|s| is_human(s))
-        .map(|s| &s.visitor_id)
-        .collect::<BTreeSet<_>>()
-        .len() as u64
-}
-
-fn expected_summary(d: &Data, q: &Query) -> Summary {
-    let range = effective_range(q, false);
-    let scans: Vec<&Scan> = d.scans.iter().filter(|s| scan_in(q, range, s)).collect();
-    let convs: Vec<&Conversion> = d
-        .conversions
-        .iter()
-        .filter(|c| conversion_in(q, range, c))
-        .collect();
-    let human: Vec<&&Scan> = scans.iter().filter(|s| is_human(s)).collect();
-    let unique = uniques(scans.iter());
-    let count = |k: ConversionKind| convs.iter().filter(|c| c.kind == k).count() as u64;
-    let mut revenue = BTreeMap::new();
-    for c in &convs {
-        if c.currency.is_empty() {
-            continue;
-        }
-        let amount = i128::from(c.amount);
-        match c.kind {
-            ConversionKind::Purchase => *revenue.entry(c.currency.clone()).or_insert(0) += amount,
-            ConversionKind::Refund => *revenue.entry(c.currency.clone()).or_insert(0) -= amount,
-            ConversionKind::Signup => {}
-        }
-    }
-    let mut delays = DelayHistogram::default();
-    for c in convs
-        .iter()
-        .filter(|c| c.kind == ConversionKind::Signup && c.scan_ms > 0)
-    {
-        delays.add_secs(c.occurred_ms.saturating_sub(c.scan_ms) / 1000);
-    }
-    let signups = count(ConversionKind::Signup);
-    let purchases = count(ConversionKind::Purchase);
-    Summary {
-        scans: scans.len() as u64,
-        human_scans: human.len() as u64,
-        bot_scans: (scans.len() - human.len()) as u64,
-        qr_scans: human.iter().filter(|s| s.source == "qr").count() as u64,
-        link_scans: human.iter().filter(|s| s.source == "link").count() as u64,
-        unique_scanners: unique,
-        unique_scanners_exact: true,
-        signups,
-        purchases,
-        refunds: count(ConversionKind::Refund),
-        revenue: money(revenue),
-        earnings_estimated: earnings_of(convs.iter().copied().filter(|c| !confirmed(q, c))),
-        earnings_confirmed: earnings_of(convs.iter().copied().filter(|c| confirmed(q, c))),
-        scan_to_signup: if unique == 0 {
-            0.0
-        } else {
-            signups as f64 / unique as f64
-        },
-        scan_to_purchase: if unique == 0 {
-            0.0
-        } else {
-            purchases as f64 / unique as f64
-        },
-        median_scan_to_signup_secs: delays.median_secs(),
-    }
-}
-
-fn field(s: &Scan, dim: Dimension) -> &str {
-    match dim {
-        Dimension::Channel => &s.channel,
-        Dimension::Source => &s.source,
-        Dimension::BotReason => &s.bot_reason,
-        Dimension::Country => &s.country,
-        Dimension::Device => &s.device,
-        Dimension::Browser => &s.browser,
-        Dimension::Os => &s.os,
-        Dimension::InApp => &s.in_app,
-        Dimension::Referrer => &s.referrer_host,
-    }
-}
-
-fn expected_breakdown(d: &Data, q: &Query, dim: Dimension) -> Vec<BreakdownRow> {
-    let range = effective_range(q, true);
-    let by_id: HashMap<&str, &Scan> = d.scans.iter().map(|s| (s.scan_id.as_str(), s)).collect();
-    let mut scans: BTreeMap<String, Vec<&Scan>> = BTreeMap::new();
-    let mut convs: BTreeMap<String, Vec<&Conversion>> = BTreeMap::new();
-    for s in d.scans.iter().filter(|s| scan_in(q, range, s)) {
-        scans.entry(field(s, dim).to_string()).or_default().push(s);
-    }
-    for c in d.conversions.iter().filter(|c| conversion_in(q, range, c)) {
-        let key = match dim {
-            Dimension::Channel => c.channel.clone(),
-            Dimension::BotReason => String::new(),
-            _ => by_id
-                .get(c.scan_id.as_str())
-                .map(|s| field(s, dim).to_string())
-                .unwrap_or_default(),
-        };
-        convs.entry(key).or_default().push(c);
-    }
-    let keys: BTreeSet<String> = scans.keys().chain(convs.keys()).cloned().collect();
-    let mut rows: Vec<BreakdownRow> = keys
-        .into_iter()
-        .map(|key| {
-            let s = scans.get(&key).cloned().unwrap_or_default();
-            let c = convs.get(&key).cloned().unwrap_or_default();
-            BreakdownRow {
-                human_scans: s.iter().filter(|s| is_human(s)).count() as u64,
-                bot_scans: s.iter().filter(|s| !is_human(s)).count() as u64,
-                unique_scanners: uniques(s.iter()),
-                unique_scanners_exact: true,
-                signups: c
-                    .iter()
-                    .filter(|c| c.kind == ConversionKind::Signup)
-                    .count() as u64,
-                purchases: c
-                    .iter()
-                    .filter(|c| c.kind == ConversionKind::Purchase)
-                    .count() as u64,
-                earnings: earnings_of(c.iter().copied()),
-                key,
-            }
-        })
-        .collect();
-    rows.sort_by(|a, b| b.human_scans.cmp(&a.human_scans).then(a.key.cmp(&b.key)));
-    rows
 }
 
 fn check_rollups(d: &Data, ranges: &[(u64, u64, bool)]) {

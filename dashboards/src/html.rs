@@ -100,10 +100,14 @@ pub struct Frame<'a> {
     pub nav: &'a str,
 }
 
-pub fn asset_version() -> String {
-    // Changes whenever an asset does: assets are cached for a year.
-    let digest = crate::crypto::hmac(b"assets", format!("{CSS}{JS}").as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+/// Changes whenever an asset does (assets are cached for a year); computed
+/// once.
+pub fn asset_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let digest = crate::crypto::hmac(b"assets", format!("{CSS}{JS}").as_bytes());
+        digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    })
 }
 
 /// The whole page around `body`.

@@ -5,6 +5,7 @@
 //! it in. Writes are rare, reads are every request, so copying on write is the
 //! right trade.
 
+use crate::qr_render::QrOptions;
 use arc_swap::ArcSwap;
 use codelink_shared::CodeRecord;
 use std::collections::HashMap;
@@ -94,6 +95,9 @@ pub struct CompiledCode {
     pub record: CodeRecord,
     pub default: Target,
     pub channels: HashMap<String, Target>,
+    /// The QR options of the code's brand preset, and whether requests may
+    /// pick other colours (`None`: the defaults, any colours).
+    pub qr_preset: Option<(QrOptions, bool)>,
 }
 
 impl CompiledCode {
@@ -115,10 +119,18 @@ impl CompiledCode {
                 (name.clone(), Target::build(&url, &pairs, scan_param))
             })
             .collect();
+        // Checked when it was written; a preset that no longer parses is
+        // served as no preset rather than refusing every image.
+        let qr_preset = record.qr.as_ref().and_then(|style| {
+            crate::qr_render::preset(style)
+                .ok()
+                .map(|options| (options, style.custom_colors))
+        });
         Some(Self {
             record,
             default,
             channels,
+            qr_preset,
         })
     }
 

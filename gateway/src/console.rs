@@ -4,41 +4,46 @@
 //! door, the code table and the operator actions of `admin.rs`.
 
 use crate::admin;
-use crate::request::Request;
+use crate::request::{read_body, BodyError, Request};
 use crate::response::{self, Response};
 use crate::state::AppState;
 use crate::store::StoreError;
-use bytes::Bytes;
 use codelink_analytics::Analytics;
 use codelink_dashboards::{Console, ConsoleError};
 use codelink_shared::{ApiKey, CodeChange, CodeRecord, KeyKind, Principal};
 use http::StatusCode;
-use http_body_util::{BodyExt, Limited};
 use std::net::SocketAddr;
 
 pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Response {
     let client = state.scans.client_ip(&req, peer);
     let (parts, body) = req.into_parts();
-    let limit = state.config.max_body_bytes;
-    let read = tokio::time::timeout(
+    let read = read_body(
+        body,
+        state.config.max_body_bytes,
         state.config.body_timeout(),
-        Limited::new(body, limit).collect(),
     )
     .await;
-    let body: Bytes = match read {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => {
+    let body = match read {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
             return response::html_page(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Form too large",
                 "This form is larger than the server accepts.",
             )
         }
-        Err(_) => {
+        Err(BodyError::TooSlow) => {
             return response::html_page(
                 StatusCode::REQUEST_TIMEOUT,
                 "Too slow",
                 "The form took too long to arrive. Try again.",
+            )
+        }
+        Err(BodyError::Broken(_)) => {
+            return response::html_page(
+                StatusCode::BAD_REQUEST,
+                "Form not received",
+                "The form did not arrive whole. Try again.",
             )
         }
     };

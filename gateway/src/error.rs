@@ -23,9 +23,24 @@ impl ApiError {
         Self {
             status,
             code,
-            message: message.into(),
+            message: capped(message.into()),
             retry_after: None,
             allow: None,
+        }
+    }
+
+    /// 429 `rate_limited` from a limiter's refusal, with `Retry-After`
+    /// rounded up to whole seconds.
+    pub fn rate_limited(
+        message: &'static str,
+        not_until: governor::NotUntil<governor::clock::QuantaInstant>,
+    ) -> Self {
+        let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+        let wait = not_until.wait_time_from(now);
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
         }
     }
 
@@ -58,7 +73,7 @@ impl ApiError {
 
     pub fn into_response(self) -> Response {
         let body = serde_json::json!({
-            "error": { "code": self.code, "message": capped(&self.message) }
+            "error": { "code": self.code, "message": self.message }
         });
         let mut resp = response::json(self.status, &body);
         if let Some(secs) = self.retry_after {
@@ -79,18 +94,19 @@ impl ApiError {
     }
 }
 
-/// Messages quote the input they refuse; a long input is quoted in part.
+/// Messages quote the input they refuse; a long input is quoted in part
+/// (every message is cut here, where it is made).
 const MAX_MESSAGE: usize = 500;
 
-fn capped(message: &str) -> std::borrow::Cow<'_, str> {
+fn capped(message: String) -> String {
     if message.len() <= MAX_MESSAGE {
-        return message.into();
+        return message;
     }
     let mut end = MAX_MESSAGE;
     while !message.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… ({} bytes in all)", &message[..end], message.len()).into()
+    format!("{}… ({} bytes in all)", &message[..end], message.len())
 }
 
 impl From<ValidationError> for ApiError {

@@ -54,11 +54,11 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
     // A brand preset changes the defaults (and may forbid other colours).
     let bad_option =
         |e: qr_render::QrOptionError| ApiError::bad_request("invalid_qr_option", e.to_string());
-    let QrRequest { options, channel } = match &entry.record.qr {
+    let QrRequest { options, channel } = match entry.qr_preset {
         None => qr_render::parse_query(req.uri().query()),
-        Some(style) => qr_render::preset(style).and_then(|base| {
-            qr_render::parse_query_on(req.uri().query(), base, style.custom_colors)
-        }),
+        Some((base, custom_colors)) => {
+            qr_render::parse_query_on(req.uri().query(), base, custom_colors)
+        }
     }
     .map_err(bad_option)?;
     // `?qr=1` tells the redirect that the scan came from the image, not the link.
@@ -129,15 +129,10 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
             // pin every core nor grow the blocking pool).
             let client = state.scans.client_ip(req, peer);
             if let Err(not_until) = state.qr_limiter.check_key(&client) {
-                let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
-                let wait = not_until.wait_time_from(now);
-                let mut e = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                return Err(ApiError::rate_limited(
                     "too many new QR images from this address; slow down (cached ones are not limited)",
-                );
-                e.retry_after = Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
-                return Err(e);
+                    not_until,
+                ));
             }
             let _permit =
                 match tokio::time::timeout(RENDER_QUEUE_WAIT, state.qr_renders.acquire()).await {

@@ -138,6 +138,7 @@ impl ScanCapture {
     fn cookie(&self, id: &str) -> Option<HeaderValue> {
         let secure = if self.secure_cookie { "; Secure" } else { "" };
         let tag = self.tag(id);
+        let tag = std::str::from_utf8(&tag).unwrap_or("");
         HeaderValue::try_from(format!(
             "{VISITOR_COOKIE}={id}.{tag}; Max-Age={VISITOR_MAX_AGE}; Path=/; HttpOnly; SameSite=Lax{secure}"
         ))
@@ -147,17 +148,17 @@ impl ScanCapture {
     /// The cookie's signature of a visitor id: 64 bits of SHA-256 over the
     /// server secret and the id (the id has a fixed length, so no other
     /// message shares the prefix).
-    fn tag(&self, id: &str) -> String {
+    fn tag(&self, id: &str) -> [u8; 16] {
         let mut h = Sha256::new();
         h.update(&self.secret);
         h.update(b"\0cl_vid\0");
         h.update(id.as_bytes());
         let digest = h.finalize();
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(16);
-        for b in &digest[..8] {
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
+        let mut out = [0u8; 16];
+        for (i, b) in digest[..8].iter().enumerate() {
+            out[2 * i] = HEX[usize::from(b >> 4)];
+            out[2 * i + 1] = HEX[usize::from(b & 15)];
         }
         out
     }
@@ -169,7 +170,7 @@ impl ScanCapture {
         let ok = id.len() == 32
             && id.bytes().all(|b| b.is_ascii_hexdigit())
             && tag.len() == 16
-            && crate::keys::matches(tag.as_bytes(), self.tag(id).as_bytes());
+            && crate::keys::matches(tag.as_bytes(), &self.tag(id));
         ok.then_some(id)
     }
 }

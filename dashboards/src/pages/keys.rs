@@ -48,7 +48,7 @@ fn page<C: Console>(
     };
     let _ = write!(
         body,
-        "<section class=\"card\"><h2>Issue a key</h2><form method=\"post\" action=\"/ui/keys\" class=\"row top\">\
+        "<section class=\"card\"><h2>Issue a key</h2><form method=\"post\" action=\"/ui/keys\" class=\"row start\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <div class=\"field\"><label for=\"kind\">Kind</label><select id=\"kind\" name=\"kind\">\
          <option value=\"creator\">Creator: sees the creator's own codes</option>\

@@ -1,11 +1,9 @@
 //! Reading a JSON request body, within the size limit.
 
 use crate::error::ApiError;
-use crate::request::Request;
+use crate::request::{read_body, BodyError, Request};
 use crate::state::AppState;
-use bytes::Bytes;
 use http::{header, StatusCode};
-use http_body_util::{BodyExt, Limited};
 
 /// Reads a JSON object body (every body but a conversion batch's): as
 /// [`read_json_any`], and 422 unless the body is an object. (serde would take
@@ -64,20 +62,17 @@ async fn read<T: serde::de::DeserializeOwned>(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    // A body that trickles in must not hold its connection (and a task)
-    // for ever: it has `--body-timeout-ms` to arrive whole.
     let deadline = state.config.body_timeout();
-    let read = tokio::time::timeout(deadline, Limited::new(req.into_body(), limit).collect());
-    let body: Bytes = match read.await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Ok(Err(e)) => {
+    let body = match read_body(req.into_body(), limit, deadline).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return Err(too_large()),
+        Err(BodyError::Broken(e)) => {
             return Err(ApiError::bad_request(
                 "bad_body",
                 format!("could not read the request body: {e}"),
             ))
         }
-        Err(_) => {
+        Err(BodyError::TooSlow) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",

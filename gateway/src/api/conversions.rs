@@ -52,20 +52,6 @@ const FIELDS: [&str; 10] = [
     "purchase_event_id",
 ];
 
-/// A message of serde's about a value, at most 200 bytes of it (it may
-/// quote what was sent).
-fn short(message: String) -> String {
-    const MAX: usize = 200;
-    if message.len() <= MAX {
-        return message;
-    }
-    let mut end = MAX;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
-}
-
 /// Field `name` of `object`, taken out of it: `None` when absent or null.
 fn take<T: DeserializeOwned>(
     index: Option<usize>,
@@ -76,7 +62,7 @@ fn take<T: DeserializeOwned>(
         None | Some(Value::Null) => Ok(None),
         Some(v) => serde_json::from_value(v)
             .map(Some)
-            .map_err(|e| invalid(index, name, short(e.to_string()))),
+            .map_err(|e| invalid(index, name, e.to_string())),
     }
 }
 

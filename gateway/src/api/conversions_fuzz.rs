@@ -227,19 +227,13 @@ fn event() -> impl Strategy<Value = Value> {
         (optional("purchase_event_id"), any::<bool>()),
         proptest::collection::vec(
             (
-                proptest::sample::select(vec![
-                    "event_id",
-                    "type",
-                    "occurred_at",
-                    "scan_id",
-                    "code",
-                    "visitor_id",
-                    "customer_id",
-                    "amount",
-                    "currency",
-                    "purchase_event_id",
-                    "unknown_field",
-                ]),
+                proptest::sample::select(
+                    super::FIELDS
+                        .iter()
+                        .copied()
+                        .chain(["unknown_field"])
+                        .collect::<Vec<_>>(),
+                ),
                 proptest::option::of(bad()),
             ),
             0..3,

@@ -29,18 +29,11 @@ pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Respons
     // Keyed like scans: behind a CDN every caller would otherwise share one bucket.
     let client = state.scans.client_ip(&req, peer);
     if let Err(not_until) = state.api_limiter.check_key(&client) {
-        let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
-        let wait = not_until.wait_time_from(now);
-        let mut resp = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+        return ApiError::rate_limited(
             "too many API requests from this address; slow down",
+            not_until,
         )
         .into_response();
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, http::HeaderValue::from(secs.max(1)));
-        return resp;
     }
     match route(state, req).await {
         Ok(resp) => resp,
