@@ -252,6 +252,7 @@ CODELINK_LOG=warn timeout -s TERM "$SERVER_MAX_S" "$GATEWAY_BIN" serve \
     --clickhouse-url "$CH" --clickhouse-database "$CH_DB" \
     --client-ip-header x-forwarded-for \
     --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000 \
+    --repeat-window-secs 0 \
     >"$TMP/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
@@ -537,7 +538,7 @@ if ((ACCOUNTING_RC == 0)); then VERDICT="PASS"; else VERDICT="FAIL"; fi
     echo "## Set-up"
     echo
     echo "- generator: \`scan-load --requests $REQUESTS --connections $CONNECTIONS --threads $THREADS\` (closed loop, HTTP/1.1 keep-alive, hyper), baseline first, then the gateway"
-    echo "- gateway: \`codelink serve --redis-url … --clickhouse-url … --clickhouse-database $CH_DB --client-ip-header x-forwarded-for --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000\`, \`CODELINK_LOG=warn\`, default flush (1000 ms)"
+    echo "- gateway: \`codelink serve --redis-url … --clickhouse-url … --clickhouse-database $CH_DB --client-ip-header x-forwarded-for --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000 --repeat-window-secs 0\` (one simulated visitor's requests come milliseconds apart; the accounting counts each), \`CODELINK_LOG=warn\`, default flush (1000 ms)"
     echo "- redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') (persistence off), clickhouse-server $CH_VERSION, all on 127.0.0.1"
     echo "- nproc: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || echo unknown CPU)); generator, gateway, Redis and ClickHouse share these cores"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty; date: $(date -u +%Y-%m-%dT%H:%M:%SZ); wall time ${WALL_S}s (build ${BUILD_S}s)"

@@ -47,7 +47,9 @@ pub const NO_CHANNEL: &str = "-";
 
 /// Counter increments of one batch, per code: field → delta. Field names:
 /// `total`, `human`, `bot`, `qr`, `link`, `day:{YYYY-MM-DD}:{total|human|bot}`,
-/// `ch:{channel}:{total|human|bot}`, `reason:{bot reason}`.
+/// `ch:{channel}:{total|human|bot}`, `reason:{bot reason}`. `bot` counts every
+/// scan that is not human; suspects are also counted in `suspect`,
+/// `day:{day}:suspect` and `ch:{channel}:suspect`.
 pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
     // Count distinct combinations first (a batch has few), then spell out the
     // fields once per combination instead of once per scan.
@@ -87,6 +89,15 @@ pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
         }
         if !reason.is_empty() {
             *fields.entry(format!("reason:{reason}")).or_default() += n;
+        }
+        if crate::event::Verdict::of_reason(reason) == crate::event::Verdict::Suspect {
+            for key in [
+                "suspect".to_string(),
+                format!("day:{day}:suspect"),
+                format!("ch:{channel}:suspect"),
+            ] {
+                *fields.entry(key).or_default() += n;
+            }
         }
     }
     out

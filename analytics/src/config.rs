@@ -27,6 +27,28 @@ pub struct Config {
     /// Raw scans older than this are deleted (rollups, counters and
     /// conversions stay); `None`: kept for ever.
     pub retain: Option<Duration>,
+    /// How scans are judged beyond their user agent.
+    pub verdicts: VerdictRules,
+}
+
+/// The behaviour signals of [`crate::enrich`].
+#[derive(Debug, Clone)]
+pub struct VerdictRules {
+    /// A human scan by the same visitor of the same code and channel less
+    /// than this after the last one counted is a `repeat` (a reload, a
+    /// double tap); zero turns the rule off.
+    pub repeat_window: Duration,
+    /// Scans from these networks are `datacenter` (published cloud ranges).
+    pub datacenter: Option<std::sync::Arc<crate::ip_ranges::IpRanges>>,
+}
+
+impl Default for VerdictRules {
+    fn default() -> Self {
+        Self {
+            repeat_window: Duration::from_secs(10),
+            datacenter: None,
+        }
+    }
 }
 
 impl Config {
@@ -41,6 +63,7 @@ impl Config {
             secret: secret.to_vec(),
             hold: Duration::from_secs(30 * 86_400),
             retain: None,
+            verdicts: VerdictRules::default(),
         }
     }
 }

@@ -1,9 +1,37 @@
-//! Turning a [`RawScan`] into a stored [`Scan`]: user-agent classification, IP
-//! anonymisation, referrer host, and the per-day unique flag. Runs in the
-//! recorder task, never on the redirect path.
+//! Turning a [`RawScan`] into a stored [`Scan`]: user-agent classification,
+//! the verdict (human, suspect or bot, with its reason), IP anonymisation,
+//! referrer host, and the per-day unique flag. Runs in the recorder task,
+//! never on the redirect path.
+//!
+//! # Reasons, first that holds
+//! Bots ([`Verdict::Bot`]):
+//! 1. `automation:<name>` — a headless browser or automation tool, named by
+//!    the user agent (HeadlessChrome, Lighthouse, PhantomJS, Puppeteer,
+//!    Playwright, Selenium, …) or by a `HeadlessChrome` brand in `Sec-CH-UA`;
+//! 2. `ua:<family>` — the user agent is a crawler, fetcher or script
+//!    ([`classify`]);
+//! 3. `head`, `prefetch`, `rate` — what the redirect saw itself.
+//!
+//! Suspects ([`Verdict::Suspect`]), for a user agent that reads as a person:
+//! 4. `suspect:client-hints` — `Sec-CH-UA` contradicts the user agent: its
+//!    `Chromium` brand is another major version than the UA's `Chrome/`, or
+//!    the UA is not Chromium at all. Headless Chromium with a made-up user
+//!    agent does exactly this (calibrated on Debian's chromium 156:
+//!    `gateway/tests/verdicts.rs`);
+//! 5. `suspect:no-accept`, `suspect:no-accept-language` — every browser sends
+//!    both on a navigation; HTTP libraries with a borrowed UA rarely do;
+//! 6. `suspect:no-sec-fetch` — a Chromium 80+ UA (outside in-app browsers)
+//!    without `Sec-Fetch-Mode`, on an origin browsers treat as secure (the
+//!    only place they send it);
+//! 7. `datacenter` — the address is in `--datacenter-ranges`;
+//! 8. `repeat` — the same visitor, code and channel less than
+//!    [`VerdictRules::repeat_window`] after the last human scan counted
+//!    (per process: behind a load balancer, a repeat landing on another
+//!    instance counts as human there).
 
 use crate::classify;
-use crate::event::{RawScan, Scan};
+use crate::config::VerdictRules;
+use crate::event::{HeaderSigns, RawScan, Scan};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -20,35 +48,80 @@ pub struct Enricher {
     hasher: foldhash::fast::RandomState,
     /// User agents repeat a lot (a few app and browser versions dominate), and
     /// parsing one costs a microsecond or more: remember recent answers.
-    clients: HashMap<String, classify::Client>,
+    clients: HashMap<String, Judged>,
+    rules: VerdictRules,
+    /// Hash of (code, channel, visitor) → Unix ms of its last human scan
+    /// counted, for `repeat`; entries older than the window are dropped now
+    /// and then.
+    last_human: HashMap<u64, u64>,
+    last_prune_ms: u64,
+}
+
+/// A user agent's classification and what the verdict needs of it.
+#[derive(Clone)]
+struct Judged {
+    client: classify::Client,
+    /// The major version of `Chrome/` in the UA (0: none).
+    chrome_major: u16,
 }
 
 /// Entries kept in the user-agent cache before it starts over.
 const CLIENT_CACHE: usize = 20_000;
 
+/// The first Chromium version that sends `Sec-Fetch-*` on navigations (76),
+/// with a margin.
+const SEC_FETCH_SINCE: u16 = 80;
+
+/// Bot names of [`classify`] that are headless browsers or automation tools.
+const AUTOMATION: &[&str] = &[
+    "headless-chrome",
+    "chrome-lighthouse",
+    "lighthouse",
+    "phantomjs",
+    "puppeteer",
+    "playwright",
+    "selenium",
+    "webdriver",
+    "slimerjs",
+    "htmlunit",
+    "jsdom",
+    "cypress",
+];
+
 impl Default for Enricher {
     fn default() -> Self {
-        Self::new()
+        Self::new(VerdictRules::default())
     }
 }
 
 impl Enricher {
-    pub fn new() -> Self {
+    pub fn new(rules: VerdictRules) -> Self {
         Self {
             day: 0,
             seen: HashSet::new(),
             hasher: Default::default(),
             clients: HashMap::new(),
+            rules,
+            last_human: HashMap::new(),
+            last_prune_ms: 0,
         }
     }
 
     pub fn enrich(&mut self, raw: RawScan) -> Scan {
         let ts_ms = raw.scan_id.unix_ms();
-        let client = self.classify(&raw.user_agent);
+        let judged = self.classify(&raw.user_agent);
+        let client = judged.client;
         let bot_reason = match (&client.bot, raw.request_bot) {
+            (Some(name), _) if AUTOMATION.contains(&name.as_str()) => format!("automation:{name}"),
+            _ if raw.signs.headless_brand => "automation:headless-chrome".to_owned(),
             (Some(name), _) => format!("ua:{name}"),
             (None, Some(b)) => b.reason().to_string(),
-            (None, None) => String::new(),
+            (None, None) => match suspect(&raw.signs, judged.chrome_major, client.in_app) {
+                Some(reason) => reason.to_owned(),
+                None if self.in_datacenter(raw.ip) => "datacenter".to_owned(),
+                None if self.is_repeat(ts_ms, &raw) => "repeat".to_owned(),
+                None => String::new(),
+            },
         };
         let is_unique =
             bot_reason.is_empty() && self.first_today(ts_ms, &raw.code, &raw.visitor_id);
@@ -72,16 +145,51 @@ impl Enricher {
         }
     }
 
-    fn classify(&mut self, user_agent: &str) -> classify::Client {
+    fn classify(&mut self, user_agent: &str) -> Judged {
         if let Some(c) = self.clients.get(user_agent) {
             return c.clone();
         }
         if self.clients.len() >= CLIENT_CACHE {
             self.clients.clear();
         }
-        let c = classify::classify(user_agent);
+        let c = Judged {
+            client: classify::classify(user_agent),
+            chrome_major: chrome_major(user_agent),
+        };
         self.clients.insert(user_agent.to_string(), c.clone());
         c
+    }
+
+    fn in_datacenter(&self, ip: IpAddr) -> bool {
+        self.rules
+            .datacenter
+            .as_ref()
+            .is_some_and(|r| r.contains(ip))
+    }
+
+    /// Whether this otherwise human scan repeats the last one counted for its
+    /// visitor, code and channel within the window; if not, it is now the
+    /// last one counted.
+    fn is_repeat(&mut self, ts_ms: u64, raw: &RawScan) -> bool {
+        let window = self.rules.repeat_window.as_millis() as u64;
+        if window == 0 {
+            return false;
+        }
+        if ts_ms.saturating_sub(self.last_prune_ms) > window.max(60_000) {
+            self.last_human
+                .retain(|_, last| ts_ms.saturating_sub(*last) < window);
+            self.last_prune_ms = ts_ms;
+        }
+        let key = self
+            .hasher
+            .hash_one((&raw.code, &raw.channel, &raw.visitor_id));
+        match self.last_human.get(&key) {
+            Some(&last) if ts_ms >= last && ts_ms - last < window => true,
+            _ => {
+                self.last_human.insert(key, ts_ms);
+                false
+            }
+        }
     }
 
     fn first_today(&mut self, ts_ms: u64, code: &str, visitor: &str) -> bool {
@@ -96,6 +204,45 @@ impl Enricher {
         }
         self.seen.insert(self.hasher.hash_one((code, visitor)))
     }
+}
+
+/// The suspect reason of a request whose user agent reads as a person, if
+/// its headers are not what that browser sends.
+fn suspect(signs: &HeaderSigns, chrome_major: u16, in_app: &str) -> Option<&'static str> {
+    // Client hints from a UA that is not Chromium, or a `Chromium` brand of
+    // another major version than the UA's: the UA was made up. (A brand
+    // list without `Chromium` is left alone: old or unusual builds.)
+    let contradicts =
+        chrome_major == 0 || (signs.chromium_brand != 0 && signs.chromium_brand != chrome_major);
+    if signs.client_hints && contradicts {
+        return Some("suspect:client-hints");
+    }
+    if !signs.accept {
+        return Some("suspect:no-accept");
+    }
+    if !signs.accept_language {
+        return Some("suspect:no-accept-language");
+    }
+    if signs.secure && !signs.sec_fetch && chrome_major >= SEC_FETCH_SINCE && in_app.is_empty() {
+        return Some("suspect:no-sec-fetch");
+    }
+    None
+}
+
+/// The major version after `Chrome/` (or `CriOS/`, Chrome on iOS, which is
+/// WebKit and sends no client hints: 0 there), 0 when the UA names none.
+fn chrome_major(user_agent: &str) -> u16 {
+    let Some(at) = user_agent.find("Chrome/") else {
+        return 0;
+    };
+    let mut n: u16 = 0;
+    for b in user_agent[at + "Chrome/".len()..].bytes().take(5) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        n = n.saturating_mul(10).saturating_add(u16::from(b - b'0'));
+    }
+    n
 }
 
 /// IPv4 → its /24 network, IPv6 → its /48 network, written as an address.

@@ -43,6 +43,43 @@ impl RequestBot {
     }
 }
 
+/// What a scan's request carried of the headers every real browser sends,
+/// noted by the redirect (a few header lookups, no parsing beyond a byte
+/// search) and judged by the recorder ([`crate::enrich`]). `Default` is a
+/// request that carried none of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderSigns {
+    /// The browser saw a secure origin (the public URL is https, or the
+    /// host is loopback): only then do browsers send `Sec-Fetch-*` and
+    /// client hints, so only then is their absence a sign.
+    pub secure: bool,
+    pub accept: bool,
+    pub accept_language: bool,
+    /// `Sec-Fetch-Mode` (or `Sec-Fetch-Dest`) was sent.
+    pub sec_fetch: bool,
+    /// `Sec-CH-UA` was sent.
+    pub client_hints: bool,
+    /// The major version of the `"Chromium"` brand in `Sec-CH-UA`; 0 when
+    /// absent.
+    pub chromium_brand: u16,
+    /// `Sec-CH-UA` names `HeadlessChrome` (older headless Chrome did).
+    pub headless_brand: bool,
+}
+
+impl HeaderSigns {
+    /// What a browser's navigation to a secure origin carries (without
+    /// client hints, as Safari and Firefox send it).
+    pub const BROWSER: HeaderSigns = HeaderSigns {
+        secure: true,
+        accept: true,
+        accept_language: true,
+        sec_fetch: true,
+        client_hints: false,
+        chromium_brand: 0,
+        headless_brand: false,
+    };
+}
+
 /// What the redirect handler hands to the recorder: copied request facts, no parsing.
 #[derive(Debug, Clone)]
 pub struct RawScan {
@@ -58,6 +95,41 @@ pub struct RawScan {
     pub country: String,
     pub visitor_id: String,
     pub request_bot: Option<RequestBot>,
+    pub signs: HeaderSigns,
+}
+
+/// The three-way verdict on a scan, read from its reason: `""` is a human
+/// scan; `repeat`, `datacenter` and `suspect:*` are suspect; every other
+/// reason (`ua:*`, `automation:*`, `head`, `prefetch`, `rate`, …) is a bot.
+/// Neither suspects nor bots count as human scans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Human,
+    Suspect,
+    Bot,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 3] = [Verdict::Human, Verdict::Suspect, Verdict::Bot];
+
+    pub fn of_reason(reason: &str) -> Verdict {
+        if reason.is_empty() {
+            Verdict::Human
+        } else if reason == "repeat" || reason == "datacenter" || reason.starts_with("suspect:") {
+            Verdict::Suspect
+        } else {
+            Verdict::Bot
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Human => "human",
+            Verdict::Suspect => "suspect",
+            Verdict::Bot => "bot",
+        }
+    }
 }
 
 /// One stored scan, the same in every backend.
@@ -83,15 +155,22 @@ pub struct Scan {
     pub country: String,
     /// `qr` or `link`.
     pub source: String,
-    /// Empty for humans; else `ua:<name>`, `head`, `prefetch` or `rate`.
+    /// Empty for humans; else why not: see [`Verdict::of_reason`] and
+    /// [`crate::enrich`] (`ua:<family>`, `automation:<name>`, `head`,
+    /// `prefetch`, `rate`; `suspect:<what>`, `datacenter`, `repeat`).
     pub bot_reason: String,
     /// First human scan of this code by this visitor in the (UTC) day.
     pub is_unique: bool,
 }
 
 impl Scan {
+    /// Not a human scan (a bot or a suspect).
     pub fn is_bot(&self) -> bool {
         !self.bot_reason.is_empty()
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        Verdict::of_reason(&self.bot_reason)
     }
 
     /// `YYYY-MM-DD` (UTC) of the scan.

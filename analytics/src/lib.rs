@@ -16,6 +16,7 @@ mod error;
 pub mod event;
 pub mod export;
 pub mod histogram;
+pub mod ip_ranges;
 pub mod ledger;
 pub mod migration;
 pub mod query;

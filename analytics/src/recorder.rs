@@ -49,6 +49,8 @@ pub struct RecorderConfig {
     pub retry_interval: Duration,
     /// Longest wait for one sink write before it counts as failed.
     pub write_timeout: Duration,
+    /// How the enricher judges scans beyond their user agent.
+    pub verdicts: crate::config::VerdictRules,
 }
 
 /// Counters for `/metrics`, shared by the recorder's tasks.
@@ -371,7 +373,7 @@ async fn batcher(
     workers: Vec<WorkerTx>,
     metrics: Arc<RecorderMetrics>,
 ) {
-    let mut enricher = Enricher::new();
+    let mut enricher = Enricher::new(config.verdicts.clone());
     let mut pending = Pending {
         scans: Vec::with_capacity(config.batch_max.min(4096)),
         conversions: Vec::new(),

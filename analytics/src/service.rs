@@ -128,6 +128,7 @@ impl Analytics {
             spool_max_bytes: config.recorder.spool_max_bytes,
             retry_interval: Duration::from_secs(1),
             write_timeout: Duration::from_secs(10),
+            verdicts: config.verdicts.clone(),
         };
         let (recorder, tasks) = Recorder::start(recorder_config, sinks)
             .map_err(|e| Error::Open(format!("cannot start the scan recorder: {e}")))?;

@@ -4,10 +4,12 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// Scans by verdict: `total = human + suspect + bot`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ClassCounts {
     pub total: u64,
     pub human: u64,
+    pub suspect: u64,
     pub bot: u64,
 }
 
@@ -15,17 +17,24 @@ pub struct ClassCounts {
 pub struct DayCounts {
     pub total: u64,
     pub human: u64,
+    pub suspect: u64,
     pub bot: u64,
     /// Distinct human visitors that day (HyperLogLog estimate in Redis, exact embedded).
     pub unique_visitors: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CodeStats {
     pub code: String,
+    /// Every scan: `human + suspect + bot`.
     pub total: u64,
     pub human: u64,
+    /// Not counted as human: missing browser headers, repeats, datacenter
+    /// addresses (see `crate::event::Verdict`).
+    pub suspect: u64,
     pub bot: u64,
+    /// `(suspect + bot) / total`: how much raw counts would overstate people.
+    pub bot_inflation: f64,
     pub qr: u64,
     pub link: u64,
     pub days: BTreeMap<String, DayCounts>,
@@ -50,15 +59,30 @@ impl CodeStats {
                 ["total"] => s.total = n,
                 ["human"] => s.human = n,
                 ["bot"] => s.bot = n,
+                ["suspect"] => s.suspect = n,
                 ["qr"] => s.qr = n,
                 ["link"] => s.link = n,
                 ["day", day, class] => {
                     let d = s.days.entry(day.to_string()).or_default();
-                    set_class(&mut d.total, &mut d.human, &mut d.bot, class, n);
+                    set_class(
+                        &mut d.total,
+                        &mut d.human,
+                        &mut d.suspect,
+                        &mut d.bot,
+                        class,
+                        n,
+                    );
                 }
                 ["ch", channel, class] => {
                     let c = s.channels.entry(channel.to_string()).or_default();
-                    set_class(&mut c.total, &mut c.human, &mut c.bot, class, n);
+                    set_class(
+                        &mut c.total,
+                        &mut c.human,
+                        &mut c.suspect,
+                        &mut c.bot,
+                        class,
+                        n,
+                    );
                 }
                 _ => {
                     if let Some(reason) = field.strip_prefix("reason:") {
@@ -67,8 +91,18 @@ impl CodeStats {
                 }
             }
         }
+        // The counters' `bot` is every scan not human (as before suspects
+        // were told apart); suspects are counted on their own as well.
+        s.bot = s.bot.saturating_sub(s.suspect);
         for (day, d) in s.days.iter_mut() {
             d.unique_visitors = uniques.get(day).copied().unwrap_or(0);
+            d.bot = d.bot.saturating_sub(d.suspect);
+        }
+        for c in s.channels.values_mut() {
+            c.bot = c.bot.saturating_sub(c.suspect);
+        }
+        if s.total > 0 {
+            s.bot_inflation = (s.suspect + s.bot) as f64 / s.total as f64;
         }
         s
     }
@@ -87,10 +121,18 @@ impl CodeStats {
     }
 }
 
-fn set_class(total: &mut u64, human: &mut u64, bot: &mut u64, class: &str, n: u64) {
+fn set_class(
+    total: &mut u64,
+    human: &mut u64,
+    suspect: &mut u64,
+    bot: &mut u64,
+    class: &str,
+    n: u64,
+) {
     match class {
         "total" => *total = n,
         "human" => *human = n,
+        "suspect" => *suspect = n,
         "bot" => *bot = n,
         _ => {}
     }

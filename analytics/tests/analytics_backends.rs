@@ -115,8 +115,15 @@ fn scan(rng: &mut Rng, counter: &mut u64, ts_ms: u64) -> Scan {
         country: rng.pick(&["DE", "DE", "US", "FR", ""]).to_string(),
         source: if rng.chance(40) { "qr" } else { "link" }.to_string(),
         bot_reason: if bot {
-            rng.pick(&["ua:facebookexternalhit", "head", "prefetch"])
-                .to_string()
+            rng.pick(&[
+                "ua:facebookexternalhit",
+                "head",
+                "prefetch",
+                "repeat",
+                "suspect:no-accept-language",
+                "datacenter",
+            ])
+            .to_string()
         } else {
             String::new()
         },
@@ -328,7 +335,14 @@ fn expected_timeseries(d: &Data, q: &Query, interval: Interval) -> Vec<Bucket> {
             Bucket {
                 start: rfc3339(&q.tz, start),
                 human_scans: s.iter().filter(|s| is_human(s)).count() as u64,
-                bot_scans: s.iter().filter(|s| !is_human(s)).count() as u64,
+                suspect_scans: s
+                    .iter()
+                    .filter(|s| s.verdict() == codelink_analytics::event::Verdict::Suspect)
+                    .count() as u64,
+                bot_scans: s
+                    .iter()
+                    .filter(|s| s.verdict() == codelink_analytics::event::Verdict::Bot)
+                    .count() as u64,
                 unique_scanners: unique,
                 unique_scanners_exact: unique <= 100,
                 signups: c

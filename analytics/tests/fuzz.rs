@@ -266,6 +266,7 @@ fn scan_block() -> impl Strategy<Value = ScanBlock> {
             let d = ScanDelta {
                 human,
                 bot,
+                suspect: bot / 2,
                 qr,
                 link,
                 visitors,

@@ -321,13 +321,15 @@ async fn attribution_rules_through_the_front_door(kind: Kind) {
         country: "DE".into(),
         visitor_id: visitor.into(),
         request_bot: None,
+        signs: codelink_analytics::event::HeaderSigns::BROWSER,
     };
     let human = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
     let first = raw(1, start, "visitor-1", human);
-    let latest = raw(2, start + 1_000, "visitor-1", human);
+    // (15 s apart: a second scan within the repeat window would be a repeat.)
+    let latest = raw(2, start + 15_000, "visitor-1", human);
     analytics.record(first.clone());
     analytics.record(latest.clone());
-    analytics.record(raw(3, start + 2_000, "visitor-1", "Twitterbot/1.0"));
+    analytics.record(raw(3, start + 16_000, "visitor-1", "Twitterbot/1.0"));
     // Wait until the scans are in the live store.
     let settled = codelink_testkit::wait_until(Duration::from_secs(10), || {
         let a = analytics.clone();

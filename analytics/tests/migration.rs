@@ -400,3 +400,70 @@ async fn old_clickhouse_rows_are_backfilled_once() {
     assert_eq!(answers(&migrated).await, answers(&fresh).await);
     tasks.stop(&analytics, Duration::from_secs(5)).await;
 }
+
+/// The scan rollup as versions before suspects were told apart made it: no
+/// `suspect` column, and an input table and view without `n_suspect`.
+const PRE_SUSPECT: [&str; 5] = [
+    "ALTER TABLE {db}.scan_rollup DROP COLUMN suspect",
+    "DROP TABLE {db}.scan_rollup_mv",
+    "DROP TABLE {db}.scan_rollup_input",
+    "CREATE TABLE {db}.scan_rollup_input (scope String, grain UInt8, dim UInt8, \
+     bucket DateTime, value String, n_human UInt64, n_bot UInt64, n_qr UInt64, \
+     n_link UInt64, visitor_hashes Array(UInt64)) ENGINE = Null",
+    "CREATE MATERIALIZED VIEW {db}.scan_rollup_mv TO {db}.scan_rollup AS \
+     SELECT scope, grain, dim, bucket, value, sumState(n_human) AS human, \
+     sumState(n_bot) AS bot, sumState(n_qr) AS qr, sumState(n_link) AS link, \
+     uniqUpToArrayState(100)(visitor_hashes) AS visitors_small, \
+     uniqHLL12ArrayState(visitor_hashes) AS visitors \
+     FROM {db}.scan_rollup_input GROUP BY scope, grain, dim, bucket, value",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_rollup_without_suspects_is_brought_up_to_date() {
+    let server = ClickHouseServer::start();
+    let events = ClickHouseEvents::new(&clickhouse(&server, "pre"));
+    events.migrate().await.unwrap();
+    let scan = |n: u64, reason: &str| Scan {
+        scan_id: ScanId::from_parts(T0 + n, 9, n).to_string(),
+        ts_ms: T0 + n,
+        code: "alpha".into(),
+        visitor_id: format!("v{n}"),
+        source: "link".into(),
+        bot_reason: reason.into(),
+        ..Scan::default()
+    };
+    // Written by the old version: a human and a bot.
+    events
+        .write(&Batch::new(vec![scan(1, ""), scan(2, "ua:curl")], Vec::new()))
+        .await
+        .unwrap();
+    for sql in PRE_SUSPECT {
+        server.query(&sql.replace("{db}", "pre"));
+    }
+    // This version starts on it: the column is added, the input table and
+    // view made anew (twice: it is safe to run again).
+    events.migrate().await.unwrap();
+    events.migrate().await.unwrap();
+    events
+        .write(&Batch::new(
+            vec![scan(3, "repeat"), scan(4, "suspect:no-accept"), scan(5, "head")],
+            Vec::new(),
+        ))
+        .await
+        .unwrap();
+    let q = Query {
+        from_ms: T0,
+        to_ms: T0 + HOUR,
+        tz: "UTC".into(),
+        codes: None,
+        owner: None,
+        now_ms: T0,
+        hold_ms: 0,
+    };
+    let s = Backend::from(events).summary(&q).await.unwrap();
+    assert_eq!(
+        (s.scans, s.human_scans, s.suspect_scans, s.bot_scans),
+        (5, 1, 2, 2),
+        "{s:?}"
+    );
+}

@@ -39,7 +39,7 @@ pub fn stacked(title: &str, bars: &[Bar]) -> String {
         "<figure class=\"chart\"><div class=\"plot\"><div class=\"yaxis\" aria-hidden=\"true\">\
          <span>{}</span><span>{}</span><span>0</span></div>\
          <svg viewBox=\"0 0 {width} 100\" preserveAspectRatio=\"none\" role=\"img\" \
-         aria-label=\"{}: {} human and {} bot scans over {} buckets\">",
+         aria-label=\"{}: {} human scans and {} bot or suspect hits over {} buckets\">",
         num(top),
         num(top / 2),
         esc(title),
@@ -60,7 +60,7 @@ pub fn stacked(title: &str, bars: &[Bar]) -> String {
         let bh = scale(b.bot);
         let _ = write!(
             out,
-            "<g><title>{}: {} human, {} bot</title>",
+            "<g><title>{}: {} human, {} bot or suspect</title>",
             esc(&b.label),
             num(b.human),
             num(b.bot)

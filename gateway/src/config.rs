@@ -2,6 +2,7 @@
 //! environment variable; the flag wins when both are given.
 
 use clap::Args;
+use codelink_analytics::ip_ranges::IpRanges;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -117,6 +118,18 @@ pub struct Config {
     #[arg(long, env = "CODELINK_RETAIN_DAYS", default_value_t = 0)]
     pub retain_days: u32,
 
+    /// A human scan by the same visitor of the same code and channel within
+    /// this many seconds of the last one counted is a `repeat` (a reload, a
+    /// double tap): a suspect, not a second human scan. 0 turns it off.
+    #[arg(long, env = "CODELINK_REPEAT_WINDOW_SECS", default_value_t = 10)]
+    pub repeat_window_secs: u32,
+
+    /// A file of IP networks (one CIDR per line, `#` comments; e.g. the
+    /// ranges cloud providers publish): scans from them are `datacenter`
+    /// suspects. Matched on the full address, which is never stored.
+    #[arg(long, env = "CODELINK_DATACENTER_RANGES")]
+    pub datacenter_ranges: Option<PathBuf>,
+
     /// How far back a conversion's `occurred_at` may be (days); older events
     /// get 422. Default 45: the default 30-day attribution window plus a
     /// 15-day margin for late reports. At least 1.
@@ -214,6 +227,8 @@ impl Config {
             api_burst_per_ip: 200,
             hold_days: 30,
             retain_days: 0,
+            repeat_window_secs: 10,
+            datacenter_ranges: None,
             max_event_age_days: 45,
             max_body_bytes: 64 * 1024,
             body_timeout_ms: 10_000,
@@ -245,11 +260,13 @@ impl Config {
     }
 
     /// The analytics part of the configuration.
-    pub fn analytics(&self, secret: &[u8]) -> codelink_analytics::Config {
+    /// The analytics' settings; reads `--datacenter-ranges`.
+    pub fn analytics(&self, secret: &[u8]) -> anyhow::Result<codelink_analytics::Config> {
         use codelink_analytics::config::{
-            ClickHouseConfig, QueryLimits, RecorderSettings, RedisConfig,
+            ClickHouseConfig, QueryLimits, RecorderSettings, RedisConfig, VerdictRules,
         };
-        codelink_analytics::Config {
+
+        Ok(codelink_analytics::Config {
             data_dir: self.data_dir.clone(),
             redis: self.redis_url.as_ref().map(|url| RedisConfig {
                 url: url.clone(),
@@ -276,7 +293,28 @@ impl Config {
             hold: Duration::from_millis(self.hold_ms()),
             retain: (self.retain_days > 0)
                 .then(|| Duration::from_secs(u64::from(self.retain_days) * 86_400)),
-        }
+            verdicts: VerdictRules {
+                repeat_window: Duration::from_secs(u64::from(self.repeat_window_secs)),
+                datacenter: self.datacenter()?.map(std::sync::Arc::new),
+            },
+        })
+    }
+
+    fn datacenter(&self) -> anyhow::Result<Option<IpRanges>> {
+        let Some(path) = &self.datacenter_ranges else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "--datacenter-ranges {}: cannot read it: {e}",
+                path.display()
+            )
+        })?;
+        let ranges = IpRanges::parse(&text)
+            .map_err(|e| anyhow::anyhow!("--datacenter-ranges {}: {e}", path.display()))?;
+        let (v4, v6) = ranges.len();
+        tracing::info!(v4, v6, path = %path.display(), "datacenter ranges loaded");
+        Ok(Some(ranges))
     }
 
     /// The web console's settings.

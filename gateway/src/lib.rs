@@ -55,7 +55,7 @@ pub async fn build(
         None => store::Store::Embedded(store::EmbeddedStore::open(&config.data_dir)?),
     };
     let (analytics, analytics_tasks) =
-        codelink_analytics::Analytics::open(config.analytics(secret.as_bytes())).await?;
+        codelink_analytics::Analytics::open(config.analytics(secret.as_bytes())?).await?;
     let admin_key_id = admin::admin_key_id(&secret, &admin_key);
     let ui = codelink_dashboards::Dashboards::new(config.ui(secret.as_bytes(), &public_base));
     let state = Arc::new(AppState {

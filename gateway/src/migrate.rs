@@ -17,7 +17,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     eprintln!("codelink migrate: building the rollups of {target}");
     let mut bar = Bar::new(std::io::stderr().is_terminal());
     // The secret only signs scan tokens, which migrating does not do.
-    migration::run(&config.analytics(b""), |p| bar.show(&p)).await?;
+    migration::run(&config.analytics(b"")?, |p| bar.show(&p)).await?;
     bar.finish();
     eprintln!("codelink migrate: done");
     Ok(())

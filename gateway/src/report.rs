@@ -24,7 +24,7 @@ pub struct ReportArgs {
     #[arg(long, default_value = "UTC")]
     pub tz: String,
     /// Breakdown dimension: channel, source, bot_reason, country, device,
-    /// browser, os, in_app, referrer.
+    /// browser, os, in_app, referrer, verdict.
     #[arg(long, default_value = "channel")]
     pub by: String,
     /// Base URL of the gateway.
@@ -120,6 +120,7 @@ pub fn render(args: &ReportArgs, summary: &Value, breakdown: &Value) -> String {
             "  from QR / link".into(),
             format!("{} / {}", num("qr_scans"), num("link_scans")),
         ],
+        vec!["scans (suspect)".into(), num("suspect_scans")],
         vec!["scans (bot)".into(), num("bot_scans")],
         vec![
             "unique scanners".into(),
@@ -162,6 +163,7 @@ pub fn render(args: &ReportArgs, summary: &Value, breakdown: &Value) -> String {
                 key.to_string()
             },
             r["human_scans"].to_string(),
+            r["suspect_scans"].to_string(),
             r["bot_scans"].to_string(),
             format!(
                 "{}{}",
@@ -178,6 +180,7 @@ pub fn render(args: &ReportArgs, summary: &Value, breakdown: &Value) -> String {
         &[
             by,
             "human scans",
+            "suspect",
             "bot scans",
             "unique",
             "signups",

@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::request::Request;
-use codelink_analytics::event::{RawScan, RequestBot, Source};
+use codelink_analytics::event::{HeaderSigns, RawScan, RequestBot, Source};
 use codelink_analytics::ScanId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{header, HeaderName, HeaderValue, Method};
@@ -108,8 +108,26 @@ impl ScanCapture {
             country: country(headers.get(&self.country_header)),
             visitor_id,
             request_bot,
+            signs: self.signs(req),
         };
         (raw, set_cookie)
+    }
+
+    /// Which of the headers every real browser sends this request carried
+    /// (judged off the hot path, by the recorder).
+    fn signs(&self, req: &Request) -> HeaderSigns {
+        let headers = req.headers();
+        let ch = headers.get("sec-ch-ua").map(HeaderValue::as_bytes);
+        HeaderSigns {
+            secure: self.secure_cookie || is_loopback_host(req),
+            accept: headers.contains_key(header::ACCEPT),
+            accept_language: headers.contains_key(header::ACCEPT_LANGUAGE),
+            sec_fetch: headers.contains_key("sec-fetch-mode")
+                || headers.contains_key("sec-fetch-dest"),
+            client_hints: ch.is_some(),
+            chromium_brand: ch.map_or(0, chromium_brand),
+            headless_brand: ch.is_some_and(|v| find(v, b"HeadlessChrome").is_some()),
+        }
     }
 
     /// A visitor without a cookie: a hash of IP and user agent with a secret
@@ -202,6 +220,38 @@ fn is_prefetch(req: &Request) -> bool {
                 v.as_bytes().starts_with(b"prefetch") || v.as_bytes().starts_with(b"preview")
             })
         })
+}
+
+/// Browsers treat loopback hosts as secure origins (they send `Sec-Fetch-*`
+/// and client hints to them over plain http).
+fn is_loopback_host(req: &Request) -> bool {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or(b"");
+    host.starts_with(b"127.") || host.starts_with(b"localhost") || host.starts_with(b"[::1]")
+}
+
+/// The major version of the `"Chromium";v="N"` brand in a `Sec-CH-UA` value;
+/// 0 when it is not there.
+fn chromium_brand(value: &[u8]) -> u16 {
+    const BRAND: &[u8] = b"\"Chromium\";v=\"";
+    let Some(at) = find(value, BRAND) else {
+        return 0;
+    };
+    let mut n: u16 = 0;
+    for &b in value[at + BRAND.len()..].iter().take(5) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        n = n.saturating_mul(10).saturating_add(u16::from(b - b'0'));
+    }
+    n
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// QR images encode `?qr=1`: a scan of the image, not a tap on the link.

@@ -20,11 +20,10 @@ async fn scan(c: &Client, path: &str, ip: &str, ua: &str) -> String {
         .send(
             Method::GET,
             path,
-            &[
-                ("x-forwarded-for", ip),
-                ("user-agent", ua),
-                ("cf-ipcountry", "NL"),
-            ],
+            &codelink_testkit::http::browser(
+                ua,
+                &[("x-forwarded-for", ip), ("cf-ipcountry", "NL")],
+            ),
             Default::default(),
         )
         .await;
@@ -76,6 +75,8 @@ async fn check_reports(gw: &common::TestGateway) {
     assert!(ok, "{s}");
     assert_eq!(s["human_scans"], 3, "{s}");
     assert_eq!(s["bot_scans"], 1, "{s}");
+    assert_eq!(s["suspect_scans"], 0, "{s}");
+    assert_eq!(s["bot_inflation"], 0.25, "{s}");
     assert_eq!(s["qr_scans"], 1, "{s}");
     assert_eq!(s["link_scans"], 2, "{s}");
     assert_eq!(s["unique_scanners"], 2, "{s}");
@@ -165,11 +166,11 @@ async fn check_reports(gw: &common::TestGateway) {
     let csv = r.text();
     assert!(
         csv.starts_with(
-            "key,human_scans,bot_scans,unique_scanners,unique_scanners_exact,signups,purchases,earnings_EUR\r\n"
+            "key,human_scans,suspect_scans,bot_scans,unique_scanners,unique_scanners_exact,signups,purchases,earnings_EUR\r\n"
         ),
         "{csv}"
     );
-    assert!(csv.contains("\r\nyt,2,0,1,true,1,0,200\r\n"), "{csv}");
+    assert!(csv.contains("\r\nyt,2,0,0,1,true,1,0,200\r\n"), "{csv}");
     let r = gw
         .admin
         .send(

@@ -40,7 +40,7 @@ async fn scan(client: &Client, path: &str) -> (String, String) {
         .send(
             http::Method::GET,
             path,
-            &[("user-agent", ANDROID)],
+            &codelink_testkit::http::browser(ANDROID, &[]),
             Default::default(),
         )
         .await;

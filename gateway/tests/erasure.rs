@@ -18,7 +18,7 @@ async fn visit(gw: &common::TestGateway, ip: &str) -> String {
         .send(
             Method::GET,
             "/alice10/yt",
-            &[("user-agent", IPHONE), ("x-forwarded-for", ip)],
+            &codelink_testkit::http::browser(IPHONE, &[("x-forwarded-for", ip)]),
             Default::default(),
         )
         .await;

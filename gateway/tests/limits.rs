@@ -19,7 +19,7 @@ async fn scan(c: &Client, path: &str, ip: &str) {
         .send(
             Method::GET,
             path,
-            &[("x-forwarded-for", ip), ("user-agent", IPHONE)],
+            &codelink_testkit::http::browser(IPHONE, &[("x-forwarded-for", ip)]),
             Default::default(),
         )
         .await;

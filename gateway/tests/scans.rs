@@ -27,7 +27,7 @@ fn scan_config() -> (gateway::Config, tempfile::TempDir) {
 }
 
 async fn scan(client: &Client, path: &str, ip: &str, ua: &str, extra: &[(&str, &str)]) -> Response {
-    let mut headers = vec![("x-forwarded-for", ip), ("user-agent", ua)];
+    let mut headers = codelink_testkit::http::browser(ua, &[("x-forwarded-for", ip)]);
     headers.extend_from_slice(extra);
     client
         .send(Method::GET, path, &headers, Default::default())

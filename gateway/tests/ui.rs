@@ -337,7 +337,10 @@ async fn csv_exports_match_the_api() {
             .send(
                 Method::GET,
                 "/alice10",
-                &[("user-agent", &format!("Mozilla/5.0 (iPhone) Safari/60{i}"))],
+                &codelink_testkit::http::browser(
+                    &format!("Mozilla/5.0 (iPhone) Safari/60{i}"),
+                    &[],
+                ),
                 Default::default(),
             )
             .await;
@@ -476,7 +479,7 @@ async fn charts_count_in_zones_that_skip_midnight() {
             .send(
                 Method::GET,
                 "/alice10",
-                &[("user-agent", &ua)],
+                &codelink_testkit::http::browser(&ua, &[]),
                 Default::default(),
             )
             .await;

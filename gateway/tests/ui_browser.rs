@@ -29,7 +29,7 @@ async fn redirect(gw: &TestGateway, path: &str, ua: &str, ip: &str) -> String {
         .send(
             http::Method::GET,
             path,
-            &[("user-agent", ua), ("x-forwarded-for", ip)],
+            &codelink_testkit::http::browser(ua, &[("x-forwarded-for", ip)]),
             Default::default(),
         )
         .await;

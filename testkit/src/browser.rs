@@ -246,6 +246,12 @@ impl Browser {
     /// `width` x `height` CSS px. Panics naming the Debian packages when
     /// chromium or chromedriver is missing.
     pub async fn start(width: u32, height: u32) -> Browser {
+        Self::start_with_args(width, height, &[]).await
+    }
+
+    /// [`Browser::start`] with more chromium command-line arguments (say,
+    /// `--user-agent=…`).
+    pub async fn start_with_args(width: u32, height: u32, extra: &[String]) -> Browser {
         let chromium = find_binary("chromium", "/usr/bin/chromium").unwrap_or_else(|| {
             panic!("chromium not found on PATH or at /usr/bin/chromium: {MISSING}")
         });
@@ -280,7 +286,7 @@ impl Browser {
                         downloads,
                         _profile: profile,
                     };
-                    browser.open_session(&chromium, width, height).await;
+                    browser.open_session(&chromium, width, height, extra).await;
                     return browser;
                 }
                 Err(e) => {
@@ -296,14 +302,14 @@ impl Browser {
         );
     }
 
-    async fn open_session(&mut self, chromium: &Path, width: u32, height: u32) {
+    async fn open_session(&mut self, chromium: &Path, width: u32, height: u32, extra: &[String]) {
         let download_dir = self
             .downloads
             .path()
             .to_str()
             .expect("utf-8 temp path")
             .to_string();
-        let caps = json!({
+        let mut caps = json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
                 "pageLoadStrategy": "normal",
@@ -334,6 +340,11 @@ impl Browser {
                 },
             }}
         });
+        if let Some(args) =
+            caps["capabilities"]["alwaysMatch"]["goog:chromeOptions"]["args"].as_array_mut()
+        {
+            args.extend(extra.iter().map(|a| Value::String(a.clone())));
+        }
         let value = request(
             self.session.addr,
             Method::POST,

@@ -120,3 +120,24 @@ impl Client {
         }
     }
 }
+
+/// What a browser's navigation carries besides its user agent: the headers
+/// the gateway expects of a person (without them a scan is a suspect).
+pub const NAVIGATION: &[(&str, &str)] = &[
+    (
+        "accept",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    ),
+    ("accept-language", "en-US,en;q=0.9"),
+    ("sec-fetch-site", "none"),
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-dest", "document"),
+];
+
+/// The headers of a browser navigation with user agent `ua`, then `extra`.
+pub fn browser<'a>(ua: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![("user-agent", ua)];
+    headers.extend_from_slice(NAVIGATION);
+    headers.extend_from_slice(extra);
+    headers
+}

@@ -127,6 +127,7 @@ struct ScanRow {
     k: String,
     human: u64,
     bot: u64,
+    suspect: u64,
     qr: u64,
     link: u64,
     small: u64,
@@ -160,7 +161,8 @@ async fn scan_rows(client: &::clickhouse::Client, cells: &Cells) -> Result<Vec<S
     }
     let mut sql = Sql::default();
     sql.push("SELECT ").key(&cells.group).push(
-        " AS k, sumMerge(human) AS human, sumMerge(bot) AS bot, sumMerge(qr) AS qr, \
+        " AS k, sumMerge(human) AS human, sumMerge(bot) AS bot, \
+         sumMerge(suspect) AS suspect, sumMerge(qr) AS qr, \
          sumMerge(link) AS link, uniqUpToArrayMerge(100)(visitors_small) AS small, \
          uniqHLL12ArrayMerge(visitors) AS hll FROM scan_rollup WHERE ",
     );
@@ -188,6 +190,7 @@ async fn scan_rows(client: &::clickhouse::Client, cells: &Cells) -> Result<Vec<S
                 k: r.k,
                 human: r.human,
                 bot: r.bot,
+                suspect: r.suspect,
                 qr: r.qr,
                 link: r.link,
                 uniq: if exact { r.small } else { r.hll },

@@ -82,6 +82,7 @@ pub(super) async fn aggregate(sink: &EmbeddedSink, cells: &Cells) -> Result<Aggr
                             k,
                             human: c.human,
                             bot: c.bot,
+                            suspect: c.suspect,
                             qr: c.qr,
                             link: c.link,
                             uniq: e.count,

@@ -2,7 +2,10 @@
 //! conversion sums per group × kind × currency × earnings currency × confirmed,
 //! signup delays); the answers are computed from those here, once.
 
-use super::{Aggregates, BreakdownRow, Bucket, CodeRow, Funnel, Money, Summary, TopRow, Zone};
+use super::{
+    Aggregates, BreakdownRow, Bucket, CodeRow, Dimension, Funnel, Money, Summary, TopRow, Zone,
+};
+use crate::event::Verdict;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -11,7 +14,10 @@ use std::collections::BTreeMap;
 pub(crate) struct ScanAgg {
     pub k: String,
     pub human: u64,
+    /// Every scan not human (bots and suspects).
     pub bot: u64,
+    /// The suspects among `bot`.
+    pub suspect: u64,
     pub qr: u64,
     pub link: u64,
     /// Distinct visitors of the group's human scans.
@@ -123,7 +129,9 @@ pub(crate) fn summary(a: &Aggregates) -> Summary {
     Summary {
         scans: s.human + s.bot,
         human_scans: s.human,
-        bot_scans: s.bot,
+        suspect_scans: s.suspect,
+        bot_scans: s.bot - s.suspect.min(s.bot),
+        bot_inflation: ratio(s.bot, s.human + s.bot),
         qr_scans: s.qr,
         link_scans: s.link,
         unique_scanners: s.uniq,
@@ -176,7 +184,8 @@ pub(crate) fn timeseries(a: &Aggregates, zone: &Zone) -> Vec<Bucket> {
             let bucket = Bucket {
                 start: zone.format(second),
                 human_scans: s.human,
-                bot_scans: s.bot,
+                suspect_scans: s.suspect,
+                bot_scans: s.bot - s.suspect.min(s.bot),
                 unique_scanners: s.uniq,
                 unique_scanners_exact: s.uniq_exact != 0 || s.uniq == 0,
                 signups: c.signups,
@@ -190,13 +199,46 @@ pub(crate) fn timeseries(a: &Aggregates, zone: &Zone) -> Vec<Bucket> {
     buckets.into_iter().map(|(_, b)| b).collect()
 }
 
+/// A breakdown's aggregates keyed as `dimension` shows them: for
+/// [`Dimension::Verdict`] the bot reasons folded into `human` / `suspect` /
+/// `bot` (only human scans have visitors, so the folded unique counts are
+/// those of the `""` reason); every other dimension as read.
+pub(crate) fn keyed_for(dimension: Dimension, mut a: Aggregates) -> Aggregates {
+    if dimension != Dimension::Verdict {
+        return a;
+    }
+    let verdict = |k: &str| Verdict::of_reason(k).as_str().to_string();
+    let mut scans: BTreeMap<String, ScanAgg> = BTreeMap::new();
+    for s in a.scans {
+        let k = verdict(&s.k);
+        let t = scans.entry(k.clone()).or_insert_with(|| ScanAgg {
+            k,
+            uniq_exact: 1,
+            ..ScanAgg::default()
+        });
+        t.human += s.human;
+        t.bot += s.bot;
+        t.suspect += s.suspect;
+        t.qr += s.qr;
+        t.link += s.link;
+        t.uniq += s.uniq;
+        t.uniq_exact &= s.uniq_exact;
+    }
+    a.scans = scans.into_values().collect();
+    for c in &mut a.conversions {
+        c.k = verdict(&c.k);
+    }
+    a
+}
+
 pub(crate) fn breakdown(a: &Aggregates) -> Vec<BreakdownRow> {
     let mut rows: Vec<BreakdownRow> = by_key(&a.scans, &a.conversions)
         .into_iter()
         .map(|(key, (s, c))| BreakdownRow {
             key,
             human_scans: s.human,
-            bot_scans: s.bot,
+            suspect_scans: s.suspect,
+            bot_scans: s.bot - s.suspect.min(s.bot),
             unique_scanners: s.uniq,
             unique_scanners_exact: s.uniq_exact != 0 || s.uniq == 0,
             signups: c.signups,

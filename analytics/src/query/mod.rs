@@ -196,10 +196,13 @@ pub enum Dimension {
     InApp,
     /// The referrer host.
     Referrer,
+    /// `human`, `suspect` or `bot` (the bot reasons folded by
+    /// `crate::event::Verdict::of_reason`).
+    Verdict,
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 9] = [
+    pub const ALL: [Dimension; 10] = [
         Dimension::Channel,
         Dimension::Source,
         Dimension::BotReason,
@@ -209,6 +212,7 @@ impl Dimension {
         Dimension::Os,
         Dimension::InApp,
         Dimension::Referrer,
+        Dimension::Verdict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -222,6 +226,7 @@ impl Dimension {
             Dimension::Os => "os",
             Dimension::InApp => "in_app",
             Dimension::Referrer => "referrer",
+            Dimension::Verdict => "verdict",
         }
     }
 
@@ -237,6 +242,7 @@ impl Dimension {
             Dimension::Os => Dim::Os,
             Dimension::InApp => Dim::InApp,
             Dimension::Referrer => Dim::Referrer,
+            Dimension::Verdict => Dim::BotReason,
         }
     }
 }
@@ -301,7 +307,7 @@ from_str_impl!(
 from_str_impl!(
     Dimension,
     "dimension",
-    "channel, source, bot_reason, country, device, browser, os, in_app, referrer",
+    "channel, source, bot_reason, country, device, browser, os, in_app, referrer, verdict",
     [
         Dimension::Channel,
         Dimension::Source,
@@ -311,7 +317,8 @@ from_str_impl!(
         Dimension::Browser,
         Dimension::Os,
         Dimension::InApp,
-        Dimension::Referrer
+        Dimension::Referrer,
+        Dimension::Verdict
     ]
 );
 from_str_impl!(
@@ -347,10 +354,16 @@ fn wide<S: serde::Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
 /// Totals over the whole query.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
-    /// All scans, human and bot.
+    /// Every scan: `human_scans + suspect_scans + bot_scans`.
     pub scans: u64,
     pub human_scans: u64,
+    /// Scans judged suspect (see `crate::event::Verdict`): not human, not
+    /// surely bots.
+    pub suspect_scans: u64,
     pub bot_scans: u64,
+    /// `(suspect_scans + bot_scans) / scans`: how much raw counts overstate
+    /// people; 0 without scans.
+    pub bot_inflation: f64,
     /// Human scans from a QR image.
     pub qr_scans: u64,
     /// Human scans of the link.
@@ -384,6 +397,7 @@ pub struct Bucket {
     /// Bucket start in the query's zone, RFC 3339 with that zone's offset.
     pub start: String,
     pub human_scans: u64,
+    pub suspect_scans: u64,
     pub bot_scans: u64,
     pub unique_scanners: u64,
     pub unique_scanners_exact: bool,
@@ -398,6 +412,7 @@ pub struct Bucket {
 pub struct BreakdownRow {
     pub key: String,
     pub human_scans: u64,
+    pub suspect_scans: u64,
     pub bot_scans: u64,
     pub unique_scanners: u64,
     pub unique_scanners_exact: bool,
@@ -756,7 +771,8 @@ impl Backend {
             group: Group::Value,
             delays: false,
         };
-        Ok(finish::breakdown(&self.aggregate(&cells).await?))
+        let a = self.aggregate(&cells).await?;
+        Ok(finish::breakdown(&finish::keyed_for(dimension, a)))
     }
 
     /// [`Backend::breakdown`] for each of `dimensions`, read at once (one
@@ -805,7 +821,7 @@ impl Backend {
                         .collect(),
                     delays: DelayHistogram::default(),
                 };
-                (*d, finish::breakdown(&one))
+                (*d, finish::breakdown(&finish::keyed_for(*d, one)))
             })
             .collect())
     }

@@ -2,11 +2,12 @@
 //! bucket) holding every cell of that bucket (a *block*), so that a quiet code
 //! costs one entry per bucket and a busy one rewrites one entry per batch.
 //!
-//! Scan block (version 1): `1u8`, then for each [`Dim`] in order a section,
+//! Scan block (version 2): `2u8`, then for each [`Dim`] in order a section,
 //! `len: varint` + bytes: `count: varint`, then per value (sorted) the value
-//! (`str`), `human`, `bot`, `qr`, `link` (varints) and the visitor sketch
-//! (`bytes`, [`VisitorSketch::encode`]). A reader that wants one dimension
-//! skips the other sections by their length.
+//! (`str`), `human`, `bot`, `suspect`, `qr`, `link` (varints) and the visitor
+//! sketch (`bytes`, [`VisitorSketch::encode`]). A reader that wants one
+//! dimension skips the other sections by their length. Version 1 (written
+//! before suspects were told apart) has no `suspect`, read as 0.
 //!
 //! Conversion block (version 1): `1u8`, `count: varint`, then per cell (sorted
 //! by key) `dim: u8`, value, owner, kind (`u8`), currency, earnings currency
@@ -25,12 +26,17 @@ use crate::sketch::VisitorSketch;
 use std::collections::BTreeMap;
 
 const VERSION: u8 = 1;
+/// The scan block's own version (see the module docs).
+const SCAN_VERSION: u8 = 2;
 
 /// One stored scan cell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanCell {
     pub human: u64,
+    /// Every scan not human (bots and suspects).
     pub bot: u64,
+    /// The suspects among `bot`.
+    pub suspect: u64,
     pub qr: u64,
     pub link: u64,
     pub visitors: VisitorSketch,
@@ -40,6 +46,7 @@ impl ScanCell {
     pub fn add(&mut self, d: &ScanDelta) {
         self.human += d.human;
         self.bot += d.bot;
+        self.suspect += d.suspect;
         self.qr += d.qr;
         self.link += d.link;
         for &h in &d.visitors {
@@ -50,6 +57,7 @@ impl ScanCell {
     pub fn merge(&mut self, other: &ScanCell) {
         self.human += other.human;
         self.bot += other.bot;
+        self.suspect += other.suspect;
         self.qr += other.qr;
         self.link += other.link;
         self.visitors.merge(&other.visitors);
@@ -76,7 +84,7 @@ impl ScanBlock {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![VERSION];
+        let mut out = vec![SCAN_VERSION];
         let mut section = Vec::new();
         let mut sketch = Vec::new();
         for cells in &self.dims {
@@ -84,7 +92,7 @@ impl ScanBlock {
             put_varint(&mut section, cells.len() as u64);
             for (value, c) in cells {
                 put_str(&mut section, value);
-                for n in [c.human, c.bot, c.qr, c.link] {
+                for n in [c.human, c.bot, c.suspect, c.qr, c.link] {
                     put_varint(&mut section, n);
                 }
                 sketch.clear();
@@ -115,7 +123,8 @@ pub fn cells_of(
     dim: Dim,
 ) -> Result<impl Iterator<Item = Result<(&str, ScanCell), Malformed>>, Malformed> {
     let mut r = Reader(bytes);
-    if r.u8()? != VERSION {
+    let version = r.u8()?;
+    if version != 1 && version != SCAN_VERSION {
         return Err(Malformed("unknown scan block version"));
     }
     for _ in 0..dim as u8 {
@@ -125,18 +134,23 @@ pub fn cells_of(
     let count = section.varint()?;
     Ok((0..count).map(move |_| {
         let value = section.str()?;
-        let mut n = [0u64; 4];
-        for slot in &mut n {
+        let mut n = [0u64; 5];
+        for (i, slot) in n.iter_mut().enumerate() {
+            // Version 1 has no `suspect` (index 2).
+            if version == 1 && i == 2 {
+                continue;
+            }
             *slot = section.varint()?;
         }
         let visitors =
             VisitorSketch::decode(section.bytes()?).map_err(|_| Malformed("visitor sketch"))?;
-        let [human, bot, qr, link] = n;
+        let [human, bot, suspect, qr, link] = n;
         Ok((
             value,
             ScanCell {
                 human,
                 bot,
+                suspect,
                 qr,
                 link,
                 visitors,
@@ -435,7 +449,8 @@ mod tests {
         let mut block = ScanBlock::default();
         let delta = |human, visitors: Vec<u64>| ScanDelta {
             human,
-            bot: 1,
+            bot: 2,
+            suspect: 1,
             qr: human,
             link: 0,
             visitors,
@@ -461,6 +476,31 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(ScanBlock::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+
+        // A version 1 block (before suspects were counted) reads with no suspects.
+        let mut v1 = vec![1u8];
+        for dim in Dim::ALL {
+            let mut section = Vec::new();
+            if dim == Dim::Total {
+                put_varint(&mut section, 1);
+                put_str(&mut section, "");
+                for n in [3, 2, 1, 0] {
+                    put_varint(&mut section, n);
+                }
+                let mut sketch = Vec::new();
+                VisitorSketch::default().encode(&mut sketch);
+                put_bytes(&mut section, &sketch);
+            } else {
+                put_varint(&mut section, 0);
+            }
+            put_bytes(&mut v1, &section);
+        }
+        let old = ScanBlock::decode(&v1).unwrap();
+        let total = &old.dims[Dim::Total as usize][""];
+        assert_eq!(
+            (total.human, total.bot, total.suspect, total.qr, total.link),
+            (3, 2, 0, 1, 0)
+        );
 
         let mut conv = ConversionBlock::default();
         let key = ConversionCellKey {

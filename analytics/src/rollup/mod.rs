@@ -12,7 +12,8 @@
 //! | hour | total and every dimension |
 //! | day | total and every dimension |
 //!
-//! A scan cell holds human and bot scans, human QR and link scans, and the
+//! A scan cell holds human scans, scans not human (bots and suspects) and
+//! the suspects among them, human QR and link scans, and the
 //! distinct human visitors (hashes, kept as a [`VisitorSketch`] by the
 //! embedded store and as ClickHouse `uniqUpTo(100)` + `uniqHLL12` states).
 //! Conversion cells are keyed further by owner (`""` in the [`ALL`] scope),
@@ -187,7 +188,10 @@ pub struct CellKey {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanDelta {
     pub human: u64,
+    /// Every scan not human (bots and suspects).
     pub bot: u64,
+    /// The suspects among `bot`.
+    pub suspect: u64,
     /// Human scans from a QR image / of the link.
     pub qr: u64,
     pub link: u64,
@@ -230,6 +234,7 @@ pub struct ScanCellBuilder {
 struct Counts {
     human: u64,
     bot: u64,
+    suspect: u64,
     qr: u64,
     link: u64,
     ids: Vec<u32>,
@@ -239,6 +244,7 @@ impl Counts {
     fn add_counts(&mut self, other: &Counts) {
         self.human += other.human;
         self.bot += other.bot;
+        self.suspect += other.suspect;
         self.qr += other.qr;
         self.link += other.link;
     }
@@ -261,6 +267,9 @@ impl ScanCellBuilder {
         };
         if s.is_bot() {
             d.bot += 1;
+            if s.verdict() == crate::event::Verdict::Suspect {
+                d.suspect += 1;
+            }
         } else {
             d.human += 1;
             match s.source.as_str() {
@@ -393,6 +402,7 @@ impl ScanCellBuilder {
         let delta = |c: &Counts, ids: &[u32]| ScanDelta {
             human: c.human,
             bot: c.bot,
+            suspect: c.suspect,
             qr: c.qr,
             link: c.link,
             visitors: ids.iter().map(|&id| hashes[id as usize]).collect(),

@@ -3,7 +3,7 @@
 //! (`ledger_props.rs`).
 #![allow(dead_code)]
 
-use codelink_analytics::event::{Conversion, ConversionKind, Scan};
+use codelink_analytics::event::{Conversion, ConversionKind, Scan, Verdict};
 use codelink_analytics::histogram::DelayHistogram;
 use codelink_analytics::query::{effective_range, BreakdownRow, Dimension, Money, Query, Summary};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -102,7 +102,16 @@ pub fn expected_summary(d: &impl Rows, q: &Query) -> Summary {
     Summary {
         scans: scans.len() as u64,
         human_scans: human.len() as u64,
-        bot_scans: (scans.len() - human.len()) as u64,
+        suspect_scans: scans
+            .iter()
+            .filter(|s| s.verdict() == Verdict::Suspect)
+            .count() as u64,
+        bot_scans: scans.iter().filter(|s| s.verdict() == Verdict::Bot).count() as u64,
+        bot_inflation: if scans.is_empty() {
+            0.0
+        } else {
+            (scans.len() - human.len()) as f64 / scans.len() as f64
+        },
         qr_scans: human.iter().filter(|s| s.source == "qr").count() as u64,
         link_scans: human.iter().filter(|s| s.source == "link").count() as u64,
         unique_scanners: unique,
@@ -130,6 +139,7 @@ pub fn field(s: &Scan, dim: Dimension) -> &str {
         Dimension::Os => &s.os,
         Dimension::InApp => &s.in_app,
         Dimension::Referrer => &s.referrer_host,
+        Dimension::Verdict => s.verdict().as_str(),
     }
 }
 
@@ -150,6 +160,7 @@ pub fn expected_breakdown(d: &impl Rows, q: &Query, dim: Dimension) -> Vec<Break
             Dimension::Channel => c.channel.clone(),
             // The attributed scan is human.
             Dimension::BotReason => String::new(),
+            Dimension::Verdict => "human".to_string(),
             _ => by_id
                 .get(c.scan_id.as_str())
                 .map(|s| field(s, dim).to_string())
@@ -166,7 +177,8 @@ pub fn expected_breakdown(d: &impl Rows, q: &Query, dim: Dimension) -> Vec<Break
             let unique = uniques(s.iter());
             BreakdownRow {
                 human_scans: s.iter().filter(|s| is_human(s)).count() as u64,
-                bot_scans: s.iter().filter(|s| !is_human(s)).count() as u64,
+                suspect_scans: s.iter().filter(|s| s.verdict() == Verdict::Suspect).count() as u64,
+                bot_scans: s.iter().filter(|s| s.verdict() == Verdict::Bot).count() as u64,
                 unique_scanners: unique,
                 unique_scanners_exact: unique <= 100,
                 signups: c

@@ -47,12 +47,16 @@ const PREVIEWS: &[&str] = &[
     "kakaotalk-scrap",
 ];
 
-/// The group a bot reason belongs to, in words.
+/// The group a reason (bot or suspect) belongs to, in words.
 fn bot_group(reason: &str) -> &'static str {
     match reason {
         "head" => "Link checks (HEAD requests)",
         "prefetch" => "Prefetches",
         "rate" => "Too many hits from one visitor",
+        "repeat" => "Suspect: repeats (reloads, double taps)",
+        "datacenter" => "Suspect: datacenter addresses",
+        r if r.starts_with("suspect:") => "Suspect: headers no browser would send",
+        r if r.starts_with("automation:") => "Headless browsers and automation",
         r if r.strip_prefix("ua:").is_some_and(|n| PREVIEWS.contains(&n)) => "Link previews",
         r if r.starts_with("ua:") => "Crawlers and other bots",
         _ => "Other",
@@ -69,7 +73,6 @@ fn stat(label: &str, value: &str, live: &str, class: &str) -> String {
 }
 
 fn summary_stats(s: &Summary) -> Vec<(&'static str, String)> {
-    let all = s.human_scans + s.bot_scans;
     vec![
         ("human_scans", num(s.human_scans)),
         (
@@ -80,7 +83,7 @@ fn summary_stats(s: &Summary) -> Vec<(&'static str, String)> {
                 num(s.unique_scanners)
             ),
         ),
-        ("bot_share", pct(s.bot_scans as f64, all as f64)),
+        ("bot_share", pct(s.bot_inflation, 1.0)),
         ("signups", num(s.signups)),
         ("purchases", num(s.purchases)),
         ("scan_to_signup", pct(s.scan_to_signup, 1.0)),
@@ -88,6 +91,7 @@ fn summary_stats(s: &Summary) -> Vec<(&'static str, String)> {
         ("estimated", money_list(&s.earnings_estimated)),
         ("confirmed", money_list(&s.earnings_confirmed)),
         ("bot_scans", num(s.bot_scans)),
+        ("suspect_scans", num(s.suspect_scans)),
     ]
 }
 
@@ -190,7 +194,10 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
         .iter()
         .filter_map(|b| {
             let t: jiff::Timestamp = b.start.parse().ok()?;
-            Some((t.as_second(), (b.human_scans, b.bot_scans)))
+            Some((
+                t.as_second(),
+                (b.human_scans, b.suspect_scans + b.bot_scans),
+            ))
         })
         .collect();
     let upper = code.to_uppercase();
@@ -327,48 +334,59 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
 }
 
 fn bot_section(s: &Summary, reasons: &[BreakdownRow]) -> String {
-    let all = s.human_scans + s.bot_scans;
-    // (group, bot hits, the reasons in it)
+    let all = s.scans;
+    let not_human = s.suspect_scans + s.bot_scans;
+    // (group, hits, the reasons in it)
     type Group<'a> = (&'static str, u64, Vec<(&'a str, u64)>);
     let mut groups: Vec<Group> = Vec::new();
-    for r in reasons
-        .iter()
-        .filter(|r| !r.key.is_empty() && r.bot_scans > 0)
-    {
+    for r in reasons.iter().filter(|r| !r.key.is_empty()) {
+        let n = r.bot_scans + r.suspect_scans;
+        if n == 0 {
+            continue;
+        }
         let g = bot_group(&r.key);
         match groups.iter_mut().find(|(name, _, _)| *name == g) {
             Some(entry) => {
-                entry.1 += r.bot_scans;
-                entry.2.push((&r.key, r.bot_scans));
+                entry.1 += n;
+                entry.2.push((&r.key, n));
             }
-            None => groups.push((g, r.bot_scans, vec![(&r.key, r.bot_scans)])),
+            None => groups.push((g, n, vec![(&r.key, n)])),
         }
     }
     groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let mut out = format!(
         "<section class=\"card\" aria-labelledby=\"bots\"><h2 id=\"bots\">Bot inflation</h2>\
          <p class=\"lead\"><strong data-live=\"bot_share\">{}</strong> of all {} hits were bots \
-         (<span data-live=\"bot_scans\">{}</span>). They are redirected like anyone, stored, and never counted as scans above.</p>",
-        pct(s.bot_scans as f64, all as f64),
+         (<span data-live=\"bot_scans\">{}</span>) or suspects (<span data-live=\"suspect_scans\">{}</span>: \
+         headers no browser would send, datacenter addresses, repeats). They are redirected like anyone, stored, \
+         and never counted as scans above.</p>",
+        pct(s.bot_inflation, 1.0),
         num(all),
-        num(s.bot_scans)
+        num(s.bot_scans),
+        num(s.suspect_scans)
     );
     if groups.is_empty() {
-        out.push_str("<p>No bots in this range.</p></section>");
+        out.push_str("<p>No bots or suspects in this range.</p></section>");
         return out;
     }
-    out.push_str("<div class=\"scroll\"><table class=\"data compact\"><thead><tr><th scope=\"col\">Why</th><th scope=\"col\" class=\"n\">Bot hits</th><th scope=\"col\" class=\"n\">Share of all hits</th></tr></thead><tbody>");
+    out.push_str("<div class=\"scroll\"><table class=\"data compact\"><thead><tr><th scope=\"col\">Why</th><th scope=\"col\" class=\"n\">Hits</th><th scope=\"col\" class=\"n\">Share of all hits</th></tr></thead><tbody>");
     for (name, n, detail) in &groups {
         let names: Vec<String> = detail
             .iter()
             .take(6)
-            .map(|(k, v)| format!("{} ({})", k.trim_start_matches("ua:"), num(*v)))
+            .map(|(k, v)| {
+                let name = k
+                    .trim_start_matches("ua:")
+                    .trim_start_matches("automation:")
+                    .trim_start_matches("suspect:");
+                format!("{name} ({})", num(*v))
+            })
             .collect();
         let _ = write!(
             out,
             "<tr><td>{}{}<span class=\"detail\">{}</span></td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             esc(name),
-            chart::meter(*n, s.bot_scans, "b"),
+            chart::meter(*n, not_human, "b"),
             esc(&names.join(", ")),
             num(*n),
             pct(*n as f64, all as f64)

@@ -71,7 +71,7 @@ fn params(state: &AppState, who: &Principal, req: &Request) -> Result<Params, Ap
                     _ => return Err(bad("interval", "must be hour or day")),
                 }
             }
-            "by" => by = Some(v.parse().map_err(|_| bad("by", "must be one of channel, source, bot_reason, country, device, browser, os, in_app, referrer"))?),
+            "by" => by = Some(v.parse().map_err(|_| bad("by", "must be one of channel, source, bot_reason, country, device, browser, os, in_app, referrer, verdict"))?),
             "metric" => {
                 metric = match v.as_ref() {
                     "earnings" => TopMetric::Earnings,
@@ -180,7 +180,7 @@ pub(super) async fn handle(
             let by = p.by.ok_or_else(|| {
                 bad(
                     "by",
-                    "is required (channel, source, bot_reason, country, device, browser, os, in_app or referrer)",
+                    "is required (channel, source, bot_reason, country, device, browser, os, in_app, referrer or verdict)",
                 )
             })?;
             let r = to_value(&a.breakdown(q, by).await?);

@@ -62,6 +62,7 @@ fn view(s: &Scan, admin: bool) -> Value {
         "channel": opt(&s.channel),
         "source": s.source,
         "human": s.bot_reason.is_empty(),
+        "verdict": s.verdict().as_str(),
         "bot_reason": opt(&s.bot_reason),
         "unique": s.is_unique,
         "device": opt(&s.device),

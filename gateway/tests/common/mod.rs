@@ -26,6 +26,9 @@ pub fn config() -> (Config, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let mut config = Config::for_data_dir(tmp.path());
     config.admin_key = Some(ADMIN_KEY.to_string());
+    // Tests send one visitor's scans seconds apart and mean separate scans;
+    // the repeat rule (on by default) is tested on its own in verdicts.rs.
+    config.repeat_window_secs = 0;
     (config, tmp)
 }
 

@@ -99,6 +99,7 @@ pub const MIGRATIONS: &[&str] = &[
         value String,
         human AggregateFunction(sum, UInt64),
         bot AggregateFunction(sum, UInt64),
+        suspect AggregateFunction(sum, UInt64),
         qr AggregateFunction(sum, UInt64),
         link AggregateFunction(sum, UInt64),
         visitors_small AggregateFunction(uniqUpToArray(100), Array(UInt64)),
@@ -114,6 +115,7 @@ pub const MIGRATIONS: &[&str] = &[
         value String,
         n_human UInt64,
         n_bot UInt64,
+        n_suspect UInt64,
         n_qr UInt64,
         n_link UInt64,
         visitor_hashes Array(UInt64)
@@ -121,7 +123,7 @@ pub const MIGRATIONS: &[&str] = &[
     "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.scan_rollup_mv TO {db}.scan_rollup AS
     SELECT scope, grain, dim, bucket, value,
         sumState(n_human) AS human, sumState(n_bot) AS bot,
-        sumState(n_qr) AS qr, sumState(n_link) AS link,
+        sumState(n_suspect) AS suspect, sumState(n_qr) AS qr, sumState(n_link) AS link,
         uniqUpToArrayState(100)(visitor_hashes) AS visitors_small,
         uniqHLL12ArrayState(visitor_hashes) AS visitors
     FROM {db}.scan_rollup_input
@@ -208,7 +210,13 @@ pub const MIGRATIONS: &[&str] = &[
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("scans", "rolled", "UInt8 DEFAULT 0"),
     ("conversions", "rolled", "UInt8 DEFAULT 0"),
+    ("scan_rollup", "suspect", "AggregateFunction(sum, UInt64)"),
 ];
+
+/// `Null` input tables and the materialized views reading them, which
+/// earlier versions created without a column (input table, column, view):
+/// they hold no data, so both are dropped and created anew by [`MIGRATIONS`].
+const RECREATED: &[(&str, &str, &str)] = &[("scan_rollup_input", "n_suspect", "scan_rollup_mv")];
 
 #[derive(Clone)]
 pub struct ClickHouseEvents {
@@ -237,28 +245,60 @@ impl ClickHouseEvents {
         }
     }
 
-    /// Runs [`MIGRATIONS`] and adds [`ADDED_COLUMNS`]; safe to call again.
+    /// Brings an earlier version's tables up to date ([`RECREATED`],
+    /// [`ADDED_COLUMNS`]) and runs [`MIGRATIONS`]; safe to call again.
     pub async fn migrate(&self) -> Result<(), SinkError> {
         // The database may not exist yet, so DDL goes through a client without one.
         let admin = self.client.clone().with_database("default");
         let db = quote_ident(&self.database);
-        for sql in MIGRATIONS {
-            admin.query(&sql.replace("{db}", &db)).execute().await?;
+        for (input, column, view) in RECREATED {
+            if self.lacks(&admin, input, column).await? == Some(true) {
+                for table in [view, input] {
+                    let sql = format!("DROP TABLE IF EXISTS {db}.{}", quote_ident(table));
+                    admin.query(&sql).execute().await?;
+                }
+            }
         }
+        // Before the views are created, so that a view never writes a
+        // column its table lacks; tables not there yet are created whole.
         for (table, column, definition) in ADDED_COLUMNS {
-            let present: u64 = admin
-                .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
-                .bind(&self.database)
-                .bind(*table)
-                .bind(*column)
-                .fetch_one()
-                .await?;
-            if present == 0 {
+            if self.lacks(&admin, table, column).await? == Some(true) {
                 let sql = format!("ALTER TABLE {db}.{table} ADD COLUMN {column} {definition}");
                 admin.query(&sql).execute().await?;
             }
         }
+        for sql in MIGRATIONS {
+            admin.query(&sql.replace("{db}", &db)).execute().await?;
+        }
         Ok(())
+    }
+
+    /// Whether `table` lacks `column`; `None` when there is no such table.
+    async fn lacks(
+        &self,
+        admin: &clickhouse::Client,
+        table: &str,
+        column: &str,
+    ) -> Result<Option<bool>, SinkError> {
+        let tables: u64 = admin
+            .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
+            .bind(&self.database)
+            .bind(table)
+            .fetch_one()
+            .await?;
+        if tables == 0 {
+            return Ok(None);
+        }
+        let columns: u64 = admin
+            .query(
+                "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+            )
+            .bind(&self.database)
+            .bind(table)
+            .bind(column)
+            .fetch_one()
+            .await?;
+        Ok(Some(columns == 0))
     }
 
     pub async fn ping(&self) -> Result<(), SinkError> {
