@@ -434,7 +434,10 @@ async fn a_scan_rollup_without_suspects_is_brought_up_to_date() {
     };
     // Written by the old version: a human and a bot.
     events
-        .write(&Batch::new(vec![scan(1, ""), scan(2, "ua:curl")], Vec::new()))
+        .write(&Batch::new(
+            vec![scan(1, ""), scan(2, "ua:curl")],
+            Vec::new(),
+        ))
         .await
         .unwrap();
     for sql in PRE_SUSPECT {
@@ -446,7 +449,11 @@ async fn a_scan_rollup_without_suspects_is_brought_up_to_date() {
     events.migrate().await.unwrap();
     events
         .write(&Batch::new(
-            vec![scan(3, "repeat"), scan(4, "suspect:no-accept"), scan(5, "head")],
+            vec![
+                scan(3, "repeat"),
+                scan(4, "suspect:no-accept"),
+                scan(5, "head"),
+            ],
             Vec::new(),
         ))
         .await
