@@ -102,9 +102,9 @@ pub fn stacked(title: &str, bars: &[Bar]) -> String {
     }
     let _ = write!(
         out,
-        "</div><figcaption><span class=\"key h\"></span>Human {} <span class=\"key b\"></span>Bot {}</figcaption>\
+        "</div><figcaption><span class=\"key h\"></span>Human {} <span class=\"key b\"></span>Bot or suspect {}</figcaption>\
          <details><summary>Show as table</summary><table><thead><tr><th scope=\"col\">Time</th>\
-         <th scope=\"col\" class=\"n\">Human</th><th scope=\"col\" class=\"n\">Bot</th></tr></thead><tbody>",
+         <th scope=\"col\" class=\"n\">Human</th><th scope=\"col\" class=\"n\">Bot or suspect</th></tr></thead><tbody>",
         num(total_h),
         num(total_b)
     );

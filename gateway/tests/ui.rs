@@ -506,7 +506,7 @@ async fn charts_count_in_zones_that_skip_midnight() {
         .await
         .text();
         assert!(
-            html.contains("3 human and 0 bot scans over"),
+            html.contains("3 human scans and 0 bot or suspect hits over"),
             "{tz}: the chart lost the scans"
         );
     }

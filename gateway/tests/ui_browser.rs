@@ -60,7 +60,8 @@ async fn produce(gw: &TestGateway) -> Produced {
         assert_eq!(gw.create(body).await.status, 201);
     }
     // ALICE10: 6 human scans from YouTube (4 of them QR), 3 from the
-    // Instagram bio in Instagram's browser; 3 link previews and 1 crawler.
+    // Instagram bio in Instagram's browser; 3 link previews and 1 crawler;
+    // 2 suspects (below).
     let mut first = String::new();
     for i in 0..6 {
         let path = if i < 4 {
@@ -86,6 +87,25 @@ async fn produce(gw: &TestGateway) -> Produced {
         redirect(gw, "/alice10/bio", PREVIEW, &format!("10.0.3.{i}")).await;
     }
     redirect(gw, "/alice10", GOOGLEBOT, "10.0.4.1").await;
+    // 2 suspects: a script with an iPhone's user agent that sends no
+    // Accept-Language.
+    for i in 0..2 {
+        let ip = format!("10.0.7.{i}");
+        let r = gw
+            .anon
+            .send(
+                http::Method::GET,
+                "/alice10/yt",
+                &[
+                    ("user-agent", IPHONE),
+                    ("accept", "*/*"),
+                    ("x-forwarded-for", &ip),
+                ],
+                Default::default(),
+            )
+            .await;
+        assert_eq!(r.status, 302);
+    }
     for i in 0..2 {
         redirect(gw, "/alice20", IPHONE, &format!("10.0.5.{i}")).await;
     }
@@ -106,7 +126,10 @@ async fn produce(gw: &TestGateway) -> Produced {
     let ok = codelink_testkit::wait_until(Duration::from_secs(10), || async {
         let r = admin.get("/api/v1/analytics/summary?code=alice10").await;
         let s = &r.json()["summary"];
-        s["human_scans"] == 9 && s["bot_scans"] == 4 && s["purchases"] == 1
+        s["human_scans"] == 9
+            && s["bot_scans"] == 4
+            && s["suspect_scans"] == 2
+            && s["purchases"] == 1
     })
     .await;
     assert!(ok, "scans and conversions were not recorded in time");
@@ -319,8 +342,9 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
         produced.alice10_human.to_string()
     );
     assert_eq!(tile("bot_scans").await, produced.alice10_bots.to_string());
-    // 4 bots of 13 hits.
-    assert_eq!(tile("bot_share").await, "30.8 %");
+    assert_eq!(tile("suspect_scans").await, "2");
+    // 4 bots and 2 suspects of 15 hits.
+    assert_eq!(tile("bot_share").await, "40.0 %");
     assert_eq!(tile("signups").await, "1");
     assert_eq!(tile("estimated").await, "EUR 7.00");
     let text = b.find("main").await.text().await;
@@ -329,6 +353,8 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
         "facebookexternalhit (3)",
         "Crawlers and other bots",
         "googlebot (1)",
+        "Suspect: headers no browser would send",
+        "no-accept-language (2)",
         "QR code",
         "instagram",
         "the scan's link",
