@@ -116,14 +116,16 @@ impl ScanCapture {
     /// Which of the headers every real browser sends this request carried
     /// (judged off the hot path, by the recorder).
     fn signs(&self, req: &Request) -> HeaderSigns {
+        const SEC_CH_UA: HeaderName = HeaderName::from_static("sec-ch-ua");
+        const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+        const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
         let headers = req.headers();
-        let ch = headers.get("sec-ch-ua").map(HeaderValue::as_bytes);
+        let ch = headers.get(SEC_CH_UA).map(HeaderValue::as_bytes);
         HeaderSigns {
             secure: self.secure_cookie || is_loopback_host(req),
             accept: headers.contains_key(header::ACCEPT),
             accept_language: headers.contains_key(header::ACCEPT_LANGUAGE),
-            sec_fetch: headers.contains_key("sec-fetch-mode")
-                || headers.contains_key("sec-fetch-dest"),
+            sec_fetch: headers.contains_key(SEC_FETCH_MODE) || headers.contains_key(SEC_FETCH_DEST),
             client_hints: ch.is_some(),
             chromium_brand: ch.map_or(0, chromium_brand),
             headless_brand: ch.is_some_and(|v| find(v, b"HeadlessChrome").is_some()),

@@ -16,6 +16,7 @@ mod common;
 
 use codelink_testkit::browser::Browser;
 use codelink_testkit::http::{browser, Client};
+use codelink_testkit::{ClickHouseServer, RedisServer};
 use http::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -26,8 +27,23 @@ const FIREFOX: &str =
 const SAFARI_IOS: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1";
 const INSTAGRAM_ANDROID: &str = "Mozilla/5.0 (Linux; Android 13; SM-S911B Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/120.0.6099.144 Mobile Safari/537.36 Instagram 312.0.0.32.112 Android (33/13; 420dpi; 1080x2340; samsung; SM-S911B; dm1q; qcom; en_US; 548323757)";
 
+/// The servers of a gateway on Redis + ClickHouse (kept alive with it).
+struct Servers {
+    redis: RedisServer,
+    clickhouse: ClickHouseServer,
+}
+
 async fn gateway(dir: &std::path::Path) -> common::TestGateway {
+    gateway_with(dir, None).await
+}
+
+async fn gateway_with(dir: &std::path::Path, servers: Option<&Servers>) -> common::TestGateway {
     let (mut config, tmp) = common::config();
+    if let Some(s) = servers {
+        config.redis_url = Some(s.redis.url());
+        config.clickhouse_url = Some(s.clickhouse.url());
+        config.clickhouse_database = "verdicts".into();
+    }
     config.flush_ms = 50;
     config.client_ip_header = Some("x-forwarded-for".into());
     // The common test config turns repeats off; on here (the default is 10 s).
@@ -146,9 +162,22 @@ async fn headless_chromium_as_it_comes_and_disguised() {
 }
 
 #[tokio::test]
-async fn header_signs_datacenter_and_repeats() {
+async fn header_signs_datacenter_and_repeats_embedded() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(dir.path()).await;
+    header_signs_datacenter_and_repeats(gateway(dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn header_signs_datacenter_and_repeats_redis_clickhouse() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers {
+        redis: RedisServer::start(),
+        clickhouse: ClickHouseServer::start(),
+    };
+    header_signs_datacenter_and_repeats(gateway_with(dir.path(), Some(&servers)).await).await;
+}
+
+async fn header_signs_datacenter_and_repeats(gw: common::TestGateway) {
     let c = &gw.anon;
     let ip = |n: u8| format!("198.51.100.{n}");
     // (code, headers, expected reason)
