@@ -24,10 +24,11 @@
 //!    without `Sec-Fetch-Mode`, on an origin browsers treat as secure (the
 //!    only place they send it);
 //! 7. `datacenter` — the address is in `--datacenter-ranges`;
-//! 8. `repeat` — the same visitor, code and channel less than
-//!    [`VerdictRules::repeat_window`] after the last human scan counted
-//!    (per process: behind a load balancer, a repeat landing on another
-//!    instance counts as human there).
+//! 8. `repeat` — the same browser (its signed `cl_vid` cookie: a hash of
+//!    address and user agent may be several phones behind one NAT), code
+//!    and channel less than [`VerdictRules::repeat_window`] after the last
+//!    human scan counted (per process: behind a load balancer, a repeat
+//!    landing on another instance counts as human there).
 
 use crate::classify;
 use crate::config::VerdictRules;
@@ -175,7 +176,7 @@ impl Enricher {
         if window == 0 {
             return false;
         }
-        if ts_ms.saturating_sub(self.last_prune_ms) > window.max(60_000) {
+        if ts_ms.saturating_sub(self.last_prune_ms) > window.max(1_000) {
             self.last_human
                 .retain(|_, last| ts_ms.saturating_sub(*last) < window);
             self.last_prune_ms = ts_ms;
@@ -183,8 +184,14 @@ impl Enricher {
         let key = self
             .hasher
             .hash_one((&raw.code, &raw.channel, &raw.visitor_id));
+        // Without its cookie, a visitor is a hash of address and user agent,
+        // which phones behind one carrier NAT share: not enough to call a
+        // second scan the same person's (but it may be the first of a
+        // browser that sends its new cookie back on a reload).
         match self.last_human.get(&key) {
-            Some(&last) if ts_ms >= last && ts_ms - last < window => true,
+            Some(&last) if raw.signs.visitor_cookie && ts_ms >= last && ts_ms - last < window => {
+                true
+            }
             _ => {
                 self.last_human.insert(key, ts_ms);
                 false

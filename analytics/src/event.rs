@@ -64,6 +64,10 @@ pub struct HeaderSigns {
     pub chromium_brand: u16,
     /// `Sec-CH-UA` names `HeadlessChrome` (older headless Chrome did).
     pub headless_brand: bool,
+    /// The visitor id came from a `cl_vid` cookie this gateway signed (the
+    /// same browser as before), not from a hash of address and user agent
+    /// (which phones behind one carrier NAT can share).
+    pub visitor_cookie: bool,
 }
 
 impl HeaderSigns {
@@ -77,6 +81,7 @@ impl HeaderSigns {
         client_hints: false,
         chromium_brand: 0,
         headless_brand: false,
+        visitor_cookie: true,
     };
 }
 

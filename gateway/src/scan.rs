@@ -89,7 +89,8 @@ impl ScanCapture {
         // Only a cookie this gateway signed names the visitor: a made-up one
         // gets a new id (and cookie), so a client cannot pose as a visitor
         // (say, one whose scan would be credited at checkout).
-        let (visitor_id, set_cookie) = match visitor_cookie(req).and_then(|v| self.verified(v)) {
+        let cookie_id = visitor_cookie(req).and_then(|v| self.verified(v));
+        let (visitor_id, set_cookie) = match cookie_id {
             Some(id) => (id.to_string(), None),
             None => {
                 let id = self.visitor_hash(scan_id.unix_ms() / 86_400_000, ip, &user_agent);
@@ -108,7 +109,10 @@ impl ScanCapture {
             country: country(headers.get(&self.country_header)),
             visitor_id,
             request_bot,
-            signs: self.signs(req),
+            signs: HeaderSigns {
+                visitor_cookie: cookie_id.is_some(),
+                ..self.signs(req)
+            },
         };
         (raw, set_cookie)
     }
@@ -129,6 +133,7 @@ impl ScanCapture {
             client_hints: ch.is_some(),
             chromium_brand: ch.map_or(0, chromium_brand),
             headless_brand: ch.is_some_and(|v| find(v, b"HeadlessChrome").is_some()),
+            visitor_cookie: false,
         }
     }
 

@@ -15,7 +15,7 @@
 mod common;
 
 use codelink_testkit::browser::Browser;
-use codelink_testkit::http::{browser, Client};
+use codelink_testkit::http::{browser, Client, Response};
 use codelink_testkit::{ClickHouseServer, RedisServer};
 use http::Method;
 use serde_json::{json, Value};
@@ -92,9 +92,10 @@ async fn reason_of(gw: &common::TestGateway, code: &str) -> String {
     reason
 }
 
-async fn send(c: &Client, path: &str, headers: &[(&str, &str)]) {
+async fn send(c: &Client, path: &str, headers: &[(&str, &str)]) -> Response {
     let r = c.send(Method::GET, path, headers, Default::default()).await;
     assert_eq!(r.status, 302, "{path}");
+    r
 }
 
 #[tokio::test]
@@ -282,12 +283,24 @@ async fn header_signs_datacenter_and_repeats(gw: common::TestGateway) {
     assert_eq!(cloud["bot_reason"], "datacenter", "{cloud}");
     assert_eq!(cloud["ip_prefix"], "192.0.2.0", "{cloud}");
 
-    // Repeats: a double tap is counted once as human; the window is 4 s here.
+    // Repeats: a double tap is counted once as human; the window is 4 s
+    // here. A repeat is the same browser: it sends back the cl_vid cookie
+    // the first scan set.
     code(&gw, "tap").await;
     let tap = browser(SAFARI_IOS, &[("x-forwarded-for", "203.0.113.8")]);
+    let first = send(c, "/tap", &tap).await;
+    let cookie = first
+        .header("set-cookie")
+        .and_then(|v| v.split(';').next())
+        .expect("the first scan sets cl_vid")
+        .to_string();
+    let mut again = tap.clone();
+    again.push(("cookie", &cookie));
+    send(c, "/tap", &again).await;
+    // The same address and user agent without the cookie: another phone
+    // behind the same carrier NAT, not a repeat.
     send(c, "/tap", &tap).await;
-    send(c, "/tap", &tap).await;
-    // Another visitor at the same moment is not a repeat.
+    // Another visitor at the same moment is not a repeat either.
     send(
         c,
         "/tap",
@@ -295,14 +308,14 @@ async fn header_signs_datacenter_and_repeats(gw: common::TestGateway) {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(4_300)).await;
-    send(c, "/tap", &tap).await;
-    let taps = scans(&gw, "tap", 4).await;
+    send(c, "/tap", &again).await;
+    let taps = scans(&gw, "tap", 5).await;
     let reasons: Vec<&str> = taps
         .iter()
         .rev()
         .map(|s| s["bot_reason"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(reasons, ["", "repeat", "", ""], "{taps:?}");
+    assert_eq!(reasons, ["", "repeat", "", "", ""], "{taps:?}");
 
     // The three verdicts apart, in the live stats and in the analytics API.
     let stats = gw.admin.get("/api/v1/codes/tap/stats").await.json();
@@ -313,17 +326,17 @@ async fn header_signs_datacenter_and_repeats(gw: common::TestGateway) {
             &stats["suspect"],
             &stats["bot"]
         ),
-        (&json!(4), &json!(3), &json!(1), &json!(0)),
+        (&json!(5), &json!(4), &json!(1), &json!(0)),
         "{stats}"
     );
-    assert_eq!(stats["bot_inflation"], 0.25, "{stats}");
+    assert_eq!(stats["bot_inflation"], 0.2, "{stats}");
     let all = gw.admin.get("/api/v1/analytics/summary").await.json()["summary"].clone();
-    // 16 scans: 8 human (5 cases, 3 taps), 6 suspects (4 cases, the cloud, a
+    // 17 scans: 9 human (5 cases, 4 taps), 6 suspects (4 cases, the cloud, a
     // repeat), 2 bots.
     let human = all["human_scans"].as_u64().unwrap();
     let suspect = all["suspect_scans"].as_u64().unwrap();
     let bot = all["bot_scans"].as_u64().unwrap();
-    assert_eq!((human, suspect, bot), (8, 6, 2), "{all}");
+    assert_eq!((human, suspect, bot), (9, 6, 2), "{all}");
     assert_eq!(all["scans"].as_u64().unwrap(), human + suspect + bot);
     let r = gw
         .admin
@@ -346,7 +359,7 @@ async fn header_signs_datacenter_and_repeats(gw: common::TestGateway) {
     assert_eq!(
         rows,
         [
-            ("human".to_string(), 8, 0, 0),
+            ("human".to_string(), 9, 0, 0),
             ("bot".to_string(), 0, 0, 2),
             ("suspect".to_string(), 0, 6, 0),
         ],
