@@ -141,7 +141,13 @@ declare -A RPS P99 ERRS
 # bench KEY URL PID: warm-up (discarded), then the measured run.
 bench() {
     local key="$1" url="$2" pid="$3" out="$TMP/wrk-$1.txt"
-    local wrk=(wrk "-t$THREADS" "-c$CONNECTIONS")
+    # Every server gets what a phone's browser sends on a navigation, so the
+    # gateway records human scans (without these headers a scan is a suspect).
+    local wrk=(wrk "-t$THREADS" "-c$CONNECTIONS"
+        -H "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1"
+        -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        -H "Accept-Language: en-US,en;q=0.9"
+        -H "Sec-Fetch-Mode: navigate" -H "Sec-Fetch-Dest: document" -H "Sec-Fetch-Site: none")
     log "$key: warm-up $WARMUP, then $DURATION against $url"
     if ((WARMUP_S > 0)); then
         timeout $((WARMUP_S + 30)) "${wrk[@]}" "-d$WARMUP" "$url" >/dev/null
@@ -232,7 +238,7 @@ headers() { tr -d '\r' <"$1" | grep -v -i -e '^date:' -e '^$'; }
     echo
     echo "Targets: redirect ratio >= 0.8, cached QR PNG ratio >= 0.6 (ratio = gateway req/s / baseline req/s)."
     echo
-    echo "- wrk: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency\`, after a discarded $WARMUP warm-up per server; $(wrk -v 2>&1 | head -n1 || true)"
+    echo "- wrk: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency\` with an iPhone Safari's navigation headers (User-Agent, Accept, Accept-Language, Sec-Fetch-*), after a discarded $WARMUP warm-up per server; $(wrk -v 2>&1 | head -n1 || true)"
     echo "- nproc: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || echo unknown CPU)); wrk and the server under test share these cores"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty; date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     for key in gateway-redirect baseline-redirect gateway-qr baseline-qr; do
