@@ -15,7 +15,7 @@
 //!
 //! The JSON is embedded with `include_str!`: the binary reads no file.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::bytes::{RegexBuilder, RegexSet, RegexSetBuilder};
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -104,6 +104,7 @@ impl Corpus {
         // a word does not hide another; `find` picks the leftmost, longest.
         let literals = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&literals)
             .expect("literal patterns always build");
         let set = |pats: &[String]| {

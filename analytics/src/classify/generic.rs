@@ -9,7 +9,9 @@
 //! tests read); each names the bot by what it found.
 
 use super::corpus::slug;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 /// Tokens (runs of ASCII letters and digits) that end in "bot" but are not
 /// bots: Cubot is a phone brand ("CUBOT X30", "CUBOT_NOTE_20"), outside the
@@ -39,6 +41,7 @@ const BOT_WORDS: &[&str] = &[
     "harvest",
     "extractor",
     "parser",
+    "feed",
     "analyz",
     "analys",
     "audit",
@@ -72,51 +75,51 @@ const BOT_WORDS: &[&str] = &[
 ];
 
 /// Whole tokens that are HTTP client libraries, script languages and
-/// scanners: a person's browser never names one ("Java" does appear, in
+/// scanners (sorted, to read): a person's browser never names one ("Java" does appear, in
 /// feature phones' "(Java; U; MIDP-2.0; …)", so only `java/` at the start
 /// is a bot rule; `okhttp`, `Dalvik`, `CFNetwork` and `Dart` are what real
 /// apps on phones send, not bots).
 const LIBRARY_TOKENS: &[&str] = &[
-    "curl",
-    "libcurl",
-    "pycurl",
-    "wget",
-    "python",
-    "perl",
-    "ruby",
-    "php",
-    "lwp",
-    "urllib",
-    "urllib3",
-    "requests",
-    "httpx",
     "aiohttp",
     "axios",
-    "undici",
-    "node",
-    "nodejs",
+    "colly",
+    "curl",
     "deno",
+    "faraday",
+    "fasthttp",
     "golang",
-    "reqwest",
     "guzzlehttp",
+    "httparty",
     "httpclient",
     "httpunit",
+    "httpx",
     "httrack",
-    "restsharp",
-    "faraday",
-    "typhoeus",
-    "httparty",
-    "mechanize",
-    "scrapy",
-    "colly",
-    "powershell",
-    "zgrab",
+    "libcurl",
+    "lwp",
     "masscan",
-    "nmap",
+    "mechanize",
     "nikto",
-    "sqlmap",
+    "nmap",
+    "node",
+    "nodejs",
     "nuclei",
-    "fasthttp",
+    "perl",
+    "php",
+    "powershell",
+    "pycurl",
+    "python",
+    "requests",
+    "reqwest",
+    "restsharp",
+    "ruby",
+    "scrapy",
+    "sqlmap",
+    "typhoeus",
+    "undici",
+    "urllib",
+    "urllib3",
+    "wget",
+    "zgrab",
 ];
 
 /// What a browser, a device or an app's own client says about its platform.
@@ -270,21 +273,32 @@ const NOT_NAMES: &[&str] = &[
 /// The bot name when a generic sign is found in `m` (the lowercased UA with
 /// the device model masked).
 pub(super) fn bot(m: &str) -> Option<String> {
-    let tokens = || {
-        m.split(|c: char| !c.is_ascii_alphanumeric())
-            .filter(|t| !t.is_empty())
-    };
-    // A token ending in "bot" ("MJ12bot", "robot", "yandex.com/bots"), or
-    // containing a word only software uses.
-    // "SeznamEmailProxy", "FeedFetcher", "Feedly": compounds (a bare "Proxy"
-    // is in transcoding browsers' UAs, a bare "Feed" in page titles).
-    let named = tokens().find(|t| {
+    let matchers = &*MATCHERS;
+    // A token ending in "bot" ("MJ12bot", "robot", "yandex.com/bots"), a
+    // library's name, or a compound such as "SeznamEmailProxy", "FeedFetcher",
+    // "Feedly" (a bare "Proxy" is in transcoding browsers' UAs, a bare "Feed"
+    // in page titles).
+    let by_token = m.split(|c: char| !c.is_ascii_alphanumeric()).find(|t| {
         ((t.ends_with("bot") || t.ends_with("bots")) && !NOT_BOT_TOKENS.contains(t))
-            || BOT_WORDS.iter().any(|w| t.contains(w))
-            || LIBRARY_TOKENS.contains(t)
             || (t.len() > 5 && t.ends_with("proxy"))
-            || (t.len() > 4 && t.contains("feed"))
     });
+    // A library's name as a whole token ("pycurl", not "xcurl").
+    let by_library = matchers.libraries.find_iter(m).find_map(|l| {
+        let token = token_at(m, l.start());
+        (offset(m, token) == l.start() && token.len() == l.len()).then_some(token)
+    });
+    // A token containing a word only software uses: the token around the
+    // leftmost such word ("feed" only in a longer token).
+    let by_word = matchers
+        .bot_words
+        .find_iter(m)
+        .map(|w| (BOT_WORDS[w.pattern().as_usize()], token_at(m, w.start())))
+        .find(|(word, token)| *word != "feed" || token.len() > word.len())
+        .map(|(_, token)| token);
+    let named = [by_token, by_library, by_word]
+        .into_iter()
+        .flatten()
+        .min_by_key(|t| offset(m, t));
     if let Some(t) = named {
         return Some(slug(t));
     }
@@ -325,10 +339,54 @@ pub(super) fn bot(m: &str) -> Option<String> {
     // "Mozilla/5.0 (compatible; Crusader/1.0)", "Mozilla/5.0 Keydrop": the
     // leading "Mozilla/5.0" alone says nothing).
     let rest = strip_mozilla(m);
-    if !PLATFORM_MARKERS.iter().any(|p| rest.contains(p)) {
+    if !matchers.platforms.is_match(rest) {
         return Some(product_name(m, true).unwrap_or_else(|| "no-platform".to_owned()));
     }
     None
+}
+
+/// [`BOT_WORDS`], [`LIBRARY_TOKENS`] and [`PLATFORM_MARKERS`] compiled,
+/// once: checking each word or token one by one cost microseconds per UA.
+struct Matchers {
+    bot_words: AhoCorasick,
+    libraries: AhoCorasick,
+    platforms: AhoCorasick,
+}
+
+static MATCHERS: LazyLock<Matchers> = LazyLock::new(|| Matchers {
+    bot_words: AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(BOT_WORDS)
+        .expect("fixed word list builds"),
+    libraries: AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(LIBRARY_TOKENS)
+        .expect("fixed word list builds"),
+    platforms: AhoCorasick::builder()
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(PLATFORM_MARKERS)
+        .expect("fixed word list builds"),
+});
+
+/// The token (run of ASCII letters and digits) of `m` that contains byte `at`.
+fn token_at(m: &str, at: usize) -> &str {
+    let b = m.as_bytes();
+    let start = b[..at]
+        .iter()
+        .rposition(|c| !c.is_ascii_alphanumeric())
+        .map_or(0, |p| p + 1);
+    let end = b[at..]
+        .iter()
+        .position(|c| !c.is_ascii_alphanumeric())
+        .map_or(b.len(), |p| at + p);
+    &m[start..end]
+}
+
+/// Byte offset of `part`, a subslice of `whole`.
+fn offset(whole: &str, part: &str) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
 }
 
 /// `m` without a leading "mozilla/<version>".
@@ -478,6 +536,21 @@ pub(super) fn mask_device_model(lc: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn library_tokens_are_sorted_lowercase_words() {
+        assert!(LIBRARY_TOKENS.windows(2).all(|w| w[0] < w[1]));
+        for t in LIBRARY_TOKENS.iter().chain(BOT_WORDS).chain(BARE_NAMES) {
+            assert!(
+                t.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                "{t}"
+            );
+        }
+        for t in PLATFORM_MARKERS {
+            assert_eq!(*t, t.to_ascii_lowercase());
+        }
+    }
 
     #[test]
     fn device_models_are_masked() {
