@@ -44,6 +44,11 @@
 //! once more, for Android UAs, to blank the device model); the rules are
 //! `contains`/`starts_with` and one pass of each compiled matcher over it.
 
+mod corpus;
+mod generic;
+
+pub use corpus::{family, MAX_FAMILY};
+
 /// The device classes [`Client::device`] takes.
 pub const DEVICE_CLASSES: &[&str] = &["mobile", "tablet", "desktop", "bot", "other"];
 
@@ -66,11 +71,6 @@ pub const IN_APPS: &[&str] = &[
     "reddit",
     "kakaotalk",
 ];
-
-mod corpus;
-mod generic;
-
-pub use corpus::{family, MAX_FAMILY};
 
 /// Only this many bytes of a UA are examined (cut back to a char boundary).
 pub const MAX_UA_BYTES: usize = 512;
@@ -98,7 +98,9 @@ pub struct Client {
     /// `""`, or one of [`IN_APPS`].
     pub in_app: &'static str,
     /// `Some(name)` when the UA is a bot; stored as the reason `ua:{name}`.
-    /// Lowercase ASCII letters, digits and `-`, at most [`MAX_FAMILY`] bytes.
+    /// Lowercase ASCII, no spaces; the pattern list's families and the
+    /// generic signs' names are letters, digits and `-`, at most
+    /// [`MAX_FAMILY`] bytes.
     pub bot: Option<String>,
     /// True when `bot` names a headless browser or a browser-automation tool
     /// (`headless-chrome`, `lighthouse`, `puppeteer`, `selenium`, …): a real
@@ -352,7 +354,8 @@ const AUTOMATION_RULES: &[Rule] = &[
     any("headlesschrome", "headless-chrome"),
     // Lighthouse and PageSpeed Insights: "… Chrome/119.0.0.0 Mobile Safari/537.36
     // Chrome-Lighthouse", older "… (compatible; Lighthouse/…)".
-    any("lighthouse", "lighthouse"),
+    any("chrome-lighthouse", "lighthouse"),
+    any("lighthouse/", "lighthouse"),
     // "Mozilla/5.0 (Unknown; Linux x86_64) AppleWebKit/538.1 (KHTML, like Gecko)
     // PhantomJS/2.1.1 Safari/538.1".
     any("phantomjs", "phantomjs"),
@@ -1059,6 +1062,38 @@ mod tests {
         );
         assert_eq!(c.bot, None);
         assert_eq!(c.device, "mobile");
+    }
+
+    #[test]
+    fn phone_models_are_not_bot_names() {
+        // Model names that read like bots or like the list's patterns
+        // ("Butterfly", "Speedy", "XBot", "bot") are blanked before the list
+        // and the generic signs look.
+        for ua in [
+            "Mozilla/5.0 (Linux; Android 4.2.2; HTC Butterfly Build/JDQ39) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/31.0.1650.59 Mobile Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 7.0; M bot 51) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/81.0.4044.138 Mobile Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 13; Spider 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 8.1.0; XBot Junior) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/87.0.4280.101 Mobile Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 6.0; SMART 4G Speedy 5.0 Plus Build/MRA58K) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/44.0.2403.119 Mobile Safari/537.36",
+            "Dalvik/2.1.0 (Linux; U; Android 6.0; SMART_4G_Speedy_5inch Build/MRA58K)",
+        ] {
+            let c = classify(ua);
+            assert_eq!(c.bot, None, "{ua:?}");
+            assert_ne!(c.device, "bot", "{ua:?}");
+        }
+        // A bot's own token in the same comment stays visible.
+        let c = classify(
+            "Mozilla/5.0 (Linux; Android 8.0; Pixel 2 Build/OPD3.170816.012; Examplebot/1.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/81.0 Mobile Safari/537.36",
+        );
+        assert_eq!(c.bot.as_deref(), Some("examplebot"));
+    }
+
+    #[test]
+    fn app_marker_with_a_web_address_is_a_bot() {
+        let c = classify(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 7_0 like Mac OS X) AppleWebKit/537.51.1 (KHTML, like Gecko) Mobile/11A465 Twitter for iPhone BrandVerity/1.0 (http://www.brandverity.com/why-is-brandverity-visiting-me)",
+        );
+        assert_eq!((c.bot.as_deref(), c.in_app), (Some("brandverity"), ""));
     }
 
     #[test]
