@@ -465,7 +465,7 @@ pub struct MatcherStats {
 }
 
 /// Compiles the bot-pattern list now rather than in the first [`classify`]
-/// (a few milliseconds, once per process), and says what it holds.
+/// (~20 ms, once per process), and says what it holds.
 pub fn prepare_matcher() -> MatcherStats {
     let c = &*corpus::CORPUS;
     let (literals, expressions) = c.sizes();
