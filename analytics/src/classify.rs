@@ -13,20 +13,41 @@
 //! Order of the checks in [`classify`]:
 //!
 //! 1. empty or whitespace-only UA (or the log placeholder `-`) → bot `empty`;
-//! 2. [`BOT_RULES`]: names that only bots carry (`facebookexternalhit`,
-//!    `Twitterbot`, `curl/`, `HeadlessChrome`, …), checked *before* in-app
-//!    detection because they are unambiguous;
-//! 3. [`IN_APP_RULES`]: app markers (`Instagram 3…`, `FBAN/`, `musical_ly`, …)
-//!    → human, `in_app` set;
-//! 4. a generic fallback for everything else: a token ending in `bot`, or
-//!    containing `crawler` / `spider` → bot named by that token;
-//! 5. woothee: category `crawler` → bot (woothee's name, slugged); its
+//! 2. [`AUTOMATION_RULES`]: headless browsers and automation tools
+//!    (`HeadlessChrome`, `Chrome-Lighthouse`, `PhantomJS`, `Playwright`, …)
+//!    → bot with [`Client::automation`] set;
+//! 3. [`BOT_RULES`]: names that only bots carry (`facebookexternalhit`,
+//!    `Twitterbot`, `curl/`, …), checked *before* in-app detection because
+//!    they are unambiguous;
+//! 4. [`IN_APP_RULES`]: app markers (`Instagram 3…`, `FBAN/`, `musical_ly`, …)
+//!    → human, `in_app` set (unless the UA also carries a web address: a bot
+//!    borrowing an app's UA);
+//! 5. the public pattern list (`corpus.rs`: the `crawler-user-agents`
+//!    package, vendored in `data/`, refreshed by `scripts/update-bot-patterns`,
+//!    compiled once into one Aho-Corasick automaton and one `RegexSet`) →
+//!    bot named by the pattern's family (`Ask Jeeves` → `ask-jeeves`);
+//! 6. generic signs (`generic.rs`): a token ending in `bot` or containing
+//!    `crawl`, `spider`, `fetch`, `scan`, `monitor`, `check`, `preview`, …;
+//!    an HTTP library or a scanner; a web or e-mail address; a
+//!    `Google-<Tool>`; words inside WebKit's `(KHTML, like Gecko)`; a UA of
+//!    product tokens with no browser or platform in it. Steps 5 and 6 see the
+//!    UA with an Android device model blanked ("M bot 51" is a phone);
+//! 7. woothee: category `crawler` → bot (woothee's name, slugged); its
 //!    "HTTP Library" class (Java, Ruby, PHP, Perl, … clients) → bot;
-//! 6. otherwise woothee's OS and browser, and a device class.
+//! 8. otherwise woothee's OS and browser, and a device class.
+//!
+//! A false "bot" deletes a visitor, so every step is measured against real
+//! browser UAs as well as bot lists: `tests/bot_corpus.rs`.
 //!
 //! Pure functions, no I/O. Only the first [`MAX_UA_BYTES`] bytes of a UA are
-//! looked at, and the UA is lowercased once into one `String`; every rule is
-//! a `contains`/`starts_with` against that string, so no rule allocates.
+//! looked at, and the UA is lowercased once into one `String` (and copied
+//! once more, for Android UAs, to blank the device model); the rules are
+//! `contains`/`starts_with` and one pass of each compiled matcher over it.
+
+mod corpus;
+mod generic;
+
+pub use corpus::{family, MAX_FAMILY};
 
 /// The device classes [`Client::device`] takes.
 pub const DEVICE_CLASSES: &[&str] = &["mobile", "tablet", "desktop", "bot", "other"];
@@ -54,9 +75,6 @@ pub const IN_APPS: &[&str] = &[
 /// Only this many bytes of a UA are examined (cut back to a char boundary).
 pub const MAX_UA_BYTES: usize = 512;
 
-/// Longest bot name the generic fallback produces from a UA token.
-const MAX_GENERIC_NAME: usize = 32;
-
 /// What the user agent says about the device that scanned.
 ///
 /// Deserializing checks `device` against [`DEVICE_CLASSES`] and `in_app`
@@ -80,8 +98,14 @@ pub struct Client {
     /// `""`, or one of [`IN_APPS`].
     pub in_app: &'static str,
     /// `Some(name)` when the UA is a bot; stored as the reason `ua:{name}`.
-    /// Lowercase ASCII, no spaces.
+    /// Lowercase ASCII, no spaces; the pattern list's families and the
+    /// generic signs' names are letters, digits and `-`, at most
+    /// [`MAX_FAMILY`] bytes.
     pub bot: Option<String>,
+    /// True when `bot` names a headless browser or a browser-automation tool
+    /// (`headless-chrome`, `lighthouse`, `puppeteer`, `selenium`, …): a real
+    /// rendering engine driven by a script, not a person.
+    pub automation: bool,
 }
 
 impl Client {
@@ -97,6 +121,14 @@ impl Client {
             browser: String::new(),
             in_app: "",
             bot: Some(name),
+            automation: false,
+        }
+    }
+
+    fn automation(name: &str) -> Self {
+        Self {
+            automation: true,
+            ..Self::bot(name.to_owned())
         }
     }
 }
@@ -110,6 +142,9 @@ struct ClientRepr {
     browser: String,
     in_app: String,
     bot: Option<String>,
+    /// Absent in what was written before the field existed.
+    #[serde(default)]
+    automation: bool,
 }
 
 impl<'de> serde::Deserialize<'de> for Client {
@@ -143,6 +178,7 @@ impl TryFrom<ClientRepr> for Client {
             browser: r.browser,
             in_app,
             bot: r.bot,
+            automation: r.automation,
         })
     }
 }
@@ -264,6 +300,7 @@ const BOT_RULES: &[Rule] = &[
     any("adidxbot", "adidxbot"),
     any("msnbot", "msnbot"),
     any("applebot", "applebot"),
+    any("yahoo! slurp", "yahoo-slurp"),
     any("yandexbot", "yandexbot"),
     any("yandex.com/bots", "yandexbot"), // YandexImages, YandexMobileBot, …
     any("baiduspider", "baiduspider"),
@@ -286,10 +323,7 @@ const BOT_RULES: &[Rule] = &[
     any("ccbot", "ccbot"),
     any("bytespider", "bytespider"),
     any("amazonbot", "amazonbot"),
-    // --- Headless browsers, monitors ---
-    any("headlesschrome", "headless-chrome"),
-    any("phantomjs", "phantomjs"),
-    any("chrome-lighthouse", "chrome-lighthouse"),
+    // --- Monitors ---
     any("pingdom", "pingdom"),
     // --- Scripts and HTTP libraries ---
     any("curl/", "curl"),
@@ -309,6 +343,40 @@ const BOT_RULES: &[Rule] = &[
     start("httpie/", "httpie"),
     any("postmanruntime", "postman"),
     any("guzzlehttp", "guzzle"),
+];
+
+/// Headless browsers and browser-automation tools: a real engine driven by a
+/// script. Checked first of all (before [`BOT_RULES`]); they give
+/// [`Client::automation`] besides the bot name. Each cites what the tool sends.
+const AUTOMATION_RULES: &[Rule] = &[
+    // Chrome/Chromium --headless: "… HeadlessChrome/120.0.6099.109 Safari/537.36"
+    // (also what Puppeteer and Playwright send unless told otherwise).
+    any("headlesschrome", "headless-chrome"),
+    // Lighthouse and PageSpeed Insights: "… Chrome/119.0.0.0 Mobile Safari/537.36
+    // Chrome-Lighthouse", older "… (compatible; Lighthouse/…)".
+    any("chrome-lighthouse", "lighthouse"),
+    any("lighthouse/", "lighthouse"),
+    // "Mozilla/5.0 (Unknown; Linux x86_64) AppleWebKit/538.1 (KHTML, like Gecko)
+    // PhantomJS/2.1.1 Safari/538.1".
+    any("phantomjs", "phantomjs"),
+    // "… Gecko/20100101 SlimerJS/1.0.0".
+    any("slimerjs", "slimerjs"),
+    // Tools that name themselves when a test suite sets the UA, or in their
+    // own HTTP client: "Puppeteer/…", "Playwright/1.40.0 (x64; ubuntu 22.04)",
+    // "selenium/4.16.0 (python linux)", "webdriver", "… Cypress/13.6.0 Chrome/… Electron/…".
+    any("puppeteer", "puppeteer"),
+    any("playwright", "playwright"),
+    any("selenium", "selenium"),
+    any("webdriver", "webdriver"),
+    any("cypress/", "cypress"),
+    // Java's headless browser and Node's DOM: "HtmlUnit/2.70", "… jsdom/22.1.0".
+    any("htmlunit", "htmlunit"),
+    any("jsdom/", "jsdom"),
+    // WebPageTest agents append "PTST/…"; Firefox headless via geckodriver
+    // and others say "Headless…".
+    any(" ptst/", "webpagetest"),
+    start("ptst/", "webpagetest"),
+    any("headless", "headless"),
 ];
 
 /// In-app browser markers, first match wins. Each cites the UA fragment it
@@ -383,9 +451,31 @@ const TV_MARKERS: &[&str] = &[
     "smart-tv", "smarttv", "hbbtv", "web0s", "crkey/", "; aft", "bravia",
 ];
 
-/// Tokens that end in "bot" but are not bots: Cubot is an Android phone brand
-/// ("CUBOT X30", "CUBOT_NOTE_20").
-const NOT_BOT_TOKENS: &[&str] = &["cubot"];
+/// What the compiled bot-pattern list holds; see [`prepare_matcher`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatcherStats {
+    /// Patterns matched as plain strings (one Aho-Corasick automaton).
+    pub literals: usize,
+    /// Patterns matched as regular expressions (one `RegexSet`).
+    pub expressions: usize,
+    /// Patterns the regex engine refused (0 for the vendored list).
+    pub refused: usize,
+    /// Heap held by the automaton (the `RegexSet` does not report its own).
+    pub literal_heap_bytes: usize,
+}
+
+/// Compiles the bot-pattern list now rather than in the first [`classify`]
+/// (~20 ms, once per process), and says what it holds.
+pub fn prepare_matcher() -> MatcherStats {
+    let c = &*corpus::CORPUS;
+    let (literals, expressions) = c.sizes();
+    MatcherStats {
+        literals,
+        expressions,
+        refused: c.refused.len(),
+        literal_heap_bytes: c.literal_memory(),
+    }
+}
 
 /// Classifies a user agent. Never panics; looks at most at the first
 /// [`MAX_UA_BYTES`] bytes.
@@ -399,12 +489,26 @@ pub fn classify(user_agent: &str) -> Client {
     // line up.
     let lc = ua.to_ascii_lowercase();
 
+    if let Some(name) = first_match(AUTOMATION_RULES, &lc) {
+        return Client::automation(name);
+    }
     if let Some(name) = first_match(BOT_RULES, &lc) {
         return Client::bot(name.to_owned());
     }
-    let in_app = first_match(IN_APP_RULES, &lc);
+    // An app marker next to a web address is a bot borrowing an app's UA
+    // ("… Twitter for iPhone BrandVerity/1.0 (http://…)"): no in-app browser
+    // puts a URL in its UA.
+    let in_app = if generic::has_url(&lc) {
+        None
+    } else {
+        first_match(IN_APP_RULES, &lc)
+    };
     if in_app.is_none() {
-        if let Some(name) = generic_bot(&lc) {
+        let masked = generic::mask_device_model(&lc);
+        if let Some(name) = corpus::CORPUS.find(&masked) {
+            return Client::bot(name.to_owned());
+        }
+        if let Some(name) = generic::bot(&masked) {
             return Client::bot(name);
         }
     }
@@ -446,6 +550,7 @@ pub fn classify(user_agent: &str) -> Client {
         },
         in_app: "",
         bot: None,
+        automation: false,
     }
 }
 
@@ -485,6 +590,7 @@ fn in_app_client(lc: &str, app: &'static str, w_category: &str, w_os: &str) -> C
         browser: browser.to_owned(),
         in_app: app,
         bot: None,
+        automation: false,
     }
 }
 
@@ -533,19 +639,6 @@ fn browser_name(w_browser: &str) -> &str {
         "SamsungBrowser" => "Samsung Internet",
         b => b,
     }
-}
-
-/// The generic fallback: the first token (a run of ASCII letters and digits)
-/// that ends in "bot" or contains "crawler" or "spider" names the bot.
-fn generic_bot(lc: &str) -> Option<String> {
-    lc.split(|c: char| !c.is_ascii_alphanumeric())
-        .find(|t| {
-            (t.ends_with("bot") && !NOT_BOT_TOKENS.contains(t))
-                || t.contains("crawler")
-                || t.contains("spider")
-        })
-        // Tokens are ASCII, so any byte index is a char boundary.
-        .map(|t| t[..t.len().min(MAX_GENERIC_NAME)].to_owned())
 }
 
 /// woothee's crawler name as a reason-friendly slug: "Yahoo! Slurp" →
@@ -934,6 +1027,8 @@ mod tests {
                 browser: browser.to_owned(),
                 in_app,
                 bot: bot.map(str::to_owned),
+                // The one automation row: HeadlessChrome.
+                automation: bot == Some("headless-chrome"),
             };
             if got != want {
                 failures.push(format!("{ua:?}\n   got  {got:?}\n   want {want:?}"));
@@ -967,6 +1062,38 @@ mod tests {
         );
         assert_eq!(c.bot, None);
         assert_eq!(c.device, "mobile");
+    }
+
+    #[test]
+    fn phone_models_are_not_bot_names() {
+        // Model names that read like bots or like the list's patterns
+        // ("Butterfly", "Speedy", "XBot", "bot") are blanked before the list
+        // and the generic signs look.
+        for ua in [
+            "Mozilla/5.0 (Linux; Android 4.2.2; HTC Butterfly Build/JDQ39) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/31.0.1650.59 Mobile Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 7.0; M bot 51) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/81.0.4044.138 Mobile Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 13; Spider 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 8.1.0; XBot Junior) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/87.0.4280.101 Mobile Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 6.0; SMART 4G Speedy 5.0 Plus Build/MRA58K) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/44.0.2403.119 Mobile Safari/537.36",
+            "Dalvik/2.1.0 (Linux; U; Android 6.0; SMART_4G_Speedy_5inch Build/MRA58K)",
+        ] {
+            let c = classify(ua);
+            assert_eq!(c.bot, None, "{ua:?}");
+            assert_ne!(c.device, "bot", "{ua:?}");
+        }
+        // A bot's own token in the same comment stays visible.
+        let c = classify(
+            "Mozilla/5.0 (Linux; Android 8.0; Pixel 2 Build/OPD3.170816.012; Examplebot/1.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/81.0 Mobile Safari/537.36",
+        );
+        assert_eq!(c.bot.as_deref(), Some("examplebot"));
+    }
+
+    #[test]
+    fn app_marker_with_a_web_address_is_a_bot() {
+        let c = classify(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 7_0 like Mac OS X) AppleWebKit/537.51.1 (KHTML, like Gecko) Mobile/11A465 Twitter for iPhone BrandVerity/1.0 (http://www.brandverity.com/why-is-brandverity-visiting-me)",
+        );
+        assert_eq!((c.bot.as_deref(), c.in_app), (Some("brandverity"), ""));
     }
 
     #[test]
@@ -1086,12 +1213,12 @@ mod tests {
 
     #[test]
     fn rule_tables_are_consistent() {
-        for rule in BOT_RULES.iter().chain(IN_APP_RULES) {
+        for rule in BOT_RULES.iter().chain(IN_APP_RULES).chain(AUTOMATION_RULES) {
             assert!(!rule.needle.is_empty());
             assert_eq!(rule.needle, rule.needle.to_ascii_lowercase(), "{rule:?}");
             assert!(rule.needle.is_ascii(), "{rule:?}");
         }
-        for rule in BOT_RULES {
+        for rule in BOT_RULES.iter().chain(AUTOMATION_RULES) {
             let ok = rule
                 .name
                 .bytes()
@@ -1103,12 +1230,10 @@ mod tests {
         }
         // Every bot rule fires on its own needle; no earlier rule shadows a
         // later one with a different name.
-        for rule in BOT_RULES {
-            assert_eq!(
-                first_match(BOT_RULES, rule.needle),
-                Some(rule.name),
-                "{rule:?}"
-            );
+        for rules in [BOT_RULES, AUTOMATION_RULES] {
+            for rule in rules {
+                assert_eq!(first_match(rules, rule.needle), Some(rule.name), "{rule:?}");
+            }
         }
     }
 
@@ -1137,6 +1262,7 @@ mod tests {
             browser: "WebKit".to_owned(),
             in_app: in_app.to_owned(),
             bot: None,
+            automation: false,
         };
         let c = Client::try_from(repr("mobile", "tiktok")).unwrap();
         assert_eq!(

@@ -73,22 +73,6 @@ const CLIENT_CACHE: usize = 20_000;
 /// with a margin.
 const SEC_FETCH_SINCE: u16 = 80;
 
-/// Bot names of [`classify`] that are headless browsers or automation tools.
-const AUTOMATION: &[&str] = &[
-    "headless-chrome",
-    "chrome-lighthouse",
-    "lighthouse",
-    "phantomjs",
-    "puppeteer",
-    "playwright",
-    "selenium",
-    "webdriver",
-    "slimerjs",
-    "htmlunit",
-    "jsdom",
-    "cypress",
-];
-
 impl Default for Enricher {
     fn default() -> Self {
         Self::new(VerdictRules::default())
@@ -113,7 +97,7 @@ impl Enricher {
         let judged = self.classify(&raw.user_agent);
         let client = judged.client;
         let bot_reason = match (&client.bot, raw.request_bot) {
-            (Some(name), _) if AUTOMATION.contains(&name.as_str()) => format!("automation:{name}"),
+            (Some(name), _) if client.automation => format!("automation:{name}"),
             _ if raw.signs.headless_brand => "automation:headless-chrome".to_owned(),
             (Some(name), _) => format!("ua:{name}"),
             (None, Some(b)) => b.reason().to_string(),
