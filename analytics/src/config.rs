@@ -27,6 +27,8 @@ pub struct Config {
     /// Raw scans older than this are deleted (rollups, counters and
     /// conversions stay); `None`: kept for ever.
     pub retain: Option<Duration>,
+    /// Thresholds of the fraud checks on conversions.
+    pub fraud: crate::fraud::FraudConfig,
 }
 
 impl Config {
@@ -41,6 +43,7 @@ impl Config {
             secret: secret.to_vec(),
             hold: Duration::from_secs(30 * 86_400),
             retain: None,
+            fraud: crate::fraud::FraudConfig::default(),
         }
     }
 }

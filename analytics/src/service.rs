@@ -181,6 +181,10 @@ impl Analytics {
         &self.inner.recorder
     }
 
+    pub(crate) fn queries(&self) -> &Backend {
+        &self.inner.queries
+    }
+
     pub(crate) fn live(&self) -> &LiveStore {
         &self.inner.live
     }

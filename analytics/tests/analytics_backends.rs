@@ -260,6 +260,7 @@ fn generate() -> Data {
             earnings,
             earnings_currency: earnings_currency.to_string(),
             repeat: false,
+            flagged: None,
         });
     }
     Data { scans, conversions }
@@ -691,6 +692,7 @@ fn writes(d: &Data) -> Vec<Batch> {
         .chain(lost)
         .map(|c| Conversion {
             repeat: true,
+            flagged: None,
             ..c.clone()
         })
         .collect();
@@ -1114,6 +1116,7 @@ fn small_conversion(
         earnings,
         earnings_currency: earnings_currency.into(),
         repeat: false,
+        flagged: None,
     }
 }
 
@@ -1171,6 +1174,7 @@ async fn code_rows_and_recent_conversions_on_both_backends() {
             Vec::new(),
             vec![Conversion {
                 repeat: true,
+                flagged: None,
                 ..a2.clone()
             }],
         ),

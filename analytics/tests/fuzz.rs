@@ -552,6 +552,7 @@ fn conversion(event_id: String, amount: i64) -> Conversion {
         earnings: amount / 10,
         earnings_currency: "EUR".into(),
         repeat: false,
+        flagged: None,
     }
 }
 

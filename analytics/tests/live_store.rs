@@ -187,6 +187,7 @@ fn conversion(event_id: &str, code: &str, earnings: i64) -> Conversion {
         earnings,
         earnings_currency: "EUR".into(),
         repeat: false,
+        flagged: None,
     }
 }
 
@@ -275,6 +276,7 @@ fn reported(event_id: &str, kind: ConversionKind) -> Reported {
         amount: 0,
         currency: String::new(),
         purchase_event_id: None,
+        ip_prefix: None,
     }
 }
 

@@ -79,6 +79,7 @@ fn data() -> (Vec<Scan>, Vec<Conversion>) {
                 },
                 earnings_currency: "EUR".into(),
                 repeat: false,
+                flagged: None,
             }
         })
         .collect();

@@ -917,6 +917,19 @@ impl Backend {
         }
     }
 
+    /// The stored scan `scan_id` of `code`, if it is stored (not yet, or
+    /// pruned: `None`). A point read (see each backend).
+    pub async fn find_scan(
+        &self,
+        code: &str,
+        scan_id: &str,
+    ) -> Result<Option<crate::event::Scan>, crate::sink::SinkError> {
+        match self {
+            Backend::Embedded(s) => s.find_scan(code, scan_id).await,
+            Backend::ClickHouse(c) => c.find_scan(code, scan_id).await,
+        }
+    }
+
     /// Up to `limit` (clamped to 1..=100) stored conversions credited to
     /// `code` (and, with `owner`, to that owner), newest first by
     /// `occurred_ms`, then `event_id` descending; each event id once, never

@@ -468,8 +468,43 @@ impl ConversionDelta {
 pub fn conversion_cells(
     conversions: &[(&Conversion, Option<&ScanDims>)],
 ) -> BTreeMap<ConversionKey, ConversionDelta> {
-    let mut cells: BTreeMap<ConversionKey, ConversionDelta> = BTreeMap::new();
+    let mut cells = BTreeMap::new();
     for &(c, scan) in conversions {
+        add_cells(&mut cells, c, scan, |dim, cell| {
+            cell.n += 1;
+            cell.amount += i128::from(c.amount);
+            cell.earnings += i128::from(c.earnings);
+            if dim == Dim::Total && c.kind == ConversionKind::Signup && c.scan_ms > 0 {
+                cell.delays
+                    .add_secs(c.occurred_ms.saturating_sub(c.scan_ms) / 1000);
+            }
+        });
+    }
+    cells
+}
+
+/// The cells review adjustments change: each conversion's own cells (the
+/// same as [`conversion_cells`] gives it) get `earnings` added, nothing else.
+pub fn adjustment_cells(
+    adjustments: &[(&Conversion, Option<&ScanDims>, i64)],
+) -> BTreeMap<ConversionKey, ConversionDelta> {
+    let mut cells = BTreeMap::new();
+    for &(c, scan, earnings) in adjustments {
+        add_cells(&mut cells, c, scan, |_, cell| {
+            cell.earnings += i128::from(earnings)
+        });
+    }
+    cells
+}
+
+/// Applies `add` to every cell of conversion `c` (with its scan's dimensions).
+fn add_cells(
+    cells: &mut BTreeMap<ConversionKey, ConversionDelta>,
+    c: &Conversion,
+    scan: Option<&ScanDims>,
+    mut add: impl FnMut(Dim, &mut ConversionDelta),
+) {
+    {
         let quarter = Grain::Quarter.floor(c.occurred_ms / 1000);
         let scopes: &[(&str, &str)] = if c.code.is_empty() {
             &[(ALL, "")]
@@ -497,19 +532,11 @@ pub fn conversion_cells(
                         currency: c.currency.clone(),
                         earnings_currency: c.earnings_currency.clone(),
                     };
-                    let cell = cells.entry(key).or_default();
-                    cell.n += 1;
-                    cell.amount += i128::from(c.amount);
-                    cell.earnings += i128::from(c.earnings);
-                    if dim == Dim::Total && c.kind == ConversionKind::Signup && c.scan_ms > 0 {
-                        cell.delays
-                            .add_secs(c.occurred_ms.saturating_sub(c.scan_ms) / 1000);
-                    }
+                    add(dim, cells.entry(key).or_default());
                 }
             }
         }
     }
-    cells
 }
 
 /// A code's totals in one time bucket, ordered by time first.
@@ -671,6 +698,7 @@ mod tests {
             },
             earnings_currency: "EUR".into(),
             repeat: false,
+            flagged: None,
         }
     }
 

@@ -106,6 +106,28 @@ impl ClickHouseEvents {
     }
 }
 
+impl ClickHouseEvents {
+    /// The scan `scan_id` of `code`: a primary-key point read (`scans` is
+    /// ordered by code, ts, scan id; the id holds its time).
+    pub async fn find_scan(&self, code: &str, scan_id: &str) -> Result<Option<Scan>, SinkError> {
+        let Some(id) = ScanId::parse(scan_id) else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM scans WHERE code = ? AND ts = toDateTime(?) AND scan_id = ? LIMIT 1"
+        );
+        let rows = self
+            .client
+            .query(&sql)
+            .bind(code)
+            .bind(id.unix_ms() / 1000)
+            .bind(scan_id)
+            .fetch_all::<ScanOut>()
+            .await?;
+        Ok(rows.into_iter().next().map(Scan::from))
+    }
+}
+
 /// A `conversions` row as read back ([`CONVERSION_COLUMNS`], in order).
 #[derive(Deserialize, clickhouse::Row)]
 struct ConversionOut {
@@ -168,6 +190,7 @@ impl ConversionOut {
             earnings: self.earnings,
             earnings_currency: self.earnings_currency,
             repeat: false,
+            flagged: None,
         })
     }
 }

@@ -142,10 +142,22 @@ impl ClickHouseEvents {
         let prefix = marker_prefix(batch);
         let scan_cells = rollup::scan_cells(&batch.scans);
         let counted = self.counted_conversions(batch).await?;
-        let (conversion_chunks, conversion_cells) = conversion_chunks(&counted);
+        let (conversion_chunks, mut conversion_cells) = conversion_chunks(&counted);
+        let adjustment_chunks = self.adjustment_chunks(batch).await?;
+        for chunk in &adjustment_chunks {
+            for (k, d) in chunk {
+                conversion_cells.entry(k.clone()).or_default().add(d);
+            }
+        }
         let totals = rollup::totals(&scan_cells, &conversion_cells);
-        self.write_rollups(&prefix, &scan_cells, &conversion_chunks, &totals)
-            .await?;
+        self.write_rollups(
+            &prefix,
+            &scan_cells,
+            &conversion_chunks,
+            &adjustment_chunks,
+            &totals,
+        )
+        .await?;
         if !batch.scans.is_empty() {
             self.insert_scans(&batch.scans, 1).await?;
         }
@@ -161,6 +173,7 @@ impl ClickHouseEvents {
         prefix: &str,
         scan_cells: &BTreeMap<CellKey, ScanDelta>,
         conversion_chunks: &[BTreeMap<ConversionKey, ConversionDelta>],
+        adjustment_chunks: &[BTreeMap<ConversionKey, ConversionDelta>],
         totals: &BTreeMap<TotalsKey, TotalsDelta>,
     ) -> Result<(), SinkError> {
         let scan_chunks: Vec<Vec<(&CellKey, &ScanDelta)>> = scan_cells
@@ -175,6 +188,7 @@ impl ClickHouseEvents {
         let names: Vec<String> = (0..scan_chunks.len())
             .map(|i| name('s', i))
             .chain((0..conversion_chunks.len()).map(|i| name('c', i)))
+            .chain((0..adjustment_chunks.len()).map(|i| name('a', i)))
             .chain((0..total_chunks.len()).map(|i| name('t', i)))
             .collect();
         if names.is_empty() {
@@ -189,6 +203,12 @@ impl ClickHouseEvents {
         }
         for (i, chunk) in conversion_chunks.iter().enumerate() {
             let marker = name('c', i);
+            if !done.contains(&marker) && !chunk.is_empty() {
+                self.insert_conversion_cells(&marker, chunk).await?;
+            }
+        }
+        for (i, chunk) in adjustment_chunks.iter().enumerate() {
+            let marker = name('a', i);
             if !done.contains(&marker) && !chunk.is_empty() {
                 self.insert_conversion_cells(&marker, chunk).await?;
             }
@@ -363,6 +383,29 @@ impl ClickHouseEvents {
             })
             .collect();
         self.with_scan_dims(&batch.scans, counted).await
+    }
+
+    /// The cells the batch's review adjustments change, in chunks of at
+    /// most [`MAX_CONVERSIONS`] adjustments (in batch order: a replay cuts
+    /// the same chunks, marked `a{i}`).
+    async fn adjustment_chunks(&self, batch: &Batch) -> Result<Vec<ConversionCells>, SinkError> {
+        if batch.adjustments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conversions = batch.adjustments.iter().map(|a| &a.conversion).collect();
+        let with_dims = self.with_scan_dims(&batch.scans, conversions).await?;
+        Ok(with_dims
+            .chunks(MAX_CONVERSIONS)
+            .zip(batch.adjustments.chunks(MAX_CONVERSIONS))
+            .map(|(group, adjustments)| {
+                let items: Vec<(&Conversion, Option<&ScanDims>, i64)> = group
+                    .iter()
+                    .zip(adjustments)
+                    .map(|((c, d), a)| (*c, d.as_ref(), a.earnings))
+                    .collect();
+                rollup::adjustment_cells(&items)
+            })
+            .collect())
     }
 
     /// Which of the conversions' event ids have a row in `conversions`.

@@ -1,0 +1,246 @@
+//! The review of flagged conversions: the queue kept in the live store
+//! (Redis when configured, else embedded, so every instance sees it after any
+//! restart), the decisions taken on it, and what a decision changes.
+//!
+//! A flagged conversion is stored earning nothing, with what it would have
+//! earned held ([`crate::event::Flagged`]). Approving it releases the held
+//! earnings as an [`Adjustment`]: `+held` on the conversion's own rollup cells
+//! (its bucket, code, owner, kind, currencies and dimensions), carried through
+//! the recorder like conversions, so every sink applies it exactly once
+//! (a batch keeps its id through the spool). Rejecting it changes no number:
+//! it earned nothing already. The state change (pending → approved/rejected)
+//! is a compare-and-set in the live store, so of two decisions racing on any
+//! instances one wins and the other is told it came too late (409).
+
+use crate::error::Error;
+use crate::event::Conversion;
+use crate::service::Analytics;
+use serde::{Deserialize, Serialize};
+
+/// Where a flagged conversion stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewStatus {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl ReviewStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::Pending => "pending",
+            ReviewStatus::Approved => "approved",
+            ReviewStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(ReviewStatus::Pending),
+            "approved" => Some(ReviewStatus::Approved),
+            "rejected" => Some(ReviewStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// One decision on a flagged conversion, with who took it and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewDecision {
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub note: String,
+    /// The principal that decided (e.g. `admin`, or a key id).
+    pub by: String,
+    /// Unix ms.
+    pub at_ms: u64,
+}
+
+/// A flagged conversion in the review queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// The conversion as claimed (flagged, with its reasons and held earnings).
+    pub conversion: Conversion,
+    pub status: ReviewStatus,
+    /// Every decision taken, oldest first.
+    pub decisions: Vec<ReviewDecision>,
+}
+
+impl Review {
+    /// `{received ms, 20 digits}|{event id}`: the queue's order (newest last)
+    /// and its page cursor.
+    pub fn position(&self) -> String {
+        format!(
+            "{:020}|{}",
+            self.conversion.received_ms, self.conversion.event_id
+        )
+    }
+
+    pub fn held(&self) -> i64 {
+        self.conversion.flagged.as_ref().map_or(0, |f| f.held)
+    }
+}
+
+/// A page of the review queue, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewPage {
+    pub reviews: Vec<Review>,
+    /// Pass as `before` for the next (older) page; `None` on the last.
+    pub next: Option<String>,
+}
+
+/// An approved conversion's released earnings, applied to its own rollup
+/// cells by every sink (exactly once: it rides in a batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adjustment {
+    /// The conversion as stored (its cells are found from it).
+    pub conversion: Conversion,
+    /// Added to the cells' earnings.
+    pub earnings: i64,
+}
+
+/// Why a review decision was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("no flagged conversion with event_id '{0}'")]
+    NotFound(String),
+    #[error("conversion '{event_id}' was already {status}")]
+    AlreadyDecided {
+        event_id: String,
+        status: &'static str,
+    },
+    #[error(transparent)]
+    Analytics(#[from] Error),
+}
+
+impl From<crate::sink::SinkError> for ReviewError {
+    fn from(e: crate::sink::SinkError) -> Self {
+        ReviewError::Analytics(e.into())
+    }
+}
+
+/// Most reviews in one page.
+pub const MAX_PAGE: usize = 200;
+
+impl Analytics {
+    /// A page of the review queue of `status`, newest first, of one code or
+    /// all; `before` is the previous page's `next`.
+    pub async fn reviews(
+        &self,
+        status: ReviewStatus,
+        code: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<ReviewPage, Error> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut reviews = self.live().reviews(status, code, before, limit + 1).await?;
+        let more = reviews.len() > limit;
+        reviews.truncate(limit);
+        let next = more.then(|| reviews.last().map(Review::position)).flatten();
+        Ok(ReviewPage { reviews, next })
+    }
+
+    /// One flagged conversion with its decisions.
+    pub async fn review(&self, event_id: &str) -> Result<Option<Review>, Error> {
+        Ok(self.live().review(event_id).await?)
+    }
+
+    /// Approves (`approve`) or rejects a pending flagged conversion; `by`
+    /// names who decided. Approval releases its held earnings to every sink
+    /// (see the module docs); if the recorder cannot take them the decision is
+    /// undone and [`Error::NotStored`] returned.
+    pub async fn decide_review(
+        &self,
+        event_id: &str,
+        approve: bool,
+        note: &str,
+        by: &str,
+        now_ms: u64,
+    ) -> Result<Review, ReviewError> {
+        let live = self.live();
+        let Some(before) = live.review(event_id).await? else {
+            return Err(ReviewError::NotFound(event_id.to_string()));
+        };
+        if before.status != ReviewStatus::Pending {
+            return Err(ReviewError::AlreadyDecided {
+                event_id: event_id.to_string(),
+                status: before.status.as_str(),
+            });
+        }
+        let mut after = before.clone();
+        after.status = if approve {
+            ReviewStatus::Approved
+        } else {
+            ReviewStatus::Rejected
+        };
+        after.decisions.push(ReviewDecision {
+            decision: if approve { "approve" } else { "reject" }.to_string(),
+            note: note.to_string(),
+            by: by.to_string(),
+            at_ms: now_ms,
+        });
+        if !live.swap_review(&before, &after).await? {
+            // Another decision got in first (on this or another instance).
+            let status = live
+                .review(event_id)
+                .await?
+                .map_or(ReviewStatus::Pending, |r| r.status);
+            return Err(ReviewError::AlreadyDecided {
+                event_id: event_id.to_string(),
+                status: status.as_str(),
+            });
+        }
+        let held = after.held();
+        if approve && held != 0 {
+            let adjustment = Adjustment {
+                conversion: after.conversion.clone(),
+                earnings: held,
+            };
+            if !self.recorder().record_adjustments(vec![adjustment]).await {
+                if let Err(e) = live.swap_review(&after, &before).await {
+                    tracing::error!(event_id, error = %e, "an approval could not be stored nor undone; its review says approved but its earnings were not released");
+                }
+                return Err(Error::NotStored.into());
+            }
+        }
+        Ok(after)
+    }
+
+    /// Rejects every pending flagged conversion of `code` (the code was
+    /// banned: `reason` is kept as each decision's note); returns how many.
+    pub async fn reject_code_reviews(
+        &self,
+        code: &str,
+        reason: &str,
+        by: &str,
+        now_ms: u64,
+    ) -> Result<u64, Error> {
+        let mut rejected = 0;
+        loop {
+            let page = self
+                .live()
+                .reviews(ReviewStatus::Pending, Some(code), None, MAX_PAGE)
+                .await?;
+            if page.is_empty() {
+                return Ok(rejected);
+            }
+            let before = rejected;
+            for r in page {
+                match self
+                    .decide_review(&r.conversion.event_id, false, reason, by, now_ms)
+                    .await
+                {
+                    Ok(_) => rejected += 1,
+                    // Decided meanwhile by someone else: not pending any more.
+                    Err(ReviewError::AlreadyDecided { .. }) | Err(ReviewError::NotFound(_)) => {}
+                    Err(ReviewError::Analytics(e)) => return Err(e),
+                }
+            }
+            if rejected == before {
+                // Only entries decided meanwhile: nothing left to reject.
+                return Ok(rejected);
+            }
+        }
+    }
+}
