@@ -3,12 +3,15 @@
 //! restart), the decisions taken on it, and what a decision changes.
 //!
 //! A flagged conversion is stored earning nothing, with what it would have
-//! earned held ([`crate::event::Flagged`]). Approving it releases the held
-//! earnings as an [`Adjustment`]: `+held` on the conversion's own rollup cells
-//! (its bucket, code, owner, kind, currencies and dimensions), carried through
-//! the recorder like conversions, so every sink applies it exactly once
-//! (a batch keeps its id through the spool). Rejecting it changes no number:
-//! it earned nothing already. The state change (pending → approved/rejected)
+//! earned held ([`crate::event::Flagged`]); its rollup cells count it as
+//! flagged (+1) and its earnings as held. A decision is an [`Adjustment`] of
+//! the conversion's own rollup cells (its bucket, code, owner, kind,
+//! currencies and dimensions), so sums over any range stay exact: approval
+//! adds the held earnings to `earnings`, takes them off `held` and the
+//! conversion off `flagged`; rejection only takes them off `held` (it earned
+//! nothing already, and stays counted as flagged). Adjustments are carried
+//! through the recorder like conversions, so every sink applies each exactly
+//! once (a batch keeps its id through the spool). The state change (pending → approved/rejected)
 //! is a compare-and-set in the live store, so of two decisions racing on any
 //! instances one wins and the other is told it came too late (409).
 
@@ -90,14 +93,36 @@ pub struct ReviewPage {
     pub next: Option<String>,
 }
 
-/// An approved conversion's released earnings, applied to its own rollup
-/// cells by every sink (exactly once: it rides in a batch).
+/// What a review decision changes in its conversion's own rollup cells,
+/// applied by every sink exactly once (it rides in a batch): an approval
+/// releases the held earnings (`earnings` +held, `held` −held, `flagged`
+/// −1); a rejection only stops holding them (`held` −held).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Adjustment {
     /// The conversion as stored (its cells are found from it).
     pub conversion: Conversion,
-    /// Added to the cells' earnings.
     pub earnings: i64,
+    pub held: i64,
+    pub flagged: i64,
+}
+
+impl Adjustment {
+    /// The change `status` (a decision) makes to a pending `conversion`;
+    /// `None` when it changes no number.
+    pub fn of(conversion: &Conversion, status: ReviewStatus) -> Option<Self> {
+        let held = conversion.flagged.as_ref().map_or(0, |f| f.held);
+        let (earnings, flagged) = match status {
+            ReviewStatus::Approved => (held, -1),
+            ReviewStatus::Rejected if held != 0 => (0, 0),
+            _ => return None,
+        };
+        Some(Self {
+            conversion: conversion.clone(),
+            earnings,
+            held: -held,
+            flagged,
+        })
+    }
 }
 
 /// Why a review decision was refused.
@@ -191,12 +216,7 @@ impl Analytics {
                 status: status.as_str(),
             });
         }
-        let held = after.held();
-        if approve && held != 0 {
-            let adjustment = Adjustment {
-                conversion: after.conversion.clone(),
-                earnings: held,
-            };
+        if let Some(adjustment) = Adjustment::of(&after.conversion, after.status) {
             if !self.recorder().record_adjustments(vec![adjustment]).await {
                 if let Err(e) = live.swap_review(&after, &before).await {
                     tracing::error!(event_id, error = %e, "an approval could not be stored nor undone; its review says approved but its earnings were not released");

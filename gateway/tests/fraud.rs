@@ -77,19 +77,7 @@ fn in_a_minute() -> String {
 
 /// Earnings (estimated + confirmed, EUR) and counts of the summary of `query`.
 async fn earned(c: &Client, query: &str) -> (i64, u64) {
-    let day = time::Duration::days(1);
-    let at = |t: time::OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let range = format!("from={}&to={}", at(now - day), at(now + day));
-    let sep = if query.is_empty() { "" } else { "&" };
-    let r = c
-        .get(&format!("/api/v1/analytics/summary?{range}{sep}{query}"))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let s = r.json()["summary"].clone();
+    let s = report(c, "summary", query).await["summary"].clone();
     let sum = |field: &str| -> i64 {
         s[field]
             .as_array()
@@ -102,6 +90,33 @@ async fn earned(c: &Client, query: &str) -> (i64, u64) {
     (
         sum("earnings_estimated") + sum("earnings_confirmed"),
         s["signups"].as_u64().unwrap() + s["purchases"].as_u64().unwrap(),
+    )
+}
+
+/// An analytics report over the days around now.
+async fn report(c: &Client, name: &str, query: &str) -> Value {
+    let day = time::Duration::days(1);
+    let at = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let range = format!("from={}&to={}", at(now - day), at(now + day));
+    let sep = if query.is_empty() { "" } else { "&" };
+    let r = c
+        .get(&format!("/api/v1/analytics/{name}?{range}{sep}{query}"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Held earnings (EUR) and flagged signups and purchases of the summary.
+async fn held(c: &Client) -> (Value, Value, Value) {
+    let s = report(c, "summary", "").await["summary"].clone();
+    (
+        s["earnings_held"].clone(),
+        s["flagged_signups"].clone(),
+        s["flagged_purchases"].clone(),
     )
 }
 
@@ -266,6 +281,15 @@ async fn exercise(gw: &common::TestGateway) {
     // alice10: mc-1 earns 200, fast-1 holds 200.
     wait_earned(admin, "code=alice10", (200, 2)).await;
     wait_earned(admin, "code=dave50", (0, 1)).await;
+    // What is held: 200 for each of five signups, 1000 for the purchase.
+    assert_eq!(
+        held(admin).await,
+        (
+            json!([{"currency": "EUR", "amount": 2000}]),
+            json!(5),
+            json!(1)
+        )
+    );
 
     // Approve: the held earnings are released, once.
     let (s, r) = decide(admin, "fast-1", "approve", "checked with the brand").await;
@@ -320,6 +344,30 @@ async fn exercise(gw: &common::TestGateway) {
     assert_eq!(left, ["mc-2", "ip-3"]);
     assert_eq!(reviews(admin, "status=approved").await.len(), 2);
     assert_eq!(reviews(admin, "status=rejected").await.len(), 2);
+    // Still held: ip-3 and mc-2 (pending); flagged and not approved: those
+    // and the two rejected signups.
+    let ok = codelink_testkit::wait_until(Duration::from_secs(10), || async {
+        held(admin).await
+            == (
+                json!([{"currency": "EUR", "amount": 400}]),
+                json!(4),
+                json!(0),
+            )
+    })
+    .await;
+    assert!(ok, "{:?}", held(admin).await);
+    let f = report(admin, "funnel", "").await["funnel"].clone();
+    assert_eq!(
+        (f["signups"].clone(), f["flagged_signups"].clone()),
+        (json!(14), json!(4)),
+        "{f}"
+    );
+    let f = report(admin, "funnel", "exclude_flagged=true").await["funnel"].clone();
+    assert_eq!(
+        (f["signups"].clone(), f["purchases"].clone()),
+        (json!(10), json!(1)),
+        "{f}"
+    );
     // Over all codes: 200 + 200 (alice) + 1000 (dave) + 400 (bob) + 400
     // (erin: ip-3 held) + 0 (frank: mc-2 held) + 800 (carol).
     wait_earned(admin, "", (3000, 15)).await;

@@ -33,6 +33,7 @@ pub mod block;
 
 use crate::event::{Conversion, ConversionKind, Scan};
 use crate::histogram::DelayHistogram;
+use crate::review::Adjustment;
 use crate::sketch::visitor_hash;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -452,6 +453,12 @@ pub struct ConversionDelta {
     pub earnings: i128,
     /// Scan-to-signup delays of the signups with a scan (total cells only).
     pub delays: DelayHistogram,
+    /// Flagged conversions not approved: +1 when one is recorded, −1 when a
+    /// review approves it (signed, like every adjustment).
+    pub flagged: i64,
+    /// Earnings held back by pending reviews: +held when recorded, −held
+    /// when approved or rejected.
+    pub held: i128,
 }
 
 impl ConversionDelta {
@@ -459,6 +466,8 @@ impl ConversionDelta {
         self.n += other.n;
         self.amount += other.amount;
         self.earnings += other.earnings;
+        self.flagged += other.flagged;
+        self.held += other.held;
         self.delays.merge(&other.delays);
     }
 }
@@ -474,6 +483,10 @@ pub fn conversion_cells(
             cell.n += 1;
             cell.amount += i128::from(c.amount);
             cell.earnings += i128::from(c.earnings);
+            if let Some(f) = &c.flagged {
+                cell.flagged += 1;
+                cell.held += i128::from(f.held);
+            }
             if dim == Dim::Total && c.kind == ConversionKind::Signup && c.scan_ms > 0 {
                 cell.delays
                     .add_secs(c.occurred_ms.saturating_sub(c.scan_ms) / 1000);
@@ -484,14 +497,17 @@ pub fn conversion_cells(
 }
 
 /// The cells review adjustments change: each conversion's own cells (the
-/// same as [`conversion_cells`] gives it) get `earnings` added, nothing else.
+/// same as [`conversion_cells`] gives it) get the adjustment's earnings, held
+/// and flagged changes; counts, amounts and delays stay.
 pub fn adjustment_cells(
-    adjustments: &[(&Conversion, Option<&ScanDims>, i64)],
+    adjustments: &[(&Adjustment, Option<&ScanDims>)],
 ) -> BTreeMap<ConversionKey, ConversionDelta> {
     let mut cells = BTreeMap::new();
-    for &(c, scan, earnings) in adjustments {
-        add_cells(&mut cells, c, scan, |_, cell| {
-            cell.earnings += i128::from(earnings)
+    for &(a, scan) in adjustments {
+        add_cells(&mut cells, &a.conversion, scan, |_, cell| {
+            cell.earnings += i128::from(a.earnings);
+            cell.held += i128::from(a.held);
+            cell.flagged += a.flagged;
         });
     }
     cells

@@ -2,7 +2,7 @@
 //! `conversions` (drill-down).
 
 use super::ClickHouseEvents;
-use crate::event::{Conversion, ConversionKind, Rule, Scan};
+use crate::event::{Conversion, ConversionKind, Flagged, Rule, Scan};
 use crate::sink::{ScanPage, SinkError};
 use crate::ScanId;
 use serde::Deserialize;
@@ -147,11 +147,13 @@ struct ConversionOut {
     rule: String,
     earnings: i64,
     earnings_currency: String,
+    held: i64,
+    flags: Vec<String>,
 }
 
 const CONVERSION_COLUMNS: &str =
     "event_id, kind, occurred_ms, received_ms, code, owner, channel, scan_id, scan_ms, \
-    visitor_id, customer_id, amount, currency, rule, earnings, earnings_currency";
+    visitor_id, customer_id, amount, currency, rule, earnings, earnings_currency, held, flags";
 
 impl ConversionOut {
     /// The conversion, unless its kind or rule is not one this version knows.
@@ -190,7 +192,10 @@ impl ConversionOut {
             earnings: self.earnings,
             earnings_currency: self.earnings_currency,
             repeat: false,
-            flagged: None,
+            flagged: (!self.flags.is_empty()).then_some(Flagged {
+                flags: self.flags,
+                held: self.held,
+            }),
         })
     }
 }

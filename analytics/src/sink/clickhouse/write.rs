@@ -25,6 +25,7 @@
 use super::{ClickHouseEvents, ConversionRow, ScanRow};
 use crate::batch::Batch;
 use crate::event::{Conversion, Scan};
+use crate::review::Adjustment;
 use crate::rollup::{
     self, CellKey, ConversionDelta, ConversionKey, ScanDelta, ScanDims, TotalsDelta, TotalsKey,
 };
@@ -89,6 +90,8 @@ struct ConversionCellRow<'a> {
     earnings_sum: i128,
     delay_bins: Vec<u16>,
     delay_counts: Vec<u64>,
+    flagged_sum: i64,
+    held_sum: i128,
 }
 
 #[derive(Serialize, clickhouse::Row)]
@@ -301,6 +304,8 @@ impl ClickHouseEvents {
                     earnings_sum: d.earnings,
                     delay_bins,
                     delay_counts,
+                    flagged_sum: d.flagged,
+                    held_sum: d.held,
                 })
                 .await?;
         }
@@ -320,6 +325,8 @@ impl ClickHouseEvents {
                 earnings_sum: 0,
                 delay_bins: Vec::new(),
                 delay_counts: Vec::new(),
+                flagged_sum: 0,
+                held_sum: 0,
             })
             .await?;
         insert.end().await?;
@@ -398,10 +405,10 @@ impl ClickHouseEvents {
             .chunks(MAX_CONVERSIONS)
             .zip(batch.adjustments.chunks(MAX_CONVERSIONS))
             .map(|(group, adjustments)| {
-                let items: Vec<(&Conversion, Option<&ScanDims>, i64)> = group
+                let items: Vec<(&Adjustment, Option<&ScanDims>)> = group
                     .iter()
                     .zip(adjustments)
-                    .map(|((c, d), a)| (*c, d.as_ref(), a.earnings))
+                    .map(|((_, d), a)| (a, d.as_ref()))
                     .collect();
                 rollup::adjustment_cells(&items)
             })
@@ -555,6 +562,11 @@ impl ClickHouseEvents {
                 earnings: c.earnings,
                 earnings_currency: &c.earnings_currency,
                 rolled,
+                held: c.flagged.as_ref().map_or(0, |f| f.held),
+                flags: c
+                    .flagged
+                    .as_ref()
+                    .map_or_else(Vec::new, |f| f.flags.iter().map(String::as_str).collect()),
             };
             insert.write(&row).await?;
         }

@@ -47,10 +47,8 @@ impl EmbeddedSink {
             let with_dims: Vec<(&Conversion, Option<&ScanDims>)> =
                 counted.iter().map(|(c, d)| (*c, d.as_ref())).collect();
             let adjusted = adjustments_with_dims(&tx, &batch.scans, &batch.adjustments)?;
-            let adjustments: Vec<(&Conversion, Option<&ScanDims>, i64)> = adjusted
-                .iter()
-                .map(|(a, d)| (&a.conversion, d.as_ref(), a.earnings))
-                .collect();
+            let adjustments: Vec<(&Adjustment, Option<&ScanDims>)> =
+                adjusted.iter().map(|(a, d)| (*a, d.as_ref())).collect();
             apply_rollups(&tx, &batch.scans, &with_dims, &adjustments)?;
         }
         if self.counters {
@@ -193,7 +191,7 @@ pub(super) fn apply_rollups(
     tx: &WriteTransaction,
     scans: &[Scan],
     conversions: &[(&Conversion, Option<&ScanDims>)],
-    adjustments: &[(&Conversion, Option<&ScanDims>, i64)],
+    adjustments: &[(&Adjustment, Option<&ScanDims>)],
 ) -> Result<(), SinkError> {
     let scan_cells = rollup::scan_cells(scans);
     let mut conversion_cells = rollup::conversion_cells(conversions);
