@@ -5,9 +5,11 @@
 
 use codelink_analytics::batch::Batch;
 use codelink_analytics::config::{Config, RecorderSettings, RedisConfig};
+use codelink_analytics::event::Flagged;
 use codelink_analytics::event::{Conversion, ConversionKind, RawScan, Rule, Scan, Source};
 use codelink_analytics::ledger::{CodeTerms, Reported};
 use codelink_analytics::records::{Claim, ClaimRecord, CustomerLink, RefundOf, Refunded};
+use codelink_analytics::review::{Review, ReviewDecision, ReviewStatus};
 use codelink_analytics::sink::{EmbeddedSink, LiveStore, RedisCounters, Sink};
 use codelink_analytics::{Analytics, Error, ScanId};
 use codelink_shared::CommissionPlan;
@@ -729,3 +731,109 @@ async fn event_ids_are_idempotency_keys(kind: Kind) {
     tasks.stop(&analytics, Duration::from_secs(5)).await;
 }
 both!(event_ids_are_idempotency_keys);
+
+fn pending(event_id: &str, code: &str, received_ms: u64) -> Review {
+    let mut c = conversion(event_id, code, 0);
+    c.received_ms = received_ms;
+    c.flagged = Some(Flagged {
+        flags: vec!["too_fast".into()],
+        held: 200,
+    });
+    Review {
+        conversion: c,
+        status: ReviewStatus::Pending,
+        decisions: Vec::new(),
+    }
+}
+
+/// The review queue: put in once, paged newest first per status and code,
+/// a decision is a compare-and-set (a stale one changes nothing), and a
+/// released claim's untouched review goes. Fixed-window counts restart with
+/// each window.
+async fn reviews_are_a_queue_with_compare_and_set(kind: Kind) {
+    let f = fixture(kind);
+    let live = &f.live;
+    for (i, code) in ["spring", "autumn", "spring", "spring"].iter().enumerate() {
+        live.open_review(&pending(&format!("r{i}"), code, 1_000 + i as u64))
+            .await
+            .unwrap();
+    }
+    // Again: nothing changes (a brand's retry).
+    live.open_review(&pending("r0", "spring", 9_999))
+        .await
+        .unwrap();
+    let ids = |rs: Vec<Review>| -> Vec<String> {
+        rs.into_iter().map(|r| r.conversion.event_id).collect()
+    };
+    let all = live
+        .reviews(ReviewStatus::Pending, None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(all.clone()), ["r3", "r2", "r1", "r0"]);
+    let page = live
+        .reviews(ReviewStatus::Pending, Some("spring"), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(page.clone()), ["r3", "r2"]);
+    let rest = live
+        .reviews(
+            ReviewStatus::Pending,
+            Some("spring"),
+            Some(&page[1].position()),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(rest), ["r0"]);
+
+    let before = live.review("r2").await.unwrap().unwrap();
+    let mut after = before.clone();
+    after.status = ReviewStatus::Approved;
+    after.decisions.push(ReviewDecision {
+        decision: "approve".into(),
+        note: String::new(),
+        by: "admin:k1".into(),
+        at_ms: 5,
+    });
+    assert!(live.swap_review(&before, &after).await.unwrap());
+    assert!(
+        !live.swap_review(&before, &after).await.unwrap(),
+        "a decision on what is no longer there changes nothing"
+    );
+    assert_eq!(live.review("r2").await.unwrap(), Some(after));
+    assert_eq!(
+        ids(live
+            .reviews(ReviewStatus::Pending, Some("spring"), None, 10)
+            .await
+            .unwrap()),
+        ["r3", "r0"]
+    );
+    assert_eq!(
+        ids(live
+            .reviews(ReviewStatus::Approved, None, None, 10)
+            .await
+            .unwrap()),
+        ["r2"]
+    );
+    // A released claim takes its untouched review out; a decided one stays.
+    live.drop_review("r3").await.unwrap();
+    live.drop_review("r2").await.unwrap();
+    assert_eq!(live.review("r3").await.unwrap(), None);
+    assert!(live.review("r2").await.unwrap().is_some());
+    assert_eq!(
+        ids(live
+            .reviews(ReviewStatus::Pending, None, None, 10)
+            .await
+            .unwrap()),
+        ["r1", "r0"]
+    );
+
+    // Fixed windows of 1000 ms; window 0: for ever.
+    assert_eq!(live.bump("v:x", 1000, 10_100).await.unwrap(), 1);
+    assert_eq!(live.bump("v:x", 1000, 10_900).await.unwrap(), 2);
+    assert_eq!(live.bump("v:x", 1000, 11_000).await.unwrap(), 1);
+    assert_eq!(live.bump("v:y", 1000, 11_000).await.unwrap(), 1);
+    assert_eq!(live.bump("s:spring", 0, 1).await.unwrap(), 1);
+    assert_eq!(live.bump("s:spring", 0, 99_999_999).await.unwrap(), 2);
+}
+both!(reviews_are_a_queue_with_compare_and_set);

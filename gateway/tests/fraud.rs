@@ -384,7 +384,7 @@ async fn fraud_checks_and_reviews_embedded() {
 #[tokio::test]
 async fn fraud_checks_and_reviews_on_redis_and_clickhouse() {
     let redis = RedisServer::start();
-    let ch = ClickHouseServer::start();
+    let mut ch = ClickHouseServer::start();
     let (mut config, tmp) = config();
     config.redis_url = Some(redis.url());
     config.redis_prefix = "fraud".into();
@@ -405,5 +405,42 @@ async fn fraud_checks_and_reviews_on_redis_and_clickhouse() {
             .unwrap()
     };
     assert_eq!(pending.len(), 2, "{pending:?}");
+
+    // Two admins decide the same conversion at once: one wins, one is told.
+    let (a, b) = tokio::join!(
+        decide(&gw.admin, "ip-3", "approve", "a"),
+        decide(&gw.admin, "ip-3", "reject", "b")
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+    let decided = gw.admin.get("/api/v1/reviews/ip-3").await.json();
+    assert_eq!(decided["decisions"].as_array().unwrap().len(), 1);
+    let erin =
+        if a.0 == 200 && a.1["status"] == "approved" || b.0 == 200 && b.1["status"] == "approved" {
+            600
+        } else {
+            400
+        };
+    wait_earned(&gw.admin, "code=erin40", (erin, 3)).await;
+
+    // An approval while ClickHouse is down waits in the spool and is
+    // counted once when it is back (the batch keeps its id).
+    ch.stop();
+    let (s, r) = decide(&gw.admin, "mc-2", "approve", "during an outage").await;
+    assert_eq!(s, 200, "{r}");
+    ch.restart();
+    wait_earned(&gw.admin, "code=frank60", (200, 1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(earned(&gw.admin, "code=frank60").await, (200, 1));
+    let rows = ch.query_in(
+        "fraud",
+        "SELECT count() FROM conversion_rollup WHERE scope LIKE '#%/a0'",
+    );
+    assert_eq!(
+        rows.trim(),
+        "6",
+        "one marker per decision (each moves a number here): {rows}"
+    );
     gw.stop().await.unwrap();
 }
