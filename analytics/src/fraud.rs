@@ -13,6 +13,11 @@
 //!
 //! A flagged conversion earns nothing until a review approves it (see
 //! `crate::review`). Refunds are never flagged (they follow their purchase).
+//!
+//! Counting happens when an event is decided, before its claim: an event
+//! decided but then refused (409, 422) or lost to a concurrent claim has
+//! counted toward velocity and its code's signups. A code's signups are
+//! counted from the first start of this version on.
 
 use crate::event::{Conversion, ConversionKind, Rule};
 use crate::ledger::CodeTerms;

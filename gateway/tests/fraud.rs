@@ -371,6 +371,15 @@ async fn exercise(gw: &common::TestGateway) {
     // Over all codes: 200 + 200 (alice) + 1000 (dave) + 400 (bob) + 400
     // (erin: ip-3 held) + 0 (frank: mc-2 held) + 800 (carol).
     wait_earned(admin, "", (3000, 15)).await;
+
+    // Erasure reaches the review queue's copy of a conversion too.
+    let r = admin
+        .post_json("/api/v1/erasure", &json!({"customer_id": "c-ip-3"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ip3 = admin.get("/api/v1/reviews/ip-3").await.json();
+    assert_eq!(ip3["customer_id"], Value::Null, "{ip3}");
+    assert_eq!(ip3["status"], "pending");
 }
 
 #[tokio::test]

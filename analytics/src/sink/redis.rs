@@ -419,10 +419,15 @@ impl RedisCounters {
         let mut doomed: Vec<String> = Vec::new();
         match who {
             super::Subject::Visitor(v) => {
-                let pattern = format!("{p}:lv:*:{}", escape_glob(v));
-                let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
-                while let Some(k) = iter.next_item().await {
-                    doomed.push(k?);
+                // Latest visits, and velocity counts (expiring anyway).
+                for pattern in [
+                    format!("{p}:lv:*:{}", escape_glob(v)),
+                    format!("{p}:fraud:v:{}:*", escape_glob(v)),
+                ] {
+                    let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
+                    while let Some(k) = iter.next_item().await {
+                        doomed.push(k?);
+                    }
                 }
             }
             super::Subject::Customer(c) => {
@@ -440,43 +445,57 @@ impl RedisCounters {
         let mut keys: Vec<String> = Vec::new();
         {
             let mut scan_conn = self.conn.clone();
-            let mut iter: redis::AsyncIter<String> =
-                scan_conn.scan_match(format!("{p}:conv:*")).await?;
-            while let Some(k) = iter.next_item().await {
-                keys.push(k?);
+            // Claims, and the reviews that copy flagged ones.
+            for pattern in [format!("{p}:conv:*"), format!("{p}:review:*")] {
+                let mut iter: redis::AsyncIter<String> = scan_conn.scan_match(pattern).await?;
+                while let Some(k) = iter.next_item().await {
+                    keys.push(k?);
+                }
             }
         }
+        let review_prefix = format!("{p}:review:");
+        let scrub = |c: &mut Conversion, who: &super::Subject| match who {
+            super::Subject::Visitor(v) if c.visitor_id == *v => {
+                c.visitor_id.clear();
+                true
+            }
+            super::Subject::Customer(id) if c.customer_id == *id => {
+                c.customer_id.clear();
+                c.visitor_id.clear();
+                true
+            }
+            _ => false,
+        };
         let mut rewritten = 0u64;
         for k in keys {
             let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query_async(&mut conn).await?;
             let Some(raw) = raw else { continue };
-            let Ok(mut record) = serde_json::from_slice::<crate::records::ClaimRecord>(&raw) else {
-                continue;
-            };
-            let c = &mut record.conversion;
-            let hit = match who {
-                super::Subject::Visitor(v) if c.visitor_id == *v => {
-                    c.visitor_id.clear();
-                    true
+            // A claim, or a review (a copy of a flagged claim's conversion).
+            let json = if k.starts_with(&review_prefix) {
+                let Ok(mut r) = serde_json::from_slice::<Review>(&raw) else {
+                    continue;
+                };
+                if !scrub(&mut r.conversion, who) {
+                    continue;
                 }
-                super::Subject::Customer(id) if c.customer_id == *id => {
-                    c.customer_id.clear();
-                    c.visitor_id.clear();
-                    true
+                serde_json::to_vec(&r)
+            } else {
+                let Ok(mut r) = serde_json::from_slice::<ClaimRecord>(&raw) else {
+                    continue;
+                };
+                if !scrub(&mut r.conversion, who) {
+                    continue;
                 }
-                _ => false,
+                serde_json::to_vec(&r)
             };
-            if hit {
-                let json = serde_json::to_vec(&record).unwrap_or_default();
-                redis::cmd("SET")
-                    .arg(&k)
-                    .arg(json)
-                    .arg("KEEPTTL")
-                    .arg("XX")
-                    .query_async::<Option<String>>(&mut conn)
-                    .await?;
-                rewritten += 1;
-            }
+            redis::cmd("SET")
+                .arg(&k)
+                .arg(json.unwrap_or_default())
+                .arg("KEEPTTL")
+                .arg("XX")
+                .query_async::<Option<String>>(&mut conn)
+                .await?;
+            rewritten += 1;
         }
         Ok((deleted, rewritten))
     }
