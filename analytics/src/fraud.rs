@@ -5,7 +5,8 @@
 //!   current fixed window (counted in the live store, so across instances);
 //! - `scan_bot` / `scan_suspect`: its attributed scan (named by a scan token)
 //!   is stored with a bot reason (a scan not stored yet, or pruned, flags
-//!   nothing; the visitor rule only ever credits human scans);
+//!   nothing, nor does a row store that does not answer within 2 s; the
+//!   visitor rule only ever credits human scans);
 //! - `too_fast`: it came implausibly soon after its scan;
 //! - `multi_creator`: its customer's first attribution went to another owner;
 //! - `signups_exceed_scans`: the code's signups (counted here, every rule)
@@ -94,6 +95,9 @@ impl FraudConfig {
     }
 }
 
+/// How long the scan-verdict check waits for the row store.
+const SCAN_LOOKUP: Duration = Duration::from_secs(2);
+
 /// What a scan's bot reason says: a human, a suspect (`repeat`,
 /// `datacenter`, `suspect:…`) or a bot (any other reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,11 +152,21 @@ pub(crate) async fn check(
         }
     }
     if config.scan_verdicts && c.rule == Rule::ScanId && !c.scan_id.is_empty() {
-        if let Some(scan) = rows.find_scan(&c.code, &c.scan_id).await? {
-            match verdict(&scan.bot_reason) {
+        // Conversions are taken while the row store is away (their rows wait
+        // in its spool): then this rule cannot look and flags nothing.
+        let found = tokio::time::timeout(SCAN_LOOKUP, rows.find_scan(&c.code, &c.scan_id)).await;
+        match found {
+            Ok(Ok(Some(scan))) => match verdict(&scan.bot_reason) {
                 Verdict::Human => {}
                 Verdict::Suspect => flags.push("scan_suspect".to_string()),
                 Verdict::Bot => flags.push("scan_bot".to_string()),
+            },
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(event_id = %c.event_id, error = %e, "scan lookup failed: the scan-verdict check was skipped")
+            }
+            Err(_) => {
+                tracing::warn!(event_id = %c.event_id, "scan lookup timed out: the scan-verdict check was skipped")
             }
         }
     }

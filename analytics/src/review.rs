@@ -206,14 +206,14 @@ impl Analytics {
             at_ms: now_ms,
         });
         if !live.swap_review(&before, &after).await? {
-            // Another decision got in first (on this or another instance).
-            let status = live
-                .review(event_id)
-                .await?
-                .map_or(ReviewStatus::Pending, |r| r.status);
-            return Err(ReviewError::AlreadyDecided {
-                event_id: event_id.to_string(),
-                status: status.as_str(),
+            // Another decision got in first (on this or another instance),
+            // or the review went with its released claim.
+            return Err(match live.review(event_id).await? {
+                Some(r) => ReviewError::AlreadyDecided {
+                    event_id: event_id.to_string(),
+                    status: r.status.as_str(),
+                },
+                None => ReviewError::NotFound(event_id.to_string()),
             });
         }
         if let Some(adjustment) = Adjustment::of(&after.conversion, after.status) {
