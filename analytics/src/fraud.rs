@@ -203,6 +203,136 @@ pub(crate) async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Batch;
+    use crate::event::Scan;
+    use crate::sink::EmbeddedSink;
+    use crate::ScanId;
+    use std::sync::Arc;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn conversion(kind: ConversionKind, rule: Rule, scan: Option<&Scan>, at: u64) -> Conversion {
+        Conversion {
+            event_id: format!("e{at}"),
+            kind,
+            occurred_ms: at,
+            received_ms: at,
+            code: "spring".into(),
+            owner: "alice".into(),
+            channel: String::new(),
+            scan_id: scan.map(|s| s.scan_id.clone()).unwrap_or_default(),
+            scan_ms: scan.map_or(0, |s| s.ts_ms),
+            visitor_id: "v1".into(),
+            customer_id: String::new(),
+            amount: 0,
+            currency: String::new(),
+            rule,
+            earnings: 200,
+            earnings_currency: "EUR".into(),
+            repeat: false,
+            flagged: None,
+        }
+    }
+
+    fn terms(code: &str) -> Option<CodeTerms> {
+        (code == "spring").then(|| CodeTerms {
+            owner: "alice".into(),
+            window_ms: 30 * 86_400_000,
+            plan: None,
+        })
+    }
+
+    /// Each scan verdict through the embedded row store: a bot's scan flags
+    /// `scan_bot`, a suspect's `scan_suspect`, a human's nothing, an unknown
+    /// scan nothing; and the time rule per kind.
+    #[tokio::test]
+    async fn scan_verdicts_and_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
+        let scan = |n: u64, reason: &str| Scan {
+            scan_id: ScanId::from_parts(T0 + n, 1, n).to_string(),
+            ts_ms: T0 + n,
+            code: "spring".into(),
+            visitor_id: format!("v{n}"),
+            source: "link".into(),
+            bot_reason: reason.into(),
+            ..Scan::default()
+        };
+        let scans = [
+            scan(1, ""),
+            scan(2, "ua:Slackbot"),
+            scan(3, "datacenter"),
+            scan(4, "suspect:burst"),
+        ];
+        sink.write(&Arc::new(Batch::new(scans.to_vec(), Vec::new())))
+            .await
+            .unwrap();
+        let live = LiveStore::Embedded(sink.clone());
+        let rows = Backend::Embedded(sink);
+        let config = FraudConfig {
+            visitor_signups: 0,
+            signups_per_human_scan: 0,
+            ..FraudConfig::default()
+        };
+        let later = T0 + 60_000;
+        let check_one = |c: Conversion| {
+            let (config, live, rows) = (&config, &live, &rows);
+            async move { check(config, &c, None, live, rows, &terms).await.unwrap() }
+        };
+        let p = ConversionKind::Purchase;
+        assert!(
+            check_one(conversion(p, Rule::ScanId, Some(&scans[0]), later))
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            check_one(conversion(p, Rule::ScanId, Some(&scans[1]), later)).await,
+            ["scan_bot"]
+        );
+        assert_eq!(
+            check_one(conversion(p, Rule::ScanId, Some(&scans[2]), later)).await,
+            ["scan_suspect"]
+        );
+        assert_eq!(
+            check_one(conversion(p, Rule::ScanId, Some(&scans[3]), later)).await,
+            ["scan_suspect"]
+        );
+        let unknown = scan(9, "ua:Slackbot");
+        assert!(
+            check_one(conversion(p, Rule::ScanId, Some(&unknown), later))
+                .await
+                .is_empty()
+        );
+        // Too fast: a purchase within 10 s, a signup within 5 s of its scan.
+        let s = &scans[0];
+        assert_eq!(
+            check_one(conversion(p, Rule::ScanId, Some(s), s.ts_ms + 9_999)).await,
+            ["too_fast"]
+        );
+        assert!(
+            check_one(conversion(p, Rule::ScanId, Some(s), s.ts_ms + 10_000))
+                .await
+                .is_empty()
+        );
+        let signup = ConversionKind::Signup;
+        assert!(
+            check_one(conversion(signup, Rule::Visitor, Some(s), s.ts_ms + 5_000))
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            check_one(conversion(signup, Rule::Visitor, Some(s), s.ts_ms + 4_999)).await,
+            ["too_fast"]
+        );
+        // Refunds are never flagged.
+        let refund = conversion(
+            ConversionKind::Refund,
+            Rule::ScanId,
+            Some(&scans[1]),
+            s.ts_ms,
+        );
+        assert!(check_one(refund).await.is_empty());
+    }
 
     #[test]
     fn verdicts_follow_the_vocabulary() {
