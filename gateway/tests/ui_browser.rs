@@ -601,6 +601,16 @@ async fn admin_reviews_flagged_conversions_in_a_browser() {
 
     let b = Browser::start(390, 844).await;
     sign_in(&b, &base, ADMIN_KEY).await;
+    // The code's page shows what is held, apart from its earnings.
+    b.goto(&format!("{base}/ui/codes/alice10")).await;
+    assert!(
+        b.wait_for_text("[data-live='held']", "EUR 4.00", Duration::from_secs(5))
+            .await,
+        "held earnings on the code page"
+    );
+    let held_rows = |page: &str| page.matches("badge wait\">Held for review<").count();
+    assert_eq!(held_rows(&b.page_source().await), 2, "both rows held");
+    both_widths(&b, "admin-code-held").await;
     b.goto(&format!("{base}/ui/reviews")).await;
     assert!(
         b.wait_for_text("table.data", "too_fast", Duration::from_secs(5))
@@ -631,6 +641,13 @@ async fn admin_reviews_flagged_conversions_in_a_browser() {
     b.goto(&format!("{base}/ui/reviews?status=approved")).await;
     assert!(b.page_source().await.contains("fast-1"));
     both_widths(&b, "admin-reviews-approved").await;
+    // The code page: one row still held, the approved one earning.
+    b.goto(&format!("{base}/ui/codes/alice10")).await;
+    assert_eq!(held_rows(&b.page_source().await), 1);
+    assert!(
+        b.wait_for_text("[data-live='held']", "EUR 2.00", Duration::from_secs(5))
+            .await
+    );
 
     b.quit().await;
     gw.stop().await.unwrap();
