@@ -137,6 +137,9 @@ impl Analytics {
                     .await?;
                 match claim {
                     Claim::New => {
+                        if let Some(f) = &record.conversion.flagged {
+                            self.fraud_metrics().flagged(&f.flags);
+                        }
                         claimed.push((record.clone(), decision.refund));
                         break (record, false, decision.notes);
                     }

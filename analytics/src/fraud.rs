@@ -95,6 +95,68 @@ impl FraudConfig {
     }
 }
 
+/// Every reason a check gives, in rule order (the fixed label set of the
+/// flagged-conversions metric).
+pub const REASONS: [&str; 7] = [
+    "velocity_visitor",
+    "velocity_ip",
+    "scan_bot",
+    "scan_suspect",
+    "too_fast",
+    "multi_creator",
+    "signups_exceed_scans",
+];
+
+/// Counters for `/metrics`: conversions flagged (by reason; one conversion
+/// may count under several) and review decisions taken, by this process.
+#[derive(Debug, Default)]
+pub(crate) struct FraudMetrics {
+    flagged: [std::sync::atomic::AtomicU64; REASONS.len()],
+    approved: std::sync::atomic::AtomicU64,
+    rejected: std::sync::atomic::AtomicU64,
+}
+
+impl FraudMetrics {
+    pub fn flagged(&self, flags: &[String]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for f in flags {
+            if let Some(i) = REASONS.iter().position(|r| r == f) {
+                self.flagged[i].fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    pub fn decided(&self, approved: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = if approved {
+            &self.approved
+        } else {
+            &self.rejected
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        out.push_str("# HELP codelink_conversions_flagged_total Conversions flagged by a fraud check, by reason.\n# TYPE codelink_conversions_flagged_total counter\n");
+        for (reason, n) in REASONS.iter().zip(&self.flagged) {
+            let _ = writeln!(
+                out,
+                "codelink_conversions_flagged_total{{reason=\"{reason}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        out.push_str("# HELP codelink_reviews_decided_total Review decisions on flagged conversions.\n# TYPE codelink_reviews_decided_total counter\n");
+        let _ = writeln!(
+            out,
+            "codelink_reviews_decided_total{{decision=\"approve\"}} {}\ncodelink_reviews_decided_total{{decision=\"reject\"}} {}",
+            self.approved.load(Relaxed),
+            self.rejected.load(Relaxed)
+        );
+    }
+}
+
 /// How long the scan-verdict check waits for the row store.
 const SCAN_LOOKUP: Duration = Duration::from_secs(2);
 

@@ -224,6 +224,7 @@ impl Analytics {
                 return Err(Error::NotStored.into());
             }
         }
+        self.fraud_metrics().decided(approve);
         Ok(after)
     }
 

@@ -372,6 +372,24 @@ async fn exercise(gw: &common::TestGateway) {
     // (erin: ip-3 held) + 0 (frank: mc-2 held) + 800 (carol).
     wait_earned(admin, "", (3000, 15)).await;
 
+    // Counted in /metrics (by this process): one of each reason but
+    // scan_suspect, and the decisions.
+    let metrics = gw.anon.get("/metrics").await.text();
+    for reason in [
+        "velocity_visitor",
+        "velocity_ip",
+        "scan_bot",
+        "too_fast",
+        "multi_creator",
+        "signups_exceed_scans",
+    ] {
+        let line = format!("codelink_conversions_flagged_total{{reason=\"{reason}\"}} 1");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+    assert!(metrics.contains("codelink_conversions_flagged_total{reason=\"scan_suspect\"} 0"));
+    assert!(metrics.contains("codelink_reviews_decided_total{decision=\"approve\"} 2"));
+    assert!(metrics.contains("codelink_reviews_decided_total{decision=\"reject\"} 2"));
+
     // Erasure reaches the review queue's copy of a conversion too.
     let r = admin
         .post_json("/api/v1/erasure", &json!({"customer_id": "c-ip-3"}))
