@@ -183,6 +183,23 @@ impl Analytics {
         by: &str,
         now_ms: u64,
     ) -> Result<Review, ReviewError> {
+        let decided = self
+            .take_decision(event_id, approve, note, by, now_ms)
+            .await?;
+        self.record_decisions(std::slice::from_ref(&decided))
+            .await?;
+        Ok(decided.1)
+    }
+
+    /// The compare-and-set of one decision: (the review before, after).
+    async fn take_decision(
+        &self,
+        event_id: &str,
+        approve: bool,
+        note: &str,
+        by: &str,
+        now_ms: u64,
+    ) -> Result<(Review, Review), ReviewError> {
         let live = self.live();
         let Some(before) = live.review(event_id).await? else {
             return Err(ReviewError::NotFound(event_id.to_string()));
@@ -216,20 +233,35 @@ impl Analytics {
                 None => ReviewError::NotFound(event_id.to_string()),
             });
         }
-        if let Some(adjustment) = Adjustment::of(&after.conversion, after.status) {
-            if !self.recorder().record_adjustments(vec![adjustment]).await {
-                if let Err(e) = live.swap_review(&after, &before).await {
-                    tracing::error!(event_id, error = %e, "an approval could not be stored nor undone; its review says approved but its earnings were not released");
+        Ok((before, after))
+    }
+
+    /// Hands the adjustments of decisions just taken to the recorder, in one
+    /// batch (one flush for a whole page of a ban); if it cannot take them,
+    /// the decisions are undone and [`Error::NotStored`] returned.
+    async fn record_decisions(&self, decided: &[(Review, Review)]) -> Result<(), Error> {
+        let adjustments: Vec<Adjustment> = decided
+            .iter()
+            .filter_map(|(_, after)| Adjustment::of(&after.conversion, after.status))
+            .collect();
+        if !adjustments.is_empty() && !self.recorder().record_adjustments(adjustments).await {
+            for (before, after) in decided.iter().rev() {
+                if let Err(e) = self.live().swap_review(after, before).await {
+                    tracing::error!(event_id = %after.conversion.event_id, error = %e, "a review decision could not be stored nor undone; it says decided but its adjustment was not recorded");
                 }
-                return Err(Error::NotStored.into());
             }
+            return Err(Error::NotStored);
         }
-        self.fraud_metrics().decided(approve);
-        Ok(after)
+        for (_, after) in decided {
+            self.fraud_metrics()
+                .decided(after.status == ReviewStatus::Approved);
+        }
+        Ok(())
     }
 
     /// Rejects every pending flagged conversion of `code` (the code was
     /// banned: `reason` is kept as each decision's note); returns how many.
+    /// A page of the queue at a time, its adjustments in one batch.
     pub async fn reject_code_reviews(
         &self,
         code: &str,
@@ -243,25 +275,28 @@ impl Analytics {
                 .live()
                 .reviews(ReviewStatus::Pending, Some(code), None, MAX_PAGE)
                 .await?;
-            if page.is_empty() {
-                return Ok(rejected);
-            }
-            let before = rejected;
-            for r in page {
+            let mut decided = Vec::with_capacity(page.len());
+            for r in &page {
                 match self
-                    .decide_review(&r.conversion.event_id, false, reason, by, now_ms)
+                    .take_decision(&r.conversion.event_id, false, reason, by, now_ms)
                     .await
                 {
-                    Ok(_) => rejected += 1,
+                    Ok(d) => decided.push(d),
                     // Decided meanwhile by someone else: not pending any more.
                     Err(ReviewError::AlreadyDecided { .. }) | Err(ReviewError::NotFound(_)) => {}
-                    Err(ReviewError::Analytics(e)) => return Err(e),
+                    Err(ReviewError::Analytics(e)) => {
+                        // Those taken already still need their adjustments.
+                        self.record_decisions(&decided).await?;
+                        return Err(e);
+                    }
                 }
             }
-            if rejected == before {
-                // Only entries decided meanwhile: nothing left to reject.
+            if decided.is_empty() {
+                // Nothing (left) to reject.
                 return Ok(rejected);
             }
+            self.record_decisions(&decided).await?;
+            rejected += decided.len() as u64;
         }
     }
 }

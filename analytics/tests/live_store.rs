@@ -837,3 +837,77 @@ async fn reviews_are_a_queue_with_compare_and_set(kind: Kind) {
     assert_eq!(live.bump("s:spring", 0, 99_999_999).await.unwrap(), 2);
 }
 both!(reviews_are_a_queue_with_compare_and_set);
+
+/// A ban rejects every pending flagged conversion of a code, a page of the
+/// queue at a time with one recorder batch per page (not one flush per
+/// conversion), and the numbers follow: nothing held, all still flagged.
+async fn a_ban_rejects_a_code_in_pages(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = matches!(kind, Kind::Redis).then(RedisServer::start);
+    let mut config = Config::embedded(dir.path(), b"conformance-secret");
+    config.redis = redis.as_ref().map(|r| RedisConfig {
+        url: r.url(),
+        prefix: "ban".into(),
+    });
+    // Every signup of a code nobody scanned is flagged.
+    config.fraud.min_signups = 1;
+    config.fraud.signups_per_human_scan = 1;
+    let (analytics, tasks) = Analytics::open(config).await.unwrap();
+    let now = now_ms();
+    for part in 0..3 {
+        let events: Vec<Reported> = (0..100)
+            .filter(|i| part * 100 + i < 250)
+            .map(|i| {
+                let mut s = reported(&format!("s{part}-{i}"), ConversionKind::Signup);
+                s.code = Some("spring".into());
+                s
+            })
+            .collect();
+        let out = analytics
+            .report_conversions(events, now, terms)
+            .await
+            .unwrap();
+        assert!(out.iter().all(|o| o.conversion.flagged.is_some()));
+    }
+    let started = std::time::Instant::now();
+    let rejected = analytics
+        .reject_code_reviews("spring", "banned", "admin:test", now)
+        .await
+        .unwrap();
+    assert_eq!(rejected, 250);
+    // Two pages, a flush (1 s by default) each.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let page = analytics
+        .reviews(ReviewStatus::Rejected, Some("spring"), None, 200)
+        .await
+        .unwrap();
+    assert_eq!(page.reviews.len(), 200);
+    assert!(page.next.is_some());
+    assert_eq!(page.reviews[0].decisions[0].by, "admin:test");
+    let q = codelink_analytics::query::Query {
+        from_ms: now - DAY,
+        to_ms: now + DAY,
+        tz: "UTC".into(),
+        codes: None,
+        owner: None,
+        now_ms: now,
+        hold_ms: 30 * DAY,
+    };
+    let ok = codelink_testkit::wait_until(Duration::from_secs(10), || {
+        let a = analytics.clone();
+        let q = q.clone();
+        async move {
+            a.summary(&q).await.is_ok_and(|s| {
+                s.signups == 250 && s.flagged_signups == 250 && s.earnings_held.is_empty()
+            })
+        }
+    })
+    .await;
+    assert!(ok, "{:?}", analytics.summary(&q).await);
+    tasks.stop(&analytics, Duration::from_secs(5)).await;
+}
+both!(a_ban_rejects_a_code_in_pages);
