@@ -1,5 +1,7 @@
-//! Conversions in, as one sequence: decide (attribution and earnings) → claim
-//! the event id in the live store → record the rows → the outcome per event.
+//! Conversions in, as one sequence: decide (attribution and earnings) → fraud
+//! checks (`crate::fraud`: a flagged conversion earns 0 and holds its
+//! earnings) → claim the event id in the live store → a flagged one into the
+//! review queue (`crate::review`) → record the rows → the outcome per event.
 //!
 //! Idempotent by event id: the first decision is claimed atomically (Redis Lua,
 //! or one redb transaction) before its row is recorded, and every later report
