@@ -16,7 +16,8 @@
 //! instances one wins and the other is told it came too late (409).
 
 use crate::error::Error;
-use crate::event::Conversion;
+use crate::event::{Conversion, ConversionKind};
+use crate::records::Refunded;
 use crate::service::Analytics;
 use serde::{Deserialize, Serialize};
 
@@ -240,16 +241,34 @@ impl Analytics {
     /// batch (one flush for a whole page of a ban); if it cannot take them,
     /// the decisions are undone and [`Error::NotStored`] returned.
     async fn record_decisions(&self, decided: &[(Review, Review)]) -> Result<(), Error> {
-        let adjustments: Vec<Adjustment> = decided
-            .iter()
-            .filter_map(|(_, after)| Adjustment::of(&after.conversion, after.status))
-            .collect();
-        if !adjustments.is_empty() && !self.recorder().record_adjustments(adjustments).await {
-            for (before, after) in decided.iter().rev() {
-                if let Err(e) = self.live().swap_review(after, before).await {
-                    tracing::error!(event_id = %after.conversion.event_id, error = %e, "a review decision could not be stored nor undone; it says decided but its adjustment was not recorded");
+        let mut adjustments = Vec::with_capacity(decided.len());
+        // Refunded totals moved for approved purchases: (purchase, before, after).
+        let mut settled: Vec<(String, Refunded, Refunded)> = Vec::new();
+        for (_, after) in decided {
+            let Some(mut a) = Adjustment::of(&after.conversion, after.status) else {
+                continue;
+            };
+            if after.status == ReviewStatus::Approved {
+                let found = match self.settle_refunds(&after.conversion).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        self.undo_decisions(decided, &settled).await;
+                        return Err(e);
+                    }
+                };
+                if let Some((before_totals, after_totals, share)) = found {
+                    a.earnings -= share;
+                    settled.push((
+                        after.conversion.event_id.clone(),
+                        before_totals,
+                        after_totals,
+                    ));
                 }
             }
+            adjustments.push(a);
+        }
+        if !adjustments.is_empty() && !self.recorder().record_adjustments(adjustments).await {
+            self.undo_decisions(decided, &settled).await;
             return Err(Error::NotStored);
         }
         for (_, after) in decided {
@@ -257,6 +276,69 @@ impl Analytics {
                 .decided(after.status == ReviewStatus::Approved);
         }
         Ok(())
+    }
+
+    /// Puts back what [`Analytics::record_decisions`] changed before it
+    /// failed: refunded totals, then the reviews (latest first).
+    async fn undo_decisions(
+        &self,
+        decided: &[(Review, Review)],
+        settled: &[(String, Refunded, Refunded)],
+    ) {
+        for (id, before, after) in settled.iter().rev() {
+            if let Err(e) = self.live().swap_refunded(id, *after, *before).await {
+                tracing::error!(event_id = %id, error = %e, "an approved purchase's refunded totals could not be put back");
+            }
+        }
+        for (before, after) in decided.iter().rev() {
+            if let Err(e) = self.live().swap_review(after, before).await {
+                tracing::error!(event_id = %after.conversion.event_id, error = %e, "a review decision could not be stored nor undone; it says decided but its adjustment was not recorded");
+            }
+        }
+    }
+
+    /// For an approved purchase refunded while it was pending (those refunds
+    /// clawed back nothing: it had earned nothing): the share of its held
+    /// earnings those refunds took, now counted as clawed back in its
+    /// refunded totals (a compare-and-set; a refund getting in between is
+    /// seen and the share computed again), so that the approval releases only
+    /// the rest and later refunds claw back as for any purchase. Returns the
+    /// totals before and after and the share; `None` when nothing was refunded.
+    async fn settle_refunds(
+        &self,
+        purchase: &Conversion,
+    ) -> Result<Option<(Refunded, Refunded, i64)>, Error> {
+        if purchase.kind != ConversionKind::Purchase {
+            return Ok(None);
+        }
+        let held = purchase.flagged.as_ref().map_or(0, |f| f.held);
+        let live = self.live();
+        for _ in 0..8 {
+            let before = live.refunded(&purchase.event_id).await?;
+            if before.amount == 0 {
+                return Ok(None);
+            }
+            // What a purchase credited `held` has clawed back at this refunded
+            // amount; refunds after the approval took their part themselves.
+            let target =
+                crate::ledger::clawback(held, purchase.amount, Refunded::default(), before.amount);
+            let share = (target - before.earnings).max(0);
+            let after = Refunded {
+                amount: before.amount,
+                earnings: before.earnings + share,
+            };
+            if share == 0
+                || live
+                    .swap_refunded(&purchase.event_id, before, after)
+                    .await?
+            {
+                return Ok(Some((before, after, share)));
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "the refunds of purchase '{}' kept changing while it was approved",
+            purchase.event_id
+        )))
     }
 
     /// Rejects every pending flagged conversion of `code` (the code was

@@ -911,3 +911,64 @@ async fn a_ban_rejects_a_code_in_pages(kind: Kind) {
     tasks.stop(&analytics, Duration::from_secs(5)).await;
 }
 both!(a_ban_rejects_a_code_in_pages);
+
+/// A purchase refunded while its review was pending (the refund clawed back
+/// nothing: it had earned nothing) releases on approval only the share not
+/// refunded, and a later refund claws back the rest: in all, what the same
+/// purchase would have earned unflagged.
+async fn an_approval_releases_only_what_was_not_refunded(kind: Kind) {
+    let (analytics, tasks, _dir, _redis) = open_analytics(kind).await;
+    let now = now_ms();
+    // Reported a second after its scan: too fast, flagged.
+    let scan = ScanId::from_parts(now - 1_000, 1, 1);
+    let mut p = purchase("p1", "c1", 10_000);
+    p.scan_token = Some(analytics.signer().token(scan, "spring", "yt"));
+    let out = analytics
+        .report_conversions(vec![p], now, terms)
+        .await
+        .unwrap();
+    let f = out[0].conversion.flagged.clone().unwrap();
+    assert_eq!((f.flags, f.held), (vec!["too_fast".to_string()], 1_000));
+    let out = analytics
+        .report_conversions(vec![refund("r1", None, Some("p1"), 5_000)], now, terms)
+        .await
+        .unwrap();
+    assert_eq!(out[0].conversion.earnings, 0, "nothing was credited yet");
+    analytics
+        .decide_review("p1", true, "", "admin:test", now)
+        .await
+        .unwrap();
+    let q = codelink_analytics::query::Query {
+        from_ms: now - DAY,
+        to_ms: now + DAY,
+        tz: "UTC".into(),
+        codes: None,
+        owner: None,
+        now_ms: now,
+        hold_ms: 30 * DAY,
+    };
+    let earned = |want: i128| {
+        let (a, q) = (analytics.clone(), q.clone());
+        async move {
+            codelink_testkit::wait_until(Duration::from_secs(10), || {
+                let (a, q) = (a.clone(), q.clone());
+                async move {
+                    a.summary(&q).await.is_ok_and(|s| {
+                        s.earnings_estimated.iter().map(|m| m.amount).sum::<i128>() == want
+                            && s.earnings_held.is_empty()
+                    })
+                }
+            })
+            .await
+        }
+    };
+    assert!(earned(500).await, "{:?}", analytics.summary(&q).await);
+    let out = analytics
+        .report_conversions(vec![refund("r2", None, Some("p1"), 5_000)], now, terms)
+        .await
+        .unwrap();
+    assert_eq!(out[0].conversion.earnings, -500);
+    assert!(earned(0).await, "{:?}", analytics.summary(&q).await);
+    tasks.stop(&analytics, Duration::from_secs(5)).await;
+}
+both!(an_approval_releases_only_what_was_not_refunded);

@@ -223,6 +223,20 @@ impl LiveStore {
         }
     }
 
+    /// Replaces a purchase's refunded totals `before` by `after`, only if
+    /// they are still `before` (else false, nothing written).
+    pub async fn swap_refunded(
+        &self,
+        purchase_event_id: &str,
+        before: Refunded,
+        after: Refunded,
+    ) -> Result<bool, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.swap_refunded(purchase_event_id, before, after).await,
+            LiveStore::Redis(s) => s.swap_refunded(purchase_event_id, before, after).await,
+        }
+    }
+
     /// The human scans of `code` (live counter).
     pub async fn human_scans(&self, code: &str) -> Result<u64, SinkError> {
         match self {

@@ -539,6 +539,17 @@ end
 return 1
 "#;
 
+/// Compare-and-set of a purchase's refunded totals: KEYS[1] must hold
+/// ARGV[1]/ARGV[2] (`amount`/`earnings`, absent = 0); it then holds
+/// ARGV[3]/ARGV[4], kept ARGV[5] seconds.
+const SWAP_REFUNDED: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'amount', 'earnings')
+if (cur[1] or '0') ~= ARGV[1] or (cur[2] or '0') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'amount', ARGV[3], 'earnings', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"#;
+
 /// Fraud counts and the review queue (see `crate::review`): `{p}:fraud:{key}`
 /// (one key per fixed window, expiring), `{p}:review:{event id}` (JSON) and
 /// the queues `{p}:reviews:{status}` and `{p}:reviews:{status}:{code}`
@@ -558,6 +569,25 @@ impl RedisCounters {
             .query_async(&mut conn)
             .await?;
         Ok(n)
+    }
+
+    pub async fn swap_refunded(
+        &self,
+        purchase_event_id: &str,
+        before: Refunded,
+        after: Refunded,
+    ) -> Result<bool, SinkError> {
+        let mut conn = self.conn.clone();
+        let swapped: i64 = redis::Script::new(SWAP_REFUNDED)
+            .key(self.refund_key(purchase_event_id))
+            .arg(before.amount)
+            .arg(before.earnings)
+            .arg(after.amount)
+            .arg(after.earnings)
+            .arg(VISITS_TTL_SECS)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(swapped == 1)
     }
 
     pub async fn human_scans(&self, code: &str) -> Result<u64, SinkError> {

@@ -3,7 +3,8 @@
 //! queue by status and code (`review_queue`). Each change is one redb
 //! transaction, so a decision's compare-and-set is atomic.
 
-use super::{err, EmbeddedSink, COUNTERS};
+use super::{err, read_refunded, EmbeddedSink, COUNTERS, REFUNDS};
+use crate::records::Refunded;
 use crate::review::{Review, ReviewStatus};
 use crate::sink::SinkError;
 use redb::{ReadableTable, TableDefinition};
@@ -189,6 +190,30 @@ impl EmbeddedSink {
                     for k in queue_keys(&after) {
                         queue.insert(k.as_str(), ()).map_err(err)?;
                     }
+                }
+                same
+            };
+            tx.commit().map_err(err)?;
+            Ok(swapped)
+        })
+        .await
+    }
+
+    pub async fn swap_refunded(
+        &self,
+        purchase_event_id: &str,
+        before: Refunded,
+        after: Refunded,
+    ) -> Result<bool, SinkError> {
+        let id = purchase_event_id.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(err)?;
+            let swapped = {
+                let mut refunds = tx.open_table(REFUNDS).map_err(err)?;
+                let same = read_refunded(&refunds, &id)? == before;
+                if same {
+                    let value = serde_json::to_vec(&after).map_err(err)?;
+                    refunds.insert(id.as_str(), value.as_slice()).map_err(err)?;
                 }
                 same
             };
