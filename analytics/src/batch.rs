@@ -4,6 +4,7 @@
 //! once recognises a replay and skips it.
 
 use crate::event::{Conversion, Scan};
+use crate::review::Adjustment;
 use foldhash::{HashMap, HashMapExt, HashSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,6 +24,10 @@ pub struct Batch {
     /// rows are keyed by event id, so writing one twice changes nothing.
     #[serde(default)]
     pub conversions: Vec<Conversion>,
+    /// Review decisions' changes to conversion cells (see `crate::review`):
+    /// each is made once, so it counts once per sink like the batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adjustments: Vec<Adjustment>,
 }
 
 impl Batch {
@@ -34,11 +39,12 @@ impl Batch {
                 .map_or(0, |d| d.as_millis() as u64),
             scans,
             conversions,
+            adjustments: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.scans.is_empty() && self.conversions.is_empty()
+        self.scans.is_empty() && self.conversions.is_empty() && self.adjustments.is_empty()
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Config {
     pub retain: Option<Duration>,
     /// How scans are judged beyond their user agent.
     pub verdicts: VerdictRules,
+    /// Thresholds of the fraud checks on conversions.
+    pub fraud: crate::fraud::FraudConfig,
 }
 
 /// The behaviour signals of [`crate::enrich`].
@@ -64,6 +66,7 @@ impl Config {
             hold: Duration::from_secs(30 * 86_400),
             retain: None,
             verdicts: VerdictRules::default(),
+            fraud: crate::fraud::FraudConfig::default(),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Conversions in, as one sequence: decide (attribution and earnings) → claim
-//! the event id in the live store → record the rows → the outcome per event.
+//! Conversions in, as one sequence: decide (attribution and earnings) → fraud
+//! checks (`crate::fraud`: a flagged conversion earns 0 and holds its
+//! earnings) → claim the event id in the live store → a flagged one into the
+//! review queue (`crate::review`) → record the rows → the outcome per event.
 //!
 //! Idempotent by event id: the first decision is claimed atomically (Redis Lua,
 //! or one redb transaction) before its row is recorded, and every later report
@@ -14,9 +16,11 @@
 //! conversion that was never stored.
 
 use crate::error::Error;
-use crate::event::Conversion;
+use crate::event::{Conversion, Flagged};
+use crate::fraud;
 use crate::ledger::{self, CodeTerms, DecideError, Reported};
 use crate::records::{Claim, ClaimRecord, RefundOf};
+use crate::review::{Review, ReviewStatus};
 use crate::service::Analytics;
 
 /// How often a refund is decided again when another refund of the same
@@ -96,18 +100,35 @@ impl Analytics {
                 if let Some(first) = live.claimed(&event.event_id).await? {
                     break repeat(first)?;
                 }
-                let decision = match ledger::decide(event.clone(), self.signer(), live, terms).await
-                {
-                    Ok(d) => d,
-                    Err(DecideError::Rejected { field, message }) => {
-                        return Err(Error::Rejected {
-                            index,
-                            field,
-                            message,
-                        })
-                    }
-                    Err(DecideError::Store(e)) => return Err(e.into()),
-                };
+                let mut decision =
+                    match ledger::decide(event.clone(), self.signer(), live, terms).await {
+                        Ok(d) => d,
+                        Err(DecideError::Rejected { field, message }) => {
+                            return Err(Error::Rejected {
+                                index,
+                                field,
+                                message,
+                            })
+                        }
+                        Err(DecideError::Store(e)) => return Err(e.into()),
+                    };
+                let flags = fraud::check(
+                    &self.config().fraud,
+                    &decision.conversion,
+                    event.ip_prefix.as_deref(),
+                    live,
+                    self.queries(),
+                    terms,
+                )
+                .await?;
+                if !flags.is_empty() {
+                    let c = &mut decision.conversion;
+                    c.flagged = Some(Flagged {
+                        flags,
+                        held: c.earnings,
+                    });
+                    c.earnings = 0;
+                }
                 let record = decision.record(fingerprint.clone());
                 let claim = live
                     .claim(
@@ -118,6 +139,9 @@ impl Analytics {
                     .await?;
                 match claim {
                     Claim::New => {
+                        if let Some(f) = &record.conversion.flagged {
+                            self.fraud_metrics().flagged(&f.flags);
+                        }
                         claimed.push((record.clone(), decision.refund));
                         break (record, false, decision.notes);
                     }
@@ -131,6 +155,16 @@ impl Analytics {
                     }
                 }
             };
+            if record.conversion.flagged.is_some() {
+                // Into the review queue before the row is recorded (only if
+                // absent: a repeat finds it there, or puts it back).
+                live.open_review(&Review {
+                    conversion: record.conversion.clone(),
+                    status: ReviewStatus::Pending,
+                    decisions: Vec::new(),
+                })
+                .await?;
+            }
             let ClaimRecord {
                 conversion,
                 purchase_event_id,
@@ -158,6 +192,15 @@ impl Analytics {
 /// answer), the latest first.
 async fn release(analytics: &Analytics, claimed: &[(ClaimRecord, Option<RefundOf>)]) {
     for (record, refund) in claimed.iter().rev() {
+        if record.conversion.flagged.is_some() {
+            if let Err(e) = analytics
+                .live()
+                .drop_review(&record.conversion.event_id)
+                .await
+            {
+                tracing::error!(event_id = %record.conversion.event_id, error = %e, "could not take a released conversion out of the review queue");
+            }
+        }
         if let Err(e) = analytics.live().release(record, refund.as_ref()).await {
             tracing::error!(event_id = %record.conversion.event_id, error = %e, "could not release a conversion claim; a retry will be answered as a duplicate");
         }

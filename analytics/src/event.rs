@@ -264,6 +264,22 @@ pub struct Conversion {
     /// rollups count it only when the first recording is known to be missing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repeat: bool,
+    /// Flagged by a fraud check at ingest (see `crate::fraud`): it earns
+    /// nothing (`earnings` is 0) until a review approves it, which releases
+    /// [`Flagged::held`]. The same in the claim, so a retry gets the same answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flagged: Option<Flagged>,
+}
+
+/// Why a conversion was flagged, and what it would have earned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flagged {
+    /// Reason slugs, in rule order: `velocity_visitor`, `velocity_ip`,
+    /// `scan_bot`, `scan_suspect`, `too_fast`, `multi_creator`,
+    /// `signups_exceed_scans`.
+    pub flags: Vec<String>,
+    /// The earnings held back (minor units of `earnings_currency`).
+    pub held: i64,
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix-millisecond time.

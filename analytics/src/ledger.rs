@@ -47,6 +47,9 @@ pub struct Reported {
     pub currency: String,
     /// For a refund: the event id of the purchase it refunds.
     pub purchase_event_id: Option<String>,
+    /// The customer's IP /24 (IPv6 /48) as the brand saw it at signup
+    /// (`enrich::anonymise`d: the full address is never kept).
+    pub ip_prefix: Option<String>,
 }
 
 impl Reported {
@@ -54,7 +57,7 @@ impl Reported {
     /// the event id with another fingerprint is a different event.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
-        let canonical = serde_json::json!([
+        let mut canonical = serde_json::json!([
             1,
             self.kind.as_str(),
             self.occurred_given.then_some(self.occurred_ms),
@@ -66,6 +69,11 @@ impl Reported {
             self.currency,
             self.purchase_event_id,
         ]);
+        // Appended only when given, so that events sent before it existed
+        // keep their fingerprints.
+        if let (Some(ip), Some(list)) = (&self.ip_prefix, canonical.as_array_mut()) {
+            list.push(serde_json::json!(ip));
+        }
         let digest = Sha256::digest(canonical.to_string().as_bytes());
         digest[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -264,6 +272,7 @@ pub async fn decide(
         earnings,
         earnings_currency,
         repeat: false,
+        flagged: None,
     };
     Ok(Decision {
         conversion,
@@ -340,7 +349,16 @@ async fn decide_refund(reported: Reported, live: &LiveStore) -> Result<Decision,
         ));
     }
     let after_amount = before.amount + reported.amount;
-    let clawback = clawback(p.earnings, p.amount, before, after_amount);
+    // A flagged purchase earned nothing unless a review approved it (then
+    // what it held was released).
+    let credited = match &p.flagged {
+        None => p.earnings,
+        Some(f) => match live.review(&p.event_id).await? {
+            Some(r) if r.status == crate::review::ReviewStatus::Approved => f.held,
+            _ => 0,
+        },
+    };
+    let clawback = clawback(credited, p.amount, before, after_amount);
     let mut notes = Vec::new();
     if reported.scan_token.is_some() || reported.code.is_some() {
         notes.push(format!(
@@ -376,6 +394,7 @@ async fn decide_refund(reported: Reported, live: &LiveStore) -> Result<Decision,
         earnings: -clawback,
         earnings_currency: p.earnings_currency.clone(),
         repeat: false,
+        flagged: None,
     };
     Ok(Decision {
         conversion,
@@ -510,6 +529,7 @@ mod tests {
             amount: 5,
             currency: String::new(),
             purchase_event_id: None,
+            ip_prefix: None,
         };
         let mut later = r.clone();
         (later.occurred_ms, later.received_ms) = (9_000, 9_000);

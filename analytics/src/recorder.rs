@@ -23,6 +23,7 @@
 use crate::batch::Batch;
 use crate::enrich::Enricher;
 use crate::event::{Conversion, RawScan};
+use crate::review::Adjustment;
 use crate::sink::{Sink, SinkKind};
 use crate::spool::{Spool, SpoolError};
 use std::fmt::Write as _;
@@ -144,6 +145,8 @@ const REPLAY_STEP: usize = 16;
 enum Control {
     /// Conversions to store; answer once they are written or spooled.
     Conversions(Vec<Conversion>, oneshot::Sender<bool>),
+    /// Review adjustments to store; answered like conversions.
+    Adjustments(Vec<Adjustment>, oneshot::Sender<bool>),
     /// Drain the queue, cut a last batch, and end the tasks.
     Stop,
 }
@@ -306,6 +309,21 @@ impl Recorder {
         matches!(tokio::time::timeout(ACK_TIMEOUT, rx).await, Ok(Ok(true)))
     }
 
+    /// Carries review adjustments through the sinks like conversions (see
+    /// [`Recorder::record_conversions`]).
+    pub async fn record_adjustments(&self, adjustments: Vec<Adjustment>) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .control
+            .send(Control::Adjustments(adjustments, tx))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        matches!(tokio::time::timeout(ACK_TIMEOUT, rx).await, Ok(Ok(true)))
+    }
+
     pub fn metrics(&self) -> &RecorderMetrics {
         &self.metrics
     }
@@ -356,13 +374,14 @@ type WorkerTx = mpsc::Sender<(Arc<Batch>, Option<oneshot::Sender<bool>>)>;
 struct Pending {
     scans: Vec<crate::event::Scan>,
     conversions: Vec<Conversion>,
+    adjustments: Vec<Adjustment>,
     /// Told once the batch holding these items is written or spooled by every sink.
     waiting: Vec<oneshot::Sender<bool>>,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.scans.len() + self.conversions.len()
+        self.scans.len() + self.conversions.len() + self.adjustments.len()
     }
 }
 
@@ -377,6 +396,7 @@ async fn batcher(
     let mut pending = Pending {
         scans: Vec::with_capacity(config.batch_max.min(4096)),
         conversions: Vec::new(),
+        adjustments: Vec::new(),
         waiting: Vec::new(),
     };
     let mut tick = tokio::time::interval(config.flush_interval);
@@ -395,6 +415,10 @@ async fn batcher(
                 Control::Conversions(conversions, done) => {
                     // Cut with the next tick: conversions ride along with scans.
                     pending.conversions.extend(conversions);
+                    pending.waiting.push(done);
+                }
+                Control::Adjustments(adjustments, done) => {
+                    pending.adjustments.extend(adjustments);
                     pending.waiting.push(done);
                 }
                 Control::Stop => {
@@ -465,10 +489,11 @@ async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetr
     // The next batch is likely about this size: reserving it up front spares
     // the copies of a vector that doubles its way up to tens of thousands.
     let next = pending.scans.len() + pending.scans.len() / 4;
-    let batch = Batch::new(
+    let mut batch = Batch::new(
         std::mem::replace(&mut pending.scans, Vec::with_capacity(next)),
         std::mem::take(&mut pending.conversions),
     );
+    batch.adjustments = std::mem::take(&mut pending.adjustments);
     if batch.is_empty() {
         for done in waiting {
             let _ = done.send(true);

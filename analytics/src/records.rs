@@ -148,6 +148,7 @@ mod tests {
             earnings: 5_000,
             earnings_currency: "EUR".into(),
             repeat: false,
+            flagged: None,
         };
         let older = serde_json::to_vec(&c).unwrap();
         let read: ClaimRecord = serde_json::from_slice(&older).unwrap();

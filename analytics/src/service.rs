@@ -54,6 +54,7 @@ struct Inner {
     migrating: Arc<AtomicU64>,
     /// ClickHouse rows without rollups exist (`codelink migrate` builds them).
     backfill_pending: Arc<AtomicBool>,
+    fraud: crate::fraud::FraudMetrics,
 }
 
 /// The background work [`Analytics::open`] started; [`AnalyticsTasks::stop`]
@@ -148,6 +149,7 @@ impl Analytics {
                 .as_ref()
                 .map_or_else(Default::default, |b| b.pending.clone()),
             config,
+            fraud: Default::default(),
         };
         let analytics = Self {
             inner: Arc::new(inner),
@@ -180,6 +182,10 @@ impl Analytics {
 
     pub(crate) fn recorder(&self) -> &Recorder {
         &self.inner.recorder
+    }
+
+    pub(crate) fn queries(&self) -> &Backend {
+        &self.inner.queries
     }
 
     pub(crate) fn live(&self) -> &LiveStore {
@@ -224,6 +230,11 @@ impl Analytics {
     pub fn render_metrics(&self, out: &mut String) {
         let r = &self.inner.recorder;
         r.metrics().render(out, r.sinks());
+        self.inner.fraud.render(out);
+    }
+
+    pub(crate) fn fraud_metrics(&self) -> &crate::fraud::FraudMetrics {
+        &self.inner.fraud
     }
 
     /// Runs one analytics query under the limits: at most `max_concurrent` at

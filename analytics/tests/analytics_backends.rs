@@ -16,11 +16,12 @@
 mod plain;
 
 use codelink_analytics::batch::Batch;
-use codelink_analytics::event::{Conversion, ConversionKind, Rule, Scan};
+use codelink_analytics::event::{Conversion, ConversionKind, Flagged, Rule, Scan};
 use codelink_analytics::query::{
     effective_range, Backend, BreakdownRow, Bucket, CodeRow, Dimension, Funnel, Interval, Money,
     Query, Summary, TopMetric, TopRow,
 };
+use codelink_analytics::review::{Adjustment, ReviewStatus};
 use codelink_analytics::sink::{ClickHouseConfig, ClickHouseEvents, EmbeddedSink};
 use codelink_analytics::ScanId;
 use codelink_testkit::ClickHouseServer;
@@ -70,7 +71,13 @@ const CODES: [&str; 3] = ["alice10", "bob", "carol-x"];
 
 struct Data {
     scans: Vec<Scan>,
+    /// The conversions as reviews left them (what the answers must show:
+    /// see [`Rows`]).
     conversions: Vec<Conversion>,
+    /// The conversions as decided at ingest and written (flagged ones earn 0).
+    stored: Vec<Conversion>,
+    /// The review decisions' changes, written after the conversions.
+    adjustments: Vec<Adjustment>,
 }
 
 impl Rows for Data {
@@ -267,9 +274,56 @@ fn generate() -> Data {
             earnings,
             earnings_currency: earnings_currency.to_string(),
             repeat: false,
+            flagged: None,
         });
     }
-    Data { scans, conversions }
+    // Fraud checks flag some attributed signups and purchases (they earn 0,
+    // holding their earnings); reviews approve a third of them, reject a
+    // third and leave the rest pending.
+    let mut stored = conversions;
+    let mut reviewed = Vec::new();
+    let mut adjustments = Vec::new();
+    let mut flagged = 0;
+    for c in &mut stored {
+        if c.code.is_empty() || c.kind == ConversionKind::Refund || rng.below(6) != 0 {
+            reviewed.push(c.clone());
+            continue;
+        }
+        c.flagged = Some(Flagged {
+            flags: vec!["too_fast".into()],
+            held: c.earnings,
+        });
+        c.earnings = 0;
+        let status = match flagged % 3 {
+            0 => ReviewStatus::Approved,
+            1 => ReviewStatus::Rejected,
+            _ => ReviewStatus::Pending,
+        };
+        flagged += 1;
+        adjustments.extend(Adjustment::of(c, status));
+        let held = c.flagged.as_ref().unwrap().held;
+        reviewed.push(match status {
+            ReviewStatus::Approved => Conversion {
+                earnings: held,
+                flagged: None,
+                ..c.clone()
+            },
+            ReviewStatus::Rejected => Conversion {
+                flagged: Some(Flagged {
+                    flags: vec!["too_fast".into()],
+                    held: 0,
+                }),
+                ..c.clone()
+            },
+            ReviewStatus::Pending => c.clone(),
+        });
+    }
+    Data {
+        scans,
+        conversions: reviewed,
+        stored,
+        adjustments,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -283,6 +337,8 @@ fn expected_funnel(d: &Data, q: &Query) -> Funnel {
         unique_scanners_exact: s.unique_scanners_exact,
         signups: s.signups,
         purchases: s.purchases,
+        flagged_signups: s.flagged_signups,
+        flagged_purchases: s.flagged_purchases,
     }
 }
 
@@ -484,7 +540,7 @@ fn expected_recent(d: &Data, code: &str, owner: Option<&str>, limit: usize) -> V
         return Vec::new();
     }
     let mut out: Vec<Conversion> = d
-        .conversions
+        .stored
         .iter()
         .filter(|c| c.code == code && owner.is_none_or(|o| c.owner == o))
         .cloned()
@@ -596,6 +652,20 @@ async fn check(backends: &[(&str, &Backend)], d: &Data, name: &str, q: &Query) {
             (funnel.scans, funnel.signups, funnel.purchases),
             "{ctx}: funnel"
         );
+        assert_eq!(
+            (f.flagged_signups, f.flagged_purchases),
+            (funnel.flagged_signups, funnel.flagged_purchases),
+            "{ctx}: funnel, flagged"
+        );
+        let clean = f.clone().excluding_flagged();
+        assert_eq!(
+            (clean.signups, clean.purchases),
+            (
+                funnel.signups - funnel.flagged_signups,
+                funnel.purchases - funnel.flagged_purchases
+            ),
+            "{ctx}: funnel without flagged conversions"
+        );
         for interval in [Interval::Hour, Interval::Day] {
             let expected = expected_timeseries(d, q, interval);
             let actual = a.timeseries(q, interval).await.unwrap();
@@ -688,8 +758,7 @@ fn writes(d: &Data) -> Vec<Batch> {
             out.push(b);
         }
     }
-    let (lost, kept): (Vec<&Conversion>, Vec<&Conversion>) =
-        d.conversions.iter().partition(|c| lost(c));
+    let (lost, kept): (Vec<&Conversion>, Vec<&Conversion>) = d.stored.iter().partition(|c| lost(c));
     let kept: Vec<Conversion> = kept.into_iter().cloned().collect();
     for i in 0..3 {
         let b = Batch::new(Vec::new(), kept[part(kept.len(), i, 3)].to_vec());
@@ -709,6 +778,20 @@ fn writes(d: &Data) -> Vec<Batch> {
         })
         .collect();
     out.push(Batch::new(Vec::new(), repeats));
+    // Review adjustments in two batches, the first replayed (spool): each
+    // counts once.
+    let half = d.adjustments.len() / 2;
+    for (i, part) in [&d.adjustments[..half], &d.adjustments[half..]]
+        .into_iter()
+        .enumerate()
+    {
+        let mut b = Batch::new(Vec::new(), Vec::new());
+        b.adjustments = part.to_vec();
+        out.push(b.clone());
+        if i == 0 {
+            out.push(b);
+        }
+    }
     out
 }
 
@@ -779,6 +862,13 @@ async fn both_backends_answer_like_plain_loops() {
     assert!(!s.earnings_estimated.is_empty() && !s.earnings_confirmed.is_empty());
     assert!(s.median_scan_to_signup_secs.is_some());
     assert!(data.conversions.iter().any(|c| c.code.is_empty()));
+    // Reviews moved the numbers: some earnings held, some released, some
+    // flagged conversions still counted as such.
+    assert!(data.adjustments.len() > 10, "{}", data.adjustments.len());
+    assert!(
+        !s.earnings_held.is_empty() && s.flagged_signups > 0 && s.flagged_purchases > 0,
+        "{s:?}"
+    );
 
     check(&backends, &data, "everything, UTC", &all).await;
     let oct = (OCT21, OCT21 + 10 * DAY);
@@ -1128,6 +1218,7 @@ fn small_conversion(
         earnings,
         earnings_currency: earnings_currency.into(),
         repeat: false,
+        flagged: None,
     }
 }
 
@@ -1185,6 +1276,7 @@ async fn code_rows_and_recent_conversions_on_both_backends() {
             Vec::new(),
             vec![Conversion {
                 repeat: true,
+                flagged: None,
                 ..a2.clone()
             }],
         ),

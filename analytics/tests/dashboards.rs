@@ -199,6 +199,7 @@ fn conversion(
         earnings,
         earnings_currency: currency.into(),
         repeat: false,
+        flagged: None,
     }
 }
 

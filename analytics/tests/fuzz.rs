@@ -283,12 +283,15 @@ fn conversion_block() -> impl Strategy<Value = ConversionBlock> {
             0..Dim::ALL.len(),
             (short_text(), short_text(), kind(), short_text()),
             (0u64..5, any::<i64>(), any::<i64>(), histogram()),
+            (any::<i64>(), any::<i64>()),
         ),
         0..5,
     )
     .prop_map(|cells| {
         let mut block = ConversionBlock::default();
-        for (dim, (value, owner, kind, currency), (n, amount, earnings, delays)) in cells {
+        for (dim, (value, owner, kind, currency), (n, amount, earnings, delays), (flagged, held)) in
+            cells
+        {
             block.cells.insert(
                 ConversionCellKey {
                     dim: Dim::ALL[dim],
@@ -303,6 +306,8 @@ fn conversion_block() -> impl Strategy<Value = ConversionBlock> {
                     amount: i128::from(amount),
                     earnings: i128::from(earnings),
                     delays,
+                    flagged,
+                    held: i128::from(held),
                 },
             );
         }
@@ -553,6 +558,7 @@ fn conversion(event_id: String, amount: i64) -> Conversion {
         earnings: amount / 10,
         earnings_currency: "EUR".into(),
         repeat: false,
+        flagged: None,
     }
 }
 

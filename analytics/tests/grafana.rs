@@ -216,6 +216,7 @@ fn to_conversion(c: &C) -> Conversion {
         earnings: c.5,
         earnings_currency: c.6.into(),
         repeat: false,
+        flagged: None,
     }
 }
 

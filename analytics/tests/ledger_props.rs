@@ -203,6 +203,7 @@ fn reported(i: usize, op: &Op, now: u64) -> Reported {
         amount: 0,
         currency: String::new(),
         purchase_event_id: None,
+        ip_prefix: None,
     };
     match *op {
         Op::Signup { coded } => r.code = coded.then(|| "spring".into()),
@@ -599,6 +600,7 @@ fn data() -> impl Strategy<Value = Data> {
                             "EUR".into()
                         },
                         repeat: false,
+                        flagged: None,
                     }
                 })
                 .collect();

@@ -5,9 +5,11 @@
 
 use codelink_analytics::batch::Batch;
 use codelink_analytics::config::{Config, RecorderSettings, RedisConfig};
+use codelink_analytics::event::Flagged;
 use codelink_analytics::event::{Conversion, ConversionKind, RawScan, Rule, Scan, Source};
 use codelink_analytics::ledger::{CodeTerms, Reported};
 use codelink_analytics::records::{Claim, ClaimRecord, CustomerLink, RefundOf, Refunded};
+use codelink_analytics::review::{Review, ReviewDecision, ReviewStatus};
 use codelink_analytics::sink::{EmbeddedSink, LiveStore, RedisCounters, Sink};
 use codelink_analytics::{Analytics, Error, ScanId};
 use codelink_shared::CommissionPlan;
@@ -187,6 +189,7 @@ fn conversion(event_id: &str, code: &str, earnings: i64) -> Conversion {
         earnings,
         earnings_currency: "EUR".into(),
         repeat: false,
+        flagged: None,
     }
 }
 
@@ -275,6 +278,7 @@ fn reported(event_id: &str, kind: ConversionKind) -> Reported {
         amount: 0,
         currency: String::new(),
         purchase_event_id: None,
+        ip_prefix: None,
     }
 }
 
@@ -729,3 +733,244 @@ async fn event_ids_are_idempotency_keys(kind: Kind) {
     tasks.stop(&analytics, Duration::from_secs(5)).await;
 }
 both!(event_ids_are_idempotency_keys);
+
+fn pending(event_id: &str, code: &str, received_ms: u64) -> Review {
+    let mut c = conversion(event_id, code, 0);
+    c.received_ms = received_ms;
+    c.flagged = Some(Flagged {
+        flags: vec!["too_fast".into()],
+        held: 200,
+    });
+    Review {
+        conversion: c,
+        status: ReviewStatus::Pending,
+        decisions: Vec::new(),
+    }
+}
+
+/// The review queue: put in once, paged newest first per status and code,
+/// a decision is a compare-and-set (a stale one changes nothing), and a
+/// released claim's untouched review goes. Fixed-window counts restart with
+/// each window.
+async fn reviews_are_a_queue_with_compare_and_set(kind: Kind) {
+    let f = fixture(kind);
+    let live = &f.live;
+    for (i, code) in ["spring", "autumn", "spring", "spring"].iter().enumerate() {
+        live.open_review(&pending(&format!("r{i}"), code, 1_000 + i as u64))
+            .await
+            .unwrap();
+    }
+    // Again: nothing changes (a brand's retry).
+    live.open_review(&pending("r0", "spring", 9_999))
+        .await
+        .unwrap();
+    let ids = |rs: Vec<Review>| -> Vec<String> {
+        rs.into_iter().map(|r| r.conversion.event_id).collect()
+    };
+    let all = live
+        .reviews(ReviewStatus::Pending, None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(all.clone()), ["r3", "r2", "r1", "r0"]);
+    let page = live
+        .reviews(ReviewStatus::Pending, Some("spring"), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(page.clone()), ["r3", "r2"]);
+    let rest = live
+        .reviews(
+            ReviewStatus::Pending,
+            Some("spring"),
+            Some(&page[1].position()),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(rest), ["r0"]);
+
+    let before = live.review("r2").await.unwrap().unwrap();
+    let mut after = before.clone();
+    after.status = ReviewStatus::Approved;
+    after.decisions.push(ReviewDecision {
+        decision: "approve".into(),
+        note: String::new(),
+        by: "admin:k1".into(),
+        at_ms: 5,
+    });
+    assert!(live.swap_review(&before, &after).await.unwrap());
+    assert!(
+        !live.swap_review(&before, &after).await.unwrap(),
+        "a decision on what is no longer there changes nothing"
+    );
+    assert_eq!(live.review("r2").await.unwrap(), Some(after));
+    assert_eq!(
+        ids(live
+            .reviews(ReviewStatus::Pending, Some("spring"), None, 10)
+            .await
+            .unwrap()),
+        ["r3", "r0"]
+    );
+    assert_eq!(
+        ids(live
+            .reviews(ReviewStatus::Approved, None, None, 10)
+            .await
+            .unwrap()),
+        ["r2"]
+    );
+    // A released claim takes its untouched review out; a decided one stays.
+    live.drop_review("r3").await.unwrap();
+    live.drop_review("r2").await.unwrap();
+    assert_eq!(live.review("r3").await.unwrap(), None);
+    assert!(live.review("r2").await.unwrap().is_some());
+    assert_eq!(
+        ids(live
+            .reviews(ReviewStatus::Pending, None, None, 10)
+            .await
+            .unwrap()),
+        ["r1", "r0"]
+    );
+
+    // Fixed windows of 1000 ms; window 0: for ever.
+    assert_eq!(live.bump("v:x", 1000, 10_100).await.unwrap(), 1);
+    assert_eq!(live.bump("v:x", 1000, 10_900).await.unwrap(), 2);
+    assert_eq!(live.bump("v:x", 1000, 11_000).await.unwrap(), 1);
+    assert_eq!(live.bump("v:y", 1000, 11_000).await.unwrap(), 1);
+    assert_eq!(live.bump("s:spring", 0, 1).await.unwrap(), 1);
+    assert_eq!(live.bump("s:spring", 0, 99_999_999).await.unwrap(), 2);
+}
+both!(reviews_are_a_queue_with_compare_and_set);
+
+/// A ban rejects every pending flagged conversion of a code, a page of the
+/// queue at a time with one recorder batch per page (not one flush per
+/// conversion), and the numbers follow: nothing held, all still flagged.
+async fn a_ban_rejects_a_code_in_pages(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = matches!(kind, Kind::Redis).then(RedisServer::start);
+    let mut config = Config::embedded(dir.path(), b"conformance-secret");
+    config.redis = redis.as_ref().map(|r| RedisConfig {
+        url: r.url(),
+        prefix: "ban".into(),
+    });
+    // Every signup of a code nobody scanned is flagged.
+    config.fraud.min_signups = 1;
+    config.fraud.signups_per_human_scan = 1;
+    let (analytics, tasks) = Analytics::open(config).await.unwrap();
+    let now = now_ms();
+    for part in 0..3 {
+        let events: Vec<Reported> = (0..100)
+            .filter(|i| part * 100 + i < 250)
+            .map(|i| {
+                let mut s = reported(&format!("s{part}-{i}"), ConversionKind::Signup);
+                s.code = Some("spring".into());
+                s
+            })
+            .collect();
+        let out = analytics
+            .report_conversions(events, now, terms)
+            .await
+            .unwrap();
+        assert!(out.iter().all(|o| o.conversion.flagged.is_some()));
+    }
+    let started = std::time::Instant::now();
+    let rejected = analytics
+        .reject_code_reviews("spring", "banned", "admin:test", now)
+        .await
+        .unwrap();
+    assert_eq!(rejected, 250);
+    // Two pages, a flush (1 s by default) each.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let page = analytics
+        .reviews(ReviewStatus::Rejected, Some("spring"), None, 200)
+        .await
+        .unwrap();
+    assert_eq!(page.reviews.len(), 200);
+    assert!(page.next.is_some());
+    assert_eq!(page.reviews[0].decisions[0].by, "admin:test");
+    let q = codelink_analytics::query::Query {
+        from_ms: now - DAY,
+        to_ms: now + DAY,
+        tz: "UTC".into(),
+        codes: None,
+        owner: None,
+        now_ms: now,
+        hold_ms: 30 * DAY,
+    };
+    let ok = codelink_testkit::wait_until(Duration::from_secs(10), || {
+        let a = analytics.clone();
+        let q = q.clone();
+        async move {
+            a.summary(&q).await.is_ok_and(|s| {
+                s.signups == 250 && s.flagged_signups == 250 && s.earnings_held.is_empty()
+            })
+        }
+    })
+    .await;
+    assert!(ok, "{:?}", analytics.summary(&q).await);
+    tasks.stop(&analytics, Duration::from_secs(5)).await;
+}
+both!(a_ban_rejects_a_code_in_pages);
+
+/// A purchase refunded while its review was pending (the refund clawed back
+/// nothing: it had earned nothing) releases on approval only the share not
+/// refunded, and a later refund claws back the rest: in all, what the same
+/// purchase would have earned unflagged.
+async fn an_approval_releases_only_what_was_not_refunded(kind: Kind) {
+    let (analytics, tasks, _dir, _redis) = open_analytics(kind).await;
+    let now = now_ms();
+    // Reported a second after its scan: too fast, flagged.
+    let scan = ScanId::from_parts(now - 1_000, 1, 1);
+    let mut p = purchase("p1", "c1", 10_000);
+    p.scan_token = Some(analytics.signer().token(scan, "spring", "yt"));
+    let out = analytics
+        .report_conversions(vec![p], now, terms)
+        .await
+        .unwrap();
+    let f = out[0].conversion.flagged.clone().unwrap();
+    assert_eq!((f.flags, f.held), (vec!["too_fast".to_string()], 1_000));
+    let out = analytics
+        .report_conversions(vec![refund("r1", None, Some("p1"), 5_000)], now, terms)
+        .await
+        .unwrap();
+    assert_eq!(out[0].conversion.earnings, 0, "nothing was credited yet");
+    analytics
+        .decide_review("p1", true, "", "admin:test", now)
+        .await
+        .unwrap();
+    let q = codelink_analytics::query::Query {
+        from_ms: now - DAY,
+        to_ms: now + DAY,
+        tz: "UTC".into(),
+        codes: None,
+        owner: None,
+        now_ms: now,
+        hold_ms: 30 * DAY,
+    };
+    let earned = |want: i128| {
+        let (a, q) = (analytics.clone(), q.clone());
+        async move {
+            codelink_testkit::wait_until(Duration::from_secs(10), || {
+                let (a, q) = (a.clone(), q.clone());
+                async move {
+                    a.summary(&q).await.is_ok_and(|s| {
+                        s.earnings_estimated.iter().map(|m| m.amount).sum::<i128>() == want
+                            && s.earnings_held.is_empty()
+                    })
+                }
+            })
+            .await
+        }
+    };
+    assert!(earned(500).await, "{:?}", analytics.summary(&q).await);
+    let out = analytics
+        .report_conversions(vec![refund("r2", None, Some("p1"), 5_000)], now, terms)
+        .await
+        .unwrap();
+    assert_eq!(out[0].conversion.earnings, -500);
+    assert!(earned(0).await, "{:?}", analytics.summary(&q).await);
+    tasks.stop(&analytics, Duration::from_secs(5)).await;
+}
+both!(an_approval_releases_only_what_was_not_refunded);

@@ -79,6 +79,7 @@ fn data() -> (Vec<Scan>, Vec<Conversion>) {
                 },
                 earnings_currency: "EUR".into(),
                 repeat: false,
+                flagged: None,
             }
         })
         .collect();
@@ -473,4 +474,128 @@ async fn a_scan_rollup_without_suspects_is_brought_up_to_date() {
         (5, 1, 2, 2),
         "{s:?}"
     );
+}
+
+/// The conversion rollup input and view as the version before reviews
+/// created them (no flagged / held).
+const PRE_REVIEW_INPUT: [&str; 2] = [
+    "CREATE TABLE {db}.conversion_rollup_input (scope String, grain UInt8, dim UInt8, \
+     bucket DateTime, value String, owner String, kind String, currency String, \
+     earnings_currency String, n_conversions UInt64, amount_sum Decimal(38, 0), \
+     earnings_sum Decimal(38, 0), delay_bins Array(UInt16), delay_counts Array(UInt64)) \
+     ENGINE = Null",
+    "CREATE MATERIALIZED VIEW {db}.conversion_rollup_mv TO {db}.conversion_rollup AS \
+     SELECT scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency, \
+     sumState(n_conversions) AS n, sumState(amount_sum) AS amount, \
+     sumState(earnings_sum) AS earnings, sumMapState(delay_bins, delay_counts) AS delays \
+     FROM {db}.conversion_rollup_input \
+     GROUP BY scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency",
+];
+
+/// Tables of the version before reviews get the new columns (only where
+/// `system.columns` lacks them) and a recreated input table and view; cells
+/// written before read as not flagged, holding nothing, and new ones count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_tables_from_before_reviews_are_upgraded() {
+    let server = ClickHouseServer::start();
+    let db = "prereview";
+    let events = ClickHouseEvents::new(&clickhouse(&server, db));
+    events.migrate().await.unwrap();
+    // Back to the previous version's tables.
+    for sql in [
+        "DROP TABLE {db}.conversion_rollup_mv",
+        "DROP TABLE {db}.conversion_rollup_input",
+        "ALTER TABLE {db}.conversion_rollup DROP COLUMN flagged",
+        "ALTER TABLE {db}.conversion_rollup DROP COLUMN held",
+        "ALTER TABLE {db}.conversions DROP COLUMN held",
+        "ALTER TABLE {db}.conversions DROP COLUMN flags",
+    ]
+    .into_iter()
+    .chain(PRE_REVIEW_INPUT)
+    {
+        server.query(&sql.replace("{db}", db));
+    }
+    // A cell the previous version wrote: one signup earning 200.
+    server.query(&format!(
+        "INSERT INTO {db}.conversion_rollup_input (scope, grain, dim, bucket, value, owner, \
+         kind, currency, earnings_currency, n_conversions, amount_sum, earnings_sum, \
+         delay_bins, delay_counts) VALUES ('beta', 2, 0, toDateTime({}), '', 'bob', 'signup', \
+         '', 'EUR', 1, 0, 200, [], [])",
+        T0 / 1000
+    ));
+    // This version's start-up, twice (the second finds everything in place).
+    let events = ClickHouseEvents::new(&clickhouse(&server, db));
+    events.migrate().await.unwrap();
+    events.migrate().await.unwrap();
+    let columns = server.query(&format!(
+        "SELECT table, name FROM system.columns WHERE database = '{db}' \
+         AND name IN ('flagged', 'held', 'flags', 'flagged_sum', 'held_sum') ORDER BY table, name"
+    ));
+    assert_eq!(
+        columns.split_whitespace().collect::<Vec<_>>(),
+        [
+            "conversion_rollup",
+            "flagged",
+            "conversion_rollup",
+            "held",
+            "conversion_rollup_input",
+            "flagged_sum",
+            "conversion_rollup_input",
+            "held_sum",
+            // The view was recreated with them.
+            "conversion_rollup_mv",
+            "flagged",
+            "conversion_rollup_mv",
+            "held",
+            "conversions",
+            "flags",
+            "conversions",
+            "held",
+        ]
+    );
+    // A flagged signup written now (it holds 200 and earns nothing).
+    let flagged = Conversion {
+        event_id: "f1".into(),
+        kind: ConversionKind::Signup,
+        occurred_ms: T0 + HOUR,
+        received_ms: T0 + HOUR,
+        code: "beta".into(),
+        owner: "bob".into(),
+        channel: String::new(),
+        scan_id: String::new(),
+        scan_ms: 0,
+        visitor_id: String::new(),
+        customer_id: "c1".into(),
+        amount: 0,
+        currency: String::new(),
+        rule: Rule::CodeOnly,
+        earnings: 0,
+        earnings_currency: "EUR".into(),
+        repeat: false,
+        flagged: Some(codelink_analytics::event::Flagged {
+            flags: vec!["velocity_ip".into()],
+            held: 200,
+        }),
+    };
+    events
+        .write(&Batch::new(Vec::new(), vec![flagged.clone()]))
+        .await
+        .unwrap();
+    let backend = Backend::from(events);
+    let q = Query {
+        from_ms: T0 - 24 * HOUR,
+        to_ms: T0 + 48 * HOUR,
+        tz: "UTC".into(),
+        codes: Some(vec!["beta".into()]),
+        owner: None,
+        now_ms: T0 + 2 * HOUR,
+        hold_ms: 30 * 24 * HOUR,
+    };
+    let s = backend.summary(&q).await.unwrap();
+    assert_eq!((s.signups, s.flagged_signups), (2, 1), "{s:?}");
+    assert_eq!(s.earnings_estimated[0].amount, 200, "{s:?}");
+    assert_eq!(s.earnings_held[0].amount, 200, "{s:?}");
+    // The row keeps its reasons.
+    let rows = backend.recent_conversions("beta", None, 10).await.unwrap();
+    assert_eq!(rows, vec![flagged]);
 }

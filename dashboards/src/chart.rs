@@ -173,6 +173,6 @@ mod tests {
             svg.contains("<rect class=\"b\" x=\"1\" width=\"8\" y=\"20.00\" height=\"20.00\"/>")
         );
         assert!(svg.contains("b&lt;: 0 human"));
-        assert!(svg.contains("3 human and 1 bot scans"));
+        assert!(svg.contains("3 human scans and 1 bot or suspect hits"));
     }
 }

@@ -139,6 +139,7 @@ pub fn page(frame: &Frame, body: &str) -> String {
         links.push(("funnel", "/ui/funnel", "Funnel"));
         if *who == Principal::Admin {
             links.push(("keys", "/ui/keys", "Keys"));
+            links.push(("reviews", "/ui/reviews", "Reviews"));
         }
         out.push_str("<nav aria-label=\"Main\"><ul>");
         for (id, href, label) in links {

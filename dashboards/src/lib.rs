@@ -279,6 +279,7 @@ impl Dashboards {
                 ["codes", code, "enabled"] => pages::edit::set_enabled(&ctx, code, &form).await,
                 ["keys"] => pages::keys::issue(&ctx, &form).await,
                 ["keys", id, "revoke"] => pages::keys::revoke(&ctx, id).await,
+                ["reviews"] => pages::reviews::decide(&ctx, &form).await,
                 _ => pages::not_found(Some(&ctx)),
             };
         }
@@ -300,6 +301,7 @@ impl Dashboards {
             ["funnel"] => pages::funnel::show(&ctx).await,
             ["export"] => pages::export::csv(&ctx).await,
             ["keys"] => pages::keys::list(&ctx).await,
+            ["reviews"] => pages::reviews::list(&ctx).await,
             _ => pages::not_found(Some(&ctx)),
         }
     }

@@ -196,6 +196,44 @@ pub struct Config {
     /// Console pages per second and address (burst: 4× as many; past it: 429).
     #[arg(long, env = "CODELINK_UI_PAGES_PER_SECOND", default_value_t = 10)]
     pub ui_pages_per_second: u32,
+
+    /// Fraud check: more signups than this by one visitor id within
+    /// --fraud-window-secs are flagged `velocity_visitor` (0: off).
+    #[arg(long, env = "CODELINK_FRAUD_VISITOR_SIGNUPS", default_value_t = 3)]
+    pub fraud_visitor_signups: u64,
+
+    /// Fraud check: more signups than this from one IP /24 (IPv6 /48) within
+    /// --fraud-window-secs are flagged `velocity_ip` (0: off).
+    #[arg(long, env = "CODELINK_FRAUD_IP_SIGNUPS", default_value_t = 20)]
+    pub fraud_ip_signups: u64,
+
+    /// The fixed window signups are counted in for velocity (seconds).
+    #[arg(long, env = "CODELINK_FRAUD_WINDOW_SECS", default_value_t = 3600)]
+    pub fraud_window_secs: u64,
+
+    /// A signup sooner than this after its scan is flagged `too_fast` (ms; 0: off).
+    #[arg(long, env = "CODELINK_FRAUD_SIGNUP_MIN_MS", default_value_t = 5_000)]
+    pub fraud_signup_min_ms: u64,
+
+    /// A purchase sooner than this after its scan is flagged `too_fast` (ms; 0: off).
+    #[arg(long, env = "CODELINK_FRAUD_PURCHASE_MIN_MS", default_value_t = 10_000)]
+    pub fraud_purchase_min_ms: u64,
+
+    /// `signups_exceed_scans` needs at least this many signups of the code.
+    #[arg(long, env = "CODELINK_FRAUD_MIN_SIGNUPS", default_value_t = 100)]
+    pub fraud_min_signups: u64,
+
+    /// …and more than this many signups per human scan of the code (0: off).
+    #[arg(long, env = "CODELINK_FRAUD_SIGNUPS_PER_SCAN", default_value_t = 10)]
+    pub fraud_signups_per_scan: u64,
+
+    /// Flag conversions whose attributed scan is a bot or a suspect.
+    #[arg(long, env = "CODELINK_FRAUD_SCAN_VERDICTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fraud_scan_verdicts: bool,
+
+    /// Flag a customer credited to another creator than their first one.
+    #[arg(long, env = "CODELINK_FRAUD_MULTI_CREATOR", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fraud_multi_creator: bool,
 }
 
 impl Config {
@@ -244,6 +282,15 @@ impl Config {
             ui_session_hours: 168,
             ui_sign_ins_per_minute: 10,
             ui_pages_per_second: 10,
+            fraud_visitor_signups: 3,
+            fraud_ip_signups: 20,
+            fraud_window_secs: 3600,
+            fraud_signup_min_ms: 5_000,
+            fraud_purchase_min_ms: 10_000,
+            fraud_min_signups: 100,
+            fraud_signups_per_scan: 10,
+            fraud_scan_verdicts: true,
+            fraud_multi_creator: true,
         }
     }
 
@@ -293,6 +340,17 @@ impl Config {
             hold: Duration::from_millis(self.hold_ms()),
             retain: (self.retain_days > 0)
                 .then(|| Duration::from_secs(u64::from(self.retain_days) * 86_400)),
+            fraud: codelink_analytics::fraud::FraudConfig {
+                visitor_signups: self.fraud_visitor_signups,
+                ip_signups: self.fraud_ip_signups,
+                window: Duration::from_secs(self.fraud_window_secs.max(1)),
+                too_fast_signup: Duration::from_millis(self.fraud_signup_min_ms),
+                too_fast_purchase: Duration::from_millis(self.fraud_purchase_min_ms),
+                min_signups: self.fraud_min_signups,
+                signups_per_human_scan: self.fraud_signups_per_scan,
+                scan_verdicts: self.fraud_scan_verdicts,
+                multi_creator: self.fraud_multi_creator,
+            },
             verdicts: VerdictRules {
                 repeat_window: Duration::from_secs(u64::from(self.repeat_window_secs)),
                 datacenter: self.datacenter()?.map(std::sync::Arc::new),

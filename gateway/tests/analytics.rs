@@ -146,7 +146,7 @@ async fn check_reports(gw: &common::TestGateway) {
         .json();
     assert_eq!(
         f["funnel"],
-        json!({"scans": 3, "unique_scanners": 2, "unique_scanners_exact": true, "signups": 1, "purchases": 1})
+        json!({"scans": 3, "unique_scanners": 2, "unique_scanners_exact": true, "signups": 1, "purchases": 1, "flagged_signups": 0, "flagged_purchases": 0})
     );
 
     let top = gw

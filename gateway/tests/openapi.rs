@@ -473,6 +473,32 @@ async fn schemathesis_against_a_live_gateway() {
         )
         .await;
     assert_eq!(r.status, 202, "{}", r.text());
+    // Flagged conversions (the customer was first credited to alice), one
+    // of them approved: the review queue has something to list.
+    for id in ["st-2", "st-3"] {
+        let r = gw
+            .admin
+            .post_json(
+                "/api/v1/conversions",
+                &json!({"event_id": id, "type": "signup", "code": "bob20", "customer_id": "c1",
+                        "ip": "203.0.113.9"}),
+            )
+            .await;
+        assert_eq!(
+            r.json()["review"]["flags"],
+            json!(["multi_creator"]),
+            "{}",
+            r.text()
+        );
+    }
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/reviews/st-3",
+            &json!({"decision": "approve", "note": "ok"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
 
     let program = std::env::var("SCHEMATHESIS").unwrap_or_else(|_| "schemathesis".into());
     let extra = std::env::var("SCHEMATHESIS_ARGS").unwrap_or_default();

@@ -595,3 +595,86 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
     b.quit().await;
     gw.stop().await.unwrap();
 }
+
+/// The admin's review page: flagged conversions with their reasons and held
+/// earnings; approving one from the page releases it (as the API would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reviews_flagged_conversions_in_a_browser() {
+    let (mut config, tmp) = common::config();
+    config.client_ip_header = Some("x-forwarded-for".into());
+    config.fraud_signup_min_ms = 5_000;
+    config.fraud_purchase_min_ms = 10_000;
+    let gw = common::start_with(config, Some(tmp)).await;
+    let base = format!("http://{}", gw.addr);
+    let r = gw.admin.post_json("/api/v1/codes", &common::alice()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    for (i, ua) in [IPHONE, ANDROID_INSTAGRAM].into_iter().enumerate() {
+        let token = redirect(&gw, "/alice10/yt", ua, &format!("198.51.100.{i}")).await;
+        let r = gw
+            .admin
+            .post_json(
+                "/api/v1/conversions",
+                &json!({"event_id": format!("fast-{i}"), "type": "signup", "scan_id": token, "customer_id": format!("c-{i}")}),
+            )
+            .await;
+        assert_eq!(
+            r.json()["review"]["flags"],
+            json!(["too_fast"]),
+            "{}",
+            r.text()
+        );
+    }
+
+    let b = Browser::start(390, 844).await;
+    sign_in(&b, &base, ADMIN_KEY).await;
+    // The code's page shows what is held, apart from its earnings.
+    b.goto(&format!("{base}/ui/codes/alice10")).await;
+    assert!(
+        b.wait_for_text("[data-live='held']", "EUR 4.00", Duration::from_secs(5))
+            .await,
+        "held earnings on the code page"
+    );
+    let held_rows = |page: &str| page.matches("badge wait\">Held for review<").count();
+    assert_eq!(held_rows(&b.page_source().await), 2, "both rows held");
+    both_widths(&b, "admin-code-held").await;
+    b.goto(&format!("{base}/ui/reviews")).await;
+    assert!(
+        b.wait_for_text("table.data", "too_fast", Duration::from_secs(5))
+            .await
+    );
+    let source = b.page_source().await;
+    assert!(source.contains("fast-0") && source.contains("fast-1"));
+    assert!(source.contains("EUR 2.00"), "held earnings shown");
+    both_widths(&b, "admin-reviews").await;
+
+    // Approve the newest (the first row).
+    b.find("form[action='/ui/reviews'] button.primary")
+        .await
+        .click()
+        .await;
+    let approved = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        gw.admin.get("/api/v1/reviews/fast-1").await.json()["status"] == "approved"
+    })
+    .await;
+    assert!(approved);
+    let r = gw.admin.get("/api/v1/reviews/fast-1").await.json();
+    assert!(r["decisions"][0]["by"]
+        .as_str()
+        .unwrap()
+        .starts_with("admin:"));
+    assert!(wait_for_url(&b, "/ui/reviews").await);
+    assert!(!b.page_source().await.contains("fast-1"));
+    b.goto(&format!("{base}/ui/reviews?status=approved")).await;
+    assert!(b.page_source().await.contains("fast-1"));
+    both_widths(&b, "admin-reviews-approved").await;
+    // The code page: one row still held, the approved one earning.
+    b.goto(&format!("{base}/ui/codes/alice10")).await;
+    assert_eq!(held_rows(&b.page_source().await), 1);
+    assert!(
+        b.wait_for_text("[data-live='held']", "EUR 2.00", Duration::from_secs(5))
+            .await
+    );
+
+    b.quit().await;
+    gw.stop().await.unwrap();
+}

@@ -981,6 +981,7 @@ impl ConversionGen<'_> {
             earnings,
             earnings_currency: attr.code.map_or("", |c| m.plan_currency[c]).to_string(),
             repeat: false,
+            flagged: None,
         });
     }
 

@@ -216,7 +216,8 @@ async fn conversion_rows(
         .u64(cells.confirmed_before.min(u64::from(u32::MAX)))
         .push(
             ")) AS confirmed, sumMerge(n) AS n, sumMerge(amount) AS amount_sum, \
-             sumMerge(earnings) AS earnings_sum FROM conversion_rollup WHERE ",
+             sumMerge(earnings) AS earnings_sum, sumMerge(flagged) AS flagged, \
+             sumMerge(held) AS held_sum FROM conversion_rollup WHERE ",
         )
         .scopes(&cells.scopes)
         .push(" AND ")

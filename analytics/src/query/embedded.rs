@@ -44,7 +44,8 @@ pub(super) async fn aggregate(sink: &EmbeddedSink, cells: &Cells) -> Result<Aggr
                     )?;
                 }
             }
-            let mut conversions: BTreeMap<ConversionGroup, (u64, i128, i128)> = BTreeMap::new();
+            let mut conversions: BTreeMap<ConversionGroup, (u64, i128, i128, i64, i128)> =
+                BTreeMap::new();
             let mut delays = DelayHistogram::default();
             for (scope, &dim) in cells
                 .scopes
@@ -70,6 +71,8 @@ pub(super) async fn aggregate(sink: &EmbeddedSink, cells: &Cells) -> Result<Aggr
                         slot.0 += c.n;
                         slot.1 += c.amount;
                         slot.2 += c.earnings;
+                        slot.3 += c.flagged;
+                        slot.4 += c.held;
                     })?;
                 }
             }
@@ -95,7 +98,7 @@ pub(super) async fn aggregate(sink: &EmbeddedSink, cells: &Cells) -> Result<Aggr
                     .map(
                         |(
                             (k, kind, currency, earnings_currency, confirmed),
-                            (n, amount, earnings),
+                            (n, amount, earnings, flagged, held),
                         )| {
                             ConversionAgg {
                                 k,
@@ -106,6 +109,8 @@ pub(super) async fn aggregate(sink: &EmbeddedSink, cells: &Cells) -> Result<Aggr
                                 n,
                                 amount_sum: amount,
                                 earnings_sum: earnings,
+                                flagged,
+                                held_sum: held,
                             }
                         },
                     )

@@ -40,6 +40,10 @@ pub(crate) struct ConversionAgg {
     pub n: u64,
     pub amount_sum: i128,
     pub earnings_sum: i128,
+    /// Flagged conversions not approved (a signed sum of review adjustments).
+    pub flagged: i64,
+    /// Earnings held by pending reviews.
+    pub held_sum: i128,
 }
 
 /// Conversion counts and earnings of one group.
@@ -51,15 +55,27 @@ struct ConversionTotals {
     revenue: BTreeMap<String, i128>,
     estimated: BTreeMap<String, i128>,
     confirmed: BTreeMap<String, i128>,
+    flagged_signups: i64,
+    flagged_purchases: i64,
+    held: BTreeMap<String, i128>,
 }
 
 impl ConversionTotals {
     fn add(&mut self, row: &ConversionAgg) {
         match row.kind.as_str() {
-            "signup" => self.signups += row.n,
-            "purchase" => self.purchases += row.n,
+            "signup" => {
+                self.signups += row.n;
+                self.flagged_signups += row.flagged;
+            }
+            "purchase" => {
+                self.purchases += row.n;
+                self.flagged_purchases += row.flagged;
+            }
             "refund" => self.refunds += row.n,
             _ => {}
+        }
+        if row.held_sum != 0 && !row.earnings_currency.is_empty() {
+            *self.held.entry(row.earnings_currency.clone()).or_default() += row.held_sum;
         }
         if !row.currency.is_empty() {
             match row.kind.as_str() {
@@ -90,6 +106,11 @@ impl ConversionTotals {
         }
         money(all)
     }
+}
+
+/// A signed sum of adjustments as a count (never below 0 over whole cells).
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 fn money(map: BTreeMap<String, i128>) -> Vec<Money> {
@@ -144,6 +165,9 @@ pub(crate) fn summary(a: &Aggregates) -> Summary {
         revenue: money(c.revenue),
         earnings_estimated: money(c.estimated),
         earnings_confirmed: money(c.confirmed),
+        earnings_held: money(c.held.into_iter().filter(|(_, v)| *v != 0).collect()),
+        flagged_signups: count(c.flagged_signups),
+        flagged_purchases: count(c.flagged_purchases),
         median_scan_to_signup_secs: a.delays.median_secs(),
     }
 }
@@ -157,6 +181,8 @@ pub(crate) fn funnel(a: &Aggregates) -> Funnel {
         unique_scanners_exact: s.uniq_exact != 0,
         signups: c.signups,
         purchases: c.purchases,
+        flagged_signups: count(c.flagged_signups),
+        flagged_purchases: count(c.flagged_purchases),
     }
 }
 
@@ -364,6 +390,7 @@ mod tests {
             n: 1,
             amount_sum: 1000,
             earnings_sum: earnings,
+            ..ConversionAgg::default()
         };
         let rows = vec![row("a", "USD", 5), row("b", "EUR", 7), row("", "USD", 100)];
         let top = top_by_earnings(&rows);

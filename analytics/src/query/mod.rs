@@ -381,6 +381,14 @@ pub struct Summary {
     pub earnings_estimated: Vec<Money>,
     /// Earnings past the hold, by earnings currency (refunds negative).
     pub earnings_confirmed: Vec<Money>,
+    /// Earnings of flagged conversions awaiting review, by earnings currency
+    /// (in neither list above until approved; currencies with none left out).
+    pub earnings_held: Vec<Money>,
+    /// Signups flagged by a fraud check and not approved (pending or
+    /// rejected); counted in `signups` too.
+    pub flagged_signups: u64,
+    /// Purchases flagged and not approved; counted in `purchases` too.
+    pub flagged_purchases: u64,
     /// `signups / unique_scanners`; 0 without scanners.
     pub scan_to_signup: f64,
     /// `purchases / unique_scanners`; 0 without scanners.
@@ -431,6 +439,24 @@ pub struct Funnel {
     pub unique_scanners_exact: bool,
     pub signups: u64,
     pub purchases: u64,
+    /// Of `signups`, those flagged by a fraud check and not approved.
+    pub flagged_signups: u64,
+    /// Of `purchases`, those flagged and not approved.
+    pub flagged_purchases: u64,
+}
+
+impl Funnel {
+    /// The funnel without flagged conversions not approved (pending or
+    /// rejected): the API's `exclude_flagged=true`.
+    pub fn excluding_flagged(self) -> Funnel {
+        Funnel {
+            signups: self.signups.saturating_sub(self.flagged_signups),
+            purchases: self.purchases.saturating_sub(self.flagged_purchases),
+            flagged_signups: 0,
+            flagged_purchases: 0,
+            ..self
+        }
+    }
 }
 
 /// One code of a [`Backend::top`].
@@ -930,6 +956,19 @@ impl Backend {
                 };
                 Ok(finish::code_rows(&aggregates, false))
             }
+        }
+    }
+
+    /// The stored scan `scan_id` of `code`, if it is stored (not yet, or
+    /// pruned: `None`). A point read (see each backend).
+    pub async fn find_scan(
+        &self,
+        code: &str,
+        scan_id: &str,
+    ) -> Result<Option<crate::event::Scan>, crate::sink::SinkError> {
+        match self {
+            Backend::Embedded(s) => s.find_scan(code, scan_id).await,
+            Backend::ClickHouse(c) => c.find_scan(code, scan_id).await,
         }
     }
 

@@ -9,10 +9,12 @@
 //! dimension skips the other sections by their length. Version 1 (written
 //! before suspects were told apart) has no `suspect`, read as 0.
 //!
-//! Conversion block (version 1): `1u8`, `count: varint`, then per cell (sorted
+//! Conversion block (version 2): `2u8`, `count: varint`, then per cell (sorted
 //! by key) `dim: u8`, value, owner, kind (`u8`), currency, earnings currency
 //! (`str`s), `n: varint`, amount and earnings (`i128`), delays (`bytes`,
-//! [`DelayHistogram::encode`]).
+//! [`DelayHistogram::encode`]), then flagged and held (`i128`, signed sums of
+//! review adjustments). Version 1 (written before reviews) is the same
+//! without the last two, read as zeros.
 //!
 //! Totals (version 1): `1u8`, `human: varint`, `count: varint`, then per
 //! (owner, kind, earnings currency): owner, kind (`u8`), earnings currency,
@@ -28,6 +30,8 @@ use std::collections::BTreeMap;
 const VERSION: u8 = 1;
 /// The scan block's own version (see the module docs).
 const SCAN_VERSION: u8 = 2;
+/// Conversion blocks: 2 since reviews (flagged, held); 1 is still read.
+const CONVERSION_VERSION: u8 = 2;
 
 /// One stored scan cell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -177,6 +181,10 @@ pub struct ConversionCell {
     pub amount: i128,
     pub earnings: i128,
     pub delays: DelayHistogram,
+    /// See [`ConversionDelta::flagged`].
+    pub flagged: i64,
+    /// See [`ConversionDelta::held`].
+    pub held: i128,
 }
 
 impl ConversionCell {
@@ -184,6 +192,8 @@ impl ConversionCell {
         self.n += d.n;
         self.amount += d.amount;
         self.earnings += d.earnings;
+        self.flagged += d.flagged;
+        self.held += d.held;
         self.delays.merge(&d.delays);
     }
 }
@@ -213,7 +223,7 @@ fn kind_of(b: u8) -> Result<ConversionKind, Malformed> {
 
 impl ConversionBlock {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![VERSION];
+        let mut out = vec![CONVERSION_VERSION];
         put_varint(&mut out, self.cells.len() as u64);
         let mut delays = Vec::new();
         for (k, c) in &self.cells {
@@ -229,6 +239,8 @@ impl ConversionBlock {
             delays.clear();
             c.delays.encode(&mut delays);
             put_bytes(&mut out, &delays);
+            put_i128(&mut out, i128::from(c.flagged));
+            put_i128(&mut out, c.held);
         }
         out
     }
@@ -279,11 +291,14 @@ pub fn conversion_cells_of(
     Malformed,
 > {
     let mut r = Reader(bytes);
-    if r.u8()? != VERSION {
+    let version = r.u8()?;
+    if version != 1 && version != CONVERSION_VERSION {
         return Err(Malformed("unknown conversion block version"));
     }
     let count = r.varint()?;
-    Ok(entries(r, count, move |r| next_conversion_cell(r, dim)))
+    Ok(entries(r, count, move |r| {
+        next_conversion_cell(r, dim, version)
+    }))
 }
 
 /// `count` entries read by `next` from `r` (those it maps to `None` are
@@ -321,6 +336,7 @@ where
 fn next_conversion_cell<'a>(
     r: &mut Reader<'a>,
     want: Option<Dim>,
+    version: u8,
 ) -> Result<Option<(ConversionCellRef<'a>, ConversionCell)>, Malformed> {
     let dim = Dim::from_u8(r.u8()?).ok_or(Malformed("dimension"))?;
     let value = r.str()?;
@@ -332,6 +348,12 @@ fn next_conversion_cell<'a>(
     let amount = r.i128()?;
     let earnings = r.i128()?;
     let delays = r.bytes()?;
+    let (flagged, held) = if version >= 2 {
+        let flagged = i64::try_from(r.i128()?).map_err(|_| Malformed("flagged"))?;
+        (flagged, r.i128()?)
+    } else {
+        (0, 0)
+    };
     if want.is_some_and(|w| w != dim) {
         return Ok(None);
     }
@@ -348,6 +370,8 @@ fn next_conversion_cell<'a>(
         amount,
         earnings,
         delays: DelayHistogram::decode(delays).map_err(|_| Malformed("delays"))?,
+        flagged,
+        held,
     };
     Ok(Some((key, cell)))
 }
@@ -520,6 +544,8 @@ mod tests {
                 amount: 2_000_000_000_000_000_000_000,
                 earnings: -7,
                 delays,
+                flagged: -1,
+                held: 350,
             },
         );
         for (dim, value) in [(Dim::Country, "DE"), (Dim::Total, "")] {
@@ -568,5 +594,34 @@ mod tests {
         trailing.push(0);
         assert!(Totals::decode(&trailing).is_err());
         assert_eq!(totals_of(&bytes).unwrap().human, 9);
+    }
+
+    /// Blocks written before reviews (version 1) read with zero flagged and
+    /// held; a block rewritten from them is version 2.
+    #[test]
+    fn conversion_blocks_of_version_1_are_read() {
+        let mut v1 = vec![1u8];
+        put_varint(&mut v1, 1);
+        v1.push(Dim::Total as u8);
+        put_str(&mut v1, "");
+        put_str(&mut v1, "alice");
+        v1.push(0);
+        put_str(&mut v1, "");
+        put_str(&mut v1, "EUR");
+        put_varint(&mut v1, 3);
+        put_i128(&mut v1, 0);
+        put_i128(&mut v1, 600);
+        let mut delays = Vec::new();
+        DelayHistogram::default().encode(&mut delays);
+        put_bytes(&mut v1, &delays);
+        let block = ConversionBlock::decode(&v1).unwrap();
+        let cell = block.cells.values().next().unwrap();
+        assert_eq!(
+            (cell.n, cell.earnings, cell.flagged, cell.held),
+            (3, 600, 0, 0)
+        );
+        let again = block.encode();
+        assert_eq!(again[0], 2);
+        assert_eq!(ConversionBlock::decode(&again).unwrap(), block);
     }
 }

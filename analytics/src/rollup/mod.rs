@@ -34,6 +34,7 @@ pub mod block;
 
 use crate::event::{Conversion, ConversionKind, Scan};
 use crate::histogram::DelayHistogram;
+use crate::review::Adjustment;
 use crate::sketch::visitor_hash;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -462,6 +463,12 @@ pub struct ConversionDelta {
     pub earnings: i128,
     /// Scan-to-signup delays of the signups with a scan (total cells only).
     pub delays: DelayHistogram,
+    /// Flagged conversions not approved: +1 when one is recorded, −1 when a
+    /// review approves it (signed, like every adjustment).
+    pub flagged: i64,
+    /// Earnings held back by pending reviews: +held when recorded, −held
+    /// when approved or rejected.
+    pub held: i128,
 }
 
 impl ConversionDelta {
@@ -469,6 +476,8 @@ impl ConversionDelta {
         self.n += other.n;
         self.amount += other.amount;
         self.earnings += other.earnings;
+        self.flagged += other.flagged;
+        self.held += other.held;
         self.delays.merge(&other.delays);
     }
 }
@@ -478,8 +487,50 @@ impl ConversionDelta {
 pub fn conversion_cells(
     conversions: &[(&Conversion, Option<&ScanDims>)],
 ) -> BTreeMap<ConversionKey, ConversionDelta> {
-    let mut cells: BTreeMap<ConversionKey, ConversionDelta> = BTreeMap::new();
+    let mut cells = BTreeMap::new();
     for &(c, scan) in conversions {
+        add_cells(&mut cells, c, scan, |dim, cell| {
+            cell.n += 1;
+            cell.amount += i128::from(c.amount);
+            cell.earnings += i128::from(c.earnings);
+            if let Some(f) = &c.flagged {
+                cell.flagged += 1;
+                cell.held += i128::from(f.held);
+            }
+            if dim == Dim::Total && c.kind == ConversionKind::Signup && c.scan_ms > 0 {
+                cell.delays
+                    .add_secs(c.occurred_ms.saturating_sub(c.scan_ms) / 1000);
+            }
+        });
+    }
+    cells
+}
+
+/// The cells review adjustments change: each conversion's own cells (the
+/// same as [`conversion_cells`] gives it) get the adjustment's earnings, held
+/// and flagged changes; counts, amounts and delays stay.
+pub fn adjustment_cells(
+    adjustments: &[(&Adjustment, Option<&ScanDims>)],
+) -> BTreeMap<ConversionKey, ConversionDelta> {
+    let mut cells = BTreeMap::new();
+    for &(a, scan) in adjustments {
+        add_cells(&mut cells, &a.conversion, scan, |_, cell| {
+            cell.earnings += i128::from(a.earnings);
+            cell.held += i128::from(a.held);
+            cell.flagged += a.flagged;
+        });
+    }
+    cells
+}
+
+/// Applies `add` to every cell of conversion `c` (with its scan's dimensions).
+fn add_cells(
+    cells: &mut BTreeMap<ConversionKey, ConversionDelta>,
+    c: &Conversion,
+    scan: Option<&ScanDims>,
+    mut add: impl FnMut(Dim, &mut ConversionDelta),
+) {
+    {
         let quarter = Grain::Quarter.floor(c.occurred_ms / 1000);
         let scopes: &[(&str, &str)] = if c.code.is_empty() {
             &[(ALL, "")]
@@ -507,19 +558,11 @@ pub fn conversion_cells(
                         currency: c.currency.clone(),
                         earnings_currency: c.earnings_currency.clone(),
                     };
-                    let cell = cells.entry(key).or_default();
-                    cell.n += 1;
-                    cell.amount += i128::from(c.amount);
-                    cell.earnings += i128::from(c.earnings);
-                    if dim == Dim::Total && c.kind == ConversionKind::Signup && c.scan_ms > 0 {
-                        cell.delays
-                            .add_secs(c.occurred_ms.saturating_sub(c.scan_ms) / 1000);
-                    }
+                    add(dim, cells.entry(key).or_default());
                 }
             }
         }
     }
-    cells
 }
 
 /// A code's totals in one time bucket, ordered by time first.
@@ -681,6 +724,7 @@ mod tests {
             },
             earnings_currency: "EUR".into(),
             repeat: false,
+            flagged: None,
         }
     }
 

@@ -23,6 +23,7 @@ pub use self::redis::RedisCounters;
 use crate::batch::Batch;
 use crate::event::Scan;
 use crate::records::{Claim, ClaimRecord, CustomerLink, LastVisit, RefundOf, Refunded};
+use crate::review::{Review, ReviewStatus};
 use crate::stats::CodeStats;
 use std::sync::Arc;
 
@@ -209,6 +210,86 @@ impl LiveStore {
         match self {
             LiveStore::Embedded(s) => s.customer(customer_id).await,
             LiveStore::Redis(s) => s.customer(customer_id).await,
+        }
+    }
+
+    /// Adds one to `key`'s count in the fixed window of `window_ms` that
+    /// holds `now_ms` (`window_ms` 0: one window for ever) and returns the
+    /// count (fraud checks: velocity, a code's signups).
+    pub async fn bump(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<u64, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.bump(key, window_ms, now_ms).await,
+            LiveStore::Redis(s) => s.bump(key, window_ms, now_ms).await,
+        }
+    }
+
+    /// Replaces a purchase's refunded totals `before` by `after`, only if
+    /// they are still `before` (else false, nothing written).
+    pub async fn swap_refunded(
+        &self,
+        purchase_event_id: &str,
+        before: Refunded,
+        after: Refunded,
+    ) -> Result<bool, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.swap_refunded(purchase_event_id, before, after).await,
+            LiveStore::Redis(s) => s.swap_refunded(purchase_event_id, before, after).await,
+        }
+    }
+
+    /// The human scans of `code` (live counter).
+    pub async fn human_scans(&self, code: &str) -> Result<u64, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.human_scans(code).await,
+            LiveStore::Redis(s) => s.human_scans(code).await,
+        }
+    }
+
+    /// Puts `review` in the queue unless its event id is there already.
+    pub async fn open_review(&self, review: &Review) -> Result<(), SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.open_review(review).await,
+            LiveStore::Redis(s) => s.open_review(review).await,
+        }
+    }
+
+    /// Takes `event_id` out of the queue if it is pending with no decision
+    /// (its claim is being released).
+    pub async fn drop_review(&self, event_id: &str) -> Result<(), SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.drop_review(event_id).await,
+            LiveStore::Redis(s) => s.drop_review(event_id).await,
+        }
+    }
+
+    pub async fn review(&self, event_id: &str) -> Result<Option<Review>, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.review(event_id).await,
+            LiveStore::Redis(s) => s.review(event_id).await,
+        }
+    }
+
+    /// Up to `limit` reviews of `status` (of `code` only, if given), newest
+    /// first, older than the position `before`.
+    pub async fn reviews(
+        &self,
+        status: ReviewStatus,
+        code: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Review>, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.reviews(status, code, before, limit).await,
+            LiveStore::Redis(s) => s.reviews(status, code, before, limit).await,
+        }
+    }
+
+    /// Replaces `before` by `after` atomically, only if the stored review is
+    /// still exactly `before` (returns false otherwise, changing nothing).
+    pub async fn swap_review(&self, before: &Review, after: &Review) -> Result<bool, SinkError> {
+        match self {
+            LiveStore::Embedded(s) => s.swap_review(before, after).await,
+            LiveStore::Redis(s) => s.swap_review(before, after).await,
         }
     }
 }

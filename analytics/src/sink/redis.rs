@@ -17,6 +17,7 @@ use super::SinkError;
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::{Conversion, ConversionKind};
 use crate::records::{Claim, ClaimRecord, CustomerLink, LastVisit, RefundOf, Refunded};
+use crate::review::{Review, ReviewStatus};
 use crate::stats::CodeStats;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
@@ -418,10 +419,15 @@ impl RedisCounters {
         let mut doomed: Vec<String> = Vec::new();
         match who {
             super::Subject::Visitor(v) => {
-                let pattern = format!("{p}:lv:*:{}", escape_glob(v));
-                let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
-                while let Some(k) = iter.next_item().await {
-                    doomed.push(k?);
+                // Latest visits, and velocity counts (expiring anyway).
+                for pattern in [
+                    format!("{p}:lv:*:{}", escape_glob(v)),
+                    format!("{p}:fraud:v:{}:*", escape_glob(v)),
+                ] {
+                    let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
+                    while let Some(k) = iter.next_item().await {
+                        doomed.push(k?);
+                    }
                 }
             }
             super::Subject::Customer(c) => {
@@ -439,43 +445,57 @@ impl RedisCounters {
         let mut keys: Vec<String> = Vec::new();
         {
             let mut scan_conn = self.conn.clone();
-            let mut iter: redis::AsyncIter<String> =
-                scan_conn.scan_match(format!("{p}:conv:*")).await?;
-            while let Some(k) = iter.next_item().await {
-                keys.push(k?);
+            // Claims, and the reviews that copy flagged ones.
+            for pattern in [format!("{p}:conv:*"), format!("{p}:review:*")] {
+                let mut iter: redis::AsyncIter<String> = scan_conn.scan_match(pattern).await?;
+                while let Some(k) = iter.next_item().await {
+                    keys.push(k?);
+                }
             }
         }
+        let review_prefix = format!("{p}:review:");
+        let scrub = |c: &mut Conversion, who: &super::Subject| match who {
+            super::Subject::Visitor(v) if c.visitor_id == *v => {
+                c.visitor_id.clear();
+                true
+            }
+            super::Subject::Customer(id) if c.customer_id == *id => {
+                c.customer_id.clear();
+                c.visitor_id.clear();
+                true
+            }
+            _ => false,
+        };
         let mut rewritten = 0u64;
         for k in keys {
             let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query_async(&mut conn).await?;
             let Some(raw) = raw else { continue };
-            let Ok(mut record) = serde_json::from_slice::<crate::records::ClaimRecord>(&raw) else {
-                continue;
-            };
-            let c = &mut record.conversion;
-            let hit = match who {
-                super::Subject::Visitor(v) if c.visitor_id == *v => {
-                    c.visitor_id.clear();
-                    true
+            // A claim, or a review (a copy of a flagged claim's conversion).
+            let json = if k.starts_with(&review_prefix) {
+                let Ok(mut r) = serde_json::from_slice::<Review>(&raw) else {
+                    continue;
+                };
+                if !scrub(&mut r.conversion, who) {
+                    continue;
                 }
-                super::Subject::Customer(id) if c.customer_id == *id => {
-                    c.customer_id.clear();
-                    c.visitor_id.clear();
-                    true
+                serde_json::to_vec(&r)
+            } else {
+                let Ok(mut r) = serde_json::from_slice::<ClaimRecord>(&raw) else {
+                    continue;
+                };
+                if !scrub(&mut r.conversion, who) {
+                    continue;
                 }
-                _ => false,
+                serde_json::to_vec(&r)
             };
-            if hit {
-                let json = serde_json::to_vec(&record).unwrap_or_default();
-                redis::cmd("SET")
-                    .arg(&k)
-                    .arg(json)
-                    .arg("KEEPTTL")
-                    .arg("XX")
-                    .query_async::<Option<String>>(&mut conn)
-                    .await?;
-                rewritten += 1;
-            }
+            redis::cmd("SET")
+                .arg(&k)
+                .arg(json.unwrap_or_default())
+                .arg("KEEPTTL")
+                .arg("XX")
+                .query_async::<Option<String>>(&mut conn)
+                .await?;
+            rewritten += 1;
         }
         Ok((deleted, rewritten))
     }
@@ -491,4 +511,202 @@ fn escape_glob(text: &str) -> String {
         out.push(ch);
     }
     out
+}
+
+/// Puts a review in: KEYS[1] the review (ARGV[1], only if absent), then its
+/// position ARGV[2] into the queues KEYS[2] (all codes) and KEYS[3] (its code).
+const OPEN_REVIEW: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('ZADD', KEYS[2], 0, ARGV[2])
+  redis.call('ZADD', KEYS[3], 0, ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// Compare-and-set of a review: KEYS[1] must hold ARGV[1]; it then holds
+/// ARGV[2] (or is deleted when ARGV[2] is empty), and position ARGV[3] moves
+/// from the queues KEYS[2]/KEYS[3] to KEYS[4]/KEYS[5] (unless empty).
+const SWAP_REVIEW: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[3])
+if KEYS[4] ~= '' then
+  redis.call('ZADD', KEYS[4], 0, ARGV[3])
+  redis.call('ZADD', KEYS[5], 0, ARGV[3])
+end
+return 1
+"#;
+
+/// Compare-and-set of a purchase's refunded totals: KEYS[1] must hold
+/// ARGV[1]/ARGV[2] (`amount`/`earnings`, absent = 0); it then holds
+/// ARGV[3]/ARGV[4], kept ARGV[5] seconds.
+const SWAP_REFUNDED: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'amount', 'earnings')
+if (cur[1] or '0') ~= ARGV[1] or (cur[2] or '0') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'amount', ARGV[3], 'earnings', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"#;
+
+/// Fraud counts and the review queue (see `crate::review`): `{p}:fraud:{key}`
+/// (one key per fixed window, expiring), `{p}:review:{event id}` (JSON) and
+/// the queues `{p}:reviews:{status}` and `{p}:reviews:{status}:{code}`
+/// (sorted sets of positions, all scores 0, so ordered by position).
+impl RedisCounters {
+    pub async fn bump(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<u64, SinkError> {
+        let mut conn = self.conn.clone();
+        if window_ms == 0 {
+            let n: u64 = conn.incr(format!("{}:fraud:{key}", self.prefix), 1).await?;
+            return Ok(n);
+        }
+        let full = format!("{}:fraud:{key}:{}", self.prefix, now_ms / window_ms);
+        let (n, _): (u64, i64) = redis::pipe()
+            .atomic()
+            .incr(&full, 1)
+            .pexpire(&full, (2 * window_ms) as i64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(n)
+    }
+
+    pub async fn swap_refunded(
+        &self,
+        purchase_event_id: &str,
+        before: Refunded,
+        after: Refunded,
+    ) -> Result<bool, SinkError> {
+        let mut conn = self.conn.clone();
+        let swapped: i64 = redis::Script::new(SWAP_REFUNDED)
+            .key(self.refund_key(purchase_event_id))
+            .arg(before.amount)
+            .arg(before.earnings)
+            .arg(after.amount)
+            .arg(after.earnings)
+            .arg(VISITS_TTL_SECS)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(swapped == 1)
+    }
+
+    pub async fn human_scans(&self, code: &str) -> Result<u64, SinkError> {
+        let mut conn = self.conn.clone();
+        let n: Option<u64> = conn
+            .hget(format!("{}:stats:{code}", self.prefix), "human")
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    fn review_key(&self, event_id: &str) -> String {
+        format!("{}:review:{event_id}", self.prefix)
+    }
+
+    /// The queues (all codes, the review's code) of `review`'s status.
+    fn queue_keys(&self, review: &Review) -> [String; 2] {
+        let (p, status) = (&self.prefix, review.status.as_str());
+        [
+            format!("{p}:reviews:{status}"),
+            format!("{p}:reviews:{status}:{}", review.conversion.code),
+        ]
+    }
+
+    pub async fn open_review(&self, review: &Review) -> Result<(), SinkError> {
+        let value =
+            serde_json::to_string(review).map_err(|e| SinkError::Embedded(e.to_string()))?;
+        let [all, code] = self.queue_keys(review);
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::Script::new(OPEN_REVIEW)
+            .key(self.review_key(&review.conversion.event_id))
+            .key(all)
+            .key(code)
+            .arg(value)
+            .arg(review.position())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn swap(&self, before: &Review, after: Option<&Review>) -> Result<bool, SinkError> {
+        let json =
+            |r: &Review| serde_json::to_string(r).map_err(|e| SinkError::Embedded(e.to_string()));
+        let [from_all, from_code] = self.queue_keys(before);
+        let (value, [to_all, to_code]) = match after {
+            Some(a) => (json(a)?, self.queue_keys(a)),
+            None => (String::new(), [String::new(), String::new()]),
+        };
+        let mut conn = self.conn.clone();
+        let swapped: i64 = redis::Script::new(SWAP_REVIEW)
+            .key(self.review_key(&before.conversion.event_id))
+            .key(from_all)
+            .key(from_code)
+            .key(to_all)
+            .key(to_code)
+            .arg(json(before)?)
+            .arg(value)
+            .arg(before.position())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(swapped == 1)
+    }
+
+    pub async fn swap_review(&self, before: &Review, after: &Review) -> Result<bool, SinkError> {
+        self.swap(before, Some(after)).await
+    }
+
+    pub async fn drop_review(&self, event_id: &str) -> Result<(), SinkError> {
+        if let Some(r) = self.review(event_id).await? {
+            if r.status == ReviewStatus::Pending && r.decisions.is_empty() {
+                self.swap(&r, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn review(&self, event_id: &str) -> Result<Option<Review>, SinkError> {
+        let mut conn = self.conn.clone();
+        let v: Option<String> = conn.get(self.review_key(event_id)).await?;
+        v.map(|v| serde_json::from_str(&v).map_err(|e| SinkError::Embedded(e.to_string())))
+            .transpose()
+    }
+
+    pub async fn reviews(
+        &self,
+        status: ReviewStatus,
+        code: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Review>, SinkError> {
+        let p = &self.prefix;
+        let queue = match code {
+            Some(c) => format!("{p}:reviews:{}:{c}", status.as_str()),
+            None => format!("{p}:reviews:{}", status.as_str()),
+        };
+        let max = before.map_or_else(|| "+".to_string(), |b| format!("({b}"));
+        let mut conn = self.conn.clone();
+        let positions: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+            .arg(&queue)
+            .arg(max)
+            .arg("-")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        let keys: Vec<String> = positions
+            .iter()
+            .filter_map(|pos| pos.split_once('|'))
+            .map(|(_, id)| self.review_key(id))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        values
+            .into_iter()
+            .flatten()
+            .map(|v| serde_json::from_str(&v).map_err(|e| SinkError::Embedded(e.to_string())))
+            .collect()
+    }
 }

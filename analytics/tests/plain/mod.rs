@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 const HOUR: u64 = 3_600_000;
 
-/// Raw rows a test wrote.
+/// Raw rows a test wrote. Conversions as reviews left them: an approved one
+/// unflagged with its held earnings; a pending one flagged, holding them; a
+/// rejected one flagged, holding nothing (see `codelink_analytics::review`).
 pub trait Rows {
     fn scans(&self) -> &[Scan];
     fn conversions(&self) -> &[Conversion];
@@ -99,7 +101,23 @@ pub fn expected_summary(d: &impl Rows, q: &Query) -> Summary {
             n as f64 / unique as f64
         }
     };
+    let flagged = |k: ConversionKind| {
+        convs
+            .iter()
+            .filter(|c| c.kind == k && c.flagged.is_some())
+            .count() as u64
+    };
+    let mut held = BTreeMap::new();
+    for c in &convs {
+        if let (Some(f), false) = (&c.flagged, c.earnings_currency.is_empty()) {
+            *held.entry(c.earnings_currency.clone()).or_insert(0) += i128::from(f.held);
+        }
+    }
+    held.retain(|_, v| *v != 0);
     Summary {
+        earnings_held: money(held),
+        flagged_signups: flagged(ConversionKind::Signup),
+        flagged_purchases: flagged(ConversionKind::Purchase),
         scans: scans.len() as u64,
         human_scans: human.len() as u64,
         suspect_scans: scans

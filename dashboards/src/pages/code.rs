@@ -9,6 +9,7 @@ use crate::html::{self, datetime, esc, money, money_list, num, pct, qv};
 use crate::range::{Preset, View};
 use crate::{Console, Ctx, Response};
 use codelink_analytics::query::{BreakdownRow, Dimension, Interval, Summary};
+use codelink_analytics::review::ReviewStatus;
 use codelink_shared::CodeRecord;
 use http::{header, HeaderValue, StatusCode};
 use std::collections::HashMap;
@@ -90,6 +91,7 @@ fn summary_stats(s: &Summary) -> Vec<(&'static str, String)> {
         ("scan_to_purchase", pct(s.scan_to_purchase, 1.0)),
         ("estimated", money_list(&s.earnings_estimated)),
         ("confirmed", money_list(&s.earnings_confirmed)),
+        ("held", money_list(&s.earnings_held)),
         ("bot_scans", num(s.bot_scans)),
         ("suspect_scans", num(s.suspect_scans)),
     ]
@@ -186,6 +188,14 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
         Ok(both) => both,
         Err(e) => return analytics_error(ctx, e),
     };
+    // Flagged rows show where their review stands (rows keep the decision
+    // made at ingest): at most 10 reads of the live store.
+    let mut reviewed: HashMap<String, ReviewStatus> = HashMap::new();
+    for c in recent.iter().filter(|c| c.flagged.is_some()) {
+        if let Ok(Some(r)) = a.review(&c.event_id).await {
+            reviewed.insert(c.event_id.clone(), r.status);
+        }
+    }
     let summary = overview.summary;
     let series = overview.timeseries;
     let breakdowns: HashMap<Dimension, Vec<BreakdownRow>> =
@@ -248,7 +258,7 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
     };
     let _ = write!(
         body,
-        "<section aria-labelledby=\"sum\"><h2 id=\"sum\" class=\"visually-hidden\">Summary, {}</h2><dl class=\"tiles\">{}{}{}{}{}{}{}{}{}</dl>{}</section>",
+        "<section aria-labelledby=\"sum\"><h2 id=\"sum\" class=\"visually-hidden\">Summary, {}</h2><dl class=\"tiles\">{}{}{}{}{}{}{}{}{}{}</dl>{}</section>",
         esc(&view.label()),
         stat("Human scans", &get("human_scans"), "human_scans", "tile big"),
         stat("Unique scanners", &get("unique_scanners"), "unique_scanners", "tile"),
@@ -259,6 +269,13 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
         stat("Scan → purchase", &get("scan_to_purchase"), "scan_to_purchase", "tile"),
         stat("Estimated earnings", &get("estimated"), "estimated", "tile wide"),
         stat("Confirmed earnings", &get("confirmed"), "confirmed", "tile wide"),
+        // Only where a fraud check flagged something: earnings held until
+        // an admin reviews them (not in the two above).
+        if summary.earnings_held.is_empty() {
+            String::new()
+        } else {
+            stat("Held for review", &get("held"), "held", "tile wide")
+        },
         if view.live {
             "<p class=\"live\" aria-live=\"polite\"><span class=\"dot\" aria-hidden=\"true\"></span>Live: updates every few seconds</p>"
         } else {
@@ -326,7 +343,7 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
     );
     body.push_str(&bot_section(&summary, rows(Dimension::BotReason)));
     body.push_str(&share_section(ctx, &record));
-    body.push_str(&conversions_section(ctx, &view, &recent));
+    body.push_str(&conversions_section(ctx, &view, &recent, &reviewed));
     html_response(
         StatusCode::OK,
         html::page(&ctx.frame(&upper, "codes"), &body),
@@ -489,6 +506,7 @@ fn conversions_section<C: Console>(
     ctx: &Ctx<'_, C>,
     view: &View,
     recent: &[codelink_analytics::event::Conversion],
+    reviewed: &HashMap<String, ReviewStatus>,
 ) -> String {
     let mut out = String::from(
         "<section class=\"card flush\" aria-labelledby=\"conv\"><h2 id=\"conv\" class=\"pad\">Recent conversions</h2>",
@@ -521,13 +539,28 @@ fn conversions_section<C: Console>(
                 amount: i128::from(c.amount),
             })
         };
+        // A flagged conversion earns what it held once approved, else 0.
+        let review = c
+            .flagged
+            .as_ref()
+            .map(|f| (f.held, reviewed.get(&c.event_id).copied()));
+        let earned = match review {
+            Some((held, Some(ReviewStatus::Approved))) => held,
+            _ => c.earnings,
+        };
         let earnings = if c.earnings_currency.is_empty() {
             "–".to_string()
         } else {
             money(&codelink_analytics::query::Money {
                 currency: c.earnings_currency.clone(),
-                amount: i128::from(c.earnings),
+                amount: i128::from(earned),
             })
+        };
+        let (class, label) = match review {
+            Some((_, Some(ReviewStatus::Rejected))) => ("off", "Rejected"),
+            Some((_, Some(ReviewStatus::Approved))) | None if confirmed => ("on", "Confirmed"),
+            Some((_, Some(ReviewStatus::Approved))) | None => ("wait", "Estimated"),
+            Some(_) => ("wait", "Held for review"),
         };
         let _ = write!(
             out,
@@ -538,8 +571,8 @@ fn conversions_section<C: Console>(
             esc(if c.channel.is_empty() { "–" } else { &c.channel }),
             amount,
             earnings,
-            if confirmed { "on" } else { "wait" },
-            if confirmed { "Confirmed" } else { "Estimated" }
+            class,
+            label
         );
     }
     out.push_str("</tbody></table></div></section>");

@@ -7,6 +7,7 @@ pub mod edit;
 pub mod export;
 pub mod funnel;
 pub mod keys;
+pub mod reviews;
 pub mod sign_in;
 
 use crate::console::ConsoleError;

@@ -23,6 +23,8 @@ struct Params {
     metric: TopMetric,
     limit: usize,
     csv: bool,
+    /// Funnel: leave out flagged conversions not approved.
+    exclude_flagged: bool,
 }
 
 fn bad(name: &str, message: impl std::fmt::Display) -> ApiError {
@@ -38,6 +40,7 @@ fn params(state: &AppState, who: &Principal, req: &Request) -> Result<Params, Ap
     let mut to = None;
     let mut tz = "UTC".to_string();
     let mut code = None;
+    let mut exclude_flagged = false;
     let mut interval = Interval::Day;
     let mut by = None;
     let mut metric = TopMetric::Earnings;
@@ -87,6 +90,13 @@ fn params(state: &AppState, who: &Principal, req: &Request) -> Result<Params, Ap
                     .filter(|n| (1..=MAX_TOP).contains(n))
                     .ok_or_else(|| bad("limit", format!("must be an integer from 1 to {MAX_TOP}")))?
             }
+            "exclude_flagged" => {
+                exclude_flagged = match v.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("exclude_flagged", "must be true or false")),
+                }
+            }
             "format" => {
                 csv = match v.as_ref() {
                     "csv" => true,
@@ -97,7 +107,7 @@ fn params(state: &AppState, who: &Principal, req: &Request) -> Result<Params, Ap
             other => {
                 return Err(bad(
                     other,
-                    "unknown parameter (known: from, to, tz, code, interval, by, metric, limit, format)",
+                    "unknown parameter (known: from, to, tz, code, interval, by, metric, limit, exclude_flagged, format)",
                 ))
             }
         }
@@ -151,6 +161,7 @@ fn params(state: &AppState, who: &Principal, req: &Request) -> Result<Params, Ap
         metric,
         limit,
         csv,
+        exclude_flagged,
     })
 }
 
@@ -187,7 +198,11 @@ pub(super) async fn handle(
             (json!({ "by": by.as_str(), "rows": r }), r)
         }
         "funnel" => {
-            let f = to_value(&a.funnel(q).await?);
+            let mut f = a.funnel(q).await?;
+            if p.exclude_flagged {
+                f = f.excluding_flagged();
+            }
+            let f = to_value(&f);
             (json!({ "funnel": f }), f)
         }
         "top" => {

@@ -19,8 +19,12 @@ pub(super) fn forbidden() -> ApiError {
     )
 }
 
-/// The admin key, or a stored creator/ingest key (compared by SHA-256).
-pub(super) async fn authorize(state: &AppState, req: &Request) -> Result<Principal, ApiError> {
+/// The admin key, or a stored creator/ingest key (compared by SHA-256), with
+/// the key's id.
+pub(super) async fn authorize(
+    state: &AppState,
+    req: &Request,
+) -> Result<(Principal, String), ApiError> {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -35,7 +39,6 @@ pub(super) async fn authorize(state: &AppState, req: &Request) -> Result<Princip
         .ok_or_else(ApiError::unauthorized)?;
     crate::admin::authenticate(state, presented)
         .await?
-        .map(|(who, _)| who)
         .ok_or_else(ApiError::unauthorized)
 }
 

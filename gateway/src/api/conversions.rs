@@ -36,10 +36,11 @@ struct Event {
     amount: Option<i64>,
     currency: Option<String>,
     purchase_event_id: Option<String>,
+    ip: Option<String>,
 }
 
 /// The fields of an event, as sent.
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "event_id",
     "type",
     "occurred_at",
@@ -50,6 +51,7 @@ const FIELDS: [&str; 10] = [
     "amount",
     "currency",
     "purchase_event_id",
+    "ip",
 ];
 
 /// Field `name` of `object`, taken out of it: `None` when absent or null.
@@ -95,6 +97,7 @@ fn parse_event(index: Option<usize>, value: Value) -> Result<Event, ApiError> {
         amount: take(index, &mut object, "amount")?,
         currency: take(index, &mut object, "currency")?,
         purchase_event_id: take(index, &mut object, "purchase_event_id")?,
+        ip: take(index, &mut object, "ip")?,
     };
     if let Some(unknown) = object.keys().next() {
         // Named as sent (at most 64 characters of it).
@@ -252,6 +255,18 @@ fn validate(
         amount,
         currency,
         purchase_event_id,
+        ip_prefix: match &e.ip {
+            None => None,
+            Some(ip) => Some(codelink_analytics::enrich::anonymise(
+                ip.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                    invalid(
+                        index,
+                        "ip",
+                        "must be an IPv4 or IPv6 address (the customer's)",
+                    )
+                })?,
+            )),
+        },
     })
 }
 
@@ -370,8 +385,21 @@ fn view(outcome: &Outcome) -> Value {
         "earnings": {
             "amount": c.earnings,
             "currency": (!c.earnings_currency.is_empty()).then_some(&c.earnings_currency),
-            "status": if outcome.confirmed { "confirmed" } else { "estimated" },
+            "status": if c.flagged.is_some() {
+                "held"
+            } else if outcome.confirmed {
+                "confirmed"
+            } else {
+                "estimated"
+            },
         },
+        // Flagged by a fraud check: it earns nothing until a review approves
+        // it (then `held` is released).
+        "review": c.flagged.as_ref().map(|f| json!({
+            "status": "pending",
+            "flags": f.flags,
+            "held": f.held,
+        })),
         "notes": outcome.notes,
     })
 }

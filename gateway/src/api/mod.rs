@@ -2,7 +2,9 @@
 //! - the admin key: everything;
 //! - a creator key: analytics, stats and reads of the creator's own codes
 //!   (another creator's code is 404, as if it did not exist);
-//! - an ingest key: `POST /api/v1/conversions` only.
+//! - an ingest key: `POST /api/v1/conversions` only;
+//! - the review of flagged conversions (`/reviews`, `/codes/{code}/ban`):
+//!   the admin key only.
 
 mod analytics;
 mod auth;
@@ -11,6 +13,7 @@ mod codes;
 mod conversions;
 mod erasure;
 mod keys;
+mod reviews;
 mod scans;
 mod times;
 
@@ -66,7 +69,7 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
     if req.uri().path().trim_end_matches('/') == "/api/v1/openapi.json" {
         return openapi(&req);
     }
-    let who = authorize(state, &req).await?;
+    let (who, key_id) = authorize(state, &req).await?;
     let path = req.uri().path().trim_end_matches('/').to_string();
     let method = req.method().clone();
     let segments: Vec<&str> = path.split('/').skip(3).collect(); // "", "api", "v1"
@@ -113,6 +116,26 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             scans::list(state, &who, &code, &req).await
         }
         (["codes", _, "scans"], _) => Err(ApiError::method_not_allowed("GET")),
+        (["codes", code, "ban"], &Method::POST) => {
+            admin_only(&who)?;
+            let code = canonical_path_code(code)?;
+            reviews::ban(state, &key_id, &code, req).await
+        }
+        (["codes", _, "ban"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["reviews"], &Method::GET) => {
+            admin_only(&who)?;
+            reviews::list(state, &req).await
+        }
+        (["reviews"], _) => Err(ApiError::method_not_allowed("GET")),
+        (["reviews", id], &Method::GET) => {
+            admin_only(&who)?;
+            reviews::get(state, id).await
+        }
+        (["reviews", id], &Method::POST) => {
+            admin_only(&who)?;
+            reviews::decide(state, &key_id, id, req).await
+        }
+        (["reviews", _], _) => Err(ApiError::method_not_allowed("GET, POST")),
         (["keys"], &Method::GET) => {
             admin_only(&who)?;
             keys::list(state).await

@@ -29,6 +29,10 @@ pub fn config() -> (Config, tempfile::TempDir) {
     // Tests send one visitor's scans seconds apart and mean separate scans;
     // the repeat rule (on by default) is tested on its own in verdicts.rs.
     config.repeat_window_secs = 0;
+    // Tests report conversions milliseconds after their scans: the
+    // too-fast check is off here (tests/fraud.rs turns it on).
+    config.fraud_signup_min_ms = 0;
+    config.fraud_purchase_min_ms = 0;
     (config, tmp)
 }
 

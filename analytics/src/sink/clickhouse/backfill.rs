@@ -155,6 +155,7 @@ impl ClickHouseEvents {
                 earnings: r.earnings,
                 earnings_currency: r.earnings_currency,
                 repeat: false,
+                flagged: None,
             })
             .collect();
         let with_dims = self
@@ -166,6 +167,7 @@ impl ClickHouseEvents {
             &format!("#backfill/{day}"),
             &scan_cells,
             &conversion_chunks,
+            &[],
             &totals,
         )
         .await

@@ -80,7 +80,9 @@ pub const MIGRATIONS: &[&str] = &[
         rule String,
         earnings Int64,
         earnings_currency String,
-        rolled UInt8 DEFAULT 0
+        rolled UInt8 DEFAULT 0,
+        held Int64 DEFAULT 0,
+        flags Array(String)
     ) ENGINE = ReplacingMergeTree
     PARTITION BY toYYYYMM(occurred)
     ORDER BY (code, occurred, event_id)",
@@ -143,7 +145,9 @@ pub const MIGRATIONS: &[&str] = &[
         n AggregateFunction(sum, UInt64),
         amount AggregateFunction(sum, Decimal(38, 0)),
         earnings AggregateFunction(sum, Decimal(38, 0)),
-        delays AggregateFunction(sumMap, Array(UInt16), Array(UInt64))
+        delays AggregateFunction(sumMap, Array(UInt16), Array(UInt64)),
+        flagged AggregateFunction(sum, Int64),
+        held AggregateFunction(sum, Decimal(38, 0))
     ) ENGINE = AggregatingMergeTree
     ORDER BY (scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency)
     SETTINGS index_granularity = 256",
@@ -161,13 +165,16 @@ pub const MIGRATIONS: &[&str] = &[
         amount_sum Decimal(38, 0),
         earnings_sum Decimal(38, 0),
         delay_bins Array(UInt16),
-        delay_counts Array(UInt64)
+        delay_counts Array(UInt64),
+        flagged_sum Int64,
+        held_sum Decimal(38, 0)
     ) ENGINE = Null",
     "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.conversion_rollup_mv TO {db}.conversion_rollup AS
     SELECT scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency,
         sumState(n_conversions) AS n, sumState(amount_sum) AS amount,
         sumState(earnings_sum) AS earnings,
-        sumMapState(delay_bins, delay_counts) AS delays
+        sumMapState(delay_bins, delay_counts) AS delays,
+        sumState(flagged_sum) AS flagged, sumState(held_sum) AS held
     FROM {db}.conversion_rollup_input
     GROUP BY scope, grain, dim, bucket, value, owner, kind, currency, earnings_currency",
     // Each code's totals ordered by kind and time first: a ranking over every
@@ -211,12 +218,33 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("scans", "rolled", "UInt8 DEFAULT 0"),
     ("conversions", "rolled", "UInt8 DEFAULT 0"),
     ("scan_rollup", "suspect", "AggregateFunction(sum, UInt64)"),
+    // Flagged conversions: their reasons and held earnings (earnings is 0).
+    ("conversions", "held", "Int64 DEFAULT 0"),
+    ("conversions", "flags", "Array(String)"),
+    // Review adjustments (flagged conversions, held earnings).
+    (
+        "conversion_rollup",
+        "flagged",
+        "AggregateFunction(sum, Int64)",
+    ),
+    (
+        "conversion_rollup",
+        "held",
+        "AggregateFunction(sum, Decimal(38, 0))",
+    ),
 ];
 
-/// `Null` input tables and the materialized views reading them, which
-/// earlier versions created without a column (input table, column, view):
-/// they hold no data, so both are dropped and created anew by [`MIGRATIONS`].
-const RECREATED: &[(&str, &str, &str)] = &[("scan_rollup_input", "n_suspect", "scan_rollup_mv")];
+/// `Null` input tables and the materialized views reading them, recreated
+/// when the input lacks a column this version writes (they hold no data:
+/// rows only pass through them). (input, view, the column to look for.)
+const RECREATED: &[(&str, &str, &str)] = &[
+    ("scan_rollup_input", "scan_rollup_mv", "n_suspect"),
+    (
+        "conversion_rollup_input",
+        "conversion_rollup_mv",
+        "held_sum",
+    ),
+];
 
 #[derive(Clone)]
 pub struct ClickHouseEvents {
@@ -251,8 +279,11 @@ impl ClickHouseEvents {
         // The database may not exist yet, so DDL goes through a client without one.
         let admin = self.client.clone().with_database("default");
         let db = quote_ident(&self.database);
-        for (input, column, view) in RECREATED {
+        // Before MIGRATIONS: 18.16 analyses a view's query even when `IF NOT
+        // EXISTS` finds the view, so an input lacking a column must go first.
+        for (input, view, column) in RECREATED {
             if self.lacks(&admin, input, column).await? == Some(true) {
+                // The view first: it reads the input. MIGRATIONS create both anew.
                 for table in [view, input] {
                     let sql = format!("DROP TABLE IF EXISTS {db}.{}", quote_ident(table));
                     admin.query(&sql).execute().await?;
@@ -361,6 +392,8 @@ struct ConversionRow<'a> {
     earnings: i64,
     earnings_currency: &'a str,
     rolled: u8,
+    held: i64,
+    flags: Vec<&'a str>,
 }
 
 /// Backquotes an identifier (database names come from configuration).

@@ -2,7 +2,7 @@
 //! `conversions` (drill-down).
 
 use super::ClickHouseEvents;
-use crate::event::{Conversion, ConversionKind, Rule, Scan};
+use crate::event::{Conversion, ConversionKind, Flagged, Rule, Scan};
 use crate::sink::{ScanPage, SinkError};
 use crate::ScanId;
 use serde::Deserialize;
@@ -106,6 +106,28 @@ impl ClickHouseEvents {
     }
 }
 
+impl ClickHouseEvents {
+    /// The scan `scan_id` of `code`: a primary-key point read (`scans` is
+    /// ordered by code, ts, scan id; the id holds its time).
+    pub async fn find_scan(&self, code: &str, scan_id: &str) -> Result<Option<Scan>, SinkError> {
+        let Some(id) = ScanId::parse(scan_id) else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM scans WHERE code = ? AND ts = toDateTime(?) AND scan_id = ? LIMIT 1"
+        );
+        let rows = self
+            .client
+            .query(&sql)
+            .bind(code)
+            .bind(id.unix_ms() / 1000)
+            .bind(scan_id)
+            .fetch_all::<ScanOut>()
+            .await?;
+        Ok(rows.into_iter().next().map(Scan::from))
+    }
+}
+
 /// A `conversions` row as read back ([`CONVERSION_COLUMNS`], in order).
 #[derive(Deserialize, clickhouse::Row)]
 struct ConversionOut {
@@ -125,11 +147,13 @@ struct ConversionOut {
     rule: String,
     earnings: i64,
     earnings_currency: String,
+    held: i64,
+    flags: Vec<String>,
 }
 
 const CONVERSION_COLUMNS: &str =
     "event_id, kind, occurred_ms, received_ms, code, owner, channel, scan_id, scan_ms, \
-    visitor_id, customer_id, amount, currency, rule, earnings, earnings_currency";
+    visitor_id, customer_id, amount, currency, rule, earnings, earnings_currency, held, flags";
 
 impl ConversionOut {
     /// The conversion, unless its kind or rule is not one this version knows.
@@ -168,6 +192,10 @@ impl ConversionOut {
             earnings: self.earnings,
             earnings_currency: self.earnings_currency,
             repeat: false,
+            flagged: (!self.flags.is_empty()).then_some(Flagged {
+                flags: self.flags,
+                held: self.held,
+            }),
         })
     }
 }

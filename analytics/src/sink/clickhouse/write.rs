@@ -25,6 +25,7 @@
 use super::{ClickHouseEvents, ConversionRow, ScanRow};
 use crate::batch::Batch;
 use crate::event::{Conversion, Scan};
+use crate::review::Adjustment;
 use crate::rollup::{
     self, CellKey, ConversionDelta, ConversionKey, ScanDelta, ScanDims, TotalsDelta, TotalsKey,
 };
@@ -91,6 +92,8 @@ struct ConversionCellRow<'a> {
     earnings_sum: i128,
     delay_bins: Vec<u16>,
     delay_counts: Vec<u64>,
+    flagged_sum: i64,
+    held_sum: i128,
 }
 
 #[derive(Serialize, clickhouse::Row)]
@@ -144,10 +147,22 @@ impl ClickHouseEvents {
         let prefix = marker_prefix(batch);
         let scan_cells = rollup::scan_cells(&batch.scans);
         let counted = self.counted_conversions(batch).await?;
-        let (conversion_chunks, conversion_cells) = conversion_chunks(&counted);
+        let (conversion_chunks, mut conversion_cells) = conversion_chunks(&counted);
+        let adjustment_chunks = self.adjustment_chunks(batch).await?;
+        for chunk in &adjustment_chunks {
+            for (k, d) in chunk {
+                conversion_cells.entry(k.clone()).or_default().add(d);
+            }
+        }
         let totals = rollup::totals(&scan_cells, &conversion_cells);
-        self.write_rollups(&prefix, &scan_cells, &conversion_chunks, &totals)
-            .await?;
+        self.write_rollups(
+            &prefix,
+            &scan_cells,
+            &conversion_chunks,
+            &adjustment_chunks,
+            &totals,
+        )
+        .await?;
         if !batch.scans.is_empty() {
             self.insert_scans(&batch.scans, 1).await?;
         }
@@ -163,6 +178,7 @@ impl ClickHouseEvents {
         prefix: &str,
         scan_cells: &BTreeMap<CellKey, ScanDelta>,
         conversion_chunks: &[BTreeMap<ConversionKey, ConversionDelta>],
+        adjustment_chunks: &[BTreeMap<ConversionKey, ConversionDelta>],
         totals: &BTreeMap<TotalsKey, TotalsDelta>,
     ) -> Result<(), SinkError> {
         let scan_chunks: Vec<Vec<(&CellKey, &ScanDelta)>> = scan_cells
@@ -177,6 +193,7 @@ impl ClickHouseEvents {
         let names: Vec<String> = (0..scan_chunks.len())
             .map(|i| name('s', i))
             .chain((0..conversion_chunks.len()).map(|i| name('c', i)))
+            .chain((0..adjustment_chunks.len()).map(|i| name('a', i)))
             .chain((0..total_chunks.len()).map(|i| name('t', i)))
             .collect();
         if names.is_empty() {
@@ -191,6 +208,12 @@ impl ClickHouseEvents {
         }
         for (i, chunk) in conversion_chunks.iter().enumerate() {
             let marker = name('c', i);
+            if !done.contains(&marker) && !chunk.is_empty() {
+                self.insert_conversion_cells(&marker, chunk).await?;
+            }
+        }
+        for (i, chunk) in adjustment_chunks.iter().enumerate() {
+            let marker = name('a', i);
             if !done.contains(&marker) && !chunk.is_empty() {
                 self.insert_conversion_cells(&marker, chunk).await?;
             }
@@ -284,6 +307,8 @@ impl ClickHouseEvents {
                     earnings_sum: d.earnings,
                     delay_bins,
                     delay_counts,
+                    flagged_sum: d.flagged,
+                    held_sum: d.held,
                 })
                 .await?;
         }
@@ -303,6 +328,8 @@ impl ClickHouseEvents {
                 earnings_sum: 0,
                 delay_bins: Vec::new(),
                 delay_counts: Vec::new(),
+                flagged_sum: 0,
+                held_sum: 0,
             })
             .await?;
         insert.end().await?;
@@ -366,6 +393,29 @@ impl ClickHouseEvents {
             })
             .collect();
         self.with_scan_dims(&batch.scans, counted).await
+    }
+
+    /// The cells the batch's review adjustments change, in chunks of at
+    /// most [`MAX_CONVERSIONS`] adjustments (in batch order: a replay cuts
+    /// the same chunks, marked `a{i}`).
+    async fn adjustment_chunks(&self, batch: &Batch) -> Result<Vec<ConversionCells>, SinkError> {
+        if batch.adjustments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conversions = batch.adjustments.iter().map(|a| &a.conversion).collect();
+        let with_dims = self.with_scan_dims(&batch.scans, conversions).await?;
+        Ok(with_dims
+            .chunks(MAX_CONVERSIONS)
+            .zip(batch.adjustments.chunks(MAX_CONVERSIONS))
+            .map(|(group, adjustments)| {
+                let items: Vec<(&Adjustment, Option<&ScanDims>)> = group
+                    .iter()
+                    .zip(adjustments)
+                    .map(|((_, d), a)| (a, d.as_ref()))
+                    .collect();
+                rollup::adjustment_cells(&items)
+            })
+            .collect())
     }
 
     /// Which of the conversions' event ids have a row in `conversions`.
@@ -515,6 +565,11 @@ impl ClickHouseEvents {
                 earnings: c.earnings,
                 earnings_currency: &c.earnings_currency,
                 rolled,
+                held: c.flagged.as_ref().map_or(0, |f| f.held),
+                flags: c
+                    .flagged
+                    .as_ref()
+                    .map_or_else(Vec::new, |f| f.flags.iter().map(String::as_str).collect()),
             };
             insert.write(&row).await?;
         }

@@ -4,12 +4,14 @@
 //! blanked), so counts, rollups and earnings stay right; the rollups' visitor
 //! sketches hold only irreversible hashes.
 
+use super::review::{FRAUD_COUNTS, REVIEWS};
 use super::{
     err, EmbeddedSink, CLAIMS, CODE_CHUNKS, CONVERSIONS, CUSTOMERS, CUSTOMER_PURCHASES,
     LAST_VISITS, VISITS,
 };
 use crate::event::{Conversion, Scan};
 use crate::records::ClaimRecord;
+use crate::review::Review;
 use crate::sink::{chunk, SinkError};
 use redb::ReadableTable;
 
@@ -32,6 +34,7 @@ pub struct Erased {
     pub last_visits: u64,
     /// Conversion rows and recorded answers whose ids were blanked.
     pub conversions: u64,
+    /// Recorded answers, and the reviews of flagged ones (copies of them).
     pub claims: u64,
     /// A customer's attribution link and purchase index entries deleted.
     pub customer_entries: u64,
@@ -142,6 +145,28 @@ impl EmbeddedSink {
                 out.claims = changed.len() as u64;
                 for (k, v) in &changed {
                     claims.insert(k.as_str(), v.as_slice()).map_err(err)?;
+                }
+                // The review queue keeps a copy of each flagged conversion;
+                // its entries name no person (positions are time and event id).
+                let mut reviews = tx.open_table(REVIEWS).map_err(err)?;
+                let mut changed: Vec<(String, Vec<u8>)> = Vec::new();
+                for item in reviews.iter().map_err(err)? {
+                    let (k, val) = item.map_err(err)?;
+                    let Ok(mut r) = serde_json::from_slice::<Review>(val.value()) else {
+                        continue;
+                    };
+                    if scrub_conversion(&mut r.conversion, &who) {
+                        changed.push((k.value().to_string(), serde_json::to_vec(&r).map_err(err)?));
+                    }
+                }
+                out.claims += changed.len() as u64;
+                for (k, v) in &changed {
+                    reviews.insert(k.as_str(), v.as_slice()).map_err(err)?;
+                }
+                // A visitor's velocity count (the IP /24 ones name no one).
+                if let Subject::Visitor(v) = &who {
+                    let mut counts = tx.open_table(FRAUD_COUNTS).map_err(err)?;
+                    counts.remove(format!("v:{v}").as_str()).map_err(err)?;
                 }
             }
             tx.commit().map_err(err)?;

@@ -122,7 +122,7 @@ impl EmbeddedSink {
             }
             let with_dims: Vec<(&Conversion, Option<&ScanDims>)> =
                 conversions.iter().map(|(c, d)| (c, d.as_ref())).collect();
-            apply_rollups(&tx, &scans, &with_dims)?;
+            apply_rollups(&tx, &scans, &with_dims, &[])?;
             let remaining = tx.open_table(SCAN_CHUNKS).map_err(err)?.len().map_err(err)?
                 + tx.open_table(SCANS).map_err(err)?.len().map_err(err)?
                 + tx

@@ -11,6 +11,7 @@ mod erasure;
 mod migrate;
 mod read;
 mod retention;
+mod review;
 mod write;
 
 pub use erasure::{Erased, Subject};
@@ -232,6 +233,9 @@ impl EmbeddedSink {
         tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
         tx.open_table(TOTALS).map_err(err)?;
         tx.open_table(LATEST_OWNERS).map_err(err)?;
+        tx.open_table(review::FRAUD_COUNTS).map_err(err)?;
+        tx.open_table(review::REVIEWS).map_err(err)?;
+        tx.open_table(review::REVIEW_QUEUE).map_err(err)?;
         {
             let mut meta = tx.open_table(META).map_err(err)?;
             let conversions = tx.open_table(CONVERSIONS).map_err(err)?;
@@ -595,6 +599,7 @@ mod tests {
             earnings: 200,
             earnings_currency: "EUR".into(),
             repeat: false,
+            flagged: None,
         }
     }
 

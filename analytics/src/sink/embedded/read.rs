@@ -151,6 +151,33 @@ impl EmbeddedSink {
         .await
     }
 
+    /// The stored scan `scan_id` of `code`: the chunks of that code starting
+    /// within a chunk's span before the scan's time (its id holds it).
+    pub async fn find_scan(&self, code: &str, scan_id: &str) -> Result<Option<Scan>, SinkError> {
+        let Some(id) = ScanId::parse(scan_id) else {
+            return Ok(None);
+        };
+        let (code, scan_id) = (code.to_string(), scan_id.to_string());
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(err)?;
+            let table = tx.open_table(CODE_CHUNKS).map_err(err)?;
+            let ms = id.unix_ms();
+            let at = |ms: u64| ScanId::from_parts(ms, 0, 0).to_string();
+            let lo = format!("{code}\0{}", at(ms.saturating_sub(chunk::CHUNK_SPAN_MS)));
+            let hi = format!("{code}\0{}", at(ms + 1));
+            for item in table.range(lo.as_str()..hi.as_str()).map_err(err)? {
+                let (_, v) = item.map_err(err)?;
+                if let Ok(scans) = chunk::decode(v.value()) {
+                    if let Some(s) = scans.into_iter().find(|s| s.scan_id == scan_id) {
+                        return Ok(Some(s));
+                    }
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
     /// Up to `limit` of `code`'s scans older than the scan id `before` (all
     /// when `None`), newest first.
     pub async fn recent_scans(

@@ -11,6 +11,7 @@ use super::{
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::{Conversion, Scan};
 use crate::records::LastVisit;
+use crate::review::Adjustment;
 use crate::rollup::block::{ConversionBlock, ConversionCellKey, ScanBlock, Totals};
 use crate::rollup::{self, Dim, Grain, ScanDims};
 use crate::sink::{chunk, SinkError};
@@ -45,7 +46,10 @@ impl EmbeddedSink {
             let counted = store_conversions(&tx, &batch.scans, &batch.conversions)?;
             let with_dims: Vec<(&Conversion, Option<&ScanDims>)> =
                 counted.iter().map(|(c, d)| (*c, d.as_ref())).collect();
-            apply_rollups(&tx, &batch.scans, &with_dims)?;
+            let adjusted = adjustments_with_dims(&tx, &batch.scans, &batch.adjustments)?;
+            let adjustments: Vec<(&Adjustment, Option<&ScanDims>)> =
+                adjusted.iter().map(|(a, d)| (*a, d.as_ref())).collect();
+            apply_rollups(&tx, &batch.scans, &with_dims, &adjustments)?;
         }
         if self.counters {
             write_counters(&tx, &batch.scans)?;
@@ -117,6 +121,31 @@ fn store_conversions<'b>(
     Ok(counted)
 }
 
+/// Each review adjustment with its conversion's attributed scan's dimensions
+/// (found as when the conversion was counted, so the same cells change).
+fn adjustments_with_dims<'b>(
+    tx: &WriteTransaction,
+    scans: &[Scan],
+    adjustments: &'b [Adjustment],
+) -> Result<Vec<(&'b Adjustment, Option<ScanDims>)>, SinkError> {
+    let mut out = Vec::with_capacity(adjustments.len());
+    for a in adjustments {
+        let c = &a.conversion;
+        let dims = match scans
+            .iter()
+            .find(|s| s.scan_id == c.scan_id && c.scan_ms > 0)
+        {
+            Some(s) => Some(ScanDims::of(s)),
+            None if c.scan_ms > 0 => find_scan(tx, &c.code, &c.scan_id)?
+                .as_ref()
+                .map(ScanDims::of),
+            None => None,
+        };
+        out.push((a, dims));
+    }
+    Ok(out)
+}
+
 /// A stored scan by its code and id (the id starts with its time, so only the
 /// chunks of that second are read).
 pub(super) fn find_scan(
@@ -162,9 +191,13 @@ pub(super) fn apply_rollups(
     tx: &WriteTransaction,
     scans: &[Scan],
     conversions: &[(&Conversion, Option<&ScanDims>)],
+    adjustments: &[(&Adjustment, Option<&ScanDims>)],
 ) -> Result<(), SinkError> {
     let scan_cells = rollup::scan_cells(scans);
-    let conversion_cells = rollup::conversion_cells(conversions);
+    let mut conversion_cells = rollup::conversion_cells(conversions);
+    for (k, d) in rollup::adjustment_cells(adjustments) {
+        conversion_cells.entry(k).or_default().add(&d);
+    }
     let totals = rollup::totals(&scan_cells, &conversion_cells);
 
     // One read-modify-write per block: the cells arrive grouped by scope and grain.
