@@ -194,6 +194,18 @@ impl CodeTable {
         self.current.store(Arc::new(map));
     }
 
+    /// Replaces the whole table with `records` only if it is still `seen`
+    /// (no code was written here meanwhile); false when it was not replaced.
+    pub fn replace_if_unchanged(&self, seen: &Arc<Snapshot>, records: Vec<CodeRecord>) -> bool {
+        let map: Snapshot = records
+            .into_iter()
+            .filter_map(|r| self.compile(r))
+            .map(|c| (Box::from(c.record.code.as_str()), Arc::new(c)))
+            .collect();
+        let previous = self.current.compare_and_swap(seen, Arc::new(map));
+        Arc::ptr_eq(&previous, seen)
+    }
+
     /// Inserts or replaces one code (after an admin write).
     pub fn upsert(&self, record: CodeRecord) {
         let Some(compiled) = self.compile(record) else {

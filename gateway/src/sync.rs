@@ -84,29 +84,41 @@ async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
 /// Loads every code from Redis; returns the version counter read before the load
 /// (a change racing the load moves the counter again, so it is never missed).
 async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow::Result<u64> {
-    let version = store.version().await?;
-    let mut records = store.load_all().await?;
-    // Codes are never deleted, only disabled: a code this instance serves that
-    // Redis no longer has was lost (Redis restarted without persistence). Put
-    // it back rather than start answering 404 for it.
-    let held = state.codes.snapshot();
-    let in_redis: HashSet<&str> = records.iter().map(|r| r.code.as_str()).collect();
-    let lost: Vec<CodeRecord> = held
-        .iter()
-        .filter(|(code, _)| !in_redis.contains(&***code))
-        .map(|(_, c)| c.record.clone())
-        .collect();
-    if !lost.is_empty() {
-        store.restore(&lost).await?;
-        tracing::warn!(
-            codes = lost.len(),
-            "redis had lost codes; restored them from memory"
-        );
-        records.extend(lost);
+    // A code written on this instance while Redis is read would be in the
+    // table but not in what was read: the table is replaced only if no code
+    // was written meanwhile, else Redis is read again.
+    for _ in 0..5 {
+        // Taken first: a code written here before it is in Redis already (the
+        // store is written before the table), one written after it makes the
+        // swap below fail.
+        let held = state.codes.snapshot();
+        let version = store.version().await?;
+        let mut records = store.load_all().await?;
+        // Codes are never deleted, only disabled: a code this instance serves
+        // that Redis no longer has was lost (Redis restarted without
+        // persistence). Put it back rather than start answering 404 for it.
+        let in_redis: HashSet<&str> = records.iter().map(|r| r.code.as_str()).collect();
+        let lost: Vec<CodeRecord> = held
+            .iter()
+            .filter(|(code, _)| !in_redis.contains(&***code))
+            .map(|(_, c)| c.record.clone())
+            .collect();
+        if !lost.is_empty() {
+            store.restore(&lost).await?;
+            tracing::warn!(
+                codes = lost.len(),
+                "redis had lost codes; restored them from memory"
+            );
+            records.extend(lost);
+        }
+        if state.codes.replace_if_unchanged(&held, records.clone()) {
+            write_snapshot(snapshot.to_path_buf(), records).await;
+            return Ok(version);
+        }
     }
-    write_snapshot(snapshot.to_path_buf(), records.clone()).await;
-    state.codes.replace_all(records);
-    Ok(version)
+    anyhow::bail!(
+        "codes kept changing on this instance while redis was read; trying again at the next poll"
+    )
 }
 
 async fn poll_redis(

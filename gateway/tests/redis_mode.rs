@@ -172,3 +172,37 @@ async fn console_sessions_hold_on_every_instance_until_signed_out() {
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+/// A code created on an instance is served by it at once, even while that
+/// instance reloads the table from Redis (every write moves the version, so
+/// with a 10 ms poll reloads race the next creations): a reload that read
+/// Redis before a creation must not replace the table after it.
+#[tokio::test]
+async fn a_reload_never_drops_a_code_just_created() {
+    let redis = RedisServer::start();
+    let (mut config, tmp) = common::config();
+    config.redis_url = Some(redis.url());
+    config.redis_prefix = "race".into();
+    config.redis_sync_ms = 10;
+    config.api_rate_per_ip = 100_000;
+    config.api_burst_per_ip = 100_000;
+    let gw = common::start_with(config, Some(tmp)).await;
+    let mut missing = Vec::new();
+    for i in 0..300 {
+        let code = format!("race{i}");
+        let r = gw
+            .create(json!({"code": code, "destination": "https://shop.example/", "owner": "r"}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        for _ in 0..3 {
+            let status = gw.anon.get(&format!("/{code}")).await.status;
+            if status != 302 {
+                missing.push((code.clone(), status));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "codes not served right after creation: {missing:?}"
+    );
+}
