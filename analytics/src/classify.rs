@@ -70,6 +70,7 @@ pub const IN_APPS: &[&str] = &[
     "discord",
     "reddit",
     "kakaotalk",
+    "viber",
 ];
 
 /// Only this many bytes of a UA are examined (cut back to a char boundary).
@@ -280,7 +281,9 @@ const BOT_RULES: &[Rule] = &[
     any("mastodon/", "mastodon"), // "http.rb/5.1.1 (Mastodon/4.2.1; +https://…)"
     any("cardyb", "bluesky"),     // "Bluesky Cardyb/1.1"
     any("vkshare", "vkshare"),
-    any("viber", "viber"),
+    // Viber's preview fetcher says just "Viber"; its in-app browser appends
+    // "Viber/24.1.0.0" to a full browser UA (an in-app rule below).
+    start("viber", "viber"),
     any("snap url preview", "snap-url-preview"),
     any("kakaotalk-scrap", "kakaotalk-scrap"),
     any("tiktokspider", "tiktokspider"), // before the in-app "tiktok" marker
@@ -442,6 +445,9 @@ const IN_APP_RULES: &[Rule] = &[
     any("reddit/version", "reddit"),
     // KakaoTalk: "… Mobile/15E148 KAKAOTALK 10.4.5". Its fetcher "kakaotalk-scrap" is a bot rule.
     any("kakaotalk", "kakaotalk"),
+    // Viber: "… Chrome/120.0.6099.144 Mobile Safari/537.36 Viber/21.8.0.1" (Android),
+    // "… Mobile/15E148 Viber/21.8.0" (iOS). Its fetcher ("Viber" alone) is a bot rule.
+    ver("viber/", "viber"),
 ];
 
 /// TV platforms: "SMART-TV; Linux; Tizen 6.0", "SmartTV", "HbbTV/1.5.1",
