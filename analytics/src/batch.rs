@@ -53,13 +53,14 @@ pub const NO_CHANNEL: &str = "-";
 
 /// Counter increments of one batch, per code: field → delta. Field names:
 /// `total`, `human`, `bot`, `qr`, `link`, `day:{YYYY-MM-DD}:{total|human|bot}`,
-/// `ch:{channel}:{total|human|bot}`, `reason:{bot reason}`. `bot` counts every
+/// `ch:{channel}:{total|human|bot}`, `reason:{bot reason}`, `typo:{unknown
+/// channel asked for}`. `bot` counts every
 /// scan that is not human; suspects are also counted in `suspect`,
 /// `day:{day}:suspect` and `ch:{channel}:suspect`.
 pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
     // Count distinct combinations first (a batch has few), then spell out the
     // fields once per combination instead of once per scan.
-    type Group<'a> = (&'a str, u64, &'a str, &'a str, &'a str);
+    type Group<'a> = (&'a str, u64, &'a str, &'a str, &'a str, &'a str);
     let mut groups: HashMap<Group<'_>, u64> = HashMap::new();
     for scan in scans {
         let channel = if scan.channel.is_empty() {
@@ -73,11 +74,12 @@ pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
             channel,
             scan.source.as_str(),
             scan.bot_reason.as_str(),
+            scan.unknown_channel.as_str(),
         );
         *groups.entry(key).or_default() += 1;
     }
     let mut out: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
-    for ((code, day, channel, source, reason), n) in groups {
+    for ((code, day, channel, source, reason, unknown), n) in groups {
         let fields = out.entry(code).or_default();
         let class = if reason.is_empty() { "human" } else { "bot" };
         let day = crate::event::day_of(day * DAY_MS);
@@ -95,6 +97,9 @@ pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
         }
         if !reason.is_empty() {
             *fields.entry(format!("reason:{reason}")).or_default() += n;
+        }
+        if !unknown.is_empty() {
+            *fields.entry(format!("typo:{unknown}")).or_default() += n;
         }
         if crate::event::Verdict::of_reason(reason) == crate::event::Verdict::Suspect {
             for key in [

@@ -56,7 +56,13 @@ pub struct Enricher {
     /// and then.
     last_human: HashMap<u64, u64>,
     last_prune_ms: u64,
+    /// Per code, the unknown channel names counted so far.
+    unknown: HashMap<String, HashSet<String>>,
 }
+
+/// Unknown channel names counted per code (per process); later ones are
+/// counted as `(other)`.
+const UNKNOWN_PER_CODE: usize = 20;
 
 /// A user agent's classification and what the verdict needs of it.
 #[derive(Clone)]
@@ -89,6 +95,7 @@ impl Enricher {
             rules,
             last_human: HashMap::new(),
             last_prune_ms: 0,
+            unknown: HashMap::new(),
         }
     }
 
@@ -110,6 +117,7 @@ impl Enricher {
         };
         let is_unique =
             bot_reason.is_empty() && self.first_today(ts_ms, &raw.code, &raw.visitor_id);
+        let unknown_channel = self.unknown_channel(&raw.code, raw.unknown_channel);
         Scan {
             scan_id: raw.scan_id.to_string(),
             ts_ms,
@@ -127,6 +135,23 @@ impl Enricher {
             source: raw.source.as_str().to_string(),
             bot_reason,
             is_unique,
+            unknown_channel,
+        }
+    }
+
+    /// An unknown channel's name as counted: the first [`UNKNOWN_PER_CODE`]
+    /// names of a code are kept, later ones are `(other)`, so that made-up
+    /// paths cannot grow a code's counters without bound.
+    fn unknown_channel(&mut self, code: &str, name: String) -> String {
+        if name.is_empty() {
+            return name;
+        }
+        let names = self.unknown.entry(code.to_string()).or_default();
+        if names.contains(&name) || names.len() < UNKNOWN_PER_CODE {
+            names.insert(name.clone());
+            name
+        } else {
+            "(other)".to_string()
         }
     }
 
@@ -308,6 +333,22 @@ fn truncate(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_channel_names_are_bounded_per_code() {
+        let mut e = Enricher::default();
+        for i in 0..UNKNOWN_PER_CODE {
+            assert_eq!(e.unknown_channel("a", format!("t{i}")), format!("t{i}"));
+        }
+        assert_eq!(
+            e.unknown_channel("a", "t0".into()),
+            "t0",
+            "a name already kept"
+        );
+        assert_eq!(e.unknown_channel("a", "new".into()), "(other)");
+        assert_eq!(e.unknown_channel("b", "new".into()), "new", "per code");
+        assert_eq!(e.unknown_channel("a", String::new()), "");
+    }
 
     #[test]
     fn ip_anonymisation() {

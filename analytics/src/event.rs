@@ -101,7 +101,14 @@ pub struct RawScan {
     pub visitor_id: String,
     pub request_bot: Option<RequestBot>,
     pub signs: HeaderSigns,
+    /// The channel asked for when the code has no such channel (the scan
+    /// went to the code's own destination and `channel` is empty): a typo
+    /// in a bio, an old link. At most [`MAX_UNKNOWN_CHANNEL`] bytes of slug.
+    pub unknown_channel: String,
 }
+
+/// Longest unknown channel name kept.
+pub const MAX_UNKNOWN_CHANNEL: usize = 32;
 
 /// The three-way verdict on a scan, read from its reason: `""` is a human
 /// scan; `repeat`, `datacenter` and `suspect:*` are suspect; every other
@@ -166,6 +173,12 @@ pub struct Scan {
     pub bot_reason: String,
     /// First human scan of this code by this visitor in the (UTC) day.
     pub is_unique: bool,
+    /// The unknown channel a scan of the code's own destination asked for
+    /// (see [`RawScan::unknown_channel`]), or `(other)` past the first 20
+    /// names of a code (per process). Counted in the live stats; not kept
+    /// in scan rows.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unknown_channel: String,
 }
 
 impl Scan {

@@ -40,6 +40,9 @@ pub struct CodeStats {
     pub days: BTreeMap<String, DayCounts>,
     pub channels: BTreeMap<String, ClassCounts>,
     pub bot_reasons: BTreeMap<String, u64>,
+    /// Channels asked for that the code does not have (typos in a bio, old
+    /// links), by name: those scans went to the code's own destination.
+    pub unknown_channels: BTreeMap<String, u64>,
 }
 
 impl CodeStats {
@@ -87,6 +90,8 @@ impl CodeStats {
                 _ => {
                     if let Some(reason) = field.strip_prefix("reason:") {
                         s.bot_reasons.insert(reason.to_string(), n);
+                    } else if let Some(name) = field.strip_prefix("typo:") {
+                        s.unknown_channels.insert(name.to_string(), n);
                     }
                 }
             }

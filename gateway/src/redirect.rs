@@ -1,4 +1,5 @@
-//! The hot path: `GET`/`HEAD /{code}` and `/{code}/{channel}` → 302.
+//! The hot path: `GET`/`HEAD /{code}` and `/{code}/{channel}` → 302 (a
+//! channel the code does not have → the code's own destination).
 //!
 //! **Invariant:** this handler never awaits. It reads the in-memory code table,
 //! takes a scan id from an atomic counter, hands the scan to the recorder's
@@ -33,13 +34,20 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
         return Some(not_found());
     };
     state.metrics.code_hits.fetch_add(1, Relaxed);
+    // A channel the code does not have (a typo in a bio, an old link) still
+    // reaches the code's own destination: the follower is not stranded, and
+    // the scan records the name asked for so the creator can see it.
+    let mut unknown = "";
     let (channel, target) = match channel {
         None => ("", &entry.default),
         Some(raw) => match lowercase_slug(raw, &mut channel_buf)
             .and_then(|c| entry.channels.get_key_value(c))
         {
             Some((name, t)) => (name.as_str(), t),
-            None => return Some(not_found()),
+            None => {
+                unknown = raw;
+                ("", &entry.default)
+            }
         },
     };
     let now = SystemTime::now()
@@ -57,9 +65,10 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
         ));
     }
     let scan_id = state.scan_ids.next(now.as_millis() as u64);
-    let (scan, set_cookie) = state
-        .scans
-        .capture(req, peer, scan_id, &entry.record.code, channel);
+    let (scan, set_cookie) =
+        state
+            .scans
+            .capture(req, peer, scan_id, &entry.record.code, channel, unknown);
     state.analytics.record(scan);
     let token = state
         .analytics

@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::request::Request;
-use codelink_analytics::event::{HeaderSigns, RawScan, RequestBot, Source};
+use codelink_analytics::event::{HeaderSigns, RawScan, RequestBot, Source, MAX_UNKNOWN_CHANNEL};
 use codelink_analytics::ScanId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{header, HeaderName, HeaderValue, Method};
@@ -65,6 +65,7 @@ impl ScanCapture {
         scan_id: ScanId,
         code: &str,
         channel: &str,
+        unknown_channel: &str,
     ) -> (RawScan, Option<HeaderValue>) {
         let headers = req.headers();
         let text = |name: &HeaderName, max: usize| -> String {
@@ -113,6 +114,7 @@ impl ScanCapture {
                 visitor_cookie: cookie_id.is_some(),
                 ..self.signs(req)
             },
+            unknown_channel: unknown_channel_name(unknown_channel),
         };
         (raw, set_cookie)
     }
@@ -227,6 +229,26 @@ fn is_prefetch(req: &Request) -> bool {
                 v.as_bytes().starts_with(b"prefetch") || v.as_bytes().starts_with(b"preview")
             })
         })
+}
+
+/// The name of a channel the code does not have, as counted: lowercase,
+/// slug characters only, at most `MAX_UNKNOWN_CHANNEL` bytes; `(invalid)`
+/// when nothing is left; empty when there was none.
+fn unknown_channel_name(raw: &str) -> String {
+    if raw.is_empty() {
+        return String::new();
+    }
+    let name: String = raw
+        .bytes()
+        .filter(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        .take(MAX_UNKNOWN_CHANNEL)
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect();
+    if name.is_empty() {
+        "(invalid)".to_string()
+    } else {
+        name
+    }
 }
 
 /// Browsers treat loopback hosts as secure origins (they send `Sec-Fetch-*`

@@ -92,17 +92,10 @@ async fn head_redirects_without_body() {
 }
 
 #[tokio::test]
-async fn unknown_code_or_channel_is_404_html() {
+async fn unknown_code_is_404_html() {
     let gw = common::start().await;
     gw.create(common::alice()).await;
-    for path in [
-        "/nobody",
-        "/alice10/tt",
-        "/al",
-        "/alice10/yt/extra",
-        "/",
-        "/a%20b",
-    ] {
+    for path in ["/nobody", "/al", "/alice10/yt/extra", "/", "/a%20b"] {
         let r = gw.anon.get(path).await;
         assert_eq!(r.status, 404, "{path}");
         assert!(
@@ -111,6 +104,51 @@ async fn unknown_code_or_channel_is_404_html() {
         );
         assert!(r.text().contains("not found"), "{path}");
     }
+}
+
+/// A channel the code does not have (a typo in a bio, an old link) goes to
+/// the code's own destination, is recorded as a scan of the bare code, and
+/// the name asked for shows in the code's live stats.
+#[tokio::test]
+async fn an_unknown_channel_reaches_the_code_and_is_counted() {
+    let gw = common::start().await;
+    gw.create(common::alice()).await;
+    let bare = gw.anon.get("/alice10").await;
+    let r = gw.anon.get("/alice10/TikTok").await;
+    assert_eq!(r.status, 302);
+    let location = r.header("location").unwrap();
+    let without_scan = |l: &str| l.split("cl_scan=").next().unwrap().to_string();
+    assert_eq!(
+        without_scan(location),
+        without_scan(bare.header("location").unwrap()),
+        "the code's own destination"
+    );
+    // The scan token names the bare code (no channel).
+    let token = location.split("cl_scan=").nth(1).unwrap();
+    let token = token.split(['&', '#']).next().unwrap();
+    assert!(token.contains(".alice10.."), "{token}");
+    // More typos; a name that is no slug at all.
+    for path in [
+        "/alice10/tiktok",
+        "/alice10/yt-vdeo42",
+        "/alice10/%F0%9F%98%80",
+    ] {
+        assert_eq!(gw.anon.get(path).await.status, 302, "{path}");
+    }
+    let ok = codelink_testkit::wait_until(std::time::Duration::from_secs(10), || async {
+        gw.admin.get("/api/v1/codes/alice10/stats").await.json()["total"] == 5
+    })
+    .await;
+    let stats = gw.admin.get("/api/v1/codes/alice10/stats").await.json();
+    assert!(ok, "{stats}");
+    assert_eq!(
+        stats["unknown_channels"],
+        serde_json::json!({"tiktok": 2, "yt-vdeo42": 1, "f09f9880": 1}),
+        "{stats}"
+    );
+    // Recorded with an empty channel.
+    assert_eq!(stats["channels"]["-"]["total"], 5, "{stats}");
+    gw.stop().await.unwrap();
 }
 
 #[tokio::test]

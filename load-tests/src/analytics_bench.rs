@@ -840,6 +840,7 @@ impl<'m> ScanGen<'m> {
             source: if qr { "qr" } else { "link" }.to_string(),
             bot_reason: bot_reason.to_string(),
             is_unique,
+            unknown_channel: String::new(),
         })
     }
 }

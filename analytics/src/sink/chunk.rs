@@ -151,6 +151,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
         out.push(Scan {
             ts_ms,
             is_unique: unique != 0,
+            unknown_channel: String::new(),
             scan_id: r.text()?,
             code: r.text()?,
             channel: r.text()?,
@@ -205,6 +206,7 @@ mod tests {
                 String::new()
             },
             is_unique: n.is_multiple_of(5),
+            unknown_channel: String::new(),
         }
     }
 

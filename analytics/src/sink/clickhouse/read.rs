@@ -47,6 +47,7 @@ impl From<ScanOut> for Scan {
             source: r.source,
             bot_reason: r.bot_reason,
             is_unique: r.is_unique != 0,
+            unknown_channel: String::new(),
         }
     }
 }
