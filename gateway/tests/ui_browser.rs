@@ -59,7 +59,8 @@ async fn produce(gw: &TestGateway) -> Produced {
     ] {
         assert_eq!(gw.create(body).await.status, 201);
     }
-    // ALICE10: 6 human scans from YouTube (4 of them QR), 3 from the
+    // ALICE10: 6 human scans from YouTube (4 of them QR), 1 of a channel it
+    // does not have, 3 from the
     // Instagram bio in Instagram's browser; 3 link previews and 1 crawler;
     // 2 suspects (below).
     let mut first = String::new();
@@ -87,6 +88,9 @@ async fn produce(gw: &TestGateway) -> Produced {
         redirect(gw, "/alice10/bio", PREVIEW, &format!("10.0.3.{i}")).await;
     }
     redirect(gw, "/alice10", GOOGLEBOT, "10.0.4.1").await;
+    // A typo in a bio: a channel ALICE10 does not have (a human scan of the
+    // bare code).
+    redirect(gw, "/alice10/tiktok", IPHONE, "10.0.8.1").await;
     // 2 suspects: a script with an iPhone's user agent that sends no
     // Accept-Language.
     for i in 0..2 {
@@ -126,7 +130,7 @@ async fn produce(gw: &TestGateway) -> Produced {
     let ok = codelink_testkit::wait_until(Duration::from_secs(10), || async {
         let r = admin.get("/api/v1/analytics/summary?code=alice10").await;
         let s = &r.json()["summary"];
-        s["human_scans"] == 9
+        s["human_scans"] == 10
             && s["bot_scans"] == 4
             && s["suspect_scans"] == 2
             && s["purchases"] == 1
@@ -134,7 +138,7 @@ async fn produce(gw: &TestGateway) -> Produced {
     .await;
     assert!(ok, "scans and conversions were not recorded in time");
     Produced {
-        alice10_human: 9,
+        alice10_human: 10,
         alice10_bots: 4,
     }
 }
@@ -298,9 +302,9 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
     assert!(b.find_all("[data-code=bob5]").await.is_empty());
     let card = "[data-code=alice10]";
     for (k, want) in [
-        ("today", "9"),
-        ("d7", "9"),
-        ("d30", "9"),
+        ("today", "10"),
+        ("d7", "10"),
+        ("d30", "10"),
         ("signups", "1"),
         ("purchases", "1"),
         ("estimated", "EUR 7.00"),
@@ -309,13 +313,13 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
         let got = b.find(&format!("{card} [data-k={k}]")).await.text().await;
         assert_eq!(got, want, "my codes, alice10, {k}");
     }
-    // 1 signup and 1 purchase over 9 distinct human scanners.
+    // 1 signup and 1 purchase over 10 distinct human scanners.
     assert_eq!(
         b.find(&format!("{card} [data-k=scan_to_signup]"))
             .await
             .text()
             .await,
-        "11.1 %"
+        "10.0 %"
     );
     assert_eq!(
         b.find("[data-code=alice20] [data-k=today]")
@@ -343,8 +347,8 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
     );
     assert_eq!(tile("bot_scans").await, produced.alice10_bots.to_string());
     assert_eq!(tile("suspect_scans").await, "2");
-    // 4 bots and 2 suspects of 15 hits.
-    assert_eq!(tile("bot_share").await, "40.0 %");
+    // 4 bots and 2 suspects of 16 hits.
+    assert_eq!(tile("bot_share").await, "37.5 %");
     assert_eq!(tile("signups").await, "1");
     assert_eq!(tile("estimated").await, "EUR 7.00");
     let text = b.find("main").await.text().await;
@@ -355,6 +359,8 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
         "googlebot (1)",
         "Suspect: headers no browser would send",
         "no-accept-language (2)",
+        "Channels this code does not have",
+        "tiktok",
         "QR code",
         "instagram",
         "the scan's link",
@@ -370,7 +376,7 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
         .await;
     redirect(&gw, "/alice10/yt", IPHONE, "10.0.9.9").await;
     assert!(
-        b.wait_for_text("dd[data-live=human_scans]", "10", Duration::from_secs(5))
+        b.wait_for_text("dd[data-live=human_scans]", "11", Duration::from_secs(5))
             .await,
         "the new scan did not show within 5 s"
     );
@@ -399,7 +405,7 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
     );
     b.find(".presets a[href*='range=7d']").await.click().await;
     assert!(
-        b.wait_for_text("dd[data-live=human_scans]", "10", Duration::from_secs(5))
+        b.wait_for_text("dd[data-live=human_scans]", "11", Duration::from_secs(5))
             .await
     );
 
@@ -442,7 +448,7 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
 
     // The funnel, as the creator sees it (only alice's codes).
     b.goto(&format!("{base}/ui/funnel?by=channel")).await;
-    assert_eq!(b.find("[data-step='0']").await.text().await, "12");
+    assert_eq!(b.find("[data-step='0']").await.text().await, "13");
     both_widths(&b, "creator-funnel").await;
 
     // Page weight: every page with its stylesheet and script under 200 KB.
@@ -589,7 +595,7 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
 
     // The funnel over every code.
     b.goto(&format!("{base}/ui/funnel?by=device")).await;
-    assert_eq!(b.find("[data-step='0']").await.text().await, "15");
+    assert_eq!(b.find("[data-step='0']").await.text().await, "16");
     both_widths(&b, "admin-funnel").await;
 
     b.quit().await;

@@ -341,6 +341,11 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
         c = esc(&code),
         q = esc(&vq)
     );
+    // Channels asked for that the code does not have (live counters, since
+    // the start; a failed read only leaves the card out).
+    if let Ok(stats) = a.code_stats(&code).await {
+        body.push_str(&unknown_channels_section(&stats.unknown_channels));
+    }
     body.push_str(&bot_section(&summary, rows(Dimension::BotReason)));
     body.push_str(&share_section(ctx, &record));
     body.push_str(&conversions_section(ctx, &view, &recent, &reviewed));
@@ -348,6 +353,33 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
         StatusCode::OK,
         html::page(&ctx.frame(&upper, "codes"), &body),
     )
+}
+
+/// Links followed with a channel the code does not have (a typo in a bio,
+/// a channel since removed): they reached the code's own destination.
+fn unknown_channels_section(names: &std::collections::BTreeMap<String, u64>) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let mut sorted: Vec<(&String, &u64)> = names.iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let mut out = String::from(
+        "<section class=\"card\" aria-labelledby=\"typos\"><h2 id=\"typos\">Channels this code does not have</h2>\
+         <p>These links were followed since the start, and the followers were sent to the code's own link. \
+         Add the channel, or fix the link where it was shared.</p>\
+         <div class=\"scroll\"><table class=\"data compact\"><thead><tr><th scope=\"col\">Asked for</th>\
+         <th scope=\"col\" class=\"n\">Hits</th></tr></thead><tbody>",
+    );
+    for (name, n) in sorted {
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
+            esc(name),
+            num(*n)
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
 }
 
 fn bot_section(s: &Summary, reasons: &[BreakdownRow]) -> String {
