@@ -32,7 +32,7 @@
 
 use crate::classify;
 use crate::config::VerdictRules;
-use crate::event::{HeaderSigns, RawScan, Scan};
+use crate::event::{version_after, HeaderSigns, RawScan, Scan};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -164,7 +164,8 @@ impl Enricher {
         }
         let c = Judged {
             client: classify::classify(user_agent),
-            chrome_major: chrome_major(user_agent),
+            // (`CriOS/`, Chrome on iOS, is WebKit and sends no client hints: 0.)
+            chrome_major: version_after(user_agent.as_bytes(), b"Chrome/"),
         };
         self.clients.insert(user_agent.to_string(), c.clone());
         c
@@ -243,22 +244,6 @@ fn suspect(signs: &HeaderSigns, chrome_major: u16, in_app: &str) -> Option<&'sta
         return Some("suspect:no-sec-fetch");
     }
     None
-}
-
-/// The major version after `Chrome/` (or `CriOS/`, Chrome on iOS, which is
-/// WebKit and sends no client hints: 0 there), 0 when the UA names none.
-fn chrome_major(user_agent: &str) -> u16 {
-    let Some(at) = user_agent.find("Chrome/") else {
-        return 0;
-    };
-    let mut n: u16 = 0;
-    for b in user_agent[at + "Chrome/".len()..].bytes().take(5) {
-        if !b.is_ascii_digit() {
-            break;
-        }
-        n = n.saturating_mul(10).saturating_add(u16::from(b - b'0'));
-    }
-    n
 }
 
 /// IPv4 → its /24 network, IPv6 → its /48 network, written as an address.

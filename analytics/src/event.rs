@@ -70,6 +70,24 @@ pub struct HeaderSigns {
     pub visitor_cookie: bool,
 }
 
+/// The number right after the first `prefix` in `text` (a major version:
+/// `Chrome/131.0…` → 131), saturating; 0 when `prefix` is not there or no
+/// digit follows it. Used on the UA by the recorder and on `Sec-CH-UA` by
+/// the redirect, so that both read versions the same way.
+pub fn version_after(text: &[u8], prefix: &[u8]) -> u16 {
+    let Some(at) = text.windows(prefix.len()).position(|w| w == prefix) else {
+        return 0;
+    };
+    let mut n: u16 = 0;
+    for &b in text[at + prefix.len()..].iter().take(5) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        n = n.saturating_mul(10).saturating_add(u16::from(b - b'0'));
+    }
+    n
+}
+
 impl HeaderSigns {
     /// What a browser's navigation to a secure origin carries (without
     /// client hints, as Safari and Firefox send it).
@@ -123,8 +141,6 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 3] = [Verdict::Human, Verdict::Suspect, Verdict::Bot];
-
     pub fn of_reason(reason: &str) -> Verdict {
         if reason.is_empty() {
             Verdict::Human
@@ -310,6 +326,17 @@ pub fn day_of(ts_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_after_a_prefix() {
+        let ua = b"Mozilla/5.0 (X11) AppleWebKit/537.36 HeadlessChrome/156.0.0.0 Safari/537.36";
+        assert_eq!(version_after(ua, b"Chrome/"), 156);
+        let hints = br#""Not:A-Brand";v="8", "Chromium";v="131""#;
+        assert_eq!(version_after(hints, br#""Chromium";v=""#), 131);
+        assert_eq!(version_after(b"CriOS/120.0", b"Chrome/"), 0);
+        assert_eq!(version_after(b"Chrome/x", b"Chrome/"), 0);
+        assert_eq!(version_after(b"Chrome/99999999", b"Chrome/"), u16::MAX);
+    }
 
     #[test]
     fn day_boundaries() {

@@ -4,7 +4,9 @@
 
 use crate::config::Config;
 use crate::request::Request;
-use codelink_analytics::event::{HeaderSigns, RawScan, RequestBot, Source, MAX_UNKNOWN_CHANNEL};
+use codelink_analytics::event::{
+    version_after, HeaderSigns, RawScan, RequestBot, Source, MAX_UNKNOWN_CHANNEL,
+};
 use codelink_analytics::ScanId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{header, HeaderName, HeaderValue, Method};
@@ -133,7 +135,7 @@ impl ScanCapture {
             accept_language: headers.contains_key(header::ACCEPT_LANGUAGE),
             sec_fetch: headers.contains_key(SEC_FETCH_MODE) || headers.contains_key(SEC_FETCH_DEST),
             client_hints: ch.is_some(),
-            chromium_brand: ch.map_or(0, chromium_brand),
+            chromium_brand: ch.map_or(0, |v| version_after(v, b"\"Chromium\";v=\"")),
             headless_brand: ch.is_some_and(|v| find(v, b"HeadlessChrome").is_some()),
             visitor_cookie: false,
         }
@@ -260,23 +262,6 @@ fn is_loopback_host(req: &Request) -> bool {
         .map(HeaderValue::as_bytes)
         .unwrap_or(b"");
     host.starts_with(b"127.") || host.starts_with(b"localhost") || host.starts_with(b"[::1]")
-}
-
-/// The major version of the `"Chromium";v="N"` brand in a `Sec-CH-UA` value;
-/// 0 when it is not there.
-fn chromium_brand(value: &[u8]) -> u16 {
-    const BRAND: &[u8] = b"\"Chromium\";v=\"";
-    let Some(at) = find(value, BRAND) else {
-        return 0;
-    };
-    let mut n: u16 = 0;
-    for &b in value[at + BRAND.len()..].iter().take(5) {
-        if !b.is_ascii_digit() {
-            break;
-        }
-        n = n.saturating_mul(10).saturating_add(u16::from(b - b'0'));
-    }
-    n
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

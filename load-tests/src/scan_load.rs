@@ -79,16 +79,6 @@ pub const BOT_UAS: [&str; 4] = [
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
 ];
 
-/// The headers a browser's navigation sends besides its user agent.
-const NAVIGATION: [(HeaderName, &str); 3] = [
-    (
-        hyper::header::ACCEPT,
-        "text/html,application/xhtml+xml,*/*;q=0.8",
-    ),
-    (hyper::header::ACCEPT_LANGUAGE, "en-US,en;q=0.9"),
-    (HeaderName::from_static("sec-fetch-mode"), "navigate"),
-];
-
 /// The 20 user-agent slots: (is a bot, index into [`HUMAN_UAS`] or [`BOT_UAS`]).
 /// 16 human (iPhone Safari 4×, the others 3× each), 4 bots (one each): 20 % bots.
 const UA_SLOTS: [(bool, usize); 20] = [
@@ -380,8 +370,11 @@ async fn connection(shared: Arc<Shared>) -> Tally {
         h.insert(USER_AGENT, shared.user_agents[shot.ua_slot].clone());
         if !shot.is_bot() {
             // What a browser's navigation carries (else the scan is a suspect).
-            for (name, value) in NAVIGATION {
-                h.insert(name, HeaderValue::from_static(value));
+            for &(name, value) in codelink_testkit::http::NAVIGATION {
+                h.insert(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                );
             }
         }
         h.insert(

@@ -26,6 +26,13 @@ pub(crate) struct ScanAgg {
     pub uniq_exact: u8,
 }
 
+impl ScanAgg {
+    /// Bots alone: `bot` counts every scan not human, suspects included.
+    fn bots_only(&self) -> u64 {
+        self.bot.saturating_sub(self.suspect)
+    }
+}
+
 /// Conversions of one group with the same kind, currency, earnings currency
 /// and confirmation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ::clickhouse::Row)]
@@ -151,7 +158,7 @@ pub(crate) fn summary(a: &Aggregates) -> Summary {
         scans: s.human + s.bot,
         human_scans: s.human,
         suspect_scans: s.suspect,
-        bot_scans: s.bot - s.suspect.min(s.bot),
+        bot_scans: s.bots_only(),
         bot_inflation: ratio(s.bot, s.human + s.bot),
         qr_scans: s.qr,
         link_scans: s.link,
@@ -211,7 +218,7 @@ pub(crate) fn timeseries(a: &Aggregates, zone: &Zone) -> Vec<Bucket> {
                 start: zone.format(second),
                 human_scans: s.human,
                 suspect_scans: s.suspect,
-                bot_scans: s.bot - s.suspect.min(s.bot),
+                bot_scans: s.bots_only(),
                 unique_scanners: s.uniq,
                 unique_scanners_exact: s.uniq_exact != 0 || s.uniq == 0,
                 signups: c.signups,
@@ -264,7 +271,7 @@ pub(crate) fn breakdown(a: &Aggregates) -> Vec<BreakdownRow> {
             key,
             human_scans: s.human,
             suspect_scans: s.suspect,
-            bot_scans: s.bot - s.suspect.min(s.bot),
+            bot_scans: s.bots_only(),
             unique_scanners: s.uniq,
             unique_scanners_exact: s.uniq_exact != 0 || s.uniq == 0,
             signups: c.signups,
