@@ -3,7 +3,7 @@
 //! A batch keeps its id for life (in the spool too), so a sink that applied it
 //! once recognises a replay and skips it.
 
-use crate::event::{Conversion, Scan};
+use crate::event::{Conversion, Scan, StepEvent};
 use crate::review::Adjustment;
 use foldhash::{HashMap, HashMapExt, HashSet};
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,11 @@ pub struct Batch {
     /// each is made once, so it counts once per sink like the batch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adjustments: Vec<Adjustment>,
+    /// Follow-ups of scans that only the live counters count (a follower
+    /// leaving the in-app escape page): `step:{name}` fields, once per batch
+    /// like every counter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepEvent>,
 }
 
 impl Batch {
@@ -40,11 +45,15 @@ impl Batch {
             scans,
             conversions,
             adjustments: Vec::new(),
+            steps: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.scans.is_empty() && self.conversions.is_empty() && self.adjustments.is_empty()
+        self.scans.is_empty()
+            && self.conversions.is_empty()
+            && self.adjustments.is_empty()
+            && self.steps.is_empty()
     }
 }
 
@@ -54,13 +63,17 @@ pub const NO_CHANNEL: &str = "-";
 /// Counter increments of one batch, per code: field → delta. Field names:
 /// `total`, `human`, `bot`, `qr`, `link`, `day:{YYYY-MM-DD}:{total|human|bot}`,
 /// `ch:{channel}:{total|human|bot}`, `reason:{bot reason}`, `typo:{unknown
-/// channel asked for}`. `bot` counts every
+/// channel asked for}`, `step:{follower-path step}` (the steps of scans, and
+/// the follow-ups in `steps`). `bot` counts every
 /// scan that is not human; suspects are also counted in `suspect`,
 /// `day:{day}:suspect` and `ch:{channel}:suspect`.
-pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
+pub fn counter_deltas<'a>(
+    scans: &'a [Scan],
+    steps: &'a [StepEvent],
+) -> BTreeMap<&'a str, BTreeMap<String, u64>> {
     // Count distinct combinations first (a batch has few), then spell out the
     // fields once per combination instead of once per scan.
-    type Group<'a> = (&'a str, u64, &'a str, &'a str, &'a str, &'a str);
+    type Group<'a> = (&'a str, u64, &'a str, &'a str, &'a str, &'a str, &'a str);
     let mut groups: HashMap<Group<'_>, u64> = HashMap::new();
     for scan in scans {
         let channel = if scan.channel.is_empty() {
@@ -75,11 +88,21 @@ pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
             scan.source.as_str(),
             scan.bot_reason.as_str(),
             scan.unknown_channel.as_str(),
+            scan.step.as_str(),
         );
         *groups.entry(key).or_default() += 1;
     }
     let mut out: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
-    for ((code, day, channel, source, reason, unknown), n) in groups {
+    for event in steps {
+        let name = event.step.as_str();
+        if !name.is_empty() {
+            *out.entry(event.code.as_str())
+                .or_default()
+                .entry(format!("step:{name}"))
+                .or_default() += 1;
+        }
+    }
+    for ((code, day, channel, source, reason, unknown, step), n) in groups {
         let fields = out.entry(code).or_default();
         let class = if reason.is_empty() { "human" } else { "bot" };
         let day = crate::event::day_of(day * DAY_MS);
@@ -100,6 +123,9 @@ pub fn counter_deltas(scans: &[Scan]) -> BTreeMap<&str, BTreeMap<String, u64>> {
         }
         if !unknown.is_empty() {
             *fields.entry(format!("typo:{unknown}")).or_default() += n;
+        }
+        if !step.is_empty() {
+            *fields.entry(format!("step:{step}")).or_default() += n;
         }
         if crate::event::Verdict::of_reason(reason) == crate::event::Verdict::Suspect {
             for key in [
@@ -166,6 +192,34 @@ mod tests {
             bot_reason: bot.into(),
             ..Scan::default()
         }
+    }
+
+    #[test]
+    fn steps_are_counted_from_scans_and_follow_ups() {
+        use crate::event::Step;
+        let mut shown = scan("a", 10, "v1", "");
+        shown.step = "escape_shown".into();
+        let mut gone = scan("b", 11, "v2", "ua:bot");
+        gone.step = "gone".into();
+        let scans = [shown, gone, scan("a", 12, "v3", "")];
+        let follow = |code: &str, step| StepEvent {
+            code: code.into(),
+            step,
+            ts_ms: 13,
+        };
+        let steps = [
+            follow("a", Step::Escaped),
+            follow("a", Step::Escaped),
+            follow("a", Step::Continued),
+        ];
+        let deltas = counter_deltas(&scans, &steps);
+        let a = &deltas["a"];
+        assert_eq!(a["step:escape_shown"], 1);
+        assert_eq!(a["step:escaped"], 2);
+        assert_eq!(a["step:continued"], 1);
+        assert_eq!(a["total"], 2, "follow-ups are not scans");
+        assert_eq!(deltas["b"]["step:gone"], 1);
+        assert_eq!(deltas["b"]["total"], 1);
     }
 
     #[test]

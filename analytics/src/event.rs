@@ -123,10 +123,63 @@ pub struct RawScan {
     /// went to the code's own destination and `channel` is empty): a typo
     /// in a bio, an old link. At most [`MAX_UNKNOWN_CHANNEL`] bytes of slug.
     pub unknown_channel: String,
+    /// Which follower-path step this request was (see [`Step`]).
+    pub step: Step,
 }
 
 /// Longest unknown channel name kept.
 pub const MAX_UNKNOWN_CHANNEL: usize = 32;
+
+/// What a follower's request was, beyond the plain redirect: the steps of the
+/// follower paths that the live stats count per code (`step:{name}`).
+/// `Redirect`, `Gone` and `EscapeShown` are scans (stored and counted like
+/// any); `Escaped` and `Continued` are a follower leaving the in-app escape
+/// page, named by the token of the scan that showed it: they are counted,
+/// never stored as scans, so a follower is one scan whichever way they went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The 302 to a destination.
+    #[default]
+    Redirect,
+    /// The code is disabled or expired: its page (or its fallback URL).
+    Gone,
+    /// The in-app browser escape page was shown.
+    EscapeShown,
+    /// The follower opened the link in their own browser from the escape page.
+    Escaped,
+    /// The follower went on in the in-app browser from the escape page.
+    Continued,
+}
+
+impl Step {
+    /// The counter name; empty for the plain redirect.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Redirect => "",
+            Step::Gone => "gone",
+            Step::EscapeShown => "escape_shown",
+            Step::Escaped => "escaped",
+            Step::Continued => "continued",
+        }
+    }
+
+    /// Whether the request is a scan (stored, counted in totals), not a
+    /// follow-up of one.
+    pub fn is_scan(self) -> bool {
+        !matches!(self, Step::Escaped | Step::Continued)
+    }
+}
+
+/// A follow-up of a scan that is counted but not stored as a scan
+/// ([`Step::Escaped`], [`Step::Continued`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepEvent {
+    pub code: String,
+    pub step: Step,
+    /// Unix ms of the follow-up.
+    pub ts_ms: u64,
+}
 
 /// The three-way verdict on a scan, read from its reason: `""` is a human
 /// scan; `repeat`, `datacenter` and `suspect:*` are suspect; every other
@@ -195,6 +248,10 @@ pub struct Scan {
     /// in scan rows.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub unknown_channel: String,
+    /// The follower-path step of the scan (`gone`, `escape_shown`; empty for
+    /// the plain redirect): counted in the live stats, not kept in scan rows.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub step: String,
 }
 
 impl Scan {

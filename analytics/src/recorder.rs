@@ -375,13 +375,14 @@ struct Pending {
     scans: Vec<crate::event::Scan>,
     conversions: Vec<Conversion>,
     adjustments: Vec<Adjustment>,
+    steps: Vec<crate::event::StepEvent>,
     /// Told once the batch holding these items is written or spooled by every sink.
     waiting: Vec<oneshot::Sender<bool>>,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.scans.len() + self.conversions.len() + self.adjustments.len()
+        self.scans.len() + self.conversions.len() + self.adjustments.len() + self.steps.len()
     }
 }
 
@@ -397,6 +398,7 @@ async fn batcher(
         scans: Vec::with_capacity(config.batch_max.min(4096)),
         conversions: Vec::new(),
         adjustments: Vec::new(),
+        steps: Vec::new(),
         waiting: Vec::new(),
     };
     let mut tick = tokio::time::interval(config.flush_interval);
@@ -469,6 +471,17 @@ async fn drain_run(
 ) -> Drained {
     for _ in 0..DRAIN_RUN {
         match queue.try_recv() {
+            Ok(raw) if !raw.step.is_scan() => {
+                // A follow-up of a scan: counted, not stored as one.
+                pending.steps.push(crate::event::StepEvent {
+                    ts_ms: raw.scan_id.unix_ms(),
+                    code: raw.code,
+                    step: raw.step,
+                });
+                if pending.len() >= config.batch_max {
+                    cut(pending, workers, metrics).await;
+                }
+            }
             Ok(raw) => {
                 pending.scans.push(enricher.enrich(raw));
                 if pending.len() >= config.batch_max {
@@ -494,6 +507,7 @@ async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetr
         std::mem::take(&mut pending.conversions),
     );
     batch.adjustments = std::mem::take(&mut pending.adjustments);
+    batch.steps = std::mem::take(&mut pending.steps);
     if batch.is_empty() {
         for done in waiting {
             let _ = done.send(true);

@@ -23,6 +23,20 @@ pub struct DayCounts {
     pub unique_visitors: u64,
 }
 
+/// The follower-path steps of a code's scans (see `crate::event::Step`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StepCounts {
+    /// Scans of the code while it was disabled or expired (its page, or its
+    /// fallback URL).
+    pub gone: u64,
+    /// Scans that were shown the in-app browser escape page.
+    pub escape_shown: u64,
+    /// Of those, followers who opened the link in their own browser.
+    pub escaped: u64,
+    /// Of those, followers who went on in the in-app browser.
+    pub continued: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CodeStats {
     pub code: String,
@@ -43,6 +57,7 @@ pub struct CodeStats {
     /// Channels asked for that the code does not have (typos in a bio, old
     /// links), by name: those scans went to the code's own destination.
     pub unknown_channels: BTreeMap<String, u64>,
+    pub steps: StepCounts,
 }
 
 impl CodeStats {
@@ -92,6 +107,14 @@ impl CodeStats {
                         s.bot_reasons.insert(reason.to_string(), n);
                     } else if let Some(name) = field.strip_prefix("typo:") {
                         s.unknown_channels.insert(name.to_string(), n);
+                    } else if let Some(step) = field.strip_prefix("step:") {
+                        match step {
+                            "gone" => s.steps.gone = n,
+                            "escape_shown" => s.steps.escape_shown = n,
+                            "escaped" => s.steps.escaped = n,
+                            "continued" => s.steps.continued = n,
+                            _ => {}
+                        }
                     }
                 }
             }

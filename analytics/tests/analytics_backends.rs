@@ -135,7 +135,7 @@ fn scan(rng: &mut Rng, counter: &mut u64, ts_ms: u64) -> Scan {
             String::new()
         },
         is_unique: rng.chance(50),
-        unknown_channel: String::new(),
+        ..Scan::default()
     }
 }
 

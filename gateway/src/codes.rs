@@ -74,6 +74,15 @@ impl Target {
         }
     }
 
+    /// The `Location` for one scan, with one more parameter after the scan
+    /// token (the opt-in visitor token).
+    pub fn location_with(&self, scan_param: &str, scan_id: &str, key: &str, value: &str) -> String {
+        let mut out = self.location(scan_param, scan_id);
+        let at = out.len() - self.fragment.len();
+        out.insert_str(at, &format!("&{key}={value}"));
+        out
+    }
+
     /// The `Location` for one scan.
     pub fn location(&self, scan_param: &str, scan_id: &str) -> String {
         let mut out = String::with_capacity(
@@ -98,6 +107,23 @@ pub struct CompiledCode {
     /// The QR options of the code's brand preset, and whether requests may
     /// pick other colours (`None`: the defaults, any colours).
     pub qr_preset: Option<(QrOptions, bool)>,
+    /// The app deep links, parsed (`None` for most codes).
+    pub apps: Option<Box<CompiledApps>>,
+}
+
+/// A code's app links with their URLs parsed once.
+#[derive(Debug)]
+pub struct CompiledApps {
+    pub ios: Option<Url>,
+    pub android: Option<CompiledAndroid>,
+}
+
+#[derive(Debug)]
+pub struct CompiledAndroid {
+    /// The App Link: the record's, or the code's destination.
+    pub url: Url,
+    pub package: String,
+    pub fallback: codelink_shared::AndroidFallback,
 }
 
 impl CompiledCode {
@@ -126,12 +152,39 @@ impl CompiledCode {
                 .ok()
                 .map(|options| (options, style.custom_colors))
         });
+        let apps = record.app_links.as_ref().map(|links| {
+            Box::new(CompiledApps {
+                ios: links.ios.as_deref().and_then(|u| Url::parse(u).ok()),
+                android: links.android.as_ref().map(|a| CompiledAndroid {
+                    url: a
+                        .url
+                        .as_deref()
+                        .and_then(|u| Url::parse(u).ok())
+                        .unwrap_or_else(|| url.clone()),
+                    package: a.package.clone(),
+                    fallback: a.fallback,
+                }),
+            })
+        });
         Some(Self {
             record,
             default,
             channels,
             qr_preset,
+            apps,
         })
+    }
+
+    /// `url` with the UTM parameters of `channel` (empty: none), as a target.
+    /// Built per scan: only app links use it, and only on their platform.
+    pub fn target_on(&self, url: &Url, channel: &str, scan_param: &str) -> Target {
+        let pairs: Vec<(&str, &str)> = self
+            .record
+            .channels
+            .get(channel)
+            .map(|utm| utm.pairs().collect())
+            .unwrap_or_default();
+        Target::build(url, &pairs, scan_param)
     }
 
     /// Why this code does not redirect at `now` (Unix seconds), if it doesn't.
@@ -255,6 +308,7 @@ mod tests {
             qr: None,
             created_at: 0,
             updated_at: 0,
+            ..CodeRecord::default()
         }
     }
 

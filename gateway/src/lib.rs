@@ -10,6 +10,7 @@ pub mod codes;
 pub mod config;
 mod console;
 mod error;
+mod follower;
 pub mod keys;
 pub mod metrics;
 pub mod migrate;

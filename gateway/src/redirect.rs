@@ -1,19 +1,27 @@
 //! The hot path: `GET`/`HEAD /{code}` and `/{code}/{channel}` → 302 (a
-//! channel the code does not have → the code's own destination).
+//! channel the code does not have → the code's own destination; a disabled
+//! or expired code → its page or fallback URL; the follower paths of
+//! `follower.rs`: app links, the in-app escape page, the visitor token).
 //!
 //! **Invariant:** this handler never awaits. It reads the in-memory code table,
 //! takes a scan id from an atomic counter, hands the scan to the recorder's
 //! bounded queue (`try_send`) and answers.
 
-use crate::codes::Gone;
+use crate::follower::{self, Platform};
 use crate::request::Request;
 use crate::response::{self, Response};
+use crate::scan::ScanCapture;
 use crate::state::AppState;
+use codelink_analytics::event::Step;
 use codelink_shared::code::{lowercase_slug, MAX_LEN};
 use http::{header, HeaderValue, Method, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How long after its scan an escape page's links still count as its
+/// follow-ups (a day: a follower may come back to the tab later).
+const FOLLOW_UP_MS: u64 = 24 * 3600 * 1000;
 
 /// `None` when the path is not shaped like a short link (the router answers 404).
 pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Response> {
@@ -53,28 +61,96 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    if let Some(gone) = entry.gone(now.as_secs() as i64) {
-        let message = match gone {
-            Gone::Disabled => "This link has been turned off by its owner.",
-            Gone::Expired => "This link has expired.",
-        };
-        return Some(response::html_page(
-            StatusCode::GONE,
-            "Link no longer active",
-            message,
-        ));
-    }
+    let code = entry.record.code.as_str();
     let scan_id = state.scan_ids.next(now.as_millis() as u64);
-    let (scan, set_cookie) =
-        state
+    if let Some(gone) = entry.gone(now.as_secs() as i64) {
+        // Still a scan of the code (with its own verdict), counted as `gone`:
+        // the follower gets the code in large type, or its fallback URL.
+        let (mut scan, set_cookie) = state
             .scans
-            .capture(req, peer, scan_id, &entry.record.code, channel, unknown);
-    state.analytics.record(scan);
-    let token = state
-        .analytics
-        .signer()
-        .token(scan_id, &entry.record.code, channel);
-    let location = target.location(&state.config.scan_param, &token);
+            .capture(req, peer, scan_id, code, channel, unknown);
+        scan.step = Step::Gone;
+        state.analytics.record(scan);
+        let mut resp = match entry.record.fallback_url.as_deref() {
+            Some(url) => follower::fallback_redirect(url),
+            None => None,
+        }
+        .unwrap_or_else(|| follower::gone_page(code, gone));
+        if let Some(cookie) = set_cookie {
+            resp.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+        return Some(resp);
+    }
+    // Only codes with app links or the escape page look at the device.
+    let client = (entry.apps.is_some() || entry.record.in_app_escape).then(|| {
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        codelink_analytics::classify::classify(ua)
+    });
+    let platform = client
+        .as_ref()
+        .map_or(Platform::Other, |c| Platform::of_os(&c.os));
+    // A follower leaving the escape page is not a second scan: the step is
+    // counted and the destination gets the token of the scan that showed it.
+    let follow = follower::follow_up(req.uri().query()).filter(|(_, token)| {
+        state.analytics.signer().verify(token).is_some_and(|t| {
+            t.code == code && now.as_millis() as u64 <= t.scan_id.unix_ms() + FOLLOW_UP_MS
+        })
+    });
+    let (token, set_cookie, visitor) = match follow {
+        Some((step, token)) => {
+            state
+                .analytics
+                .record(ScanCapture::follow_up(scan_id, code, step));
+            (token.to_string(), None, None)
+        }
+        None => {
+            let (mut scan, set_cookie) = state
+                .scans
+                .capture(req, peer, scan_id, code, channel, unknown);
+            let token = state.analytics.signer().token(scan_id, code, channel);
+            let escape_app = client
+                .as_ref()
+                .map(|c| c.in_app)
+                .filter(|app| entry.record.in_app_escape && follower::ESCAPE_APPS.contains(app));
+            if let Some(app) = escape_app.filter(|_| req.method() == Method::GET) {
+                scan.step = Step::EscapeShown;
+                state.analytics.record(scan);
+                let path = if channel.is_empty() {
+                    format!("/{code}")
+                } else {
+                    format!("/{code}/{channel}")
+                };
+                let mut resp =
+                    follower::escape_page(&state.public_base, &path, code, &token, app, platform);
+                if let Some(cookie) = set_cookie {
+                    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+                }
+                return Some(resp);
+            }
+            let visitor = entry
+                .record
+                .visitor_token
+                .then(|| state.scans.visitor_token(&scan.visitor_id));
+            state.analytics.record(scan);
+            (token, set_cookie, visitor)
+        }
+    };
+    let extra = follower::Extra {
+        visitor_token: visitor.as_deref(),
+    };
+    let location = follower::location(
+        &entry,
+        channel,
+        target,
+        platform,
+        &state.config.scan_param,
+        &token,
+        &extra,
+    );
     let Ok(location) = HeaderValue::try_from(location) else {
         // Destinations are serialised by the URL parser (ASCII only); unreachable in practice.
         return Some(not_found());

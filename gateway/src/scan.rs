@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::request::Request;
 use codelink_analytics::event::{
-    version_after, HeaderSigns, RawScan, RequestBot, Source, MAX_UNKNOWN_CHANNEL,
+    version_after, HeaderSigns, RawScan, RequestBot, Source, Step, MAX_UNKNOWN_CHANNEL,
 };
 use codelink_analytics::ScanId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -117,8 +117,61 @@ impl ScanCapture {
                 ..self.signs(req)
             },
             unknown_channel: unknown_channel_name(unknown_channel),
+            step: Step::Redirect,
         };
         (raw, set_cookie)
+    }
+
+    /// A follow-up of a scan (a follower leaving the escape page): counted
+    /// per code by the recorder, never stored as a scan, so it carries no
+    /// request facts.
+    pub fn follow_up(scan_id: ScanId, code: &str, step: Step) -> RawScan {
+        RawScan {
+            scan_id,
+            code: code.to_string(),
+            channel: String::new(),
+            source: Source::Link,
+            ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            user_agent: String::new(),
+            referer: String::new(),
+            country: String::new(),
+            visitor_id: String::new(),
+            request_bot: None,
+            signs: HeaderSigns::default(),
+            unknown_channel: String::new(),
+            step,
+        }
+    }
+
+    /// The opt-in visitor token a code appends to its destination:
+    /// `{visitor id}.{tag}`, the tag 64 bits of SHA-256 over the secret, a
+    /// label of its own (so it is not the `cl_vid` cookie's value) and the id.
+    /// A brand sends it back as a conversion's `visitor_id`.
+    pub fn visitor_token(&self, visitor_id: &str) -> String {
+        let tag = self.tag_for(b"\0cl_vt\0", visitor_id);
+        format!("{visitor_id}.{}", std::str::from_utf8(&tag).unwrap_or(""))
+    }
+
+    /// The visitor id of a conversion's `visitor_id`: a visitor token this
+    /// gateway made is read back to the id it names; a value shaped like a
+    /// token whose tag does not hold is refused (`Err`); anything else is
+    /// the brand's own id, kept as given.
+    pub fn visitor_of(&self, value: &str) -> Result<String, ()> {
+        match value.split_once('.') {
+            Some((id, tag))
+                if id.len() == 32
+                    && tag.len() == 16
+                    && id.bytes().all(|b| b.is_ascii_hexdigit())
+                    && tag.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                if crate::keys::matches(tag.as_bytes(), &self.tag_for(b"\0cl_vt\0", id)) {
+                    Ok(id.to_string())
+                } else {
+                    Err(())
+                }
+            }
+            _ => Ok(value.to_string()),
+        }
     }
 
     /// Which of the headers every real browser sends this request carried
@@ -178,9 +231,14 @@ impl ScanCapture {
     /// server secret and the id (the id has a fixed length, so no other
     /// message shares the prefix).
     fn tag(&self, id: &str) -> [u8; 16] {
+        self.tag_for(b"\0cl_vid\0", id)
+    }
+
+    /// 64 bits of SHA-256 over the secret, a label and `id`, in hex.
+    fn tag_for(&self, label: &[u8], id: &str) -> [u8; 16] {
         let mut h = Sha256::new();
         h.update(&self.secret);
-        h.update(b"\0cl_vid\0");
+        h.update(label);
         h.update(id.as_bytes());
         let digest = h.finalize();
         const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -468,6 +468,7 @@ async fn stored_ambiguous_destination_still_served_and_changeable() {
             qr: None,
             created_at: 1,
             updated_at: 1,
+            ..Default::default()
         };
         let db = redb::Database::create(tmp.path().join("codelink.redb")).unwrap();
         let table: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("codes");

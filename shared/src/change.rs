@@ -1,7 +1,7 @@
 //! A change to a stored code (the API's PATCH, the console's edit form):
 //! absent fields stay as they are.
 
-use crate::{CodeRecord, CommissionPlan, QrStyle, Utm};
+use crate::{AppLinks, CodeRecord, CommissionPlan, QrStyle, Utm};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +17,12 @@ pub struct CodeChange {
     pub attribution_window_days: Option<u32>,
     /// `Some(None)` removes the QR preset.
     pub qr: Option<Option<QrStyle>>,
+    /// `Some(None)` removes the fallback URL.
+    pub fallback_url: Option<Option<String>>,
+    /// `Some(None)` removes the app links.
+    pub app_links: Option<Option<AppLinks>>,
+    pub in_app_escape: Option<bool>,
+    pub visitor_token: Option<bool>,
 }
 
 impl CodeChange {
@@ -45,6 +51,18 @@ impl CodeChange {
         }
         if let Some(q) = self.qr {
             r.qr = q;
+        }
+        if let Some(f) = self.fallback_url {
+            r.fallback_url = f;
+        }
+        if let Some(a) = self.app_links {
+            r.app_links = a;
+        }
+        if let Some(e) = self.in_app_escape {
+            r.in_app_escape = e;
+        }
+        if let Some(v) = self.visitor_token {
+            r.visitor_token = v;
         }
         r.updated_at = now;
     }

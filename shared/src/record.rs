@@ -1,6 +1,8 @@
 //! The stored form of a code, as both stores (embedded and Redis) keep it.
 
-use crate::{ChannelName, CodeName, CommissionPlan, Destination, QrStyle, Utm, ValidationError};
+use crate::{
+    AppLinks, ChannelName, CodeName, CommissionPlan, Destination, QrStyle, Utm, ValidationError,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -14,7 +16,9 @@ fn default_window() -> u32 {
 }
 
 /// One creator code. Times are Unix seconds; the API shows them as RFC 3339.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Default` is for building records in code and tests (`..Default::default()`);
+/// it is not a valid record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeRecord {
     /// Canonical (lowercase) code name.
     pub code: String,
@@ -35,6 +39,21 @@ pub struct CodeRecord {
     /// public requests may pick other colours); `None`: the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr: Option<QrStyle>,
+    /// Where followers of the code go while it is disabled or expired; `None`:
+    /// a page that shows the code, so it can still be typed at checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_url: Option<String>,
+    /// Links that open the shop's app on iOS and Android.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_links: Option<AppLinks>,
+    /// Show followers in Instagram's, TikTok's and Facebook's in-app browsers
+    /// a page that offers to open the link in their own browser first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_app_escape: bool,
+    /// Append a signed, opaque visitor token (`cl_vid`) to the destination,
+    /// so the brand can send it back as `visitor_id`. Off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub visitor_token: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -92,6 +111,15 @@ impl CodeRecord {
         if let Some(style) = &self.qr {
             style.validate()?;
         }
+        if let Some(url) = &self.fallback_url {
+            self.fallback_url = Some(crate::follow::validate_fallback(url)?);
+        }
+        if let Some(links) = &mut self.app_links {
+            links.validate()?;
+            if links.is_empty() {
+                self.app_links = None;
+            }
+        }
         if !(1..=MAX_WINDOW_DAYS).contains(&self.attribution_window_days) {
             return Err(ValidationError::new(
                 "attribution_window_days",
@@ -133,6 +161,10 @@ mod tests {
             commission: None,
             attribution_window_days: DEFAULT_WINDOW_DAYS,
             qr: None,
+            fallback_url: None,
+            app_links: None,
+            in_app_escape: false,
+            visitor_token: false,
             created_at: 0,
             updated_at: 0,
         }

@@ -152,6 +152,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
             ts_ms,
             is_unique: unique != 0,
             unknown_channel: String::new(),
+            step: String::new(),
             scan_id: r.text()?,
             code: r.text()?,
             channel: r.text()?,
@@ -207,6 +208,7 @@ mod tests {
             },
             is_unique: n.is_multiple_of(5),
             unknown_channel: String::new(),
+            step: String::new(),
         }
     }
 

@@ -163,7 +163,7 @@ impl RedisCounters {
         let mut inv = self.script.prepare_invoke();
         inv.key(format!("{p}:batch:{}", batch.id))
             .arg(MARKER_TTL_SECS);
-        for (code, fields) in counter_deltas(&batch.scans) {
+        for (code, fields) in counter_deltas(&batch.scans, &batch.steps) {
             let key = format!("{p}:stats:{code}");
             for (field, n) in fields {
                 inv.arg("h").arg(&key).arg(field).arg(n);

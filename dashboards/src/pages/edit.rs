@@ -571,6 +571,7 @@ pub async fn create<C: Console>(ctx: &Ctx<'_, C>, form: &Form) -> Response {
         qr: None,
         created_at: 0,
         updated_at: 0,
+        ..CodeRecord::default()
     };
     match ctx.console.create_code(record).await {
         Ok(r) => redirect(&format!("/ui/codes/{}", r.code)),
@@ -618,8 +619,10 @@ pub async fn update<C: Console>(ctx: &Ctx<'_, C>, raw: &str, form: &Form) -> Res
         channels: Some(p.channels),
         commission: Some(p.commission),
         attribution_window_days: Some(p.window),
-        // The QR preset is set through the API; the form keeps it.
-        qr: None,
+        // The QR preset and the follower paths (fallback URL, app links,
+        // in-app escape, visitor token) are set through the API; the form
+        // keeps them.
+        ..CodeChange::default()
     };
     match ctx.console.change_code(&record.code, change).await {
         Ok(r) => redirect(&format!("/ui/codes/{}", r.code)),

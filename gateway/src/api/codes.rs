@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
-use codelink_shared::{CodeChange, CodeRecord, CommissionPlan, QrStyle, Utm};
+use codelink_shared::{AppLinks, CodeChange, CodeRecord, CommissionPlan, QrStyle, Utm};
 use http::{header, StatusCode};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
@@ -36,6 +36,10 @@ fn view(state: &AppState, r: &CodeRecord) -> Value {
         "commission": r.commission,
         "attribution_window_days": r.attribution_window_days,
         "qr": r.qr,
+        "fallback_url": r.fallback_url,
+        "app_links": r.app_links,
+        "in_app_escape": r.in_app_escape,
+        "visitor_token": r.visitor_token,
         "created_at": format_time(r.created_at),
         "updated_at": format_time(r.updated_at),
         "links": {
@@ -65,6 +69,14 @@ struct CreateCode {
     attribution_window_days: u32,
     #[serde(default)]
     qr: Option<QrStyle>,
+    #[serde(default)]
+    fallback_url: Option<String>,
+    #[serde(default)]
+    app_links: Option<AppLinks>,
+    #[serde(default)]
+    in_app_escape: bool,
+    #[serde(default)]
+    visitor_token: bool,
 }
 
 fn default_window() -> u32 {
@@ -87,6 +99,10 @@ pub(super) async fn create(state: &AppState, req: Request) -> Result<Response, A
         commission: body.commission,
         attribution_window_days: body.attribution_window_days,
         qr: body.qr,
+        fallback_url: body.fallback_url,
+        app_links: body.app_links,
+        in_app_escape: body.in_app_escape,
+        visitor_token: body.visitor_token,
         created_at: 0,
         updated_at: 0,
     };
@@ -187,6 +203,14 @@ struct PatchCode {
     attribution_window_days: Option<u32>,
     #[serde(default, deserialize_with = "nullable")]
     qr: Option<Option<QrStyle>>,
+    #[serde(default, deserialize_with = "nullable")]
+    fallback_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    app_links: Option<Option<AppLinks>>,
+    #[serde(default)]
+    in_app_escape: Option<bool>,
+    #[serde(default)]
+    visitor_token: Option<bool>,
 }
 
 pub(super) async fn patch(
@@ -209,6 +233,10 @@ pub(super) async fn patch(
         commission: body.commission,
         attribution_window_days: body.attribution_window_days,
         qr: body.qr,
+        fallback_url: body.fallback_url,
+        app_links: body.app_links,
+        in_app_escape: body.in_app_escape,
+        visitor_token: body.visitor_token,
     };
     let record = admin::change_code(state, code, change).await?;
     Ok(response::json(StatusCode::OK, &view(state, &record)))

@@ -306,7 +306,21 @@ pub(crate) fn parse_events(
 pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let body: Value = read_json_any(state, req).await?;
     let now = now_ms();
-    let (reported, single) = parse_events(body, now, state.config.max_event_age_days)?;
+    let (mut reported, single) = parse_events(body, now, state.config.max_event_age_days)?;
+    // A visitor token from a code's destination (`cl_vid`, opt-in) names the
+    // gateway's own visitor id.
+    for (i, r) in reported.iter_mut().enumerate() {
+        if let Some(v) = r.visitor_id.as_mut() {
+            *v = state.scans.visitor_of(v).map_err(|()| {
+                invalid(
+                    (!single).then_some(i),
+                    "visitor_id",
+                    "looks like a codelink visitor token (cl_vid) but its signature does not \
+                     hold: send the cl_vid value exactly as the link gave it",
+                )
+            })?;
+        }
+    }
     let terms = |code: &str| {
         state.codes.get(code).map(|c| CodeTerms {
             owner: c.record.owner.clone(),

@@ -48,6 +48,7 @@ impl From<ScanOut> for Scan {
             bot_reason: r.bot_reason,
             is_unique: r.is_unique != 0,
             unknown_channel: String::new(),
+            step: String::new(),
         }
     }
 }

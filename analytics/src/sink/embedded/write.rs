@@ -9,7 +9,7 @@ use super::{
     LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, SPLIT_BYTES, TOTALS, TOTALS_PART, VISITS,
 };
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
-use crate::event::{Conversion, Scan};
+use crate::event::{Conversion, Scan, StepEvent};
 use crate::records::LastVisit;
 use crate::review::Adjustment;
 use crate::rollup::block::{ConversionBlock, ConversionCellKey, ScanBlock, Totals};
@@ -52,7 +52,7 @@ impl EmbeddedSink {
             apply_rollups(&tx, &batch.scans, &with_dims, &adjustments)?;
         }
         if self.counters {
-            write_counters(&tx, &batch.scans)?;
+            write_counters(&tx, &batch.scans, &batch.steps)?;
         }
         tx.commit().map_err(err)
     }
@@ -356,7 +356,11 @@ pub(super) fn decode_owner(bytes: &[u8]) -> Option<(u64, String, String)> {
 }
 
 /// The live counters, exact uniques per day and last visits of the batch.
-fn write_counters(tx: &WriteTransaction, scans: &[Scan]) -> Result<(), SinkError> {
+fn write_counters(
+    tx: &WriteTransaction,
+    scans: &[Scan],
+    steps: &[StepEvent],
+) -> Result<(), SinkError> {
     let mut counters = tx.open_table(COUNTERS).map_err(err)?;
     let mut visits = tx.open_table(VISITS).map_err(err)?;
     let mut add = |key: String, n: u64| -> Result<(), SinkError> {
@@ -367,7 +371,7 @@ fn write_counters(tx: &WriteTransaction, scans: &[Scan]) -> Result<(), SinkError
         counters.insert(key.as_str(), current + n).map_err(err)?;
         Ok(())
     };
-    for (code, fields) in counter_deltas(scans) {
+    for (code, fields) in counter_deltas(scans, steps) {
         for (field, n) in fields {
             add(format!("{code}\0{field}"), n)?;
         }
