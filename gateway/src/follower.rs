@@ -209,6 +209,7 @@ pub fn escape_page(
             "<h1>Open in your browser</h1>\
              <p>You opened this link inside {app_name}. In your own browser you stay signed in \
              at the shop, and the creator still gets credit.</p>{open}\
+             <p class=\"label\">Creator code, if the shop asks for one:</p>\
              <p class=\"code\" aria-label=\"Creator code\">{upper}</p>\
              <a class=\"btn alt\" href=\"{}\">Continue in {app_name}</a>",
             attr(&continued)
@@ -248,7 +249,7 @@ fn page(title: &str, body: &str) -> String {
          .btn{{display:block;text-align:center;padding:1rem;border-radius:12px;background:#0a66ff;color:#fff;\
          text-decoration:none;font-weight:600;margin:1rem 0}}\
          .btn.alt{{background:transparent;color:#0a66ff;border:2px solid #0a66ff}}\
-         .steps{{padding-left:1.25rem}}\
+         .steps{{padding-left:1.25rem}}.label{{margin:1.5rem 0 0;font-size:.9rem;opacity:.75}}.label+.code{{margin-top:.5rem}}\
          @media (prefers-color-scheme:dark){{body{{background:#111;color:#eee}}.btn.alt{{color:#6ea8ff;border-color:#6ea8ff}}}}\
          </style></head><body>{body}</body></html>"
     )
