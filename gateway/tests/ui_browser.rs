@@ -465,6 +465,62 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
         );
     }
 
+    // The in-app escape page as its own step: ALICE20 turns it on, a
+    // follower in Instagram is shown it and goes on in the app.
+    let r = gw
+        .admin
+        .patch_json("/api/v1/codes/alice20", &json!({"in_app_escape": true}))
+        .await;
+    assert_eq!(r.status, 200);
+    let page = gw
+        .anon
+        .send(
+            http::Method::GET,
+            "/alice20",
+            &codelink_testkit::http::browser(
+                ANDROID_INSTAGRAM,
+                &[("x-forwarded-for", "10.0.10.1")],
+            ),
+            Default::default(),
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    let at = page.find("cl_cont=").expect("a continue link");
+    let cont = format!("/alice20?{}", page[at..].split('"').next().unwrap());
+    let r = gw
+        .anon
+        .send(
+            http::Method::GET,
+            &cont,
+            &codelink_testkit::http::browser(
+                ANDROID_INSTAGRAM,
+                &[("x-forwarded-for", "10.0.10.1")],
+            ),
+            Default::default(),
+        )
+        .await;
+    assert_eq!(r.status, 302);
+    let counted = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        gw.admin.get("/api/v1/codes/alice20/stats").await.json()["steps"]["continued"] == 1
+    })
+    .await;
+    assert!(counted, "the continue step was not counted");
+    b.goto(&format!("{base}/ui/codes/alice20")).await;
+    assert!(
+        b.wait_for_text("#steps", "Follower paths", Duration::from_secs(5))
+            .await
+    );
+    let text = b.find("main").await.text().await;
+    for needle in [
+        "Shown the “open in your browser” page",
+        "Went on in the app",
+        "100%",
+    ] {
+        assert!(text.contains(needle), "alice20's page lacks {needle:?}");
+    }
+    both_widths(&b, "creator-code-steps").await;
+
     // Sign out: the session ends, pages send you to sign in.
     b.find("form.signout button").await.click().await;
     assert!(
@@ -593,9 +649,9 @@ async fn creator_and_admin_use_the_console_in_a_browser() {
         .clone();
     assert_eq!(revoked["revoked"], Value::Bool(true));
 
-    // The funnel over every code.
+    // The funnel over every code (with ALICE20's follower in Instagram).
     b.goto(&format!("{base}/ui/funnel?by=device")).await;
-    assert_eq!(b.find("[data-step='0']").await.text().await, "16");
+    assert_eq!(b.find("[data-step='0']").await.text().await, "17");
     both_widths(&b, "admin-funnel").await;
 
     b.quit().await;

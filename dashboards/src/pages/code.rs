@@ -345,6 +345,7 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
     // the start; a failed read only leaves the card out).
     if let Ok(stats) = a.code_stats(&code).await {
         body.push_str(&unknown_channels_section(&stats.unknown_channels));
+        body.push_str(&steps_section(&stats.steps));
     }
     body.push_str(&bot_section(&summary, rows(Dimension::BotReason)));
     body.push_str(&share_section(ctx, &record));
@@ -376,6 +377,51 @@ fn unknown_channels_section(names: &std::collections::BTreeMap<String, u64>) -> 
             "<tr><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
             esc(name),
             num(*n)
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
+}
+
+/// The follower paths beyond the plain redirect (live counters, since the
+/// start): the in-app browser escape page as its own step, and visits while
+/// the code was off. Left out while all are zero.
+fn steps_section(steps: &codelink_analytics::stats::StepCounts) -> String {
+    if steps.gone == 0 && steps.escape_shown == 0 {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section class=\"card\" aria-labelledby=\"steps\"><h2 id=\"steps\">Follower paths</h2>\
+         <p>Since the start. Followers in Instagram, Facebook and TikTok can be offered their own \
+         browser first, where they are signed in at the shop.</p>\
+         <div class=\"scroll\"><table class=\"data compact\"><thead><tr><th scope=\"col\">Step</th>\
+         <th scope=\"col\" class=\"n\">Followers</th><th scope=\"col\" class=\"n\">Share</th></tr></thead><tbody>",
+    );
+    let share = |n: u64| {
+        if steps.escape_shown == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.0}%", 100.0 * n as f64 / steps.escape_shown as f64)
+        }
+    };
+    for (label, n, of_shown) in [
+        (
+            "Shown the “open in your browser” page",
+            steps.escape_shown,
+            false,
+        ),
+        ("Opened their own browser", steps.escaped, true),
+        ("Went on in the app", steps.continued, true),
+        ("Visited while the code was off", steps.gone, false),
+    ] {
+        if label.starts_with("Visited") && n == 0 {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "<tr><td>{label}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            num(n),
+            if of_shown { share(n) } else { String::new() }
         );
     }
     out.push_str("</tbody></table></div></section>");
