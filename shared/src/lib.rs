@@ -11,6 +11,7 @@ pub mod code;
 pub mod commission;
 pub mod currency;
 pub mod destination;
+pub mod profile;
 pub mod qr_style;
 pub mod record;
 
@@ -20,6 +21,7 @@ pub use channel::{ChannelName, Utm};
 pub use code::CodeName;
 pub use commission::CommissionPlan;
 pub use destination::Destination;
+pub use profile::OwnerProfile;
 pub use qr_style::QrStyle;
 pub use record::CodeRecord;
 
