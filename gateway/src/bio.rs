@@ -305,6 +305,19 @@ fn render(
             "<img class=\"avatar\" src=\"{}\" alt=\"\" width=\"88\" height=\"88\" referrerpolicy=\"no-referrer\">",
             esc(url.as_str())
         );
+    } else {
+        // No avatar: the title's first letter in its place.
+        let initial: String = title
+            .chars()
+            .next()
+            .into_iter()
+            .flat_map(char::to_uppercase)
+            .collect();
+        let _ = write!(
+            html,
+            "<div class=\"avatar initial\" aria-hidden=\"true\">{}</div>",
+            esc(&initial)
+        );
     }
     let _ = write!(
         html,
@@ -312,6 +325,7 @@ fn render(
         esc(&title),
         esc(owner)
     );
+    html.push_str("<div class=\"cards\">");
     for c in &codes {
         let code = &c.record.code;
         let shown = code.to_ascii_uppercase();
@@ -330,7 +344,7 @@ fn render(
             host = esc(host),
         );
         if !c.record.channels.is_empty() {
-            html.push_str("<ul class=\"links\">");
+            html.push_str("<p class=\"label more\">More links</p><ul class=\"links\">");
             for channel in c.record.channels.keys() {
                 let _ = write!(
                     html,
@@ -346,7 +360,7 @@ fn render(
              </details></section>"
         );
     }
-    html.push_str("</main></body></html>");
+    html.push_str("</div></main></body></html>");
     let etag = HeaderValue::try_from(format!("\"{:016x}\"", fnv(html.as_bytes()))).ok()?;
     let csp = match &avatar {
         // The one other origin the page loads from: the creator's avatar.
