@@ -10,7 +10,7 @@
 
 use crate::state::AppState;
 use crate::store::{RedisStore, Store};
-use codelink_shared::CodeRecord;
+use codelink_shared::{CodeRecord, OwnerProfile};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -105,7 +105,7 @@ async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow
         let mut records = store.load_all().await?;
         // Profiles move the same version token: read after it, like the
         // codes, so a profile written meanwhile is read at the next poll.
-        let profiles = store.load_profiles().await?;
+        let mut profiles = store.load_profiles().await?;
         // Codes are never deleted, only disabled: a code this instance serves
         // that Redis no longer has was lost (Redis restarted without
         // persistence). Put it back rather than start answering 404 for it.
@@ -122,6 +122,20 @@ async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow
                 "redis had lost codes; restored them from memory"
             );
             records.extend(lost);
+            // Profiles, unlike codes, can be deleted: only when Redis lost
+            // codes (it lost its data) are the ones held here put back.
+            let in_redis: HashSet<&str> = profiles.iter().map(|p| p.owner.as_str()).collect();
+            let lost: Vec<_> = state
+                .profiles
+                .snapshot()
+                .values()
+                .filter(|p| !in_redis.contains(p.owner.as_str()))
+                .map(|p| OwnerProfile::clone(p))
+                .collect();
+            if !lost.is_empty() {
+                store.restore_profiles(&lost).await?;
+                profiles.extend(lost);
+            }
         }
         if state.codes.replace_if_unchanged(&held, records.clone()) {
             // A profile written here meanwhile is in Redis already (the store

@@ -447,10 +447,11 @@ async fn profile_api_validates_and_creator_keys_reach_their_own_only() {
 
 #[tokio::test]
 async fn a_profile_written_on_one_gateway_is_served_by_another_sharing_redis() {
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
+    let url = redis.url();
     let instance = || async {
         let (mut config, tmp) = common::config();
-        config.redis_url = Some(redis.url());
+        config.redis_url = Some(url.clone());
         config.redis_prefix = "bio".into();
         common::start_with(config, Some(tmp)).await
     };
@@ -496,8 +497,39 @@ async fn a_profile_written_on_one_gateway_is_served_by_another_sharing_redis() {
     })
     .await;
     assert!(ok, "A drops the deleted profile");
-    a.stop().await.unwrap();
-    b.stop().await.unwrap();
+
+    // Redis restarts empty (no persistence in the harness): the instances
+    // put back the codes and the profiles they hold; a new instance has them.
+    let profile = json!({"title": "Alice again", "order": ["alice20"]});
+    let r = a
+        .admin
+        .send_json(Method::PUT, "/api/v1/owners/alice/profile", &profile)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ok = codelink_testkit::wait_until(Duration::from_secs(3), || async {
+        b.anon
+            .get("/@alice")
+            .await
+            .text()
+            .contains("<h1>Alice again</h1>")
+    })
+    .await;
+    assert!(ok, "B has the profile before the restart");
+    redis.restart();
+    let c = instance().await;
+    let ok = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        let html = c.anon.get("/@alice").await.text();
+        html.contains("<h1>Alice again</h1>") && listed(&html) == ["alice20", "alice10"]
+    })
+    .await;
+    assert!(
+        ok,
+        "C serves the restored profile: {}",
+        c.anon.get("/@alice").await.text()
+    );
+    for gw in [a, b, c] {
+        gw.stop().await.unwrap();
+    }
 }
 
 #[tokio::test]

@@ -140,6 +140,20 @@ impl RedisStore {
         pipe.set(&self.version_key, new_version()).ignore();
         pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
+
+    /// Writes back profiles Redis no longer has, as [`Self::restore`] does
+    /// codes (`HSETNX`: one written meanwhile is kept).
+    pub async fn restore_profiles(&self, profiles: &[OwnerProfile]) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for p in profiles {
+            pipe.hset_nx(&self.owners_key, &p.owner, encode_profile(p))
+                .ignore();
+        }
+        pipe.set(&self.version_key, new_version()).ignore();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
 }
 
 impl RedisStore {
