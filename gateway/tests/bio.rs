@@ -272,6 +272,12 @@ async fn page_lists_exactly_the_active_codes_in_order_and_its_taps_are_bio_scans
             .text()
     );
 
+    // The console's code page names the source.
+    let cookie = common::console::sign_in(&gw, common::ADMIN_KEY).await;
+    let page = common::console::get(&gw.anon, "/ui/codes/alice10", &cookie).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Bio page"), "{}", page.text());
+
     // An expired code leaves the page without a write.
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let r = gw.anon.get("/@alice").await;
