@@ -121,6 +121,11 @@ pub fn counter_deltas<'a>(
         if !reason.is_empty() {
             *fields.entry(format!("reason:{reason}")).or_default() += n;
         }
+        // A tap on the bio page is a link tap (`qr + link = total` holds);
+        // its own `bio` field says how many of those came through the page.
+        if source == "bio" {
+            *fields.entry("link".to_string()).or_default() += n;
+        }
         if !unknown.is_empty() {
             *fields.entry(format!("typo:{unknown}")).or_default() += n;
         }
@@ -220,6 +225,21 @@ mod tests {
         assert_eq!(a["total"], 2, "follow-ups are not scans");
         assert_eq!(deltas["b"]["step:gone"], 1);
         assert_eq!(deltas["b"]["total"], 1);
+    }
+
+    #[test]
+    fn a_bio_tap_counts_as_a_link_tap_and_as_bio() {
+        let mut bio = scan("a", 10, "v1", "");
+        bio.source = "bio".into();
+        let mut qr = scan("a", 11, "v2", "");
+        qr.source = "qr".into();
+        let scans = [bio, qr, scan("a", 12, "v3", "")];
+        let fields = &counter_deltas(&scans, &[])["a"];
+        let get = |k: &str| fields.get(k).copied().unwrap_or(0);
+        assert_eq!(
+            (get("total"), get("qr"), get("link"), get("bio")),
+            (3, 1, 2, 1)
+        );
     }
 
     #[test]

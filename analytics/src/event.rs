@@ -5,12 +5,16 @@ use crate::ScanId;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-/// Whether the scan came from a QR image or a tap on the link.
+/// Whether the scan came from a QR image, a tap on the link, or a tap on the
+/// creator's bio page (`/@{owner}`). The rollups' and live counters' `link`
+/// counts a bio tap too (a tap, not an image scanned); the `source` breakdown
+/// and the live counters' `bio` tell it apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Link,
     Qr,
+    Bio,
 }
 
 impl Source {
@@ -18,6 +22,7 @@ impl Source {
         match self {
             Source::Link => "link",
             Source::Qr => "qr",
+            Source::Bio => "bio",
         }
     }
 }

@@ -50,7 +50,10 @@ pub struct CodeStats {
     /// `(suspect + bot) / total`: how much raw counts would overstate people.
     pub bot_inflation: f64,
     pub qr: u64,
+    /// Taps on a link, the bio page's included.
     pub link: u64,
+    /// Of `link`, the taps on the creator's bio page (`/@{owner}`).
+    pub bio: u64,
     pub days: BTreeMap<String, DayCounts>,
     pub channels: BTreeMap<String, ClassCounts>,
     pub bot_reasons: BTreeMap<String, u64>,
@@ -80,6 +83,7 @@ impl CodeStats {
                 ["suspect"] => s.suspect = n,
                 ["qr"] => s.qr = n,
                 ["link"] => s.link = n,
+                ["bio"] => s.bio = n,
                 ["day", day, class] => {
                     let d = s.days.entry(day.to_string()).or_default();
                     set_class(

@@ -120,7 +120,14 @@ fn scan(rng: &mut Rng, counter: &mut u64, ts_ms: u64) -> Scan {
             .pick(&["", "instagram.com", "youtube.com", "t.co"])
             .to_string(),
         country: rng.pick(&["DE", "DE", "US", "FR", ""]).to_string(),
-        source: if rng.chance(40) { "qr" } else { "link" }.to_string(),
+        // One draw, as before bio taps were added: the rest of the data set
+        // (and what it is checked to contain) stays the same.
+        source: match rng.below(100) {
+            0..40 => "qr",
+            40..55 => "bio",
+            _ => "link",
+        }
+        .to_string(),
         bot_reason: if bot {
             rng.pick(&[
                 "ua:facebookexternalhit",
@@ -872,6 +879,19 @@ async fn both_backends_answer_like_plain_loops() {
     );
 
     check(&backends, &data, "everything, UTC", &all).await;
+    // Taps on the bio page: a `bio` row of the source breakdown on both
+    // backends, and link scans in the summary (checked against the model).
+    let bio_humans = data
+        .scans
+        .iter()
+        .filter(|s| s.source == "bio" && s.bot_reason.is_empty())
+        .count() as u64;
+    assert!(bio_humans > 50, "{bio_humans}");
+    for (name, backend) in &backends {
+        let rows = backend.breakdown(&all, Dimension::Source).await.unwrap();
+        let bio = rows.iter().find(|r| r.key == "bio");
+        assert_eq!(bio.map(|r| r.human_scans), Some(bio_humans), "{name}");
+    }
     let oct = (OCT21, OCT21 + 10 * DAY);
     for tz in ["Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu"] {
         check(

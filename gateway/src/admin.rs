@@ -4,7 +4,9 @@
 
 use crate::state::AppState;
 use crate::store::StoreError;
-use codelink_shared::{ApiKey, CodeChange, CodeRecord, KeyKind, Principal, ValidationError};
+use codelink_shared::{
+    ApiKey, CodeChange, CodeRecord, KeyKind, OwnerProfile, Principal, ValidationError,
+};
 use sha2::{Digest, Sha256};
 
 /// Unix seconds now.
@@ -139,6 +141,27 @@ fn check_qr_preset(record: &CodeRecord) -> Result<(), ValidationError> {
             .map_err(|e| ValidationError::new("qr", e.to_string())),
         None => Ok(()),
     }
+}
+
+/// Validates and stores a creator's profile (replacing theirs), then serves it
+/// on their bio page.
+pub async fn put_profile(
+    state: &AppState,
+    mut profile: OwnerProfile,
+) -> Result<OwnerProfile, StoreError> {
+    profile.validate()?;
+    profile.updated_at = now();
+    state.store.put_profile(profile.clone()).await?;
+    state.profiles.upsert(profile.clone());
+    Ok(profile)
+}
+
+/// Deletes a creator's profile (their bio page falls back to the handle, by
+/// code name); whether there was one.
+pub async fn delete_profile(state: &AppState, owner: &str) -> Result<bool, StoreError> {
+    let existed = state.store.delete_profile(owner).await?;
+    state.profiles.remove(owner);
+    Ok(existed)
 }
 
 /// Issues a creator or ingest key: the stored key and its secret (shown once).

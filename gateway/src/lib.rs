@@ -6,6 +6,7 @@
 
 pub mod admin;
 mod api;
+mod bio;
 pub mod codes;
 pub mod config;
 mod console;
@@ -15,6 +16,7 @@ pub mod keys;
 pub mod metrics;
 pub mod migrate;
 mod ops;
+mod profiles;
 pub mod qr;
 mod qr_cache;
 pub mod qr_render;
@@ -67,6 +69,8 @@ pub async fn build(
         admin_key_id,
         admin_key,
         codes: codes::CodeTable::new(&config.scan_param),
+        profiles: profiles::ProfileTable::default(),
+        bio: bio::BioPages::default(),
         store,
         scan_ids: codelink_analytics::ScanIdGenerator::new(),
         analytics,

@@ -14,17 +14,19 @@ pub enum Route {
     Health,
     Metrics,
     Ui,
+    Bio,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 7] = [
+    const ALL: [Route; 8] = [
         Route::Redirect,
         Route::Qr,
         Route::Api,
         Route::Health,
         Route::Metrics,
         Route::Ui,
+        Route::Bio,
         Route::Other,
     ];
 
@@ -36,6 +38,7 @@ impl Route {
             Route::Health => "health",
             Route::Metrics => "metrics",
             Route::Ui => "ui",
+            Route::Bio => "bio",
             Route::Other => "other",
         }
     }

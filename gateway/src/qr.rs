@@ -179,7 +179,7 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`). Weak tags compare by their opaque part.
-fn if_none_match(req: &Request, etag: &[u8]) -> bool {
+pub(crate) fn if_none_match(req: &Request, etag: &[u8]) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -191,7 +191,7 @@ fn if_none_match(req: &Request, etag: &[u8]) -> bool {
 
 /// FNV-1a, 64 bit: stable across processes and versions, so every gateway
 /// instance gives the same image the same ETag.
-fn fnv1a64(data: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })

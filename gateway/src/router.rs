@@ -4,7 +4,7 @@ use crate::metrics::Route;
 use crate::request::Request;
 use crate::response::Response;
 use crate::state::AppState;
-use crate::{api, console, ops, qr, redirect};
+use crate::{api, bio, console, ops, qr, redirect};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -52,6 +52,8 @@ pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Respons
             };
             (route, ops::handle(state, &req).await)
         }
+        // `@` is not a slug byte: no code can be named like a bio page.
+        _ if first.starts_with('@') => (Route::Bio, bio::handle(state, &req)),
         _ => match redirect::handle(state, &req, peer) {
             Some(resp) => (Route::Redirect, resp),
             None => (Route::Other, redirect::not_found()),

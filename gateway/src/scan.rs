@@ -105,7 +105,7 @@ impl ScanCapture {
             scan_id,
             code: code.to_string(),
             channel: channel.to_string(),
-            source: if is_qr(req) { Source::Qr } else { Source::Link },
+            source: source(req),
             ip,
             user_agent,
             referer: text(&header::REFERER, MAX_REFERER),
@@ -327,10 +327,19 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// QR images encode `?qr=1`: a scan of the image, not a tap on the link.
-fn is_qr(req: &Request) -> bool {
-    req.uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "qr=1"))
+/// The creator's bio page links with `?src=bio`: a tap on that page.
+fn source(req: &Request) -> Source {
+    let Some(query) = req.uri().query() else {
+        return Source::Link;
+    };
+    for p in query.split('&') {
+        match p {
+            "qr=1" => return Source::Qr,
+            crate::bio::MARKER => return Source::Bio,
+            _ => {}
+        }
+    }
+    Source::Link
 }
 
 fn country(value: Option<&HeaderValue>) -> String {

@@ -1,8 +1,10 @@
 //! Everything a request handler can reach, built once at start-up.
 
+use crate::bio::BioPages;
 use crate::codes::CodeTable;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::profiles::ProfileTable;
 use crate::qr_cache::QrCache;
 use crate::scan::ScanCapture;
 use crate::store::Store;
@@ -18,6 +20,10 @@ pub struct AppState {
     /// The admin key's handle in console sessions (see `admin::admin_key_id`).
     pub admin_key_id: String,
     pub codes: CodeTable,
+    /// Creator profiles (bio page title, avatar, order), in memory like the codes.
+    pub profiles: ProfileTable,
+    /// The bio pages (`/@{owner}`) built from the two tables above.
+    pub bio: BioPages,
     pub store: Store,
     pub scan_ids: ScanIdGenerator,
     pub scans: ScanCapture,

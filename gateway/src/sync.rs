@@ -10,7 +10,7 @@
 
 use crate::state::AppState;
 use crate::store::{RedisStore, Store};
-use codelink_shared::CodeRecord;
+use codelink_shared::{CodeRecord, OwnerProfile};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,6 +20,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 const SNAPSHOT_FILE: &str = "redis-codes.snapshot.json";
+/// The creator profiles Redis held at the last load, beside the codes' snapshot.
+const PROFILES_SNAPSHOT_FILE: &str = "redis-profiles.snapshot.json";
 
 /// Background tasks started by [`start`]; [`Tasks::stop`] ends them.
 pub struct Tasks {
@@ -46,6 +48,11 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
                 .await
                 .map_err(|e| anyhow::anyhow!("loading codes: {e}"))?;
             state.codes.replace_all(records);
+            let profiles = store
+                .load_profiles()
+                .await
+                .map_err(|e| anyhow::anyhow!("loading owner profiles: {e}"))?;
+            state.profiles.replace_all(profiles);
         }
         Store::Redis(store) => {
             let snapshot = state.config.data_dir.join(SNAPSHOT_FILE);
@@ -54,6 +61,8 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
                 Err(e) => {
                     tracing::warn!(error = %e, "redis unreachable at start-up; serving the last snapshot");
                     state.codes.replace_all(read_snapshot(&snapshot));
+                    let profiles = snapshot.with_file_name(PROFILES_SNAPSHOT_FILE);
+                    state.profiles.replace_all(read_snapshot(&profiles));
                     None
                 }
             };
@@ -94,6 +103,9 @@ async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow
         let held = state.codes.snapshot();
         let version = store.version().await?;
         let mut records = store.load_all().await?;
+        // Profiles move the same version token: read after it, like the
+        // codes, so a profile written meanwhile is read at the next poll.
+        let mut profiles = store.load_profiles().await?;
         // Codes are never deleted, only disabled: a code this instance serves
         // that Redis no longer has was lost (Redis restarted without
         // persistence). Put it back rather than start answering 404 for it.
@@ -110,9 +122,27 @@ async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow
                 "redis had lost codes; restored them from memory"
             );
             records.extend(lost);
+            // Profiles, unlike codes, can be deleted: only when Redis lost
+            // codes (it lost its data) are the ones held here put back.
+            let in_redis: HashSet<&str> = profiles.iter().map(|p| p.owner.as_str()).collect();
+            let lost: Vec<_> = state
+                .profiles
+                .snapshot()
+                .values()
+                .filter(|p| !in_redis.contains(p.owner.as_str()))
+                .map(|p| OwnerProfile::clone(p))
+                .collect();
+            if !lost.is_empty() {
+                store.restore_profiles(&lost).await?;
+                profiles.extend(lost);
+            }
         }
         if state.codes.replace_if_unchanged(&held, records.clone()) {
+            // A profile written here meanwhile is in Redis already (the store
+            // is written first) or moved the version: the next poll reads it.
+            state.profiles.replace_all(profiles.clone());
             write_snapshot(snapshot.to_path_buf(), records).await;
+            write_snapshot(snapshot.with_file_name(PROFILES_SNAPSHOT_FILE), profiles).await;
             return Ok(version);
         }
     }
@@ -157,7 +187,7 @@ async fn poll_redis(
     }
 }
 
-fn read_snapshot(path: &Path) -> Vec<CodeRecord> {
+fn read_snapshot<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
             tracing::error!(path = %path.display(), error = %e, "snapshot unreadable; starting empty");
@@ -169,7 +199,7 @@ fn read_snapshot(path: &Path) -> Vec<CodeRecord> {
 
 /// Writes the snapshot next to itself and renames it into place, so a crash
 /// never leaves half a file.
-async fn write_snapshot(path: PathBuf, records: Vec<CodeRecord>) {
+async fn write_snapshot<T: serde::Serialize + Send + 'static>(path: PathBuf, records: Vec<T>) {
     let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, serde_json::to_vec(&records)?)?;

@@ -225,6 +225,7 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
         "\"healthz\"",
         "\"readyz\"",
         "\"metrics\"",
+        "'@'",
     ] {
         assert!(
             ROUTER_SOURCE.contains(first),
@@ -236,6 +237,8 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
         ("/{code}", "HEAD"),
         ("/{code}/{channel}", "GET"),
         ("/{code}/{channel}", "HEAD"),
+        ("/@{owner}", "GET"),
+        ("/@{owner}", "HEAD"),
         ("/qr/{code}.png", "GET"),
         ("/qr/{code}.png", "HEAD"),
         ("/qr/{code}.svg", "GET"),
@@ -254,7 +257,7 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
         );
     }
     let public = ops.iter().filter(|(p, _)| !p.starts_with("/api/")).count();
-    assert_eq!(public, 14, "public operations: {ops:?}");
+    assert_eq!(public, 16, "public operations: {ops:?}");
 }
 
 #[tokio::test]
@@ -357,6 +360,7 @@ fn concrete(path: &str) -> String {
     path.replace("{code}/{channel}", "alice10/yt")
         .replace("{code}", "alice10")
         .replace("{id}", "nokey")
+        .replace("{owner}", "alice")
 }
 
 #[tokio::test]

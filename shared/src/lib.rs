@@ -12,6 +12,7 @@ pub mod commission;
 pub mod currency;
 pub mod destination;
 pub mod follow;
+pub mod profile;
 pub mod qr_style;
 pub mod record;
 
@@ -22,6 +23,7 @@ pub use code::CodeName;
 pub use commission::CommissionPlan;
 pub use destination::Destination;
 pub use follow::{AndroidFallback, AndroidLink, AppLinks};
+pub use profile::OwnerProfile;
 pub use qr_style::QrStyle;
 pub use record::CodeRecord;
 

@@ -275,7 +275,8 @@ impl ScanCellBuilder {
             d.human += 1;
             match s.source.as_str() {
                 "qr" => d.qr += 1,
-                "link" => d.link += 1,
+                // A tap on the bio page is a tap on a link.
+                "link" | "bio" => d.link += 1,
                 _ => {}
             }
             let h = visitor_hash(&s.visitor_id);
@@ -699,6 +700,19 @@ mod tests {
                 assert_eq!(n, want, "{grain:?} {scope}");
             }
         }
+    }
+
+    #[test]
+    fn a_bio_tap_is_a_link_tap_with_its_own_source_value() {
+        let day = 1_700_006_400;
+        let mut bio = scan("a", day * 1000, "v1", "yt", "");
+        bio.source = "bio".into();
+        let scans = [bio, scan("a", day * 1000 + 1, "v2", "yt", "")];
+        let cells = scan_cells(&scans);
+        let total = get(&cells, "a", Grain::Day, Dim::Total, day as u32, "");
+        assert_eq!((total.human, total.qr, total.link), (2, 1, 1));
+        let by = |v: &str| get(&cells, "a", Grain::Day, Dim::Source, day as u32, v).human;
+        assert_eq!((by("bio"), by("qr")), (1, 1));
     }
 
     fn conversion(code: &str, kind: ConversionKind, ms: u64, scan_ms: u64) -> Conversion {

@@ -131,7 +131,11 @@ pub fn expected_summary(d: &impl Rows, q: &Query) -> Summary {
             (scans.len() - human.len()) as f64 / scans.len() as f64
         },
         qr_scans: human.iter().filter(|s| s.source == "qr").count() as u64,
-        link_scans: human.iter().filter(|s| s.source == "link").count() as u64,
+        // A tap on the creator's bio page is a link tap.
+        link_scans: human
+            .iter()
+            .filter(|s| s.source == "link" || s.source == "bio")
+            .count() as u64,
         unique_scanners: unique,
         unique_scanners_exact: unique <= 100,
         signups,

@@ -306,11 +306,12 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, raw: &str) -> Response {
         }
     }));
     body.push_str(&breakdown_table(
-        "QR or link",
+        "QR, link or bio page",
         rows(Dimension::Source),
         |k| match k {
             "qr" => "QR code".into(),
             "link" => "Link".into(),
+            "bio" => "Bio page".into(),
             "" => "(conversions without a scan)".into(),
             other => other.to_string(),
         },

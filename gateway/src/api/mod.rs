@@ -3,6 +3,8 @@
 //! - a creator key: analytics, stats and reads of the creator's own codes
 //!   (another creator's code is 404, as if it did not exist);
 //! - an ingest key: `POST /api/v1/conversions` only;
+//! - a creator's bio page profile (`/owners/{owner}/profile`): the admin key,
+//!   or that creator's key (it may change it too);
 //! - the review of flagged conversions (`/reviews`, `/codes/{code}/ban`):
 //!   the admin key only.
 
@@ -13,6 +15,7 @@ mod codes;
 mod conversions;
 mod erasure;
 mod keys;
+mod profiles;
 mod reviews;
 mod scans;
 mod times;
@@ -150,6 +153,15 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             keys::revoke(state, id).await
         }
         (["keys", _], _) => Err(ApiError::method_not_allowed("DELETE")),
+        (["owners", owner, "profile"], m) => {
+            let owner = profiles::visible_owner(&who, owner)?;
+            match *m {
+                Method::GET => profiles::get(state, &owner),
+                Method::PUT => profiles::put(state, &owner, req).await,
+                Method::DELETE => profiles::delete(state, &owner).await,
+                _ => Err(ApiError::method_not_allowed("GET, PUT, DELETE")),
+            }
+        }
         (["conversions"], &Method::POST) => {
             if !matches!(who, Principal::Admin | Principal::Ingest) {
                 return Err(forbidden());

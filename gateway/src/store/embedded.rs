@@ -1,8 +1,11 @@
 //! The embedded store: one redb file in the data dir. redb is synchronous, so
 //! every call runs on the blocking pool; admin writes are rare and small.
 
-use super::{decode, decode_key, encode, ApiKey, Mutation, Result, StoreError};
-use codelink_shared::CodeRecord;
+use super::{
+    decode, decode_key, decode_profile, encode, encode_profile, ApiKey, Mutation, Result,
+    StoreError,
+};
+use codelink_shared::{CodeRecord, OwnerProfile};
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +13,8 @@ use std::sync::Arc;
 const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("codes");
 /// key hash → ApiKey as JSON.
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+/// owner handle → OwnerProfile as JSON (the bio page's title, avatar, order).
+const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("owner_profiles");
 /// Nonces of console sessions signed out → when their cookie expires (Unix s).
 const ENDED_SESSIONS: TableDefinition<&str, i64> = TableDefinition::new("ended_sessions");
 
@@ -38,6 +43,7 @@ impl EmbeddedStore {
         tx.open_table(CODES)?;
         tx.open_table(KEYS)?;
         tx.open_table(ENDED_SESSIONS)?;
+        tx.open_table(PROFILES)?;
         tx.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -107,6 +113,50 @@ impl EmbeddedStore {
             };
             tx.commit().map_err(unavailable)?;
             Ok(record)
+        })
+        .await
+    }
+}
+
+impl EmbeddedStore {
+    pub async fn load_profiles(&self) -> Result<Vec<OwnerProfile>> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let table = tx.open_table(PROFILES).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(unavailable)? {
+                out.push(decode_profile(item.map_err(unavailable)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn put_profile(&self, profile: OwnerProfile) -> Result<()> {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = tx.open_table(PROFILES).map_err(unavailable)?;
+                table
+                    .insert(profile.owner.as_str(), encode_profile(&profile).as_slice())
+                    .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    pub async fn delete_profile(&self, owner: &str) -> Result<bool> {
+        let owner = owner.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            let existed = {
+                let mut table = tx.open_table(PROFILES).map_err(unavailable)?;
+                let removed = table.remove(owner.as_str()).map_err(unavailable)?;
+                removed.is_some()
+            };
+            tx.commit().map_err(unavailable)?;
+            Ok(existed)
         })
         .await
     }

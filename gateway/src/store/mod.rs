@@ -11,7 +11,7 @@ pub use self::embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
 
 pub use codelink_shared::{ApiKey, KeyKind};
-use codelink_shared::{CodeRecord, ValidationError};
+use codelink_shared::{CodeRecord, OwnerProfile, ValidationError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -60,6 +60,30 @@ impl Store {
         match self {
             Store::Embedded(s) => s.update(code, change).await,
             Store::Redis(s) => s.update(code, change).await,
+        }
+    }
+
+    /// Every creator profile (the bio pages' titles, avatars and order).
+    pub async fn load_profiles(&self) -> Result<Vec<OwnerProfile>> {
+        match self {
+            Store::Embedded(s) => s.load_profiles().await,
+            Store::Redis(s) => s.load_profiles().await,
+        }
+    }
+
+    /// Stores a validated profile, replacing the owner's previous one.
+    pub async fn put_profile(&self, profile: OwnerProfile) -> Result<()> {
+        match self {
+            Store::Embedded(s) => s.put_profile(profile).await,
+            Store::Redis(s) => s.put_profile(profile).await,
+        }
+    }
+
+    /// Deletes an owner's profile; whether there was one.
+    pub async fn delete_profile(&self, owner: &str) -> Result<bool> {
+        match self {
+            Store::Embedded(s) => s.delete_profile(owner).await,
+            Store::Redis(s) => s.delete_profile(owner).await,
         }
     }
 
@@ -126,6 +150,16 @@ fn decode_key(bytes: &[u8]) -> Result<ApiKey> {
 fn decode(bytes: &[u8]) -> Result<CodeRecord> {
     serde_json::from_slice(bytes)
         .map_err(|e| StoreError::Unavailable(format!("stored code record is corrupt: {e}")))
+}
+
+fn decode_profile(bytes: &[u8]) -> Result<OwnerProfile> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Unavailable(format!("stored owner profile is corrupt: {e}")))
+}
+
+fn encode_profile(profile: &OwnerProfile) -> Vec<u8> {
+    // Strings, numbers and a list of strings: it always serialises.
+    serde_json::to_vec(profile).unwrap_or_default()
 }
 
 fn encode(record: &CodeRecord) -> Vec<u8> {

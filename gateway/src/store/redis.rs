@@ -2,19 +2,24 @@
 //!
 //! Layout (prefix `codelink` by default):
 //! - `{prefix}:codes` — hash, field = canonical code, value = the record as JSON;
+//! - `{prefix}:owners` — hash, field = owner handle, value = the creator's
+//!   profile (bio page title, avatar, order) as JSON;
 //! - `{prefix}:keys` — hash, field = SHA-256 of an API key, value = the key record;
 //! - `{prefix}:ui:ended:{nonce}` — a console session signed out, until its
 //!   cookie would have expired (`EX`);
 //! - `{prefix}:codes:version` — a random token replaced in the same MULTI as
-//!   every write. Random rather than a counter: a Redis that lost its data and
+//!   every write of a code or a profile. Random rather than a counter: a Redis that lost its data and
 //!   counts again from 1 must not look unchanged to the instances.
 //!
 //! Each instance polls the version (one GET every `--redis-sync-ms`) and reloads
 //! the hash when it moved, so a change made through one instance reaches the
 //! others within that interval plus one reload.
 
-use super::{decode, decode_key, encode, ApiKey, Mutation, Result, StoreError};
-use codelink_shared::CodeRecord;
+use super::{
+    decode, decode_key, decode_profile, encode, encode_profile, ApiKey, Mutation, Result,
+    StoreError,
+};
+use codelink_shared::{CodeRecord, OwnerProfile};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use std::time::Duration;
@@ -25,6 +30,7 @@ pub struct RedisStore {
     codes_key: String,
     version_key: String,
     keys_key: String,
+    owners_key: String,
     /// `{prefix}:ui:ended:` + a signed-out session's nonce.
     ended_prefix: String,
 }
@@ -49,6 +55,7 @@ impl RedisStore {
             codes_key: format!("{prefix}:codes"),
             version_key: format!("{prefix}:codes:version"),
             keys_key: format!("{prefix}:keys"),
+            owners_key: format!("{prefix}:owners"),
             ended_prefix: format!("{prefix}:ui:ended:"),
         })
     }
@@ -132,6 +139,57 @@ impl RedisStore {
         }
         pipe.set(&self.version_key, new_version()).ignore();
         pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    /// Writes back profiles Redis no longer has, as [`Self::restore`] does
+    /// codes (`HSETNX`: one written meanwhile is kept).
+    pub async fn restore_profiles(&self, profiles: &[OwnerProfile]) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for p in profiles {
+            pipe.hset_nx(&self.owners_key, &p.owner, encode_profile(p))
+                .ignore();
+        }
+        pipe.set(&self.version_key, new_version()).ignore();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+}
+
+impl RedisStore {
+    pub async fn load_profiles(&self) -> Result<Vec<OwnerProfile>> {
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, Vec<u8>)> =
+            conn.hgetall(&self.owners_key).await.map_err(unavailable)?;
+        all.iter().map(|(_, v)| decode_profile(v)).collect()
+    }
+
+    /// Writes the profile and moves the version token in one MULTI, so the
+    /// other instances reload it as they reload codes.
+    pub async fn put_profile(&self, profile: OwnerProfile) -> Result<()> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hset(&self.owners_key, &profile.owner, encode_profile(&profile))
+            .ignore()
+            .set(&self.version_key, new_version())
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn delete_profile(&self, owner: &str) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let (removed,): (u64,) = redis::pipe()
+            .atomic()
+            .hdel(&self.owners_key, owner)
+            .set(&self.version_key, new_version())
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(removed > 0)
     }
 }
 
