@@ -2,16 +2,22 @@
 //!
 //! The image is a pure function of the encoded URL and the options, so its ETag
 //! is a hash of exactly those, and rendered bytes live in a cache bounded by
-//! total size. The handler never touches a store: the code table is in memory.
+//! total size. The handler never touches a store: the code table is in memory,
+//! the code's logo (decoded) with it.
+//!
+//! A branded image (a logo, a frame, rounded or dot modules, other colours)
+//! is read back by the gateway's QR reader before it is served or cached;
+//! one that does not read is answered 422 `qr_unreadable`, saying why.
 
 use crate::codes::Gone;
 use crate::error::ApiError;
-use crate::qr_render::{self, Format, QrRequest};
+use crate::qr_render::{self, Brand, Format, QrRequest, RenderError};
 use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
 use bytes::Bytes;
 use codelink_shared::code::{lowercase_slug, MAX_LEN};
+use codelink_shared::CodeRecord;
 use http::{header, HeaderValue, Method, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,7 +26,16 @@ use std::sync::atomic::Ordering::Relaxed;
 const RENDER_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Bumped whenever rendering changes, so old ETags stop matching.
-const RENDER_VERSION: u32 = 2;
+const RENDER_VERSION: u32 = 3;
+
+/// The call to action under a framed image: the preset's, else
+/// `Use code {CODE}`.
+pub fn frame_text(record: &CodeRecord) -> String {
+    match record.qr.as_ref().and_then(|q| q.frame_text.as_deref()) {
+        Some(text) => text.to_string(),
+        None => format!("Use code {}", record.code.to_ascii_uppercase()),
+    }
+}
 
 pub async fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Response {
     match render(state, req, peer).await {
@@ -91,7 +106,22 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
         ));
     }
 
-    let key = format!(
+    let logo = entry.qr_logo.clone();
+    let text = if options.frame {
+        frame_text(&entry.record)
+    } else {
+        String::new()
+    };
+    let options = qr_render::effective(
+        &options,
+        &Brand {
+            logo: logo.as_deref(),
+            frame_text: &text,
+        },
+    );
+    // Everything the bytes depend on; the plain look's key is as before
+    // (but for the version), the brand's parts are appended when present.
+    let mut key = format!(
         "{RENDER_VERSION}|{format:?}|{}|{:?}|{}|{}|{}|{content}",
         options.size,
         options.ecc,
@@ -99,6 +129,17 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
         options.fg.hex(),
         options.bg.hex()
     );
+    if options.style != qr_render::ModuleStyle::Square {
+        key.push_str("|style=");
+        key.push_str(options.style.name());
+    }
+    if let Some(logo) = &logo {
+        key.push_str(&format!("|logo={}@{}", logo.sha256, options.logo_size));
+    }
+    if options.frame {
+        key.push_str("|frame=");
+        key.push_str(&text);
+    }
     let etag = format!("\"{:016x}\"", fnv1a64(key.as_bytes()));
     let etag = HeaderValue::try_from(etag).map_err(|_| ApiError::not_found("bad etag"))?;
     let cache_headers = |resp: &mut Response| {
@@ -150,19 +191,28 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
             let running = state.metrics.qr_renders_running.fetch_add(1, Relaxed) + 1;
             state.metrics.qr_renders_peak.fetch_max(running, Relaxed);
             // Large images take milliseconds: keep them off the async workers.
-            let rendered =
-                tokio::task::spawn_blocking(move || qr_render::render(&content, &options, format))
-                    .await
-                    .map_err(|_| {
-                        ApiError::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "render_failed",
-                            "QR rendering was interrupted",
-                        )
-                    });
+            let rendered = tokio::task::spawn_blocking(move || {
+                let brand = Brand {
+                    logo: logo.as_deref(),
+                    frame_text: &text,
+                };
+                qr_render::render_branded(&content, &options, format, &brand)
+            })
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "render_failed",
+                    "QR rendering was interrupted",
+                )
+            });
             state.metrics.qr_renders_running.fetch_sub(1, Relaxed);
-            let rendered =
-                rendered?.map_err(|e| ApiError::bad_request("invalid_qr_option", e.to_string()))?;
+            let rendered = rendered?.map_err(|e| match e {
+                RenderError::Option(e) => ApiError::bad_request("invalid_qr_option", e.to_string()),
+                RenderError::Unreadable(why) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "qr_unreadable", why)
+                }
+            })?;
             let bytes = Bytes::from(rendered);
             state.qr_cache.insert(key, bytes.clone());
             bytes

@@ -20,7 +20,7 @@ pub use channel::{ChannelName, Utm};
 pub use code::CodeName;
 pub use commission::CommissionPlan;
 pub use destination::Destination;
-pub use qr_style::QrStyle;
+pub use qr_style::{LogoRef, QrStyle};
 pub use record::CodeRecord;
 
 /// A value that failed validation: which field, and why, in words a user can act on.

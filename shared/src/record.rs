@@ -1,6 +1,8 @@
 //! The stored form of a code, as both stores (embedded and Redis) keep it.
 
-use crate::{ChannelName, CodeName, CommissionPlan, Destination, QrStyle, Utm, ValidationError};
+use crate::{
+    ChannelName, CodeName, CommissionPlan, Destination, LogoRef, QrStyle, Utm, ValidationError,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -35,6 +37,10 @@ pub struct CodeRecord {
     /// public requests may pick other colours); `None`: the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr: Option<QrStyle>,
+    /// The logo drawn in the centre of the code's QR images (uploaded through
+    /// `PUT /api/v1/codes/{code}/logo`; the bytes are stored by SHA-256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_logo: Option<LogoRef>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -133,6 +139,7 @@ mod tests {
             commission: None,
             attribution_window_days: DEFAULT_WINDOW_DAYS,
             qr: None,
+            qr_logo: None,
             created_at: 0,
             updated_at: 0,
         }

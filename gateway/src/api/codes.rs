@@ -18,7 +18,7 @@ pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 500;
 
 /// The API view of a code: the record plus the links a creator shares.
-fn view(state: &AppState, r: &CodeRecord) -> Value {
+pub(super) fn view(state: &AppState, r: &CodeRecord) -> Value {
     let base = &state.public_base;
     let short = format!("{base}/{}", r.code);
     let channel_links: BTreeMap<&str, String> = r
@@ -36,6 +36,7 @@ fn view(state: &AppState, r: &CodeRecord) -> Value {
         "commission": r.commission,
         "attribution_window_days": r.attribution_window_days,
         "qr": r.qr,
+        "qr_logo": r.qr_logo,
         "created_at": format_time(r.created_at),
         "updated_at": format_time(r.updated_at),
         "links": {
@@ -87,6 +88,7 @@ pub(super) async fn create(state: &AppState, req: Request) -> Result<Response, A
         commission: body.commission,
         attribution_window_days: body.attribution_window_days,
         qr: body.qr,
+        qr_logo: None,
         created_at: 0,
         updated_at: 0,
     };

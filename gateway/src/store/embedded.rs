@@ -10,6 +10,8 @@ use std::sync::Arc;
 const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("codes");
 /// key hash → ApiKey as JSON.
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+/// SHA-256 (hex) of a QR logo → its bytes (content-addressed).
+const LOGOS: TableDefinition<&str, &[u8]> = TableDefinition::new("qr_logos");
 /// Nonces of console sessions signed out → when their cookie expires (Unix s).
 const ENDED_SESSIONS: TableDefinition<&str, i64> = TableDefinition::new("ended_sessions");
 
@@ -38,6 +40,7 @@ impl EmbeddedStore {
         tx.open_table(CODES)?;
         tx.open_table(KEYS)?;
         tx.open_table(ENDED_SESSIONS)?;
+        tx.open_table(LOGOS)?;
         tx.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -88,9 +91,25 @@ impl EmbeddedStore {
     }
 
     pub async fn update(&self, code: &str, change: Mutation) -> Result<CodeRecord> {
+        self.update_inner(code, change, None).await
+    }
+
+    /// [`Self::update`], storing `logo` (SHA-256 hex, bytes) in the same transaction.
+    pub async fn update_inner(
+        &self,
+        code: &str,
+        change: Mutation,
+        logo: Option<(String, Vec<u8>)>,
+    ) -> Result<CodeRecord> {
         let code = code.to_string();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(unavailable)?;
+            if let Some((sha, bytes)) = &logo {
+                let mut logos = tx.open_table(LOGOS).map_err(unavailable)?;
+                logos
+                    .insert(sha.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
             let record = {
                 let mut table = tx.open_table(CODES).map_err(unavailable)?;
                 let mut record = match table.get(code.as_str()).map_err(unavailable)? {
@@ -113,6 +132,21 @@ impl EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    pub async fn logos(&self, sha256s: Vec<String>) -> Result<Vec<(String, Vec<u8>)>> {
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let table = tx.open_table(LOGOS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for sha in sha256s {
+                if let Some(v) = table.get(sha.as_str()).map_err(unavailable)? {
+                    out.push((sha, v.value().to_vec()));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     pub async fn put_key(&self, key: ApiKey) -> Result<()> {
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(unavailable)?;
