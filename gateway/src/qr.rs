@@ -53,9 +53,11 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
         (c, Format::Png, "image/png")
     } else if let Some(c) = name.strip_suffix(".svg") {
         (c, Format::Svg, "image/svg+xml")
+    } else if let Some(c) = name.strip_suffix(".pdf") {
+        (c, Format::Pdf, "application/pdf")
     } else {
         return Err(ApiError::not_found(
-            "QR images are at /qr/{code}.png or /qr/{code}.svg",
+            "QR images are at /qr/{code}.png, /qr/{code}.svg or /qr/{code}.pdf",
         ));
     };
 

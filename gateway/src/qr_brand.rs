@@ -272,7 +272,8 @@ impl Geometry {
             return None;
         }
         let edge = FRAME_PAD + FRAME_BORDER;
-        let area_w = (self.total_w - 2 * edge) as f64 - 1.0;
+        // Some room either side of the longest line.
+        let area_w = (self.total_w - 2 * edge) as f64 * 0.88;
         let area_top = (2 * self.sym + self.width - edge) as f64;
         let area_h = (self.total_h - FRAME_PAD - FRAME_BORDER) as f64 - area_top;
         let cols = qr_font::text_width(&f.text) as f64;
@@ -398,7 +399,17 @@ pub fn render(
             check(content, options, brand)?;
             Ok(svg(&geometry, options, brand.logo))
         }
+        Format::Pdf => {
+            check(content, options, brand)?;
+            Ok(pdf(&geometry, options, brand.logo))
+        }
     }
+}
+
+/// The plain look as a PDF (always readable: no self-check needed).
+pub fn render_plain_pdf(content: &str, options: &QrOptions) -> Result<Vec<u8>, QrOptionError> {
+    let geometry = Geometry::new(content, options, &Brand::default(), false)?;
+    Ok(pdf(&geometry, options, None))
 }
 
 /// The self-check of a vector output (and of a code's style when it is
@@ -718,6 +729,258 @@ fn svg(g: &Geometry, options: &QrOptions, logo: Option<&Logo>) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Resolution the PDF's `size` is read at: `size` pixels at 300 dpi, so
+/// `size=1181` is 10 cm wide. A logo is embedded as an image at this resolution.
+pub const PDF_DPI: f64 = 300.0;
+
+/// A one-page vector PDF of the geometry: every shape a path (Bézier arcs),
+/// the text as rectangles, the logo an image XObject (RGB with an alpha
+/// soft mask, both FlateDecode). No fonts, so nothing to substitute at print.
+fn pdf(g: &Geometry, options: &QrOptions, logo: Option<&Logo>) -> Vec<u8> {
+    let width_pt = f64::from(options.size) * 72.0 / PDF_DPI;
+    let unit = width_pt / g.total_w as f64;
+    let height_pt = unit * g.total_h as f64;
+    let colour = |c: crate::qr_render::Rgb| {
+        format!(
+            "{} {} {}",
+            n(f64::from(c.0) / 255.0),
+            n(f64::from(c.1) / 255.0),
+            n(f64::from(c.2) / 255.0)
+        )
+    };
+    let mut ops = String::new();
+    // Units, y down, from the top-left corner (as the SVG and PNG).
+    let _ = writeln!(ops, "{} 0 0 {} 0 {} cm", n(unit), n(-unit), n(height_pt));
+    let _ = writeln!(
+        ops,
+        "{} rg 0 0 {} {} re f",
+        colour(options.bg),
+        g.total_w,
+        g.total_h
+    );
+    let _ = writeln!(ops, "{} rg", colour(options.fg));
+    for shape in g.shapes() {
+        match shape {
+            Shape::Rect(r) if r.r == [0.0; 4] => {
+                let _ = writeln!(ops, "{} {} 1 1 re", n(r.x0), n(r.y0));
+            }
+            Shape::Rect(r) => pdf_rrect(&mut ops, &r),
+            Shape::Ring { outer, inner } => {
+                pdf_rrect(&mut ops, &outer);
+                pdf_rrect(&mut ops, &inner);
+            }
+            Shape::Dot { cx, cy, r } => pdf_rrect(
+                &mut ops,
+                &RRect::new(cx - r, cy - r, cx + r, cy + r, [r; 4]),
+            ),
+        }
+    }
+    ops.push_str("f*\n");
+    if let Some((u, tx, ty)) = g.text_placement(0) {
+        let text = g.frame.as_ref().map_or("", |f| f.text.as_str());
+        let _ = writeln!(ops, "{} rg", colour(options.bg));
+        for (fx, fy, len) in qr_font::runs(text) {
+            let _ = writeln!(
+                ops,
+                "{} {} {} {} re",
+                n(tx + fx as f64 * u),
+                n(ty + fy as f64 * u),
+                n(len as f64 * u),
+                n(u)
+            );
+        }
+        ops.push_str("f\n");
+    }
+    let mut image = None;
+    if let (Some(logo), Some([x, y, w, h])) = (logo, g.logo_rect) {
+        let px = |v: f64| ((v * unit / 72.0 * PDF_DPI).ceil() as u32).clamp(16, 1024);
+        let (pw, ph) = (px(w), px(h));
+        let rgba = logo.rasterize(pw, ph);
+        let mut rgb = Vec::with_capacity((pw * ph * 3) as usize);
+        let mut alpha = Vec::with_capacity((pw * ph) as usize);
+        for p in rgba.chunks_exact(4) {
+            let a = u32::from(p[3]);
+            let straight = |c: u8| {
+                (u32::from(c) * 255 + a / 2)
+                    .checked_div(a)
+                    .map_or(0, |v| v.min(255) as u8)
+            };
+            rgb.extend_from_slice(&[straight(p[0]), straight(p[1]), straight(p[2])]);
+            alpha.push(p[3]);
+        }
+        // The image's own space has y up: flip it back inside its box.
+        let _ = writeln!(
+            ops,
+            "q {} 0 0 {} {} {} cm /Logo Do Q",
+            n(w),
+            n(-h),
+            n(x),
+            n(y + h)
+        );
+        image = Some((pw, ph, rgb, alpha));
+    }
+
+    let mut out: Vec<u8> = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::new();
+    let mut object = |out: &mut Vec<u8>, dict: String, stream: Option<&[u8]>| {
+        offsets.push(out.len());
+        let _ = write!(ByteWriter(out), "{} 0 obj\n{dict}", offsets.len());
+        if let Some(data) = stream {
+            out.extend_from_slice(b"\nstream\n");
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\nendstream");
+        }
+        out.extend_from_slice(b"\nendobj\n");
+    };
+    let xobjects = if image.is_some() {
+        " /Resources << /XObject << /Logo 5 0 R >> >>"
+    } else {
+        " /Resources << >>"
+    };
+    object(&mut out, "<< /Type /Catalog /Pages 2 0 R >>".into(), None);
+    object(
+        &mut out,
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into(),
+        None,
+    );
+    object(
+        &mut out,
+        format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {} {}]{xobjects} /Contents 4 0 R >>",
+            n(width_pt),
+            n(height_pt)
+        ),
+        None,
+    );
+    let contents = deflate(ops.as_bytes());
+    object(
+        &mut out,
+        format!("<< /Length {} /Filter /FlateDecode >>", contents.len()),
+        Some(&contents),
+    );
+    if let Some((pw, ph, rgb, alpha)) = image {
+        let (rgb, alpha) = (deflate(&rgb), deflate(&alpha));
+        object(
+            &mut out,
+            format!(
+                "<< /Type /XObject /Subtype /Image /Width {pw} /Height {ph} /ColorSpace /DeviceRGB \
+                 /BitsPerComponent 8 /Filter /FlateDecode /SMask 6 0 R /Length {} >>",
+                rgb.len()
+            ),
+            Some(&rgb),
+        );
+        object(
+            &mut out,
+            format!(
+                "<< /Type /XObject /Subtype /Image /Width {pw} /Height {ph} /ColorSpace /DeviceGray \
+                 /BitsPerComponent 8 /Filter /FlateDecode /Length {} >>",
+                alpha.len()
+            ),
+            Some(&alpha),
+        );
+    }
+    let xref = out.len();
+    let _ = write!(
+        ByteWriter(&mut out),
+        "xref\n0 {}\n0000000000 65535 f \n",
+        offsets.len() + 1
+    );
+    for offset in &offsets {
+        let _ = writeln!(ByteWriter(&mut out), "{offset:010} 00000 n ");
+    }
+    let _ = write!(
+        ByteWriter(&mut out),
+        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+        offsets.len() + 1
+    );
+    out
+}
+
+/// `fmt::Write` into a byte buffer.
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn deflate(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = z.write_all(data);
+    z.finish().unwrap_or_default()
+}
+
+/// A rounded rectangle as a closed PDF path (quarter circles as cubic Béziers).
+fn pdf_rrect(ops: &mut String, r: &RRect) {
+    const K: f64 = 0.552_284_75;
+    let [tl, tr, br, bl] = r.r;
+    let (x0, y0, x1, y1) = (r.x0, r.y0, r.x1, r.y1);
+    let _ = write!(
+        ops,
+        "{} {} m {} {} l ",
+        n(x0 + tl),
+        n(y0),
+        n(x1 - tr),
+        n(y0)
+    );
+    if tr > 0.0 {
+        let _ = write!(
+            ops,
+            "{} {} {} {} {} {} c ",
+            n(x1 - tr + K * tr),
+            n(y0),
+            n(x1),
+            n(y0 + tr - K * tr),
+            n(x1),
+            n(y0 + tr)
+        );
+    }
+    let _ = write!(ops, "{} {} l ", n(x1), n(y1 - br));
+    if br > 0.0 {
+        let _ = write!(
+            ops,
+            "{} {} {} {} {} {} c ",
+            n(x1),
+            n(y1 - br + K * br),
+            n(x1 - br + K * br),
+            n(y1),
+            n(x1 - br),
+            n(y1)
+        );
+    }
+    let _ = write!(ops, "{} {} l ", n(x0 + bl), n(y1));
+    if bl > 0.0 {
+        let _ = write!(
+            ops,
+            "{} {} {} {} {} {} c ",
+            n(x0 + bl - K * bl),
+            n(y1),
+            n(x0),
+            n(y1 - bl + K * bl),
+            n(x0),
+            n(y1 - bl)
+        );
+    }
+    let _ = write!(ops, "{} {} l ", n(x0), n(y0 + tl));
+    if tl > 0.0 {
+        let _ = write!(
+            ops,
+            "{} {} {} {} {} {} c ",
+            n(x0),
+            n(y0 + tl - K * tl),
+            n(x0 + tl - K * tl),
+            n(y0),
+            n(x0 + tl),
+            n(y0)
+        );
+    }
+    ops.push_str("h\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -874,6 +1137,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pdf_is_well_formed() {
+        let logo = logo_svg();
+        let o = QrOptions {
+            ecc: crate::qr_render::Ecc::H,
+            style: ModuleStyle::Rounded,
+            frame: true,
+            size: 1181,
+            ..QrOptions::default()
+        };
+        let brand = Brand {
+            logo: Some(&logo),
+            frame_text: "Use code ALICE10",
+        };
+        let pdf = render(URL, &o, Format::Pdf, &brand).unwrap();
+        assert!(pdf.starts_with(b"%PDF-1.4\n"));
+        assert!(pdf.ends_with(b"%%EOF\n"));
+        let text = String::from_utf8_lossy(&pdf);
+        // 1181 px at 300 dpi is 10 cm: 283.44 pt.
+        assert!(text.contains("/MediaBox [0 0 283.44 "), "{}", &text[..400]);
+        assert!(text.contains("/SMask 6 0 R"));
+        // Every xref offset points at its object (offsets are in bytes).
+        let rfind = |needle: &[u8]| {
+            pdf.windows(needle.len())
+                .rposition(|w| w == needle)
+                .unwrap()
+        };
+        let xref = rfind(b"\nxref\n") + 1;
+        let tail = std::str::from_utf8(&pdf[xref..]).unwrap();
+        let start: usize = tail
+            .split("startxref\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(start, xref);
+        for (i, line) in tail.lines().skip(3).take(6).enumerate() {
+            let offset: usize = line[..10].parse().unwrap();
+            assert!(
+                pdf[offset..].starts_with(format!("{} 0 obj", i + 1).as_bytes()),
+                "object {}",
+                i + 1
+            );
+        }
+        // Without a logo: no image objects.
+        let plain = render(URL, &QrOptions::default(), Format::Pdf, &Brand::default()).unwrap();
+        assert!(!String::from_utf8_lossy(&plain).contains("/XObject"));
     }
 
     #[test]

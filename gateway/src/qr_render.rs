@@ -60,6 +60,8 @@ impl ModuleStyle {
 pub enum Format {
     Png,
     Svg,
+    /// A one-page vector PDF for print (`size` read as pixels at 300 dpi).
+    Pdf,
 }
 
 /// QR error correction level: L (~7 %), M (~15 %), Q (~25 %), H (~30 %) of the
@@ -477,6 +479,7 @@ pub fn render(
     match format {
         Format::Png => render_png(&layout, options),
         Format::Svg => Ok(render_svg(&layout, options)),
+        Format::Pdf => crate::qr_brand::render_plain_pdf(content, options),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Branded QR images over real HTTP: logos (PNG and SVG) uploaded through
 //! the API, frames with a call to action, rounded and dot modules, colours;
-//! every image read back by zbarimg (SVG rasterized by rsvg-convert first),
+//! every image read back by zbarimg (SVG rasterized by rsvg-convert, PDF by
+//! pdftoppm first),
 //! and the refusals: unreadable styles (422 `qr_unreadable`) and bad logos.
 
 mod common;
@@ -102,6 +103,22 @@ fn rsvg(svg: &[u8], width: u32, dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(&dst).unwrap()
 }
 
+/// A PDF rasterized by pdftoppm (poppler-utils) at `dpi`, as PNG bytes.
+fn poppler(pdf: &[u8], dpi: u32, dir: &Path, name: &str) -> Vec<u8> {
+    let src = dir.join(format!("{name}.pdf"));
+    std::fs::write(&src, pdf).unwrap();
+    let prefix = dir.join(format!("{name}.pdf"));
+    let status = Command::new("pdftoppm")
+        .args(["-png", "-singlefile", "-r"])
+        .arg(dpi.to_string())
+        .arg(&src)
+        .arg(&prefix)
+        .status()
+        .expect("pdftoppm (poppler-utils) is installed");
+    assert!(status.success(), "pdftoppm failed on {name}");
+    std::fs::read(dir.join(format!("{name}.pdf.png"))).unwrap()
+}
+
 fn png_size(png: &[u8]) -> (u32, u32) {
     let reader = png::Decoder::new(png).read_info().unwrap();
     (reader.info().width, reader.info().height)
@@ -191,10 +208,27 @@ async fn every_styled_image_reads_back_in_zbarimg() {
                 *expected,
                 "{name}.svg"
             );
-            read += 2;
+
+            // The print PDF: `size` px at 300 dpi, so rasterized at 300 dpi
+            // it is `size` px wide again.
+            let r = gw
+                .anon
+                .get(&format!("/qr/{code}.pdf?size={size}{sep}{query}"))
+                .await;
+            assert_eq!(r.status, 200, "{name}: {}", r.text());
+            assert_eq!(r.header("content-type"), Some("application/pdf"));
+            assert!(r.body.starts_with(b"%PDF-1.4"));
+            let png = poppler(&r.body, 300, &dir, &name);
+            assert_eq!(png_size(&png).0, size, "{name}.pdf");
+            assert_eq!(
+                zbar(&png, &dir, &format!("{name}.pdf.png")),
+                *expected,
+                "{name}.pdf"
+            );
+            read += 3;
         }
     }
-    assert_eq!(read, 3 * cases.len() * 2);
+    assert_eq!(read, 3 * cases.len() * 3);
 }
 
 #[tokio::test]
