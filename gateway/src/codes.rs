@@ -190,6 +190,20 @@ impl CodeTable {
         logos.contains_key(sha256)
     }
 
+    /// The loaded logos that `records` name.
+    pub fn logos_of(&self, records: &[CodeRecord]) -> Vec<Arc<Logo>> {
+        let logos = self.logos.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Arc<Logo>> = Vec::new();
+        for named in records.iter().filter_map(|r| r.qr_logo.as_ref()) {
+            if let Some(logo) = logos.get(&named.sha256) {
+                if !out.iter().any(|l| l.sha256 == logo.sha256) {
+                    out.push(logo.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Forgets the logos no record in `records` names (after a reload).
     fn keep_logos_of(&self, records: &[CodeRecord]) {
         let named: std::collections::HashSet<&str> = records

@@ -121,7 +121,10 @@ async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow
         }
         load_logos(state, &records).await?;
         if state.codes.replace_if_unchanged(&held, records.clone()) {
+            let logos = state.codes.logos_of(&records);
+            let copies = state.config.data_dir.join(LOGO_DIR);
             write_snapshot(snapshot.to_path_buf(), records).await;
+            keep_logo_copies(copies, logos).await;
             return Ok(version);
         }
     }
@@ -181,8 +184,7 @@ fn missing_logos(state: &AppState, records: &[CodeRecord]) -> Vec<(String, LogoK
 }
 
 /// Loads the logos `records` name that the table does not hold yet from the
-/// store and decodes them (on the blocking pool). In Redis mode each is also
-/// copied next to the snapshot, for a start while Redis is down.
+/// store and decodes them (on the blocking pool).
 async fn load_logos(state: &AppState, records: &[CodeRecord]) -> Result<(), StoreError> {
     let missing = missing_logos(state, records);
     if missing.is_empty() {
@@ -192,39 +194,23 @@ async fn load_logos(state: &AppState, records: &[CodeRecord]) -> Result<(), Stor
         .store
         .logos(missing.iter().map(|(s, _)| s.clone()).collect())
         .await?;
-    let copies =
-        matches!(state.store, Store::Redis(_)).then(|| state.config.data_dir.join(LOGO_DIR));
-    let decoded =
-        tokio::task::spawn_blocking(move || decode_logos(&missing, found, copies.as_deref()))
-            .await
-            .unwrap_or_default();
+    let decoded = tokio::task::spawn_blocking(move || decode_logos(&missing, found))
+        .await
+        .unwrap_or_default();
     for logo in decoded {
         state.codes.add_logo(logo);
     }
     Ok(())
 }
 
-fn decode_logos(
-    wanted: &[(String, LogoKind)],
-    found: Vec<(String, Vec<u8>)>,
-    copies: Option<&Path>,
-) -> Vec<Arc<Logo>> {
+fn decode_logos(wanted: &[(String, LogoKind)], found: Vec<(String, Vec<u8>)>) -> Vec<Arc<Logo>> {
     let mut out = Vec::new();
     for (sha, bytes) in found {
         let Some((_, kind)) = wanted.iter().find(|(s, _)| *s == sha) else {
             continue;
         };
         match Logo::parse(*kind, bytes.into()) {
-            Ok(logo) if logo.sha256 == sha => {
-                if let Some(dir) = copies {
-                    let write = std::fs::create_dir_all(dir)
-                        .and_then(|()| std::fs::write(dir.join(&sha), &logo.bytes));
-                    if let Err(e) = write {
-                        tracing::warn!(error = %e, "could not keep a copy of a QR logo");
-                    }
-                }
-                out.push(logo);
-            }
+            Ok(logo) if logo.sha256 == sha => out.push(logo),
             Ok(_) => tracing::error!(%sha, "stored QR logo does not match its SHA-256; skipped"),
             Err(e) => {
                 tracing::error!(%sha, error = %e, "stored QR logo no longer decodes; skipped")
@@ -232,6 +218,37 @@ fn decode_logos(
         }
     }
     out
+}
+
+/// Keeps a copy of each logo the snapshot's codes name next to it (one file
+/// per SHA-256, written once), and removes the copies no code names.
+async fn keep_logo_copies(dir: PathBuf, logos: Vec<Arc<Logo>>) {
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        for logo in &logos {
+            let path = dir.join(&logo.sha256);
+            if !path.exists() {
+                let tmp = dir.join(format!("{}.tmp", logo.sha256));
+                std::fs::write(&tmp, &logo.bytes)?;
+                std::fs::rename(&tmp, &path)?;
+            }
+        }
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !logos
+                .iter()
+                .any(|l| name.to_str() == Some(l.sha256.as_str()))
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    })
+    .await;
+    if let Ok(Err(e)) = result {
+        tracing::warn!(error = %e, "could not keep copies of the QR logos");
+    }
 }
 
 /// The logos of a snapshot's codes, from the copies kept next to it.
@@ -243,7 +260,7 @@ async fn read_logo_copies(state: &AppState, records: &[CodeRecord]) {
             .iter()
             .filter_map(|(sha, _)| std::fs::read(dir.join(sha)).ok().map(|b| (sha.clone(), b)))
             .collect();
-        decode_logos(&missing, found, None)
+        decode_logos(&missing, found)
     })
     .await
     .unwrap_or_default();

@@ -550,3 +550,90 @@ async fn a_second_gateway_sharing_redis_draws_the_logo() {
         SVG_LOGO
     );
 }
+
+#[tokio::test]
+async fn a_gateway_restarted_while_redis_is_down_still_draws_the_logo() {
+    let mut redis = RedisServer::start();
+    let (mut config, tmp) = common::config();
+    config.redis_url = Some(redis.url());
+    config.redis_prefix = "brand-outage".into();
+    config.public_url = Some("https://go.example.com".into());
+    let mut gw = common::start_with(config.clone(), Some(tmp)).await;
+    gw.create(common::alice()).await;
+    let r = put_logo(&gw, "alice10", "image/png", png_logo()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let with_logo = gw.anon.get("/qr/alice10.png?size=300").await;
+    assert_eq!(with_logo.status, 200);
+    // Let the sync task write its snapshot (codes and logo copies).
+    let copies = gw.data_dir.join("redis-logos.snapshot");
+    let written = codelink_testkit::wait_until(Duration::from_secs(3), || {
+        let copies = copies.clone();
+        async move { std::fs::read_dir(&copies).is_ok_and(|mut d| d.next().is_some()) }
+    })
+    .await;
+    assert!(written, "no logo copy next to the snapshot");
+    let tmp = gw.take_tmp();
+    gw.stop().await.unwrap();
+
+    redis.stop();
+    let gw = common::start_with(config, tmp).await;
+    assert_eq!(gw.anon.get("/readyz").await.status, 503);
+    let again = gw.anon.get("/qr/alice10.png?size=300").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, with_logo.body, "drawn with the logo, as before");
+}
+
+/// A record whose style no longer reads (written past the API's check: by
+/// another version, or straight into Redis) is refused when drawn, never
+/// served as an image a phone cannot read.
+#[tokio::test]
+async fn an_image_that_does_not_read_is_refused_when_drawn() {
+    let redis = RedisServer::start();
+    let (mut config, tmp) = common::config();
+    config.redis_url = Some(redis.url());
+    config.redis_prefix = "brand-raw".into();
+    config.qr_renders_per_ip = 10_000;
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await;
+    let r = put_logo(&gw, "alice10", "image/svg+xml", SVG_LOGO.into()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The stored record, changed in Redis itself: a logo over 40 % of the width.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let raw: Vec<u8> = redis::cmd("HGET")
+        .arg("brand-raw:codes")
+        .arg("alice10")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    record["qr"] = json!({"logo_size": 60, "custom_colors": true});
+    let () = redis::pipe()
+        .atomic()
+        .hset(
+            "brand-raw:codes",
+            "alice10",
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .ignore()
+        .set("brand-raw:codes:version", 7)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let reloaded = codelink_testkit::wait_until(Duration::from_secs(3), || async {
+        gw.admin.get("/api/v1/codes/alice10").await.json()["qr"]["logo_size"] == 60
+    })
+    .await;
+    assert!(reloaded);
+
+    for format in ["png", "svg", "pdf"] {
+        let r = gw.anon.get(&format!("/qr/alice10.{format}?size=512")).await;
+        assert_eq!(r.status, 422, "{format}: {}", r.text());
+        assert_eq!(r.error_code(), "qr_unreadable");
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains("logo covers too much"), "{msg}");
+        assert!(msg.contains("logo_size 60%"), "{msg}");
+    }
+}
