@@ -166,6 +166,16 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
             bytes
         }
         None => {
+            // A style found unreadable stays so: its refusal is cached too,
+            // so asking again costs no render.
+            let refused_key = format!("{key}|unreadable");
+            if let Some(why) = state.qr_cache.get(&refused_key) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "qr_unreadable",
+                    String::from_utf8_lossy(&why).into_owned(),
+                ));
+            }
             state.metrics.qr_cache_misses.fetch_add(1, Relaxed);
             // Renders cost CPU (a 4096 px PNG ~11 ms): a rate per address,
             // and a bounded number at once (so a burst of misses can neither
@@ -212,6 +222,9 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
             let rendered = rendered?.map_err(|e| match e {
                 RenderError::Option(e) => ApiError::bad_request("invalid_qr_option", e.to_string()),
                 RenderError::Unreadable(why) => {
+                    state
+                        .qr_cache
+                        .insert(refused_key, Bytes::from(why.clone().into_bytes()));
                     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "qr_unreadable", why)
                 }
             })?;

@@ -636,4 +636,18 @@ async fn an_image_that_does_not_read_is_refused_when_drawn() {
         assert!(msg.contains("logo covers too much"), "{msg}");
         assert!(msg.contains("logo_size 60%"), "{msg}");
     }
+    // The refusal is remembered: asking again renders nothing.
+    let misses = || async {
+        let metrics = gw.anon.get("/metrics").await.text();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("codelink_qr_cache_misses_total "))
+            .expect("miss counter")
+            .to_string()
+    };
+    let before = misses().await;
+    let r = gw.anon.get("/qr/alice10.png?size=512").await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.error_code(), "qr_unreadable");
+    assert_eq!(misses().await, before);
 }
