@@ -110,14 +110,16 @@ impl Geometry {
         };
         let (knockout, logo_rect) = match brand.logo.filter(|_| with_logo) {
             Some(logo) => {
-                let pct = usize::from(options.logo_size);
+                // Bounded here too (a stored record may hold any number):
+                // the cleared square always fits in the symbol.
+                let pct = usize::from(options.logo_size.min(80));
                 let mut side = (width * pct + 50) / 100;
                 // Same parity as the symbol, so the square sits exactly in the middle.
-                if (width - side) % 2 == 1 {
+                if width.saturating_sub(side) % 2 == 1 {
                     side += 1;
                 }
                 let cleared = side + 2;
-                let first = (width - cleared) / 2;
+                let first = width.saturating_sub(cleared) / 2;
                 let aspect = logo.aspect();
                 let (w, h) = if aspect >= 1.0 {
                     (side as f64, side as f64 / aspect)
@@ -1189,6 +1191,33 @@ mod tests {
         // Without a logo: no image objects.
         let plain = render(URL, &QrOptions::default(), Format::Pdf, &Brand::default()).unwrap();
         assert!(!String::from_utf8_lossy(&plain).contains("/XObject"));
+    }
+
+    #[test]
+    fn any_logo_size_is_safe() {
+        let logo = logo_svg();
+        for logo_size in [0u8, 1, 80, 200, 255] {
+            let o = QrOptions {
+                ecc: crate::qr_render::Ecc::H,
+                logo_size,
+                size: 200,
+                ..QrOptions::default()
+            };
+            let brand = Brand {
+                logo: Some(&logo),
+                frame_text: "",
+            };
+            // Drawn or refused as unreadable, never a panic.
+            match render(URL, &o, Format::Png, &brand) {
+                Ok(png) => assert_eq!(decode_qr_png(&png), URL),
+                Err(e) => assert!(matches!(e, RenderError::Unreadable(_)), "{e}"),
+            }
+        }
+    }
+
+    fn decode_qr_png(png: &[u8]) -> String {
+        let (w, h, luma) = decode_png(png);
+        decode_qr(w, h, &luma)
     }
 
     #[test]
