@@ -2,12 +2,14 @@
 //! console (`console.rs`) both call these, so a code created or a key issued
 //! through either is checked and stored the same way.
 
+use crate::qr_logo::Logo;
 use crate::state::AppState;
 use crate::store::StoreError;
 use codelink_shared::{
-    ApiKey, CodeChange, CodeRecord, KeyKind, OwnerProfile, Principal, ValidationError,
+    ApiKey, CodeChange, CodeRecord, KeyKind, LogoRef, OwnerProfile, Principal, ValidationError,
 };
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// Unix seconds now.
 pub fn now() -> i64 {
@@ -101,6 +103,7 @@ pub async fn create_code(
     record.updated_at = now;
     record.validate()?;
     check_qr_preset(&record)?;
+    check_qr_readable(state, &record, None).await?;
     state.store.insert_new(record.clone()).await?;
     state.codes.upsert(record.clone());
     Ok(record)
@@ -118,6 +121,16 @@ pub async fn change_code(
             return Err(ValidationError::new("expires_at", "must be in the future").into());
         }
     }
+    // Whether the images still read is judged on the record as this
+    // instance holds it, changed (reading the images back takes a few ms of
+    // CPU, kept off the store's write); the QR endpoint checks every image
+    // it draws anyway.
+    if let Some(entry) = state.codes.get(code) {
+        let mut changed = entry.record.clone();
+        change.clone().apply(&mut changed, now);
+        check_qr_preset(&changed)?;
+        check_qr_readable(state, &changed, entry.qr_logo.clone()).await?;
+    }
     let record = state
         .store
         .update(
@@ -130,6 +143,116 @@ pub async fn change_code(
         .await?;
     state.codes.upsert(record.clone());
     Ok(record)
+}
+
+/// Makes `logo` the code's QR logo, once its images are seen to read with
+/// it; the bytes are stored under their SHA-256 in the same write as the
+/// record naming them.
+pub async fn set_logo(
+    state: &AppState,
+    code: &str,
+    logo: Arc<Logo>,
+) -> Result<CodeRecord, StoreError> {
+    let now = now();
+    let entry = state
+        .codes
+        .get(code)
+        .ok_or_else(|| StoreError::NotFound(code.to_string()))?;
+    let named = LogoRef {
+        content_type: logo.kind.content_type().to_string(),
+        bytes: logo.bytes.len() as u32,
+        sha256: logo.sha256.clone(),
+    };
+    let mut with_logo = entry.record.clone();
+    with_logo.qr_logo = Some(named.clone());
+    check_qr_readable(state, &with_logo, Some(logo.clone())).await?;
+    let record = state
+        .store
+        .update_with_logo(
+            code,
+            Box::new(move |r: &mut CodeRecord| {
+                r.qr_logo = Some(named);
+                r.updated_at = now;
+                Ok(())
+            }),
+            (logo.sha256.clone(), logo.bytes.to_vec()),
+        )
+        .await?;
+    state.codes.upsert_with_logo(record.clone(), Some(logo));
+    Ok(record)
+}
+
+/// Removes the code's QR logo; `Ok(None)` when it had none.
+pub async fn remove_logo(state: &AppState, code: &str) -> Result<Option<CodeRecord>, StoreError> {
+    let now = now();
+    let had = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = had.clone();
+    let record = state
+        .store
+        .update(
+            code,
+            Box::new(move |r: &mut CodeRecord| {
+                if r.qr_logo.take().is_some() {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                    r.updated_at = now;
+                }
+                Ok(())
+            }),
+        )
+        .await?;
+    state.codes.upsert(record.clone());
+    Ok(had
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .then_some(record))
+}
+
+/// Draws the code's QR image (its bare link and its longest channel link)
+/// the way the QR endpoint would by default, and reads it back: a style or
+/// logo that gives unreadable images is refused when it is set, not when a
+/// follower scans. The plain look is not checked (it always reads).
+async fn check_qr_readable(
+    state: &AppState,
+    record: &CodeRecord,
+    logo: Option<Arc<Logo>>,
+) -> Result<(), StoreError> {
+    let options = match &record.qr {
+        Some(style) => crate::qr_render::preset(style)
+            .map_err(|e| ValidationError::new("qr", e.to_string()))?,
+        None => crate::qr_render::QrOptions::default(),
+    };
+    let logo = logo.filter(|_| record.qr_logo.is_some());
+    if logo.is_none() && options == crate::qr_render::QrOptions::default() {
+        return Ok(());
+    }
+    let base = format!("{}/{}", state.public_base, record.code);
+    let longest = record
+        .channels
+        .keys()
+        .max_by_key(|c| c.len())
+        .map(|c| format!("{base}/{c}?qr=1"));
+    let contents: Vec<String> = std::iter::once(format!("{base}?qr=1"))
+        .chain(longest)
+        .collect();
+    let text = crate::qr::frame_text(record);
+    let checked = tokio::task::spawn_blocking(move || {
+        let brand = crate::qr_render::Brand {
+            logo: logo.as_deref(),
+            frame_text: &text,
+        };
+        let options = crate::qr_render::effective(&options, &brand);
+        for content in &contents {
+            crate::qr_render::check(content, &options, &brand)?;
+        }
+        Ok::<_, crate::qr_render::RenderError>(())
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("QR check interrupted: {e}")))?;
+    checked.map_err(|e| match e {
+        crate::qr_render::RenderError::Unreadable(m) => StoreError::QrUnreadable(m),
+        crate::qr_render::RenderError::Option(o) => {
+            ValidationError::new("qr", o.to_string()).into()
+        }
+    })
 }
 
 /// A QR preset's colours must read as a request's must (dark on light,

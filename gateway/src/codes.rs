@@ -5,11 +5,12 @@
 //! it in. Writes are rare, reads are every request, so copying on write is the
 //! right trade.
 
+use crate::qr_logo::Logo;
 use crate::qr_render::QrOptions;
 use arc_swap::ArcSwap;
 use codelink_shared::CodeRecord;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use url::{form_urlencoded, Position, Url};
 
 /// Where one variant (the bare code, or one channel) redirects to, precomputed so
@@ -109,6 +110,9 @@ pub struct CompiledCode {
     pub qr_preset: Option<(QrOptions, bool)>,
     /// The app deep links, parsed (`None` for most codes).
     pub apps: Option<Box<CompiledApps>>,
+    /// The code's logo, decoded (`None` also when the record names a logo
+    /// this instance could not load: its images are then drawn without it).
+    pub qr_logo: Option<Arc<Logo>>,
 }
 
 /// A code's app links with their URLs parsed once.
@@ -172,6 +176,7 @@ impl CompiledCode {
             channels,
             qr_preset,
             apps,
+            qr_logo: None,
         })
     }
 
@@ -210,6 +215,11 @@ pub type Snapshot = HashMap<Box<str>, Arc<CompiledCode>>;
 pub struct CodeTable {
     current: ArcSwap<Snapshot>,
     scan_param: String,
+    /// Decoded logos by SHA-256, filled from the store before the records
+    /// naming them are compiled ([`Self::add_logo`]); a logo shared by many
+    /// codes is decoded once. Locked only while compiling (admin writes and
+    /// reloads), never by a request.
+    logos: Mutex<HashMap<String, Arc<Logo>>>,
 }
 
 impl CodeTable {
@@ -217,7 +227,44 @@ impl CodeTable {
         Self {
             current: ArcSwap::from_pointee(HashMap::new()),
             scan_param: scan_param.to_string(),
+            logos: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Makes a logo available to the records that name its SHA-256.
+    pub fn add_logo(&self, logo: Arc<Logo>) {
+        let mut logos = self.logos.lock().unwrap_or_else(|e| e.into_inner());
+        logos.insert(logo.sha256.clone(), logo);
+    }
+
+    /// Whether the logo with this SHA-256 is loaded.
+    pub fn has_logo(&self, sha256: &str) -> bool {
+        let logos = self.logos.lock().unwrap_or_else(|e| e.into_inner());
+        logos.contains_key(sha256)
+    }
+
+    /// The loaded logos that `records` name.
+    pub fn logos_of(&self, records: &[CodeRecord]) -> Vec<Arc<Logo>> {
+        let logos = self.logos.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Arc<Logo>> = Vec::new();
+        for named in records.iter().filter_map(|r| r.qr_logo.as_ref()) {
+            if let Some(logo) = logos.get(&named.sha256) {
+                if !out.iter().any(|l| l.sha256 == logo.sha256) {
+                    out.push(logo.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets the logos no record in `records` names (after a reload).
+    fn keep_logos_of(&self, records: &[CodeRecord]) {
+        let named: std::collections::HashSet<&str> = records
+            .iter()
+            .filter_map(|r| r.qr_logo.as_ref().map(|l| l.sha256.as_str()))
+            .collect();
+        let mut logos = self.logos.lock().unwrap_or_else(|e| e.into_inner());
+        logos.retain(|sha, _| named.contains(sha.as_str()));
     }
 
     /// Looks up a canonical (lowercase) code name.
@@ -239,6 +286,7 @@ impl CodeTable {
 
     /// Replaces the whole table (start-up, Redis resync).
     pub fn replace_all(&self, records: Vec<CodeRecord>) {
+        self.keep_logos_of(&records);
         let map = records
             .into_iter()
             .filter_map(|r| self.compile(r))
@@ -256,14 +304,35 @@ impl CodeTable {
             .map(|c| (Box::from(c.record.code.as_str()), Arc::new(c)))
             .collect();
         let previous = self.current.compare_and_swap(seen, Arc::new(map));
-        Arc::ptr_eq(&previous, seen)
+        let swapped = Arc::ptr_eq(&previous, seen);
+        if swapped {
+            let records: Vec<CodeRecord> =
+                self.snapshot().values().map(|c| c.record.clone()).collect();
+            self.keep_logos_of(&records);
+        }
+        swapped
     }
 
     /// Inserts or replaces one code (after an admin write).
     pub fn upsert(&self, record: CodeRecord) {
-        let Some(compiled) = self.compile(record) else {
+        self.upsert_with_logo(record, None)
+    }
+
+    /// [`Self::upsert`] of a record whose logo was just stored: the logo is
+    /// compiled in directly (a reload pruning the registry meanwhile cannot
+    /// take it away) and kept for later compiles.
+    pub fn upsert_with_logo(&self, record: CodeRecord, logo: Option<Arc<Logo>>) {
+        if let Some(logo) = &logo {
+            self.add_logo(logo.clone());
+        }
+        let Some(mut compiled) = self.compile(record) else {
             return;
         };
+        if let Some(logo) = logo {
+            if compiled.record.qr_logo.as_ref().map(|l| &l.sha256) == Some(&logo.sha256) {
+                compiled.qr_logo = Some(logo);
+            }
+        }
         let compiled = Arc::new(compiled);
         self.current.rcu(|old| {
             let mut map = HashMap::clone(old);
@@ -274,9 +343,18 @@ impl CodeTable {
 
     fn compile(&self, record: CodeRecord) -> Option<CompiledCode> {
         let code = record.code.clone();
-        let compiled = CompiledCode::compile(record, &self.scan_param);
-        if compiled.is_none() {
-            tracing::error!(%code, "stored destination does not parse; code skipped");
+        let mut compiled = CompiledCode::compile(record, &self.scan_param);
+        match &mut compiled {
+            None => tracing::error!(%code, "stored destination does not parse; code skipped"),
+            Some(c) => {
+                if let Some(named) = &c.record.qr_logo {
+                    let logos = self.logos.lock().unwrap_or_else(|e| e.into_inner());
+                    c.qr_logo = logos.get(&named.sha256).cloned();
+                    if c.qr_logo.is_none() {
+                        tracing::warn!(%code, sha256 = %named.sha256, "logo not loaded; QR images drawn without it");
+                    }
+                }
+            }
         }
         compiled
     }
@@ -306,6 +384,7 @@ mod tests {
             commission: None,
             attribution_window_days: 30,
             qr: None,
+            qr_logo: None,
             created_at: 0,
             updated_at: 0,
             ..CodeRecord::default()

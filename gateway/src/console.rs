@@ -56,6 +56,9 @@ fn console_error(e: StoreError) -> ConsoleError {
         StoreError::Conflict(m) => ConsoleError::Conflict(m),
         StoreError::NotFound(m) => ConsoleError::NotFound(m),
         StoreError::Invalid(v) => ConsoleError::Invalid(v),
+        StoreError::QrUnreadable(m) => {
+            ConsoleError::Invalid(codelink_shared::ValidationError::new("qr", m))
+        }
         other => {
             tracing::warn!(error = %other, "store unavailable (console)");
             ConsoleError::Unavailable("the code store is unreachable".into())

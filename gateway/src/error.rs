@@ -173,6 +173,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "code_taken", e.to_string()),
             StoreError::NotFound(_) => Self::not_found(e.to_string()),
             StoreError::Invalid(v) => v.into(),
+            StoreError::QrUnreadable(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "qr_unreadable", m)
+            }
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %e, "store unavailable");
                 Self::new(

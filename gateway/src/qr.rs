@@ -2,16 +2,22 @@
 //!
 //! The image is a pure function of the encoded URL and the options, so its ETag
 //! is a hash of exactly those, and rendered bytes live in a cache bounded by
-//! total size. The handler never touches a store: the code table is in memory.
+//! total size. The handler never touches a store: the code table is in memory,
+//! the code's logo (decoded) with it.
+//!
+//! A branded image (a logo, a frame, rounded or dot modules, other colours)
+//! is read back by the gateway's QR reader before it is served or cached;
+//! one that does not read is answered 422 `qr_unreadable`, saying why.
 
 use crate::codes::Gone;
 use crate::error::ApiError;
-use crate::qr_render::{self, Format, QrRequest};
+use crate::qr_render::{self, Brand, Format, QrRequest, RenderError};
 use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
 use bytes::Bytes;
 use codelink_shared::code::{lowercase_slug, MAX_LEN};
+use codelink_shared::CodeRecord;
 use http::{header, HeaderValue, Method, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,7 +26,16 @@ use std::sync::atomic::Ordering::Relaxed;
 const RENDER_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Bumped whenever rendering changes, so old ETags stop matching.
-const RENDER_VERSION: u32 = 2;
+const RENDER_VERSION: u32 = 3;
+
+/// The call to action under a framed image: the preset's, else
+/// `Use code {CODE}`.
+pub fn frame_text(record: &CodeRecord) -> String {
+    match record.qr.as_ref().and_then(|q| q.frame_text.as_deref()) {
+        Some(text) => text.to_string(),
+        None => format!("Use code {}", record.code.to_ascii_uppercase()),
+    }
+}
 
 pub async fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Response {
     match render(state, req, peer).await {
@@ -38,9 +53,11 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
         (c, Format::Png, "image/png")
     } else if let Some(c) = name.strip_suffix(".svg") {
         (c, Format::Svg, "image/svg+xml")
+    } else if let Some(c) = name.strip_suffix(".pdf") {
+        (c, Format::Pdf, "application/pdf")
     } else {
         return Err(ApiError::not_found(
-            "QR images are at /qr/{code}.png or /qr/{code}.svg",
+            "QR images are at /qr/{code}.png, /qr/{code}.svg or /qr/{code}.pdf",
         ));
     };
 
@@ -91,7 +108,22 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
         ));
     }
 
-    let key = format!(
+    let logo = entry.qr_logo.clone();
+    let text = if options.frame {
+        frame_text(&entry.record)
+    } else {
+        String::new()
+    };
+    let options = qr_render::effective(
+        &options,
+        &Brand {
+            logo: logo.as_deref(),
+            frame_text: &text,
+        },
+    );
+    // Everything the bytes depend on; the plain look's key is as before
+    // (but for the version), the brand's parts are appended when present.
+    let mut key = format!(
         "{RENDER_VERSION}|{format:?}|{}|{:?}|{}|{}|{}|{content}",
         options.size,
         options.ecc,
@@ -99,6 +131,17 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
         options.fg.hex(),
         options.bg.hex()
     );
+    if options.style != qr_render::ModuleStyle::Square {
+        key.push_str("|style=");
+        key.push_str(options.style.name());
+    }
+    if let Some(logo) = &logo {
+        key.push_str(&format!("|logo={}@{}", logo.sha256, options.logo_size));
+    }
+    if options.frame {
+        key.push_str("|frame=");
+        key.push_str(&text);
+    }
     let etag = format!("\"{:016x}\"", fnv1a64(key.as_bytes()));
     let etag = HeaderValue::try_from(etag).map_err(|_| ApiError::not_found("bad etag"))?;
     let cache_headers = |resp: &mut Response| {
@@ -123,6 +166,16 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
             bytes
         }
         None => {
+            // A style found unreadable stays so: its refusal is cached too,
+            // so asking again costs no render.
+            let refused_key = format!("{key}|unreadable");
+            if let Some(why) = state.qr_cache.get(&refused_key) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "qr_unreadable",
+                    String::from_utf8_lossy(&why).into_owned(),
+                ));
+            }
             state.metrics.qr_cache_misses.fetch_add(1, Relaxed);
             // Renders cost CPU (a 4096 px PNG ~11 ms): a rate per address,
             // and a bounded number at once (so a burst of misses can neither
@@ -150,19 +203,31 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
             let running = state.metrics.qr_renders_running.fetch_add(1, Relaxed) + 1;
             state.metrics.qr_renders_peak.fetch_max(running, Relaxed);
             // Large images take milliseconds: keep them off the async workers.
-            let rendered =
-                tokio::task::spawn_blocking(move || qr_render::render(&content, &options, format))
-                    .await
-                    .map_err(|_| {
-                        ApiError::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "render_failed",
-                            "QR rendering was interrupted",
-                        )
-                    });
+            let rendered = tokio::task::spawn_blocking(move || {
+                let brand = Brand {
+                    logo: logo.as_deref(),
+                    frame_text: &text,
+                };
+                qr_render::render_branded(&content, &options, format, &brand)
+            })
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "render_failed",
+                    "QR rendering was interrupted",
+                )
+            });
             state.metrics.qr_renders_running.fetch_sub(1, Relaxed);
-            let rendered =
-                rendered?.map_err(|e| ApiError::bad_request("invalid_qr_option", e.to_string()))?;
+            let rendered = rendered?.map_err(|e| match e {
+                RenderError::Option(e) => ApiError::bad_request("invalid_qr_option", e.to_string()),
+                RenderError::Unreadable(why) => {
+                    state
+                        .qr_cache
+                        .insert(refused_key, Bytes::from(why.clone().into_bytes()));
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "qr_unreadable", why)
+                }
+            })?;
             let bytes = Bytes::from(rendered);
             state.qr_cache.insert(key, bytes.clone());
             bytes

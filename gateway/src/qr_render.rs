@@ -30,11 +30,38 @@ pub const MAX_MARGIN: u32 = 32;
 /// phone cameras in ordinary light fail to binarise the image reliably.
 const MIN_CONTRAST: f64 = 3.0;
 
+/// How dark modules are drawn. Finder patterns stay solid (rounded squares in
+/// the rounded and dot styles) so that scanners still find the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModuleStyle {
+    Square,
+    Rounded,
+    Dots,
+}
+
+impl ModuleStyle {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModuleStyle::Square => "square",
+            ModuleStyle::Rounded => "rounded",
+            ModuleStyle::Dots => "dots",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [ModuleStyle::Square, ModuleStyle::Rounded, ModuleStyle::Dots]
+            .into_iter()
+            .find(|s| value.eq_ignore_ascii_case(s.name()))
+    }
+}
+
 /// Output image format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     Png,
     Svg,
+    /// A one-page vector PDF for print (`size` read as pixels at 300 dpi).
+    Pdf,
 }
 
 /// QR error correction level: L (~7 %), M (~15 %), Q (~25 %), H (~30 %) of the
@@ -105,6 +132,12 @@ pub struct QrOptions {
     pub fg: Rgb,
     /// Colour of the light modules and the quiet zone.
     pub bg: Rgb,
+    /// How the dark modules are drawn.
+    pub style: ModuleStyle,
+    /// A frame around the code with a line of text under it.
+    pub frame: bool,
+    /// Side of a logo, in percent of the code's width (used with a logo only).
+    pub logo_size: u8,
 }
 
 impl Default for QrOptions {
@@ -115,6 +148,9 @@ impl Default for QrOptions {
             margin: 4,
             fg: Rgb(0x00, 0x00, 0x00),
             bg: Rgb(0xff, 0xff, 0xff),
+            style: ModuleStyle::Square,
+            frame: false,
+            logo_size: codelink_shared::qr_style::DEFAULT_LOGO_SIZE,
         }
     }
 }
@@ -137,7 +173,7 @@ pub struct QrOptionError {
 }
 
 impl QrOptionError {
-    fn new(option: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(option: &'static str, message: impl Into<String>) -> Self {
         QrOptionError {
             option,
             message: message.into(),
@@ -146,7 +182,9 @@ impl QrOptionError {
 }
 
 /// Names accepted by [`parse_query`]; also listed in the unknown-option error.
-const OPTION_NAMES: [&str; 6] = ["channel", "size", "ecc", "margin", "fg", "bg"];
+const OPTION_NAMES: [&str; 8] = [
+    "channel", "size", "ecc", "margin", "fg", "bg", "style", "frame",
+];
 
 /// Parses the query string of a QR image request (without or with the leading
 /// `?`). A missing or empty query gives the defaults.
@@ -170,6 +208,14 @@ pub fn preset(style: &codelink_shared::QrStyle) -> Result<QrOptions, QrOptionErr
     }
     if let Some(margin) = style.margin {
         options.margin = margin.min(MAX_MARGIN);
+    }
+    if let Some(name) = &style.style {
+        options.style = ModuleStyle::parse(name)
+            .ok_or_else(|| QrOptionError::new("style", "must be one of square, rounded, dots"))?;
+    }
+    options.frame = style.frame;
+    if let Some(pct) = style.logo_size {
+        options.logo_size = pct;
     }
     check_colours(options.fg, options.bg)?;
     Ok(options)
@@ -222,6 +268,18 @@ pub fn parse_query_on(
                     name,
                     "this code's QR colours are set by its owner: leave out fg and bg",
                 ))
+            }
+            "style" => {
+                options.style = ModuleStyle::parse(&value).ok_or_else(|| {
+                    QrOptionError::new("style", "must be one of square, rounded, dots")
+                })?
+            }
+            "frame" => {
+                options.frame = match value.as_ref() {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(QrOptionError::new("frame", "must be 0 or 1")),
+                }
             }
             "fg" => options.fg = parse_colour(&value).ok_or_else(|| colour_error("fg"))?,
             "bg" => options.bg = parse_colour(&value).ok_or_else(|| colour_error("bg"))?,
@@ -345,11 +403,14 @@ pub fn contrast_ratio(a: Rgb, b: Rgb) -> f64 {
 }
 
 /// The code and where it sits in the image; shared by both output formats.
-struct Layout {
+pub(crate) struct Layout {
     /// Modules per side of the code itself, without the margin.
-    width: usize,
+    pub(crate) width: usize,
     /// `width * width` module colours, row-major.
-    modules: Vec<Color>,
+    pub(crate) modules: Vec<Color>,
+    /// Whether each module is part of a function pattern (finder, timing,
+    /// alignment, format or version information), row-major.
+    pub(crate) functional: Vec<bool>,
     /// Module side length in pixels.
     scale: usize,
     /// Pixel offset of the top-left module from the image's top-left corner:
@@ -357,7 +418,7 @@ struct Layout {
     origin: usize,
 }
 
-fn layout(content: &str, options: &QrOptions) -> Result<Layout, QrOptionError> {
+pub(crate) fn layout(content: &str, options: &QrOptions) -> Result<Layout, QrOptionError> {
     // Re-check the bounds: options may be built without parse_query, and the
     // size decides how much memory the PNG buffer takes.
     if !(MIN_SIZE..=MAX_SIZE).contains(&options.size) {
@@ -397,6 +458,9 @@ fn layout(content: &str, options: &QrOptions) -> Result<Layout, QrOptionError> {
     let leftover = size - total * scale;
     Ok(Layout {
         width,
+        functional: (0..width * width)
+            .map(|i| code.is_functional(i % width, i / width))
+            .collect(),
         modules: code.to_colors(),
         scale,
         origin: leftover / 2 + margin * scale,
@@ -415,8 +479,43 @@ pub fn render(
     match format {
         Format::Png => render_png(&layout, options),
         Format::Svg => Ok(render_svg(&layout, options)),
+        Format::Pdf => crate::qr_brand::render_plain_pdf(content, options),
     }
 }
+
+/// Renders `content` with a code's brand: `brand`'s logo (which forces ecc
+/// H), the options' frame and module style. The plain look (square modules,
+/// no frame, no logo) is [`render`]'s image byte for byte; anything else is
+/// drawn by `qr_brand` and, like plain images in other colours, returned only
+/// if the gateway's QR reader reads it back.
+pub fn render_branded(
+    content: &str,
+    options: &QrOptions,
+    format: Format,
+    brand: &Brand,
+) -> Result<Vec<u8>, RenderError> {
+    let options = effective(options, brand);
+    if options.style == ModuleStyle::Square && !options.frame && brand.logo.is_none() {
+        let bytes = render(content, &options, format)?;
+        let default = QrOptions::default();
+        if (options.fg, options.bg) != (default.fg, default.bg) {
+            crate::qr_brand::check(content, &options, brand)?;
+        }
+        return Ok(bytes);
+    }
+    crate::qr_brand::render(content, &options, format, brand)
+}
+
+/// The options a render really uses: a logo forces ecc H.
+pub fn effective(options: &QrOptions, brand: &Brand) -> QrOptions {
+    let mut options = *options;
+    if brand.logo.is_some() {
+        options.ecc = Ecc::H;
+    }
+    options
+}
+
+pub use crate::qr_brand::{check, Brand, RenderError};
 
 fn render_png(layout: &Layout, options: &QrOptions) -> Result<Vec<u8>, QrOptionError> {
     let size = options.size as usize;
@@ -558,7 +657,7 @@ mod tests {
     #[test]
     fn parse_all_options() {
         let request = parse_query(Some(
-            "channel=yt&size=1000&ecc=h&margin=0&fg=1a237e&bg=FFF8E1",
+            "channel=yt&size=1000&ecc=h&margin=0&fg=1a237e&bg=FFF8E1&style=Dots&frame=1",
         ))
         .unwrap();
         assert_eq!(request.channel.as_deref(), Some("yt"));
@@ -570,8 +669,14 @@ mod tests {
                 margin: 0,
                 fg: Rgb(0x1a, 0x23, 0x7e),
                 bg: Rgb(0xff, 0xf8, 0xe1),
+                style: ModuleStyle::Dots,
+                frame: true,
+                logo_size: 22,
             }
         );
+        for (query, option) in [("style=hearts", "style"), ("frame=yes", "frame")] {
+            assert_eq!(parse_err(query).option, option, "{query}");
+        }
         // Bounds are inclusive; a leading '?' is tolerated.
         let request = parse_query(Some("?size=64&margin=32&ecc=q")).unwrap();
         assert_eq!((request.options.size, request.options.margin), (64, 32));

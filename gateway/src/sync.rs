@@ -8,8 +8,9 @@
 //! data dir, so that a gateway restarted while Redis is down still serves the
 //! codes it knew instead of 404s.
 
+use crate::qr_logo::{Logo, LogoKind};
 use crate::state::AppState;
-use crate::store::{RedisStore, Store};
+use crate::store::{RedisStore, Store, StoreError};
 use codelink_shared::{CodeRecord, OwnerProfile};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ use tokio::task::JoinHandle;
 const SNAPSHOT_FILE: &str = "redis-codes.snapshot.json";
 /// The creator profiles Redis held at the last load, beside the codes' snapshot.
 const PROFILES_SNAPSHOT_FILE: &str = "redis-profiles.snapshot.json";
+/// Copies of the QR logos the snapshot's codes name, one file per SHA-256.
+const LOGO_DIR: &str = "redis-logos.snapshot";
 
 /// Background tasks started by [`start`]; [`Tasks::stop`] ends them.
 pub struct Tasks {
@@ -47,6 +50,9 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
                 .load_all()
                 .await
                 .map_err(|e| anyhow::anyhow!("loading codes: {e}"))?;
+            load_logos(state, &records)
+                .await
+                .map_err(|e| anyhow::anyhow!("loading QR logos: {e}"))?;
             state.codes.replace_all(records);
             let profiles = store
                 .load_profiles()
@@ -60,7 +66,9 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
                 Ok(v) => Some(v),
                 Err(e) => {
                     tracing::warn!(error = %e, "redis unreachable at start-up; serving the last snapshot");
-                    state.codes.replace_all(read_snapshot(&snapshot));
+                    let records: Vec<CodeRecord> = read_snapshot(&snapshot);
+                    read_logo_copies(state, &records).await;
+                    state.codes.replace_all(records);
                     let profiles = snapshot.with_file_name(PROFILES_SNAPSHOT_FILE);
                     state.profiles.replace_all(read_snapshot(&profiles));
                     None
@@ -137,12 +145,16 @@ async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow
                 profiles.extend(lost);
             }
         }
+        load_logos(state, &records).await?;
         if state.codes.replace_if_unchanged(&held, records.clone()) {
             // A profile written here meanwhile is in Redis already (the store
             // is written first) or moved the version: the next poll reads it.
             state.profiles.replace_all(profiles.clone());
+            let logos = state.codes.logos_of(&records);
+            let copies = state.config.data_dir.join(LOGO_DIR);
             write_snapshot(snapshot.to_path_buf(), records).await;
             write_snapshot(snapshot.with_file_name(PROFILES_SNAPSHOT_FILE), profiles).await;
+            keep_logo_copies(copies, logos).await;
             return Ok(version);
         }
     }
@@ -184,6 +196,106 @@ async fn poll_redis(
                 tracing::warn!(error = %e, "reloading codes from redis failed");
             }
         }
+    }
+}
+
+/// The logos `records` name that the table does not hold, as (SHA-256, kind).
+fn missing_logos(state: &AppState, records: &[CodeRecord]) -> Vec<(String, LogoKind)> {
+    let mut out: Vec<(String, LogoKind)> = Vec::new();
+    for named in records.iter().filter_map(|r| r.qr_logo.as_ref()) {
+        let Some(kind) = LogoKind::from_content_type(&named.content_type) else {
+            continue;
+        };
+        if !state.codes.has_logo(&named.sha256) && !out.iter().any(|(s, _)| *s == named.sha256) {
+            out.push((named.sha256.clone(), kind));
+        }
+    }
+    out
+}
+
+/// Loads the logos `records` name that the table does not hold yet from the
+/// store and decodes them (on the blocking pool).
+async fn load_logos(state: &AppState, records: &[CodeRecord]) -> Result<(), StoreError> {
+    let missing = missing_logos(state, records);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let found = state
+        .store
+        .logos(missing.iter().map(|(s, _)| s.clone()).collect())
+        .await?;
+    let decoded = tokio::task::spawn_blocking(move || decode_logos(&missing, found))
+        .await
+        .unwrap_or_default();
+    for logo in decoded {
+        state.codes.add_logo(logo);
+    }
+    Ok(())
+}
+
+fn decode_logos(wanted: &[(String, LogoKind)], found: Vec<(String, Vec<u8>)>) -> Vec<Arc<Logo>> {
+    let mut out = Vec::new();
+    for (sha, bytes) in found {
+        let Some((_, kind)) = wanted.iter().find(|(s, _)| *s == sha) else {
+            continue;
+        };
+        match Logo::parse(*kind, bytes.into()) {
+            Ok(logo) if logo.sha256 == sha => out.push(logo),
+            Ok(_) => tracing::error!(%sha, "stored QR logo does not match its SHA-256; skipped"),
+            Err(e) => {
+                tracing::error!(%sha, error = %e, "stored QR logo no longer decodes; skipped")
+            }
+        }
+    }
+    out
+}
+
+/// Keeps a copy of each logo the snapshot's codes name next to it (one file
+/// per SHA-256, written once), and removes the copies no code names.
+async fn keep_logo_copies(dir: PathBuf, logos: Vec<Arc<Logo>>) {
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        for logo in &logos {
+            let path = dir.join(&logo.sha256);
+            if !path.exists() {
+                let tmp = dir.join(format!("{}.tmp", logo.sha256));
+                std::fs::write(&tmp, &logo.bytes)?;
+                std::fs::rename(&tmp, &path)?;
+            }
+        }
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !logos
+                .iter()
+                .any(|l| name.to_str() == Some(l.sha256.as_str()))
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    })
+    .await;
+    if let Ok(Err(e)) = result {
+        tracing::warn!(error = %e, "could not keep copies of the QR logos");
+    }
+}
+
+/// The logos of a snapshot's codes, from the copies kept next to it.
+async fn read_logo_copies(state: &AppState, records: &[CodeRecord]) {
+    let missing = missing_logos(state, records);
+    let dir = state.config.data_dir.join(LOGO_DIR);
+    let decoded = tokio::task::spawn_blocking(move || {
+        let found = missing
+            .iter()
+            .filter_map(|(sha, _)| std::fs::read(dir.join(sha)).ok().map(|b| (sha.clone(), b)))
+            .collect();
+        decode_logos(&missing, found)
+    })
+    .await
+    .unwrap_or_default();
+    for logo in decoded {
+        state.codes.add_logo(logo);
     }
 }
 

@@ -19,7 +19,9 @@ fn cases(n: u32) -> ProptestConfig {
     }
 }
 
-const OPTIONS: [&str; 7] = ["channel", "size", "ecc", "margin", "fg", "bg", "query"];
+const OPTIONS: [&str; 9] = [
+    "channel", "size", "ecc", "margin", "fg", "bg", "style", "frame", "query",
+];
 
 /// The query that asks for exactly `r`.
 fn canonical(r: &QrRequest) -> String {
@@ -29,7 +31,9 @@ fn canonical(r: &QrRequest) -> String {
         .append_pair("ecc", &format!("{:?}", o.ecc))
         .append_pair("margin", &o.margin.to_string())
         .append_pair("fg", &o.fg.hex())
-        .append_pair("bg", &o.bg.hex());
+        .append_pair("bg", &o.bg.hex())
+        .append_pair("style", o.style.name())
+        .append_pair("frame", if o.frame { "1" } else { "0" });
     if let Some(c) = &r.channel {
         q.append_pair("channel", c);
     }
@@ -65,13 +69,14 @@ fn query() -> impl Strategy<Value = String> {
         "[0-9]{0,5}",
         "#?[0-9a-fA-F]{0,7}",
         proptest::sample::select(vec![
-            "L", "m", "Q", "h", "X", "+64", "0x10", "%20", "%23fff", "4096", "4097", "63"
+            "L", "m", "Q", "h", "X", "+64", "0x10", "%20", "%23fff", "4096", "4097", "63", "dots",
+            "Rounded", "square", "hearts", "1", "0", "2"
         ])
         .prop_map(String::from),
         "\\PC{0,8}",
     ];
     let name = prop_oneof![
-        4 => proptest::sample::select(vec!["channel", "size", "ecc", "margin", "fg", "bg"]).prop_map(String::from),
+        4 => proptest::sample::select(vec!["channel", "size", "ecc", "margin", "fg", "bg", "style", "frame"]).prop_map(String::from),
         1 => "[a-z%+]{0,6}",
     ];
     prop_oneof![
@@ -118,4 +123,67 @@ fn generated_queries_are_often_accepted() {
         .filter(|_| parse_query(Some(&strategy.new_tree(&mut runner).unwrap().current())).is_ok())
         .count();
     assert!(accepted >= 200, "{accepted} of 2000 accepted");
+}
+
+/// SVG logos: any text made of SVG-ish pieces is accepted or refused with a
+/// message, never a panic; an accepted one draws at any box size.
+fn svg_text() -> impl Strategy<Value = String> {
+    let piece = proptest::sample::select(vec![
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 10 10\">",
+        "<svg width=\"0\" height=\"5\">",
+        "</svg>",
+        "<rect width=\"10\" height=\"10\" fill=\"#123\"/>",
+        "<circle cx=\"5\" cy=\"5\" r=\"4\" fill=\"url(#g)\"/>",
+        "<linearGradient id=\"g\"><stop offset=\"0\" stop-color=\"red\"/></linearGradient>",
+        "<image href=\"data:image/png;base64,iVBORw0K\" width=\"5\" height=\"5\"/>",
+        "<image href=\"http://x/y\"/>",
+        "<use href=\"#g\"/>",
+        "<script>x()</script>",
+        " onload=\"x()\"",
+        "<!DOCTYPE svg>",
+        "<g transform=\"scale(1e30)\">",
+        "</g>",
+        "<text>é😀</text>",
+        "<path d=\"M0 0 L10 10 Z\"/>",
+        "url( 'javascript:x' )",
+        "href",
+        "on",
+        "<",
+        ">",
+        "\"",
+    ]);
+    prop_oneof![
+        4 => proptest::collection::vec(piece, 0..10).prop_map(|v| v.concat()),
+        1 => any::<String>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(500))]
+
+    #[test]
+    fn svg_logos(text in svg_text(), side in 1u32..64) {
+        use gateway::qr_logo::{Logo, LogoKind};
+        match Logo::parse(LogoKind::Svg, bytes::Bytes::from(text.clone())) {
+            Ok(logo) => {
+                let px = logo.rasterize(side, side);
+                prop_assert_eq!(px.len(), (side * side * 4) as usize);
+                prop_assert!(logo.aspect().is_finite() && logo.aspect() > 0.0);
+            }
+            Err(e) => prop_assert!(!e.0.is_empty() && e.0.len() < 400, "{e}"),
+        }
+    }
+
+    #[test]
+    fn png_logos(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        use gateway::qr_logo::{Logo, LogoKind};
+        // Random bytes behind a PNG signature reach the decoder's chunk parser.
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend_from_slice(&bytes);
+        for body in [bytes.clone(), png] {
+            if let Err(e) = Logo::parse(LogoKind::Png, body.into()) {
+                prop_assert!(!e.0.is_empty());
+            }
+        }
+    }
 }

@@ -243,6 +243,8 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
         ("/qr/{code}.png", "HEAD"),
         ("/qr/{code}.svg", "GET"),
         ("/qr/{code}.svg", "HEAD"),
+        ("/qr/{code}.pdf", "GET"),
+        ("/qr/{code}.pdf", "HEAD"),
         ("/healthz", "GET"),
         ("/healthz", "HEAD"),
         ("/readyz", "GET"),
@@ -257,7 +259,7 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
         );
     }
     let public = ops.iter().filter(|(p, _)| !p.starts_with("/api/")).count();
-    assert_eq!(public, 16, "public operations: {ops:?}");
+    assert_eq!(public, 18, "public operations: {ops:?}");
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ pub use commission::CommissionPlan;
 pub use destination::Destination;
 pub use follow::{AndroidFallback, AndroidLink, AppLinks};
 pub use profile::OwnerProfile;
-pub use qr_style::QrStyle;
+pub use qr_style::{LogoRef, QrStyle};
 pub use record::CodeRecord;
 
 /// A value that failed validation: which field, and why, in words a user can act on.

@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 
 /// Largest quiet zone, in modules (as the public `margin` option).
 pub const MAX_MARGIN: u32 = 32;
+/// A logo's side in percent of the code's width: the default and the bounds.
+/// Up to the bound the gateway's QR reader decides (it refuses a style whose
+/// images do not read); past it no code reads reliably.
+pub const DEFAULT_LOGO_SIZE: u8 = 22;
+pub const MIN_LOGO_SIZE: u8 = 10;
+pub const MAX_LOGO_SIZE: u8 = 40;
+/// Longest call to action under a framed code, in characters.
+pub const MAX_FRAME_TEXT: usize = 32;
+/// Module styles a preset may name.
+pub const STYLES: [&str; 3] = ["square", "rounded", "dots"];
 
 fn yes() -> bool {
     true
@@ -31,6 +41,31 @@ pub struct QrStyle {
     /// true). False keeps every image of the code in the preset's colours.
     #[serde(default = "yes")]
     pub custom_colors: bool,
+    /// Module style: square (default), rounded or dots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+    /// Frame the code, with a call to action under it (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frame: bool,
+    /// The call to action under a framed code; default `Use code {CODE}`.
+    /// 1–32 printable ASCII characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_text: Option<String>,
+    /// The logo's side in percent of the code's width, 10–40 (default 22).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_size: Option<u8>,
+}
+
+/// A code's uploaded QR logo as its record names it: the bytes are stored
+/// apart, under their SHA-256 (shared by every code with the same logo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoRef {
+    /// `image/png` or `image/svg+xml`.
+    pub content_type: String,
+    pub bytes: u32,
+    /// Lower-case hex SHA-256 of the bytes.
+    pub sha256: String,
 }
 
 impl QrStyle {
@@ -57,6 +92,37 @@ impl QrStyle {
                 "qr",
                 format!("margin must be from 0 to {MAX_MARGIN} modules"),
             ));
+        }
+        if let Some(style) = &self.style {
+            if !STYLES.iter().any(|s| style.eq_ignore_ascii_case(s)) {
+                return Err(ValidationError::new(
+                    "qr",
+                    "style must be one of square, rounded, dots",
+                ));
+            }
+        }
+        if let Some(text) = &self.frame_text {
+            let printable = text.bytes().all(|b| (0x20..=0x7e).contains(&b));
+            let len = text.chars().count();
+            if !printable || !(1..=MAX_FRAME_TEXT).contains(&len) || text.trim().is_empty() {
+                return Err(ValidationError::new(
+                    "qr",
+                    format!(
+                        "frame_text must be 1 to {MAX_FRAME_TEXT} printable ASCII characters \
+                         (letters, digits, spaces and punctuation), not only spaces"
+                    ),
+                ));
+            }
+        }
+        if let Some(pct) = self.logo_size {
+            if !(MIN_LOGO_SIZE..=MAX_LOGO_SIZE).contains(&pct) {
+                return Err(ValidationError::new(
+                    "qr",
+                    format!(
+                        "logo_size must be from {MIN_LOGO_SIZE} to {MAX_LOGO_SIZE} (percent of the code's width)"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -92,8 +158,44 @@ mod tests {
             ecc: Some("H".into()),
             margin: Some(2),
             custom_colors: false,
+            style: Some("dots".into()),
+            frame: true,
+            frame_text: Some("Scan me: 10% off!".into()),
+            logo_size: Some(25),
         };
         assert!(ok.validate().is_ok());
+        for bad in [
+            QrStyle {
+                style: Some("hearts".into()),
+                ..ok.clone()
+            },
+            QrStyle {
+                frame_text: Some("x".repeat(33)),
+                ..ok.clone()
+            },
+            QrStyle {
+                frame_text: Some("caf\u{e9}".into()),
+                ..ok.clone()
+            },
+            QrStyle {
+                frame_text: Some("   ".into()),
+                ..ok.clone()
+            },
+            QrStyle {
+                frame_text: Some("a\nb".into()),
+                ..ok.clone()
+            },
+            QrStyle {
+                logo_size: Some(41),
+                ..ok.clone()
+            },
+            QrStyle {
+                logo_size: Some(9),
+                ..ok.clone()
+            },
+        ] {
+            assert_eq!(bad.validate().unwrap_err().field, "qr", "{bad:?}");
+        }
         assert_eq!(parse_hex("#fff"), Some((255, 255, 255)));
         assert_eq!(parse_hex("1a2b3c"), Some((0x1a, 0x2b, 0x3c)));
         for bad in ["#ggg", "12345", "", "#1234567"] {

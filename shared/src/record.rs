@@ -1,7 +1,8 @@
 //! The stored form of a code, as both stores (embedded and Redis) keep it.
 
 use crate::{
-    AppLinks, ChannelName, CodeName, CommissionPlan, Destination, QrStyle, Utm, ValidationError,
+    AppLinks, ChannelName, CodeName, CommissionPlan, Destination, LogoRef, QrStyle, Utm,
+    ValidationError,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -54,6 +55,10 @@ pub struct CodeRecord {
     /// so the brand can send it back as `visitor_id`. Off by default.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub visitor_token: bool,
+    /// The logo drawn in the centre of the code's QR images (uploaded through
+    /// `PUT /api/v1/codes/{code}/logo`; the bytes are stored by SHA-256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_logo: Option<LogoRef>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -165,6 +170,7 @@ mod tests {
             app_links: None,
             in_app_escape: false,
             visitor_token: false,
+            qr_logo: None,
             created_at: 0,
             updated_at: 0,
         }

@@ -569,6 +569,7 @@ pub async fn create<C: Console>(ctx: &Ctx<'_, C>, form: &Form) -> Response {
         commission: p.commission,
         attribution_window_days: p.window,
         qr: None,
+        qr_logo: None,
         created_at: 0,
         updated_at: 0,
         ..CodeRecord::default()

@@ -18,7 +18,7 @@ pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 500;
 
 /// The API view of a code: the record plus the links a creator shares.
-fn view(state: &AppState, r: &CodeRecord) -> Value {
+pub(super) fn view(state: &AppState, r: &CodeRecord) -> Value {
     let base = &state.public_base;
     let short = format!("{base}/{}", r.code);
     let channel_links: BTreeMap<&str, String> = r
@@ -40,6 +40,7 @@ fn view(state: &AppState, r: &CodeRecord) -> Value {
         "app_links": r.app_links,
         "in_app_escape": r.in_app_escape,
         "visitor_token": r.visitor_token,
+        "qr_logo": r.qr_logo,
         "created_at": format_time(r.created_at),
         "updated_at": format_time(r.updated_at),
         "links": {
@@ -103,6 +104,7 @@ pub(super) async fn create(state: &AppState, req: Request) -> Result<Response, A
         app_links: body.app_links,
         in_app_escape: body.in_app_escape,
         visitor_token: body.visitor_token,
+        qr_logo: None,
         created_at: 0,
         updated_at: 0,
     };

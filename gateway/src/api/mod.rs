@@ -15,6 +15,7 @@ mod codes;
 mod conversions;
 mod erasure;
 mod keys;
+mod logo;
 mod profiles;
 mod reviews;
 mod scans;
@@ -125,6 +126,21 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             reviews::ban(state, &key_id, &code, req).await
         }
         (["codes", _, "ban"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["codes", code, "logo"], m) => {
+            let code = canonical_path_code(code)?;
+            match *m {
+                Method::GET => logo::get(state, &who, &code).await,
+                Method::PUT => {
+                    admin_only(&who)?;
+                    logo::put(state, &code, req).await
+                }
+                Method::DELETE => {
+                    admin_only(&who)?;
+                    logo::delete(state, &code).await
+                }
+                _ => Err(ApiError::method_not_allowed("GET, PUT, DELETE")),
+            }
+        }
         (["reviews"], &Method::GET) => {
             admin_only(&who)?;
             reviews::list(state, &req).await

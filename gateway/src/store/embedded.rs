@@ -15,6 +15,8 @@ const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("codes");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 /// owner handle → OwnerProfile as JSON (the bio page's title, avatar, order).
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("owner_profiles");
+/// SHA-256 (hex) of a QR logo → its bytes (content-addressed).
+const LOGOS: TableDefinition<&str, &[u8]> = TableDefinition::new("qr_logos");
 /// Nonces of console sessions signed out → when their cookie expires (Unix s).
 const ENDED_SESSIONS: TableDefinition<&str, i64> = TableDefinition::new("ended_sessions");
 
@@ -44,6 +46,7 @@ impl EmbeddedStore {
         tx.open_table(KEYS)?;
         tx.open_table(ENDED_SESSIONS)?;
         tx.open_table(PROFILES)?;
+        tx.open_table(LOGOS)?;
         tx.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -94,9 +97,25 @@ impl EmbeddedStore {
     }
 
     pub async fn update(&self, code: &str, change: Mutation) -> Result<CodeRecord> {
+        self.update_inner(code, change, None).await
+    }
+
+    /// [`Self::update`], storing `logo` (SHA-256 hex, bytes) in the same transaction.
+    pub async fn update_inner(
+        &self,
+        code: &str,
+        change: Mutation,
+        logo: Option<(String, Vec<u8>)>,
+    ) -> Result<CodeRecord> {
         let code = code.to_string();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(unavailable)?;
+            if let Some((sha, bytes)) = &logo {
+                let mut logos = tx.open_table(LOGOS).map_err(unavailable)?;
+                logos
+                    .insert(sha.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
             let record = {
                 let mut table = tx.open_table(CODES).map_err(unavailable)?;
                 let mut record = match table.get(code.as_str()).map_err(unavailable)? {
@@ -126,6 +145,21 @@ impl EmbeddedStore {
             let mut out = Vec::new();
             for item in table.iter().map_err(unavailable)? {
                 out.push(decode_profile(item.map_err(unavailable)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn logos(&self, sha256s: Vec<String>) -> Result<Vec<(String, Vec<u8>)>> {
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let table = tx.open_table(LOGOS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for sha in sha256s {
+                if let Some(v) = table.get(sha.as_str()).map_err(unavailable)? {
+                    out.push((sha, v.value().to_vec()));
+                }
             }
             Ok(out)
         })

@@ -22,6 +22,10 @@ pub enum StoreError {
     NotFound(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The code's QR style (or logo) gives images the QR reader cannot read;
+    /// the message says which choice to change.
+    #[error("{0}")]
+    QrUnreadable(String),
     /// The backend could not be reached or failed; the request may be retried.
     #[error("storage backend unavailable: {0}")]
     Unavailable(String),
@@ -84,6 +88,34 @@ impl Store {
         match self {
             Store::Embedded(s) => s.delete_profile(owner).await,
             Store::Redis(s) => s.delete_profile(owner).await,
+        }
+    }
+
+    /// [`Self::update`] that also stores a logo's bytes under their SHA-256
+    /// (hex), in the same write: a record never names a logo the store lacks.
+    /// Logo bytes are content-addressed and kept (a later upload of the same
+    /// image, or another code's, reuses them).
+    pub async fn update_with_logo(
+        &self,
+        code: &str,
+        change: Mutation,
+        logo: (String, Vec<u8>),
+    ) -> Result<CodeRecord> {
+        match self {
+            Store::Embedded(s) => s.update_inner(code, change, Some(logo)).await,
+            Store::Redis(s) => s.update_inner(code, change, Some(logo)).await,
+        }
+    }
+
+    /// The stored logos among `sha256s` (hex), as (SHA-256, bytes); a missing
+    /// one is left out.
+    pub async fn logos(&self, sha256s: Vec<String>) -> Result<Vec<(String, Vec<u8>)>> {
+        if sha256s.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Store::Embedded(s) => s.logos(sha256s).await,
+            Store::Redis(s) => s.logos(sha256s).await,
         }
     }
 

@@ -4,6 +4,8 @@
 //! - `{prefix}:codes` — hash, field = canonical code, value = the record as JSON;
 //! - `{prefix}:owners` — hash, field = owner handle, value = the creator's
 //!   profile (bio page title, avatar, order) as JSON;
+//! - `{prefix}:logos` — hash, field = SHA-256 (hex) of a QR logo, value = its
+//!   bytes; written in the same MULTI as the record naming it;
 //! - `{prefix}:keys` — hash, field = SHA-256 of an API key, value = the key record;
 //! - `{prefix}:ui:ended:{nonce}` — a console session signed out, until its
 //!   cookie would have expired (`EX`);
@@ -31,6 +33,7 @@ pub struct RedisStore {
     version_key: String,
     keys_key: String,
     owners_key: String,
+    logos_key: String,
     /// `{prefix}:ui:ended:` + a signed-out session's nonce.
     ended_prefix: String,
 }
@@ -56,6 +59,7 @@ impl RedisStore {
             version_key: format!("{prefix}:codes:version"),
             keys_key: format!("{prefix}:keys"),
             owners_key: format!("{prefix}:owners"),
+            logos_key: format!("{prefix}:logos"),
             ended_prefix: format!("{prefix}:ui:ended:"),
         })
     }
@@ -102,6 +106,16 @@ impl RedisStore {
     }
 
     pub async fn update(&self, code: &str, change: Mutation) -> Result<CodeRecord> {
+        self.update_inner(code, change, None).await
+    }
+
+    /// [`Self::update`], storing `logo` (SHA-256 hex, bytes) in the same MULTI.
+    pub async fn update_inner(
+        &self,
+        code: &str,
+        change: Mutation,
+        logo: Option<(String, Vec<u8>)>,
+    ) -> Result<CodeRecord> {
         let mut conn = self.conn.clone();
         let current: Option<Vec<u8>> = conn
             .hget(&self.codes_key, code)
@@ -115,14 +129,34 @@ impl RedisStore {
         change(&mut record)?;
         record.validate_update(&stored_destination)?;
         // Concurrent PATCHes of one code through two instances: the last write wins.
-        let _: (u64, ()) = redis::pipe()
-            .atomic()
-            .hset(&self.codes_key, code, encode(&record))
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if let Some((sha, bytes)) = &logo {
+            pipe.hset(&self.logos_key, sha, bytes.as_slice()).ignore();
+        }
+        pipe.hset(&self.codes_key, code, encode(&record))
+            .ignore()
             .set(&self.version_key, new_version())
-            .query_async(&mut conn)
+            .ignore();
+        pipe.query_async::<()>(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(record)
+    }
+
+    pub async fn logos(&self, sha256s: Vec<String>) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut conn = self.conn.clone();
+        let found: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(&self.logos_key)
+            .arg(&sha256s)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(sha256s
+            .into_iter()
+            .zip(found)
+            .filter_map(|(sha, bytes)| bytes.map(|b| (sha, b)))
+            .collect())
     }
 }
 
