@@ -103,7 +103,8 @@ pub async fn create_code(
     record.updated_at = now;
     record.validate()?;
     check_qr_preset(&record)?;
-    check_qr_readable(state, &record, None).await?;
+    let logo = drawn_logo(state, &record, None);
+    check_qr_readable(state, &record, logo).await?;
     state.store.insert_new(record.clone()).await?;
     state.codes.upsert(record.clone());
     Ok(record)
@@ -129,7 +130,8 @@ pub async fn change_code(
         let mut changed = entry.record.clone();
         change.clone().apply(&mut changed, now);
         check_qr_preset(&changed)?;
-        check_qr_readable(state, &changed, entry.qr_logo.clone()).await?;
+        let logo = drawn_logo(state, &changed, entry.qr_logo.clone());
+        check_qr_readable(state, &changed, logo).await?;
     }
     let record = state
         .store
@@ -182,9 +184,17 @@ pub async fn set_logo(
     Ok(record)
 }
 
-/// Removes the code's QR logo; `Ok(None)` when it had none.
+/// Removes the code's QR logo; `Ok(None)` when it had none. Its images are
+/// then drawn with its owner's logo, if they have one: checked first.
 pub async fn remove_logo(state: &AppState, code: &str) -> Result<Option<CodeRecord>, StoreError> {
     let now = now();
+    if let Some(entry) = state.codes.get(code) {
+        let mut without = entry.record.clone();
+        if without.qr_logo.take().is_some() {
+            let logo = drawn_logo(state, &without, None);
+            check_qr_readable(state, &without, logo).await?;
+        }
+    }
     let had = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = had.clone();
     let record = state
@@ -206,10 +216,26 @@ pub async fn remove_logo(state: &AppState, code: &str) -> Result<Option<CodeReco
         .then_some(record))
 }
 
+/// The logo a code's QR images are drawn with: its own (`own`, decoded)
+/// when the record names one, else its owner's default logo, if any. From
+/// memory only (the QR handler calls it).
+pub fn drawn_logo(
+    state: &AppState,
+    record: &CodeRecord,
+    own: Option<Arc<Logo>>,
+) -> Option<Arc<Logo>> {
+    if record.qr_logo.is_some() {
+        own
+    } else {
+        state.profiles.logo_of(&record.owner)
+    }
+}
+
 /// Draws the code's QR image (its bare link and its longest channel link)
-/// the way the QR endpoint would by default, and reads it back: a style or
-/// logo that gives unreadable images is refused when it is set, not when a
-/// follower scans. The plain look is not checked (it always reads).
+/// the way the QR endpoint would by default, with `logo` (the one it would
+/// be drawn with: [`drawn_logo`]), and reads it back: a style or logo that
+/// gives unreadable images is refused when it is set, not when a follower
+/// scans. The plain look is not checked (it always reads).
 async fn check_qr_readable(
     state: &AppState,
     record: &CodeRecord,
@@ -220,7 +246,6 @@ async fn check_qr_readable(
             .map_err(|e| ValidationError::new("qr", e.to_string()))?,
         None => crate::qr_render::QrOptions::default(),
     };
-    let logo = logo.filter(|_| record.qr_logo.is_some());
     if logo.is_none() && options == crate::qr_render::QrOptions::default() {
         return Ok(());
     }
@@ -266,25 +291,112 @@ fn check_qr_preset(record: &CodeRecord) -> Result<(), ValidationError> {
     }
 }
 
-/// Validates and stores a creator's profile (replacing theirs), then serves it
-/// on their bio page.
+/// Validates and stores a creator's profile (replacing theirs, but for the
+/// QR logo it names, which stays), then serves it on their bio page.
 pub async fn put_profile(
     state: &AppState,
     mut profile: OwnerProfile,
 ) -> Result<OwnerProfile, StoreError> {
     profile.validate()?;
     profile.updated_at = now();
-    state.store.put_profile(profile.clone()).await?;
-    state.profiles.upsert(profile.clone());
-    Ok(profile)
+    profile.qr_logo = None;
+    let stored = state.store.put_profile(profile).await?;
+    let decoded = decoded_logo(state, &stored);
+    state.profiles.upsert(stored.clone(), decoded);
+    Ok(stored)
+}
+
+/// The profile's logo, if the registry holds it (else the profile table
+/// keeps the one it holds for the owner, if the same).
+fn decoded_logo(state: &AppState, profile: &OwnerProfile) -> Option<Arc<Logo>> {
+    profile
+        .qr_logo
+        .as_ref()
+        .and_then(|l| state.codes.logo(&l.sha256))
 }
 
 /// Deletes a creator's profile (their bio page falls back to the handle, by
-/// code name); whether there was one.
+/// code name); whether there was one. Their QR logo stays (it has its own
+/// DELETE): the profile is then reduced to it.
 pub async fn delete_profile(state: &AppState, owner: &str) -> Result<bool, StoreError> {
-    let existed = state.store.delete_profile(owner).await?;
-    state.profiles.remove(owner);
+    let (existed, remaining) = state.store.delete_profile(owner).await?;
+    match remaining {
+        Some(profile) => {
+            let decoded = decoded_logo(state, &profile);
+            state.profiles.upsert(profile, decoded);
+        }
+        None => state.profiles.remove(owner),
+    }
     Ok(existed)
+}
+
+/// How many of an owner's codes a new owner logo is tried on (their codes
+/// without a logo of their own, served ones first, then by name): each
+/// check draws and reads back one or two images.
+pub const OWNER_LOGO_CHECKS: usize = 20;
+
+/// Makes `logo` the owner's default QR logo (creating their profile if they
+/// have none), once their codes without a logo of their own are seen to
+/// read with it (at most [`OWNER_LOGO_CHECKS`] of them); the bytes are
+/// stored under their SHA-256 in the same write as the profile naming them.
+pub async fn set_owner_logo(
+    state: &AppState,
+    owner: &str,
+    logo: Arc<Logo>,
+) -> Result<OwnerProfile, StoreError> {
+    codelink_shared::record::validate_owner(owner)?;
+    let now = now();
+    let mut codes: Vec<CodeRecord> = state
+        .codes
+        .snapshot()
+        .values()
+        .filter(|c| c.record.owner == owner && c.record.qr_logo.is_none())
+        .map(|c| c.record.clone())
+        .collect();
+    let served = |r: &CodeRecord| r.enabled && r.expires_at.is_none_or(|t| t > now);
+    codes.sort_by(|a, b| (!served(a), &a.code).cmp(&(!served(b), &b.code)));
+    for record in codes.iter().take(OWNER_LOGO_CHECKS) {
+        check_qr_readable(state, record, Some(logo.clone()))
+            .await
+            .map_err(|e| match e {
+                StoreError::QrUnreadable(why) => {
+                    StoreError::QrUnreadable(format!("code '{}': {why}", record.code))
+                }
+                e => e,
+            })?;
+    }
+    let named = LogoRef {
+        content_type: logo.kind.content_type().to_string(),
+        bytes: logo.bytes.len() as u32,
+        sha256: logo.sha256.clone(),
+    };
+    let (_, after) = state
+        .store
+        .set_profile_logo(owner, Some((named, logo.bytes.to_vec())), now)
+        .await?;
+    let profile = after.ok_or_else(|| StoreError::Unavailable("profile not written".into()))?;
+    state.codes.add_logo(logo.clone());
+    state.profiles.upsert(profile.clone(), Some(logo));
+    Ok(profile)
+}
+
+/// Removes the owner's default QR logo (their profile stays); `Ok(None)`
+/// when they had none.
+pub async fn remove_owner_logo(
+    state: &AppState,
+    owner: &str,
+) -> Result<Option<OwnerProfile>, StoreError> {
+    let (before, after) = state.store.set_profile_logo(owner, None, now()).await?;
+    if before.is_none_or(|p| p.qr_logo.is_none()) {
+        return Ok(None);
+    }
+    match after {
+        Some(profile) => {
+            state.profiles.upsert(profile.clone(), None);
+            Ok(Some(profile))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Issues a creator or ingest key: the stored key and its secret (shown once).

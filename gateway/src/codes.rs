@@ -8,8 +8,8 @@
 use crate::qr_logo::Logo;
 use crate::qr_render::QrOptions;
 use arc_swap::ArcSwap;
-use codelink_shared::CodeRecord;
-use std::collections::HashMap;
+use codelink_shared::{CodeRecord, LogoRef};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use url::{form_urlencoded, Position, Url};
 
@@ -243,11 +243,19 @@ impl CodeTable {
         logos.contains_key(sha256)
     }
 
-    /// The loaded logos that `records` name.
-    pub fn logos_of(&self, records: &[CodeRecord]) -> Vec<Arc<Logo>> {
+    /// The loaded logo with this SHA-256 (for owner profiles, which keep
+    /// theirs decoded in the profile table).
+    pub fn logo(&self, sha256: &str) -> Option<Arc<Logo>> {
+        let logos = self.logos.lock().unwrap_or_else(|e| e.into_inner());
+        logos.get(sha256).cloned()
+    }
+
+    /// The loaded logos among `named` (the logos code records and owner
+    /// profiles name), each once.
+    pub fn logos_of<'a>(&self, named: impl IntoIterator<Item = &'a LogoRef>) -> Vec<Arc<Logo>> {
         let logos = self.logos.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<Arc<Logo>> = Vec::new();
-        for named in records.iter().filter_map(|r| r.qr_logo.as_ref()) {
+        for named in named {
             if let Some(logo) = logos.get(&named.sha256) {
                 if !out.iter().any(|l| l.sha256 == logo.sha256) {
                     out.push(logo.clone());
@@ -257,11 +265,13 @@ impl CodeTable {
         out
     }
 
-    /// Forgets the logos no record in `records` names (after a reload).
-    fn keep_logos_of(&self, records: &[CodeRecord]) {
-        let named: std::collections::HashSet<&str> = records
+    /// Forgets the logos that neither a record in `records` nor `also_keep`
+    /// (the owner profiles' logos) names (after a reload).
+    fn keep_logos_of(&self, records: &[CodeRecord], also_keep: &HashSet<String>) {
+        let named: HashSet<&str> = records
             .iter()
             .filter_map(|r| r.qr_logo.as_ref().map(|l| l.sha256.as_str()))
+            .chain(also_keep.iter().map(String::as_str))
             .collect();
         let mut logos = self.logos.lock().unwrap_or_else(|e| e.into_inner());
         logos.retain(|sha, _| named.contains(sha.as_str()));
@@ -284,9 +294,10 @@ impl CodeTable {
         self.len() == 0
     }
 
-    /// Replaces the whole table (start-up, Redis resync).
-    pub fn replace_all(&self, records: Vec<CodeRecord>) {
-        self.keep_logos_of(&records);
+    /// Replaces the whole table (start-up, Redis resync). `also_keep`: the
+    /// SHA-256s of logos the owner profiles name, kept in the registry.
+    pub fn replace_all(&self, records: Vec<CodeRecord>, also_keep: &HashSet<String>) {
+        self.keep_logos_of(&records, also_keep);
         let map = records
             .into_iter()
             .filter_map(|r| self.compile(r))
@@ -297,7 +308,12 @@ impl CodeTable {
 
     /// Replaces the whole table with `records` only if it is still `seen`
     /// (no code was written here meanwhile); false when it was not replaced.
-    pub fn replace_if_unchanged(&self, seen: &Arc<Snapshot>, records: Vec<CodeRecord>) -> bool {
+    pub fn replace_if_unchanged(
+        &self,
+        seen: &Arc<Snapshot>,
+        records: Vec<CodeRecord>,
+        also_keep: &HashSet<String>,
+    ) -> bool {
         let map: Snapshot = records
             .into_iter()
             .filter_map(|r| self.compile(r))
@@ -308,7 +324,7 @@ impl CodeTable {
         if swapped {
             let records: Vec<CodeRecord> =
                 self.snapshot().values().map(|c| c.record.clone()).collect();
-            self.keep_logos_of(&records);
+            self.keep_logos_of(&records, also_keep);
         }
         swapped
     }

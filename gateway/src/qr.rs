@@ -3,7 +3,8 @@
 //! The image is a pure function of the encoded URL and the options, so its ETag
 //! is a hash of exactly those, and rendered bytes live in a cache bounded by
 //! total size. The handler never touches a store: the code table is in memory,
-//! the code's logo (decoded) with it.
+//! the code's logo (decoded) with it, and the owner's default logo in the
+//! profile table.
 //!
 //! A branded image (a logo, a frame, rounded or dot modules, other colours)
 //! is read back by the gateway's QR reader before it is served or cached;
@@ -108,7 +109,8 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
         ));
     }
 
-    let logo = entry.qr_logo.clone();
+    // The code's own logo, else its owner's (both decoded, in memory).
+    let logo = crate::admin::drawn_logo(state, &entry.record, entry.qr_logo.clone());
     let text = if options.frame {
         frame_text(&entry.record)
     } else {

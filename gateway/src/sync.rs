@@ -11,7 +11,7 @@
 use crate::qr_logo::{Logo, LogoKind};
 use crate::state::AppState;
 use crate::store::{RedisStore, Store, StoreError};
-use codelink_shared::{CodeRecord, OwnerProfile};
+use codelink_shared::{CodeRecord, LogoRef, OwnerProfile};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,7 +23,8 @@ use tokio::task::JoinHandle;
 const SNAPSHOT_FILE: &str = "redis-codes.snapshot.json";
 /// The creator profiles Redis held at the last load, beside the codes' snapshot.
 const PROFILES_SNAPSHOT_FILE: &str = "redis-profiles.snapshot.json";
-/// Copies of the QR logos the snapshot's codes name, one file per SHA-256.
+/// Copies of the QR logos the snapshot's codes and profiles name, one file
+/// per SHA-256.
 const LOGO_DIR: &str = "redis-logos.snapshot";
 
 /// Background tasks started by [`start`]; [`Tasks::stop`] ends them.
@@ -50,15 +51,14 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
                 .load_all()
                 .await
                 .map_err(|e| anyhow::anyhow!("loading codes: {e}"))?;
-            load_logos(state, &records)
-                .await
-                .map_err(|e| anyhow::anyhow!("loading QR logos: {e}"))?;
-            state.codes.replace_all(records);
             let profiles = store
                 .load_profiles()
                 .await
                 .map_err(|e| anyhow::anyhow!("loading owner profiles: {e}"))?;
-            state.profiles.replace_all(profiles);
+            load_logos(state, &records, &profiles)
+                .await
+                .map_err(|e| anyhow::anyhow!("loading QR logos: {e}"))?;
+            install(state, records, profiles);
         }
         Store::Redis(store) => {
             let snapshot = state.config.data_dir.join(SNAPSHOT_FILE);
@@ -67,10 +67,10 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
                 Err(e) => {
                     tracing::warn!(error = %e, "redis unreachable at start-up; serving the last snapshot");
                     let records: Vec<CodeRecord> = read_snapshot(&snapshot);
-                    read_logo_copies(state, &records).await;
-                    state.codes.replace_all(records);
-                    let profiles = snapshot.with_file_name(PROFILES_SNAPSHOT_FILE);
-                    state.profiles.replace_all(read_snapshot(&profiles));
+                    let profiles: Vec<OwnerProfile> =
+                        read_snapshot(&snapshot.with_file_name(PROFILES_SNAPSHOT_FILE));
+                    read_logo_copies(state, &records, &profiles).await;
+                    install(state, records, profiles);
                     None
                 }
             };
@@ -79,6 +79,34 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Tasks> {
         }
     }
     Ok(Tasks { stop, handles })
+}
+
+/// Serves `records` and `profiles`, the logos they name loaded already
+/// (the registry keeps the profiles' logos too).
+fn install(state: &AppState, records: Vec<CodeRecord>, profiles: Vec<OwnerProfile>) {
+    state.codes.replace_all(records, &profile_logos(&profiles));
+    state
+        .profiles
+        .replace_all(profiles, |sha| state.codes.logo(sha));
+}
+
+/// The SHA-256s of the logos `profiles` name.
+fn profile_logos(profiles: &[OwnerProfile]) -> HashSet<String> {
+    profiles
+        .iter()
+        .filter_map(|p| p.qr_logo.as_ref().map(|l| l.sha256.clone()))
+        .collect()
+}
+
+/// Every logo `records` and `profiles` name.
+fn named_logos<'a>(
+    records: &'a [CodeRecord],
+    profiles: &'a [OwnerProfile],
+) -> impl Iterator<Item = &'a LogoRef> {
+    records
+        .iter()
+        .filter_map(|r| r.qr_logo.as_ref())
+        .chain(profiles.iter().filter_map(|p| p.qr_logo.as_ref()))
 }
 
 /// Forgets rate-limiter state of addresses that went quiet, so the per-IP maps
@@ -124,6 +152,13 @@ async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow
             .map(|(_, c)| c.record.clone())
             .collect();
         if !lost.is_empty() {
+            // The logos they name, from memory: Redis lost those bytes too.
+            let mut logos: Vec<(String, bytes::Bytes)> = held
+                .iter()
+                .filter(|(code, _)| !in_redis.contains(&***code))
+                .filter_map(|(_, c)| c.qr_logo.as_ref())
+                .map(|l| (l.sha256.clone(), l.bytes.clone()))
+                .collect();
             store.restore(&lost).await?;
             tracing::warn!(
                 codes = lost.len(),
@@ -140,17 +175,29 @@ async fn reload(state: &AppState, store: &RedisStore, snapshot: &Path) -> anyhow
                 .filter(|p| !in_redis.contains(p.owner.as_str()))
                 .map(|p| OwnerProfile::clone(p))
                 .collect();
+            logos.extend(
+                lost.iter()
+                    .filter_map(|p| state.profiles.logo_of(&p.owner))
+                    .map(|l| (l.sha256.clone(), l.bytes.clone())),
+            );
             if !lost.is_empty() {
                 store.restore_profiles(&lost).await?;
                 profiles.extend(lost);
             }
+            store.restore_logos(&logos).await?;
         }
-        load_logos(state, &records).await?;
-        if state.codes.replace_if_unchanged(&held, records.clone()) {
+        load_logos(state, &records, &profiles).await?;
+        let owner_logos = profile_logos(&profiles);
+        if state
+            .codes
+            .replace_if_unchanged(&held, records.clone(), &owner_logos)
+        {
             // A profile written here meanwhile is in Redis already (the store
             // is written first) or moved the version: the next poll reads it.
-            state.profiles.replace_all(profiles.clone());
-            let logos = state.codes.logos_of(&records);
+            state
+                .profiles
+                .replace_all(profiles.clone(), |sha| state.codes.logo(sha));
+            let logos = state.codes.logos_of(named_logos(&records, &profiles));
             let copies = state.config.data_dir.join(LOGO_DIR);
             write_snapshot(snapshot.to_path_buf(), records).await;
             write_snapshot(snapshot.with_file_name(PROFILES_SNAPSHOT_FILE), profiles).await;
@@ -199,10 +246,15 @@ async fn poll_redis(
     }
 }
 
-/// The logos `records` name that the table does not hold, as (SHA-256, kind).
-fn missing_logos(state: &AppState, records: &[CodeRecord]) -> Vec<(String, LogoKind)> {
+/// The logos `records` and `profiles` name that the registry does not hold,
+/// as (SHA-256, kind).
+fn missing_logos(
+    state: &AppState,
+    records: &[CodeRecord],
+    profiles: &[OwnerProfile],
+) -> Vec<(String, LogoKind)> {
     let mut out: Vec<(String, LogoKind)> = Vec::new();
-    for named in records.iter().filter_map(|r| r.qr_logo.as_ref()) {
+    for named in named_logos(records, profiles) {
         let Some(kind) = LogoKind::from_content_type(&named.content_type) else {
             continue;
         };
@@ -213,10 +265,14 @@ fn missing_logos(state: &AppState, records: &[CodeRecord]) -> Vec<(String, LogoK
     out
 }
 
-/// Loads the logos `records` name that the table does not hold yet from the
-/// store and decodes them (on the blocking pool).
-async fn load_logos(state: &AppState, records: &[CodeRecord]) -> Result<(), StoreError> {
-    let missing = missing_logos(state, records);
+/// Loads the logos `records` and `profiles` name that the registry does not
+/// hold yet from the store and decodes them (on the blocking pool).
+async fn load_logos(
+    state: &AppState,
+    records: &[CodeRecord],
+    profiles: &[OwnerProfile],
+) -> Result<(), StoreError> {
+    let missing = missing_logos(state, records, profiles);
     if missing.is_empty() {
         return Ok(());
     }
@@ -250,8 +306,9 @@ fn decode_logos(wanted: &[(String, LogoKind)], found: Vec<(String, Vec<u8>)>) ->
     out
 }
 
-/// Keeps a copy of each logo the snapshot's codes name next to it (one file
-/// per SHA-256, written once), and removes the copies no code names.
+/// Keeps a copy of each logo the snapshot's codes and profiles name next to
+/// it (one file per SHA-256, written once), and removes the copies none
+/// names.
 async fn keep_logo_copies(dir: PathBuf, logos: Vec<Arc<Logo>>) {
     let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         std::fs::create_dir_all(&dir)?;
@@ -281,9 +338,10 @@ async fn keep_logo_copies(dir: PathBuf, logos: Vec<Arc<Logo>>) {
     }
 }
 
-/// The logos of a snapshot's codes, from the copies kept next to it.
-async fn read_logo_copies(state: &AppState, records: &[CodeRecord]) {
-    let missing = missing_logos(state, records);
+/// The logos of a snapshot's codes and profiles, from the copies kept next
+/// to it.
+async fn read_logo_copies(state: &AppState, records: &[CodeRecord], profiles: &[OwnerProfile]) {
+    let missing = missing_logos(state, records, profiles);
     let dir = state.config.data_dir.join(LOGO_DIR);
     let decoded = tokio::task::spawn_blocking(move || {
         let found = missing

@@ -651,3 +651,372 @@ async fn an_image_that_does_not_read_is_refused_when_drawn() {
     assert_eq!(r.error_code(), "qr_unreadable");
     assert_eq!(misses().await, before);
 }
+
+// ---- An owner's default logo -------------------------------------------
+
+async fn put_owner_logo(
+    client: &codelink_testkit::http::Client,
+    owner: &str,
+    mime: &str,
+    body: Vec<u8>,
+) -> codelink_testkit::http::Response {
+    client
+        .send(
+            Method::PUT,
+            &format!("/api/v1/owners/{owner}/logo"),
+            &[("content-type", mime)],
+            body.into(),
+        )
+        .await
+}
+
+/// Pixels of a PNG (any colour type, expanded) for which `pick` holds, RGB.
+fn count_pixels(png: &[u8], pick: impl Fn(u8, u8, u8) -> bool) -> usize {
+    let mut decoder = png::Decoder::new(png);
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    let channels = frame.color_type.samples();
+    buf[..frame.buffer_size()]
+        .chunks_exact(channels)
+        .filter(|p| channels >= 3 && pick(p[0], p[1], p[2]))
+        .count()
+}
+
+/// The PNG logo's blue, and the SVG logo's orange.
+fn blue(png: &[u8]) -> usize {
+    count_pixels(png, |r, g, b| r < 80 && (50..130).contains(&g) && b > 170)
+}
+fn orange(png: &[u8]) -> usize {
+    count_pixels(png, |r, g, b| r > 200 && g > 60 && g < 160 && b < 120)
+}
+
+async fn creator_key(gw: &common::TestGateway, body: serde_json::Value) -> String {
+    let r = gw.admin.post_json("/api/v1/keys", &body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["key"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_owner_logo_draws_on_their_codes_without_one_and_survives_a_restart() {
+    let (mut config, tmp) = common::config();
+    config.qr_renders_per_ip = 10_000;
+    config.public_url = Some("https://go.example.com".into());
+    let mut gw = common::start_with(config.clone(), Some(tmp)).await;
+    let dir = gw.data_dir.join("samples");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_eq!(gw.create(common::alice()).await.status, 201);
+    for (code, owner) in [("alice20", "alice"), ("bob10", "bob")] {
+        let r = gw
+            .create(json!({"code": code, "destination": "https://shop.example/", "owner": owner}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    // alice20 has a logo of its own (the orange SVG).
+    let r = put_logo(&gw, "alice20", "image/svg+xml", SVG_LOGO.into()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let q = |code: &str| format!("/qr/{code}.png?size=400");
+    let plain = gw.anon.get(&q("alice10")).await;
+    assert_eq!(plain.status, 200);
+    let own_before = gw.anon.get(&q("alice20")).await.body;
+    let bob_before = gw.anon.get(&q("bob10")).await;
+    assert_eq!(blue(&plain.body), 0);
+
+    // No profile, no logo yet.
+    assert_eq!(gw.admin.get("/api/v1/owners/alice/logo").await.status, 404);
+    assert_eq!(
+        gw.admin.get("/api/v1/owners/alice/profile").await.status,
+        404
+    );
+    // The same body rules as a code's logo.
+    let r = put_owner_logo(&gw.admin, "alice", "image/gif", b"GIF89a".to_vec()).await;
+    assert_eq!(r.status, 415);
+    assert_eq!(r.error_code(), "unsupported_media_type");
+    let r = put_owner_logo(&gw.admin, "alice", "image/png", b"no png".to_vec()).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.error_code(), "invalid_logo");
+    let r = put_owner_logo(&gw.admin, "alice", "image/png", vec![0x89; 64 * 1024 + 1]).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.error_code(), "logo_too_large");
+    assert_eq!(
+        put_owner_logo(&gw.admin, "a%20b", "image/png", png_logo())
+            .await
+            .status,
+        404
+    );
+
+    // The owner logo: the profile is created to hold it.
+    let logo = png_logo();
+    let r = put_owner_logo(&gw.admin, "alice", "image/png", logo.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let meta = r.json()["qr_logo"].clone();
+    assert_eq!(meta["content_type"], "image/png");
+    assert_eq!(meta["bytes"], logo.len());
+    assert_eq!(r.json()["owner"], "alice");
+    let profile = gw.admin.get("/api/v1/owners/alice/profile").await;
+    assert_eq!(profile.status, 200);
+    assert_eq!(profile.json()["qr_logo"], meta);
+    let r = gw.admin.get("/api/v1/owners/alice/logo").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/png"));
+    assert_eq!(&r.body[..], &logo[..]);
+
+    // alice10 (no logo of its own) is drawn with it: another image, another
+    // ETag, the logo's blue in it, and it still reads.
+    let branded = gw.anon.get(&q("alice10")).await;
+    assert_eq!(branded.status, 200);
+    assert_ne!(branded.body, plain.body);
+    assert_ne!(branded.header("etag"), plain.header("etag"));
+    assert!(blue(&branded.body) > 500, "blue: {}", blue(&branded.body));
+    assert_eq!(
+        zbar(&branded.body, &dir, "owner-alice10.png"),
+        "https://go.example.com/alice10?qr=1"
+    );
+    let svg = gw.anon.get("/qr/alice10.svg?size=512").await;
+    assert_eq!(svg.status, 200);
+    let raster = rsvg(&svg.body, 512, &dir, "owner-alice10");
+    assert_eq!(
+        zbar(&raster, &dir, "owner-alice10-svg.png"),
+        "https://go.example.com/alice10?qr=1"
+    );
+    // A code's own logo wins; another owner's code is untouched.
+    let own = gw.anon.get(&q("alice20")).await;
+    assert_eq!(own.body, own_before);
+    assert!(orange(&own.body) > 200);
+    assert_eq!(blue(&own.body), 0);
+    let bob = gw.anon.get(&q("bob10")).await;
+    assert_eq!(bob.body, bob_before.body);
+    assert_eq!(bob.header("etag"), bob_before.header("etag"));
+
+    // A profile PUT (the whole profile) keeps the logo, and so does a DELETE.
+    let r = gw
+        .admin
+        .send_json(
+            Method::PUT,
+            "/api/v1/owners/alice/profile",
+            &json!({"title": "Alice's codes"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["qr_logo"], meta);
+    assert_eq!(gw.anon.get(&q("alice10")).await.body, branded.body);
+    let r = gw.admin.delete("/api/v1/owners/alice/profile").await;
+    assert_eq!(r.status, 204);
+    let profile = gw.admin.get("/api/v1/owners/alice/profile").await.json();
+    assert_eq!(profile["title"], serde_json::Value::Null);
+    assert_eq!(profile["qr_logo"], meta);
+    assert_eq!(gw.anon.get(&q("alice10")).await.body, branded.body);
+
+    // Keys: alice's creator key reads her logo, not bob's, and changes
+    // nothing; an ingest key reads nothing.
+    let alice = codelink_testkit::http::Client::new(gw.addr)
+        .with_bearer(&creator_key(&gw, json!({"kind": "creator", "creator": "alice"})).await);
+    let r = alice.get("/api/v1/owners/alice/logo").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..], &logo[..]);
+    assert_eq!(alice.get("/api/v1/owners/bob/logo").await.status, 404);
+    assert_eq!(
+        put_owner_logo(&alice, "alice", "image/png", png_logo())
+            .await
+            .status,
+        403
+    );
+    assert_eq!(alice.delete("/api/v1/owners/alice/logo").await.status, 403);
+    let ingest = codelink_testkit::http::Client::new(gw.addr)
+        .with_bearer(&creator_key(&gw, json!({"kind": "ingest"})).await);
+    assert_eq!(ingest.get("/api/v1/owners/alice/logo").await.status, 403);
+    assert_eq!(
+        put_owner_logo(&ingest, "alice", "image/png", png_logo())
+            .await
+            .status,
+        403
+    );
+    assert_eq!(gw.anon.get("/api/v1/owners/alice/logo").await.status, 401);
+
+    // Restart on the same data dir: still drawn, byte for byte.
+    let tmp = gw.take_tmp();
+    gw.stop().await.unwrap();
+    let gw = common::start_with(config, tmp).await;
+    let again = gw.anon.get(&q("alice10")).await;
+    assert_eq!(again.body, branded.body);
+    assert_eq!(again.header("etag"), branded.header("etag"));
+    assert_eq!(gw.anon.get(&q("alice20")).await.body, own_before);
+    let r = gw.admin.get("/api/v1/owners/alice/logo").await;
+    assert_eq!(&r.body[..], &logo[..]);
+
+    // Removing alice20's own logo draws it with the owner's.
+    let r = gw.admin.delete("/api/v1/codes/alice20/logo").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let fallen = gw.anon.get(&q("alice20")).await.body;
+    assert!(blue(&fallen) > 500);
+    assert_eq!(orange(&fallen), 0);
+
+    // DELETE: plain again, with the plain image's ETag.
+    let r = gw.admin.delete("/api/v1/owners/alice/logo").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["qr_logo"], serde_json::Value::Null);
+    let back = gw.anon.get(&q("alice10")).await;
+    assert_eq!(back.body, plain.body);
+    assert_eq!(back.header("etag"), plain.header("etag"));
+    assert_eq!(gw.admin.get("/api/v1/owners/alice/logo").await.status, 404);
+    assert_eq!(
+        gw.admin.delete("/api/v1/owners/alice/logo").await.status,
+        404
+    );
+    // The profile stays (without the logo).
+    assert_eq!(
+        gw.admin.get("/api/v1/owners/alice/profile").await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_owner_logo_that_does_not_read_on_their_codes_is_refused() {
+    let gw = gateway().await;
+    // A code whose preset draws logos at 40 % (fine while it has none).
+    let mut big = common::alice();
+    big["code"] = json!("big");
+    big["owner"] = json!("carol");
+    big["qr"] = json!({"logo_size": 40});
+    let r = gw.create(big.clone()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = put_owner_logo(&gw.admin, "carol", "image/svg+xml", SVG_LOGO.into()).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.error_code(), "qr_unreadable");
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("code 'big'"), "{msg}");
+    assert!(msg.contains("logo covers too much"), "{msg}");
+    // Nothing stored.
+    assert_eq!(gw.admin.get("/api/v1/owners/carol/logo").await.status, 404);
+    assert_eq!(gw.anon.get("/qr/big.png").await.status, 200);
+
+    // With a readable preset it is taken; then a code created or changed to
+    // a style that does not read with the owner's logo is refused.
+    let r = gw
+        .admin
+        .patch_json("/api/v1/codes/big", &json!({"qr": {"logo_size": 22}}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = put_owner_logo(&gw.admin, "carol", "image/svg+xml", SVG_LOGO.into()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = gw
+        .admin
+        .patch_json("/api/v1/codes/big", &json!({"qr": {"logo_size": 40}}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.error_code(), "qr_unreadable");
+    big["code"] = json!("big2");
+    let r = gw.create(big).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.error_code(), "qr_unreadable");
+    // An owner with no code at all may have a logo (checked on nothing yet).
+    let r = put_owner_logo(&gw.admin, "newcomer", "image/png", png_logo()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_second_gateway_sharing_redis_draws_the_owner_logo() {
+    let mut redis = RedisServer::start();
+    let redis_url = redis.url();
+    let start = |tmp: Option<tempfile::TempDir>, data_dir: Option<std::path::PathBuf>| {
+        let url = redis_url.clone();
+        async move {
+            let (mut config, fresh) = common::config();
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            config.redis_url = Some(url);
+            config.redis_prefix = "owner-brand".to_string();
+            config.qr_renders_per_ip = 10_000;
+            config.public_url = Some("https://go.example.com".into());
+            common::start_with(config, tmp.or(Some(fresh))).await
+        }
+    };
+    let a = start(None, None).await;
+    let mut b = start(None, None).await;
+    assert_eq!(a.create(common::alice()).await.status, 201);
+    let plain = codelink_testkit::wait_until(Duration::from_secs(3), || async {
+        b.anon.get("/qr/alice10.png?size=300").await.status == 200
+    })
+    .await;
+    assert!(plain, "B never saw the code");
+    let plain = b.anon.get("/qr/alice10.png?size=300").await.body;
+
+    let r = put_owner_logo(&a.admin, "alice", "image/svg+xml", SVG_LOGO.into()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let qa = a.anon.get("/qr/alice10.png?size=300").await;
+    assert_eq!(qa.status, 200);
+    assert!(orange(&qa.body) > 200);
+    let seen = codelink_testkit::wait_until(Duration::from_secs(3), || async {
+        b.anon.get("/qr/alice10.png?size=300").await.body == qa.body
+    })
+    .await;
+    assert!(seen, "B never drew the owner logo");
+    assert_ne!(qa.body, plain);
+    assert_eq!(
+        b.admin.get("/api/v1/owners/alice/logo").await.text(),
+        SVG_LOGO
+    );
+
+    // A profile PUT through B keeps it; a code written through A (a reload
+    // on B) does not make B forget it.
+    let r = b
+        .admin
+        .send_json(
+            Method::PUT,
+            "/api/v1/owners/alice/profile",
+            &json!({"title": "Alice"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["qr_logo"].is_object(), "{}", r.text());
+    let r = a
+        .create(
+            json!({"code": "alice30", "destination": "https://shop.example/", "owner": "alice"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let reloaded = codelink_testkit::wait_until(Duration::from_secs(3), || async {
+        b.anon.get("/qr/alice30.png?size=300").await.status == 200
+    })
+    .await;
+    assert!(reloaded);
+    let b30 = b.anon.get("/qr/alice30.png?size=300").await;
+    assert!(orange(&b30.body) > 200, "alice30 on B has the owner logo");
+    assert_eq!(b.anon.get("/qr/alice10.png?size=300").await.body, qa.body);
+    assert_eq!(
+        a.admin.get("/api/v1/owners/alice/profile").await.json()["title"],
+        "Alice"
+    );
+
+    // A third instance started afterwards loads it at start-up.
+    let c = start(None, None).await;
+    assert_eq!(c.anon.get("/qr/alice10.png?size=300").await.body, qa.body);
+
+    // B restarted while Redis is down draws it from its snapshot's copies.
+    let copies = b.data_dir.join("redis-logos.snapshot");
+    let written = codelink_testkit::wait_until(Duration::from_secs(3), || {
+        let copies = copies.clone();
+        async move {
+            std::fs::read_dir(&copies).is_ok_and(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+                    .count()
+                    == 1
+            })
+        }
+    })
+    .await;
+    assert!(written, "no copy of the owner logo next to B's snapshot");
+    let dir = b.data_dir.clone();
+    let tmp = b.take_tmp();
+    b.stop().await.unwrap();
+    redis.stop();
+    let b = start(tmp, Some(dir)).await;
+    assert_eq!(b.anon.get("/readyz").await.status, 503);
+    let again = b.anon.get("/qr/alice10.png?size=300").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, qa.body, "drawn with the owner logo, as before");
+    drop((a, c));
+}

@@ -2,7 +2,7 @@
 //! the codes in both stores; every optional field has a serde default, so a
 //! field added later reads from profiles stored before it.
 
-use crate::{CodeName, Destination, ValidationError};
+use crate::{CodeName, Destination, LogoRef, ValidationError};
 use serde::{Deserialize, Serialize};
 
 /// Longest title, in characters.
@@ -29,6 +29,11 @@ pub struct OwnerProfile {
     /// Unix seconds of the last write.
     #[serde(default)]
     pub updated_at: i64,
+    /// The owner's default QR logo: drawn on each of their codes that has no
+    /// logo of its own. Set and removed only through its own endpoint
+    /// (`/owners/{owner}/logo`); a profile PUT or DELETE keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_logo: Option<LogoRef>,
 }
 
 impl OwnerProfile {
@@ -94,6 +99,7 @@ mod tests {
             avatar_url: Some("https://cdn.example/a.png".into()),
             order: vec!["Alice10".into(), "alice20".into()],
             updated_at: 0,
+            qr_logo: None,
         }
     }
 
@@ -195,5 +201,20 @@ mod tests {
                 ..Default::default()
             }
         );
+        // A profile without a logo is stored as before (no `qr_logo` key);
+        // one with a logo reads back with it.
+        let plain = serde_json::to_string(&p).unwrap();
+        assert!(!plain.contains("qr_logo"), "{plain}");
+        let with = OwnerProfile {
+            qr_logo: Some(LogoRef {
+                content_type: "image/png".into(),
+                bytes: 10,
+                sha256: "ab".repeat(32),
+            }),
+            ..p
+        };
+        let back: OwnerProfile =
+            serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
     }
 }

@@ -5,6 +5,8 @@
 //! - an ingest key: `POST /api/v1/conversions` only;
 //! - a creator's bio page profile (`/owners/{owner}/profile`): the admin key,
 //!   or that creator's key (it may change it too);
+//! - QR logos (`/codes/{code}/logo`, `/owners/{owner}/logo`): the admin key
+//!   sets and removes them; a creator key reads its own;
 //! - the review of flagged conversions (`/reviews`, `/codes/{code}/ban`):
 //!   the admin key only.
 
@@ -175,6 +177,21 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
                 Method::GET => profiles::get(state, &owner),
                 Method::PUT => profiles::put(state, &owner, req).await,
                 Method::DELETE => profiles::delete(state, &owner).await,
+                _ => Err(ApiError::method_not_allowed("GET, PUT, DELETE")),
+            }
+        }
+        (["owners", owner, "logo"], m) => {
+            let owner = profiles::visible_owner(&who, owner)?;
+            match *m {
+                Method::GET => logo::get_owner(state, &owner).await,
+                Method::PUT => {
+                    admin_only(&who)?;
+                    logo::put_owner(state, &owner, req).await
+                }
+                Method::DELETE => {
+                    admin_only(&who)?;
+                    logo::delete_owner(state, &owner).await
+                }
                 _ => Err(ApiError::method_not_allowed("GET, PUT, DELETE")),
             }
         }

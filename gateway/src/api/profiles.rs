@@ -1,6 +1,8 @@
 //! `/api/v1/owners/{owner}/profile`: a creator's bio page settings (title,
 //! avatar, order of codes). The admin key reaches every owner; a creator key
-//! its own owner only (another owner's is 404, as for codes).
+//! its own owner only (another owner's is 404, as for codes). The owner's
+//! default QR logo is shown here but set at `/owners/{owner}/logo`
+//! (`logo.rs`); a PUT or DELETE of the profile keeps it.
 
 use super::auth::Principal;
 use super::body::read_json;
@@ -15,18 +17,20 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-fn view(state: &AppState, p: &OwnerProfile) -> Value {
+pub(super) fn view(state: &AppState, p: &OwnerProfile) -> Value {
     json!({
         "owner": p.owner,
         "title": p.title,
         "avatar_url": p.avatar_url,
         "order": p.order,
+        "qr_logo": p.qr_logo,
         "updated_at": format_time(p.updated_at),
         "links": { "page": format!("{}/@{}", state.public_base, p.owner) },
     })
 }
 
-/// The whole profile, as PUT replaces it: an absent field is cleared.
+/// The whole profile, as PUT replaces it: an absent field is cleared. The
+/// QR logo is not part of it (`/owners/{owner}/logo`): it stays.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutProfile {

@@ -2,8 +2,8 @@
 //! every call runs on the blocking pool; admin writes are rare and small.
 
 use super::{
-    decode, decode_key, decode_profile, encode, encode_profile, ApiKey, Mutation, Result,
-    StoreError,
+    decode, decode_key, decode_profile, encode, encode_profile, ApiKey, Mutation, ProfileChange,
+    ProfileWrite, Result, StoreError,
 };
 use codelink_shared::{CodeRecord, OwnerProfile};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -166,31 +166,44 @@ impl EmbeddedStore {
         .await
     }
 
-    pub async fn put_profile(&self, profile: OwnerProfile) -> Result<()> {
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(unavailable)?;
-            {
-                let mut table = tx.open_table(PROFILES).map_err(unavailable)?;
-                table
-                    .insert(profile.owner.as_str(), encode_profile(&profile).as_slice())
-                    .map_err(unavailable)?;
-            }
-            tx.commit().map_err(unavailable)
-        })
-        .await
-    }
-
-    pub async fn delete_profile(&self, owner: &str) -> Result<bool> {
+    /// See [`super::Store::update_profile`]: one write transaction.
+    pub async fn update_profile(
+        &self,
+        owner: &str,
+        change: ProfileChange,
+        logo: Option<(String, Vec<u8>)>,
+    ) -> Result<(Option<OwnerProfile>, Option<OwnerProfile>)> {
         let owner = owner.to_string();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(unavailable)?;
-            let existed = {
+            let (before, after) = {
                 let mut table = tx.open_table(PROFILES).map_err(unavailable)?;
-                let removed = table.remove(owner.as_str()).map_err(unavailable)?;
-                removed.is_some()
+                let before = match table.get(owner.as_str()).map_err(unavailable)? {
+                    Some(v) => Some(decode_profile(v.value())?),
+                    None => None,
+                };
+                match change(before.as_ref())? {
+                    ProfileWrite::Keep => return Ok((before.clone(), before)),
+                    ProfileWrite::Delete => {
+                        table.remove(owner.as_str()).map_err(unavailable)?;
+                        (before, None)
+                    }
+                    ProfileWrite::Put(profile) => {
+                        table
+                            .insert(owner.as_str(), encode_profile(&profile).as_slice())
+                            .map_err(unavailable)?;
+                        (before, Some(profile))
+                    }
+                }
             };
+            if let (Some((sha, bytes)), Some(_)) = (&logo, &after) {
+                let mut logos = tx.open_table(LOGOS).map_err(unavailable)?;
+                logos
+                    .insert(sha.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
             tx.commit().map_err(unavailable)?;
-            Ok(existed)
+            Ok((before, after))
         })
         .await
     }

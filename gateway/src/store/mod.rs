@@ -11,7 +11,7 @@ pub use self::embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
 
 pub use codelink_shared::{ApiKey, KeyKind};
-use codelink_shared::{CodeRecord, OwnerProfile, ValidationError};
+use codelink_shared::{CodeRecord, LogoRef, OwnerProfile, ValidationError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,6 +32,18 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a profile write makes of the stored profile (`None`: none stored).
+/// `Fn`: the Redis store calls it again when another write came between.
+pub type ProfileChange =
+    Box<dyn Fn(Option<&OwnerProfile>) -> Result<ProfileWrite, ValidationError> + Send + Sync>;
+
+pub enum ProfileWrite {
+    Put(OwnerProfile),
+    Delete,
+    /// Leave the stored profile as it is.
+    Keep,
+}
 
 /// A change applied to a stored record; returns a validation error to abort.
 pub type Mutation = Box<dyn FnOnce(&mut CodeRecord) -> Result<(), ValidationError> + Send>;
@@ -75,19 +87,96 @@ impl Store {
         }
     }
 
-    /// Stores a validated profile, replacing the owner's previous one.
-    pub async fn put_profile(&self, profile: OwnerProfile) -> Result<()> {
-        match self {
-            Store::Embedded(s) => s.put_profile(profile).await,
-            Store::Redis(s) => s.put_profile(profile).await,
-        }
+    /// Stores a validated profile, replacing the owner's previous one but
+    /// keeping the QR logo the stored one names (the logo is set only by
+    /// [`Self::set_profile_logo`]); returns what was stored.
+    pub async fn put_profile(&self, profile: OwnerProfile) -> Result<OwnerProfile> {
+        let owner = profile.owner.clone();
+        let (_, after) = self
+            .update_profile(
+                &owner,
+                Box::new(move |stored: Option<&OwnerProfile>| {
+                    let mut next = profile.clone();
+                    next.qr_logo = stored.and_then(|p| p.qr_logo.clone());
+                    Ok(ProfileWrite::Put(next))
+                }),
+                None,
+            )
+            .await?;
+        Ok(after.unwrap_or_default())
     }
 
-    /// Deletes an owner's profile; whether there was one.
-    pub async fn delete_profile(&self, owner: &str) -> Result<bool> {
+    /// Deletes an owner's profile: whether there was one, and what remains.
+    /// A profile naming a QR logo is reduced to its owner and logo instead
+    /// (the logo has its own DELETE).
+    pub async fn delete_profile(&self, owner: &str) -> Result<(bool, Option<OwnerProfile>)> {
+        let (before, after) = self
+            .update_profile(
+                owner,
+                Box::new(|stored: Option<&OwnerProfile>| {
+                    Ok(match stored {
+                        None => ProfileWrite::Keep,
+                        Some(p) if p.qr_logo.is_some() => ProfileWrite::Put(OwnerProfile {
+                            owner: p.owner.clone(),
+                            qr_logo: p.qr_logo.clone(),
+                            updated_at: p.updated_at,
+                            ..OwnerProfile::default()
+                        }),
+                        Some(_) => ProfileWrite::Delete,
+                    })
+                }),
+                None,
+            )
+            .await?;
+        Ok((before.is_some(), after))
+    }
+
+    /// Sets (`Some`, with its bytes, stored under their SHA-256 in the same
+    /// write) or removes (`None`) the owner's QR logo, creating the profile
+    /// when the owner has none. Returns the profile before and after
+    /// (removing a logo the owner does not have writes nothing).
+    pub async fn set_profile_logo(
+        &self,
+        owner: &str,
+        logo: Option<(LogoRef, Vec<u8>)>,
+        now: i64,
+    ) -> Result<(Option<OwnerProfile>, Option<OwnerProfile>)> {
+        let owner_name = owner.to_string();
+        let named = logo.as_ref().map(|(r, _)| r.clone());
+        let bytes = logo.map(|(r, b)| (r.sha256, b));
+        self.update_profile(
+            owner,
+            Box::new(move |stored: Option<&OwnerProfile>| {
+                if named.is_none() && stored.is_none_or(|p| p.qr_logo.is_none()) {
+                    return Ok(ProfileWrite::Keep);
+                }
+                let mut next = stored.cloned().unwrap_or_else(|| OwnerProfile {
+                    owner: owner_name.clone(),
+                    ..OwnerProfile::default()
+                });
+                next.qr_logo = named.clone();
+                next.updated_at = now;
+                Ok(ProfileWrite::Put(next))
+            }),
+            bytes,
+        )
+        .await
+    }
+
+    /// Reads the owner's stored profile, lets `change` decide, and writes
+    /// that (with `logo`'s bytes, SHA-256 → bytes, when it puts a profile)
+    /// atomically: one redb transaction, or in Redis one script that writes
+    /// only if the profile is still the one read (else read again), and
+    /// moves the version token. Returns the profile before and after.
+    async fn update_profile(
+        &self,
+        owner: &str,
+        change: ProfileChange,
+        logo: Option<(String, Vec<u8>)>,
+    ) -> Result<(Option<OwnerProfile>, Option<OwnerProfile>)> {
         match self {
-            Store::Embedded(s) => s.delete_profile(owner).await,
-            Store::Redis(s) => s.delete_profile(owner).await,
+            Store::Embedded(s) => s.update_profile(owner, change, logo).await,
+            Store::Redis(s) => s.update_profile(owner, change, logo).await,
         }
     }
 

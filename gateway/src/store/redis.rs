@@ -18,8 +18,8 @@
 //! others within that interval plus one reload.
 
 use super::{
-    decode, decode_key, decode_profile, encode, encode_profile, ApiKey, Mutation, Result,
-    StoreError,
+    decode, decode_key, decode_profile, encode, encode_profile, ApiKey, Mutation, ProfileChange,
+    ProfileWrite, Result, StoreError,
 };
 use codelink_shared::{CodeRecord, OwnerProfile};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -188,6 +188,22 @@ impl RedisStore {
         pipe.set(&self.version_key, new_version()).ignore();
         pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
+
+    /// Writes back logo bytes (SHA-256 → bytes) Redis no longer has, for
+    /// the codes and profiles [`Self::restore`] and
+    /// [`Self::restore_profiles`] put back (`HSETNX`).
+    pub async fn restore_logos(&self, logos: &[(String, bytes::Bytes)]) -> Result<()> {
+        if logos.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (sha, bytes) in logos {
+            pipe.hset_nx(&self.logos_key, sha, bytes.as_ref()).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
 }
 
 impl RedisStore {
@@ -198,34 +214,76 @@ impl RedisStore {
         all.iter().map(|(_, v)| decode_profile(v)).collect()
     }
 
-    /// Writes the profile and moves the version token in one MULTI, so the
-    /// other instances reload it as they reload codes.
-    pub async fn put_profile(&self, profile: OwnerProfile) -> Result<()> {
+    /// See [`super::Store::update_profile`]: the profile is read, changed
+    /// here, and written by one script only if it is still the one read
+    /// (else read again); the logo's bytes, the profile and the version
+    /// token (so the other instances reload it as they reload codes) in that
+    /// script, the logo's first: on a Redis out of memory nothing is written.
+    pub async fn update_profile(
+        &self,
+        owner: &str,
+        change: ProfileChange,
+        logo: Option<(String, Vec<u8>)>,
+    ) -> Result<(Option<OwnerProfile>, Option<OwnerProfile>)> {
         let mut conn = self.conn.clone();
-        redis::pipe()
-            .atomic()
-            .hset(&self.owners_key, &profile.owner, encode_profile(&profile))
-            .ignore()
-            .set(&self.version_key, new_version())
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(unavailable)
-    }
-
-    pub async fn delete_profile(&self, owner: &str) -> Result<bool> {
-        let mut conn = self.conn.clone();
-        let (removed,): (u64,) = redis::pipe()
-            .atomic()
-            .hdel(&self.owners_key, owner)
-            .set(&self.version_key, new_version())
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(removed > 0)
+        for _ in 0..10 {
+            let read: Option<Vec<u8>> = conn
+                .hget(&self.owners_key, owner)
+                .await
+                .map_err(unavailable)?;
+            let before = read.as_deref().map(decode_profile).transpose()?;
+            let (write, after): (Vec<u8>, _) = match change(before.as_ref())? {
+                ProfileWrite::Keep => return Ok((before.clone(), before)),
+                ProfileWrite::Delete => (Vec::new(), None),
+                ProfileWrite::Put(p) => (encode_profile(&p), Some(p)),
+            };
+            let (sha, bytes) = match (&logo, &after) {
+                (Some((sha, bytes)), Some(_)) => (sha.as_str(), bytes.as_slice()),
+                _ => ("", &[][..]),
+            };
+            let written: i64 = PROFILE_CAS
+                .key(&self.owners_key)
+                .key(&self.version_key)
+                .key(&self.logos_key)
+                .arg(owner)
+                .arg(read.unwrap_or_default())
+                .arg(write)
+                .arg(new_version())
+                .arg(sha)
+                .arg(bytes)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if written == 1 {
+                return Ok((before, after));
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the profile of '{owner}' kept changing while it was written; retry"
+        )))
     }
 }
+
+/// Compare-and-set of one profile: KEYS owners, version, logos; ARGV owner,
+/// the stored JSON read (empty: none), the JSON to write (empty: delete),
+/// the new version token, the logo's SHA-256 (empty: none) and bytes.
+/// A stored profile is never empty, so empty stands for "none" safely.
+static PROFILE_CAS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if (cur or '') ~= ARGV[2] then return 0 end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], ARGV[5], ARGV[6]) end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+redis.call('SET', KEYS[2], ARGV[4])
+return 1
+",
+    )
+});
 
 impl RedisStore {
     pub async fn put_key(&self, key: ApiKey) -> Result<()> {
