@@ -1020,3 +1020,70 @@ async fn a_second_gateway_sharing_redis_draws_the_owner_logo() {
     assert_eq!(again.body, qa.body, "drawn with the owner logo, as before");
     drop((a, c));
 }
+
+/// Redis restarted empty: the instance puts back the codes and profiles it
+/// holds, and the logo bytes they name, so an instance started afterwards
+/// draws both logos.
+#[tokio::test]
+async fn logos_are_put_back_when_redis_lost_its_data() {
+    let mut redis = RedisServer::start();
+    let redis_url = redis.url();
+    let start = || {
+        let url = redis_url.clone();
+        async move {
+            let (mut config, tmp) = common::config();
+            config.redis_url = Some(url);
+            config.redis_prefix = "owner-lost".to_string();
+            config.qr_renders_per_ip = 10_000;
+            config.public_url = Some("https://go.example.com".into());
+            common::start_with(config, Some(tmp)).await
+        }
+    };
+    let a = start().await;
+    assert_eq!(a.create(common::alice()).await.status, 201);
+    let r = a
+        .create(
+            json!({"code": "alice20", "destination": "https://shop.example/", "owner": "alice"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = put_logo(&a, "alice20", "image/png", png_logo()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = put_owner_logo(&a.admin, "alice", "image/svg+xml", SVG_LOGO.into()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let q10 = a.anon.get("/qr/alice10.png?size=300").await.body;
+    let q20 = a.anon.get("/qr/alice20.png?size=300").await.body;
+    assert!(orange(&q10) > 200);
+    assert!(blue(&q20) > 200);
+
+    redis.restart();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let restored = codelink_testkit::wait_until(Duration::from_secs(5), || {
+        let client = client.clone();
+        async move {
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                return false;
+            };
+            let logos: usize = redis::cmd("HLEN")
+                .arg("owner-lost:logos")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(0);
+            let owners: usize = redis::cmd("HLEN")
+                .arg("owner-lost:owners")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(0);
+            logos == 2 && owners == 1
+        }
+    })
+    .await;
+    assert!(restored, "the logos and the profile were not put back");
+    let c = start().await;
+    assert_eq!(c.anon.get("/qr/alice10.png?size=300").await.body, q10);
+    assert_eq!(c.anon.get("/qr/alice20.png?size=300").await.body, q20);
+    assert_eq!(
+        c.admin.get("/api/v1/owners/alice/logo").await.text(),
+        SVG_LOGO
+    );
+}
