@@ -136,6 +136,7 @@ impl Enricher {
             bot_reason,
             is_unique,
             unknown_channel,
+            route: raw.route,
         }
     }
 

@@ -123,6 +123,9 @@ pub struct RawScan {
     /// went to the code's own destination and `channel` is empty): a typo
     /// in a bio, an old link. At most [`MAX_UNKNOWN_CHANNEL`] bytes of slug.
     pub unknown_channel: String,
+    /// The name of the code's routing rule that chose the destination;
+    /// empty when no rule matched (or the code has none).
+    pub route: String,
 }
 
 /// Longest unknown channel name kept.
@@ -195,6 +198,9 @@ pub struct Scan {
     /// in scan rows.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub unknown_channel: String,
+    /// The code's routing rule that sent this scan (its name), or empty.
+    #[serde(default)]
+    pub route: String,
 }
 
 impl Scan {

@@ -215,6 +215,7 @@ fn scan() -> impl Strategy<Value = Scan> {
         .prop_map(|((ts_ms, is_unique, n), t)| Scan {
             scan_id: ScanId::from_parts(ts_ms, 1, n).to_string(),
             unknown_channel: String::new(),
+            route: String::new(),
             ts_ms,
             is_unique,
             code: t[0].clone(),

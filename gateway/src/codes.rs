@@ -6,6 +6,7 @@
 //! right trade.
 
 use crate::qr_render::QrOptions;
+use crate::routing::Routes;
 use arc_swap::ArcSwap;
 use codelink_shared::CodeRecord;
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ impl Target {
     /// Only whole `key=value` segments are removed: a destination's parameter
     /// named like one the channel sets (the channel's value wins) and a stale
     /// scan parameter (each scan brings its own), keys compared decoded.
-    fn build(destination: &Url, utm: &[(&str, &str)], scan_param: &str) -> Self {
+    pub(crate) fn build(destination: &Url, utm: &[(&str, &str)], scan_param: &str) -> Self {
         let fragment = destination
             .fragment()
             .map(|f| format!("#{f}"))
@@ -98,6 +99,8 @@ pub struct CompiledCode {
     /// The QR options of the code's brand preset, and whether requests may
     /// pick other colours (`None`: the defaults, any colours).
     pub qr_preset: Option<(QrOptions, bool)>,
+    /// The routing rules, compiled (empty for most codes).
+    pub routes: Routes,
 }
 
 impl CompiledCode {
@@ -111,14 +114,18 @@ impl CompiledCode {
             record.destination = url.as_str().to_string();
         }
         let default = Target::build(&url, &[], scan_param);
-        let channels = record
+        let utms: Vec<(&str, Vec<(&str, &str)>)> = record
             .channels
             .iter()
-            .map(|(name, utm)| {
-                let pairs: Vec<(&str, &str)> = utm.pairs().collect();
-                (name.clone(), Target::build(&url, &pairs, scan_param))
-            })
+            .map(|(name, utm)| (name.as_str(), utm.pairs().collect()))
             .collect();
+        let channels = utms
+            .iter()
+            .map(|(name, pairs)| (name.to_string(), Target::build(&url, pairs, scan_param)))
+            .collect();
+        // Each rule × channel target precomputed (at most 32 × 256): a
+        // matched rule costs a lookup, like a channel.
+        let routes = Routes::compile(&record.routes, &utms, scan_param);
         // Checked when it was written; a preset that no longer parses is
         // served as no preset rather than refusing every image.
         let qr_preset = record.qr.as_ref().and_then(|style| {
@@ -131,6 +138,7 @@ impl CompiledCode {
             default,
             channels,
             qr_preset,
+            routes,
         })
     }
 
@@ -253,6 +261,7 @@ mod tests {
             commission: None,
             attribution_window_days: 30,
             qr: None,
+            routes: Vec::new(),
             created_at: 0,
             updated_at: 0,
         }

@@ -8,6 +8,8 @@
 use crate::codes::Gone;
 use crate::request::Request;
 use crate::response::{self, Response};
+use crate::routing::{preferred_language, Facts};
+use crate::scan::Routed;
 use crate::state::AppState;
 use codelink_shared::code::{lowercase_slug, MAX_LEN};
 use http::{header, HeaderValue, Method, StatusCode};
@@ -64,11 +66,44 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
             message,
         ));
     }
+    // Routing rules (most codes have none: one length check). The first
+    // rule that matches picks the target; the scan records its name.
+    let mut routed = Routed::default();
+    let mut target = target;
+    if !entry.routes.is_empty() {
+        let needs = entry.routes.needs;
+        let country = state.scans.country(req, peer);
+        let facts = Facts {
+            client: needs.client.then(|| {
+                let ua = req.headers().get(header::USER_AGENT);
+                state
+                    .clients
+                    .facts(ua.map_or(&b""[..], HeaderValue::as_bytes))
+            }),
+            country,
+            language: if needs.language {
+                req.headers()
+                    .get(header::ACCEPT_LANGUAGE)
+                    .map_or("", |v| preferred_language(v.as_bytes()))
+            } else {
+                ""
+            },
+            now: now.as_secs() as i64,
+        };
+        routed.country = Some(country);
+        if let Some(rule) = entry.routes.first_match(&facts) {
+            routed.route = &rule.name;
+            target = rule.target(channel);
+        }
+    }
     let scan_id = state.scan_ids.next(now.as_millis() as u64);
-    let (scan, set_cookie) =
-        state
-            .scans
-            .capture(req, peer, scan_id, &entry.record.code, channel, unknown);
+    let (scan, set_cookie) = state.scans.capture_routed(
+        req,
+        peer,
+        scan_id,
+        (&entry.record.code, channel, unknown),
+        routed,
+    );
     state.analytics.record(scan);
     let token = state
         .analytics

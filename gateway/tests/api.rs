@@ -466,6 +466,7 @@ async fn stored_ambiguous_destination_still_served_and_changeable() {
             commission: None,
             attribution_window_days: 30,
             qr: None,
+            routes: Vec::new(),
             created_at: 1,
             updated_at: 1,
         };

@@ -841,6 +841,7 @@ impl<'m> ScanGen<'m> {
             bot_reason: bot_reason.to_string(),
             is_unique,
             unknown_channel: String::new(),
+            route: String::new(),
         })
     }
 }

@@ -1,7 +1,7 @@
 //! A change to a stored code (the API's PATCH, the console's edit form):
 //! absent fields stay as they are.
 
-use crate::{CodeRecord, CommissionPlan, QrStyle, Utm};
+use crate::{CodeRecord, CommissionPlan, QrStyle, RouteRule, Utm};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct CodeChange {
     pub attribution_window_days: Option<u32>,
     /// `Some(None)` removes the QR preset.
     pub qr: Option<Option<QrStyle>>,
+    /// Replaces the routing rules (an empty list removes them).
+    pub routes: Option<Vec<RouteRule>>,
 }
 
 impl CodeChange {
@@ -45,6 +47,9 @@ impl CodeChange {
         }
         if let Some(q) = self.qr {
             r.qr = q;
+        }
+        if let Some(routes) = self.routes {
+            r.routes = routes;
         }
         r.updated_at = now;
     }

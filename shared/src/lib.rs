@@ -13,6 +13,7 @@ pub mod currency;
 pub mod destination;
 pub mod qr_style;
 pub mod record;
+pub mod route;
 
 pub use access::{ApiKey, KeyKind, Principal};
 pub use change::CodeChange;
@@ -22,6 +23,7 @@ pub use commission::CommissionPlan;
 pub use destination::Destination;
 pub use qr_style::QrStyle;
 pub use record::CodeRecord;
+pub use route::RouteRule;
 
 /// A value that failed validation: which field, and why, in words a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,8 @@
 //! The stored form of a code, as both stores (embedded and Redis) keep it.
 
-use crate::{ChannelName, CodeName, CommissionPlan, Destination, QrStyle, Utm, ValidationError};
+use crate::{
+    ChannelName, CodeName, CommissionPlan, Destination, QrStyle, RouteRule, Utm, ValidationError,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -35,6 +37,10 @@ pub struct CodeRecord {
     /// public requests may pick other colours); `None`: the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr: Option<QrStyle>,
+    /// Routing rules, first match wins ([`crate::route`]); empty: every
+    /// scan goes to `destination` (or its channel's variant).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRule>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -92,6 +98,7 @@ impl CodeRecord {
         if let Some(style) = &self.qr {
             style.validate()?;
         }
+        crate::route::validate_routes(&mut self.routes)?;
         if !(1..=MAX_WINDOW_DAYS).contains(&self.attribution_window_days) {
             return Err(ValidationError::new(
                 "attribution_window_days",
@@ -133,6 +140,7 @@ mod tests {
             commission: None,
             attribution_window_days: DEFAULT_WINDOW_DAYS,
             qr: None,
+            routes: Vec::new(),
             created_at: 0,
             updated_at: 0,
         }

@@ -569,6 +569,7 @@ pub async fn create<C: Console>(ctx: &Ctx<'_, C>, form: &Form) -> Response {
         commission: p.commission,
         attribution_window_days: p.window,
         qr: None,
+        routes: Vec::new(),
         created_at: 0,
         updated_at: 0,
     };
@@ -620,6 +621,8 @@ pub async fn update<C: Console>(ctx: &Ctx<'_, C>, raw: &str, form: &Form) -> Res
         attribution_window_days: Some(p.window),
         // The QR preset is set through the API; the form keeps it.
         qr: None,
+        // So are the routing rules.
+        routes: None,
     };
     match ctx.console.change_code(&record.code, change).await {
         Ok(r) => redirect(&format!("/ui/codes/{}", r.code)),

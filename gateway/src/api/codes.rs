@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
-use codelink_shared::{CodeChange, CodeRecord, CommissionPlan, QrStyle, Utm};
+use codelink_shared::{CodeChange, CodeRecord, CommissionPlan, QrStyle, RouteRule, Utm};
 use http::{header, StatusCode};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
@@ -36,6 +36,7 @@ fn view(state: &AppState, r: &CodeRecord) -> Value {
         "commission": r.commission,
         "attribution_window_days": r.attribution_window_days,
         "qr": r.qr,
+        "routes": r.routes,
         "created_at": format_time(r.created_at),
         "updated_at": format_time(r.updated_at),
         "links": {
@@ -65,6 +66,8 @@ struct CreateCode {
     attribution_window_days: u32,
     #[serde(default)]
     qr: Option<QrStyle>,
+    #[serde(default)]
+    routes: Vec<RouteRule>,
 }
 
 fn default_window() -> u32 {
@@ -87,6 +90,7 @@ pub(super) async fn create(state: &AppState, req: Request) -> Result<Response, A
         commission: body.commission,
         attribution_window_days: body.attribution_window_days,
         qr: body.qr,
+        routes: body.routes,
         created_at: 0,
         updated_at: 0,
     };
@@ -187,6 +191,9 @@ struct PatchCode {
     attribution_window_days: Option<u32>,
     #[serde(default, deserialize_with = "nullable")]
     qr: Option<Option<QrStyle>>,
+    /// Replaces every rule; `[]` removes them.
+    #[serde(default)]
+    routes: Option<Vec<RouteRule>>,
 }
 
 pub(super) async fn patch(
@@ -209,6 +216,7 @@ pub(super) async fn patch(
         commission: body.commission,
         attribution_window_days: body.attribution_window_days,
         qr: body.qr,
+        routes: body.routes,
     };
     let record = admin::change_code(state, code, change).await?;
     Ok(response::json(StatusCode::OK, &view(state, &record)))
