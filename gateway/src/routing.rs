@@ -393,4 +393,91 @@ mod tests {
         });
         assert!(!named.matches(&facts(0)), "tiktok is not instagram");
     }
+
+    const BENCH_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1";
+
+    fn bench_routes() -> Routes {
+        let mut rules: Vec<RouteRule> =
+            serde_json::from_str(include_str!("../../load-tests/routes-10.json")).unwrap();
+        codelink_shared::route::validate_routes(&mut rules).unwrap();
+        let routes = Routes::compile(
+            &rules,
+            &[("yt", vec![("utm_source", "youtube")])],
+            "cl_scan",
+        );
+        assert_eq!(routes.rules.len(), 10);
+        routes
+    }
+
+    /// `load-tests/routes-10.json` (what `ROUTES=… bench.sh` sets) is valid,
+    /// and no rule matches the bench's request: all 10 are evaluated.
+    #[test]
+    fn the_bench_rules_all_miss_the_bench_request() {
+        let routes = bench_routes();
+        assert_eq!(
+            routes.needs,
+            Needs {
+                client: true,
+                country: true,
+                language: true
+            }
+        );
+        let clients = crate::client::Clients::new(10);
+        let now = 1_800_000_000;
+        let f = Facts {
+            client: Some(clients.facts(BENCH_UA.as_bytes())),
+            country: None,
+            language: preferred_language(b"en-US,en;q=0.9"),
+            now,
+        };
+        assert!(routes.first_match(&f).is_none());
+        // Each rule can match: with the right facts the last one does.
+        let f = Facts {
+            language: "fr-CA",
+            ..f
+        };
+        assert_eq!(
+            routes.first_match(&f).map(|r| &*r.name),
+            Some("ios-eu-langs")
+        );
+    }
+
+    /// What the redirect adds for a code with the 10 bench rules, none
+    /// matching (`cargo test --release -p gateway --lib routing::tests::cost
+    /// -- --ignored --nocapture`), and a GeoIP lookup.
+    #[test]
+    #[ignore]
+    fn cost() {
+        use std::time::Instant;
+        let routes = bench_routes();
+        let clients = crate::client::Clients::default();
+        let n = 1_000_000;
+        let start = Instant::now();
+        let mut hits = 0;
+        for i in 0..n {
+            let f = Facts {
+                client: Some(clients.facts(BENCH_UA.as_bytes())),
+                country: None,
+                language: preferred_language(b"en-US,en;q=0.9"),
+                now: 1_800_000_000 + i,
+            };
+            hits += usize::from(std::hint::black_box(routes.first_match(&f)).is_some());
+        }
+        let per = start.elapsed().as_nanos() / u128::from(n as u64);
+        assert_eq!(hits, 0);
+        println!("10 rules, none matching, facts from the UA cache: {per} ns per redirect");
+        let geo = crate::geoip::GeoIp::from_bytes(codelink_testkit::mmdb::country_db(&[
+            ("203.0.113.0".parse().unwrap(), 24, "NZ"),
+            ("198.51.100.0".parse().unwrap(), 24, "DE"),
+            ("2001:db8::".parse().unwrap(), 32, "JP"),
+        ]))
+        .unwrap();
+        let ip: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+        let start = Instant::now();
+        for _ in 0..n {
+            assert!(std::hint::black_box(geo.country(std::hint::black_box(ip))).is_some());
+        }
+        let per = start.elapsed().as_nanos() / u128::from(n as u64);
+        println!("GeoIP lookup (IPv4 /24 in an IPv6 tree): {per} ns");
+    }
 }
