@@ -479,5 +479,15 @@ mod tests {
         }
         let per = start.elapsed().as_nanos() / u128::from(n as u64);
         println!("GeoIP lookup (IPv4 /24 in an IPv6 tree): {per} ns");
+        // A user agent not seen before: classified, then cached.
+        let uas: Vec<String> = (0..20_000)
+            .map(|i| BENCH_UA.replace("17_1_2", &format!("17_{}_{}", i / 100, i % 100)))
+            .collect();
+        let start = Instant::now();
+        for ua in &uas {
+            std::hint::black_box(clients.facts(ua.as_bytes()));
+        }
+        let per = start.elapsed().as_nanos() / uas.len() as u128;
+        println!("a new user agent (classified and cached): {per} ns");
     }
 }

@@ -82,10 +82,6 @@ impl ScanCapture {
         geoip.country(self.client_ip(req, peer))
     }
 
-    pub fn has_geoip(&self) -> bool {
-        self.geoip.is_some()
-    }
-
     /// The scan of this request, and the `Set-Cookie` for a visitor seen for the first time.
     pub fn capture(
         &self,
@@ -105,8 +101,8 @@ impl ScanCapture {
         )
     }
 
-    /// [`Self::capture`] with what the redirect's routing decided.
-    /// `names`: the code, the channel, the unknown channel asked for.
+    /// [`Self::capture`] with what the redirect's routing decided; the
+    /// names are the code, the channel and the unknown channel asked for.
     pub fn capture_routed(
         &self,
         req: &Request,
