@@ -502,6 +502,33 @@ mod tests {
         }
         let per = start.elapsed().as_nanos() / u128::from(n as u64);
         println!("GeoIP lookup (IPv4 /24 in an IPv6 tree): {per} ns");
+        // A database of a realistic size (GeoLite2-Country holds some
+        // hundreds of thousands of networks), looked up at random.
+        let mut x: u32 = 0x9E37_79B9;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let networks: Vec<(std::net::IpAddr, u8, &str)> = (0..300_000)
+            .map(|_| (std::net::Ipv4Addr::from(next() & !0xff).into(), 24, "DE"))
+            .collect();
+        let db = codelink_testkit::mmdb::country_db(&networks);
+        let size = db.len();
+        let geo = crate::geoip::GeoIp::from_bytes(db).unwrap();
+        let ips: Vec<std::net::IpAddr> = (0..n)
+            .map(|i| networks[(next() as usize + i as usize) % networks.len()].0)
+            .collect();
+        let start = Instant::now();
+        for ip in &ips {
+            assert!(std::hint::black_box(geo.country(*ip)).is_some());
+        }
+        let per = start.elapsed().as_nanos() / u128::from(n as u64);
+        println!(
+            "GeoIP lookup, 300 000 networks ({} MB), random addresses: {per} ns",
+            size >> 20
+        );
         // A user agent not seen before: classified, then cached.
         let uas: Vec<String> = (0..20_000)
             .map(|i| BENCH_UA.replace("17_1_2", &format!("17_{}_{}", i / 100, i % 100)))
