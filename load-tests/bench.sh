@@ -3,7 +3,8 @@
 # `baseline` bin of this crate), measured with the same wrk settings in the same
 # run, on 127.0.0.1 only. See load-tests/README.md.
 #
-# Knobs (environment): THREADS (1), CONNECTIONS (64), DURATION (10s), WARMUP (2s).
+# Knobs (environment): THREADS (1), CONNECTIONS (64), DURATION (10s), WARMUP (2s),
+# ROUTES (a JSON file of routing rules set on the benchmarked code; none).
 # Writes the report to load-tests/results/latest.md and prints it.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ THREADS="${THREADS:-1}"
 CONNECTIONS="${CONNECTIONS:-64}"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
+ROUTES="${ROUTES:-}"
 
 ADMIN_KEY="bench-admin-key-0123456789"
 QR_PATH="/qr/bench1.png?size=512"
@@ -45,6 +47,8 @@ BASELINE_MAX_S=$((RUN_S + 60))
 GATEWAY_MAX_S=$((4 * RUN_S + 120))
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+[[ -z "$ROUTES" || -f "$ROUTES" ]] || die "ROUTES: no file '$ROUTES'"
+[[ -z "$ROUTES" ]] || ROUTES="$(cd "$(dirname "$ROUTES")" && pwd)/$(basename "$ROUTES")"
 cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
@@ -175,10 +179,17 @@ PIDS+=("$GW_PID")
 wait_for gateway "$GW_PID" "$GW/healthz"
 expect_status 200 "$GW/healthz"
 
-log "creating code bench1"
+CODE_JSON='{"code":"bench1","destination":"https://shop.example/signup","owner":"bench","channels":{"yt":{"utm_source":"youtube","utm_medium":"video"}}}'
+ROUTE_COUNT=0
+if [[ -n "$ROUTES" ]]; then
+    CODE_JSON="$(python3 -c 'import json,sys; c=json.loads(sys.argv[1]); c["routes"]=json.load(open(sys.argv[2])); print(json.dumps(c))' "$CODE_JSON" "$ROUTES")" ||
+        die "ROUTES: $ROUTES is not a JSON list of rules"
+    ROUTE_COUNT="$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$ROUTES")"
+fi
+log "creating code bench1 ($ROUTE_COUNT routing rules)"
 expect_status 201 "$GW/api/v1/codes" -X POST \
     -H "Authorization: Bearer $ADMIN_KEY" -H 'Content-Type: application/json' \
-    --data '{"code":"bench1","destination":"https://shop.example/signup","owner":"bench","channels":{"yt":{"utm_source":"youtube","utm_medium":"video"}}}'
+    --data "$CODE_JSON"
 code="$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$GW$REDIRECT_PATH" || true)"
 [[ "$code" == 302 ]] || die "GET $REDIRECT_PATH on the gateway answered '$code', expected 302"
 curl -s --max-time 5 -o /dev/null -D "$TMP/headers-gateway-redirect.txt" "$GW$REDIRECT_PATH"
@@ -238,6 +249,9 @@ headers() { tr -d '\r' <"$1" | grep -v -i -e '^date:' -e '^$'; }
     echo
     echo "Targets: redirect ratio >= 0.8, cached QR PNG ratio >= 0.6 (ratio = gateway req/s / baseline req/s)."
     echo
+    if ((ROUTE_COUNT > 0)); then
+        echo "- bench1 has $ROUTE_COUNT routing rules (\`ROUTES=${ROUTES#"$ROOT/"}\`); the benchmarked request goes to: \`$(tr -d '\r' <"$TMP/headers-gateway-redirect.txt" | awk 'tolower($1) == "location:" {print $2}' | sed 's/cl_scan=.*/cl_scan=…/')\`"
+    fi
     echo "- wrk: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency\` with an iPhone Safari's navigation headers (User-Agent, Accept, Accept-Language, Sec-Fetch-*), after a discarded $WARMUP warm-up per server; $(wrk -v 2>&1 | head -n1 || true)"
     echo "- nproc: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || echo unknown CPU)); wrk and the server under test share these cores"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty; date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

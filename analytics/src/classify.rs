@@ -1283,6 +1283,11 @@ mod tests {
     /// Throughput check, run by hand:
     /// `cargo test -p codelink-analytics --release -- --ignored --nocapture throughput`
     #[test]
+    fn routing_rules_name_the_same_in_app_browsers() {
+        assert_eq!(IN_APPS, codelink_shared::route::IN_APPS);
+    }
+
+    #[test]
     #[ignore]
     fn throughput() {
         let n = 200_000;

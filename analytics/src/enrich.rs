@@ -137,6 +137,7 @@ impl Enricher {
             is_unique,
             unknown_channel,
             step: raw.step.as_str().to_owned(),
+            route: raw.route,
         }
     }
 

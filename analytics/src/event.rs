@@ -130,6 +130,9 @@ pub struct RawScan {
     pub unknown_channel: String,
     /// Which follower-path step this request was (see [`Step`]).
     pub step: Step,
+    /// The name of the code's routing rule that chose the destination;
+    /// empty when no rule matched (or the code has none).
+    pub route: String,
 }
 
 /// Longest unknown channel name kept.
@@ -257,6 +260,9 @@ pub struct Scan {
     /// the plain redirect): counted in the live stats, not kept in scan rows.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub step: String,
+    /// The code's routing rule that sent this scan (its name), or empty.
+    #[serde(default)]
+    pub route: String,
 }
 
 impl Scan {

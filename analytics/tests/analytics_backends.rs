@@ -142,6 +142,15 @@ fn scan(rng: &mut Rng, counter: &mut u64, ts_ms: u64) -> Scan {
             String::new()
         },
         is_unique: rng.chance(50),
+        unknown_channel: String::new(),
+        // The routing rule that sent it (from the counter, so that the
+        // random draws, and with them the rest of the data, stay as they were).
+        route: match *counter % 5 {
+            0 => "ios-de",
+            1 | 2 => "1",
+            _ => "",
+        }
+        .to_string(),
         ..Scan::default()
     }
 }

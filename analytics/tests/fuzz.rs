@@ -216,6 +216,7 @@ fn scan() -> impl Strategy<Value = Scan> {
             scan_id: ScanId::from_parts(ts_ms, 1, n).to_string(),
             unknown_channel: String::new(),
             step: String::new(),
+            route: String::new(),
             ts_ms,
             is_unique,
             code: t[0].clone(),

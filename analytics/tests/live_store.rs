@@ -328,6 +328,7 @@ async fn attribution_rules_through_the_front_door(kind: Kind) {
         signs: codelink_analytics::event::HeaderSigns::BROWSER,
         unknown_channel: String::new(),
         step: Default::default(),
+        route: String::new(),
     };
     let human = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
     let first = raw(1, start, "visitor-1", human);

@@ -599,3 +599,61 @@ async fn clickhouse_tables_from_before_reviews_are_upgraded() {
     let rows = backend.recent_conversions("beta", None, 10).await.unwrap();
     assert_eq!(rows, vec![flagged]);
 }
+
+/// A `scans` table from before routing rules gets the `route` column (where
+/// `system.columns` lacks it, as 18.16 has no `ADD COLUMN IF NOT EXISTS`):
+/// rows written before read an empty route, new rows keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scans_table_from_before_routes_gets_the_column() {
+    let server = ClickHouseServer::start();
+    let db = "preroutes";
+    let events = ClickHouseEvents::new(&clickhouse(&server, db));
+    events.migrate().await.unwrap();
+    server.query(&format!("ALTER TABLE {db}.scans DROP COLUMN route"));
+    let scan = |n: u64, route: &str| Scan {
+        scan_id: ScanId::from_parts(T0 + n, 1, n).to_string(),
+        ts_ms: T0 + n,
+        code: "routed".into(),
+        source: "link".into(),
+        route: route.into(),
+        ..Scan::default()
+    };
+    // A row the previous version wrote.
+    let old = scan(1, "");
+    server.query(&format!(
+        "INSERT INTO {db}.scans (scan_id, ts, ts_ms, code, channel, visitor_id, ip_prefix, \
+         user_agent, device, os, browser, in_app, referrer_host, country, source, is_bot, \
+         bot_reason, is_unique, rolled) VALUES ('{}', toDateTime({}), {}, 'routed', '', '', '', \
+         '', '', '', '', '', '', '', 'link', 0, '', 0, 1)",
+        old.scan_id,
+        old.ts_ms / 1000,
+        old.ts_ms
+    ));
+    let events = ClickHouseEvents::new(&clickhouse(&server, db));
+    events.migrate().await.unwrap();
+    events.migrate().await.unwrap();
+    let columns = server.query(&format!(
+        "SELECT name, type, default_expression FROM system.columns \
+         WHERE database = '{db}' AND table = 'scans' AND name = 'route'"
+    ));
+    assert_eq!(
+        columns.split_whitespace().collect::<Vec<_>>(),
+        ["route", "String", "\\'\\'"],
+        "{columns}"
+    );
+    let new = scan(2, "ios-de");
+    events
+        .write(&Batch::new(vec![new.clone()], Vec::new()))
+        .await
+        .unwrap();
+    let page = events.recent_scans("routed", None, 10).await.unwrap();
+    let routes: Vec<(&str, &str)> = page
+        .scans
+        .iter()
+        .map(|s| (s.scan_id.as_str(), s.route.as_str()))
+        .collect();
+    assert_eq!(
+        routes,
+        [(new.scan_id.as_str(), "ios-de"), (old.scan_id.as_str(), "")]
+    );
+}

@@ -7,6 +7,7 @@
 
 use crate::qr_logo::Logo;
 use crate::qr_render::QrOptions;
+use crate::routing::Routes;
 use arc_swap::ArcSwap;
 use codelink_shared::{CodeRecord, LogoRef};
 use std::collections::{HashMap, HashSet};
@@ -32,7 +33,7 @@ impl Target {
     /// Only whole `key=value` segments are removed: a destination's parameter
     /// named like one the channel sets (the channel's value wins) and a stale
     /// scan parameter (each scan brings its own), keys compared decoded.
-    fn build(destination: &Url, utm: &[(&str, &str)], scan_param: &str) -> Self {
+    pub(crate) fn build(destination: &Url, utm: &[(&str, &str)], scan_param: &str) -> Self {
         let fragment = destination
             .fragment()
             .map(|f| format!("#{f}"))
@@ -108,6 +109,8 @@ pub struct CompiledCode {
     /// The QR options of the code's brand preset, and whether requests may
     /// pick other colours (`None`: the defaults, any colours).
     pub qr_preset: Option<(QrOptions, bool)>,
+    /// The routing rules, compiled (empty for most codes).
+    pub routes: Routes,
     /// The app deep links, parsed (`None` for most codes).
     pub apps: Option<Box<CompiledApps>>,
     /// The code's logo, decoded (`None` also when the record names a logo
@@ -141,14 +144,18 @@ impl CompiledCode {
             record.destination = url.as_str().to_string();
         }
         let default = Target::build(&url, &[], scan_param);
-        let channels = record
+        let utms: Vec<(&str, Vec<(&str, &str)>)> = record
             .channels
             .iter()
-            .map(|(name, utm)| {
-                let pairs: Vec<(&str, &str)> = utm.pairs().collect();
-                (name.clone(), Target::build(&url, &pairs, scan_param))
-            })
+            .map(|(name, utm)| (name.as_str(), utm.pairs().collect()))
             .collect();
+        let channels = utms
+            .iter()
+            .map(|(name, pairs)| (name.to_string(), Target::build(&url, pairs, scan_param)))
+            .collect();
+        // Each rule × channel target precomputed (at most 32 × 256): a
+        // matched rule costs a lookup, like a channel.
+        let routes = Routes::compile(&record.routes, &utms, scan_param);
         // Checked when it was written; a preset that no longer parses is
         // served as no preset rather than refusing every image.
         let qr_preset = record.qr.as_ref().and_then(|style| {
@@ -177,6 +184,7 @@ impl CompiledCode {
             qr_preset,
             apps,
             qr_logo: None,
+            routes,
         })
     }
 
@@ -401,6 +409,7 @@ mod tests {
             attribution_window_days: 30,
             qr: None,
             qr_logo: None,
+            routes: Vec::new(),
             created_at: 0,
             updated_at: 0,
             ..CodeRecord::default()

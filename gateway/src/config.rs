@@ -91,6 +91,13 @@ pub struct Config {
     #[arg(long, env = "CODELINK_COUNTRY_HEADER", default_value = "cf-ipcountry")]
     pub country_header: String,
 
+    /// A MaxMind / DB-IP country or city database (`.mmdb`): the country of
+    /// a scan without the country header is looked up by its address (for
+    /// routing rules and the recorded scan; the address is never stored).
+    /// Loaded once at start-up.
+    #[arg(long, env = "CODELINK_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+
     /// Scans per second one IP may make before its scans are marked `rate` (bot).
     #[arg(long, env = "CODELINK_SCAN_RATE_PER_IP", default_value_t = 10)]
     pub scan_rate_per_ip: u32,
@@ -259,6 +266,7 @@ impl Config {
             secret: None,
             client_ip_header: None,
             country_header: "cf-ipcountry".into(),
+            geoip_db: None,
             scan_rate_per_ip: 10,
             scan_burst_per_ip: 30,
             api_rate_per_ip: 100,

@@ -3,6 +3,7 @@
 //! browser escape page and its follow-ups, app deep links, and the opt-in
 //! visitor token on the destination.
 
+use crate::client::Device;
 use crate::codes::{CompiledCode, Gone, Target};
 use crate::response::{self, Response};
 use codelink_analytics::event::Step;
@@ -39,24 +40,6 @@ pub fn follow_up(query: Option<&str>) -> Option<(Step, &str)> {
     })
 }
 
-/// The device a deep link is chosen for, from the classifier's OS name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Platform {
-    Ios,
-    Android,
-    Other,
-}
-
-impl Platform {
-    pub fn of_os(os: &str) -> Self {
-        match os {
-            "iOS" => Platform::Ios,
-            "Android" => Platform::Android,
-            _ => Platform::Other,
-        }
-    }
-}
-
 /// Extra query pairs for a destination: the opt-in visitor token.
 pub struct Extra<'a> {
     pub visitor_token: Option<&'a str>,
@@ -69,14 +52,14 @@ pub fn location(
     code: &CompiledCode,
     channel: &str,
     target: &Target,
-    platform: Platform,
+    device: Device,
     scan_param: &str,
     token: &str,
     extra: &Extra<'_>,
 ) -> String {
     let apps = code.apps.as_ref();
-    match (platform, apps) {
-        (Platform::Ios, Some(apps)) => {
+    match (device, apps) {
+        (Device::Ios, Some(apps)) => {
             if let Some(ios) = &apps.ios {
                 return with_params(
                     &code.target_on(ios, channel, scan_param),
@@ -86,7 +69,7 @@ pub fn location(
                 );
             }
         }
-        (Platform::Android, Some(apps)) => {
+        (Device::Android, Some(apps)) => {
             if let Some(android) = &apps.android {
                 let web = code.target_on(&android.url, channel, scan_param);
                 let web = with_params(&web, scan_param, token, extra);
@@ -169,7 +152,7 @@ pub fn escape_page(
     code: &str,
     token: &str,
     app: &str,
-    platform: Platform,
+    device: Device,
 ) -> Response {
     let app_name = match app {
         "instagram" => "Instagram",
@@ -180,8 +163,8 @@ pub fn escape_page(
     };
     let escaped = format!("{public_base}{path}?{ESCAPED_PARAM}={token}");
     let continued = format!("{path}?{CONTINUED_PARAM}={token}");
-    let open = match platform {
-        Platform::Android => {
+    let open = match device {
+        Device::Android => {
             // Chrome takes the link out of the app; without Chrome the
             // fallback goes on here, still with the scan.
             let fallback: String =
@@ -196,11 +179,11 @@ pub fn escape_page(
                 attr(&href)
             )
         }
-        Platform::Ios => format!(
+        Device::Ios => format!(
             "<ol class=\"steps\"><li>Tap <b>&middot;&middot;&middot;</b> at the top right of {app_name}.</li>\
              <li>Choose <b>Open in external browser</b> (or <b>Open in Safari</b>).</li></ol>"
         ),
-        Platform::Other => String::new(),
+        Device::Desktop | Device::Other => String::new(),
     };
     let upper = code.to_ascii_uppercase();
     let body = page(
@@ -301,7 +284,7 @@ mod tests {
             "alice10",
             "01JABCDEFGHJKMNPQRSTVWXYZ0.alice10.ig.ABCDEFGHJKMNPQRS",
             "instagram",
-            Platform::Android,
+            Device::Android,
         );
         let len = hyper::body::Body::size_hint(page.body())
             .exact()

@@ -7,11 +7,13 @@
 pub mod admin;
 mod api;
 mod bio;
+pub mod client;
 pub mod codes;
 pub mod config;
 mod console;
 mod error;
 mod follower;
+pub mod geoip;
 pub mod keys;
 pub mod metrics;
 pub mod migrate;
@@ -28,6 +30,7 @@ pub mod report;
 mod request;
 mod response;
 mod router;
+pub mod routing;
 mod scan;
 mod server;
 mod state;
@@ -66,6 +69,7 @@ pub async fn build(
     let ui = codelink_dashboards::Dashboards::new(config.ui(secret.as_bytes(), &public_base));
     let state = Arc::new(AppState {
         scans: scan::ScanCapture::new(&config, secret, &public_base)?,
+        clients: client::Clients::default(),
         ui,
         api_limiter: scan::keyed_limiter(config.api_rate_per_ip, config.api_burst_per_ip),
         public_base,

@@ -7,10 +7,12 @@
 //! takes a scan id from an atomic counter, hands the scan to the recorder's
 //! bounded queue (`try_send`) and answers.
 
-use crate::follower::{self, Platform};
+use crate::client::Device;
+use crate::follower;
 use crate::request::Request;
 use crate::response::{self, Response};
-use crate::scan::ScanCapture;
+use crate::routing::{preferred_language, Facts};
+use crate::scan::{Routed, ScanCapture};
 use crate::state::AppState;
 use codelink_analytics::event::Step;
 use codelink_shared::code::{lowercase_slug, MAX_LEN};
@@ -81,18 +83,48 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
         }
         return Some(resp);
     }
-    // Only codes with app links or the escape page look at the device.
-    let client = (entry.apps.is_some() || entry.record.in_app_escape).then(|| {
-        let ua = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        codelink_analytics::classify::classify(ua)
+    // What the user agent says (device, OS, in-app browser), from the cache,
+    // only for codes whose rules, app links or escape page need it.
+    let needs_client = (!entry.routes.is_empty() && entry.routes.needs.client)
+        || entry.apps.is_some()
+        || entry.record.in_app_escape;
+    let client = needs_client.then(|| {
+        let ua = req.headers().get(header::USER_AGENT);
+        state
+            .clients
+            .facts(ua.map_or(&b""[..], HeaderValue::as_bytes))
     });
-    let platform = client
-        .as_ref()
-        .map_or(Platform::Other, |c| Platform::of_os(&c.os));
+    // Routing rules (most codes have none: one length check). The first
+    // rule that matches picks the target; the scan records its name.
+    let mut routed = Routed::default();
+    let mut target = target;
+    if !entry.routes.is_empty() {
+        let needs = entry.routes.needs;
+        let country = state.scans.country(req, peer);
+        let facts = Facts {
+            client: client.filter(|_| needs.client),
+            country,
+            language: if needs.language {
+                req.headers()
+                    .get(header::ACCEPT_LANGUAGE)
+                    .map_or("", |v| preferred_language(v.as_bytes()))
+            } else {
+                ""
+            },
+            now: now.as_secs() as i64,
+        };
+        routed.country = Some(country);
+        if let Some(rule) = entry.routes.first_match(&facts) {
+            routed.route = &rule.name;
+            target = rule.target(channel);
+        }
+    }
+    // App links open the shop's app for the code's own destinations; a
+    // matched rule's destination is followed as the rule says.
+    let device = match client {
+        Some(c) if routed.route.is_empty() => c.device,
+        _ => Device::Other,
+    };
     // A follower leaving the escape page is not a second scan: the step is
     // counted and the destination gets the token of the scan that showed it.
     let follow = follower::follow_up(req.uri().query()).filter(|(_, token)| {
@@ -108,12 +140,12 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
             (token.to_string(), None, None)
         }
         None => {
-            let (mut scan, set_cookie) = state
-                .scans
-                .capture(req, peer, scan_id, code, channel, unknown);
+            let (mut scan, set_cookie) =
+                state
+                    .scans
+                    .capture_routed(req, peer, scan_id, (code, channel, unknown), routed);
             let token = state.analytics.signer().token(scan_id, code, channel);
             let escape_app = client
-                .as_ref()
                 .map(|c| c.in_app)
                 .filter(|app| entry.record.in_app_escape && follower::ESCAPE_APPS.contains(app));
             if let Some(app) = escape_app.filter(|_| req.method() == Method::GET) {
@@ -124,8 +156,9 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
                 } else {
                     format!("/{code}/{channel}")
                 };
+                let device = client.map_or(Device::Other, |c| c.device);
                 let mut resp =
-                    follower::escape_page(&state.public_base, &path, code, &token, app, platform);
+                    follower::escape_page(&state.public_base, &path, code, &token, app, device);
                 if let Some(cookie) = set_cookie {
                     resp.headers_mut().insert(header::SET_COOKIE, cookie);
                 }
@@ -146,7 +179,7 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
         &entry,
         channel,
         target,
-        platform,
+        device,
         &state.config.scan_param,
         &token,
         &extra,

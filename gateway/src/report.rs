@@ -24,7 +24,7 @@ pub struct ReportArgs {
     #[arg(long, default_value = "UTC")]
     pub tz: String,
     /// Breakdown dimension: channel, source, bot_reason, country, device,
-    /// browser, os, in_app, referrer, verdict.
+    /// browser, os, in_app, referrer, verdict, route.
     #[arg(long, default_value = "channel")]
     pub by: String,
     /// Base URL of the gateway.

@@ -3,6 +3,7 @@
 //! and find or mint the visitor id. No parsing beyond that, no awaiting.
 
 use crate::config::Config;
+use crate::geoip::GeoIp;
 use crate::request::Request;
 use codelink_analytics::event::{
     version_after, HeaderSigns, RawScan, RequestBot, Source, Step, MAX_UNKNOWN_CHANNEL,
@@ -20,10 +21,21 @@ const MAX_UA: usize = 512;
 const VISITOR_MAX_AGE: u32 = 365 * 24 * 3600;
 const MAX_REFERER: usize = 1024;
 
+/// What the redirect decided about a scan beyond its code and channel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Routed<'a> {
+    /// The name of the routing rule that chose the destination, or "".
+    pub route: &'a str,
+    /// The country, when the redirect already found it ([`ScanCapture::country`]);
+    /// `None`: capture finds it.
+    pub country: Option<Option<[u8; 2]>>,
+}
+
 pub struct ScanCapture {
     secret: Vec<u8>,
     client_ip_header: Option<HeaderName>,
     country_header: HeaderName,
+    geoip: Option<GeoIp>,
     secure_cookie: bool,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
@@ -45,6 +57,7 @@ impl ScanCapture {
             secret: secret.into_bytes(),
             client_ip_header: config.client_ip_header.as_deref().map(header).transpose()?,
             country_header: header(&config.country_header)?,
+            geoip: config.geoip_db.as_deref().map(GeoIp::open).transpose()?,
             secure_cookie: public_base.starts_with("https://"),
             limiter: keyed_limiter(config.scan_rate_per_ip, config.scan_burst_per_ip),
         })
@@ -59,6 +72,16 @@ impl ScanCapture {
         &self.limiter
     }
 
+    /// The visitor's country: the trusted CDN header, else (with
+    /// `--geoip-db`) the database's answer for the client address.
+    pub fn country(&self, req: &Request, peer: SocketAddr) -> Option<[u8; 2]> {
+        if let Some(c) = country(req.headers().get(&self.country_header)) {
+            return Some(c);
+        }
+        let geoip = self.geoip.as_ref()?;
+        geoip.country(self.client_ip(req, peer))
+    }
+
     /// The scan of this request, and the `Set-Cookie` for a visitor seen for the first time.
     pub fn capture(
         &self,
@@ -68,6 +91,25 @@ impl ScanCapture {
         code: &str,
         channel: &str,
         unknown_channel: &str,
+    ) -> (RawScan, Option<HeaderValue>) {
+        self.capture_routed(
+            req,
+            peer,
+            scan_id,
+            (code, channel, unknown_channel),
+            Routed::default(),
+        )
+    }
+
+    /// [`Self::capture`] with what the redirect's routing decided; the
+    /// names are the code, the channel and the unknown channel asked for.
+    pub fn capture_routed(
+        &self,
+        req: &Request,
+        peer: SocketAddr,
+        scan_id: ScanId,
+        (code, channel, unknown_channel): (&str, &str, &str),
+        routed: Routed<'_>,
     ) -> (RawScan, Option<HeaderValue>) {
         let headers = req.headers();
         let text = |name: &HeaderName, max: usize| -> String {
@@ -109,7 +151,10 @@ impl ScanCapture {
             ip,
             user_agent,
             referer: text(&header::REFERER, MAX_REFERER),
-            country: country(headers.get(&self.country_header)),
+            country: match routed.country.unwrap_or_else(|| self.country(req, peer)) {
+                Some([a, b]) => String::from_iter([char::from(a), char::from(b)]),
+                None => String::new(),
+            },
             visitor_id,
             request_bot,
             signs: HeaderSigns {
@@ -118,6 +163,7 @@ impl ScanCapture {
             },
             unknown_channel: unknown_channel_name(unknown_channel),
             step: Step::Redirect,
+            route: routed.route.to_string(),
         };
         (raw, set_cookie)
     }
@@ -140,6 +186,7 @@ impl ScanCapture {
             signs: HeaderSigns::default(),
             unknown_channel: String::new(),
             step,
+            route: String::new(),
         }
     }
 
@@ -342,15 +389,13 @@ fn source(req: &Request) -> Source {
     Source::Link
 }
 
-fn country(value: Option<&HeaderValue>) -> String {
+/// The country header's value, uppercase, if it is two letters (or a letter
+/// and a digit: Cloudflare's `T1` for Tor).
+fn country(value: Option<&HeaderValue>) -> Option<[u8; 2]> {
     match value.map(HeaderValue::as_bytes) {
         Some([a, b]) if a.is_ascii_alphabetic() && b.is_ascii_alphanumeric() => {
-            format!(
-                "{}{}",
-                a.to_ascii_uppercase() as char,
-                b.to_ascii_uppercase() as char
-            )
+            Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
         }
-        _ => String::new(),
+        _ => None,
     }
 }

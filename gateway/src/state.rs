@@ -27,6 +27,8 @@ pub struct AppState {
     pub store: Store,
     pub scan_ids: ScanIdGenerator,
     pub scans: ScanCapture,
+    /// User-agent facts (device, OS, in-app browser), cached by UA.
+    pub clients: crate::client::Clients,
     /// Scans and conversions in, every number out: the one analytics handle.
     pub analytics: Analytics,
     pub api_limiter: DefaultKeyedRateLimiter<IpAddr>,

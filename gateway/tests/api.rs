@@ -467,6 +467,7 @@ async fn stored_ambiguous_destination_still_served_and_changeable() {
             attribution_window_days: 30,
             qr: None,
             qr_logo: None,
+            routes: Vec::new(),
             created_at: 1,
             updated_at: 1,
             ..Default::default()

@@ -418,3 +418,45 @@ async fn steps_are_counted_in_redis_too() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
 }
+
+/// A matched routing rule's destination is followed as the rule says; app
+/// links apply to the code's own destinations.
+#[tokio::test]
+async fn a_matched_rule_wins_over_app_links() {
+    let gw = common::start().await;
+    let mut body = common::alice();
+    body["app_links"] = json!({"ios": "https://app.shop.example/open"});
+    body["routes"] = json!([
+        {"name": "de", "destination": "https://shop.example/de", "country": ["DE"]}
+    ]);
+    let r = gw.create(body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let de = gw
+        .anon
+        .send(
+            Method::GET,
+            "/alice10/yt",
+            &browser(IPHONE_SAFARI, &[("cf-ipcountry", "DE")]),
+            Default::default(),
+        )
+        .await;
+    let loc = de.header("location").unwrap();
+    assert!(
+        loc.starts_with("https://shop.example/de?utm_source=youtube"),
+        "{loc}"
+    );
+    let fr = gw
+        .anon
+        .send(
+            Method::GET,
+            "/alice10/yt",
+            &browser(IPHONE_SAFARI, &[("cf-ipcountry", "FR")]),
+            Default::default(),
+        )
+        .await;
+    let loc = fr.header("location").unwrap();
+    assert!(
+        loc.starts_with("https://app.shop.example/open?utm_source=youtube"),
+        "{loc}"
+    );
+}

@@ -842,6 +842,7 @@ impl<'m> ScanGen<'m> {
             is_unique,
             unknown_channel: String::new(),
             step: String::new(),
+            route: String::new(),
         })
     }
 }

@@ -1,7 +1,7 @@
 //! A change to a stored code (the API's PATCH, the console's edit form):
 //! absent fields stay as they are.
 
-use crate::{AppLinks, CodeRecord, CommissionPlan, QrStyle, Utm};
+use crate::{AppLinks, CodeRecord, CommissionPlan, QrStyle, RouteRule, Utm};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct CodeChange {
     pub app_links: Option<Option<AppLinks>>,
     pub in_app_escape: Option<bool>,
     pub visitor_token: Option<bool>,
+    /// Replaces the routing rules (an empty list removes them).
+    pub routes: Option<Vec<RouteRule>>,
 }
 
 impl CodeChange {
@@ -63,6 +65,9 @@ impl CodeChange {
         }
         if let Some(v) = self.visitor_token {
             r.visitor_token = v;
+        }
+        if let Some(routes) = self.routes {
+            r.routes = routes;
         }
         r.updated_at = now;
     }

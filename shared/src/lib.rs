@@ -15,6 +15,7 @@ pub mod follow;
 pub mod profile;
 pub mod qr_style;
 pub mod record;
+pub mod route;
 
 pub use access::{ApiKey, KeyKind, Principal};
 pub use change::CodeChange;
@@ -26,6 +27,7 @@ pub use follow::{AndroidFallback, AndroidLink, AppLinks};
 pub use profile::OwnerProfile;
 pub use qr_style::{LogoRef, QrStyle};
 pub use record::CodeRecord;
+pub use route::RouteRule;
 
 /// A value that failed validation: which field, and why, in words a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

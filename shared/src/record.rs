@@ -1,7 +1,7 @@
 //! The stored form of a code, as both stores (embedded and Redis) keep it.
 
 use crate::{
-    AppLinks, ChannelName, CodeName, CommissionPlan, Destination, LogoRef, QrStyle, Utm,
+    AppLinks, ChannelName, CodeName, CommissionPlan, Destination, LogoRef, QrStyle, RouteRule, Utm,
     ValidationError,
 };
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,10 @@ pub struct CodeRecord {
     /// `PUT /api/v1/codes/{code}/logo`; the bytes are stored by SHA-256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr_logo: Option<LogoRef>,
+    /// Routing rules, first match wins ([`crate::route`]); empty: every
+    /// scan goes to `destination` (or its channel's variant).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRule>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -125,6 +129,7 @@ impl CodeRecord {
                 self.app_links = None;
             }
         }
+        crate::route::validate_routes(&mut self.routes)?;
         if !(1..=MAX_WINDOW_DAYS).contains(&self.attribution_window_days) {
             return Err(ValidationError::new(
                 "attribution_window_days",
@@ -171,6 +176,7 @@ mod tests {
             in_app_escape: false,
             visitor_token: false,
             qr_logo: None,
+            routes: Vec::new(),
             created_at: 0,
             updated_at: 0,
         }

@@ -8,7 +8,8 @@
 //! rules the parser promises.
 
 use codelink_shared::code::{lowercase_slug, RESERVED};
-use codelink_shared::{ChannelName, CodeName, Destination};
+use codelink_shared::route::{validate_routes, MAX_NAME, MAX_RULES};
+use codelink_shared::{ChannelName, CodeName, Destination, RouteRule};
 use proptest::prelude::*;
 
 /// `n` cases, or `PROPTEST_CASES` when set.
@@ -94,6 +95,104 @@ pub fn check_destination(raw: &str) {
     }
 }
 
+/// Routing rules: on success the rules are canonical (validating them again
+/// changes nothing), named uniquely, and their values in canonical case; an
+/// error names the rules. Returns whether they were accepted.
+pub fn check_routes(mut rules: Vec<RouteRule>) -> bool {
+    let count = rules.len();
+    match validate_routes(&mut rules) {
+        Ok(()) => {
+            assert!(count <= MAX_RULES);
+            let mut again = rules.clone();
+            validate_routes(&mut again).expect("canonical rules validate again");
+            assert_eq!(again, rules, "canonical is stable");
+            for (i, r) in rules.iter().enumerate() {
+                assert!(!r.name.is_empty() && r.name.len() <= MAX_NAME);
+                assert!(rules[..i].iter().all(|o| o.name != r.name));
+                assert!(r
+                    .country
+                    .iter()
+                    .all(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())));
+                assert!(r.language.iter().all(|l| *l == l.to_ascii_lowercase()));
+                assert_eq!(
+                    Destination::parse(&r.destination).unwrap().as_str(),
+                    r.destination
+                );
+            }
+            true
+        }
+        Err(e) => {
+            assert_eq!(e.field, "routes");
+            assert!(
+                e.message.starts_with("rule ") || e.message.starts_with("at most"),
+                "{e}"
+            );
+            false
+        }
+    }
+}
+
+fn rule_like() -> impl Strategy<Value = RouteRule> {
+    let word = |valid: &'static [&'static str]| {
+        proptest::collection::vec(
+            prop_oneof![
+                4 => proptest::sample::select(valid).prop_map(str::to_string),
+                1 => "[A-Za-z0-9-]{0,10}",
+            ],
+            0..3,
+        )
+    };
+    let time = proptest::option::of(prop_oneof![
+        Just("2027-01-01T00:00:00Z".to_string()),
+        Just("2027-01-01T01:00:00+01:00".to_string()),
+        Just("2026-12-31T23:59:59.5Z".to_string()),
+        "[0-9:TZ+-]{0,25}",
+    ]);
+    let destination = prop_oneof![
+        3 => Just("https://shop.example/x?a=1#f".to_string()),
+        3 => Just("HTTP://Shop.Example:80/a/../b".to_string()),
+        1 => url_like(),
+    ];
+    (
+        (
+            proptest::sample::select(vec!["", "", "", "1", "2", "vip-DE", "a b"]),
+            destination,
+        ),
+        (
+            word(&["ios", "IOS", "android", "desktop"]),
+            word(&["ios", "macos", "Linux"]),
+            word(&["any", "instagram", "TikTok"]),
+            word(&["de", "AT", "br"]),
+            word(&["de", "pt-BR", "en-gb"]),
+            word(&["mon", "SUN"]),
+        ),
+        (
+            time.clone(),
+            time,
+            proptest::option::of(proptest::array::uniform2(0u8..30)),
+        ),
+    )
+        .prop_map(
+            |(
+                (name, destination),
+                (device, os, in_app, country, language, weekdays),
+                (from, until, hours),
+            )| RouteRule {
+                name: name.to_string(),
+                destination,
+                device,
+                os,
+                in_app,
+                country,
+                language,
+                from,
+                until,
+                hours,
+                weekdays,
+            },
+        )
+}
+
 /// Names near the alphabet's edges: slug bytes, a few others, some reserved.
 fn name_like() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -177,4 +276,26 @@ proptest! {
     fn destinations(raw in url_like()) {
         check_destination(&raw);
     }
+}
+
+proptest! {
+    #![proptest_config(cases(2_000))]
+
+    #[test]
+    fn routes(rules in proptest::collection::vec(rule_like(), 0..4)) {
+        check_routes(rules);
+    }
+}
+
+/// The rule strategy reaches accepted rule sets, not only errors.
+#[test]
+fn the_rule_strategy_is_accepted_often_enough() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = proptest::collection::vec(rule_like(), 1..4);
+    let accepted = (0..2_000)
+        .filter(|_| check_routes(strategy.new_tree(&mut runner).unwrap().current()))
+        .count();
+    assert!(accepted >= 100, "only {accepted} of 2000 accepted");
 }

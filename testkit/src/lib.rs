@@ -8,11 +8,13 @@
 //! - [`ClickHouseServer`]: a real `clickhouse-server` (Debian 18.16) on free ports,
 //!   stop/restart on the same ports and data for outages.
 //! - [`qr`]: reading QR images back with a real decoder.
+//! - [`mmdb`]: writing a small MaxMind DB (GeoIP) file of countries.
 //! - [`browser`]: a headless Debian `chromium` driven through `chromedriver` (WebDriver).
 
 pub mod browser;
 mod clickhouse;
 pub mod http;
+pub mod mmdb;
 pub mod qr;
 mod redis;
 

@@ -199,10 +199,12 @@ pub enum Dimension {
     /// `human`, `suspect` or `bot` (the bot reasons folded by
     /// `crate::event::Verdict::of_reason`).
     Verdict,
+    /// The code's routing rule that chose the destination (`""`: none).
+    Route,
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 10] = [
+    pub const ALL: [Dimension; 11] = [
         Dimension::Channel,
         Dimension::Source,
         Dimension::BotReason,
@@ -213,6 +215,7 @@ impl Dimension {
         Dimension::InApp,
         Dimension::Referrer,
         Dimension::Verdict,
+        Dimension::Route,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -227,6 +230,7 @@ impl Dimension {
             Dimension::InApp => "in_app",
             Dimension::Referrer => "referrer",
             Dimension::Verdict => "verdict",
+            Dimension::Route => "route",
         }
     }
 
@@ -243,6 +247,7 @@ impl Dimension {
             Dimension::InApp => Dim::InApp,
             Dimension::Referrer => Dim::Referrer,
             Dimension::Verdict => Dim::BotReason,
+            Dimension::Route => Dim::Route,
         }
     }
 }
@@ -307,7 +312,7 @@ from_str_impl!(
 from_str_impl!(
     Dimension,
     "dimension",
-    "channel, source, bot_reason, country, device, browser, os, in_app, referrer, verdict",
+    "channel, source, bot_reason, country, device, browser, os, in_app, referrer, verdict, route",
     [
         Dimension::Channel,
         Dimension::Source,
@@ -318,7 +323,8 @@ from_str_impl!(
         Dimension::Os,
         Dimension::InApp,
         Dimension::Referrer,
-        Dimension::Verdict
+        Dimension::Verdict,
+        Dimension::Route
     ]
 );
 from_str_impl!(

@@ -2,11 +2,12 @@
 //! bucket) holding every cell of that bucket (a *block*), so that a quiet code
 //! costs one entry per bucket and a busy one rewrites one entry per batch.
 //!
-//! Scan block (version 2): `2u8`, then for each [`Dim`] in order a section,
+//! Scan block (version 3): `3u8`, then for each [`Dim`] in order a section,
 //! `len: varint` + bytes: `count: varint`, then per value (sorted) the value
 //! (`str`), `human`, `bot`, `suspect`, `qr`, `link` (varints) and the visitor
 //! sketch (`bytes`, [`VisitorSketch::encode`]). A reader that wants one
-//! dimension skips the other sections by their length. Version 1 (written
+//! dimension skips the other sections by their length. Version 2 (written
+//! before the `route` dimension) has 10 sections, not 11: no route cells. Version 1 (written
 //! before suspects were told apart) has no `suspect`, read as 0.
 //!
 //! Conversion block (version 2): `2u8`, `count: varint`, then per cell (sorted
@@ -29,7 +30,7 @@ use std::collections::BTreeMap;
 
 const VERSION: u8 = 1;
 /// The scan block's own version (see the module docs).
-const SCAN_VERSION: u8 = 2;
+const SCAN_VERSION: u8 = 3;
 /// Conversion blocks: 2 since reviews (flagged, held); 1 is still read.
 const CONVERSION_VERSION: u8 = 2;
 
@@ -71,7 +72,7 @@ impl ScanCell {
 /// Every scan cell of one (scope, grain, bucket), by dimension and value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanBlock {
-    pub dims: [BTreeMap<String, ScanCell>; 10],
+    pub dims: [BTreeMap<String, ScanCell>; 11],
 }
 
 impl ScanBlock {
@@ -128,14 +129,24 @@ pub fn cells_of(
 ) -> Result<impl Iterator<Item = Result<(&str, ScanCell), Malformed>>, Malformed> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
-    if version != 1 && version != SCAN_VERSION {
+    if !(1..=SCAN_VERSION).contains(&version) {
         return Err(Malformed("unknown scan block version"));
     }
     for _ in 0..dim as u8 {
         r.bytes()?;
     }
-    let mut section = Reader(r.bytes()?);
-    let count = section.varint()?;
+    // Blocks of versions 1 and 2 were written before the `route` dimension
+    // existed and end before its section: no cells.
+    let mut section = if version < 3 && dim == Dim::Route {
+        Reader(&[])
+    } else {
+        Reader(r.bytes()?)
+    };
+    let count = if version < 3 && dim == Dim::Route {
+        0
+    } else {
+        section.varint()?
+    };
     Ok((0..count).map(move |_| {
         let value = section.str()?;
         let mut n = [0u64; 5];
@@ -503,7 +514,8 @@ mod tests {
 
         // A version 1 block (before suspects were counted) reads with no suspects.
         let mut v1 = vec![1u8];
-        for dim in Dim::ALL {
+        for dim in &Dim::ALL[..10] {
+            let dim = *dim;
             let mut section = Vec::new();
             if dim == Dim::Total {
                 put_varint(&mut section, 1);
@@ -525,6 +537,14 @@ mod tests {
             (total.human, total.bot, total.suspect, total.qr, total.link),
             (3, 2, 0, 1, 0)
         );
+        // Versions 1 and 2 end before the `route` section: no route cells.
+        assert!(old.dims[Dim::Route as usize].is_empty());
+        v1[0] = 2;
+        assert_eq!(cells_of(&v1, Dim::Route).unwrap().count(), 0);
+        block.add(Dim::Route, "ios-de", &delta(2, vec![1]));
+        let bytes = block.encode();
+        assert_eq!(bytes[0], 3);
+        assert_eq!(cells_of(&bytes, Dim::Route).unwrap().count(), 1);
 
         let mut conv = ConversionBlock::default();
         let key = ConversionCellKey {

@@ -94,10 +94,12 @@ pub enum Dim {
     InApp = 7,
     Country = 8,
     Referrer = 9,
+    /// The routing rule that chose the destination (`""`: none).
+    Route = 10,
 }
 
 impl Dim {
-    pub const ALL: [Dim; 10] = [
+    pub const ALL: [Dim; 11] = [
         Dim::Total,
         Dim::Channel,
         Dim::Source,
@@ -108,6 +110,7 @@ impl Dim {
         Dim::InApp,
         Dim::Country,
         Dim::Referrer,
+        Dim::Route,
     ];
 
     pub fn from_u8(v: u8) -> Option<Dim> {
@@ -126,6 +129,7 @@ impl Dim {
             Dim::InApp => &s.in_app,
             Dim::Country => &s.country,
             Dim::Referrer => &s.referrer_host,
+            Dim::Route => &s.route,
         }
     }
 
@@ -143,6 +147,7 @@ impl Dim {
             (Dim::InApp, Some(d)) => &d.in_app,
             (Dim::Country, Some(d)) => &d.country,
             (Dim::Referrer, Some(d)) => &d.referrer_host,
+            (Dim::Route, Some(d)) => &d.route,
         }
     }
 }
@@ -157,6 +162,9 @@ pub struct ScanDims {
     pub in_app: String,
     pub country: String,
     pub referrer_host: String,
+    /// Scans stored before routing rules (and dims serialised then) read `""`.
+    #[serde(default)]
+    pub route: String,
 }
 
 impl ScanDims {
@@ -169,6 +177,7 @@ impl ScanDims {
             in_app: s.in_app.clone(),
             country: s.country.clone(),
             referrer_host: s.referrer_host.clone(),
+            route: s.route.clone(),
         }
     }
 }

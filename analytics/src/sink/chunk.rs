@@ -8,9 +8,11 @@
 //! lies in `[from - CHUNK_SPAN_MS, to)`; a reader filters those by time and
 //! sorts them.
 //!
-//! Encoding (little-endian): `version: u8 = 1`, `count: u32`, then per scan
-//! `ts_ms: u64`, `is_unique: u8` and the 14 text fields of [`Scan`] in
-//! declaration order, each as `len: u16` + UTF-8 bytes.
+//! Encoding (little-endian): `version: u8 = 2`, `count: u32`, then per scan
+//! `ts_ms: u64`, `is_unique: u8` and the 15 text fields of [`Scan`] in
+//! declaration order (`route` last), each as `len: u16` + UTF-8 bytes.
+//! Version 1 (before routing rules) has 14 text fields, no `route` (read as
+//! empty); it is still read.
 
 use crate::event::Scan;
 use std::borrow::Borrow;
@@ -19,7 +21,7 @@ use std::borrow::Borrow;
 pub const CHUNK_MAX: usize = 1024;
 /// A chunk's last scan is less than this many ms after its first.
 pub const CHUNK_SPAN_MS: u64 = 1000;
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChunkError {
@@ -70,7 +72,7 @@ pub fn chunks<S: Borrow<Scan>>(scans: &[S]) -> Vec<Chunk<'_, S>> {
     out
 }
 
-fn text_fields(s: &Scan) -> [&str; 14] {
+fn text_fields(s: &Scan) -> [&str; 15] {
     [
         &s.scan_id,
         &s.code,
@@ -86,6 +88,7 @@ fn text_fields(s: &Scan) -> [&str; 14] {
         &s.country,
         &s.source,
         &s.bot_reason,
+        &s.route,
     ]
 }
 
@@ -136,7 +139,7 @@ impl<'a> Reader<'a> {
 pub fn decode(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
     let mut r = Reader(bytes);
     let [version] = r.array()?;
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(ChunkError::Version(version));
     }
     let count = u32::from_le_bytes(r.array()?) as usize;
@@ -167,6 +170,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
             country: r.text()?,
             source: r.text()?,
             bot_reason: r.text()?,
+            route: if version == 1 {
+                String::new()
+            } else {
+                r.text()?
+            },
         });
     }
     if !r.0.is_empty() {
@@ -209,12 +217,32 @@ mod tests {
             is_unique: n.is_multiple_of(5),
             unknown_channel: String::new(),
             step: String::new(),
+            route: if n.is_multiple_of(4) {
+                "ios-de".into()
+            } else {
+                String::new()
+            },
         }
+    }
+
+    #[test]
+    fn version_1_chunks_still_read_with_no_route() {
+        // A version-1 chunk is a version-2 one without the last text field.
+        let mut s = scan(1_700_000_000_000, 1);
+        s.route = String::new();
+        let mut bytes = Vec::new();
+        encode(std::slice::from_ref(&s), &mut bytes).unwrap();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(&bytes[bytes.len() - 2..], &[0, 0]);
+        bytes[0] = 1;
+        bytes.truncate(bytes.len() - 2);
+        assert_eq!(decode(&bytes).unwrap(), vec![s]);
     }
 
     #[test]
     fn round_trip_keeps_every_field() {
         let scans: Vec<Scan> = (0..50).map(|n| scan(1_700_000_000_000 + n, n)).collect();
+        assert!(scans.iter().any(|s| s.route == "ios-de"));
         let mut bytes = Vec::new();
         encode(&scans, &mut bytes).unwrap();
         assert_eq!(decode(&bytes).unwrap(), scans);

@@ -162,6 +162,7 @@ pub fn field(s: &Scan, dim: Dimension) -> &str {
         Dimension::InApp => &s.in_app,
         Dimension::Referrer => &s.referrer_host,
         Dimension::Verdict => s.verdict().as_str(),
+        Dimension::Route => &s.route,
     }
 }
 

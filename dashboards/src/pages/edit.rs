@@ -570,6 +570,7 @@ pub async fn create<C: Console>(ctx: &Ctx<'_, C>, form: &Form) -> Response {
         attribution_window_days: p.window,
         qr: None,
         qr_logo: None,
+        routes: Vec::new(),
         created_at: 0,
         updated_at: 0,
         ..CodeRecord::default()
@@ -620,9 +621,9 @@ pub async fn update<C: Console>(ctx: &Ctx<'_, C>, raw: &str, form: &Form) -> Res
         channels: Some(p.channels),
         commission: Some(p.commission),
         attribution_window_days: Some(p.window),
-        // The QR preset and the follower paths (fallback URL, app links,
-        // in-app escape, visitor token) are set through the API; the form
-        // keeps them.
+        // The QR preset, the routing rules and the follower paths (fallback
+        // URL, app links, in-app escape, visitor token) are set through the
+        // API; the form keeps them.
         ..CodeChange::default()
     };
     match ctx.console.change_code(&record.code, change).await {

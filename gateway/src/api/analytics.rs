@@ -74,7 +74,7 @@ fn params(state: &AppState, who: &Principal, req: &Request) -> Result<Params, Ap
                     _ => return Err(bad("interval", "must be hour or day")),
                 }
             }
-            "by" => by = Some(v.parse().map_err(|_| bad("by", "must be one of channel, source, bot_reason, country, device, browser, os, in_app, referrer, verdict"))?),
+            "by" => by = Some(v.parse().map_err(|_| bad("by", "must be one of channel, source, bot_reason, country, device, browser, os, in_app, referrer, verdict, route"))?),
             "metric" => {
                 metric = match v.as_ref() {
                     "earnings" => TopMetric::Earnings,
@@ -191,7 +191,7 @@ pub(super) async fn handle(
             let by = p.by.ok_or_else(|| {
                 bad(
                     "by",
-                    "is required (channel, source, bot_reason, country, device, browser, os, in_app, referrer or verdict)",
+                    "is required (channel, source, bot_reason, country, device, browser, os, in_app, referrer, verdict or route)",
                 )
             })?;
             let r = to_value(&a.breakdown(q, by).await?);

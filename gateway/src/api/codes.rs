@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
-use codelink_shared::{AppLinks, CodeChange, CodeRecord, CommissionPlan, QrStyle, Utm};
+use codelink_shared::{AppLinks, CodeChange, CodeRecord, CommissionPlan, QrStyle, RouteRule, Utm};
 use http::{header, StatusCode};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
@@ -41,6 +41,7 @@ pub(super) fn view(state: &AppState, r: &CodeRecord) -> Value {
         "in_app_escape": r.in_app_escape,
         "visitor_token": r.visitor_token,
         "qr_logo": r.qr_logo,
+        "routes": r.routes,
         "created_at": format_time(r.created_at),
         "updated_at": format_time(r.updated_at),
         "links": {
@@ -78,6 +79,8 @@ struct CreateCode {
     in_app_escape: bool,
     #[serde(default)]
     visitor_token: bool,
+    #[serde(default)]
+    routes: Vec<RouteRule>,
 }
 
 fn default_window() -> u32 {
@@ -105,6 +108,7 @@ pub(super) async fn create(state: &AppState, req: Request) -> Result<Response, A
         in_app_escape: body.in_app_escape,
         visitor_token: body.visitor_token,
         qr_logo: None,
+        routes: body.routes,
         created_at: 0,
         updated_at: 0,
     };
@@ -213,6 +217,9 @@ struct PatchCode {
     in_app_escape: Option<bool>,
     #[serde(default)]
     visitor_token: Option<bool>,
+    /// Replaces every rule; `[]` removes them.
+    #[serde(default)]
+    routes: Option<Vec<RouteRule>>,
 }
 
 pub(super) async fn patch(
@@ -239,6 +246,7 @@ pub(super) async fn patch(
         app_links: body.app_links,
         in_app_escape: body.in_app_escape,
         visitor_token: body.visitor_token,
+        routes: body.routes,
     };
     let record = admin::change_code(state, code, change).await?;
     Ok(response::json(StatusCode::OK, &view(state, &record)))

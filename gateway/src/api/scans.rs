@@ -72,6 +72,7 @@ fn view(s: &Scan, admin: bool) -> Value {
         "country": opt(&s.country),
         "referrer_host": opt(&s.referrer_host),
         "user_agent": opt(&s.user_agent),
+        "route": opt(&s.route),
     });
     if admin {
         v["visitor_id"] = json!(s.visitor_id);

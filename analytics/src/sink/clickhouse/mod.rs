@@ -56,7 +56,8 @@ pub const MIGRATIONS: &[&str] = &[
         is_bot UInt8,
         bot_reason String,
         is_unique UInt8,
-        rolled UInt8 DEFAULT 0
+        rolled UInt8 DEFAULT 0,
+        route String DEFAULT ''
     ) ENGINE = ReplacingMergeTree
     PARTITION BY toYYYYMM(ts)
     ORDER BY (code, ts, scan_id)",
@@ -232,6 +233,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
         "held",
         "AggregateFunction(sum, Decimal(38, 0))",
     ),
+    // The routing rule that chose a scan's destination.
+    ("scans", "route", "String DEFAULT ''"),
 ];
 
 /// `Null` input tables and the materialized views reading them, recreated
@@ -369,6 +372,7 @@ struct ScanRow<'a> {
     bot_reason: &'a str,
     is_unique: u8,
     rolled: u8,
+    route: &'a str,
 }
 
 /// One row of `conversions`.

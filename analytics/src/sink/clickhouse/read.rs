@@ -26,6 +26,7 @@ pub(super) struct ScanOut {
     source: String,
     bot_reason: String,
     is_unique: u8,
+    route: String,
 }
 
 impl From<ScanOut> for Scan {
@@ -49,13 +50,14 @@ impl From<ScanOut> for Scan {
             is_unique: r.is_unique != 0,
             unknown_channel: String::new(),
             step: String::new(),
+            route: r.route,
         }
     }
 }
 
 pub(super) const COLUMNS: &str =
     "scan_id, ts_ms, code, channel, visitor_id, ip_prefix, user_agent, \
-    device, os, browser, in_app, referrer_host, country, source, bot_reason, is_unique";
+    device, os, browser, in_app, referrer_host, country, source, bot_reason, is_unique, route";
 
 /// How far back each try looks: 18.16 sorts everything a query reads, so a
 /// busy code's newest page is looked for in its last hour first.

@@ -119,6 +119,7 @@ struct DimsRow {
     in_app: String,
     country: String,
     referrer_host: String,
+    route: String,
 }
 
 fn insert_timeouts() -> (Option<Duration>, Option<Duration>) {
@@ -462,7 +463,7 @@ impl ClickHouseEvents {
             let keys = vec!["(?, toDateTime(?))"; group.len()].join(", ");
             let ids = vec!["?"; group.len()].join(", ");
             let sql = format!(
-                "SELECT scan_id, source, device, os, browser, in_app, country, referrer_host \
+                "SELECT scan_id, source, device, os, browser, in_app, country, referrer_host, route \
                  FROM scans WHERE (code, ts) IN ({keys}) AND scan_id IN ({ids})"
             );
             let mut q = self.client.query(&sql);
@@ -483,6 +484,7 @@ impl ClickHouseEvents {
                         in_app: row.in_app,
                         country: row.country,
                         referrer_host: row.referrer_host,
+                        route: row.route,
                     },
                 );
             }
@@ -527,6 +529,7 @@ impl ClickHouseEvents {
                 bot_reason: &s.bot_reason,
                 is_unique: s.is_unique as u8,
                 rolled,
+                route: &s.route,
             };
             insert.write(&row).await?;
         }
