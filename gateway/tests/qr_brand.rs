@@ -14,10 +14,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+/// The public URL the QR images of [`gateway`] encode: fixed, so that what
+/// a reader makes of an image does not depend on the test's random port.
+const PUBLIC: &str = "https://go.example.com";
+
 /// A gateway whose QR rate limit does not get in the way of many renders.
 async fn gateway() -> common::TestGateway {
     let (mut config, tmp) = common::config();
     config.qr_renders_per_ip = 10_000;
+    config.public_url = Some(PUBLIC.into());
     common::start_with(config, Some(tmp)).await
 }
 
@@ -127,7 +132,7 @@ fn png_size(png: &[u8]) -> (u32, u32) {
 #[tokio::test]
 async fn every_styled_image_reads_back_in_zbarimg() {
     let gw = gateway().await;
-    let base = format!("http://{}", gw.addr);
+    let base = PUBLIC;
     let dir = std::env::var_os("QR_BRAND_SAMPLES")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| gw.data_dir.join("samples"));
@@ -240,7 +245,7 @@ async fn plain_images_are_unchanged_and_brand_changes_the_etag() {
     let options = gateway::qr_render::parse_query(Some("size=300"))
         .unwrap()
         .options;
-    let content = format!("http://{}/alice10?qr=1", gw.addr);
+    let content = format!("{PUBLIC}/alice10?qr=1");
     let plain =
         gateway::qr_render::render(&content, &options, gateway::qr_render::Format::Png).unwrap();
     assert_eq!(r.body, plain);
