@@ -52,26 +52,9 @@ pub use corpus::{family, MAX_FAMILY};
 /// The device classes [`Client::device`] takes.
 pub const DEVICE_CLASSES: &[&str] = &["mobile", "tablet", "desktop", "bot", "other"];
 
-/// The apps [`Client::in_app`] names (it is `""` outside an in-app browser).
-pub const IN_APPS: &[&str] = &[
-    "instagram",
-    "facebook",
-    "messenger",
-    "threads",
-    "tiktok",
-    "youtube",
-    "snapchat",
-    "twitter",
-    "linkedin",
-    "pinterest",
-    "wechat",
-    "line",
-    "telegram",
-    "discord",
-    "reddit",
-    "kakaotalk",
-    "viber",
-];
+/// The apps [`Client::in_app`] names (it is `""` outside an in-app browser):
+/// the list routing rules are checked against, kept in `shared`.
+pub use codelink_shared::route::IN_APPS;
 
 /// Only this many bytes of a UA are examined (cut back to a char boundary).
 pub const MAX_UA_BYTES: usize = 512;
@@ -1282,11 +1265,6 @@ mod tests {
 
     /// Throughput check, run by hand:
     /// `cargo test -p codelink-analytics --release -- --ignored --nocapture throughput`
-    #[test]
-    fn routing_rules_name_the_same_in_app_browsers() {
-        assert_eq!(IN_APPS, codelink_shared::route::IN_APPS);
-    }
-
     #[test]
     #[ignore]
     fn throughput() {

@@ -23,6 +23,9 @@ mod range;
 pub mod session;
 
 pub use console::{Console, ConsoleError};
+/// HTML escaping for text and quoted attributes, also used by the gateway's
+/// own pages (bio page, follower pages).
+pub use html::esc;
 
 use bytes::Bytes;
 use codelink_shared::Principal;

@@ -20,6 +20,7 @@ use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
 use bytes::Bytes;
+use codelink_dashboards::esc;
 use codelink_shared::OwnerProfile;
 use http::{header, HeaderValue, Method, StatusCode};
 use std::collections::HashMap;
@@ -377,21 +378,4 @@ fn render(
         csp,
         valid_until,
     })
-}
-
-/// Escapes text for HTML text and double-quoted attributes. (Code and
-/// channel names are slugs and need none.)
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
-    out
 }

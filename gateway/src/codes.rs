@@ -79,23 +79,33 @@ impl Target {
     /// The `Location` for one scan, with one more parameter after the scan
     /// token (the opt-in visitor token).
     pub fn location_with(&self, scan_param: &str, scan_id: &str, key: &str, value: &str) -> String {
-        let mut out = self.location(scan_param, scan_id);
-        let at = out.len() - self.fragment.len();
-        out.insert_str(at, &format!("&{key}={value}"));
+        let mut out = self.location_base(scan_param, scan_id, key.len() + value.len() + 2);
+        out.push('&');
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+        out.push_str(&self.fragment);
         out
     }
 
     /// The `Location` for one scan.
     pub fn location(&self, scan_param: &str, scan_id: &str) -> String {
+        let mut out = self.location_base(scan_param, scan_id, 0);
+        out.push_str(&self.fragment);
+        out
+    }
+
+    /// The destination with the scan token, without the fragment, with room
+    /// for `more` bytes besides.
+    fn location_base(&self, scan_param: &str, scan_id: &str, more: usize) -> String {
         let mut out = String::with_capacity(
-            self.base.len() + scan_param.len() + scan_id.len() + self.fragment.len() + 2,
+            self.base.len() + scan_param.len() + scan_id.len() + self.fragment.len() + 2 + more,
         );
         out.push_str(&self.base);
         out.push(if self.has_query { '&' } else { '?' });
         out.push_str(scan_param);
         out.push('=');
         out.push_str(scan_id);
-        out.push_str(&self.fragment);
         out
     }
 }

@@ -7,6 +7,7 @@ use crate::client::Device;
 use crate::codes::{CompiledCode, Gone, Target};
 use crate::response::{self, Response};
 use codelink_analytics::event::Step;
+use codelink_dashboards::esc;
 use codelink_shared::AndroidFallback;
 use http::{header, HeaderValue, StatusCode};
 use url::form_urlencoded::byte_serialize;
@@ -40,14 +41,9 @@ pub fn follow_up(query: Option<&str>) -> Option<(Step, &str)> {
     })
 }
 
-/// Extra query pairs for a destination: the opt-in visitor token.
-pub struct Extra<'a> {
-    pub visitor_token: Option<&'a str>,
-}
-
 /// Where one scan goes: the shop's app when the code has an app link for the
-/// follower's platform, else `target` (the channel's, or a rule's). The scan
-/// token (and the visitor token when opted in) rides along either way.
+/// follower's device, else `target` (the channel's, or a rule's). The scan
+/// token (and `visitor_token`, for codes that opted in) rides along either way.
 pub fn location(
     code: &CompiledCode,
     channel: &str,
@@ -55,7 +51,7 @@ pub fn location(
     device: Device,
     scan_param: &str,
     token: &str,
-    extra: &Extra<'_>,
+    visitor_token: Option<&str>,
 ) -> String {
     let apps = code.apps.as_ref();
     match (device, apps) {
@@ -65,14 +61,14 @@ pub fn location(
                     &code.target_on(ios, channel, scan_param),
                     scan_param,
                     token,
-                    extra,
+                    visitor_token,
                 );
             }
         }
         (Device::Android, Some(apps)) => {
             if let Some(android) = &apps.android {
                 let web = code.target_on(&android.url, channel, scan_param);
-                let web = with_params(&web, scan_param, token, extra);
+                let web = with_params(&web, scan_param, token, visitor_token);
                 let fallback = match android.fallback {
                     AndroidFallback::Web => web.clone(),
                     AndroidFallback::Store => {
@@ -91,11 +87,11 @@ pub fn location(
         }
         _ => {}
     }
-    with_params(target, scan_param, token, extra)
+    with_params(target, scan_param, token, visitor_token)
 }
 
-fn with_params(target: &Target, scan_param: &str, token: &str, extra: &Extra<'_>) -> String {
-    match extra.visitor_token {
+fn with_params(target: &Target, scan_param: &str, token: &str, visitor: Option<&str>) -> String {
+    match visitor {
         None => target.location(scan_param, token),
         Some(v) => target.location_with(scan_param, token, VISITOR_PARAM, v),
     }
@@ -176,7 +172,7 @@ pub fn escape_page(
             );
             format!(
                 "<a class=\"btn\" href=\"{}\">Open in your browser</a>",
-                attr(&href)
+                esc(&href)
             )
         }
         Device::Ios => format!(
@@ -195,7 +191,7 @@ pub fn escape_page(
              <p class=\"label\">Creator code, if the shop asks for one:</p>\
              <p class=\"code\" aria-label=\"Creator code\">{upper}</p>\
              <a class=\"btn alt\" href=\"{}\">Continue in {app_name}</a>",
-            attr(&continued)
+            esc(&continued)
         ),
     );
     let mut resp = response::with_body(StatusCode::OK, "text/html; charset=utf-8", body);
@@ -236,14 +232,6 @@ fn page(title: &str, body: &str) -> String {
          @media (prefers-color-scheme:dark){{body{{background:#111;color:#eee}}.btn.alt{{color:#6ea8ff;border-color:#6ea8ff}}}}\
          </style></head><body>{body}</body></html>"
     )
-}
-
-/// Escapes an attribute value (our URLs are ASCII; `&` and quotes matter).
-fn attr(value: &str) -> String {
-    value
-        .replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
 }
 
 #[cfg(test)]

@@ -172,9 +172,6 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
             (token, set_cookie, visitor)
         }
     };
-    let extra = follower::Extra {
-        visitor_token: visitor.as_deref(),
-    };
     let location = follower::location(
         &entry,
         channel,
@@ -182,7 +179,7 @@ pub fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Option<Respo
         device,
         &state.config.scan_param,
         &token,
-        &extra,
+        visitor.as_deref(),
     );
     let Ok(location) = HeaderValue::try_from(location) else {
         // Destinations are serialised by the URL parser (ASCII only); unreachable in practice.

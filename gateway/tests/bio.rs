@@ -352,17 +352,7 @@ async fn profile_api_validates_and_creator_keys_reach_their_own_only() {
     assert_eq!(r.status, 200, "{}", r.text());
 
     // A creator key: its own owner's profile, read and write; another's is 404.
-    let key = gw
-        .admin
-        .post_json(
-            "/api/v1/keys",
-            &json!({"kind": "creator", "creator": "alice"}),
-        )
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = gw.key(json!({"kind": "creator", "creator": "alice"})).await;
     let alice = Client::new(gw.addr).with_bearer(&key);
     let r = put(
         &alice,
@@ -405,14 +395,7 @@ async fn profile_api_validates_and_creator_keys_reach_their_own_only() {
         gw.admin.get("/api/v1/owners/bob/profile").await.json()["title"],
         "Bob"
     );
-    let ingest = gw
-        .admin
-        .post_json("/api/v1/keys", &json!({"kind": "ingest"}))
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ingest = gw.key(json!({"kind": "ingest"})).await;
     let ingest = Client::new(gw.addr).with_bearer(&ingest);
     assert_eq!(ingest.get(path).await.status, 403);
     assert_eq!(gw.anon.get(path).await.status, 401);

@@ -425,7 +425,7 @@ async fn logo_is_shown_served_deleted_and_survives_a_restart() {
     config.qr_renders_per_ip = 10_000;
     // The images encode the public link: fixed, so the restarted gateway's
     // images can be compared byte for byte.
-    config.public_url = Some("https://go.example.com".into());
+    config.public_url = Some(PUBLIC.into());
     let mut gw = common::start_with(config.clone(), Some(tmp)).await;
     gw.create(common::alice()).await;
     let logo = png_logo();
@@ -437,21 +437,7 @@ async fn logo_is_shown_served_deleted_and_survives_a_restart() {
     assert_eq!(meta["sha256"].as_str().unwrap().len(), 64);
 
     // A creator reads their own code's logo; the bytes come back as sent.
-    let (key, secret) = {
-        let r = gw
-            .admin
-            .post_json(
-                "/api/v1/keys",
-                &json!({"kind": "creator", "creator": "alice"}),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text());
-        (
-            r.json()["id"].clone(),
-            r.json()["key"].as_str().unwrap().to_string(),
-        )
-    };
-    let _ = key;
+    let secret = gw.key(json!({"kind": "creator", "creator": "alice"})).await;
     let creator = codelink_testkit::http::Client::new(gw.addr).with_bearer(&secret);
     let r = creator.get("/api/v1/codes/alice10/logo").await;
     assert_eq!(r.status, 200);
@@ -509,7 +495,7 @@ async fn a_second_gateway_sharing_redis_draws_the_logo() {
             config.redis_url = Some(url);
             config.redis_prefix = prefix.to_string();
             config.qr_renders_per_ip = 10_000;
-            config.public_url = Some("https://go.example.com".into());
+            config.public_url = Some(PUBLIC.into());
             common::start_with(config, Some(tmp)).await
         }
     };
@@ -562,7 +548,7 @@ async fn a_gateway_restarted_while_redis_is_down_still_draws_the_logo() {
     let (mut config, tmp) = common::config();
     config.redis_url = Some(redis.url());
     config.redis_prefix = "brand-outage".into();
-    config.public_url = Some("https://go.example.com".into());
+    config.public_url = Some(PUBLIC.into());
     let mut gw = common::start_with(config.clone(), Some(tmp)).await;
     gw.create(common::alice()).await;
     let r = put_logo(&gw, "alice10", "image/png", png_logo()).await;
@@ -697,17 +683,11 @@ fn orange(png: &[u8]) -> usize {
     count_pixels(png, |r, g, b| r > 200 && g > 60 && g < 160 && b < 120)
 }
 
-async fn creator_key(gw: &common::TestGateway, body: serde_json::Value) -> String {
-    let r = gw.admin.post_json("/api/v1/keys", &body).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["key"].as_str().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn an_owner_logo_draws_on_their_codes_without_one_and_survives_a_restart() {
     let (mut config, tmp) = common::config();
     config.qr_renders_per_ip = 10_000;
-    config.public_url = Some("https://go.example.com".into());
+    config.public_url = Some(PUBLIC.into());
     let mut gw = common::start_with(config.clone(), Some(tmp)).await;
     let dir = gw.data_dir.join("samples");
     std::fs::create_dir_all(&dir).unwrap();
@@ -816,7 +796,7 @@ async fn an_owner_logo_draws_on_their_codes_without_one_and_survives_a_restart()
     // Keys: alice's creator key reads her logo, not bob's, and changes
     // nothing; an ingest key reads nothing.
     let alice = codelink_testkit::http::Client::new(gw.addr)
-        .with_bearer(&creator_key(&gw, json!({"kind": "creator", "creator": "alice"})).await);
+        .with_bearer(&gw.key(json!({"kind": "creator", "creator": "alice"})).await);
     let r = alice.get("/api/v1/owners/alice/logo").await;
     assert_eq!(r.status, 200);
     assert_eq!(&r.body[..], &logo[..]);
@@ -829,7 +809,7 @@ async fn an_owner_logo_draws_on_their_codes_without_one_and_survives_a_restart()
     );
     assert_eq!(alice.delete("/api/v1/owners/alice/logo").await.status, 403);
     let ingest = codelink_testkit::http::Client::new(gw.addr)
-        .with_bearer(&creator_key(&gw, json!({"kind": "ingest"})).await);
+        .with_bearer(&gw.key(json!({"kind": "ingest"})).await);
     assert_eq!(ingest.get("/api/v1/owners/alice/logo").await.status, 403);
     assert_eq!(
         put_owner_logo(&ingest, "alice", "image/png", png_logo())
@@ -934,7 +914,7 @@ async fn a_second_gateway_sharing_redis_draws_the_owner_logo() {
             config.redis_url = Some(url);
             config.redis_prefix = "owner-brand".to_string();
             config.qr_renders_per_ip = 10_000;
-            config.public_url = Some("https://go.example.com".into());
+            config.public_url = Some(PUBLIC.into());
             common::start_with(config, tmp.or(Some(fresh))).await
         }
     };
@@ -1040,7 +1020,7 @@ async fn logos_are_put_back_when_redis_lost_its_data() {
             config.redis_url = Some(url);
             config.redis_prefix = "owner-lost".to_string();
             config.qr_renders_per_ip = 10_000;
-            config.public_url = Some("https://go.example.com".into());
+            config.public_url = Some(PUBLIC.into());
             common::start_with(config, Some(tmp)).await
         }
     };

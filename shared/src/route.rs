@@ -39,8 +39,8 @@ pub const MAX_LANGUAGE: usize = 35;
 
 pub const DEVICES: &[&str] = &["ios", "android", "desktop"];
 pub const OSES: &[&str] = &["ios", "android", "windows", "macos", "linux", "chromeos"];
-/// The in-app browsers the classifier names (the same list as
-/// `codelink_analytics::classify::IN_APPS`, checked by a test there).
+/// The in-app browsers the classifier names (`codelink_analytics::classify`
+/// uses this list).
 pub const IN_APPS: &[&str] = &[
     "instagram",
     "facebook",

@@ -3,6 +3,7 @@
 use crate::error::ApiError;
 use crate::request::{read_body, BodyError, Request};
 use crate::state::AppState;
+use bytes::Bytes;
 use http::{header, StatusCode};
 
 /// Reads a JSON object body (every body but a conversion batch's): as
@@ -47,42 +48,14 @@ async fn read<T: serde::de::DeserializeOwned>(
         ));
     }
     let limit = state.config.max_body_bytes;
-    let too_large = || {
+    let body = read_bounded(state, req, limit, || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("request body exceeds {limit} bytes"),
         )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let deadline = state.config.body_timeout();
-    let body = match read_body(req.into_body(), limit, deadline).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return Err(too_large()),
-        Err(BodyError::Broken(e)) => {
-            return Err(ApiError::bad_request(
-                "bad_body",
-                format!("could not read the request body: {e}"),
-            ))
-        }
-        Err(BodyError::TooSlow) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
-                    "the request body did not arrive within {} ms; send it whole",
-                    deadline.as_millis()
-                ),
-            ))
-        }
-    };
+    })
+    .await?;
     if object {
         // Syntax errors are answered below, as for any body.
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) {
@@ -106,4 +79,40 @@ async fn read<T: serde::de::DeserializeOwned>(
             _ => ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}")),
         }
     })
+}
+
+/// Reads a body of at most `limit` bytes within `--body-timeout-ms`:
+/// `too_large` (413) when its declared or actual length is past the limit,
+/// 408 when it does not arrive in time, 400 when the connection breaks.
+pub(super) async fn read_bounded(
+    state: &AppState,
+    req: Request,
+    limit: usize,
+    too_large: impl Fn() -> ApiError,
+) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let deadline = state.config.body_timeout();
+    match read_body(req.into_body(), limit, deadline).await {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::Broken(e)) => Err(ApiError::bad_request(
+            "bad_body",
+            format!("could not read the request body: {e}"),
+        )),
+        Err(BodyError::TooSlow) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} ms; send it whole",
+                deadline.as_millis()
+            ),
+        )),
+    }
 }

@@ -14,7 +14,7 @@ use super::profiles;
 use crate::admin;
 use crate::error::ApiError;
 use crate::qr_logo::{Logo, LogoKind, MAX_LOGO_BYTES};
-use crate::request::{read_body, BodyError, Request};
+use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
 use bytes::Bytes;
@@ -53,35 +53,7 @@ async fn read_logo(state: &AppState, req: Request) -> Result<Arc<Logo>, ApiError
             ),
         )
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_LOGO_BYTES as u64) {
-        return Err(too_large());
-    }
-    let deadline = state.config.body_timeout();
-    let body = match read_body(req.into_body(), MAX_LOGO_BYTES, deadline).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return Err(too_large()),
-        Err(BodyError::Broken(e)) => {
-            return Err(ApiError::bad_request(
-                "bad_body",
-                format!("could not read the request body: {e}"),
-            ))
-        }
-        Err(BodyError::TooSlow) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
-                    "the request body did not arrive within {} ms; send it whole",
-                    deadline.as_millis()
-                ),
-            ))
-        }
-    };
+    let body = super::body::read_bounded(state, req, MAX_LOGO_BYTES, too_large).await?;
     // Decoding an image takes milliseconds: off the async workers.
     let logo = tokio::task::spawn_blocking(move || Logo::parse(kind, body))
         .await

@@ -90,6 +90,14 @@ impl TestGateway {
     pub async fn create(&self, body: serde_json::Value) -> codelink_testkit::http::Response {
         self.admin.post_json("/api/v1/codes", &body).await
     }
+
+    /// Issues a key (`{"kind": "creator", "creator": "alice"}`, `{"kind":
+    /// "ingest"}`) with the admin key; returns its secret.
+    pub async fn key(&self, body: serde_json::Value) -> String {
+        let r = self.admin.post_json("/api/v1/keys", &body).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["key"].as_str().unwrap().to_string()
+    }
 }
 
 /// A typical code with two channels.
