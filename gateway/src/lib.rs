@@ -36,6 +36,7 @@ mod server;
 mod state;
 pub mod store;
 mod sync;
+mod tag;
 
 pub use config::Config;
 pub use state::AppState;
