@@ -36,8 +36,11 @@ pub const RETRY_STEPS: [u64; 12] = [
     1, 6, 24, 120, 360, 720, 1440, 2880, 5760, 8640, 17280, 17280,
 ];
 
-/// A delivery of a disabled endpoint is looked at again this often.
-const PARKED: Duration = Duration::from_secs(60);
+/// A delivery of a disabled endpoint is looked at again this often (a
+/// minute; less when the retry base is below 5 s, as in tests).
+fn parked(base: Duration) -> Duration {
+    (base * 12).min(Duration::from_secs(60))
+}
 
 /// The delay after `failed` failed attempts (1 for the first), `unit` in
 /// [0, 1] choosing within the jitter; `None`: give up.
@@ -188,7 +191,7 @@ async fn attempt(
                 .await;
         }
         let old = d.due_ms;
-        d.due_ms = now + PARKED.as_millis() as u64;
+        d.due_ms = now + parked(hub.config.retry_base).as_millis() as u64;
         return outbox.reschedule(&d, old).await;
     }
     let n = d.attempts + 1;
