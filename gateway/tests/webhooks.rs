@@ -46,19 +46,30 @@ struct Receiver {
     port: u16,
     shared: Arc<Shared>,
     task: Option<tokio::task::JoinHandle<()>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Receiver {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared::default());
-        let task = Some(tokio::spawn(serve(listener, shared.clone())));
-        Self { port, shared, task }
+        let task = Some(tokio::spawn(serve(listener, shared.clone(), tls.clone())));
+        Self {
+            port,
+            shared,
+            task,
+            tls,
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks?x=1", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/hooks?x=1", self.port)
     }
 
     /// Stops listening: connections are refused.
@@ -72,7 +83,11 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await
             .unwrap();
-        self.task = Some(tokio::spawn(serve(listener, self.shared.clone())));
+        self.task = Some(tokio::spawn(serve(
+            listener,
+            self.shared.clone(),
+            self.tls.clone(),
+        )));
     }
 
     fn got(&self) -> Vec<Got> {
@@ -115,64 +130,86 @@ impl Drop for Receiver {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let shared = shared.clone();
-                    async move {
-                        let header = |n: &str| {
-                            req.headers()
-                                .get(n)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_string()
-                        };
-                        let (id, ts, sig) = (
-                            header("webhook-id"),
-                            header("webhook-timestamp"),
-                            header("webhook-signature"),
-                        );
-                        assert_eq!(header("content-type"), "application/json");
-                        assert!(header("user-agent").starts_with("codelink-webhooks/"));
-                        assert_eq!(req.uri().path_and_query().unwrap().as_str(), "/hooks?x=1");
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let always = shared.always.load(SeqCst) as u16;
-                        let status = if always != 0 {
-                            always
-                        } else if shared
-                            .fail
-                            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-                            .is_ok()
-                        {
-                            500
-                        } else {
-                            204
-                        };
-                        shared.got.lock().unwrap().push(Got {
-                            id,
-                            timestamp: ts.parse().unwrap_or(0),
-                            signature: sig,
-                            body: String::from_utf8(body.to_vec()).unwrap(),
-                            answered: status,
-                        });
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(status)
-                                .body(http_body_util::Full::new(bytes::Bytes::new()))
-                                .unwrap(),
-                        )
+        match tls.clone() {
+            None => {
+                tokio::spawn(answer(stream, shared));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        answer(stream, shared).await;
                     }
                 });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+            }
+        }
+    }
+}
+
+async fn answer<S>(stream: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    {
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let shared = shared.clone();
+                async move {
+                    let header = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    let (id, ts, sig) = (
+                        header("webhook-id"),
+                        header("webhook-timestamp"),
+                        header("webhook-signature"),
+                    );
+                    assert_eq!(header("content-type"), "application/json");
+                    assert!(header("user-agent").starts_with("codelink-webhooks/"));
+                    assert_eq!(req.uri().path_and_query().unwrap().as_str(), "/hooks?x=1");
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    let always = shared.always.load(SeqCst) as u16;
+                    let status = if always != 0 {
+                        always
+                    } else if shared
+                        .fail
+                        .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        500
+                    } else {
+                        204
+                    };
+                    shared.got.lock().unwrap().push(Got {
+                        id,
+                        timestamp: ts.parse().unwrap_or(0),
+                        signature: sig,
+                        body: String::from_utf8(body.to_vec()).unwrap(),
+                        answered: status,
+                    });
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .status(status)
+                            .body(http_body_util::Full::new(bytes::Bytes::new()))
+                            .unwrap(),
+                    )
+                }
+            });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     }
 }
 
@@ -718,4 +755,130 @@ async fn two_gateways_on_one_redis_deliver_each_event_once() {
         .await;
     assert_signed(&rx, &secret);
     b.stop().await.unwrap();
+}
+
+/// A test CA and a certificate for 127.0.0.1 signed by it, made with the
+/// `openssl` CLI: (directory, CA file, TLS acceptor).
+fn tls_receiver_parts() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    tokio_rustls::TlsAcceptor,
+) {
+    use rustls_pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("the openssl CLI");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.path().join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=codelink test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    let certs: Vec<_> =
+        rustls_pki_types::CertificateDer::pem_file_iter(dir.path().join("leaf.pem"))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.path().join("leaf.key")).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let ca = dir.path().join("ca.pem");
+    (dir, ca, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+#[tokio::test]
+async fn https_endpoints_are_delivered_to_when_their_ca_is_trusted() {
+    let (_dir, ca, acceptor) = tls_receiver_parts();
+    let rx = Receiver::start_with(Some(acceptor)).await;
+
+    // Without the test CA the certificate is not trusted: the attempt fails.
+    let (config, tmp) = config();
+    let gw = common::start_with(config, Some(tmp)).await;
+    let (id, _) = endpoint(&gw, json!({"url": rx.url(), "events": ["code.created"]})).await;
+    assert_eq!(gw.create(common::alice()).await.status, 201);
+    let path = format!("/api/v1/webhooks/{id}");
+    let refused = codelink_testkit::wait_until(Duration::from_secs(10), || async {
+        gw.admin.get(&path).await.json()["log"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("TLS"))
+    })
+    .await;
+    assert!(refused, "{:#}", gw.admin.get(&path).await.json());
+    assert!(rx.got().is_empty());
+    gw.stop().await.unwrap();
+
+    // With --webhook-ca-file it is.
+    let (mut config, tmp) = self::config();
+    config.webhook_ca_file = Some(ca);
+    let gw = common::start_with(config, Some(tmp)).await;
+    let (_, secret) = endpoint(&gw, json!({"url": rx.url(), "events": ["code.created"]})).await;
+    assert_eq!(gw.create(common::alice()).await.status, 201);
+    rx.wait_for("code.created over https", |rx| {
+        rx.of_type("code.created").len() == 1
+    })
+    .await;
+    assert_signed(&rx, &secret);
+    gw.stop().await.unwrap();
 }
