@@ -6,7 +6,7 @@
 //!
 //! | what | Redis configured | ClickHouse configured | neither |
 //! |---|---|---|---|
-//! | live counters, last visits, claims | Redis | (embedded) | embedded |
+//! | live counters, last visits, claims, webhook outbox | Redis | (embedded) | embedded |
 //! | scan and conversion rows, rollups | (embedded) | ClickHouse | embedded |
 //!
 //! The embedded store takes part only in the roles no server was given.
