@@ -146,7 +146,7 @@ async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
                 }
             }
         }
-        if turns % 20 == 0 {
+        if turns.is_multiple_of(20) {
             if let Ok(depth) = hub.outbox.depth().await {
                 hub.metrics
                     .depth
