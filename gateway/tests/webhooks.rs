@@ -882,3 +882,62 @@ async fn https_endpoints_are_delivered_to_when_their_ca_is_trusted() {
     assert_signed(&rx, &secret);
     gw.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_flagged_conversions_commission_is_confirmed_only_after_its_approval() {
+    let rx = Receiver::start().await;
+    let (mut config, tmp) = config();
+    // The second signup of one visitor is flagged (velocity).
+    config.fraud_visitor_signups = 1;
+    let gw = common::start_with(config, Some(tmp)).await;
+    endpoint(
+        &gw,
+        json!({"url": rx.url(), "events": ["conversion.created", "commission.confirmed"]}),
+    )
+    .await;
+    assert_eq!(gw.create(common::alice()).await.status, 201);
+    let signup = |id: &str| {
+        json!([{"event_id": id, "type": "signup", "code": "ALICE10", "visitor_id": "v-1",
+                "occurred_at": two_hours_ago()}])
+    };
+    for id in ["s-1", "s-2"] {
+        let r = gw.admin.post_json("/api/v1/conversions", &signup(id)).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    rx.wait_for("both conversions and the first confirmation", |rx| {
+        rx.of_type("conversion.created").len() == 2
+            && !rx.of_type("commission.confirmed").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let created = rx.of_type("conversion.created");
+    let flagged = created
+        .iter()
+        .find(|e| e["data"]["event_id"] == "s-2")
+        .unwrap();
+    assert_eq!(flagged["data"]["earnings"]["amount"], 0);
+    assert_eq!(flagged["data"]["flagged"]["held"], 200);
+    let confirmed = rx.of_type("commission.confirmed");
+    assert_eq!(confirmed.len(), 1);
+    assert_eq!(confirmed[0]["data"]["event_id"], "s-1");
+
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/reviews/s-2",
+            &json!({"decision": "approve", "note": "known customer"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    rx.wait_for("the approved one's confirmation", |rx| {
+        rx.of_type("commission.confirmed").len() == 2
+    })
+    .await;
+    let confirmed = rx.of_type("commission.confirmed");
+    let approved = confirmed
+        .iter()
+        .find(|e| e["data"]["event_id"] == "s-2")
+        .unwrap();
+    assert_eq!(approved["data"]["earnings"]["amount"], 200);
+    gw.stop().await.unwrap();
+}
