@@ -315,7 +315,13 @@ async fn every_event_is_delivered_signed_through_failures_an_outage_and_a_restar
     // A retry is a new attempt: same id and body, its own timestamp and signature.
     assert!(tries.iter().all(|g| g.body == tries[0].body));
 
-    // The delivery log shows the failures.
+    // The delivery log shows the failures (written just after the receiver answered).
+    let logged = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        let v = gw.admin.get(&format!("/api/v1/webhooks/{id}")).await.json();
+        v["log"].as_array().is_some_and(|l| l.len() == 3)
+    })
+    .await;
+    assert!(logged);
     let log = gw.admin.get(&format!("/api/v1/webhooks/{id}")).await.json();
     let log = log["log"].as_array().unwrap().clone();
     assert_eq!(log.len(), 3, "{log:#?}");
@@ -388,8 +394,15 @@ async fn every_event_is_delivered_signed_through_failures_an_outage_and_a_restar
     })
     .await;
     assert_eq!(rx.of_type("code.disabled")[0]["data"]["enabled"], false);
-    let healthy = gw.admin.get(&format!("/api/v1/webhooks/{id}")).await.json();
-    assert!(healthy["failing_since"].is_null(), "{healthy:#}");
+    let healthy = codelink_testkit::wait_until(Duration::from_secs(5), || async {
+        gw.admin.get(&format!("/api/v1/webhooks/{id}")).await.json()["failing_since"].is_null()
+    })
+    .await;
+    assert!(
+        healthy,
+        "{:#}",
+        gw.admin.get(&format!("/api/v1/webhooks/{id}")).await.json()
+    );
 
     // Every event once (a duplicate would carry the same id), every request signed.
     tokio::time::sleep(Duration::from_millis(300)).await;
