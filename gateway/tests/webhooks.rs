@@ -766,8 +766,30 @@ async fn two_gateways_on_one_redis_deliver_each_event_once() {
     rx.come_back().await;
     rx.wait_for("code.disabled", |rx| rx.of_type("code.disabled").len() == 1)
         .await;
-    assert_signed(&rx, &secret);
+
+    // Again with every instance down between the failure and the delivery:
+    // the delivery waits in Redis for a restarted instance.
+    rx.go_away();
+    let r = b
+        .admin
+        .patch_json("/api/v1/codes/code1", &json!({"enabled": false}))
+        .await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     b.stop().await.unwrap();
+    rx.come_back().await;
+    let (ca, ta) = instance("wh");
+    let a = common::start_with(ca, Some(ta)).await;
+    rx.wait_for("the second code.disabled", |rx| {
+        rx.of_type("code.disabled").len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (id, gots) in rx.delivered() {
+        assert_eq!(gots.len(), 1, "{id} delivered {} times", gots.len());
+    }
+    assert_signed(&rx, &secret);
+    a.stop().await.unwrap();
 }
 
 /// A test CA and a certificate for 127.0.0.1 signed by it, made with the
