@@ -31,6 +31,8 @@ pub struct Config {
     pub verdicts: VerdictRules,
     /// Thresholds of the fraud checks on conversions.
     pub fraud: crate::fraud::FraudConfig,
+    /// How webhooks are delivered.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 /// The behaviour signals of [`crate::enrich`].
@@ -67,6 +69,7 @@ impl Config {
             retain: None,
             verdicts: VerdictRules::default(),
             fraud: crate::fraud::FraudConfig::default(),
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
     }
 }

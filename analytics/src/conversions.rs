@@ -22,6 +22,7 @@ use crate::ledger::{self, CodeTerms, DecideError, Reported};
 use crate::records::{Claim, ClaimRecord, RefundOf};
 use crate::review::{Review, ReviewStatus};
 use crate::service::Analytics;
+use crate::webhooks::Event as WebhookEvent;
 
 /// How often a refund is decided again when another refund of the same
 /// purchase got in between its decision and its claim.
@@ -66,7 +67,34 @@ impl Analytics {
         if result.is_err() {
             release(self, &claimed).await;
         }
-        result
+        let outcomes = result?;
+        // The webhook events, before the answer (a duplicate enqueues them
+        // again, which stores nothing twice: a crash between recording and
+        // enqueueing is repaired by the brand's retry). The claims stay when
+        // this fails: the conversions are recorded, and the retry is a
+        // duplicate that enqueues again.
+        let hold_ms = self.config().hold.as_millis() as u64;
+        let mut events = Vec::new();
+        for o in &outcomes {
+            let c = &o.conversion;
+            let confirms = ledger::confirms_at(c.occurred_ms, hold_ms);
+            events.push(WebhookEvent::conversion(
+                c,
+                o.purchase_event_id.as_deref(),
+                confirms,
+            ));
+            // A flagged conversion's commission is confirmed only after an
+            // approval (`review.rs`).
+            if c.flagged.is_none() {
+                events.extend(WebhookEvent::commission_confirmed(c, c.earnings, confirms));
+            }
+        }
+        self.enqueue_webhooks(&events).await.map_err(|e| {
+            Error::Unavailable(format!(
+                "the conversions are recorded but their webhook events could not be queued ({e}); retry with the same event ids"
+            ))
+        })?;
+        Ok(outcomes)
     }
 
     async fn report_claiming(

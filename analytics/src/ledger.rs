@@ -424,9 +424,15 @@ pub fn clawback(earnings: i64, amount: i64, before: Refunded, after_amount: i64)
 /// hour it occurred in. (Per hour rather than per millisecond so that rollups,
 /// which keep conversions per hour, tell confirmed from estimated exactly.)
 pub fn is_confirmed(occurred_ms: u64, hold_ms: u64, now_ms: u64) -> bool {
+    confirms_at(occurred_ms, hold_ms) <= now_ms
+}
+
+/// When the earnings of a conversion that occurred at `occurred_ms` become
+/// confirmed (see [`is_confirmed`]).
+pub fn confirms_at(occurred_ms: u64, hold_ms: u64) -> u64 {
     const HOUR: u64 = 3_600_000;
     let hour_end = (occurred_ms / HOUR + 1) * HOUR;
-    hour_end.saturating_add(hold_ms) <= now_ms
+    hour_end.saturating_add(hold_ms)
 }
 
 /// A scan may be stamped a little after the conversion by another machine's clock.

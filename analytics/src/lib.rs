@@ -32,6 +32,7 @@ pub mod sketch;
 pub mod spool;
 pub mod stats;
 pub mod token;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::Error;

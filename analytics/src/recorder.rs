@@ -52,6 +52,9 @@ pub struct RecorderConfig {
     pub write_timeout: Duration,
     /// How the enricher judges scans beyond their user agent.
     pub verdicts: crate::config::VerdictRules,
+    /// Told of every batch the live store's sink (`live_sink`) has written
+    /// (webhook milestones read its counters back); full: skipped.
+    pub after_live_write: Option<(SinkKind, mpsc::Sender<Arc<Batch>>)>,
 }
 
 /// Counters for `/metrics`, shared by the recorder's tasks.
@@ -244,7 +247,13 @@ impl Recorder {
             metrics.sink(kind).spool_bytes.store(spool.bytes(), Relaxed);
             let (tx, rx) = mpsc::channel::<(Arc<Batch>, Option<oneshot::Sender<bool>>)>(16);
             worker_txs.push(tx);
+            let after_write = config
+                .after_live_write
+                .as_ref()
+                .filter(|(live, _)| *live == kind)
+                .map(|(_, tx)| tx.clone());
             let worker = Worker {
+                after_write,
                 sink,
                 spool,
                 metrics: metrics.clone(),
@@ -543,6 +552,7 @@ async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetr
 }
 
 struct Worker {
+    after_write: Option<mpsc::Sender<Arc<Batch>>>,
     sink: Sink,
     spool: Spool,
     metrics: Arc<RecorderMetrics>,
@@ -628,6 +638,9 @@ impl Worker {
                 }
             }
         };
+        if let (Ok(()), Some(tx)) = (&result, &self.after_write) {
+            let _ = tx.try_send(batch.clone());
+        }
         match &result {
             Ok(()) => m.written.fetch_add(batch.scans.len() as u64, Relaxed),
             Err(_) => m.failures.fetch_add(1, Relaxed),

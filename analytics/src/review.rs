@@ -189,6 +189,20 @@ impl Analytics {
             .await?;
         self.record_decisions(std::slice::from_ref(&decided))
             .await?;
+        let after = &decided.1;
+        if after.status == ReviewStatus::Approved {
+            // Its commission is confirmed once the hold has passed, as for
+            // a conversion never flagged (at once if it has).
+            let c = &after.conversion;
+            let hold_ms = self.config().hold.as_millis() as u64;
+            let confirms = crate::ledger::confirms_at(c.occurred_ms, hold_ms).max(now_ms);
+            let held = c.flagged.as_ref().map_or(0, |f| f.held);
+            if let Some(event) = crate::webhooks::Event::commission_confirmed(c, held, confirms) {
+                if let Err(e) = self.enqueue_webhooks(std::slice::from_ref(&event)).await {
+                    tracing::error!(event_id = %c.event_id, error = %e, "commission.confirmed of an approved conversion could not be queued");
+                }
+            }
+        }
         Ok(decided.1)
     }
 

@@ -6,7 +6,7 @@
 //!
 //! | what | Redis configured | ClickHouse configured | neither |
 //! |---|---|---|---|
-//! | live counters, last visits, claims | Redis | (embedded) | embedded |
+//! | live counters, last visits, claims, webhook outbox | Redis | (embedded) | embedded |
 //! | scan and conversion rows, rollups | (embedded) | ClickHouse | embedded |
 //!
 //! The embedded store takes part only in the roles no server was given.
@@ -55,6 +55,8 @@ struct Inner {
     /// ClickHouse rows without rollups exist (`codelink migrate` builds them).
     backfill_pending: Arc<AtomicBool>,
     fraud: crate::fraud::FraudMetrics,
+    /// Webhooks out: the outbox and the delivery settings.
+    webhooks: Arc<crate::webhooks::Hub>,
 }
 
 /// The background work [`Analytics::open`] started; [`AnalyticsTasks::stop`]
@@ -65,6 +67,7 @@ pub struct AnalyticsTasks {
     retention: Option<tokio::task::JoinHandle<()>>,
     migration: Option<EmbeddedMigration>,
     backfill: Option<BackfillWatch>,
+    webhooks: crate::webhooks::DeliveryTasks,
 }
 
 impl Analytics {
@@ -78,6 +81,7 @@ impl Analytics {
         let embedded = EmbeddedSink::open(&config.data_dir, embedded_rows, embedded_live)
             .map_err(|e| Error::Open(format!("{e}; is another codelink using this data dir?")))?;
         let embedded_handle = embedded.clone();
+        let webhooks = crate::webhooks::Hub::open(&config, &embedded)?;
         let mut sinks = Vec::new();
         if embedded_rows || embedded_live {
             sinks.push(Sink::Embedded(embedded.clone()));
@@ -121,6 +125,7 @@ impl Analytics {
                 (Backend::Embedded(embedded), None)
             }
         };
+        let (milestones_tx, milestones_rx) = tokio::sync::mpsc::channel(256);
         let recorder_config = RecorderConfig {
             data_dir: config.data_dir.clone(),
             flush_interval: config.recorder.flush_interval,
@@ -130,6 +135,14 @@ impl Analytics {
             retry_interval: Duration::from_secs(1),
             write_timeout: Duration::from_secs(10),
             verdicts: config.verdicts.clone(),
+            after_live_write: Some((
+                if config.redis.is_some() {
+                    crate::sink::SinkKind::Redis
+                } else {
+                    crate::sink::SinkKind::Embedded
+                },
+                milestones_tx,
+            )),
         };
         let (recorder, tasks) = Recorder::start(recorder_config, sinks)
             .map_err(|e| Error::Open(format!("cannot start the scan recorder: {e}")))?;
@@ -150,10 +163,16 @@ impl Analytics {
                 .map_or_else(Default::default, |b| b.pending.clone()),
             config,
             fraud: Default::default(),
+            webhooks: webhooks.clone(),
         };
         let analytics = Self {
             inner: Arc::new(inner),
         };
+        let delivery = crate::webhooks::DeliveryTasks::start(
+            webhooks,
+            analytics.inner.live.clone(),
+            milestones_rx,
+        );
         let retention = analytics
             .inner
             .config
@@ -166,6 +185,7 @@ impl Analytics {
                 recorder: tasks,
                 migration,
                 backfill,
+                webhooks: delivery,
             },
         ))
     }
@@ -190,6 +210,10 @@ impl Analytics {
 
     pub(crate) fn live(&self) -> &LiveStore {
         &self.inner.live
+    }
+
+    pub(crate) fn webhooks(&self) -> &crate::webhooks::Hub {
+        &self.inner.webhooks
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -231,6 +255,7 @@ impl Analytics {
         let r = &self.inner.recorder;
         r.metrics().render(out, r.sinks());
         self.inner.fraud.render(out);
+        self.inner.webhooks.render(out);
     }
 
     pub(crate) fn fraud_metrics(&self) -> &crate::fraud::FraudMetrics {
@@ -493,6 +518,7 @@ impl AnalyticsTasks {
         if let Some(b) = self.backfill {
             b.stop().await;
         }
+        self.webhooks.stop(deadline).await;
         self.recorder
             .finish(&analytics.inner.recorder, deadline)
             .await;

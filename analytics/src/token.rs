@@ -21,25 +21,26 @@ pub struct ScanToken {
     pub channel: String,
 }
 
-/// Signs and verifies tokens. The HMAC key pads are absorbed once, so a
-/// signature costs two SHA-256 compressions of a short message.
+/// HMAC-SHA256 (RFC 2104) with its key pads absorbed once, so a MAC costs
+/// two SHA-256 compressions of a short message. The scan tokens below use it
+/// (truncated to 80 bits), and so do webhook signatures (in full).
 #[derive(Clone)]
-pub struct Signer {
+pub struct Hmac {
     inner: Sha256,
     outer: Sha256,
 }
 
-impl Signer {
-    pub fn new(secret: &[u8]) -> Self {
-        let mut key = [0u8; 64];
-        if secret.len() > 64 {
-            key[..32].copy_from_slice(&Sha256::digest(secret));
+impl Hmac {
+    pub fn new(key: &[u8]) -> Self {
+        let mut block = [0u8; 64];
+        if key.len() > 64 {
+            block[..32].copy_from_slice(&Sha256::digest(key));
         } else {
-            key[..secret.len()].copy_from_slice(secret);
+            block[..key.len()].copy_from_slice(key);
         }
         let pad = |byte: u8| {
             let mut h = Sha256::new();
-            h.update(key.map(|k| k ^ byte));
+            h.update(block.map(|k| k ^ byte));
             h
         };
         Self {
@@ -48,12 +49,33 @@ impl Signer {
         }
     }
 
-    fn signature(&self, message: &[u8]) -> [u8; SIG_CHARS] {
+    /// The MAC of the concatenation of `parts`.
+    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut inner = self.inner.clone();
-        inner.update(message);
+        for p in parts {
+            inner.update(p);
+        }
         let mut outer = self.outer.clone();
         outer.update(inner.finalize());
-        let mac = outer.finalize();
+        outer.finalize().into()
+    }
+}
+
+/// Signs and verifies tokens.
+#[derive(Clone)]
+pub struct Signer {
+    hmac: Hmac,
+}
+
+impl Signer {
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            hmac: Hmac::new(secret),
+        }
+    }
+
+    fn signature(&self, message: &[u8]) -> [u8; SIG_CHARS] {
+        let mac = self.hmac.mac(&[message]);
         let mut bits: u128 = 0;
         for b in &mac[..SIG_BYTES] {
             bits = (bits << 8) | *b as u128;

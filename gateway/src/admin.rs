@@ -107,7 +107,21 @@ pub async fn create_code(
     check_qr_readable(state, &record, logo).await?;
     state.store.insert_new(record.clone()).await?;
     state.codes.upsert(record.clone());
+    state.analytics.code_created(&code_facts(&record)).await;
     Ok(record)
+}
+
+/// A code as webhook events describe it.
+pub fn code_facts(r: &CodeRecord) -> codelink_analytics::webhooks::CodeFacts {
+    let ms = |s: i64| u64::try_from(s).unwrap_or(0) * 1000;
+    codelink_analytics::webhooks::CodeFacts {
+        code: r.code.clone(),
+        owner: r.owner.clone(),
+        destination: r.destination.clone(),
+        enabled: r.enabled,
+        created_ms: ms(r.created_at),
+        changed_ms: ms(r.updated_at),
+    }
 }
 
 /// Applies `change` to a stored code (validated as a whole), then serves it.
@@ -122,6 +136,7 @@ pub async fn change_code(
             return Err(ValidationError::new("expires_at", "must be in the future").into());
         }
     }
+    let was_enabled = state.codes.get(code).is_some_and(|e| e.record.enabled);
     // Whether the images still read is judged on the record as this
     // instance holds it, changed (reading the images back takes a few ms of
     // CPU, kept off the store's write); the QR endpoint checks every image
@@ -144,6 +159,9 @@ pub async fn change_code(
         )
         .await?;
     state.codes.upsert(record.clone());
+    if was_enabled && !record.enabled {
+        state.analytics.code_disabled(&code_facts(&record)).await;
+    }
     Ok(record)
 }
 

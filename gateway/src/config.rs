@@ -241,6 +241,34 @@ pub struct Config {
     /// Flag a customer credited to another creator than their first one.
     #[arg(long, env = "CODELINK_FRAUD_MULTI_CREATOR", default_value_t = true, action = clap::ArgAction::Set)]
     pub fraud_multi_creator: bool,
+
+    /// Allow webhook endpoints on loopback, private and link-local
+    /// addresses (receivers on the gateway's own network). Off: refused (SSRF).
+    #[arg(long, env = "CODELINK_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+
+    /// The first webhook retry's delay (ms); later ones are multiples of it
+    /// (5 s: 5 s, 30 s, 2 min, 10 min, … 24 h, about three days in all).
+    #[arg(long, env = "CODELINK_WEBHOOK_RETRY_BASE_MS", default_value_t = 5_000)]
+    pub webhook_retry_base_ms: u64,
+
+    /// A webhook endpoint whose attempts have all failed for this long
+    /// (seconds; default 5 days) is disabled until re-enabled.
+    #[arg(long, env = "CODELINK_WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 5 * 86_400)]
+    pub webhook_disable_after_secs: u64,
+
+    /// One webhook attempt may take this long (ms): connect, send, status.
+    #[arg(long, env = "CODELINK_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// Webhook attempts under way at once, per instance.
+    #[arg(long, env = "CODELINK_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    pub webhook_concurrency: usize,
+
+    /// Extra CA certificates (PEM) trusted for https webhook endpoints,
+    /// besides Mozilla's roots.
+    #[arg(long, env = "CODELINK_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -299,6 +327,12 @@ impl Config {
             fraud_signups_per_scan: 10,
             fraud_scan_verdicts: true,
             fraud_multi_creator: true,
+            webhook_allow_private: false,
+            webhook_retry_base_ms: 5_000,
+            webhook_disable_after_secs: 5 * 86_400,
+            webhook_timeout_ms: 10_000,
+            webhook_concurrency: 16,
+            webhook_ca_file: None,
         }
     }
 
@@ -358,6 +392,14 @@ impl Config {
                 signups_per_human_scan: self.fraud_signups_per_scan,
                 scan_verdicts: self.fraud_scan_verdicts,
                 multi_creator: self.fraud_multi_creator,
+            },
+            webhooks: codelink_analytics::webhooks::WebhookConfig {
+                allow_private: self.webhook_allow_private,
+                retry_base: Duration::from_millis(self.webhook_retry_base_ms),
+                disable_after: Duration::from_secs(self.webhook_disable_after_secs),
+                timeout: Duration::from_millis(self.webhook_timeout_ms),
+                concurrency: self.webhook_concurrency,
+                ca_file: self.webhook_ca_file.clone(),
             },
             verdicts: VerdictRules {
                 repeat_window: Duration::from_secs(u64::from(self.repeat_window_secs)),
@@ -433,6 +475,12 @@ impl Config {
             "--qr-renders and --qr-renders-per-ip must be > 0"
         );
         anyhow::ensure!(self.batch_max > 0, "--batch-max must be > 0");
+        anyhow::ensure!(
+            self.webhook_retry_base_ms > 0
+                && self.webhook_timeout_ms > 0
+                && self.webhook_concurrency > 0,
+            "--webhook-retry-base-ms, --webhook-timeout-ms and --webhook-concurrency must be > 0"
+        );
         anyhow::ensure!(
             self.query_timeout_ms > 0 && self.max_concurrent_queries > 0 && self.max_buckets > 0,
             "--query-timeout-ms, --max-concurrent-queries and --max-buckets must be > 0"

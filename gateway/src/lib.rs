@@ -88,6 +88,12 @@ pub async fn build(
         metrics: metrics::Metrics::default(),
         config,
     });
+    // Milestone webhook events name the code's owner, from the code table.
+    let weak = Arc::downgrade(&state);
+    state.analytics.set_code_owners(Arc::new(move |code: &str| {
+        weak.upgrade()
+            .and_then(|s| s.codes.get(code).map(|e| e.record.owner.clone()))
+    }));
     let tasks = sync::start(&state).await?;
     tracing::info!(
         store = state.store.kind(),

@@ -8,7 +8,9 @@
 //! - QR logos (`/codes/{code}/logo`, `/owners/{owner}/logo`): the admin key
 //!   sets and removes them; a creator key reads its own;
 //! - the review of flagged conversions (`/reviews`, `/codes/{code}/ban`):
-//!   the admin key only.
+//!   the admin key only;
+//! - webhook endpoints (`/webhooks`): the admin key, or a creator key for
+//!   its own (scoped to its codes).
 
 mod analytics;
 mod auth;
@@ -22,6 +24,7 @@ mod profiles;
 mod reviews;
 mod scans;
 mod times;
+mod webhooks;
 
 pub use auth::Principal;
 
@@ -207,6 +210,14 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             erasure::erase(state, req).await
         }
         (["erasure"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["webhooks"], &Method::GET) => webhooks::list(state, &who).await,
+        (["webhooks"], &Method::POST) => webhooks::create(state, &who, req).await,
+        (["webhooks"], _) => Err(ApiError::method_not_allowed("GET, POST")),
+        (["webhooks", id], &Method::GET) => webhooks::get(state, &who, id).await,
+        (["webhooks", id], &Method::DELETE) => webhooks::delete(state, &who, id).await,
+        (["webhooks", _], _) => Err(ApiError::method_not_allowed("GET, DELETE")),
+        (["webhooks", id, "enable"], &Method::POST) => webhooks::enable(state, &who, id).await,
+        (["webhooks", _, "enable"], _) => Err(ApiError::method_not_allowed("POST")),
         (["analytics", report], &Method::GET) => analytics::handle(state, &who, report, &req).await,
         (["analytics", _], _) => Err(ApiError::method_not_allowed("GET")),
         _ => Err(ApiError::not_found(format!("no API endpoint at {path}"))),

@@ -311,6 +311,12 @@ impl EmbeddedSink {
         .await
     }
 
+    /// The database itself, for the webhook outbox (`crate::webhooks`),
+    /// which keeps tables of its own in the same file.
+    pub(crate) fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
     /// Runs `f` on the blocking pool with the database.
     async fn blocking<T: Send + 'static>(
         &self,
