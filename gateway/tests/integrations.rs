@@ -812,3 +812,59 @@ async fn redis_mode_shares_endpoints_and_replays() {
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+fn endpoint(id: &str) -> codelink_shared::Integration {
+    codelink_shared::Integration {
+        id: id.into(),
+        provider: codelink_shared::Provider::Shopify,
+        secret: SHOPIFY_SECRET.into(),
+        name: Some("EU shop".into()),
+        code: None,
+        created_at: 1_800_000_000,
+    }
+}
+
+/// What both store backends must do alike: keep endpoints with their
+/// secrets, and tell a delivery's first sighting from a repeat until the
+/// mark expires.
+async fn check_store(store: gateway::store::Store) {
+    assert!(store.list_integrations().await.unwrap().is_empty());
+    store.put_integration(endpoint("a1")).await.unwrap();
+    store.put_integration(endpoint("b2")).await.unwrap();
+    let got = store.integration("a1").await.unwrap().unwrap();
+    assert_eq!(got, endpoint("a1"), "kept whole, secret included");
+    assert_eq!(store.list_integrations().await.unwrap().len(), 2);
+    assert_eq!(
+        store.delete_integration("a1").await.unwrap().unwrap().id,
+        "a1"
+    );
+    assert!(store.delete_integration("a1").await.unwrap().is_none());
+    assert!(store.integration("a1").await.unwrap().is_none());
+
+    let until = now() + 60;
+    assert!(store.first_delivery("b2:evt_1:100", until).await.unwrap());
+    assert!(!store.first_delivery("b2:evt_1:100", until).await.unwrap());
+    assert!(store.first_delivery("b2:evt_1:101", until).await.unwrap());
+    // A mark lasts until `until` (at least a second), then the delivery is
+    // new again (its signature would be refused as too old by then).
+    assert!(store
+        .first_delivery("b2:evt_2:100", now() + 1)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(store
+        .first_delivery("b2:evt_2:100", now() + 60)
+        .await
+        .unwrap());
+    assert!(!store.first_delivery("b2:evt_1:100", until).await.unwrap());
+}
+
+#[tokio::test]
+async fn store_backends_keep_endpoints_and_deliveries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let embedded = gateway::store::EmbeddedStore::open(tmp.path()).unwrap();
+    check_store(gateway::store::Store::Embedded(embedded)).await;
+    let redis = RedisServer::start();
+    let store = gateway::store::RedisStore::connect(&redis.url(), "store-test").unwrap();
+    check_store(gateway::store::Store::Redis(store)).await;
+}

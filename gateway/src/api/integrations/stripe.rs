@@ -270,14 +270,14 @@ mod tests {
         assert_eq!(to_minor(5120, "KWD"), Some(5120));
     }
 
-    fn event(kind: &str, object: Value) -> Value {
+    fn stripe_event(kind: &str, object: Value) -> Value {
         json!({"id": "evt_1", "object": "event", "type": kind, "created": 1_800_000_000,
                "data": {"object": object}})
     }
 
     #[test]
     fn checkout_modes() {
-        let paid = event(
+        let paid = stripe_event(
             "checkout.session.completed",
             json!({"id": "cs_1", "mode": "payment", "payment_status": "paid",
                    "amount_total": 4900, "currency": "eur", "customer": "cus_9",
@@ -294,7 +294,7 @@ mod tests {
         assert_eq!(event["customer_id"], "cus_9");
         assert_eq!(event["occurred_at"], "2027-01-15T08:00:00Z");
         assert!(fallback.is_none());
-        let trial = event(
+        let trial = stripe_event(
             "checkout.session.completed",
             json!({"id": "cs_2", "mode": "subscription", "amount_total": 0,
                    "currency": "eur", "customer": "cus_9", "metadata": {"cl_scan": "t2"}}),
@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(event["type"], "signup");
         assert_eq!(event["scan_id"], "t2");
         assert_eq!(event["code"], "shop");
-        let unpaid = event(
+        let unpaid = stripe_event(
             "checkout.session.completed",
             json!({"id": "cs_3", "mode": "payment", "payment_status": "unpaid"}),
         );
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn refunds_name_their_payment() {
-        let mut e = event(
+        let mut e = stripe_event(
             "charge.refunded",
             json!({"id": "ch_1", "amount": 4900, "amount_refunded": 3000, "currency": "eur",
                    "payment_intent": "pi_7", "customer": "cus_9", "invoice": null}),
@@ -333,10 +333,10 @@ mod tests {
 
     #[test]
     fn other_events_are_ignored_and_bad_ones_refused() {
-        let e = event("customer.created", json!({"id": "cus_1"}));
+        let e = stripe_event("customer.created", json!({"id": "cus_1"}));
         assert!(matches!(map(&e, None).unwrap(), Mapped::Ignored(_)));
         assert_eq!(map(&json!({"id": "x"}), None).unwrap_err().status, 422);
-        let no_currency = event(
+        let no_currency = stripe_event(
             "invoice.paid",
             json!({"id": "in_1", "amount_paid": 100, "customer": "cus_1"}),
         );
