@@ -675,6 +675,7 @@ async fn registry_and_unknown_endpoints() {
     let created = r.json();
     let id = created["id"].as_str().unwrap().to_string();
     assert_eq!(created["code"], "alice10");
+    assert_eq!(created["secret_set"], true);
     let path = format!("/api/v1/integrations/stripe/{id}");
     let list = admin.get("/api/v1/integrations").await;
     assert_eq!(list.status, 200);
@@ -719,6 +720,33 @@ async fn registry_and_unknown_endpoints() {
     .await;
     assert_eq!(r.status, 404);
     assert_eq!(gw.anon.get(&path).await.status, 405);
+
+    // Renamed, its code cleared; a bad PATCH changes nothing.
+    let r = admin
+        .patch_json(
+            &format!("/api/v1/integrations/{id}"),
+            &json!({"name": "EU shop", "code": null}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        (r.json()["name"].clone(), r.json()["code"].clone()),
+        (json!("EU shop"), Value::Null)
+    );
+    let r = admin
+        .patch_json(
+            &format!("/api/v1/integrations/{id}"),
+            &json!({"secret": "sk_test_notASigningSecret"}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        admin
+            .patch_json("/api/v1/integrations/0123456789abcdef01234567", &json!({}))
+            .await
+            .status,
+        404
+    );
 
     let r = admin.delete(&format!("/api/v1/integrations/{id}")).await;
     assert_eq!(r.status, 200);
@@ -867,4 +895,51 @@ async fn store_backends_keep_endpoints_and_deliveries() {
     let redis = RedisServer::start();
     let store = gateway::store::RedisStore::connect(&redis.url(), "store-test").unwrap();
     check_store(gateway::store::Store::Redis(store)).await;
+}
+
+/// Stripe shows an endpoint's signing secret only once its URL is entered:
+/// the endpoint is registered without one, takes nothing until it is set,
+/// then takes events signed with it, and a rolled secret replaces it.
+#[tokio::test]
+async fn the_secret_may_come_after_the_url() {
+    let gw = gateway_with_code().await;
+    let r = gw
+        .admin
+        .post_json("/api/v1/integrations", &json!({"provider": "stripe"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["secret_set"], false);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/integrations/stripe/{id}");
+    let event = checkout_session("evt_secret_later", "", "cus_L", "pi_L", 1000);
+    // Signed with the empty key, as a forger would: refused all the same.
+    let body = serde_json::to_vec(&event).unwrap();
+    let forged = stripe_header("", now(), &body);
+    let r = post_raw(&gw.anon, &path, &[("stripe-signature", &forged)], &body).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (401, "no_secret")
+    );
+    let r = gw
+        .admin
+        .patch_json(
+            &format!("/api/v1/integrations/{id}"),
+            &json!({"secret": STRIPE_SECRET}),
+        )
+        .await;
+    assert_eq!(r.json()["secret_set"], true, "{}", r.text());
+    let (r, _) = stripe_post(&gw.anon, &path, &event, now()).await;
+    assert_eq!(r.json()["status"], "created", "{}", r.text());
+    // Rolled: the old secret's signatures no longer pass.
+    let r = gw
+        .admin
+        .patch_json(
+            &format!("/api/v1/integrations/{id}"),
+            &json!({"secret": "whsec_theRolledSecret"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let (r, _) = stripe_post(&gw.anon, &path, &event, now()).await;
+    assert_eq!(r.error_code(), "bad_signature");
+    gw.stop().await.unwrap();
 }

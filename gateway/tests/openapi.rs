@@ -218,7 +218,10 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
             // A provider's events: dispatched before the API key is read.
             assert_eq!(method, "POST");
             assert!(API_SOURCE.contains("\"/api/v1/integrations/\""));
-            assert!(API_SOURCE.contains(&format!("\"{provider}\"")), "{provider}");
+            assert!(
+                API_SOURCE.contains(&format!("\"{provider}\"")),
+                "{provider}"
+            );
         } else if path.starts_with("/api/") {
             assert!(
                 routes.iter().any(|r| matches(r, path, method)),

@@ -65,9 +65,19 @@ impl Integration {
         )
     }
 
-    /// Checks the fields a brand gives and canonicalises the code.
+    /// Whether a signing secret was given: an endpoint registered before
+    /// the provider showed its secret (Stripe shows it once the endpoint's
+    /// URL is entered) takes no event until one is set.
+    pub fn has_secret(&self) -> bool {
+        !self.secret.is_empty()
+    }
+
+    /// Checks the fields a brand gives and canonicalises the code (an empty
+    /// secret is "not set yet").
     pub fn validate(&mut self) -> Result<(), ValidationError> {
-        if !SECRET_LEN.contains(&self.secret.len())
+        if !self.has_secret() {
+            // Nothing to check yet.
+        } else if !SECRET_LEN.contains(&self.secret.len())
             || !self.secret.bytes().all(|b| b.is_ascii_graphic())
         {
             return Err(ValidationError::new(
@@ -80,7 +90,10 @@ impl Integration {
                 ),
             ));
         }
-        if self.provider == Provider::Stripe && !self.secret.starts_with("whsec_") {
+        if self.provider == Provider::Stripe
+            && self.has_secret()
+            && !self.secret.starts_with("whsec_")
+        {
             return Err(ValidationError::new(
                 "secret",
                 "a Stripe endpoint secret starts with 'whsec_' (Developers → Webhooks → \
@@ -144,5 +157,8 @@ mod tests {
         shopify.validate().unwrap();
         shopify.secret = "short".into();
         assert_eq!(shopify.validate().unwrap_err().field, "secret");
+        shopify.secret = String::new();
+        shopify.validate().unwrap();
+        assert!(!shopify.has_secret());
     }
 }

@@ -232,8 +232,9 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             admin_only(&who)?;
             match *m {
                 Method::GET => integrations::get(state, id).await,
+                Method::PATCH => integrations::patch(state, id, req).await,
                 Method::DELETE => integrations::delete(state, id).await,
-                _ => Err(ApiError::method_not_allowed("GET, DELETE")),
+                _ => Err(ApiError::method_not_allowed("GET, PATCH, DELETE")),
             }
         }
         (["analytics", report], &Method::GET) => analytics::handle(state, &who, report, &req).await,

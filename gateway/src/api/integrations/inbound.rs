@@ -7,7 +7,8 @@
 //!   (an event type codelink does not take, a payment of 0, a refund of a
 //!   purchase codelink never saw) — nothing to retry;
 //! - 404 unknown endpoint (or one of the other provider);
-//! - 401 `missing_signature`, `bad_signature`, and `signature_expired` for a
+//! - 401 `no_secret` (the endpoint's secret is not set yet),
+//!   `missing_signature`, `bad_signature`, and `signature_expired` for a
 //!   genuine Stripe signature more than 300 s from now: not a malformed
 //!   request but one whose sender cannot be trusted now; a retry from Stripe
 //!   is signed afresh and passes;
@@ -60,6 +61,14 @@ pub(in crate::api) async fn receive(
         .await?
         .filter(|i| i.provider == provider)
         .ok_or_else(|| not_found(id))?;
+    if !integration.has_secret() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "no_secret",
+            "this endpoint has no signing secret yet: set it with PATCH /api/v1/integrations/{id} \
+             {\"secret\": …} (the provider shows it once the endpoint's URL is entered)",
+        ));
+    }
     let headers = req.headers().clone();
     let body = read_bounded(state, req, MAX_EVENT_BYTES, || {
         ApiError::new(

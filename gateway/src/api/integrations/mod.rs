@@ -17,4 +17,4 @@ mod signature;
 mod stripe;
 
 pub(super) use inbound::receive;
-pub(super) use registry::{create, delete, get, list};
+pub(super) use registry::{create, delete, get, list, patch};

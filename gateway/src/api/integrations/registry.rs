@@ -19,7 +19,8 @@ pub const MAX_INTEGRATIONS: usize = 1000;
 #[serde(deny_unknown_fields)]
 struct Create {
     provider: Provider,
-    secret: String,
+    #[serde(default)]
+    secret: Option<String>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -33,6 +34,7 @@ fn view(state: &AppState, i: &Integration) -> Value {
         "name": i.name,
         "code": i.code,
         "url": format!("{}{}", state.public_base, i.path()),
+        "secret_set": i.has_secret(),
         "created_at": format_time(i.created_at),
     })
 }
@@ -43,21 +45,13 @@ pub(in crate::api) async fn create(state: &AppState, req: Request) -> Result<Res
     let mut integration = Integration {
         id: id.iter().map(|b| format!("{b:02x}")).collect(),
         provider: body.provider,
-        secret: body.secret,
+        secret: body.secret.unwrap_or_default(),
         name: body.name.filter(|n| !n.is_empty()),
         code: body.code,
         created_at: now(),
     };
     integration.validate()?;
-    if let Some(code) = &integration.code {
-        if state.codes.get(code).is_none() {
-            return Err(ValidationError::new(
-                "code",
-                format!("no code '{code}': create it first, or leave code out"),
-            )
-            .into());
-        }
-    }
+    known_code(state, &integration)?;
     if state.store.list_integrations().await?.len() >= MAX_INTEGRATIONS {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -70,6 +64,69 @@ pub(in crate::api) async fn create(state: &AppState, req: Request) -> Result<Res
         StatusCode::CREATED,
         &view(state, &integration),
     ))
+}
+
+/// `PATCH`: a merge — `secret` sets or replaces the signing secret (once
+/// the provider shows it, or when it is rolled), `name` and `code` change
+/// (`null` clears them); absent fields stay.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    code: Option<Option<String>>,
+}
+
+/// A field that is present, `null` included (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+pub(in crate::api) async fn patch(
+    state: &AppState,
+    id: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let body: Patch = read_json(state, req).await?;
+    let mut integration = state
+        .store
+        .integration(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if let Some(secret) = body.secret {
+        if secret.is_empty() {
+            return Err(ValidationError::new(
+                "secret",
+                "must not be empty: send the provider's signing secret",
+            )
+            .into());
+        }
+        integration.secret = secret;
+    }
+    if let Some(name) = body.name {
+        integration.name = name.filter(|n| !n.is_empty());
+    }
+    if let Some(code) = body.code {
+        integration.code = code;
+    }
+    integration.validate()?;
+    known_code(state, &integration)?;
+    state.store.put_integration(integration.clone()).await?;
+    Ok(response::json(StatusCode::OK, &view(state, &integration)))
+}
+
+fn known_code(state: &AppState, integration: &Integration) -> Result<(), ApiError> {
+    match &integration.code {
+        Some(code) if state.codes.get(code).is_none() => Err(ValidationError::new(
+            "code",
+            format!("no code '{code}': create it first, or leave code out"),
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 pub(in crate::api) async fn list(state: &AppState) -> Result<Response, ApiError> {
