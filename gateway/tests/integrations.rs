@@ -426,6 +426,10 @@ async fn stripe_subscription_checkout_and_its_first_invoice_count_once() {
     let (r, _) = stripe_post(&gw.anon, &path, &first, now()).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "duplicate", "{}", r.text());
+    assert_eq!(
+        r.json()["reason"],
+        "stripe:in_first was recorded from another event about the same payment"
+    );
     // A free trial's checkout is a signup: the customer is tied to the scan.
     let mut trial = checkout_session("evt_trial", &token, "cus_Trial", "", 0);
     trial["data"]["object"]["mode"] = json!("subscription");

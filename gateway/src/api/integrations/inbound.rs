@@ -139,7 +139,7 @@ async fn answer(state: &AppState, mapped: Mapped) -> Result<Response, ApiError> 
         Mapped::Ignored(reason) => return Ok(status("ignored", Some(reason), None)),
         Mapped::Report { event, fallback } => (event, fallback),
     };
-    let event_id = event["event_id"].clone();
+    let event_id = event["event_id"].as_str().unwrap_or_default().to_string();
     let mut result = conversions::report(state, event).await;
     if let (Err(e), Some(fallback)) = (&result, fallback) {
         if unknown_purchase(e) {
