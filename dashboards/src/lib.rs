@@ -23,6 +23,9 @@ mod range;
 pub mod session;
 
 pub use console::{Console, ConsoleError};
+/// HMAC-SHA256 and a constant-time comparison, also used by the gateway to
+/// verify payment providers' webhook signatures.
+pub use crypto::{hmac, same};
 /// HTML escaping for text and quoted attributes, also used by the gateway's
 /// own pages (bio page, follower pages).
 pub use html::esc;

@@ -211,6 +211,17 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
     for (path, method) in &ops {
         if path == "/api/v1/openapi.json" {
             assert_eq!(method, "GET");
+        } else if let Some(provider) = path
+            .strip_prefix("/api/v1/integrations/")
+            .and_then(|rest| rest.strip_suffix("/{endpoint}"))
+        {
+            // A provider's events: dispatched before the API key is read.
+            assert_eq!(method, "POST");
+            assert!(API_SOURCE.contains("\"/api/v1/integrations/\""));
+            assert!(
+                API_SOURCE.contains(&format!("\"{provider}\"")),
+                "{provider}"
+            );
         } else if path.starts_with("/api/") {
             assert!(
                 routes.iter().any(|r| matches(r, path, method)),
@@ -365,6 +376,7 @@ fn concrete(path: &str) -> String {
         .replace("{code}", "alice10")
         .replace("{id}", "nokey")
         .replace("{owner}", "alice")
+        .replace("{endpoint}", "nokey")
 }
 
 #[tokio::test]

@@ -305,6 +305,24 @@ pub(crate) fn parse_events(
 
 pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let body: Value = read_json_any(state, req).await?;
+    let (outcomes, single) = report(state, body).await?;
+    let mut results: Vec<Value> = outcomes.iter().map(view).collect();
+    let body = if single {
+        results.pop().unwrap_or(Value::Null)
+    } else {
+        json!({ "results": results })
+    };
+    Ok(response::json(StatusCode::ACCEPTED, &body))
+}
+
+/// Validates and reports the events of a body in this endpoint's format
+/// (one event, or an array of them): the outcomes, and whether it was a
+/// single event. The payment-provider endpoints map their events to this
+/// format and report them here, so both decide alike.
+pub(super) async fn report(
+    state: &AppState,
+    body: Value,
+) -> Result<(Vec<Outcome>, bool), ApiError> {
     let now = now_ms();
     let (mut reported, single) = parse_events(body, now, state.config.max_event_age_days)?;
     // A visitor token from a code's destination (`cl_vid`, opt-in) names the
@@ -361,13 +379,7 @@ pub(super) async fn ingest(state: &AppState, req: Request) -> Result<Response, A
                 )
             }
         })?;
-    let mut results: Vec<Value> = outcomes.iter().map(view).collect();
-    let body = if single {
-        results.pop().unwrap_or(Value::Null)
-    } else {
-        json!({ "results": results })
-    };
-    Ok(response::json(StatusCode::ACCEPTED, &body))
+    Ok((outcomes, single))
 }
 
 fn rfc3339_ms(ms: u64) -> Value {
@@ -380,7 +392,7 @@ fn rfc3339_ms(ms: u64) -> Value {
 }
 
 /// The answer for one event: the attribution decision and the earnings.
-fn view(outcome: &Outcome) -> Value {
+pub(super) fn view(outcome: &Outcome) -> Value {
     let c = &outcome.conversion;
     json!({
         "event_id": c.event_id,

@@ -10,7 +10,10 @@
 //! - the review of flagged conversions (`/reviews`, `/codes/{code}/ban`):
 //!   the admin key only;
 //! - webhook endpoints (`/webhooks`): the admin key, or a creator key for
-//!   its own (scoped to its codes).
+//!   its own (scoped to its codes);
+//! - payment-provider endpoints (`/integrations`): the admin key registers
+//!   them; the provider's events (`/integrations/{stripe|shopify}/{id}`)
+//!   carry no key and are authenticated by the provider's signature.
 
 mod analytics;
 mod auth;
@@ -18,6 +21,7 @@ mod body;
 mod codes;
 mod conversions;
 mod erasure;
+mod integrations;
 mod keys;
 mod logo;
 mod profiles;
@@ -77,6 +81,15 @@ fn openapi(req: &Request) -> Result<Response, ApiError> {
 async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
     if req.uri().path().trim_end_matches('/') == "/api/v1/openapi.json" {
         return openapi(&req);
+    }
+    // A provider's event: signed by the provider, no API key.
+    if let Some(rest) = req.uri().path().strip_prefix("/api/v1/integrations/") {
+        if let Some((provider @ ("stripe" | "shopify"), id)) =
+            rest.trim_end_matches('/').split_once('/')
+        {
+            let (provider, id) = (provider.to_string(), id.to_string());
+            return integrations::receive(state, &provider, &id, req).await;
+        }
     }
     let (who, key_id) = authorize(state, &req).await?;
     let path = req.uri().path().trim_end_matches('/').to_string();
@@ -218,6 +231,23 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
         (["webhooks", _], _) => Err(ApiError::method_not_allowed("GET, DELETE")),
         (["webhooks", id, "enable"], &Method::POST) => webhooks::enable(state, &who, id).await,
         (["webhooks", _, "enable"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["integrations"], m) => {
+            admin_only(&who)?;
+            match *m {
+                Method::GET => integrations::list(state).await,
+                Method::POST => integrations::create(state, req).await,
+                _ => Err(ApiError::method_not_allowed("GET, POST")),
+            }
+        }
+        (["integrations", id], m) => {
+            admin_only(&who)?;
+            match *m {
+                Method::GET => integrations::get(state, id).await,
+                Method::PATCH => integrations::patch(state, id, req).await,
+                Method::DELETE => integrations::delete(state, id).await,
+                _ => Err(ApiError::method_not_allowed("GET, PATCH, DELETE")),
+            }
+        }
         (["analytics", report], &Method::GET) => analytics::handle(state, &who, report, &req).await,
         (["analytics", _], _) => Err(ApiError::method_not_allowed("GET")),
         _ => Err(ApiError::not_found(format!("no API endpoint at {path}"))),

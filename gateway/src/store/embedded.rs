@@ -2,10 +2,10 @@
 //! every call runs on the blocking pool; admin writes are rare and small.
 
 use super::{
-    decode, decode_key, decode_profile, encode, encode_profile, ApiKey, Mutation, ProfileChange,
-    ProfileWrite, Result, StoreError,
+    decode, decode_integration, decode_key, decode_profile, encode, encode_profile, ApiKey,
+    Mutation, ProfileChange, ProfileWrite, Result, StoreError,
 };
-use codelink_shared::{CodeRecord, OwnerProfile};
+use codelink_shared::{CodeRecord, Integration, OwnerProfile};
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +19,13 @@ const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("owner_profi
 const LOGOS: TableDefinition<&str, &[u8]> = TableDefinition::new("qr_logos");
 /// Nonces of console sessions signed out → when their cookie expires (Unix s).
 const ENDED_SESSIONS: TableDefinition<&str, i64> = TableDefinition::new("ended_sessions");
+/// Payment-provider endpoint id → `Integration` as JSON (with its secret).
+const INTEGRATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("integrations");
+/// A signed provider delivery seen → until when it is remembered (Unix s).
+const DELIVERIES: TableDefinition<&str, i64> = TableDefinition::new("integration_deliveries");
+/// `{until, 12 digits}\0{delivery}`: the same, by expiry, for pruning.
+const DELIVERIES_BY_EXPIRY: TableDefinition<&str, ()> =
+    TableDefinition::new("integration_deliveries_by_expiry");
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -47,6 +54,9 @@ impl EmbeddedStore {
         tx.open_table(ENDED_SESSIONS)?;
         tx.open_table(PROFILES)?;
         tx.open_table(LOGOS)?;
+        tx.open_table(INTEGRATIONS)?;
+        tx.open_table(DELIVERIES)?;
+        tx.open_table(DELIVERIES_BY_EXPIRY)?;
         tx.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -271,6 +281,104 @@ impl EmbeddedStore {
             let tx = db.begin_read().map_err(unavailable)?;
             let table = tx.open_table(ENDED_SESSIONS).map_err(unavailable)?;
             Ok(table.get(nonce.as_str()).map_err(unavailable)?.is_some())
+        })
+        .await
+    }
+}
+
+impl EmbeddedStore {
+    pub async fn put_integration(&self, integration: Integration) -> Result<()> {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = tx.open_table(INTEGRATIONS).map_err(unavailable)?;
+                let value = serde_json::to_vec(&integration).map_err(unavailable)?;
+                table
+                    .insert(integration.id.as_str(), value.as_slice())
+                    .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    pub async fn integration(&self, id: &str) -> Result<Option<Integration>> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let table = tx.open_table(INTEGRATIONS).map_err(unavailable)?;
+            let found = table.get(id.as_str()).map_err(unavailable)?;
+            found.map(|v| decode_integration(v.value())).transpose()
+        })
+        .await
+    }
+
+    pub async fn list_integrations(&self) -> Result<Vec<Integration>> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let table = tx.open_table(INTEGRATIONS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(unavailable)? {
+                out.push(decode_integration(item.map_err(unavailable)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn delete_integration(&self, id: &str) -> Result<Option<Integration>> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            let removed = {
+                let mut table = tx.open_table(INTEGRATIONS).map_err(unavailable)?;
+                let removed = table.remove(id.as_str()).map_err(unavailable)?;
+                removed.map(|v| decode_integration(v.value())).transpose()?
+            };
+            tx.commit().map_err(unavailable)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// Marks `delivery` seen until `until` (Unix s); false when it already
+    /// was. Up to 256 expired marks are pruned on the way, oldest first, so
+    /// the table holds about the deliveries of one tolerance window.
+    pub async fn first_delivery(&self, delivery: &str, until: i64) -> Result<bool> {
+        let delivery = delivery.to_string();
+        let now = crate::admin::now();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            let first = {
+                let mut seen = tx.open_table(DELIVERIES).map_err(unavailable)?;
+                let mut by_expiry = tx.open_table(DELIVERIES_BY_EXPIRY).map_err(unavailable)?;
+                let bound = format!("{:012}", now.max(0));
+                let expired: Vec<String> = by_expiry
+                    .range(..bound.as_str())
+                    .map_err(unavailable)?
+                    .take(256)
+                    .map(|e| e.map(|(k, _)| k.value().to_string()))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(unavailable)?;
+                for key in &expired {
+                    by_expiry.remove(key.as_str()).map_err(unavailable)?;
+                    if let Some((_, name)) = key.split_once('\0') {
+                        seen.remove(name).map_err(unavailable)?;
+                    }
+                }
+                let live = seen
+                    .get(delivery.as_str())
+                    .map_err(unavailable)?
+                    .is_some_and(|v| v.value() > now);
+                if !live {
+                    seen.insert(delivery.as_str(), until).map_err(unavailable)?;
+                    let key = format!("{:012}\0{delivery}", until.max(0));
+                    by_expiry.insert(key.as_str(), ()).map_err(unavailable)?;
+                }
+                !live
+            };
+            tx.commit().map_err(unavailable)?;
+            Ok(first)
         })
         .await
     }

@@ -11,7 +11,7 @@ pub use self::embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
 
 pub use codelink_shared::{ApiKey, KeyKind};
-use codelink_shared::{CodeRecord, LogoRef, OwnerProfile, ValidationError};
+use codelink_shared::{CodeRecord, Integration, LogoRef, OwnerProfile, ValidationError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -286,4 +286,51 @@ fn encode_profile(profile: &OwnerProfile) -> Vec<u8> {
 fn encode(record: &CodeRecord) -> Vec<u8> {
     // A CodeRecord has only strings, numbers and maps with string keys: it always serialises.
     serde_json::to_vec(record).unwrap_or_default()
+}
+
+/// Payment-provider endpoints (`/api/v1/integrations`) and the signed
+/// deliveries seen, for refusing a replay.
+impl Store {
+    pub async fn put_integration(&self, integration: Integration) -> Result<()> {
+        match self {
+            Store::Embedded(s) => s.put_integration(integration).await,
+            Store::Redis(s) => s.put_integration(integration).await,
+        }
+    }
+
+    pub async fn integration(&self, id: &str) -> Result<Option<Integration>> {
+        match self {
+            Store::Embedded(s) => s.integration(id).await,
+            Store::Redis(s) => s.integration(id).await,
+        }
+    }
+
+    pub async fn list_integrations(&self) -> Result<Vec<Integration>> {
+        match self {
+            Store::Embedded(s) => s.list_integrations().await,
+            Store::Redis(s) => s.list_integrations().await,
+        }
+    }
+
+    /// Removes an endpoint: what was stored, if anything.
+    pub async fn delete_integration(&self, id: &str) -> Result<Option<Integration>> {
+        match self {
+            Store::Embedded(s) => s.delete_integration(id).await,
+            Store::Redis(s) => s.delete_integration(id).await,
+        }
+    }
+
+    /// Marks a signed delivery as seen until `until` (Unix s): true the first
+    /// time, false while the mark lasts (atomic across instances in Redis).
+    pub async fn first_delivery(&self, delivery: &str, until: i64) -> Result<bool> {
+        match self {
+            Store::Embedded(s) => s.first_delivery(delivery, until).await,
+            Store::Redis(s) => s.first_delivery(delivery, until).await,
+        }
+    }
+}
+
+fn decode_integration(bytes: &[u8]) -> Result<Integration> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Unavailable(format!("stored integration is corrupt: {e}")))
 }

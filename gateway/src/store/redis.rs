@@ -9,6 +9,10 @@
 //! - `{prefix}:keys` — hash, field = SHA-256 of an API key, value = the key record;
 //! - `{prefix}:ui:ended:{nonce}` — a console session signed out, until its
 //!   cookie would have expired (`EX`);
+//! - `{prefix}:integrations` — hash, field = payment-provider endpoint id,
+//!   value = the endpoint (with its signing secret) as JSON;
+//! - `{prefix}:integrations:seen:{delivery}` — a signed provider delivery
+//!   seen, until its signature is too old to be taken anyway (`EX`);
 //! - `{prefix}:codes:version` — a random token replaced in the same MULTI as
 //!   every write of a code or a profile. Random rather than a counter: a Redis that lost its data and
 //!   counts again from 1 must not look unchanged to the instances.
@@ -18,10 +22,10 @@
 //! others within that interval plus one reload.
 
 use super::{
-    decode, decode_key, decode_profile, encode, encode_profile, ApiKey, Mutation, ProfileChange,
-    ProfileWrite, Result, StoreError,
+    decode, decode_integration, decode_key, decode_profile, encode, encode_profile, ApiKey,
+    Mutation, ProfileChange, ProfileWrite, Result, StoreError,
 };
-use codelink_shared::{CodeRecord, OwnerProfile};
+use codelink_shared::{CodeRecord, Integration, OwnerProfile};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use std::time::Duration;
@@ -36,6 +40,9 @@ pub struct RedisStore {
     logos_key: String,
     /// `{prefix}:ui:ended:` + a signed-out session's nonce.
     ended_prefix: String,
+    integrations_key: String,
+    /// `{prefix}:integrations:seen:` + a signed provider delivery.
+    seen_prefix: String,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -61,6 +68,8 @@ impl RedisStore {
             owners_key: format!("{prefix}:owners"),
             logos_key: format!("{prefix}:logos"),
             ended_prefix: format!("{prefix}:ui:ended:"),
+            integrations_key: format!("{prefix}:integrations"),
+            seen_prefix: format!("{prefix}:integrations:seen:"),
         })
     }
 
@@ -327,4 +336,63 @@ impl RedisStore {
 
 fn new_version() -> u64 {
     rand::random::<u64>() | 1
+}
+
+impl RedisStore {
+    pub async fn put_integration(&self, integration: Integration) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let value = serde_json::to_vec(&integration).unwrap_or_default();
+        conn.hset::<_, _, _, ()>(&self.integrations_key, &integration.id, value)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn integration(&self, id: &str) -> Result<Option<Integration>> {
+        let mut conn = self.conn.clone();
+        let v: Option<Vec<u8>> = conn
+            .hget(&self.integrations_key, id)
+            .await
+            .map_err(unavailable)?;
+        v.map(|v| decode_integration(&v)).transpose()
+    }
+
+    pub async fn list_integrations(&self) -> Result<Vec<Integration>> {
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, Vec<u8>)> = conn
+            .hgetall(&self.integrations_key)
+            .await
+            .map_err(unavailable)?;
+        all.iter().map(|(_, v)| decode_integration(v)).collect()
+    }
+
+    pub async fn delete_integration(&self, id: &str) -> Result<Option<Integration>> {
+        let mut conn = self.conn.clone();
+        // Read and delete in one script: of two DELETEs, one sees the record.
+        let v: Option<Vec<u8>> = redis::Script::new(
+            "local v = redis.call('HGET', KEYS[1], ARGV[1]) \
+             if v then redis.call('HDEL', KEYS[1], ARGV[1]) end return v",
+        )
+        .key(&self.integrations_key)
+        .arg(id)
+        .invoke_async(&mut conn)
+        .await
+        .map_err(unavailable)?;
+        v.map(|v| decode_integration(&v)).transpose()
+    }
+
+    /// `SET NX` with an expiry: true for the first instance to see `delivery`.
+    pub async fn first_delivery(&self, delivery: &str, until: i64) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let ttl = (until - crate::admin::now()).max(1) as u64;
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{}{delivery}", self.seen_prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
+    }
 }

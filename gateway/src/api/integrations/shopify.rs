@@ -1,0 +1,228 @@
+//! Shopify webhooks → conversions (topic in `X-Shopify-Topic`).
+//!
+//! - `orders/create`: a purchase of `total_price` (a decimal string in the
+//!   order's `currency`), event id `shopify:order:{id}`, customer
+//!   `shopify:{customer.id}`. The scan token is the cart attribute
+//!   `cl_scan` (the order's `note_attributes`), else `cl_scan` in the query
+//!   of `landing_site`. The code is the cart attribute `cl_code`, else the
+//!   first discount code that is a codelink code (the follower typed the
+//!   creator's code at checkout), else the endpoint's code.
+//! - `refunds/create`: a refund of its successful `refund` transactions,
+//!   event id `shopify:refund:{id}`, of purchase `shopify:order:{order_id}`.
+
+use super::mapped::{decimal_minor, invalid, string_at, Conversion, Mapped};
+use crate::error::ApiError;
+use codelink_shared::{currency, CodeName};
+use serde_json::Value;
+
+/// `is_code`: whether a canonical code name is one of codelink's codes.
+pub fn map(
+    topic: &str,
+    body: &Value,
+    default_code: Option<&str>,
+    is_code: &dyn Fn(&str) -> bool,
+) -> Result<Mapped, ApiError> {
+    match topic {
+        "orders/create" => order(body, default_code, is_code),
+        "refunds/create" => refund(body),
+        other => Ok(Mapped::Ignored(format!(
+            "codelink takes the topics orders/create and refunds/create, not '{}'",
+            other.chars().take(64).collect::<String>()
+        ))),
+    }
+}
+
+fn order(
+    order: &Value,
+    default_code: Option<&str>,
+    is_code: &dyn Fn(&str) -> bool,
+) -> Result<Mapped, ApiError> {
+    let id = string_at(order, "/id").ok_or_else(|| invalid("id: the order's id is missing"))?;
+    let currency = order_currency(order, "/currency")?;
+    let total = string_at(order, "/total_price")
+        .ok_or_else(|| invalid("total_price: the order's total is missing"))?;
+    let amount = decimal_minor(&total, currency::minor_digits(&currency)).ok_or_else(|| {
+        invalid(format!(
+            "total_price: '{total}' is not an amount of {currency}"
+        ))
+    })?;
+    if amount == 0 {
+        return Ok(Mapped::Ignored("the order's total is 0".into()));
+    }
+    let attribute = |name: &str| {
+        order
+            .get("note_attributes")
+            .and_then(Value::as_array)?
+            .iter()
+            .find(|a| a.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|a| string_at(a, "/value"))
+    };
+    let scan_id = attribute("cl_scan").or_else(|| {
+        let landing = string_at(order, "/landing_site")?;
+        let base = url::Url::parse("https://shop.invalid/").ok()?;
+        let url = base.join(&landing).ok()?;
+        let token = url
+            .query_pairs()
+            .find(|(k, _)| k == "cl_scan")
+            .map(|(_, v)| v.into_owned());
+        token
+    });
+    let discount_code = || {
+        order
+            .get("discount_codes")
+            .and_then(Value::as_array)?
+            .iter()
+            .filter_map(|d| d.get("code").and_then(Value::as_str))
+            .filter_map(|c| CodeName::parse(c).ok().map(CodeName::into_string))
+            .find(|c| is_code(c))
+    };
+    let code = attribute("cl_code")
+        .or_else(discount_code)
+        .or_else(|| default_code.map(String::from));
+    Ok(Mapped::Report {
+        event: Conversion {
+            event_id: format!("shopify:order:{id}"),
+            kind: "purchase",
+            occurred_at: string_at(order, "/created_at"),
+            scan_id,
+            code,
+            customer_id: string_at(order, "/customer/id").map(|c| format!("shopify:{c}")),
+            amount: Some(amount),
+            currency: Some(currency),
+            ..Conversion::default()
+        }
+        .into_json(),
+        fallback: None,
+    })
+}
+
+fn refund(refund: &Value) -> Result<Mapped, ApiError> {
+    let id = string_at(refund, "/id").ok_or_else(|| invalid("id: the refund's id is missing"))?;
+    let order_id = string_at(refund, "/order_id")
+        .ok_or_else(|| invalid("order_id: the refund names no order"))?;
+    let mut amount = 0i64;
+    let mut currency: Option<String> = None;
+    let transactions = refund
+        .get("transactions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, t) in transactions.iter().enumerate() {
+        let kind = t.get("kind").and_then(Value::as_str);
+        let status = t.get("status").and_then(Value::as_str);
+        if kind != Some("refund") || status.is_some_and(|s| s != "success") {
+            continue;
+        }
+        let c = order_currency(t, "/currency").map_err(|_| {
+            invalid(format!(
+                "transactions[{i}].currency: an ISO-4217 currency is required"
+            ))
+        })?;
+        if currency.as_ref().is_some_and(|seen| *seen != c) {
+            return Err(invalid(
+                "transactions: refund transactions in more than one currency",
+            ));
+        }
+        let raw = string_at(t, "/amount").unwrap_or_default();
+        let minor = decimal_minor(&raw, currency::minor_digits(&c)).ok_or_else(|| {
+            invalid(format!(
+                "transactions[{i}].amount: '{raw}' is not an amount of {c}"
+            ))
+        })?;
+        amount = amount
+            .checked_add(minor)
+            .ok_or_else(|| invalid("transactions: the amounts are too large"))?;
+        currency = Some(c);
+    }
+    if amount == 0 {
+        return Ok(Mapped::Ignored(
+            "the refund moved no money (no successful refund transaction)".into(),
+        ));
+    }
+    Ok(Mapped::Report {
+        event: Conversion {
+            event_id: format!("shopify:refund:{id}"),
+            kind: "refund",
+            occurred_at: string_at(refund, "/created_at"),
+            amount: Some(amount),
+            currency,
+            purchase_event_id: Some(format!("shopify:order:{order_id}")),
+            ..Conversion::default()
+        }
+        .into_json(),
+        fallback: None,
+    })
+}
+
+fn order_currency(object: &Value, pointer: &str) -> Result<String, ApiError> {
+    string_at(object, pointer)
+        .map(|c| c.to_ascii_uppercase())
+        .filter(|c| currency::is_currency(c))
+        .ok_or_else(|| invalid("currency: an ISO-4217 currency is required"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn order_attribution() {
+        let order = json!({
+            "id": 820982911946154508u64, "created_at": "2027-01-10T11:00:00-05:00",
+            "currency": "USD", "total_price": "59.90",
+            "customer": {"id": 115310627314723954u64},
+            "discount_codes": [{"code": "WELCOME10"}, {"code": "Anna-Fit"}],
+            "landing_site": "/products/mat?utm_source=ig&cl_scan=tok1",
+            "note_attributes": []
+        });
+        let known = |c: &str| c == "anna-fit";
+        let Mapped::Report { event, .. } = map("orders/create", &order, None, &known).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(event["event_id"], "shopify:order:820982911946154508");
+        assert_eq!(event["amount"], 5990);
+        assert_eq!(event["currency"], "USD");
+        assert_eq!(event["code"], "anna-fit");
+        assert_eq!(event["scan_id"], "tok1");
+        assert_eq!(event["customer_id"], "shopify:115310627314723954");
+        let mut with_attribute = order.clone();
+        with_attribute["note_attributes"] = json!([{"name": "cl_scan", "value": "tok2"}]);
+        with_attribute["discount_codes"] = json!([{"code": "WELCOME10"}]);
+        let Mapped::Report { event, .. } =
+            map("orders/create", &with_attribute, Some("shop"), &known).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(event["scan_id"], "tok2");
+        assert_eq!(event["code"], "shop");
+    }
+
+    #[test]
+    fn refund_sums_successful_refund_transactions() {
+        let refund = json!({
+            "id": 509562969, "order_id": 820982911946154508u64,
+            "created_at": "2027-01-11T11:00:00-05:00",
+            "transactions": [
+                {"kind": "refund", "status": "success", "amount": "10.00", "currency": "USD"},
+                {"kind": "refund", "status": "failure", "amount": "5.00", "currency": "USD"},
+                {"kind": "refund", "status": "success", "amount": "2.50", "currency": "USD"}
+            ]
+        });
+        let Mapped::Report { event, .. } =
+            map("refunds/create", &refund, None, &|_| false).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(event["amount"], 1250);
+        assert_eq!(
+            event["purchase_event_id"],
+            "shopify:order:820982911946154508"
+        );
+        assert!(matches!(
+            map("products/update", &refund, None, &|_| false).unwrap(),
+            Mapped::Ignored(_)
+        ));
+    }
+}
