@@ -594,3 +594,140 @@ async fn bench_ten_thousand_codes() {
         }
     }
 }
+
+/// `codelink serve` on a free port, its admin key written to `data_dir`.
+struct Serve(std::process::Child, std::net::SocketAddr);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn serve(data_dir: &std::path::Path) -> Serve {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", codelink_testkit::free_port())
+        .parse()
+        .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_codelink"))
+        .args(["serve", "--listen", &addr.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("CODELINK_LOG", "warn")
+        .env_remove("CODELINK_ADMIN_KEY")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = Client::new(addr);
+    let up = codelink_testkit::wait_until(Duration::from_secs(15), || {
+        let client = client.clone();
+        async move {
+            tokio::net::TcpStream::connect(client.addr).await.is_ok()
+                && client.get("/healthz").await.status == 200
+        }
+    })
+    .await;
+    assert!(up, "codelink serve did not come up");
+    Serve(child, addr)
+}
+
+/// Runs `codelink <args>` against `server`; exit success, stdout, stderr.
+fn codelink(server: &Serve, data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_codelink"))
+        .args(args)
+        .args(["--url", &format!("http://{}", server.1)])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("CODELINK_KEY")
+        .env_remove("CODELINK_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_import_and_export_commands_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data).await;
+    // 2,500 codes; line 1502 has a bad destination, and a last line repeats
+    // line 5's code: they go in different requests of 1,000 rows.
+    let mut file = generated(2500).replace(
+        "bulk01500,https://shop.example/p/1500?ref=bulk,",
+        "bulk01500,javascript:alert(1),",
+    );
+    file.push_str("BULK00003,https://shop.example/other,creator0,,,,\n");
+    let path = tmp.path().join("codes.csv");
+    std::fs::write(&path, &file).unwrap();
+    let path = path.to_str().unwrap();
+
+    let (ok, stdout, stderr) = codelink(&server, &data, &["import", path, "--dry-run"]);
+    assert!(!ok, "failed rows exit non-zero");
+    assert!(
+        stdout.contains(
+            "2501 rows: 2499 created, 0 updated, 0 unchanged, 2 failed (dry run: nothing written)"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(Client::new(server.1).get("/bulk00000").await.status, 404);
+
+    let (ok, stdout, stderr_run) = codelink(&server, &data, &["import", path]);
+    assert!(!ok);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].ends_with("2501 rows: 2499 created, 0 updated, 0 unchanged, 2 failed"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("line 1502 (bulk01500): invalid_field: destination"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with(
+            "line 2502 (bulk00003): duplicate_code: code 'bulk00003' is also on line 5"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(lines.len(), 3, "{stdout}");
+    // Not a terminal: a plain line per request, no bar.
+    for progress in [&stderr, &stderr_run] {
+        assert!(progress.contains("1001/2501 rows"), "{progress}");
+        assert!(progress.contains("2501/2501 rows"), "{progress}");
+        assert!(!progress.contains('\r'), "{progress}");
+    }
+    assert!(stderr_run.contains("2 of 2501 rows failed"), "{stderr_run}");
+    let anon = Client::new(server.1);
+    assert_eq!(anon.get("/bulk02499/yt").await.status, 302);
+    assert_eq!(anon.get("/bulk01500").await.status, 404);
+
+    // The export, re-imported, is all unchanged; with another key, through CODELINK_KEY.
+    let (ok, exported, stderr) = codelink(&server, &data, &["export", "--format", "jsonl"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(exported.lines().count(), 2499);
+    let export_path = tmp.path().join("codes.jsonl");
+    std::fs::write(&export_path, &exported).unwrap();
+    let (ok, stdout, stderr) = codelink(
+        &server,
+        &data,
+        &[
+            "import",
+            export_path.to_str().unwrap(),
+            "--chunk-rows",
+            "700",
+        ],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.ends_with("2499 rows: 0 created, 0 updated, 2499 unchanged, 0 failed\n"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("700/2499 rows imported"), "{stderr}");
+
+    let (ok, _, stderr) = codelink(&server, &data, &["import", path, "--key", "wrong-key"]);
+    assert!(!ok);
+    assert!(stderr.contains("401"), "{stderr}");
+}
