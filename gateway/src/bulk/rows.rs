@@ -471,12 +471,8 @@ pub fn write_csv(records: &[CodeRecord]) -> String {
                 "channels" if channel_columns => continue,
                 "channels" if input.channels.is_empty() => String::new(),
                 "channels" => json(&input.channels),
-                "qr" => input.qr.as_ref().map(|q| json(q)).unwrap_or_default(),
-                "app_links" => input
-                    .app_links
-                    .as_ref()
-                    .map(|a| json(a))
-                    .unwrap_or_default(),
+                "qr" => input.qr.as_ref().map(json).unwrap_or_default(),
+                "app_links" => input.app_links.as_ref().map(json).unwrap_or_default(),
                 "routes" if input.routes.is_empty() => String::new(),
                 "routes" => json(&input.routes),
                 _ => String::new(),
