@@ -565,36 +565,6 @@ async fn ten_thousand_rows_in_one_request() {
     gw.stop().await.unwrap();
 }
 
-/// Times an import of 10,000 new codes in one request, then of the same
-/// file again, embedded and on Redis, three runs. With the release build:
-/// `cargo test --release -p gateway --test import -- --ignored --nocapture bench`
-#[tokio::test]
-#[ignore]
-async fn bench_ten_thousand_codes() {
-    let file = generated(10_000);
-    let redis = RedisServer::start();
-    for run in 0..3 {
-        for mode in ["embedded", "redis"] {
-            let (mut config, tmp) = common::config();
-            if mode == "redis" {
-                config.redis_url = Some(redis.url());
-                config.redis_prefix = format!("bench{run}");
-            }
-            let gw = common::start_with(config, Some(tmp)).await;
-            let started = std::time::Instant::now();
-            let v = csv(&gw.admin, "", &file).await;
-            let took = started.elapsed();
-            assert_eq!(counts(&v), [10_000, 0, 0, 0]);
-            let started = std::time::Instant::now();
-            let v = csv(&gw.admin, "", &file).await;
-            let again = started.elapsed();
-            assert_eq!(counts(&v), [0, 0, 10_000, 0]);
-            println!("run {run} {mode}: 10,000 new codes {took:?}; the same file again (all unchanged) {again:?}");
-            gw.stop().await.unwrap();
-        }
-    }
-}
-
 /// `codelink serve` on a free port, its admin key written to `data_dir`.
 struct Serve(std::process::Child, std::net::SocketAddr);
 
