@@ -81,8 +81,16 @@ impl Signer {
         out
     }
 
-    /// The scan a token names, if the token is well-formed and its signature holds.
+    /// The scan a token names, if the token is well-formed and its signature
+    /// holds. The token may also come in its [`compact`] form.
     pub fn verify(&self, token: &str) -> Option<ScanToken> {
+        let expanded;
+        let token = if token.contains('.') {
+            token
+        } else {
+            expanded = token.replace('U', ".");
+            &expanded
+        };
         let (signed, sig) = token.rsplit_once('.')?;
         if sig.len() != SIG_CHARS {
             return None;
@@ -105,6 +113,14 @@ impl Signer {
             channel,
         })
     }
+}
+
+/// A token with every `.` written as `U`, for fields that take only
+/// letters, digits, `-` and `_` (Stripe Payment Links' `client_reference_id`).
+/// Reversible: Crockford base32 (the scan id, the signature) has no `U`, and
+/// codes and channels are lowercase.
+pub fn compact(token: &str) -> String {
+    token.replace('.', "U")
 }
 
 #[cfg(test)]
@@ -139,6 +155,16 @@ mod tests {
         );
         assert!(signer.verify(&flipped).is_none());
         assert!(Signer::new(b"another-secret-xyz").verify(&token).is_none());
+
+        // The compact form (Stripe's client_reference_id) names the same scan.
+        let short = compact(&token);
+        assert!(short
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        assert_eq!(signer.verify(&short), signer.verify(&token));
+        let under = signer.token(id, "u_u-2", "bu");
+        assert_eq!(signer.verify(&compact(&under)).unwrap().code, "u_u-2");
+        assert!(signer.verify(&compact(&token).replace('U', "u")).is_none());
         for junk in ["", ".", "...", "abc", &id.to_string()] {
             assert!(signer.verify(junk).is_none(), "{junk}");
         }

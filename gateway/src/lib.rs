@@ -38,6 +38,7 @@ mod server;
 mod state;
 pub mod store;
 mod sync;
+mod tag;
 
 pub use config::Config;
 pub use state::AppState;

@@ -15,11 +15,12 @@ pub enum Route {
     Metrics,
     Ui,
     Bio,
+    Tag,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 8] = [
+    const ALL: [Route; 9] = [
         Route::Redirect,
         Route::Qr,
         Route::Api,
@@ -27,6 +28,7 @@ impl Route {
         Route::Metrics,
         Route::Ui,
         Route::Bio,
+        Route::Tag,
         Route::Other,
     ];
 
@@ -38,6 +40,7 @@ impl Route {
             Route::Health => "health",
             Route::Metrics => "metrics",
             Route::Ui => "ui",
+            Route::Tag => "tag",
             Route::Bio => "bio",
             Route::Other => "other",
         }

@@ -4,7 +4,7 @@ use crate::metrics::Route;
 use crate::request::Request;
 use crate::response::Response;
 use crate::state::AppState;
-use crate::{api, bio, console, ops, qr, redirect};
+use crate::{api, bio, console, ops, qr, redirect, tag};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -44,6 +44,8 @@ pub async fn handle(state: &AppState, req: Request, peer: SocketAddr) -> Respons
         "api" => (Route::Api, api::handle(state, req, peer).await),
         "qr" => (Route::Qr, qr::handle(state, &req, peer).await),
         "ui" => (Route::Ui, console::handle(state, req, peer).await),
+        // `.` is not a slug byte: no code can be named like the tag.
+        "t.js" => (Route::Tag, tag::handle(&req)),
         "healthz" | "readyz" | "metrics" => {
             let route = if first == "metrics" {
                 Route::Metrics

@@ -239,6 +239,8 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
         ("/{code}/{channel}", "HEAD"),
         ("/@{owner}", "GET"),
         ("/@{owner}", "HEAD"),
+        ("/t.js", "GET"),
+        ("/t.js", "HEAD"),
         ("/qr/{code}.png", "GET"),
         ("/qr/{code}.png", "HEAD"),
         ("/qr/{code}.svg", "GET"),
@@ -259,7 +261,7 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
         );
     }
     let public = ops.iter().filter(|(p, _)| !p.starts_with("/api/")).count();
-    assert_eq!(public, 18, "public operations: {ops:?}");
+    assert_eq!(public, 20, "public operations: {ops:?}");
 }
 
 #[tokio::test]
