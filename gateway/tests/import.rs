@@ -218,11 +218,26 @@ past,https://shop.example/5,alice
             // "j1" is too short a code (3 characters at least).
             (1, Some("j1".into()), "invalid_field".into()),
             (2, None, "invalid_json".into()),
-            (4, None, "invalid_field".into()),
+            (4, Some("j2".into()), "invalid_field".into()),
             (5, None, "invalid_json".into()),
         ]
     );
     assert_eq!(gw.anon.get("/jay3").await.status, 302);
+
+    // A cell that is not what its column takes: the row still names its code.
+    let v = csv(
+        &gw.admin,
+        "",
+        "code,destination,owner,enabled,routes\nbadbool,https://shop.example/,al,maybe,\nbadjson,https://shop.example/,al,,[{\n",
+    )
+    .await;
+    assert_eq!(
+        errors(&v),
+        vec![
+            (2, Some("badbool".into()), "invalid_field".into()),
+            (3, Some("badjson".into()), "invalid_field".into()),
+        ]
+    );
 
     // atomic: one failed row, nothing written.
     let v = csv(

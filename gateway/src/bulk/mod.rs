@@ -97,7 +97,7 @@ pub async fn import(
         let input = match row.input {
             Ok(input) => input,
             Err(e) => {
-                fail(&mut report, row.line, None, e);
+                fail(&mut report, row.line, row.code, e);
                 continue;
             }
         };

@@ -136,6 +136,9 @@ fn format_time(t: i64) -> Option<String> {
 #[derive(Debug)]
 pub struct Row {
     pub line: usize,
+    /// The code the row names, as written, when it can be read (so a
+    /// refused row still says which code it was).
+    pub code: Option<String>,
     pub input: Result<CodeInput, ApiError>,
 }
 
@@ -187,9 +190,18 @@ pub fn read_csv(text: &str) -> Result<Vec<Row>, ApiError> {
         .fields
         .map_err(|e| row_error("invalid_csv", format!("line {}: {e}", header.line)))?;
     let columns = header_columns(&names)?;
+    let code_at = columns
+        .iter()
+        .position(|c| matches!(c, Column::Field("code")));
     Ok(records
         .map(|record| Row {
             line: record.line,
+            code: match (&record.fields, code_at) {
+                (Ok(f), Some(i)) if f.len() == columns.len() => {
+                    Some(f[i].clone()).filter(|c| !c.is_empty())
+                }
+                _ => None,
+            },
             input: match record.fields {
                 Err(e) => Err(row_error("invalid_csv", e)),
                 Ok(fields) if fields.len() != columns.len() => Err(row_error(
@@ -406,15 +418,25 @@ pub fn read_jsonl(text: &str) -> Vec<Row> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| Row {
-            line: i + 1,
-            input: parse_json_line(l),
+        .map(|(i, l)| {
+            let value = serde_json::from_str::<serde_json::Value>(l);
+            Row {
+                line: i + 1,
+                code: value
+                    .as_ref()
+                    .ok()
+                    .and_then(|v| v["code"].as_str())
+                    .map(str::to_string),
+                input: parse_json_line(value),
+            }
         })
         .collect()
 }
 
-fn parse_json_line(line: &str) -> Result<CodeInput, ApiError> {
-    match serde_json::from_str::<serde_json::Value>(line) {
+fn parse_json_line(
+    value: Result<serde_json::Value, serde_json::Error>,
+) -> Result<CodeInput, ApiError> {
+    match value {
         Err(e) => Err(row_error("invalid_json", format!("not a JSON object: {e}"))),
         Ok(v) if !v.is_object() => Err(row_error(
             "invalid_json",
