@@ -234,6 +234,19 @@ pub async fn remove_logo(state: &AppState, code: &str) -> Result<Option<CodeReco
         .then_some(record))
 }
 
+/// The QR checks [`create_code`] and [`change_code`] make, for a code an
+/// import writes: its preset's colours, and its images read back with the
+/// logo they would be drawn with (its own, if loaded, else its owner's).
+pub async fn check_code_qr(state: &AppState, record: &CodeRecord) -> Result<(), StoreError> {
+    check_qr_preset(record)?;
+    let own = record
+        .qr_logo
+        .as_ref()
+        .and_then(|l| state.codes.logo(&l.sha256));
+    let logo = drawn_logo(state, record, own);
+    check_qr_readable(state, record, logo).await
+}
+
 /// The logo a code's QR images are drawn with: its own (`own`, decoded)
 /// when the record names one, else its owner's default logo, if any. From
 /// memory only (the QR handler calls it).

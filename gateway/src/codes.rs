@@ -375,6 +375,26 @@ impl CodeTable {
         });
     }
 
+    /// Inserts or replaces many codes in one swap (after an import): the
+    /// table is copied once, not once per code.
+    pub fn upsert_many(&self, records: Vec<CodeRecord>) {
+        let compiled: Vec<Arc<CompiledCode>> = records
+            .into_iter()
+            .filter_map(|r| self.compile(r))
+            .map(Arc::new)
+            .collect();
+        if compiled.is_empty() {
+            return;
+        }
+        self.current.rcu(|old| {
+            let mut map = HashMap::clone(old);
+            for c in &compiled {
+                map.insert(Box::from(c.record.code.as_str()), c.clone());
+            }
+            map
+        });
+    }
+
     fn compile(&self, record: CodeRecord) -> Option<CompiledCode> {
         let code = record.code.clone();
         let mut compiled = CompiledCode::compile(record, &self.scan_param);

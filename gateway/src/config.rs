@@ -147,6 +147,16 @@ pub struct Config {
     #[arg(long, env = "CODELINK_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest body of `POST /api/v1/codes/import` (bytes): imports are
+    /// files, far larger than other bodies; larger ones get 413.
+    #[arg(long, env = "CODELINK_MAX_IMPORT_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_import_bytes: usize,
+
+    /// Most rows one import request may hold; more get 413 (`codelink
+    /// import` sends a file in requests of 1,000 rows).
+    #[arg(long, env = "CODELINK_MAX_IMPORT_ROWS", default_value_t = 100_000)]
+    pub max_import_rows: usize,
+
     /// A request body (API JSON, console form) must arrive within this long
     /// (ms) from the end of the headers; a slower one gets 408.
     #[arg(long, env = "CODELINK_BODY_TIMEOUT_MS", default_value_t = 10_000)]
@@ -305,6 +315,8 @@ impl Config {
             datacenter_ranges: None,
             max_event_age_days: 45,
             max_body_bytes: 64 * 1024,
+            max_import_bytes: 16 * 1024 * 1024,
+            max_import_rows: 100_000,
             body_timeout_ms: 10_000,
             qr_cache_bytes: 64 * 1024 * 1024,
             qr_renders: 2,

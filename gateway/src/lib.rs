@@ -7,6 +7,7 @@
 pub mod admin;
 mod api;
 mod bio;
+pub mod bulk;
 pub mod client;
 pub mod codes;
 pub mod config;
@@ -26,6 +27,7 @@ mod qr_font;
 pub mod qr_logo;
 pub mod qr_render;
 mod redirect;
+pub mod remote;
 pub mod report;
 mod request;
 mod response;

@@ -22,6 +22,10 @@ enum Command {
     Serve(Config),
     /// Print a code's summary and a breakdown from a running gateway.
     Report(gateway::report::ReportArgs),
+    /// Import codes from a CSV or JSON lines file into a running gateway.
+    Import(gateway::bulk::cli::ImportArgs),
+    /// Print every code as CSV or JSON lines (to re-import, or to edit).
+    Export(gateway::bulk::cli::ExportArgs),
     /// Build the analytics rollups of data written by an earlier version
     /// (same flags as serve; resumable, safe to run again).
     Migrate(Config),
@@ -36,6 +40,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => runtime.block_on(serve(config)),
         Command::Report(args) => runtime.block_on(gateway::report::run(args)),
+        Command::Import(args) => runtime.block_on(gateway::bulk::cli::import(args)),
+        Command::Export(args) => runtime.block_on(gateway::bulk::cli::export(args)),
         Command::Migrate(config) => runtime.block_on(gateway::migrate::run(config)),
     }
 }

@@ -1,11 +1,8 @@
 //! `codelink report`: a code's summary and a breakdown, as tables in the
 //! terminal, read from a running gateway's analytics API.
 
-use anyhow::{anyhow, bail, Context};
-use bytes::Bytes;
+use anyhow::{anyhow, bail};
 use clap::Args;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -39,16 +36,7 @@ pub struct ReportArgs {
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
-    let key = match &args.key {
-        Some(k) => k.clone(),
-        None => {
-            let path = args.data_dir.join(crate::keys::ADMIN_KEY_FILE);
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("no --key given and cannot read {}", path.display()))?
-                .trim()
-                .to_string()
-        }
-    };
+    let key = crate::remote::key_or_admin(args.key.as_deref(), &args.data_dir)?;
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query.append_pair("tz", &args.tz);
     if let Some(c) = &args.code {
@@ -249,39 +237,13 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// One GET over a fresh HTTP/1.1 connection; the JSON body, or the API's error.
+/// One GET; the JSON body, or the API's error.
 async fn get(base: &str, key: &str, path_and_query: &str) -> anyhow::Result<Value> {
-    let base = url::Url::parse(base).map_err(|e| anyhow!("--url {base:?}: {e}"))?;
-    if base.scheme() != "http" {
-        bail!("--url must be an http:// URL (put TLS in front of the gateway, not in the CLI)");
-    }
-    let host = base
-        .host_str()
-        .ok_or_else(|| anyhow!("--url has no host"))?;
-    let port = base.port_or_known_default().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host, port))
-        .await
-        .with_context(|| {
-            format!("cannot connect to {host}:{port}; is `codelink serve` running?")
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = http::Request::get(path_and_query)
-        .header(http::header::HOST, format!("{host}:{port}"))
-        .header(http::header::AUTHORIZATION, format!("Bearer {key}"))
-        .body(Empty::<Bytes>::new())?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|_| anyhow!("{status}: {}", String::from_utf8_lossy(&body)))?;
+    let (status, body) =
+        crate::remote::call(base, key, http::Method::GET, path_and_query, None).await?;
     if !status.is_success() {
-        bail!(
-            "{status}: {}",
-            value["error"]["message"]
-                .as_str()
-                .unwrap_or("request failed")
-        );
+        bail!("{}", crate::remote::error_message(status, &body));
     }
-    Ok(value)
+    serde_json::from_slice(&body)
+        .map_err(|_| anyhow!("{status}: {}", String::from_utf8_lossy(&body)))
 }

@@ -976,3 +976,60 @@ async fn a_flagged_conversions_commission_is_confirmed_only_after_its_approval()
     assert_eq!(approved["data"]["earnings"]["amount"], 200);
     gw.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_bulk_import_sends_code_events_once() {
+    let rx = Receiver::start().await;
+    let (config, tmp) = config();
+    let gw = common::start_with(config, Some(tmp)).await;
+    let (_, secret) = endpoint(
+        &gw,
+        json!({"url": rx.url(), "events": ["code.created", "code.disabled"]}),
+    )
+    .await;
+    let import = |csv: &'static str| {
+        let admin = gw.admin.clone();
+        async move {
+            let r = admin
+                .send(
+                    http::Method::POST,
+                    "/api/v1/codes/import",
+                    &[("content-type", "text/csv")],
+                    bytes::Bytes::from_static(csv.as_bytes()),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()
+        }
+    };
+    let first = "code,destination,owner,enabled\n\
+                 BULK1,https://shop.example/a,alice,true\n\
+                 BULK2,https://shop.example/b,bob,true\n";
+    assert_eq!(import(first).await["created"], 2);
+    // The same file again changes nothing and sends nothing.
+    assert_eq!(import(first).await["unchanged"], 2);
+    // BULK2 disabled by a second file; BULK1 only changes its destination.
+    let second = "code,destination,owner,enabled\n\
+                  BULK1,https://shop.example/a2,alice,true\n\
+                  BULK2,https://shop.example/b,bob,false\n";
+    assert_eq!(import(second).await["updated"], 2);
+    rx.wait_for("two created and one disabled", |rx| {
+        rx.of_type("code.created").len() == 2 && rx.of_type("code.disabled").len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut created: Vec<String> = rx
+        .of_type("code.created")
+        .iter()
+        .map(|e| e["data"]["code"].as_str().unwrap().to_string())
+        .collect();
+    created.sort();
+    assert_eq!(created, ["bulk1", "bulk2"]);
+    let disabled = rx.of_type("code.disabled");
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0]["data"]["code"], "bulk2");
+    assert_eq!(disabled[0]["data"]["owner"], "bob");
+    assert_eq!(rx.got().len(), 3, "{:#?}", rx.got());
+    assert_signed(&rx, &secret);
+    gw.stop().await.unwrap();
+}

@@ -28,6 +28,9 @@ pub const RESERVED: &[&str] = &[
     "help",
     "docs",
     "status",
+    // `/api/v1/codes/import` and `/api/v1/codes/export` (codes in bulk).
+    "import",
+    "export",
 ];
 
 /// A validated, canonical (lowercase) code name.

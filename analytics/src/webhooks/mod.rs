@@ -398,6 +398,22 @@ impl Analytics {
         self.enqueue_logged(Event::code_disabled(code)).await;
     }
 
+    /// `code.created` and `code.disabled` of many codes at once (a bulk
+    /// import): one outbox write. A failure is logged, as above.
+    pub async fn codes_changed(&self, created: &[CodeFacts], disabled: &[CodeFacts]) {
+        let events: Vec<Event> = created
+            .iter()
+            .map(Event::code_created)
+            .chain(disabled.iter().map(Event::code_disabled))
+            .collect();
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.webhooks().enqueue(&events).await {
+            tracing::error!(events = events.len(), error = %e, "webhook events of an import could not be enqueued; they are not sent");
+        }
+    }
+
     async fn enqueue_logged(&self, event: Event) {
         if let Err(e) = self.webhooks().enqueue(std::slice::from_ref(&event)).await {
             tracing::error!(event_id = %event.id, event_type = event.kind, error = %e, "webhook event could not be enqueued; it is not sent");

@@ -4,6 +4,7 @@ use super::auth::{visible, Principal};
 use super::body::read_json;
 use super::times::{format_time, future_expiry};
 use crate::admin;
+use crate::bulk::CodeInput;
 use crate::error::ApiError;
 use crate::request::Request;
 use crate::response::{self, Response};
@@ -53,65 +54,12 @@ pub(super) fn view(state: &AppState, r: &CodeRecord) -> Value {
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateCode {
-    code: String,
-    destination: String,
-    owner: String,
-    #[serde(default)]
-    expires_at: Option<String>,
-    #[serde(default = "yes")]
-    enabled: bool,
-    #[serde(default)]
-    channels: BTreeMap<String, Utm>,
-    #[serde(default)]
-    commission: Option<CommissionPlan>,
-    #[serde(default = "default_window")]
-    attribution_window_days: u32,
-    #[serde(default)]
-    qr: Option<QrStyle>,
-    #[serde(default)]
-    fallback_url: Option<String>,
-    #[serde(default)]
-    app_links: Option<AppLinks>,
-    #[serde(default)]
-    in_app_escape: bool,
-    #[serde(default)]
-    visitor_token: bool,
-    #[serde(default)]
-    routes: Vec<RouteRule>,
-}
-
-fn default_window() -> u32 {
-    codelink_shared::record::DEFAULT_WINDOW_DAYS
-}
-
-fn yes() -> bool {
-    true
-}
-
 pub(super) async fn create(state: &AppState, req: Request) -> Result<Response, ApiError> {
-    let body: CreateCode = read_json(state, req).await?;
-    let record = CodeRecord {
-        code: body.code,
-        destination: body.destination,
-        owner: body.owner,
-        expires_at: body.expires_at.as_deref().map(future_expiry).transpose()?,
-        enabled: body.enabled,
-        channels: body.channels,
-        commission: body.commission,
-        attribution_window_days: body.attribution_window_days,
-        qr: body.qr,
-        fallback_url: body.fallback_url,
-        app_links: body.app_links,
-        in_app_escape: body.in_app_escape,
-        visitor_token: body.visitor_token,
-        qr_logo: None,
-        routes: body.routes,
-        created_at: 0,
-        updated_at: 0,
-    };
+    let body: CodeInput = read_json(state, req).await?;
+    if let Some(raw) = &body.expires_at {
+        future_expiry(raw)?;
+    }
+    let record = body.into_record()?;
     let record = admin::create_code(state, record).await?;
     let out = view(state, &record);
     let mut resp = response::json(StatusCode::CREATED, &out);

@@ -7,6 +7,8 @@
 //!   or that creator's key (it may change it too);
 //! - QR logos (`/codes/{code}/logo`, `/owners/{owner}/logo`): the admin key
 //!   sets and removes them; a creator key reads its own;
+//! - codes in bulk: the admin key imports (`/codes/import`); an export
+//!   (`/codes/export`) holds the codes the key sees, a creator's own;
 //! - the review of flagged conversions (`/reviews`, `/codes/{code}/ban`):
 //!   the admin key only;
 //! - webhook endpoints (`/webhooks`): the admin key, or a creator key for
@@ -18,6 +20,7 @@
 mod analytics;
 mod auth;
 mod body;
+mod bulk;
 mod codes;
 mod conversions;
 mod erasure;
@@ -113,6 +116,13 @@ async fn route(state: &AppState, req: Request) -> Result<Response, ApiError> {
             codes::create(state, req).await
         }
         (["codes"], _) => Err(ApiError::method_not_allowed("GET, POST")),
+        (["codes", "import"], &Method::POST) => {
+            admin_only(&who)?;
+            bulk::import(state, req).await
+        }
+        (["codes", "import"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["codes", "export"], &Method::GET) => bulk::export(state, &who, &req).await,
+        (["codes", "export"], _) => Err(ApiError::method_not_allowed("GET")),
         (["codes", code], m) => {
             let code = canonical_path_code(code)?;
             match *m {

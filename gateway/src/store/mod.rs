@@ -48,6 +48,31 @@ pub enum ProfileWrite {
 /// A change applied to a stored record; returns a validation error to abort.
 pub type Mutation = Box<dyn FnOnce(&mut CodeRecord) -> Result<(), ValidationError> + Send>;
 
+/// Writes of an import go to the store in chunks of this many records.
+pub const BULK_CHUNK: usize = 1000;
+
+/// What [`Store::write_codes`] did: for the writes of the chunks it got
+/// to, in order, whether each was written; and the error that stopped it
+/// (the writes after those were not tried).
+#[derive(Default)]
+pub struct BulkWritten {
+    pub written: Vec<bool>,
+    pub error: Option<StoreError>,
+}
+
+/// A stored code and its bytes as stored.
+pub struct StoredCode {
+    pub record: CodeRecord,
+    pub raw: Vec<u8>,
+}
+
+/// One write of an import.
+pub struct BulkWrite {
+    pub record: CodeRecord,
+    /// The stored bytes the import read (`None`: the code must not exist).
+    pub expected: Option<Vec<u8>>,
+}
+
 pub enum Store {
     Embedded(EmbeddedStore),
     Redis(RedisStore),
@@ -76,6 +101,33 @@ impl Store {
         match self {
             Store::Embedded(s) => s.update(code, change).await,
             Store::Redis(s) => s.update(code, change).await,
+        }
+    }
+
+    /// The stored records of `codes` (canonical names), in that order, with
+    /// their stored bytes (what [`Self::write_codes`] compares against);
+    /// `None` for a code not stored. For imports: read in chunks of
+    /// [`BULK_CHUNK`].
+    pub async fn read_codes(&self, codes: &[String]) -> Result<Vec<Option<StoredCode>>> {
+        match self {
+            Store::Embedded(s) => s.read_codes(codes).await,
+            Store::Redis(s) => s.read_codes(codes).await,
+        }
+    }
+
+    /// Writes many records, each only if the store still holds what the
+    /// import planned on ([`BulkWrite::expected`]); whether each was written
+    /// (`false`: another write came between; nothing is overwritten).
+    /// One redb transaction, or one Redis script, per [`BULK_CHUNK`] writes;
+    /// in Redis the version token moves once, with the last chunk (or after
+    /// the chunk that failed, so the instances load what was written).
+    pub async fn write_codes(&self, writes: Vec<BulkWrite>) -> BulkWritten {
+        if writes.is_empty() {
+            return BulkWritten::default();
+        }
+        match self {
+            Store::Embedded(s) => s.write_codes(writes).await,
+            Store::Redis(s) => s.write_codes(writes).await,
         }
     }
 

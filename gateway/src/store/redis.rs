@@ -25,6 +25,7 @@ use super::{
     decode, decode_integration, decode_key, decode_profile, encode, encode_profile, ApiKey,
     Mutation, ProfileChange, ProfileWrite, Result, StoreError,
 };
+use super::{BulkWrite, BulkWritten, StoredCode, BULK_CHUNK};
 use codelink_shared::{CodeRecord, Integration, OwnerProfile};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
@@ -168,6 +169,89 @@ impl RedisStore {
             .collect())
     }
 }
+
+impl RedisStore {
+    pub async fn read_codes(&self, codes: &[String]) -> Result<Vec<Option<StoredCode>>> {
+        let mut conn = self.conn.clone();
+        let mut out = Vec::with_capacity(codes.len());
+        for chunk in codes.chunks(BULK_CHUNK) {
+            let found: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+                .arg(&self.codes_key)
+                .arg(chunk)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            for raw in found {
+                out.push(match raw {
+                    Some(raw) => Some(StoredCode {
+                        record: decode(&raw)?,
+                        raw,
+                    }),
+                    None => None,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// One script per [`BULK_CHUNK`] writes (a compare-and-set of each
+    /// record, atomic per chunk); the version token is moved by the last
+    /// chunk's script, or after a chunk fails.
+    pub async fn write_codes(&self, writes: Vec<BulkWrite>) -> BulkWritten {
+        let mut conn = self.conn.clone();
+        let mut done = BulkWritten::default();
+        let chunks = writes.len().div_ceil(BULK_CHUNK);
+        for (i, chunk) in writes.chunks(BULK_CHUNK).enumerate() {
+            let version = if i + 1 == chunks {
+                new_version().to_string()
+            } else {
+                String::new()
+            };
+            let mut call = BULK_CAS.key(&self.codes_key);
+            call.key(&self.version_key).arg(version);
+            for w in chunk {
+                call.arg(&w.record.code)
+                    .arg(w.expected.as_deref().unwrap_or_default())
+                    .arg(encode(&w.record));
+            }
+            match call.invoke_async::<Vec<i64>>(&mut conn).await {
+                Ok(flags) => done.written.extend(flags.into_iter().map(|f| f == 1)),
+                Err(e) => {
+                    done.error = Some(unavailable(e));
+                    if i > 0 {
+                        // What the chunks before wrote reaches the others.
+                        let _ = conn.set::<_, _, ()>(&self.version_key, new_version()).await;
+                    }
+                    break;
+                }
+            }
+        }
+        done
+    }
+}
+
+/// The writes of one import chunk: KEYS codes, version; ARGV the new
+/// version token (empty: leave it) and then per code its name, the stored
+/// JSON the import read (empty: none; a stored record is never empty) and
+/// the JSON to write. Each code is written only if it is still as read.
+static BULK_CAS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local out = {}
+for i = 2, #ARGV, 3 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if (cur or '') == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+if ARGV[1] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
+return out
+",
+    )
+});
 
 impl RedisStore {
     /// Writes back codes that Redis no longer has (it restarted without
