@@ -6,14 +6,30 @@ use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use std::path::Path;
+use std::path::PathBuf;
 
-/// `key`, else the admin key in `data_dir` (as `codelink serve` wrote it).
-pub fn key_or_admin(key: Option<&str>, data_dir: &Path) -> anyhow::Result<String> {
-    match key {
+/// Where the gateway is and which key to send (the flags every such
+/// subcommand takes).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Remote {
+    /// Base URL of the gateway.
+    #[arg(long, env = "CODELINK_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// API key (admin, or a creator's for what it may see). Default: the
+    /// admin key in --data-dir.
+    #[arg(long, env = "CODELINK_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Data dir to read the admin key from when --key is absent.
+    #[arg(long, env = "CODELINK_DATA_DIR", default_value = "./codelink-data")]
+    pub data_dir: PathBuf,
+}
+
+/// `--key`, else the admin key in `--data-dir` (as `codelink serve` wrote it).
+pub fn key_or_admin(remote: &Remote) -> anyhow::Result<String> {
+    match &remote.key {
         Some(k) => Ok(k.to_string()),
         None => {
-            let path = data_dir.join(crate::keys::ADMIN_KEY_FILE);
+            let path = remote.data_dir.join(crate::keys::ADMIN_KEY_FILE);
             Ok(std::fs::read_to_string(&path)
                 .with_context(|| format!("no --key given and cannot read {}", path.display()))?
                 .trim()

@@ -4,7 +4,6 @@
 use anyhow::{anyhow, bail};
 use clap::Args;
 use serde_json::Value;
-use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
@@ -24,19 +23,12 @@ pub struct ReportArgs {
     /// browser, os, in_app, referrer, verdict, route.
     #[arg(long, default_value = "channel")]
     pub by: String,
-    /// Base URL of the gateway.
-    #[arg(long, env = "CODELINK_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// API key (admin or creator). Default: the admin key in --data-dir.
-    #[arg(long, env = "CODELINK_KEY", hide_env_values = true)]
-    pub key: Option<String>,
-    /// Data dir to read the admin key from when --key is absent.
-    #[arg(long, env = "CODELINK_DATA_DIR", default_value = "./codelink-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub remote: crate::remote::Remote,
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
-    let key = crate::remote::key_or_admin(args.key.as_deref(), &args.data_dir)?;
+    let key = crate::remote::key_or_admin(&args.remote)?;
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query.append_pair("tz", &args.tz);
     if let Some(c) = &args.code {
@@ -50,13 +42,13 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     }
     let query = query.finish();
     let summary = get(
-        &args.url,
+        &args.remote.url,
         &key,
         &format!("/api/v1/analytics/summary?{query}"),
     )
     .await?;
     let breakdown = get(
-        &args.url,
+        &args.remote.url,
         &key,
         &format!("/api/v1/analytics/breakdown?{query}&by={}", args.by),
     )

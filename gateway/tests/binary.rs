@@ -1,6 +1,8 @@
 //! The `codelink` binary itself: first start, persistence across restart,
 //! SIGTERM, and a data dir that is already in use.
 
+mod common;
+
 use codelink_testkit::http::Client;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -34,16 +36,10 @@ async fn spawn(data_dir: &Path, extra: &[&str]) -> Process {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let client = Client::new(addr);
-    let up = codelink_testkit::wait_until(Duration::from_secs(15), || {
-        let client = client.clone();
-        async move {
-            tokio::net::TcpStream::connect(client.addr).await.is_ok()
-                && client.get("/healthz").await.status == 200
-        }
-    })
-    .await;
-    assert!(up, "codelink serve did not come up");
+    assert!(
+        common::comes_up(addr, 15).await,
+        "codelink serve did not come up"
+    );
     Process { child, addr }
 }
 

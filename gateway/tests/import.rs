@@ -603,16 +603,10 @@ async fn serve(data_dir: &std::path::Path) -> Serve {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let client = Client::new(addr);
-    let up = codelink_testkit::wait_until(Duration::from_secs(15), || {
-        let client = client.clone();
-        async move {
-            tokio::net::TcpStream::connect(client.addr).await.is_ok()
-                && client.get("/healthz").await.status == 200
-        }
-    })
-    .await;
-    assert!(up, "codelink serve did not come up");
+    assert!(
+        common::comes_up(addr, 15).await,
+        "codelink serve did not come up"
+    );
     Serve(child, addr)
 }
 

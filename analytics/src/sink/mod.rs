@@ -18,6 +18,7 @@ pub use self::clickhouse::{BackfillProgress, ClickHouseConfig, ClickHouseEvents}
 pub use self::embedded::{
     EmbeddedSink, Erased, MigrationProgress, Pruned as EmbeddedPruned, Subject,
 };
+pub(crate) use self::redis::connection as redis_connection;
 pub use self::redis::RedisCounters;
 
 use crate::batch::Batch;

@@ -130,17 +130,23 @@ return {0, ''}
 /// Customers' purchases read per round trip when looking for one to refund.
 const PURCHASE_PAGE: usize = 50;
 
+/// A lazily connecting Redis connection with the live store's timeouts
+/// (1 s to connect, 5 s per answer, one retry).
+pub(crate) fn connection(url: &str) -> Result<ConnectionManager, SinkError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
 impl RedisCounters {
     /// Connects lazily: scans are spooled while Redis is unreachable.
     pub fn connect(url: &str, prefix: &str) -> Result<Self, SinkError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
         Ok(Self {
-            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+            conn: connection(url)?,
             prefix: prefix.to_string(),
             script: redis::Script::new(APPLY_ONCE),
             claim_script: redis::Script::new(CLAIM),

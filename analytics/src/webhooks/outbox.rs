@@ -18,13 +18,12 @@
 use super::{Attempt, Endpoint, Event, Health, LOG_LEN};
 use crate::sink::SinkError;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 const ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_endpoints");
 const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_health");
@@ -32,6 +31,22 @@ const EVENTS: TableDefinition<&str, u64> = TableDefinition::new("webhook_events"
 const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_deliveries");
 const DUE: TableDefinition<&str, ()> = TableDefinition::new("webhook_due");
 const LOG: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_log");
+
+/// A map of id → JSON: a redb table (embedded) or a hash (Redis).
+#[derive(Clone, Copy)]
+struct Map {
+    table: TableDefinition<'static, &'static str, &'static [u8]>,
+    hash: &'static str,
+}
+
+const ENDPOINT_MAP: Map = Map {
+    table: ENDPOINTS,
+    hash: "endpoints",
+};
+const HEALTH_MAP: Map = Map {
+    table: HEALTH,
+    hash: "health",
+};
 
 /// How long an enqueued event's marker is kept in Redis (as conversion claims).
 const EVENT_TTL_SECS: u64 = 400 * 86_400;
@@ -152,14 +167,8 @@ impl Outbox {
     }
 
     pub fn redis(url: &str, prefix: &str) -> Result<Self, SinkError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
         Ok(Outbox::Redis {
-            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+            conn: crate::sink::redis_connection(url)?,
             prefix: format!("{prefix}:wh"),
             enqueue: redis::Script::new(ENQUEUE),
             claim: redis::Script::new(CLAIM),
@@ -176,58 +185,59 @@ impl Outbox {
             .map_err(err)?
     }
 
-    pub async fn endpoints(&self) -> Result<Vec<Endpoint>, SinkError> {
-        let raw: Vec<Vec<u8>> = match self {
+    /// Every value of `map`, with its key.
+    async fn all_of(&self, map: Map) -> Result<Vec<(String, Vec<u8>)>, SinkError> {
+        match self {
             Outbox::Embedded { db, .. } => {
-                Self::blocking(db, |db| {
+                Self::blocking(db, move |db| {
                     let tx = db.begin_read().map_err(err)?;
-                    let t = tx.open_table(ENDPOINTS).map_err(err)?;
+                    let t = tx.open_table(map.table).map_err(err)?;
                     let mut out = Vec::new();
                     for item in t.iter().map_err(err)? {
-                        out.push(item.map_err(err)?.1.value().to_vec());
+                        let (k, v) = item.map_err(err)?;
+                        out.push((k.value().to_string(), v.value().to_vec()));
                     }
                     Ok(out)
                 })
-                .await?
+                .await
             }
             Outbox::Redis { conn, prefix, .. } => {
-                let map: HashMap<String, Vec<u8>> =
-                    conn.clone().hgetall(format!("{prefix}:endpoints")).await?;
-                map.into_values().collect()
+                let all: HashMap<String, Vec<u8>> = conn
+                    .clone()
+                    .hgetall(format!("{prefix}:{}", map.hash))
+                    .await?;
+                Ok(all.into_iter().collect())
             }
-        };
-        Ok(raw
-            .iter()
-            .filter_map(|r| serde_json::from_slice(r).ok())
-            .collect())
+        }
     }
 
-    pub async fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, SinkError> {
-        let raw: Option<Vec<u8>> = match self {
+    /// The value of `id` in `map`.
+    async fn one_of(&self, map: Map, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        match self {
             Outbox::Embedded { db, .. } => {
                 let id = id.to_string();
                 Self::blocking(db, move |db| {
                     let tx = db.begin_read().map_err(err)?;
-                    let t = tx.open_table(ENDPOINTS).map_err(err)?;
+                    let t = tx.open_table(map.table).map_err(err)?;
                     Ok(t.get(id.as_str()).map_err(err)?.map(|v| v.value().to_vec()))
                 })
-                .await?
+                .await
             }
-            Outbox::Redis { conn, prefix, .. } => {
-                conn.clone().hget(format!("{prefix}:endpoints"), id).await?
-            }
-        };
-        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+            Outbox::Redis { conn, prefix, .. } => Ok(conn
+                .clone()
+                .hget(format!("{prefix}:{}", map.hash), id)
+                .await?),
+        }
     }
 
-    pub async fn put_endpoint(&self, e: &Endpoint) -> Result<(), SinkError> {
-        let value = json(e)?;
+    /// Sets `id` in `map` to `value`.
+    async fn put_in(&self, map: Map, id: &str, value: Vec<u8>) -> Result<(), SinkError> {
         match self {
             Outbox::Embedded { db, .. } => {
-                let id = e.id.clone();
+                let id = id.to_string();
                 Self::blocking(db, move |db| {
                     let tx = db.begin_write().map_err(err)?;
-                    tx.open_table(ENDPOINTS)
+                    tx.open_table(map.table)
                         .map_err(err)?
                         .insert(id.as_str(), value.as_slice())
                         .map_err(err)?;
@@ -238,11 +248,29 @@ impl Outbox {
             Outbox::Redis { conn, prefix, .. } => {
                 let _: i64 = conn
                     .clone()
-                    .hset(format!("{prefix}:endpoints"), &e.id, value)
+                    .hset(format!("{prefix}:{}", map.hash), id, value)
                     .await?;
                 Ok(())
             }
         }
+    }
+
+    pub async fn endpoints(&self) -> Result<Vec<Endpoint>, SinkError> {
+        Ok(self
+            .all_of(ENDPOINT_MAP)
+            .await?
+            .iter()
+            .filter_map(|(_, r)| serde_json::from_slice(r).ok())
+            .collect())
+    }
+
+    pub async fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, SinkError> {
+        let raw = self.one_of(ENDPOINT_MAP, id).await?;
+        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+    }
+
+    pub async fn put_endpoint(&self, e: &Endpoint) -> Result<(), SinkError> {
+        self.put_in(ENDPOINT_MAP, &e.id, json(e)?).await
     }
 
     /// Deletes the endpoint, its health and its log; false if unknown.
@@ -284,75 +312,23 @@ impl Outbox {
     }
 
     async fn all_health(&self) -> Result<HashMap<String, Health>, SinkError> {
-        let raw: Vec<(String, Vec<u8>)> = match self {
-            Outbox::Embedded { db, .. } => {
-                Self::blocking(db, |db| {
-                    let tx = db.begin_read().map_err(err)?;
-                    let t = tx.open_table(HEALTH).map_err(err)?;
-                    let mut out = Vec::new();
-                    for item in t.iter().map_err(err)? {
-                        let (k, v) = item.map_err(err)?;
-                        out.push((k.value().to_string(), v.value().to_vec()));
-                    }
-                    Ok(out)
-                })
-                .await?
-            }
-            Outbox::Redis { conn, prefix, .. } => {
-                let map: HashMap<String, Vec<u8>> =
-                    conn.clone().hgetall(format!("{prefix}:health")).await?;
-                map.into_iter().collect()
-            }
-        };
-        Ok(raw
+        Ok(self
+            .all_of(HEALTH_MAP)
+            .await?
             .into_iter()
             .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
             .collect())
     }
 
     pub async fn health(&self, id: &str) -> Result<Health, SinkError> {
-        let raw: Option<Vec<u8>> = match self {
-            Outbox::Embedded { db, .. } => {
-                let id = id.to_string();
-                Self::blocking(db, move |db| {
-                    let tx = db.begin_read().map_err(err)?;
-                    let t = tx.open_table(HEALTH).map_err(err)?;
-                    Ok(t.get(id.as_str()).map_err(err)?.map(|v| v.value().to_vec()))
-                })
-                .await?
-            }
-            Outbox::Redis { conn, prefix, .. } => {
-                conn.clone().hget(format!("{prefix}:health"), id).await?
-            }
-        };
+        let raw = self.one_of(HEALTH_MAP, id).await?;
         Ok(raw
             .and_then(|r| serde_json::from_slice(&r).ok())
             .unwrap_or_default())
     }
 
     pub async fn set_health(&self, id: &str, h: &Health) -> Result<(), SinkError> {
-        let value = json(h)?;
-        match self {
-            Outbox::Embedded { db, .. } => {
-                let id = id.to_string();
-                Self::blocking(db, move |db| {
-                    let tx = db.begin_write().map_err(err)?;
-                    tx.open_table(HEALTH)
-                        .map_err(err)?
-                        .insert(id.as_str(), value.as_slice())
-                        .map_err(err)?;
-                    tx.commit().map_err(err)
-                })
-                .await
-            }
-            Outbox::Redis { conn, prefix, .. } => {
-                let _: i64 = conn
-                    .clone()
-                    .hset(format!("{prefix}:health"), id, value)
-                    .await?;
-                Ok(())
-            }
-        }
+        self.put_in(HEALTH_MAP, id, json(h)?).await
     }
 
     /// The endpoint's last `n` attempts, newest first.

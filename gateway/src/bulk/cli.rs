@@ -49,15 +49,8 @@ pub struct ImportArgs {
     /// Rows per request.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub chunk_rows: u32,
-    /// Base URL of the gateway.
-    #[arg(long, env = "CODELINK_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// The admin key. Default: the admin key in --data-dir.
-    #[arg(long, env = "CODELINK_KEY", hide_env_values = true)]
-    pub key: Option<String>,
-    /// Data dir to read the admin key from when --key is absent.
-    #[arg(long, env = "CODELINK_DATA_DIR", default_value = "./codelink-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub remote: crate::remote::Remote,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -67,16 +60,8 @@ pub struct ExportArgs {
     /// Only this creator's codes.
     #[arg(long)]
     pub owner: Option<String>,
-    /// Base URL of the gateway.
-    #[arg(long, env = "CODELINK_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// API key (admin, or a creator's for their own codes). Default: the
-    /// admin key in --data-dir.
-    #[arg(long, env = "CODELINK_KEY", hide_env_values = true)]
-    pub key: Option<String>,
-    /// Data dir to read the admin key from when --key is absent.
-    #[arg(long, env = "CODELINK_DATA_DIR", default_value = "./codelink-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub remote: crate::remote::Remote,
 }
 
 /// One request's worth of the file.
@@ -228,7 +213,7 @@ impl Progress {
 }
 
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
-    let key = remote::key_or_admin(args.key.as_deref(), &args.data_dir)?;
+    let key = remote::key_or_admin(&args.remote)?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let text = String::from_utf8(bytes)
@@ -260,7 +245,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let mut done = failed.len();
     for chunk in chunks {
         let (status, body) = remote::call(
-            &args.url,
+            &args.remote.url,
             &key,
             http::Method::POST,
             &path,
@@ -332,7 +317,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
 }
 
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let key = remote::key_or_admin(args.key.as_deref(), &args.data_dir)?;
+    let key = remote::key_or_admin(&args.remote)?;
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query.append_pair(
         "format",
@@ -345,7 +330,8 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         query.append_pair("owner", owner);
     }
     let path = format!("/api/v1/codes/export?{}", query.finish());
-    let (status, body) = remote::call(&args.url, &key, http::Method::GET, &path, None).await?;
+    let (status, body) =
+        remote::call(&args.remote.url, &key, http::Method::GET, &path, None).await?;
     if !status.is_success() {
         bail!("{}", remote::error_message(status, &body));
     }

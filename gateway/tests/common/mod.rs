@@ -21,6 +21,19 @@ pub struct TestGateway {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// Whether a gateway at `addr` answers `/healthz` within `secs` seconds.
+pub async fn comes_up(addr: SocketAddr, secs: u64) -> bool {
+    let client = Client::new(addr);
+    codelink_testkit::wait_until(std::time::Duration::from_secs(secs), || {
+        let client = client.clone();
+        async move {
+            tokio::net::TcpStream::connect(client.addr).await.is_ok()
+                && client.get("/healthz").await.status == 200
+        }
+    })
+    .await
+}
+
 /// A config on a fresh temp data dir with a known admin key.
 pub fn config() -> (Config, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
@@ -50,15 +63,7 @@ pub async fn start_with(config: Config, tmp: Option<tempfile::TempDir>) -> TestG
         let _ = rx.await;
     }));
     let anon = Client::new(addr);
-    let up = codelink_testkit::wait_until(std::time::Duration::from_secs(10), || {
-        let anon = anon.clone();
-        async move {
-            tokio::net::TcpStream::connect(anon.addr).await.is_ok()
-                && anon.get("/healthz").await.status == 200
-        }
-    })
-    .await;
-    assert!(up, "gateway did not come up");
+    assert!(comes_up(addr, 10).await, "gateway did not come up");
     TestGateway {
         addr,
         admin: Client::new(addr).with_bearer(ADMIN_KEY),
