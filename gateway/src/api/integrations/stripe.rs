@@ -178,7 +178,9 @@ fn refund(
         .pointer("/data/previous_attributes/amount_refunded")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let delta = refunded - before;
+    // A negative or huge `before` (only a signed body can carry one) is not
+    // an overflow nor a refund larger than the charge's.
+    let delta = refunded.checked_sub(before.max(0)).unwrap_or(0);
     if delta <= 0 {
         return Ok(Mapped::Ignored("this event refunded nothing more".into()));
     }
@@ -329,6 +331,16 @@ mod tests {
         let fallback = fallback.unwrap();
         assert!(fallback.get("purchase_event_id").is_none());
         assert_eq!(fallback["customer_id"], "cus_9");
+        // Out-of-range amounts refund nothing more (no overflow, no panic).
+        e["data"]["object"]["amount_refunded"] = json!(i64::MIN);
+        e["data"]["previous_attributes"] = json!({"amount_refunded": 1});
+        assert!(matches!(map(&e, None).unwrap(), Mapped::Ignored(_)));
+        e["data"]["object"]["amount_refunded"] = json!(3000);
+        e["data"]["previous_attributes"] = json!({"amount_refunded": -5000});
+        let Mapped::Report { event, .. } = map(&e, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(event["amount"], 3000);
     }
 
     #[test]
