@@ -1,7 +1,8 @@
 //! Shopify webhooks → conversions (topic in `X-Shopify-Topic`).
 //!
 //! - `orders/create`: a purchase of `total_price` (a decimal string in the
-//!   order's `currency`), event id `shopify:order:{id}`, customer
+//!   order's `currency`; `total_price_set.presentment_money` when given, the
+//!   currency refunds are made in), event id `shopify:order:{id}`, customer
 //!   `shopify:{customer.id}`. The scan token is the cart attribute
 //!   `cl_scan` (the order's `note_attributes`), else `cl_scan` in the query
 //!   of `landing_site`. The code is the cart attribute `cl_code`, else the
@@ -38,9 +39,23 @@ fn order(
     is_code: &dyn Fn(&str) -> bool,
 ) -> Result<Mapped, ApiError> {
     let id = string_at(order, "/id").ok_or_else(|| invalid("id: the order's id is missing"))?;
-    let currency = order_currency(order, "/currency")?;
-    let total = string_at(order, "/total_price")
-        .ok_or_else(|| invalid("total_price: the order's total is missing"))?;
+    // The customer's (presentment) currency when the order gives it: a
+    // refund's transactions are in it, and `currency`/`total_price` are the
+    // shop's, which differ in a multi-currency shop.
+    let presentment = order
+        .pointer("/total_price_set/presentment_money")
+        .filter(|m| string_at(m, "/amount").is_some() && string_at(m, "/currency_code").is_some());
+    let (currency, total) = match presentment {
+        Some(m) => (
+            order_currency(m, "/currency_code")?,
+            string_at(m, "/amount").unwrap_or_default(),
+        ),
+        None => (
+            order_currency(order, "/currency")?,
+            string_at(order, "/total_price")
+                .ok_or_else(|| invalid("total_price: the order's total is missing"))?,
+        ),
+    };
     let amount = decimal_minor(&total, currency::minor_digits(&currency)).ok_or_else(|| {
         invalid(format!(
             "total_price: '{total}' is not an amount of {currency}"
@@ -197,6 +212,33 @@ mod tests {
         };
         assert_eq!(event["scan_id"], "tok2");
         assert_eq!(event["code"], "shop");
+    }
+
+    #[test]
+    fn a_multi_currency_order_is_in_the_currency_its_refunds_are_in() {
+        // Shop in USD, customer paying in EUR: refund transactions are in EUR.
+        let order = json!({
+            "id": 1, "currency": "USD", "total_price": "11.00",
+            "presentment_currency": "EUR",
+            "total_price_set": {
+                "shop_money": {"amount": "11.00", "currency_code": "USD"},
+                "presentment_money": {"amount": "10.00", "currency_code": "EUR"}
+            }
+        });
+        let Mapped::Report { event, .. } = map("orders/create", &order, None, &|_| false).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(event["currency"], "EUR");
+        assert_eq!(event["amount"], 1000);
+        let refund = json!({"id": 2, "order_id": 1, "transactions": [
+            {"kind": "refund", "status": "success", "amount": "4.00", "currency": "EUR"}]});
+        let Mapped::Report { event, .. } =
+            map("refunds/create", &refund, None, &|_| false).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(event["currency"], "EUR");
     }
 
     #[test]
