@@ -8,6 +8,8 @@
 //!   of `landing_site`. The code is the cart attribute `cl_code`, else the
 //!   first discount code that is a codelink code (the follower typed the
 //!   creator's code at checkout), else the endpoint's code.
+//! - `orders/paid`: the same purchase (one id), for an order `orders/create`
+//!   ignored as not paid yet (`financial_status` pending, authorized, voided).
 //! - `refunds/create`: a refund of its successful `refund` transactions,
 //!   event id `shopify:refund:{id}`, of purchase `shopify:order:{order_id}`.
 
@@ -24,13 +26,32 @@ pub fn map(
     is_code: &dyn Fn(&str) -> bool,
 ) -> Result<Mapped, ApiError> {
     match topic {
-        "orders/create" => order(body, default_code, is_code),
+        // An order not paid yet (a manual payment method, cash on delivery, a
+        // payment only authorized) is no purchase: one never paid is
+        // cancelled without a refund, and its commission would stay. It is
+        // taken when paid, from orders/paid (the same event id: counted once).
+        "orders/create" => match unpaid(body) {
+            Some(status) => Ok(Mapped::Ignored(format!(
+                "the order is not paid yet (financial_status {status}): it is taken from \
+                 orders/paid once paid; subscribe this endpoint to orders/paid"
+            ))),
+            None => order(body, default_code, is_code),
+        },
+        "orders/paid" => order(body, default_code, is_code),
         "refunds/create" => refund(body),
         other => Ok(Mapped::Ignored(format!(
-            "codelink takes the topics orders/create and refunds/create, not '{}'",
+            "codelink takes the topics orders/create, orders/paid and refunds/create, not '{}'",
             other.chars().take(64).collect::<String>()
         ))),
     }
+}
+
+/// The `financial_status` of an order that took no money yet.
+fn unpaid(order: &Value) -> Option<&str> {
+    order
+        .get("financial_status")
+        .and_then(Value::as_str)
+        .filter(|s| matches!(*s, "pending" | "authorized" | "voided"))
 }
 
 fn order(
@@ -212,6 +233,33 @@ mod tests {
         };
         assert_eq!(event["scan_id"], "tok2");
         assert_eq!(event["code"], "shop");
+    }
+
+    #[test]
+    fn an_unpaid_order_is_taken_when_paid() {
+        let mut order = json!({"id": 3, "currency": "USD", "total_price": "30.00",
+                               "financial_status": "pending"});
+        assert!(matches!(
+            map("orders/create", &order, None, &|_| false).unwrap(),
+            Mapped::Ignored(_)
+        ));
+        order["financial_status"] = json!("paid");
+        let Mapped::Report { event: paid, .. } =
+            map("orders/paid", &order, None, &|_| false).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(paid["event_id"], "shopify:order:3");
+        assert_eq!(paid["amount"], 3000);
+        // Paid at creation: orders/create and orders/paid are one purchase.
+        let created = map("orders/create", &order, None, &|_| false).unwrap();
+        assert_eq!(
+            created,
+            Mapped::Report {
+                event: paid,
+                fallback: None
+            }
+        );
     }
 
     #[test]
