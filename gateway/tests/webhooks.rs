@@ -622,6 +622,27 @@ async fn a_creators_endpoint_gets_only_its_codes_and_milestones() {
 }
 
 #[tokio::test]
+async fn one_creator_cannot_take_every_endpoint_slot() {
+    let gw = common::start().await;
+    let key = gw
+        .key(json!({"kind": "creator", "creator": "mallory"}))
+        .await;
+    let mallory = codelink_testkit::http::Client::new(gw.addr).with_bearer(&key);
+    let body = json!({"url": "https://example.com/h", "events": ["code.created"]});
+    for i in 0..codelink_analytics::webhooks::MAX_ENDPOINTS_PER_OWNER {
+        let r = mallory.post_json("/api/v1/webhooks", &body).await;
+        assert_eq!(r.status, 201, "{i}: {}", r.text());
+    }
+    let r = mallory.post_json("/api/v1/webhooks", &body).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.error_code(), "invalid_field");
+    // The admin (and other creators) still can.
+    let r = gw.admin.post_json("/api/v1/webhooks", &body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn bad_endpoints_are_refused_with_what_to_fix() {
     // Private addresses are refused by default (SSRF).
     let gw = common::start().await;
@@ -632,6 +653,10 @@ async fn bad_endpoints_are_refused_with_what_to_fix() {
         "http://10.0.0.8/hook",
         "http://169.254.169.254/latest/meta-data/",
         "http://[::1]/hook",
+        "http://2130706433/hook",
+        "http://[::127.0.0.1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "http://[2002:a00:1::1]/hook",
         "ftp://example.com/hook",
         "not a url",
     ] {

@@ -31,12 +31,15 @@ pub(super) async fn run(hub: Arc<Hub>, live: LiveStore, mut rx: mpsc::Receiver<A
         if human.is_empty() {
             continue;
         }
-        let everys: Vec<u64> = match hub.outbox.endpoints().await {
+        // (owner scope, every): a creator's endpoint makes milestones of its
+        // own codes only, not of every code (its events would go nowhere
+        // but still be written to the outbox).
+        let everys: Vec<(Option<String>, u64)> = match hub.outbox.endpoints().await {
             Ok(list) => list
-                .iter()
+                .into_iter()
                 .filter(|e| e.events.iter().any(|t| t == "scan.milestone"))
-                .map(|e| e.milestone_every)
-                .filter(|m| *m > 0)
+                .map(|e| (e.owner, e.milestone_every))
+                .filter(|(_, m)| *m > 0)
                 .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "webhook milestones skipped for a batch: the outbox is unavailable");
@@ -58,24 +61,50 @@ pub(super) async fn run(hub: Arc<Hub>, live: LiveStore, mut rx: mpsc::Receiver<A
             };
             let before = after.saturating_sub(added);
             let owner = hub.owner_of(code);
-            let mut reached: Vec<u64> = Vec::new();
-            for every in &everys {
-                let mut k = before / every + 1;
-                let mut made = 0;
-                while k.saturating_mul(*every) <= after && made < MAX_PER_CODE {
-                    reached.push(k * every);
-                    k += 1;
-                    made += 1;
-                }
-            }
-            reached.sort_unstable();
-            reached.dedup();
-            for n in reached {
+            for n in reached(before, after, &everys, &owner) {
                 events.push(Event::milestone(code, &owner, n, now));
             }
         }
         if let Err(e) = hub.enqueue(&events).await {
             tracing::warn!(error = %e, "webhook milestone events could not be queued");
         }
+    }
+}
+
+/// The multiples crossed from `before` to `after` human scans of a code of
+/// `owner`, for the endpoints' `(owner scope, every)`: only endpoints that
+/// would receive them (scoped to every owner, or to this one) count.
+fn reached(before: u64, after: u64, everys: &[(Option<String>, u64)], owner: &str) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::new();
+    let scoped = everys
+        .iter()
+        .filter(|(o, _)| o.as_deref().is_none_or(|o| o == owner))
+        .map(|(_, every)| *every);
+    for every in scoped {
+        let mut k = before / every + 1;
+        let mut made = 0;
+        while k.saturating_mul(every) <= after && made < MAX_PER_CODE {
+            out.push(k * every);
+            k += 1;
+            made += 1;
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milestones_only_for_endpoints_that_get_them() {
+        let everys = [(Some("bob".to_string()), 1), (None, 5)];
+        // Bob's every-scan endpoint makes nothing for alice's codes.
+        assert_eq!(reached(3, 11, &everys, "alice"), vec![5, 10]);
+        assert_eq!(reached(3, 6, &everys, "bob"), vec![4, 5, 6]);
+        assert!(reached(0, 4, &everys[..1], "alice").is_empty());
+        assert!(reached(0, 4, &everys[..1], "").is_empty());
     }
 }

@@ -47,6 +47,9 @@ pub const EVENT_TYPES: [&str; 6] = [
 
 /// Most endpoints kept (over every owner).
 pub const MAX_ENDPOINTS: usize = 100;
+/// Most endpoints scoped to one owner (one creator key cannot take every
+/// slot of [`MAX_ENDPOINTS`]).
+pub const MAX_ENDPOINTS_PER_OWNER: usize = 10;
 /// Attempts kept in an endpoint's delivery log.
 pub const LOG_LEN: usize = 50;
 
@@ -308,11 +311,27 @@ impl Analytics {
         if new.description.chars().count() > 500 {
             return Err(invalid("description", "at most 500 characters".into()));
         }
-        if hub.outbox.endpoints().await.map_err(Error::from)?.len() >= MAX_ENDPOINTS {
+        let existing = hub.outbox.endpoints().await.map_err(Error::from)?;
+        if existing.len() >= MAX_ENDPOINTS {
             return Err(invalid(
                 "url",
                 format!("at most {MAX_ENDPOINTS} endpoints; delete one first"),
             ));
+        }
+        if let Some(owner) = new.owner.as_deref() {
+            if existing
+                .iter()
+                .filter(|e| e.owner.as_deref() == Some(owner))
+                .count()
+                >= MAX_ENDPOINTS_PER_OWNER
+            {
+                return Err(invalid(
+                    "url",
+                    format!(
+                        "at most {MAX_ENDPOINTS_PER_OWNER} endpoints for one owner; delete one first"
+                    ),
+                ));
+            }
         }
         let endpoint = Endpoint {
             id: format!("we_{}", random_hex(12)),

@@ -69,11 +69,30 @@ pub fn public(ip: IpAddr) -> bool {
                 return public(IpAddr::V4(v4));
             }
             let s = a.segments();
+            // IPv4 written inside IPv6: IPv4-compatible (::a.b.c.d), NAT64
+            // (64:ff9b::/96) and 6to4 (2002:aabb:ccdd::/48) reach that IPv4
+            // address through a translator or relay: judged as it.
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                std::net::Ipv4Addr::new(a, b, c, d)
+            };
+            if s[..6] == [0; 6] && !a.is_loopback() && !a.is_unspecified() {
+                return public(IpAddr::V4(embedded(s[6], s[7])));
+            }
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return public(IpAddr::V4(embedded(s[6], s[7])));
+            }
+            if s[0] == 0x2002 {
+                return public(IpAddr::V4(embedded(s[1], s[2])));
+            }
             !(a.is_loopback()
                 || a.is_unspecified()
                 || a.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80)
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1))
         }
     }
 }
@@ -98,6 +117,15 @@ mod tests {
             "http://localhost:8080/",
             "http://api.localhost/",
             "http://0.0.0.0/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://[::127.0.0.1]/",
+            "http://[::a9fe:a9fe]/",
+            "http://[64:ff9b::10.0.0.1]/",
+            "http://[64:ff9b:1::a00:1]/",
+            "http://[2002:7f00:1::1]/",
+            "http://[2002:a9fe:a9fe::]/",
+            "http://[fec0::1]/",
         ] {
             assert!(check_url(bad, false).is_err(), "{bad}");
             assert!(check_url(bad, true).is_ok(), "{bad}");
@@ -117,5 +145,8 @@ mod tests {
             "https://example.com/hook?a=1"
         );
         assert!(check_url("http://93.184.216.34/", false).is_ok());
+        assert!(check_url("http://[64:ff9b::5db8:d822]/", false).is_ok());
+        assert!(check_url("http://[2002:5db8:d822::1]/", false).is_ok());
+        assert!(check_url("http://[2606:4700::1111]/", false).is_ok());
     }
 }

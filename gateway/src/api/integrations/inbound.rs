@@ -124,7 +124,7 @@ async fn from_shopify(
     let topic = text_header(headers, "x-shopify-topic")?.ok_or_else(|| {
         ApiError::bad_request(
             "missing_topic",
-            "send the X-Shopify-Topic header (orders/create, refunds/create)",
+            "send the X-Shopify-Topic header (orders/create, orders/paid, refunds/create)",
         )
     })?;
     let event = parse(body)?;

@@ -1,12 +1,15 @@
 //! Shopify webhooks → conversions (topic in `X-Shopify-Topic`).
 //!
 //! - `orders/create`: a purchase of `total_price` (a decimal string in the
-//!   order's `currency`), event id `shopify:order:{id}`, customer
+//!   order's `currency`; `total_price_set.presentment_money` when given, the
+//!   currency refunds are made in), event id `shopify:order:{id}`, customer
 //!   `shopify:{customer.id}`. The scan token is the cart attribute
 //!   `cl_scan` (the order's `note_attributes`), else `cl_scan` in the query
 //!   of `landing_site`. The code is the cart attribute `cl_code`, else the
 //!   first discount code that is a codelink code (the follower typed the
 //!   creator's code at checkout), else the endpoint's code.
+//! - `orders/paid`: the same purchase (one id), for an order `orders/create`
+//!   ignored as not paid yet (`financial_status` pending, authorized, voided).
 //! - `refunds/create`: a refund of its successful `refund` transactions,
 //!   event id `shopify:refund:{id}`, of purchase `shopify:order:{order_id}`.
 
@@ -23,13 +26,32 @@ pub fn map(
     is_code: &dyn Fn(&str) -> bool,
 ) -> Result<Mapped, ApiError> {
     match topic {
-        "orders/create" => order(body, default_code, is_code),
+        // An order not paid yet (a manual payment method, cash on delivery, a
+        // payment only authorized) is no purchase: one never paid is
+        // cancelled without a refund, and its commission would stay. It is
+        // taken when paid, from orders/paid (the same event id: counted once).
+        "orders/create" => match unpaid(body) {
+            Some(status) => Ok(Mapped::Ignored(format!(
+                "the order is not paid yet (financial_status {status}): it is taken from \
+                 orders/paid once paid; subscribe this endpoint to orders/paid"
+            ))),
+            None => order(body, default_code, is_code),
+        },
+        "orders/paid" => order(body, default_code, is_code),
         "refunds/create" => refund(body),
         other => Ok(Mapped::Ignored(format!(
-            "codelink takes the topics orders/create and refunds/create, not '{}'",
+            "codelink takes the topics orders/create, orders/paid and refunds/create, not '{}'",
             other.chars().take(64).collect::<String>()
         ))),
     }
+}
+
+/// The `financial_status` of an order that took no money yet.
+fn unpaid(order: &Value) -> Option<&str> {
+    order
+        .get("financial_status")
+        .and_then(Value::as_str)
+        .filter(|s| matches!(*s, "pending" | "authorized" | "voided"))
 }
 
 fn order(
@@ -38,9 +60,23 @@ fn order(
     is_code: &dyn Fn(&str) -> bool,
 ) -> Result<Mapped, ApiError> {
     let id = string_at(order, "/id").ok_or_else(|| invalid("id: the order's id is missing"))?;
-    let currency = order_currency(order, "/currency")?;
-    let total = string_at(order, "/total_price")
-        .ok_or_else(|| invalid("total_price: the order's total is missing"))?;
+    // The customer's (presentment) currency when the order gives it: a
+    // refund's transactions are in it, and `currency`/`total_price` are the
+    // shop's, which differ in a multi-currency shop.
+    let presentment = order
+        .pointer("/total_price_set/presentment_money")
+        .filter(|m| string_at(m, "/amount").is_some() && string_at(m, "/currency_code").is_some());
+    let (currency, total) = match presentment {
+        Some(m) => (
+            order_currency(m, "/currency_code")?,
+            string_at(m, "/amount").unwrap_or_default(),
+        ),
+        None => (
+            order_currency(order, "/currency")?,
+            string_at(order, "/total_price")
+                .ok_or_else(|| invalid("total_price: the order's total is missing"))?,
+        ),
+    };
     let amount = decimal_minor(&total, currency::minor_digits(&currency)).ok_or_else(|| {
         invalid(format!(
             "total_price: '{total}' is not an amount of {currency}"
@@ -197,6 +233,60 @@ mod tests {
         };
         assert_eq!(event["scan_id"], "tok2");
         assert_eq!(event["code"], "shop");
+    }
+
+    #[test]
+    fn an_unpaid_order_is_taken_when_paid() {
+        let mut order = json!({"id": 3, "currency": "USD", "total_price": "30.00",
+                               "financial_status": "pending"});
+        assert!(matches!(
+            map("orders/create", &order, None, &|_| false).unwrap(),
+            Mapped::Ignored(_)
+        ));
+        order["financial_status"] = json!("paid");
+        let Mapped::Report { event: paid, .. } =
+            map("orders/paid", &order, None, &|_| false).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(paid["event_id"], "shopify:order:3");
+        assert_eq!(paid["amount"], 3000);
+        // Paid at creation: orders/create and orders/paid are one purchase.
+        let created = map("orders/create", &order, None, &|_| false).unwrap();
+        assert_eq!(
+            created,
+            Mapped::Report {
+                event: paid,
+                fallback: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_multi_currency_order_is_in_the_currency_its_refunds_are_in() {
+        // Shop in USD, customer paying in EUR: refund transactions are in EUR.
+        let order = json!({
+            "id": 1, "currency": "USD", "total_price": "11.00",
+            "presentment_currency": "EUR",
+            "total_price_set": {
+                "shop_money": {"amount": "11.00", "currency_code": "USD"},
+                "presentment_money": {"amount": "10.00", "currency_code": "EUR"}
+            }
+        });
+        let Mapped::Report { event, .. } = map("orders/create", &order, None, &|_| false).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(event["currency"], "EUR");
+        assert_eq!(event["amount"], 1000);
+        let refund = json!({"id": 2, "order_id": 1, "transactions": [
+            {"kind": "refund", "status": "success", "amount": "4.00", "currency": "EUR"}]});
+        let Mapped::Report { event, .. } =
+            map("refunds/create", &refund, None, &|_| false).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(event["currency"], "EUR");
     }
 
     #[test]

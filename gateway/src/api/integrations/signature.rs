@@ -69,8 +69,9 @@ pub fn stripe(header: Option<&str>, body: &[u8], secret: &str, now: i64) -> Resu
     if !matched {
         return Err(Refusal::Mismatch);
     }
-    let age_secs = now - t;
-    if age_secs.abs() > STRIPE_TOLERANCE_SECS {
+    // Saturating: a signed `t` near i64::MIN/MAX must not wrap into range.
+    let age_secs = now.saturating_sub(t);
+    if age_secs.unsigned_abs() > STRIPE_TOLERANCE_SECS.unsigned_abs() {
         return Err(Refusal::Expired { age_secs });
     }
     Ok(t)
@@ -145,6 +146,17 @@ mod tests {
             Err(Refusal::Expired { age_secs: 310 })
         );
         assert_eq!(stripe(None, BODY, SECRET, now), Err(Refusal::Missing));
+        // Timestamps at the ends of i64 are expired, not an overflow.
+        for t in [i64::MIN, now - i64::MAX - 1, i64::MAX] {
+            let h = format!("t={t},v1={}", stripe_v1(SECRET, t, BODY));
+            assert!(
+                matches!(
+                    stripe(Some(&h), BODY, SECRET, now),
+                    Err(Refusal::Expired { .. })
+                ),
+                "{t}"
+            );
+        }
         for bad in [
             "",
             "t=1",

@@ -13,8 +13,9 @@
 //!   `amount_refunded` (against `data.previous_attributes`).
 //!
 //! Event ids: a purchase is keyed by the payment it records —
-//! `stripe:{invoice id}` for a subscription's (its checkout session and its
-//! `invoice.paid` then count once), else `stripe:{payment_intent}` — so a
+//! `stripe:{invoice id}` for a subscription's or a payment-mode session's
+//! with post-payment invoices (its checkout session and its `invoice.paid`
+//! then count once), else `stripe:{payment_intent}` — so a
 //! refund, which knows only its charge, can name it. A refund is
 //! `stripe:{evt id}`. A retry of an event carries the same ids.
 
@@ -97,10 +98,13 @@ fn checkout(
         });
     }
     let (amount, currency) = money(session, "amount_total", total)?;
+    // A payment-mode session with post-payment invoices (invoice_creation)
+    // also sends invoice.paid for the same payment: named by its invoice,
+    // both are one purchase (as in subscription mode), not two.
     let payment = if mode == "subscription" {
         string_at(session, "/invoice")
     } else {
-        string_at(session, "/payment_intent")
+        string_at(session, "/invoice").or_else(|| string_at(session, "/payment_intent"))
     };
     Ok(Mapped::Report {
         event: Conversion {
@@ -178,7 +182,9 @@ fn refund(
         .pointer("/data/previous_attributes/amount_refunded")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let delta = refunded - before;
+    // A negative or huge `before` (only a signed body can carry one) is not
+    // an overflow nor a refund larger than the charge's.
+    let delta = refunded.checked_sub(before.max(0)).unwrap_or(0);
     if delta <= 0 {
         return Ok(Mapped::Ignored("this event refunded nothing more".into()));
     }
@@ -294,6 +300,21 @@ mod tests {
         assert_eq!(event["customer_id"], "cus_9");
         assert_eq!(event["occurred_at"], "2027-01-15T08:00:00Z");
         assert!(fallback.is_none());
+        // With invoice_creation, invoice.paid (stripe:in_…) is the same payment.
+        let mut invoiced = paid.clone();
+        invoiced["data"]["object"]["invoice"] = json!("in_5");
+        let Mapped::Report { event, .. } = map(&invoiced, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(event["event_id"], "stripe:in_5");
+        let invoice = stripe_event(
+            "invoice.paid",
+            json!({"id": "in_5", "amount_paid": 4900, "currency": "eur", "customer": "cus_9"}),
+        );
+        let Mapped::Report { event, .. } = map(&invoice, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(event["event_id"], "stripe:in_5");
         let trial = stripe_event(
             "checkout.session.completed",
             json!({"id": "cs_2", "mode": "subscription", "amount_total": 0,
@@ -329,6 +350,16 @@ mod tests {
         let fallback = fallback.unwrap();
         assert!(fallback.get("purchase_event_id").is_none());
         assert_eq!(fallback["customer_id"], "cus_9");
+        // Out-of-range amounts refund nothing more (no overflow, no panic).
+        e["data"]["object"]["amount_refunded"] = json!(i64::MIN);
+        e["data"]["previous_attributes"] = json!({"amount_refunded": 1});
+        assert!(matches!(map(&e, None).unwrap(), Mapped::Ignored(_)));
+        e["data"]["object"]["amount_refunded"] = json!(3000);
+        e["data"]["previous_attributes"] = json!({"amount_refunded": -5000});
+        let Mapped::Report { event, .. } = map(&e, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(event["amount"], 3000);
     }
 
     #[test]
