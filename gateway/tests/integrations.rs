@@ -381,6 +381,25 @@ async fn stripe_checkout_invoice_and_refund() {
     let (r, _) = stripe_post(&gw.anon, &path, &stray, now()).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ignored", "{}", r.text());
+    // A refund in another currency than its purchase's: refused for good,
+    // answered 200 so that Stripe does not retry it for days.
+    let mut usd = charge_refunded(
+        "evt_3MmlUsd",
+        "pi_3MtwBwLkdIwHu7ix28a3tqPa",
+        "cus_NffrFeUfNV2Hib",
+        4900,
+        0,
+        100,
+    );
+    usd["data"]["object"]["currency"] = json!("usd");
+    let (r, _) = stripe_post(&gw.anon, &path, &usd, now()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "refused", "{}", r.text());
+    assert!(
+        r.json()["reason"].as_str().unwrap().contains("currency"),
+        "{}",
+        r.text()
+    );
 
     // Read back: two purchases (49.00 + 20.00), two refunds (49.00), and
     // earnings 490 + 200 − 100 − 390; the refused 1000.00 is nowhere.

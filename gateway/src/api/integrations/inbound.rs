@@ -19,8 +19,10 @@
 //!   timestamp, so a repeat of both is someone replaying a captured request.
 //!   Shopify signs no time, so a repeated Shopify delivery cannot be told
 //!   from its retry: it is answered 200 `duplicate`, recording nothing;
-//! - 413 over 1 MiB, 422 `invalid_event` / `invalid_field` (an event that
-//!   lacks what a conversion needs), 503 when conversions cannot be stored.
+//! - 200 `refused` with the reason: a verified event that lacks what a
+//!   conversion needs, or that the ledger refuses (a refund above what is
+//!   left, another currency) — a retry would be refused alike;
+//! - 413 over 1 MiB, 503 when conversions cannot be stored.
 
 use super::mapped::Mapped;
 use super::registry::not_found;
@@ -78,9 +80,26 @@ pub(in crate::api) async fn receive(
         )
     })
     .await?;
-    match provider {
+    let answered = match provider {
         Provider::Stripe => from_stripe(state, &integration, &headers, &body).await,
         Provider::Shopify => from_shopify(state, &integration, &headers, &body).await,
+    };
+    match answered {
+        // A genuine event codelink cannot take (it lacks what a conversion
+        // needs, or the ledger refuses it: a refund above what is left of its
+        // purchase, another currency) is not made takeable by a retry: 200
+        // `refused` with the reason (shown in the provider's delivery log),
+        // so the provider neither retries it for days nor disables the
+        // endpoint over it.
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            tracing::warn!(integration = %integration.id, code = e.code, reason = %e.message, "a provider event was refused");
+            Ok(status(
+                "refused",
+                Some(format!("{}: {}", e.code, e.message)),
+                None,
+            ))
+        }
+        other => other,
     }
 }
 
