@@ -140,6 +140,13 @@ impl RecorderMetrics {
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the batcher takes what the queue holds.
 const DRAIN_EVERY: Duration = Duration::from_millis(5);
+
+/// Conversions and review decisions are waited on by an API caller (a
+/// brand's backend, Stripe, Shopify): the batch holding them is cut at the
+/// next drain rather than at the age tick, but at most once per this gap, so
+/// a stream of conversions makes at most 5 batches (ClickHouse inserts) a
+/// second, not one per report.
+const EARLY_CUT_GAP: Duration = Duration::from_millis(200);
 /// Scans enriched before the batcher looks at control messages and its tick again.
 const DRAIN_RUN: usize = 512;
 /// Spool files replayed per turn, so a long replay does not stop new batches.
@@ -387,6 +394,8 @@ struct Pending {
     steps: Vec<crate::event::StepEvent>,
     /// Told once the batch holding these items is written or spooled by every sink.
     waiting: Vec<oneshot::Sender<bool>>,
+    /// When the last batch was cut.
+    last_cut: std::time::Instant,
 }
 
 impl Pending {
@@ -409,7 +418,9 @@ async fn batcher(
         adjustments: Vec::new(),
         steps: Vec::new(),
         waiting: Vec::new(),
+        last_cut: std::time::Instant::now(),
     };
+    let early_gap = EARLY_CUT_GAP.min(config.flush_interval);
     let mut tick = tokio::time::interval(config.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The batcher looks at the queue on a short timer instead of waiting on it:
@@ -424,7 +435,7 @@ async fn batcher(
             biased;
             Some(ctl) = control.recv() => match ctl {
                 Control::Conversions(conversions, done) => {
-                    // Cut with the next tick: conversions ride along with scans.
+                    // Cut early (see `EARLY_CUT_GAP`): someone waits on these.
                     pending.conversions.extend(conversions);
                     pending.waiting.push(done);
                 }
@@ -450,6 +461,9 @@ async fn batcher(
                     // the age tick have had their turn.
                     Drained::More => drain.reset_immediately(),
                     Drained::Closed => break, // every sender dropped: shutdown
+                }
+                if !pending.waiting.is_empty() && pending.last_cut.elapsed() >= early_gap {
+                    cut(&mut pending, &workers, &metrics).await;
                 }
             }
         }
@@ -507,6 +521,7 @@ async fn drain_run(
 /// Hands the pending items to every worker as one batch; whoever waits on them
 /// is told once all workers have written or spooled it.
 async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetrics) {
+    pending.last_cut = std::time::Instant::now();
     let waiting = std::mem::take(&mut pending.waiting);
     // The next batch is likely about this size: reserving it up front spares
     // the copies of a vector that doubles its way up to tens of thousands.

@@ -702,3 +702,28 @@ async fn malformed_bodies_name_the_field() {
         .await;
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+/// A conversion is answered once stored, without waiting for the recorder's
+/// age tick (`--flush-ms`, here a minute): its batch is cut early.
+#[tokio::test]
+async fn a_conversion_does_not_wait_for_the_age_tick() {
+    let (mut config, tmp) = config();
+    config.flush_ms = 60_000;
+    let gw = common::start_with(config, Some(tmp)).await;
+    gw.create(common::alice()).await;
+    let (token, _) = scan(&gw.anon, "/alice10/yt").await;
+    for (i, body) in [
+        json!({"event_id": "early-1", "type": "signup", "scan_id": token}),
+        json!({"event_id": "early-2", "type": "purchase", "scan_id": token, "amount": 1000, "currency": "EUR"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answered = tokio::time::timeout(Duration::from_secs(20), ingest(&gw.admin, body))
+            .await
+            .unwrap_or_else(|_| panic!("conversion {i} waited for the minute-long age tick"));
+        assert_eq!(answered.0, 202, "{}", answered.1);
+        assert_eq!(answered.1["status"], "created");
+    }
+    gw.stop().await.unwrap();
+}
