@@ -1,6 +1,6 @@
 //! `/ui/integrations`: what a brand plugs in, on one page: the webhooks card
 //! ([`webhooks`]), the payment providers card (admin, [`providers`]) and the
-//! tag and import card (the `/t.js` snippet with this server's public URL;
+//! tag and import card (admin; the `/t.js` snippet with this server's public URL;
 //! `codelink import` / export). Forms answer with this page again (a
 //! refused form keeps what was typed and says what is wrong; a new
 //! webhook's secret is shown on it once) or redirect back with a flash.
@@ -34,7 +34,7 @@ fn tag_card<C: Console>(ctx: &Ctx<'_, C>) -> String {
         "<section class=\"card\" id=\"tag\"><h2>Tag and import</h2>\
          <p>Put this on every page of your site: it keeps the follower's scan token (<code>cl_scan</code>) first-party \
          on your domain for 30 days and adds it to your <code>form.checkout</code> forms. It sends nothing anywhere.</p>\
-         <div class=\"copy\"><textarea id=\"tag-snippet\" readonly rows=\"3\" aria-label=\"The tag snippet\">{}</textarea>\
+         <div class=\"copy\"><textarea id=\"tag-snippet\" readonly rows=\"4\" aria-label=\"The tag snippet\">{}</textarea>\
          <button type=\"button\" data-copy=\"tag-snippet\">Copy</button></div>\
          <p class=\"hint\">Change <code>data-days</code> and <code>data-attach</code> to suit; <code>codelink.token()</code> gives \
          the token to pass at checkout (Stripe: <code>client_reference_id</code>). The README's “For brands” section has the details.</p>\
@@ -76,9 +76,14 @@ async fn render<C: Console>(
     } else {
         None
     };
-    let mut body = String::from(
+    let mut body = format!(
         "<div class=\"head\"><div><h1>Integrations</h1>\
-         <p class=\"sub\">Webhooks out, payment providers in, the tag for your site.</p></div></div>",
+         <p class=\"sub\">{}</p></div></div>",
+        if ctx.is_admin() {
+            "Webhooks out, payment providers in, the tag for your site."
+        } else {
+            "Webhooks: your codes' conversions, commissions and milestones, sent to your own server."
+        }
     );
     if let Some(text) = ctx.param("done").and_then(flash) {
         let _ = write!(
@@ -91,7 +96,10 @@ async fn render<C: Console>(
     if let Some(all) = &integrations {
         body.push_str(&providers::card(ctx, all, &pr));
     }
-    body.push_str(&tag_card(ctx));
+    // The tag and the bulk import are the brand's (the admin's) business.
+    if ctx.is_admin() {
+        body.push_str(&tag_card(ctx));
+    }
     html_response(
         status,
         html::page(&ctx.frame("Integrations", "integrations"), &body),

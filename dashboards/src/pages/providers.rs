@@ -119,7 +119,7 @@ pub fn card<C: Console>(ctx: &Ctx<'_, C>, all: &[Integration], shown: &Shown) ->
         out,
         "<form method=\"post\" action=\"/ui/integrations/providers\" class=\"pad form\"><h3>Add a provider endpoint</h3>\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <div class=\"row4 three\"><div class=\"field\"><label for=\"pr-provider\">Provider</label>\
+         <div class=\"pair three\"><div class=\"field\"><label for=\"pr-provider\">Provider</label>\
          <select id=\"pr-provider\" name=\"provider\"><option value=\"stripe\"{}>Stripe</option><option value=\"shopify\"{}>Shopify</option></select></div>\
          <div class=\"field\"><label for=\"pr-name\">Name (optional)</label><input id=\"pr-name\" name=\"name\" value=\"{}\" placeholder=\"Main shop\"></div>\
          <div class=\"field\"><label for=\"pr-code\">Default code (optional)</label><input id=\"pr-code\" name=\"code\" value=\"{}\" autocomplete=\"off\" spellcheck=\"false\" aria-describedby=\"pr-code-hint\">\

@@ -104,41 +104,52 @@ pub fn card<C: Console>(ctx: &Ctx<'_, C>, endpoints: &[EndpointState], shown: &S
         "<section class=\"card flush\" id=\"webhooks\"><h2 class=\"pad\">Webhooks</h2>\
          <p class=\"pad hint\">Signed events sent to your endpoints, retried with backoff for about three days; \
          an endpoint failing for days is disabled until you re-enable it.</p>\
-         <div class=\"scroll\"><table class=\"data\"><thead><tr>\
-         <th scope=\"col\">URL</th><th scope=\"col\">Events</th><th scope=\"col\">Status</th>\
-         <th scope=\"col\">Last attempt</th><th scope=\"col\"><span class=\"visually-hidden\">Details</span></th>\
-         </tr></thead><tbody>",
+         <ul class=\"providers\">",
     );
     for s in endpoints {
         let e = &s.endpoint;
         let last = s
             .log
             .first()
-            .map(|a| format!("{} UTC {}", utc(a.at_ms), result(a)))
-            .unwrap_or_else(|| "None yet".into());
+            .map(|a| {
+                format!(
+                    "{} UTC: <code>{}</code> {}",
+                    seconds(a.at_ms),
+                    esc(&a.event_type),
+                    result(a)
+                )
+            })
+            .unwrap_or_else(|| "none yet".into());
         let scope = match (&e.owner, ctx.is_admin()) {
-            (Some(o), true) => format!("<br><span class=\"hint\">{}'s codes</span>", esc(o)),
-            (None, true) => "<br><span class=\"hint\">every code</span>".into(),
+            (Some(o), true) => format!(" · {}'s codes", esc(o)),
+            (None, true) => " · every code".into(),
             _ => String::new(),
         };
         let _ = write!(
             out,
-            "<tr><td class=\"url\"><code>{}</code>{scope}</td><td>{}</td><td>{}</td><td>{last}</td>\
-             <td><a href=\"/ui/integrations/webhooks/{}\">Details</a></td></tr>",
+            "<li class=\"provider\"><h3 class=\"dest\">{}</h3><p>{}</p>\
+             <p class=\"events\">{}</p>\
+             <p class=\"hint\">{}{scope} · last attempt {last}</p>\
+             <p><a href=\"/ui/integrations/webhooks/{}\">Details and delivery log</a></p></li>",
             esc(&e.url),
+            status(s),
             e.events
                 .iter()
                 .map(|t| format!("<code>{}</code>", esc(t)))
                 .collect::<Vec<_>>()
                 .join(" "),
-            status(s),
+            if e.description.is_empty() {
+                "Added ".to_string() + &utc(e.created_ms) + " UTC"
+            } else {
+                esc(&e.description)
+            },
             esc(&e.id),
         );
     }
     if endpoints.is_empty() {
-        out.push_str("<tr><td colspan=\"5\">No endpoints yet: add one below.</td></tr>");
+        out.push_str("<li class=\"provider\">No endpoints yet: add one below.</li>");
     }
-    out.push_str("</tbody></table></div>");
+    out.push_str("</ul>");
     add_form(ctx, shown, &mut out);
     out.push_str("</section>");
     out
@@ -188,7 +199,7 @@ fn add_form<C: Console>(ctx: &Ctx<'_, C>, shown: &Shown, out: &mut String) {
     let _ = write!(
         out,
         "</div>{events_error}</fieldset>\
-         <div class=\"row4\"><div class=\"field\"><label for=\"wh-every\">Milestone every (scans)</label>\
+         <div class=\"pair\"><div class=\"field\"><label for=\"wh-every\">Milestone every (scans)</label>\
          <input id=\"wh-every\" name=\"milestone_every\" inputmode=\"numeric\" placeholder=\"1000\" value=\"{}\" aria-describedby=\"wh-every-hint\"{every_invalid}>\
          <p class=\"hint\" id=\"wh-every-hint\">For <code>scan.milestone</code>: every this many human scans of a code.</p>{every_error}</div>\
          <div class=\"field\"><label for=\"wh-desc\">Description (optional)</label>\
@@ -330,7 +341,7 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, id: &str) -> Response {
         "<section class=\"card\"><dl class=\"stats\">\
          <div><dt>Status</dt><dd>{}</dd></div>\
          <div><dt>Id</dt><dd><code>{}</code></dd></div>\
-         <div class=\"wide\"><dt>Events</dt><dd>{}</dd></div>\
+         <div class=\"wide\"><dt>Events</dt><dd class=\"events\">{}</dd></div>\
          <div><dt>Scope</dt><dd>{owner}</dd></div>\
          <div><dt>Milestone every</dt><dd>{}</dd></div>\
          <div><dt>Added</dt><dd>{} UTC</dd></div>\
