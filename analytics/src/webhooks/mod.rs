@@ -500,3 +500,52 @@ impl Analytics {
         self.webhooks().enqueue(events).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(owner: Option<&str>) -> Endpoint {
+        Endpoint {
+            id: "we_1".into(),
+            url: "https://shop.example/hook".into(),
+            events: vec!["code.created".into()],
+            description: String::new(),
+            owner: owner.map(Into::into),
+            secret: "whsec_x".into(),
+            milestone_every: 0,
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn who_sees_and_makes_which_endpoint() {
+        let alice = Principal::Creator("alice".into());
+        assert!(endpoint(None).visible_to(&Principal::Admin));
+        assert!(endpoint(Some("bob")).visible_to(&Principal::Admin));
+        assert!(endpoint(Some("alice")).visible_to(&alice));
+        assert!(!endpoint(Some("bob")).visible_to(&alice));
+        assert!(!endpoint(None).visible_to(&alice));
+        assert!(!endpoint(None).visible_to(&Principal::Ingest));
+
+        let ok = |r: Option<Result<Option<String>, EndpointError>>| r.unwrap().unwrap();
+        assert_eq!(ok(owner_for(&Principal::Admin, None)), None);
+        assert_eq!(
+            ok(owner_for(&Principal::Admin, Some("bob".into()))),
+            Some("bob".into())
+        );
+        assert_eq!(ok(owner_for(&alice, None)), Some("alice".into()));
+        assert_eq!(
+            ok(owner_for(&alice, Some("alice".into()))),
+            Some("alice".into())
+        );
+        let refused = owner_for(&alice, Some("bob".into())).unwrap().unwrap_err();
+        assert!(matches!(
+            refused,
+            EndpointError::Invalid { field: "owner", .. }
+        ));
+        let long = owner_for(&Principal::Admin, Some("x".repeat(65))).unwrap();
+        assert!(long.is_err());
+        assert!(owner_for(&Principal::Ingest, None).is_none());
+    }
+}
