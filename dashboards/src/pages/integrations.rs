@@ -34,7 +34,7 @@ fn tag_card<C: Console>(ctx: &Ctx<'_, C>) -> String {
         "<section class=\"card\" id=\"tag\"><h2>Tag and import</h2>\
          <p>Put this on every page of your site: it keeps the follower's scan token (<code>cl_scan</code>) first-party \
          on your domain for 30 days and adds it to your <code>form.checkout</code> forms. It sends nothing anywhere.</p>\
-         <div class=\"copy\"><textarea id=\"tag-snippet\" readonly rows=\"4\" aria-label=\"The tag snippet\">{}</textarea>\
+         <div class=\"copy stack\"><textarea id=\"tag-snippet\" readonly rows=\"4\" aria-label=\"The tag snippet\">{}</textarea>\
          <button type=\"button\" data-copy=\"tag-snippet\">Copy</button></div>\
          <p class=\"hint\">Change <code>data-days</code> and <code>data-attach</code> to suit; <code>codelink.token()</code> gives \
          the token to pass at checkout (Stripe: <code>client_reference_id</code>). The README's “For brands” section has the details.</p>\
