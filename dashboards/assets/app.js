@@ -79,4 +79,11 @@
       if (shown && shown.value !== zone && !/[?&]tz=/.test(location.search)) location.reload();
     }
   } catch (_) { /* no Intl: UTC it is */ }
+
+  // On a phone the main nav scrolls sideways: keep the current page's entry in view.
+  var current = document.querySelector('.top nav [aria-current]');
+  var strip = current && current.closest('nav');
+  if (strip && strip.scrollWidth > strip.clientWidth) {
+    strip.scrollLeft = current.offsetLeft + current.offsetWidth - strip.clientWidth + 16;
+  }
 })();

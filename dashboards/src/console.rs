@@ -3,7 +3,9 @@
 //! [`Console`]; the console never goes back over HTTP to the API.
 
 use codelink_analytics::Analytics;
-use codelink_shared::{ApiKey, CodeChange, CodeRecord, KeyKind, Principal, ValidationError};
+use codelink_shared::{
+    ApiKey, CodeChange, CodeRecord, Integration, KeyKind, Principal, Provider, ValidationError,
+};
 use std::future::Future;
 
 /// Why an operator action failed.
@@ -62,4 +64,25 @@ pub trait Console: Send + Sync {
         creator: Option<String>,
     ) -> impl Future<Output = Result<(ApiKey, String)>> + Send;
     fn revoke_key(&self, id: &str) -> impl Future<Output = Result<Option<ApiKey>>> + Send;
+    /// Payment-provider endpoints (Stripe, Shopify), oldest first.
+    fn integrations(&self) -> impl Future<Output = Result<Vec<Integration>>> + Send;
+    /// Registers one (no secret yet: the provider shows it once the inbound
+    /// URL is entered), checked as the API checks it.
+    fn add_integration(
+        &self,
+        provider: Provider,
+        name: Option<String>,
+        code: Option<String>,
+    ) -> impl Future<Output = Result<Integration>> + Send;
+    /// Sets or rolls the signing secret; `None` for an unknown id.
+    fn set_integration_secret(
+        &self,
+        id: &str,
+        secret: String,
+    ) -> impl Future<Output = Result<Option<Integration>>> + Send;
+    /// Removes one; `None` for an unknown id.
+    fn delete_integration(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Integration>>> + Send;
 }

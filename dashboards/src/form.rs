@@ -52,6 +52,15 @@ impl Form {
             .map_or("", |(_, v)| v.as_str())
     }
 
+    /// Every value of `name` (checkboxes), trimmed, in order.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.pairs.iter().any(|(k, _)| k == name)
     }

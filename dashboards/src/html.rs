@@ -141,6 +141,7 @@ pub fn page(frame: &Frame, body: &str) -> String {
             links.push(("keys", "/ui/keys", "Keys"));
             links.push(("reviews", "/ui/reviews", "Reviews"));
         }
+        links.push(("integrations", "/ui/integrations", "Integrations"));
         out.push_str("<nav aria-label=\"Main\"><ul>");
         for (id, href, label) in links {
             let current = if id == frame.nav {

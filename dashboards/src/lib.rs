@@ -286,6 +286,7 @@ impl Dashboards {
                 ["keys"] => pages::keys::issue(&ctx, &form).await,
                 ["keys", id, "revoke"] => pages::keys::revoke(&ctx, id).await,
                 ["reviews"] => pages::reviews::decide(&ctx, &form).await,
+                ["integrations", rest @ ..] => pages::integrations::post(&ctx, rest, &form).await,
                 _ => pages::not_found(Some(&ctx)),
             };
         }
@@ -308,6 +309,8 @@ impl Dashboards {
             ["export"] => pages::export::csv(&ctx).await,
             ["keys"] => pages::keys::list(&ctx).await,
             ["reviews"] => pages::reviews::list(&ctx).await,
+            ["integrations"] => pages::integrations::show(&ctx).await,
+            ["integrations", "webhooks", id] => pages::webhooks::show(&ctx, id).await,
             _ => pages::not_found(Some(&ctx)),
         }
     }

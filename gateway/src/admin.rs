@@ -6,7 +6,8 @@ use crate::qr_logo::Logo;
 use crate::state::AppState;
 use crate::store::StoreError;
 use codelink_shared::{
-    ApiKey, CodeChange, CodeRecord, KeyKind, LogoRef, OwnerProfile, Principal, ValidationError,
+    ApiKey, CodeChange, CodeRecord, Integration, KeyKind, LogoRef, OwnerProfile, Principal,
+    Provider, ValidationError,
 };
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -496,4 +497,59 @@ pub async fn revoke_key(state: &AppState, id: &str) -> Result<Option<ApiKey>, St
     key.revoked = true;
     state.store.put_key(key.clone()).await?;
     Ok(Some(key))
+}
+
+/// Most payment-provider endpoints registered at once.
+pub const MAX_INTEGRATIONS: usize = 1000;
+
+/// Checks (and normalises) a payment-provider endpoint (its fields; its
+/// default code exists) and stores it, new or changed.
+pub async fn put_integration(
+    state: &AppState,
+    integration: &mut Integration,
+) -> Result<(), StoreError> {
+    integration.validate()?;
+    if let Some(code) = &integration.code {
+        if state.codes.get(code).is_none() {
+            return Err(ValidationError::new(
+                "code",
+                format!("no code '{code}': create it first, or leave code out"),
+            )
+            .into());
+        }
+    }
+    state.store.put_integration(integration.clone()).await
+}
+
+/// Registers a payment-provider endpoint with a new random id; `None` when
+/// [`MAX_INTEGRATIONS`] are registered already.
+pub async fn register_integration(
+    state: &AppState,
+    provider: Provider,
+    secret: String,
+    name: Option<String>,
+    code: Option<String>,
+) -> Result<Option<Integration>, StoreError> {
+    let id: [u8; 12] = rand::random();
+    let mut integration = Integration {
+        id: hex(&id),
+        provider,
+        secret,
+        name: name.filter(|n| !n.is_empty()),
+        code,
+        created_at: now(),
+    };
+    integration.validate()?;
+    if state.store.list_integrations().await?.len() >= MAX_INTEGRATIONS {
+        return Ok(None);
+    }
+    put_integration(state, &mut integration).await?;
+    Ok(Some(integration))
+}
+
+/// Every payment-provider endpoint, oldest first.
+pub async fn list_integrations(state: &AppState) -> Result<Vec<Integration>, StoreError> {
+    let mut all = state.store.list_integrations().await?;
+    all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(all)
 }

@@ -10,7 +10,7 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use codelink_analytics::Analytics;
 use codelink_dashboards::{Console, ConsoleError};
-use codelink_shared::{ApiKey, CodeChange, CodeRecord, KeyKind, Principal};
+use codelink_shared::{ApiKey, CodeChange, CodeRecord, Integration, KeyKind, Principal, Provider};
 use http::StatusCode;
 use std::net::SocketAddr;
 
@@ -146,5 +146,59 @@ impl Console for AppState {
 
     async fn revoke_key(&self, id: &str) -> Result<Option<ApiKey>, ConsoleError> {
         admin::revoke_key(self, id).await.map_err(console_error)
+    }
+
+    async fn integrations(&self) -> Result<Vec<Integration>, ConsoleError> {
+        admin::list_integrations(self).await.map_err(console_error)
+    }
+
+    async fn add_integration(
+        &self,
+        provider: Provider,
+        name: Option<String>,
+        code: Option<String>,
+    ) -> Result<Integration, ConsoleError> {
+        admin::register_integration(self, provider, String::new(), name, code)
+            .await
+            .map_err(console_error)?
+            .ok_or_else(|| {
+                ConsoleError::Invalid(codelink_shared::ValidationError::new(
+                    "provider",
+                    format!(
+                        "{} endpoints are registered: delete one first",
+                        admin::MAX_INTEGRATIONS
+                    ),
+                ))
+            })
+    }
+
+    async fn set_integration_secret(
+        &self,
+        id: &str,
+        secret: String,
+    ) -> Result<Option<Integration>, ConsoleError> {
+        if secret.is_empty() {
+            return Err(ConsoleError::Invalid(
+                codelink_shared::ValidationError::new(
+                    "secret",
+                    "paste the provider's signing secret",
+                ),
+            ));
+        }
+        let Some(mut integration) = self.store.integration(id).await.map_err(console_error)? else {
+            return Ok(None);
+        };
+        integration.secret = secret;
+        admin::put_integration(self, &mut integration)
+            .await
+            .map_err(console_error)?;
+        Ok(Some(integration))
+    }
+
+    async fn delete_integration(&self, id: &str) -> Result<Option<Integration>, ConsoleError> {
+        self.store
+            .delete_integration(id)
+            .await
+            .map_err(console_error)
     }
 }

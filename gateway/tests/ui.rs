@@ -512,3 +512,503 @@ async fn charts_count_in_zones_that_skip_midnight() {
     }
     gw.stop().await.unwrap();
 }
+
+/// A gateway whose webhook endpoints may be on 127.0.0.1, retried from
+/// 50 ms and disabled after failing for 1 s.
+async fn integrations_gateway() -> TestGateway {
+    let (mut config, tmp) = common::config();
+    config.webhook_allow_private = true;
+    config.webhook_retry_base_ms = 50;
+    config.webhook_timeout_ms = 2_000;
+    config.webhook_disable_after_secs = 1;
+    let gw = common::start_with(config, Some(tmp)).await;
+    for (code, owner) in [("ALICE10", "alice"), ("BOB5", "bob")] {
+        let r = gw
+            .create(json!({"code": code, "destination": "https://shop.example/", "owner": owner}))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    gw
+}
+
+fn pairs(f: &[(String, String)]) -> Vec<(&str, &str)> {
+    f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// An http URL on 127.0.0.1 where nothing listens (connections refused).
+async fn closed_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}/hook")
+}
+
+#[tokio::test]
+async fn webhook_endpoints_are_added_shown_once_listed_and_deleted_through_the_console() {
+    let gw = integrations_gateway().await;
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    let host = format!("http://{}", gw.addr);
+    let page = get(&gw.anon, "/ui/integrations", &cookie).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("href=\"/ui/integrations\" aria-current=\"page\">Integrations"));
+    // The tag snippet names this server's public URL.
+    assert!(
+        html.contains(&format!(
+            "&lt;script src=&quot;{host}/t.js?v=1&quot; defer data-days=&quot;30&quot; data-attach=&quot;form.checkout&quot;&gt;&lt;/script&gt;"
+        )),
+        "{html}"
+    );
+    assert!(html.contains("codelink import codes.csv --dry-run"));
+    let csrf = csrf_of(&html);
+    let url = closed_url().await;
+    let fields = |token: &str| {
+        vec![
+            ("csrf".to_string(), token.to_string()),
+            ("url".into(), url.clone()),
+            ("events".into(), "code.created".into()),
+            ("events".into(), "conversion.created".into()),
+            ("description".into(), "Shop backend".into()),
+        ]
+    };
+    // CSRF: without the token, with a wrong one, or from another site: nothing made.
+    let f = fields("");
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/webhooks",
+        &cookie,
+        &pairs(&f[1..]),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let f = fields("not-the-token");
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/webhooks",
+        &cookie,
+        &pairs(&f),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let f = fields(&csrf);
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/webhooks",
+        &cookie,
+        &pairs(&f),
+        Some("https://evil.example"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let list = gw.admin.get("/api/v1/webhooks").await.json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list:#}");
+
+    // Refused input: 422, the API's message next to the field, the rest kept.
+    let bad = vec![
+        ("csrf", csrf.as_str()),
+        ("url", "ftp://shop.example/hook"),
+        ("events", "code.created"),
+    ];
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/webhooks",
+        &cookie,
+        &bad,
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    let html = r.text();
+    assert!(html.contains("id=\"wh-url-error\""), "{html}");
+    assert!(html.contains("value=\"ftp://shop.example/hook\""));
+    assert!(html.contains("value=\"code.created\" checked"));
+    let none = vec![("csrf", csrf.as_str()), ("url", url.as_str())];
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/webhooks",
+        &cookie,
+        &none,
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("id=\"wh-events-error\""));
+    let milestone = vec![
+        ("csrf", csrf.as_str()),
+        ("url", url.as_str()),
+        ("events", "scan.milestone"),
+        ("milestone_every", "often"),
+    ];
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/webhooks",
+        &cookie,
+        &milestone,
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("id=\"wh-milestone_every-error\""));
+    assert_eq!(
+        gw.admin.get("/api/v1/webhooks").await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Added: the secret is on the answer, once.
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/webhooks",
+        &cookie,
+        &pairs(&f),
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let html = r.text();
+    let at = html.find("value=\"whsec_").expect("the secret is shown") + 7;
+    let secret = html[at..].split('"').next().unwrap().to_string();
+    assert!(html.contains("shown only once"));
+    let list = gw.admin.get("/api/v1/webhooks").await.json();
+    let item = &list["items"][0];
+    assert_eq!(item["url"], url.as_str());
+    assert_eq!(
+        item["events"],
+        json!(["code.created", "conversion.created"])
+    );
+    assert_eq!(item["description"], "Shop backend");
+    assert_eq!(item["owner"], serde_json::Value::Null);
+    let id = item["id"].as_str().unwrap().to_string();
+    // Listed, with its details page; the secret is on neither.
+    let html = get(&gw.anon, "/ui/integrations", &cookie).await.text();
+    assert!(html.contains(&format!("href=\"/ui/integrations/webhooks/{id}\"")));
+    assert!(html.contains(&url) && !html.contains(&secret));
+    let details = get(
+        &gw.anon,
+        &format!("/ui/integrations/webhooks/{id}"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(details.status, 200);
+    assert!(details.text().contains("Delivery log") && !details.text().contains(&secret));
+    assert_eq!(
+        get(&gw.anon, "/ui/integrations/webhooks/we_nothere", &cookie)
+            .await
+            .status,
+        404
+    );
+
+    // Deleted (the token again), with a flash.
+    let delete = format!("/ui/integrations/webhooks/{id}/delete");
+    let r = post(&gw.anon, &delete, &cookie, &[], None).await;
+    assert_eq!(r.status, 403);
+    let r = post(&gw.anon, &delete, &cookie, &[("csrf", &csrf)], Some(&host)).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("location")),
+        (303, Some("/ui/integrations?done=webhook-deleted"))
+    );
+    let list = gw.admin.get("/api/v1/webhooks").await.json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+    let html = get(&gw.anon, "/ui/integrations?done=webhook-deleted", &cookie)
+        .await
+        .text();
+    assert!(html.contains("Webhook endpoint deleted"));
+    let r = post(&gw.anon, &delete, &cookie, &[("csrf", &csrf)], Some(&host)).await;
+    assert_eq!(r.status, 404);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_creator_sees_and_changes_only_its_own_webhooks_and_no_providers() {
+    let gw = integrations_gateway().await;
+    let url = closed_url().await;
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"url": url, "events": ["code.created"], "owner": "bob", "description": "bob's"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let bobs = r.json()["id"].as_str().unwrap().to_string();
+    let (key, _) = creator_key(&gw, "alice").await;
+    let cookie = sign_in(&gw, &key).await;
+    let host = format!("http://{}", gw.addr);
+    let html = get(&gw.anon, "/ui/integrations", &cookie).await.text();
+    assert!(html.contains(">Integrations</a>"));
+    assert!(!html.contains(&bobs) && !html.contains("bob&#39;s"));
+    assert!(!html.contains("Payment providers"));
+    assert!(
+        !html.contains("id=\"wh-owner\""),
+        "no owner field for a creator"
+    );
+    let csrf = csrf_of(&html);
+    // Another's endpoint: 404 to read, delete or re-enable.
+    for path in [format!("/ui/integrations/webhooks/{bobs}")] {
+        assert_eq!(get(&gw.anon, &path, &cookie).await.status, 404);
+    }
+    for action in ["delete", "enable"] {
+        let r = post(
+            &gw.anon,
+            &format!("/ui/integrations/webhooks/{bobs}/{action}"),
+            &cookie,
+            &[("csrf", &csrf)],
+            Some(&host),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{action}");
+    }
+    assert_eq!(
+        gw.admin
+            .get(&format!("/api/v1/webhooks/{bobs}"))
+            .await
+            .status,
+        200
+    );
+    // An owner typed in by hand is ignored: the endpoint is alice's.
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/webhooks",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("url", &url),
+            ("events", "code.disabled"),
+            ("owner", "bob"),
+        ],
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let list = gw.admin.get("/api/v1/webhooks").await.json();
+    let mine: Vec<_> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["owner"] == "alice")
+        .collect();
+    assert_eq!(mine.len(), 1, "{list:#}");
+    let id = mine[0]["id"].as_str().unwrap();
+    let html = get(&gw.anon, "/ui/integrations", &cookie).await.text();
+    assert!(html.contains(id) && !html.contains(&bobs));
+    // Provider forms are the admin's.
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/providers",
+        &cookie,
+        &[("csrf", &csrf), ("provider", "stripe")],
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let all = gw.admin.get("/api/v1/integrations").await.json();
+    assert_eq!(all["items"].as_array().unwrap().len(), 0);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn payment_provider_endpoints_are_added_given_a_secret_and_deleted_through_the_console() {
+    let gw = integrations_gateway().await;
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    let host = format!("http://{}", gw.addr);
+    let csrf = csrf_of(&get(&gw.anon, "/ui/integrations", &cookie).await.text());
+    let add = |code: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("provider", "stripe".to_string()),
+            ("name", "Main shop".to_string()),
+            ("code", code.to_string()),
+        ]
+    };
+    let form = add("NOSUCH");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/providers",
+        &cookie,
+        &pairs,
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert!(
+        r.text().contains("no code &#39;nosuch&#39;") || r.text().contains("no code"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("value=\"Main shop\""));
+    let form = add("ALICE10");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = post(
+        &gw.anon,
+        "/ui/integrations/providers",
+        &cookie,
+        &pairs,
+        Some(&host),
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("location")),
+        (303, Some("/ui/integrations?done=provider-added"))
+    );
+    let all = gw.admin.get("/api/v1/integrations").await.json();
+    let item = &all["items"][0];
+    assert_eq!(item["secret_set"], false);
+    assert_eq!(item["code"], "alice10");
+    let id = item["id"].as_str().unwrap().to_string();
+    let html = get(&gw.anon, "/ui/integrations", &cookie).await.text();
+    assert!(
+        html.contains(&format!("value=\"{host}/api/v1/integrations/stripe/{id}\"")),
+        "{html}"
+    );
+    assert!(html.contains("No secret yet"));
+    // Not a Stripe endpoint secret: refused, next to that endpoint.
+    let secret_path = format!("/ui/integrations/providers/{id}/secret");
+    let r = post(
+        &gw.anon,
+        &secret_path,
+        &cookie,
+        &[("csrf", &csrf), ("secret", "sk_live_0123456789abcdef")],
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("whsec_"));
+    assert!(!r.text().contains("sk_live_0123456789abcdef"));
+    let r = post(
+        &gw.anon,
+        &secret_path,
+        &cookie,
+        &[("secret", "whsec_0123456789abcdef")],
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = post(
+        &gw.anon,
+        &secret_path,
+        &cookie,
+        &[("csrf", &csrf), ("secret", "whsec_0123456789abcdef")],
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let item = gw
+        .admin
+        .get(&format!("/api/v1/integrations/{id}"))
+        .await
+        .json();
+    assert_eq!(item["secret_set"], true);
+    let html = get(&gw.anon, "/ui/integrations", &cookie).await.text();
+    assert!(html.contains("Secret set") && html.contains("Roll secret"));
+    assert!(!html.contains("whsec_0123456789abcdef"));
+    // Deleted.
+    let r = post(
+        &gw.anon,
+        &format!("/ui/integrations/providers/{id}/delete"),
+        &cookie,
+        &[("csrf", &csrf)],
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        gw.admin
+            .get(&format!("/api/v1/integrations/{id}"))
+            .await
+            .status,
+        404
+    );
+    let r = post(
+        &gw.anon,
+        &format!("/ui/integrations/providers/{id}/delete"),
+        &cookie,
+        &[("csrf", &csrf)],
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_disabled_endpoint_shows_why_and_its_failed_deliveries_and_is_re_enabled() {
+    let gw = integrations_gateway().await;
+    let url = closed_url().await;
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"url": url, "events": ["code.created"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        gw.create(json!({"code": "CARL", "destination": "https://shop.example/", "owner": "carl"}))
+            .await
+            .status,
+        201
+    );
+    let path = format!("/api/v1/webhooks/{id}");
+    let disabled = codelink_testkit::wait_until(std::time::Duration::from_secs(15), || async {
+        gw.admin.get(&path).await.json()["status"] == "disabled"
+    })
+    .await;
+    assert!(disabled, "{:#}", gw.admin.get(&path).await.json());
+    // The note is written to the log just after the health.
+    let noted = codelink_testkit::wait_until(std::time::Duration::from_secs(5), || async {
+        gw.admin.get(&path).await.json()["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| {
+                a["note"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("endpoint disabled"))
+            })
+    })
+    .await;
+    assert!(noted, "{:#}", gw.admin.get(&path).await.json());
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    let host = format!("http://{}", gw.addr);
+    let html = get(&gw.anon, "/ui/integrations", &cookie).await.text();
+    assert!(html.contains("badge off\">Disabled"), "{html}");
+    let details = get(
+        &gw.anon,
+        &format!("/ui/integrations/webhooks/{id}"),
+        &cookie,
+    )
+    .await;
+    let html = details.text();
+    assert!(html.contains("failed for"), "the reason: {html}");
+    assert!(html.contains("<code>code.created</code>"));
+    assert!(
+        html.contains("badge off\">Error"),
+        "a failed attempt: {html}"
+    );
+    assert!(
+        html.contains("endpoint disabled"),
+        "the log says so: {html}"
+    );
+    let csrf = csrf_of(&html);
+    let r = post(
+        &gw.anon,
+        &format!("/ui/integrations/webhooks/{id}/enable"),
+        &cookie,
+        &[("csrf", &csrf)],
+        Some(&host),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let back = r.header("location").unwrap().to_string();
+    assert_eq!(back, format!("/ui/integrations/webhooks/{id}?done=enabled"));
+    // Re-enabled (it fails again later: nothing listens).
+    let html = get(&gw.anon, &back, &cookie).await.text();
+    assert!(html.contains("Re-enabled"));
+    gw.stop().await.unwrap();
+}

@@ -740,3 +740,154 @@ async fn admin_reviews_flagged_conversions_in_a_browser() {
     b.quit().await;
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_sets_up_integrations_in_a_browser() {
+    let (mut config, tmp) = common::config();
+    config.webhook_allow_private = true;
+    config.webhook_retry_base_ms = 50;
+    config.webhook_disable_after_secs = 1;
+    let gw = common::start_with(config, Some(tmp)).await;
+    let base = format!("http://{}", gw.addr);
+    let r = gw.admin.post_json("/api/v1/codes", &common::alice()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // An endpoint where nothing listens: its deliveries fail until it is disabled.
+    let closed = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        format!("http://127.0.0.1:{port}/hooks/codelink")
+    };
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"url": closed, "events": ["code.created", "code.disabled", "conversion.created"], "description": "Old shop backend"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let dead = r.json()["id"].as_str().unwrap().to_string();
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/codes",
+            &json!({"code": "BOB5", "destination": "https://shop.example/", "owner": "bob"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let path = format!("/api/v1/webhooks/{dead}");
+    let disabled = codelink_testkit::wait_until(Duration::from_secs(15), || async {
+        let v = gw.admin.get(&path).await.json();
+        v["status"] == "disabled"
+            && v["log"].as_array().unwrap().iter().any(|a| {
+                a["note"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("endpoint disabled"))
+            })
+    })
+    .await;
+    assert!(disabled, "{:#}", gw.admin.get(&path).await.json());
+    // A Stripe endpoint with its secret, a Shopify one still without.
+    for body in [
+        json!({"provider": "stripe", "name": "Main shop", "code": "ALICE10", "secret": "whsec_0123456789abcdef"}),
+        json!({"provider": "shopify", "name": "EU store"}),
+    ] {
+        let r = gw.admin.post_json("/api/v1/integrations", &body).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+
+    let b = Browser::start(390, 844).await;
+    sign_in(&b, &base, ADMIN_KEY).await;
+    b.find("nav a[href='/ui/integrations']").await.click().await;
+    assert!(
+        b.wait_for_text("h1", "Integrations", Duration::from_secs(5))
+            .await
+    );
+    let source = b.page_source().await;
+    assert!(source.contains("badge off\">Disabled"));
+    assert!(source.contains(&format!("{base}/api/v1/integrations/stripe/")));
+    assert!(source.contains(&format!("{base}/t.js?v=1")));
+    both_widths(&b, "admin-integrations").await;
+
+    // Add an endpoint through the form: the secret is shown once.
+    b.set_window_size(390, 844).await;
+    b.find("#wh-url")
+        .await
+        .send_keys("http://127.0.0.1:9/hooks/new")
+        .await;
+    b.find("input[name='events'][value='conversion.created']")
+        .await
+        .click()
+        .await;
+    b.find("input[name='events'][value='commission.confirmed']")
+        .await
+        .click()
+        .await;
+    b.find("#wh-desc").await.send_keys("Payouts service").await;
+    b.find("form[action='/ui/integrations/webhooks'] button.primary")
+        .await
+        .click()
+        .await;
+    assert!(
+        b.wait_for_text(
+            ".issued h2",
+            "Webhook endpoint added",
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    let secret = b.find("#new-secret").await.prop("value").await;
+    assert!(secret.as_str().unwrap().starts_with("whsec_"), "{secret}");
+    both_widths(&b, "admin-integrations-created").await;
+
+    // The disabled endpoint's delivery log, with its failures.
+    b.goto(&format!("{base}/ui/integrations/webhooks/{dead}"))
+        .await;
+    assert!(
+        b.wait_for_text("table.log", "cannot connect", Duration::from_secs(5))
+            .await
+    );
+    both_widths(&b, "admin-webhook-log").await;
+    // Re-enable it.
+    b.find("form[action$='/enable'] button").await.click().await;
+    assert!(wait_for_url(&b, "done=enabled").await);
+    assert!(b.page_source().await.contains("Re-enabled"));
+    // Delete it (the confirmation accepted).
+    b.execute(
+        "window.confirm = function () { return true; }; return null;",
+        vec![],
+    )
+    .await;
+    b.find("form[action$='/delete'] button").await.click().await;
+    assert!(wait_for_url(&b, "done=webhook-deleted").await);
+    assert_eq!(gw.admin.get(&path).await.status, 404);
+    both_widths(&b, "admin-integrations-deleted").await;
+
+    // A creator: its own endpoints, no payment providers.
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/keys",
+            &json!({"kind": "creator", "creator": "alice"}),
+        )
+        .await;
+    let key = r.json()["key"].as_str().unwrap().to_string();
+    let r = gw
+        .admin
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"url": "http://127.0.0.1:9/alice", "events": ["conversion.created", "commission.confirmed"], "owner": "alice"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    b.delete_all_cookies().await;
+    sign_in(&b, &base, &key).await;
+    b.goto(&format!("{base}/ui/integrations")).await;
+    let source = b.page_source().await;
+    assert!(source.contains("127.0.0.1:9/alice"));
+    assert!(!source.contains("127.0.0.1:9/hooks/new") && !source.contains("Payment providers"));
+    both_widths(&b, "creator-integrations").await;
+
+    b.quit().await;
+    gw.stop().await.unwrap();
+}

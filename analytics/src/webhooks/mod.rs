@@ -29,6 +29,7 @@ pub use events::{CodeFacts, Event};
 
 use crate::error::Error;
 use crate::service::Analytics;
+use codelink_shared::Principal;
 use outbox::Outbox;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -114,6 +115,53 @@ impl Endpoint {
                         .milestone
                         .is_some_and(|n| n % self.milestone_every == 0)))
     }
+}
+
+impl Endpoint {
+    /// Whether `who` may see, delete or re-enable this endpoint: the admin
+    /// any; a creator the endpoints scoped to its own codes.
+    pub fn visible_to(&self, who: &Principal) -> bool {
+        match who {
+            Principal::Admin => true,
+            Principal::Creator(c) => self.owner.as_deref() == Some(c.as_str()),
+            Principal::Ingest => false,
+        }
+    }
+}
+
+/// The owner a new endpoint gets when `who` asks for `asked` (the API's
+/// `owner` field; the console's admin form): the admin any owner or none
+/// (every event), a creator only itself. `None` for who may not make
+/// endpoints at all (an ingest key).
+pub fn owner_for(
+    who: &Principal,
+    asked: Option<String>,
+) -> Option<Result<Option<String>, EndpointError>> {
+    let invalid = |message: &str| EndpointError::Invalid {
+        field: "owner",
+        message: message.into(),
+    };
+    let owner = match who {
+        Principal::Admin => asked,
+        Principal::Creator(c) => {
+            if asked.as_deref().is_some_and(|o| o != c) {
+                return Some(Err(invalid(
+                    "a creator key makes endpoints for its own codes only; leave owner out",
+                )));
+            }
+            Some(c.clone())
+        }
+        Principal::Ingest => return None,
+    };
+    if owner
+        .as_deref()
+        .is_some_and(|o| o.is_empty() || o.len() > 64)
+    {
+        return Some(Err(invalid(
+            "1 to 64 characters, or leave it out for every event",
+        )));
+    }
+    Some(Ok(owner))
 }
 
 /// Why an endpoint gets nothing any more, until re-enabled.
@@ -381,6 +429,34 @@ impl Analytics {
         }))
     }
 
+    /// One endpoint with its health and whole log if `who` may see it
+    /// ([`Endpoint::visible_to`]); `None` for another's, an unknown id or
+    /// one that cannot be an endpoint id.
+    pub async fn webhook_endpoint_for(
+        &self,
+        who: &Principal,
+        id: &str,
+    ) -> Result<Option<EndpointState>, Error> {
+        if id.len() > 64 || !id.starts_with("we_") {
+            return Ok(None);
+        }
+        Ok(self
+            .webhook_endpoint(id)
+            .await?
+            .filter(|s| s.endpoint.visible_to(who)))
+    }
+
+    /// The endpoints `who` may see (see [`Endpoint::visible_to`]), by
+    /// creation time, each with its last 5 attempts.
+    pub async fn webhook_endpoints_for(
+        &self,
+        who: &Principal,
+    ) -> Result<Vec<EndpointState>, Error> {
+        let mut all = self.webhook_endpoints().await?;
+        all.retain(|s| s.endpoint.visible_to(who));
+        Ok(all)
+    }
+
     /// Deletes an endpoint (its pending deliveries are dropped when due).
     pub async fn delete_webhook(&self, id: &str) -> Result<bool, Error> {
         Ok(self.webhooks().outbox.delete_endpoint(id).await?)
@@ -441,5 +517,54 @@ impl Analytics {
 
     pub(crate) async fn enqueue_webhooks(&self, events: &[Event]) -> Result<(), Error> {
         self.webhooks().enqueue(events).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(owner: Option<&str>) -> Endpoint {
+        Endpoint {
+            id: "we_1".into(),
+            url: "https://shop.example/hook".into(),
+            events: vec!["code.created".into()],
+            description: String::new(),
+            owner: owner.map(Into::into),
+            secret: "whsec_x".into(),
+            milestone_every: 0,
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn who_sees_and_makes_which_endpoint() {
+        let alice = Principal::Creator("alice".into());
+        assert!(endpoint(None).visible_to(&Principal::Admin));
+        assert!(endpoint(Some("bob")).visible_to(&Principal::Admin));
+        assert!(endpoint(Some("alice")).visible_to(&alice));
+        assert!(!endpoint(Some("bob")).visible_to(&alice));
+        assert!(!endpoint(None).visible_to(&alice));
+        assert!(!endpoint(None).visible_to(&Principal::Ingest));
+
+        let ok = |r: Option<Result<Option<String>, EndpointError>>| r.unwrap().unwrap();
+        assert_eq!(ok(owner_for(&Principal::Admin, None)), None);
+        assert_eq!(
+            ok(owner_for(&Principal::Admin, Some("bob".into()))),
+            Some("bob".into())
+        );
+        assert_eq!(ok(owner_for(&alice, None)), Some("alice".into()));
+        assert_eq!(
+            ok(owner_for(&alice, Some("alice".into()))),
+            Some("alice".into())
+        );
+        let refused = owner_for(&alice, Some("bob".into())).unwrap().unwrap_err();
+        assert!(matches!(
+            refused,
+            EndpointError::Invalid { field: "owner", .. }
+        ));
+        let long = owner_for(&Principal::Admin, Some("x".repeat(65))).unwrap();
+        assert!(long.is_err());
+        assert!(owner_for(&Principal::Ingest, None).is_none());
     }
 }

@@ -6,9 +6,12 @@ pub mod codes;
 pub mod edit;
 pub mod export;
 pub mod funnel;
+pub mod integrations;
 pub mod keys;
+pub mod providers;
 pub mod reviews;
 pub mod sign_in;
+pub mod webhooks;
 
 use crate::console::ConsoleError;
 use crate::html::{self, esc};

@@ -19,7 +19,7 @@ use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
 use codelink_analytics::webhooks::{
-    Attempt, EndpointError, EndpointState, NewEndpoint, EVENT_TYPES,
+    owner_for, Attempt, EndpointError, EndpointState, NewEndpoint, EVENT_TYPES,
 };
 use http::{header, StatusCode};
 use serde::Deserialize;
@@ -89,25 +89,11 @@ fn view(s: &EndpointState, log: bool) -> Value {
 
 /// The endpoint if the caller may see it; 404 otherwise.
 async fn visible(state: &AppState, who: &Principal, id: &str) -> Result<EndpointState, ApiError> {
-    let not_found = || ApiError::not_found(format!("webhook endpoint '{id}' not found"));
-    if id.len() > 64 || !id.starts_with("we_") {
-        return Err(not_found());
-    }
-    let found = state
+    state
         .analytics
-        .webhook_endpoint(id)
+        .webhook_endpoint_for(who, id)
         .await?
-        .ok_or_else(not_found)?;
-    let mine = match who {
-        Principal::Admin => true,
-        Principal::Creator(c) => found.endpoint.owner.as_deref() == Some(c.as_str()),
-        _ => false,
-    };
-    if mine {
-        Ok(found)
-    } else {
-        Err(not_found())
-    }
+        .ok_or_else(|| ApiError::not_found(format!("webhook endpoint '{id}' not found")))
 }
 
 pub(super) async fn create(
@@ -116,30 +102,10 @@ pub(super) async fn create(
     req: Request,
 ) -> Result<Response, ApiError> {
     let body: Create = read_json(state, req).await?;
-    let owner = match who {
-        Principal::Admin => body.owner,
-        Principal::Creator(c) => {
-            if body.owner.as_deref().is_some_and(|o| o != c) {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    "owner: a creator key makes endpoints for its own codes only; leave owner out",
-                ));
-            }
-            Some(c.clone())
-        }
-        _ => return Err(super::auth::forbidden()),
+    let Some(owner) = owner_for(who, body.owner) else {
+        return Err(super::auth::forbidden());
     };
-    if owner
-        .as_deref()
-        .is_some_and(|o| o.is_empty() || o.len() > 64)
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "owner: 1 to 64 characters, or leave it out for every event",
-        ));
-    }
+    let owner = owner?;
     let endpoint = state
         .analytics
         .create_webhook(NewEndpoint {
@@ -171,14 +137,9 @@ pub(super) async fn create(
 pub(super) async fn list(state: &AppState, who: &Principal) -> Result<Response, ApiError> {
     let items: Vec<Value> = state
         .analytics
-        .webhook_endpoints()
+        .webhook_endpoints_for(who)
         .await?
         .iter()
-        .filter(|s| match who {
-            Principal::Admin => true,
-            Principal::Creator(c) => s.endpoint.owner.as_deref() == Some(c.as_str()),
-            _ => false,
-        })
         .map(|s| view(s, false))
         .collect();
     Ok(response::json(

@@ -1,8 +1,9 @@
 //! `/api/v1/integrations` (admin): register, list, read and remove
 //! payment-provider endpoints. The secret is taken once and never shown.
 
+use crate::admin::{self, MAX_INTEGRATIONS};
 use crate::api::body::read_json;
-use crate::api::times::{format_time, now};
+use crate::api::times::format_time;
 use crate::error::ApiError;
 use crate::request::Request;
 use crate::response::{self, Response};
@@ -11,9 +12,6 @@ use codelink_shared::{Integration, Provider, ValidationError};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-/// Most endpoints registered at once.
-pub const MAX_INTEGRATIONS: usize = 1000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,25 +39,21 @@ fn view(state: &AppState, i: &Integration) -> Value {
 
 pub(in crate::api) async fn create(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let body: Create = read_json(state, req).await?;
-    let id: [u8; 12] = rand::random();
-    let mut integration = Integration {
-        id: id.iter().map(|b| format!("{b:02x}")).collect(),
-        provider: body.provider,
-        secret: body.secret.unwrap_or_default(),
-        name: body.name.filter(|n| !n.is_empty()),
-        code: body.code,
-        created_at: now(),
-    };
-    integration.validate()?;
-    known_code(state, &integration)?;
-    if state.store.list_integrations().await?.len() >= MAX_INTEGRATIONS {
-        return Err(ApiError::new(
+    let integration = admin::register_integration(
+        state,
+        body.provider,
+        body.secret.unwrap_or_default(),
+        body.name,
+        body.code,
+    )
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
             StatusCode::CONFLICT,
             "too_many_integrations",
             format!("{MAX_INTEGRATIONS} endpoints are registered: delete one first"),
-        ));
-    }
-    state.store.put_integration(integration.clone()).await?;
+        )
+    })?;
     Ok(response::json(
         StatusCode::CREATED,
         &view(state, &integration),
@@ -112,26 +106,12 @@ pub(in crate::api) async fn patch(
     if let Some(code) = body.code {
         integration.code = code;
     }
-    integration.validate()?;
-    known_code(state, &integration)?;
-    state.store.put_integration(integration.clone()).await?;
+    admin::put_integration(state, &mut integration).await?;
     Ok(response::json(StatusCode::OK, &view(state, &integration)))
 }
 
-fn known_code(state: &AppState, integration: &Integration) -> Result<(), ApiError> {
-    match &integration.code {
-        Some(code) if state.codes.get(code).is_none() => Err(ValidationError::new(
-            "code",
-            format!("no code '{code}': create it first, or leave code out"),
-        )
-        .into()),
-        _ => Ok(()),
-    }
-}
-
 pub(in crate::api) async fn list(state: &AppState) -> Result<Response, ApiError> {
-    let mut all = state.store.list_integrations().await?;
-    all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let all = admin::list_integrations(state).await?;
     let items: Vec<Value> = all.iter().map(|i| view(state, i)).collect();
     Ok(response::json(StatusCode::OK, &json!({ "items": items })))
 }
