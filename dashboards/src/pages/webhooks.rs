@@ -403,8 +403,10 @@ pub async fn show<C: Console>(ctx: &Ctx<'_, C>, id: &str) -> Response {
         }
         let _ = write!(
             body,
-            "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td>\
-             <td>{} <span class=\"hint\">{} ms</span></td><td>{next}</td></tr>",
+            "<tr><td>{}</td><td data-label=\"Event\"><code>{}</code></td>\
+             <td data-label=\"Id\"><code>{}</code></td><td class=\"n\" data-label=\"Attempt\">{}</td>\
+             <td data-label=\"Result\">{} <span class=\"hint\">{} ms</span></td>\
+             <td data-label=\"Next retry\">{next}</td></tr>",
             seconds(a.at_ms),
             esc(&a.event_type),
             esc(&a.event_id),
