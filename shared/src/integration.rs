@@ -37,7 +37,7 @@ impl Provider {
 /// A registered endpoint. Unlike an API key, the secret is kept as given:
 /// verifying an HMAC needs the key itself, not a hash of it. It is never
 /// shown again after registration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Integration {
     /// Random, 24 hex characters; the last segment of the inbound URL.
     pub id: String,
@@ -53,6 +53,20 @@ pub struct Integration {
     #[serde(default)]
     pub code: Option<String>,
     pub created_at: i64,
+}
+
+/// Without the secret: a record printed in a log or a panic does not leak it.
+impl std::fmt::Debug for Integration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Integration")
+            .field("id", &self.id)
+            .field("provider", &self.provider)
+            .field("secret_set", &!self.secret.is_empty())
+            .field("name", &self.name)
+            .field("code", &self.code)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 impl Integration {
@@ -133,6 +147,13 @@ mod tests {
             code: Some("Summer-Sale".into()),
             created_at: 0,
         }
+    }
+
+    #[test]
+    fn debug_leaves_the_secret_out() {
+        let printed = format!("{:?}", stripe("whsec_0123456789"));
+        assert!(!printed.contains("whsec_0123456789"), "{printed}");
+        assert!(printed.contains("secret_set: true"), "{printed}");
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Default for WebhookConfig {
 }
 
 /// A registered endpoint, as stored (with its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub id: String,
     pub url: String,
@@ -103,6 +103,21 @@ pub struct Endpoint {
     #[serde(default)]
     pub milestone_every: u64,
     pub created_ms: u64,
+}
+
+/// Without the secret: an endpoint printed in a log or a panic does not leak it.
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("description", &self.description)
+            .field("owner", &self.owner)
+            .field("milestone_every", &self.milestone_every)
+            .field("created_ms", &self.created_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {
