@@ -5,14 +5,18 @@
 //! with the id `code + n`, so a batch written again (a spool replay) or a
 //! count crossed on two instances makes the same event once.
 //!
-//! Known limit: with several instances, two batches of one code landing
-//! between one instance's write and its read-back can hide a multiple
-//! crossed by the earlier one from both instances' windows.
+//! The read-back may come after later batches of the code were written
+//! (this task lags the writer, or another instance wrote meanwhile): the
+//! window then starts no later than where this task's last window for the
+//! code ended, so the multiples in between are not skipped (those already
+//! made come again with the same id, and the outbox drops them). The one
+//! window that can still miss is a code's first in a process, when a later
+//! batch landed before its read-back.
 
 use super::{Event, Hub};
 use crate::batch::Batch;
 use crate::sink::LiveStore;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -20,7 +24,13 @@ use tokio::sync::mpsc;
 /// millions of scans does not flood receivers).
 const MAX_PER_CODE: u64 = 10;
 
+/// Codes whose last window end this task remembers (beyond it, the map
+/// starts afresh: a first window again for each code).
+const MAX_REMEMBERED: usize = 100_000;
+
 pub(super) async fn run(hub: Arc<Hub>, live: LiveStore, mut rx: mpsc::Receiver<Arc<Batch>>) {
+    // Where each code's last window ended.
+    let mut checked: HashMap<String, u64> = HashMap::new();
     while let Some(batch) = rx.recv().await {
         let mut human: BTreeMap<&str, u64> = BTreeMap::new();
         for s in &batch.scans {
@@ -59,7 +69,11 @@ pub(super) async fn run(hub: Arc<Hub>, live: LiveStore, mut rx: mpsc::Receiver<A
                     continue;
                 }
             };
-            let before = after.saturating_sub(added);
+            let before = window_start(checked.get(code).copied(), after, added);
+            if checked.len() >= MAX_REMEMBERED && !checked.contains_key(code) {
+                checked.clear();
+            }
+            checked.insert(code.to_string(), after);
             let owner = hub.owner_of(code);
             for n in reached(before, after, &everys, &owner) {
                 events.push(Event::milestone(code, &owner, n, now));
@@ -68,6 +82,18 @@ pub(super) async fn run(hub: Arc<Hub>, live: LiveStore, mut rx: mpsc::Receiver<A
         if let Err(e) = hub.enqueue(&events).await {
             tracing::warn!(error = %e, "webhook milestone events could not be queued");
         }
+    }
+}
+
+/// Where a code's window starts: `added` below the counter read back
+/// (`after`), or where the last window ended if that is lower (later
+/// batches were counted before this read-back). A counter that went back
+/// (Redis restarted empty) starts afresh.
+fn window_start(last_end: Option<u64>, after: u64, added: u64) -> u64 {
+    let own = after.saturating_sub(added);
+    match last_end {
+        Some(end) if end < own => end,
+        _ => own,
     }
 }
 
@@ -97,6 +123,20 @@ fn reached(before: u64, after: u64, everys: &[(Option<String>, u64)], owner: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_read_late_starts_where_the_last_one_ended() {
+        let every = [(None, 1000)];
+        // Batches of 5, 5 (1000 reached by the first) read back after both
+        // were written: alone, the first's window would be (1004, 1009].
+        assert_eq!(window_start(Some(995), 1009, 5), 995);
+        assert_eq!(reached(995, 1009, &every, "a"), [1000]);
+        // In step: its own window.
+        assert_eq!(window_start(Some(1004), 1009, 5), 1004);
+        assert_eq!(window_start(None, 1009, 5), 1004);
+        // The counter went back (Redis restarted empty): afresh.
+        assert_eq!(window_start(Some(5000), 12, 3), 9);
+    }
 
     #[test]
     fn milestones_only_for_endpoints_that_get_them() {
