@@ -16,6 +16,8 @@
 # Writes the report to load-tests/results/analytics-bench-{clickhouse,embedded}.md
 # and prints it.
 set -euo pipefail
+# No load balancer polls /readyz here: the gateway stops at once on SIGTERM.
+export CODELINK_DRAIN_SECS=0
 
 # Read whole before running (a long run must not see edits to this file).
 {

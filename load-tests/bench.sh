@@ -7,6 +7,8 @@
 # ROUTES (a JSON file of routing rules set on the benchmarked code; none).
 # Writes the report to load-tests/results/latest.md and prints it.
 set -euo pipefail
+# No load balancer polls /readyz here: the gateway stops at once on SIGTERM.
+export CODELINK_DRAIN_SECS=0
 
 THREADS="${THREADS:-1}"
 CONNECTIONS="${CONNECTIONS:-64}"

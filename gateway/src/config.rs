@@ -190,6 +190,14 @@ pub struct Config {
     #[arg(long, env = "CODELINK_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
 
+    /// On SIGTERM/SIGINT, how long the gateway keeps serving with `/readyz`
+    /// answering 503 `draining` before it stops accepting connections
+    /// (seconds), so a load balancer polling `/readyz` takes it out of
+    /// rotation first. Above the balancer's check interval × fall count;
+    /// 0 stops accepting at once.
+    #[arg(long, env = "CODELINK_DRAIN_SECS", default_value_t = 5)]
+    pub drain_secs: u64,
+
     /// An analytics query still running after this long is abandoned (503, ms).
     #[arg(long, env = "CODELINK_QUERY_TIMEOUT_MS", default_value_t = 10_000)]
     pub query_timeout_ms: u64,
@@ -324,6 +332,7 @@ impl Config {
             qr_render_burst_per_ip: 60,
             max_connections: 10_000,
             shutdown_timeout_secs: 10,
+            drain_secs: 5,
             query_timeout_ms: 10_000,
             max_concurrent_queries: 8,
             max_buckets: 2_000,
@@ -454,6 +463,11 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// `--drain-secs`: serving on, not ready, after the shutdown signal.
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
     }
 
     /// Checks what clap cannot: URL shapes and the scan parameter name.

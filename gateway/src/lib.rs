@@ -15,6 +15,7 @@ mod console;
 mod error;
 mod follower;
 pub mod geoip;
+pub mod healthcheck;
 pub mod keys;
 pub mod metrics;
 pub mod migrate;
@@ -88,6 +89,7 @@ pub async fn build(
         qr_renders: tokio::sync::Semaphore::new(config.qr_renders),
         qr_limiter: scan::keyed_limiter(config.qr_renders_per_ip, config.qr_render_burst_per_ip),
         metrics: metrics::Metrics::default(),
+        draining: std::sync::atomic::AtomicBool::new(false),
         config,
     });
     // Milestone webhook events name the code's owner, from the code table.
@@ -129,8 +131,10 @@ impl Background {
     }
 }
 
-/// Serves until `shutdown` resolves, then drains open connections (bounded by
-/// `--shutdown-timeout-secs`) and stops the background tasks.
+/// Serves until `shutdown` resolves; then `/readyz` answers 503 `draining`
+/// while requests are still served for `--drain-secs`, then the listener
+/// closes, open connections drain (bounded by `--shutdown-timeout-secs`) and
+/// the background tasks stop.
 pub async fn run(
     listener: TcpListener,
     config: Config,

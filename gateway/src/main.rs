@@ -29,6 +29,9 @@ enum Command {
     /// Build the analytics rollups of data written by an earlier version
     /// (same flags as serve; resumable, safe to run again).
     Migrate(Config),
+    /// Exit 0 when a running gateway answers 2xx (the container health
+    /// check: the image has no curl).
+    Healthcheck(gateway::healthcheck::HealthcheckArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => runtime.block_on(gateway::bulk::cli::import(args)),
         Command::Export(args) => runtime.block_on(gateway::bulk::cli::export(args)),
         Command::Migrate(config) => runtime.block_on(gateway::migrate::run(config)),
+        Command::Healthcheck(args) => runtime.block_on(gateway::healthcheck::run(args)),
     }
 }
 

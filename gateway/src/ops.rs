@@ -1,11 +1,12 @@
 //! Operations endpoints: `/healthz` (the process answers), `/readyz` (its
-//! backends answer), `/metrics` (Prometheus text).
+//! backends answer and it is not draining), `/metrics` (Prometheus text).
 
 use crate::error::ApiError;
 use crate::request::Request;
 use crate::response::{self, Response};
 use crate::state::AppState;
 use http::{header, HeaderValue, Method, StatusCode};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub async fn handle(state: &AppState, req: &Request) -> Response {
@@ -33,6 +34,14 @@ async fn ready(state: &AppState) -> Response {
     let not_ready = |message: String| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message).into_response()
     };
+    if state.draining.load(Ordering::Relaxed) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this gateway is shutting down and still serves for --drain-secs; send new traffic to another instance",
+        )
+        .into_response();
+    }
     if let Err(e) = state.analytics.ready().await {
         return not_ready(e.to_string());
     }

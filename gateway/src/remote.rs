@@ -46,6 +46,17 @@ pub async fn call(
     path_and_query: &str,
     body: Option<(&str, Bytes)>,
 ) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    send(base, Some(key), method, path_and_query, body).await
+}
+
+/// [`call`], with the key optional (`codelink healthcheck` sends none).
+pub async fn send(
+    base: &str,
+    key: Option<&str>,
+    method: http::Method,
+    path_and_query: &str,
+    body: Option<(&str, Bytes)>,
+) -> anyhow::Result<(http::StatusCode, Bytes)> {
     let base = url::Url::parse(base).map_err(|e| anyhow!("--url {base:?}: {e}"))?;
     if base.scheme() != "http" {
         bail!("--url must be an http:// URL (put TLS in front of the gateway, not in the CLI)");
@@ -64,8 +75,10 @@ pub async fn call(
     let mut req = http::Request::builder()
         .method(method)
         .uri(path_and_query)
-        .header(http::header::HOST, format!("{host}:{port}"))
-        .header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+        .header(http::header::HOST, format!("{host}:{port}"));
+    if let Some(key) = key {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+    }
     let payload = match body {
         Some((content_type, bytes)) => {
             req = req.header(http::header::CONTENT_TYPE, content_type);

@@ -1,5 +1,6 @@
 //! The accept loop: one tokio task per connection, a semaphore bounding open
-//! connections, and a graceful shutdown raced against a deadline.
+//! connections, and a graceful shutdown: a drain period (`/readyz` not ready,
+//! still serving), then open connections finish, raced against a deadline.
 
 use crate::router;
 use crate::state::AppState;
@@ -9,6 +10,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -34,13 +36,27 @@ pub async fn serve(
         // ~400 KiB, × every open connection).
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
-    tokio::pin!(shutdown);
+    // The signal starts the drain: `/readyz` turns 503 `draining` at once, so
+    // a load balancer polling it stops sending new requests, while this loop
+    // still accepts for `--drain-secs` (what the balancer sends before it
+    // notices is answered, not refused).
+    let drain = state.config.drain();
+    let stop_accepting = async {
+        shutdown.await;
+        state.draining.store(true, Ordering::Relaxed);
+        tracing::info!(
+            ?drain,
+            "shutdown signalled: /readyz answers 503 draining; still serving"
+        );
+        tokio::time::sleep(drain).await;
+    };
+    tokio::pin!(stop_accepting);
     loop {
         // The permit is taken before accept, so past the limit new connections
         // wait in the kernel's backlog instead of in memory.
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = &mut shutdown => break,
+            () = &mut stop_accepting => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -52,14 +68,25 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut stop_accepting => break,
         };
         let _ = stream.set_nodelay(true);
         let metrics_state = state.clone();
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(router::handle(&state, req, peer).await) }
+            async move {
+                let mut resp = router::handle(&state, req, peer).await;
+                if state.draining.load(Ordering::Relaxed) {
+                    // Keep-alive clients (a balancer's pooled connections)
+                    // reconnect, to an instance that stays.
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(resp)
+            }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

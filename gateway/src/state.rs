@@ -40,4 +40,7 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The web console under `/ui/`.
     pub ui: codelink_dashboards::Dashboards,
+    /// Set when the shutdown signal fires: `/readyz` answers 503 `draining`
+    /// while requests are still served for `--drain-secs`.
+    pub draining: std::sync::atomic::AtomicBool,
 }

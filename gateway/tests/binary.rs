@@ -32,6 +32,8 @@ async fn spawn(data_dir: &Path, extra: &[&str]) -> Process {
         .args(extra)
         .env("CODELINK_LOG", "warn")
         .env_remove("CODELINK_ADMIN_KEY")
+        // SIGTERM stops at once unless a test passes --drain-secs.
+        .env("CODELINK_DRAIN_SECS", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -349,4 +351,86 @@ async fn migrate_builds_the_rollups_of_an_old_data_dir() {
     assert_eq!(s["summary"]["scans"], 30, "{s}");
     assert_eq!(s["summary"]["unique_scanners"], 4, "{s}");
     assert!(sigterm(&mut p).success());
+}
+
+fn healthcheck(url: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_codelink"))
+        .args(["healthcheck", "--url", url, "--timeout-ms", "2000"])
+        .env("CODELINK_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// `codelink healthcheck` (the container image's HEALTHCHECK) and SIGTERM's
+/// drain on the real binary: ready → SIGTERM → `/readyz` 503 `draining`
+/// (the health check of `/readyz` fails, of `/healthz` passes, redirects
+/// still answer) → exit 0 → the health check fails on the closed port.
+#[tokio::test]
+async fn healthcheck_subcommand_and_sigterm_drain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut p = spawn(tmp.path(), &["--drain-secs", "3"]).await;
+    let base = format!("http://{}", p.addr);
+    let ok = healthcheck(&format!("{base}/healthz"));
+    assert!(ok.status.success(), "{ok:?}");
+    let ok = healthcheck(&format!("{base}/readyz"));
+    assert!(ok.status.success(), "{ok:?}");
+    let missing = healthcheck(&format!("{base}/no-such-code-here"));
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("404"),
+        "{missing:?}"
+    );
+
+    let key = std::fs::read_to_string(tmp.path().join("admin.key")).unwrap();
+    let admin = Client::new(p.addr).with_bearer(key.trim());
+    let r = admin
+        .post_json(
+            "/api/v1/codes",
+            &serde_json::json!({"code": "drain1", "destination": "https://shop.example/d", "owner": "d"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let pid = p.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let anon = Client::new(p.addr);
+    let draining = codelink_testkit::wait_until(Duration::from_secs(2), || async {
+        anon.get("/readyz").await.status == 503
+    })
+    .await;
+    assert!(draining, "/readyz did not turn 503 after SIGTERM");
+    assert_eq!(anon.get("/readyz").await.error_code(), "draining");
+    let not_ready = healthcheck(&format!("{base}/readyz"));
+    assert_eq!(not_ready.status.code(), Some(1), "{not_ready:?}");
+    assert!(
+        String::from_utf8_lossy(&not_ready.stderr).contains("shutting down"),
+        "{not_ready:?}"
+    );
+    assert!(healthcheck(&format!("{base}/healthz")).status.success());
+    assert_eq!(anon.get("/drain1").await.status, 302);
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "exited during the drain period"
+    );
+
+    let mut status = None;
+    for _ in 0..400 {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let status = status.expect("codelink did not exit within 10 s of SIGTERM with --drain-secs 3");
+    assert!(status.success(), "{status:?}");
+    let closed = healthcheck(&format!("{base}/healthz"));
+    assert_eq!(closed.status.code(), Some(1), "{closed:?}");
+    assert!(
+        String::from_utf8_lossy(&closed.stderr).contains("cannot connect"),
+        "{closed:?}"
+    );
 }

@@ -46,6 +46,8 @@ pub fn config() -> (Config, tempfile::TempDir) {
     // too-fast check is off here (tests/fraud.rs turns it on).
     config.fraud_signup_min_ms = 0;
     config.fraud_purchase_min_ms = 0;
+    // Tests stop at once; the drain period is tested in tests/ops.rs.
+    config.drain_secs = 0;
     (config, tmp)
 }
 
@@ -76,6 +78,14 @@ pub async fn start_with(config: Config, tmp: Option<tempfile::TempDir>) -> TestG
 }
 
 impl TestGateway {
+    /// Fires the shutdown signal (as SIGTERM does) without waiting; `stop`
+    /// then waits for the gateway to finish.
+    pub fn signal_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Graceful shutdown; returns what `gateway::run` returned.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
