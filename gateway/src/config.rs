@@ -190,11 +190,11 @@ pub struct Config {
     #[arg(long, env = "CODELINK_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
 
-    /// On SIGTERM/SIGINT, how long the gateway keeps serving with `/readyz`
+    /// On SIGTERM, how long the gateway keeps serving with `/readyz`
     /// answering 503 `draining` before it stops accepting connections
     /// (seconds), so a load balancer polling `/readyz` takes it out of
     /// rotation first. Above the balancer's check interval × fall count;
-    /// 0 stops accepting at once.
+    /// 0 stops accepting at once; so does Ctrl-C (SIGINT).
     #[arg(long, env = "CODELINK_DRAIN_SECS", default_value_t = 5)]
     pub drain_secs: u64,
 

@@ -131,6 +131,13 @@ impl Background {
     }
 }
 
+/// Makes the coming stop skip the `--drain-secs` wait: `codelink serve`
+/// calls it on Ctrl-C (SIGINT), a person at a terminal; SIGTERM, what
+/// orchestrators and load-balanced deployments send, drains.
+pub fn skip_drain() {
+    server::SKIP_DRAIN.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Serves until `shutdown` resolves; then `/readyz` answers 503 `draining`
 /// while requests are still served for `--drain-secs`, then the listener
 /// closes, open connections drain (bounded by `--shutdown-timeout-secs`) and

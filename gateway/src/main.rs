@@ -57,7 +57,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     gateway::run(listener, config, shutdown_signal()).await
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves on SIGINT or SIGTERM. Ctrl-C (SIGINT) stops without the
+/// `--drain-secs` wait; SIGTERM drains.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -74,7 +75,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => {}
+        () = ctrl_c => gateway::skip_drain(),
         () = term => {}
     }
     tracing::info!("shutdown signal received");

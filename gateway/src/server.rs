@@ -19,6 +19,11 @@ use tokio::sync::Semaphore;
 /// The largest request head read (and the read buffer of a connection).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// Set by [`crate::skip_drain`] (Ctrl-C at a terminal): the stop skips the
+/// `--drain-secs` wait, which is for load balancers (they send SIGTERM).
+pub(crate) static SKIP_DRAIN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -40,9 +45,13 @@ pub async fn serve(
     // a load balancer polling it stops sending new requests, while this loop
     // still accepts for `--drain-secs` (what the balancer sends before it
     // notices is answered, not refused).
-    let drain = state.config.drain();
     let stop_accepting = async {
         shutdown.await;
+        let drain = if SKIP_DRAIN.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            state.config.drain()
+        };
         state.draining.store(true, Ordering::Relaxed);
         tracing::info!(
             ?drain,

@@ -434,3 +434,28 @@ async fn healthcheck_subcommand_and_sigterm_drain() {
         "{closed:?}"
     );
 }
+
+/// Ctrl-C (SIGINT) is a person at a terminal: the stop skips `--drain-secs`
+/// (SIGTERM, above, drains).
+#[tokio::test]
+async fn ctrl_c_stops_without_the_drain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut p = spawn(tmp.path(), &["--drain-secs", "60"]).await;
+    let pid = p.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut status = None;
+    // Well under the 60 s drain: the stop did not wait for it.
+    for _ in 0..400 {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let status = status.expect("codelink did not exit within 10 s of SIGINT with --drain-secs 60");
+    assert!(status.success(), "{status:?}");
+}
