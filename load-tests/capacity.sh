@@ -438,6 +438,12 @@ done
 INS_S="$(awk -v a="$NS0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')"
 BENCH_ROWS="$(ch "SELECT count() FROM $CH_DB.scans_bench")"
 
+# --- 4. what one Redis master takes ------------------------------------------
+# HINCRBY is the command the Redis sink sends most (11 per code and batch);
+# redis-benchmark on GW_CPU (idle now), Redis still on its own cpu, pipelined 16.
+REDIS_HINCRBY="$(timeout 120 taskset -c "$GW_CPU" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -n 2000000 -P 16 -q \
+    hincrby capacity:bench f 1 2>/dev/null | tr '\r' '\n' | awk '/requests per second/ { v = $0 } END { print v }')"
+
 # --- report ------------------------------------------------------------------
 ev() { awk -v e="$2" '$1 == e { print $2 + 0 }' "$TMP/$1"; }
 EV_Q=$(($(ev ev1 InsertQuery) - $(ev ev0 InsertQuery)))
@@ -493,6 +499,8 @@ dirty=""
         '$3 - $2 > 0 && $1 != "info" { d = $3 - $2; printf "| %s | %d | %.4f | %.1f |\n", $1, d, d / n, b ? d / b : 0 }'
     echo
     echo "(\`info\` calls are this script's own.)"
+    echo
+    echo "One Redis master here (redis-server on 1 cpu, \`redis-benchmark -n 2000000 -P 16 hincrby capacity:bench f 1\` from the other): ${REDIS_HINCRBY:-n/a}"
     echo
     echo "## ClickHouse insert rate"
     echo
