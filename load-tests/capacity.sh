@@ -48,7 +48,7 @@ CLICKHOUSE_BIN=""
 for p in /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do [[ -x "$p" ]] && CLICKHOUSE_BIN="$p"; done
 [[ -n "$CLICKHOUSE_BIN" ]] || CLICKHOUSE_BIN="$(command -v clickhouse-server)" || die "clickhouse-server is required"
 
-log "building (release): gateway"
+log "building (release): gateway, load-tests"
 cargo build --release --locked -p gateway -p load-tests
 GATEWAY_BIN="$TARGET_DIR/release/codelink"
 [[ -x "$GATEWAY_BIN" ]] || die "$GATEWAY_BIN not found"
