@@ -45,20 +45,30 @@ async fn spawn(data_dir: &Path, extra: &[&str]) -> Process {
     Process { child, addr }
 }
 
-fn sigterm(p: &mut Process) -> std::process::ExitStatus {
+/// Sends `signal` (`-TERM`, `-INT`) to the process.
+fn signal(p: &Process, signal: &str) {
     let pid = p.child.id().to_string();
     assert!(Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap()
         .success());
-    for _ in 0..200 {
+}
+
+/// How the process exited, if it did within `secs` seconds.
+fn exit_within(p: &mut Process, secs: u64) -> Option<std::process::ExitStatus> {
+    for _ in 0..secs * 40 {
         if let Some(status) = p.child.try_wait().unwrap() {
-            return status;
+            return Some(status);
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("codelink did not exit within 5 s of SIGTERM");
+    None
+}
+
+fn sigterm(p: &mut Process) -> std::process::ExitStatus {
+    signal(p, "-TERM");
+    exit_within(p, 5).expect("codelink did not exit within 5 s of SIGTERM")
 }
 
 #[tokio::test]
@@ -391,12 +401,7 @@ async fn healthcheck_subcommand_and_sigterm_drain() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
 
-    let pid = p.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal(&p, "-TERM");
     let anon = Client::new(p.addr);
     let draining = codelink_testkit::wait_until(Duration::from_secs(2), || async {
         anon.get("/readyz").await.status == 503
@@ -417,15 +422,8 @@ async fn healthcheck_subcommand_and_sigterm_drain() {
         "exited during the drain period"
     );
 
-    let mut status = None;
-    for _ in 0..400 {
-        if let Some(s) = p.child.try_wait().unwrap() {
-            status = Some(s);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let status = status.expect("codelink did not exit within 10 s of SIGTERM with --drain-secs 3");
+    let status = exit_within(&mut p, 10)
+        .expect("codelink did not exit within 10 s of SIGTERM with --drain-secs 3");
     assert!(status.success(), "{status:?}");
     let closed = healthcheck(&format!("{base}/healthz"));
     assert_eq!(closed.status.code(), Some(1), "{closed:?}");
@@ -441,21 +439,9 @@ async fn healthcheck_subcommand_and_sigterm_drain() {
 async fn ctrl_c_stops_without_the_drain() {
     let tmp = tempfile::tempdir().unwrap();
     let mut p = spawn(tmp.path(), &["--drain-secs", "60"]).await;
-    let pid = p.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let mut status = None;
+    signal(&p, "-INT");
     // Well under the 60 s drain: the stop did not wait for it.
-    for _ in 0..400 {
-        if let Some(s) = p.child.try_wait().unwrap() {
-            status = Some(s);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let status = status.expect("codelink did not exit within 10 s of SIGINT with --drain-secs 60");
+    let status = exit_within(&mut p, 10)
+        .expect("codelink did not exit within 10 s of SIGINT with --drain-secs 60");
     assert!(status.success(), "{status:?}");
 }
