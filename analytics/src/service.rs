@@ -518,9 +518,12 @@ impl AnalyticsTasks {
         if let Some(b) = self.backfill {
             b.stop().await;
         }
-        self.webhooks.stop(deadline).await;
+        let milestones = self.webhooks.stop(deadline).await;
         self.recorder
             .finish(&analytics.inner.recorder, deadline)
             .await;
+        // After the recorder: its last batches' milestones are made, and the
+        // task ends when the recorder's end of the channel is dropped.
+        milestones.finish(deadline).await;
     }
 }

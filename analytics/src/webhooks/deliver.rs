@@ -78,13 +78,36 @@ impl DeliveryTasks {
 
     /// Takes no more deliveries and lets the attempts under way finish,
     /// within `deadline` (those cut short are retried once their lease ends).
-    pub async fn stop(self, deadline: Duration) {
+    /// The milestone task goes on: it ends in [`Milestones::finish`], once
+    /// the recorder has written its last batches.
+    pub async fn stop(self, deadline: Duration) -> Milestones {
         let _ = self.stop.send(true);
-        self.milestones.abort();
         let mut handle = self.handle;
         if tokio::time::timeout(deadline, &mut handle).await.is_err() {
             handle.abort();
+            let _ = handle.await;
             tracing::warn!("webhook attempts still under way at the shutdown deadline were cut short; they are retried later");
+        }
+        Milestones(self.milestones)
+    }
+}
+
+/// The milestone task, still running after [`DeliveryTasks::stop`].
+#[must_use = "call finish() once the recorder has stopped"]
+pub struct Milestones(tokio::task::JoinHandle<()>);
+
+impl Milestones {
+    /// Waits, within `deadline`, for the milestone task to read the last
+    /// batches the recorder wrote (it ends when the recorder's side of its
+    /// channel is gone), so nothing holds the store once this returns.
+    pub async fn finish(self, deadline: Duration) {
+        let mut handle = self.0;
+        if tokio::time::timeout(deadline, &mut handle).await.is_err() {
+            handle.abort();
+            let _ = handle.await;
+            tracing::warn!(
+                "webhook milestones of the last batches were cut short at the shutdown deadline"
+            );
         }
     }
 }
