@@ -1,13 +1,16 @@
-# Sourced by scan-load.sh and capacity.sh: process bookkeeping (every
-# process started is in PIDS and stopped by the EXIT trap, newest first), a
-# private redis-server and clickhouse-server on free 127.0.0.1 ports, and
-# `ch`, one ClickHouse query over HTTP.
+# Sourced by scan-load.sh, capacity.sh and cluster.sh: process bookkeeping
+# (every process started is in PIDS and stopped by the EXIT trap, newest
+# first), private redis-server and clickhouse-server processes on free
+# loopback ports, and `ch`, one ClickHouse query over HTTP.
 #
 # The caller defines before sourcing: log, die, TMP (a temp dir), RUN_NAME,
 # SERVER_MAX_S (how long the servers may live), CLICKHOUSE_BIN, and PIN (an
 # array prefixed to the servers' command lines, e.g. (taskset -c 1); may be
-# empty). Afterwards: REDIS_PORT, REDIS_PID, CH (the HTTP URL), CH_HTTP_PORT,
-# CH_TCP_PORT, CH_DIR, CH_PID, CH_VERSION.
+# empty). Unless SERVERS_AUTOSTART=0, one redis-server and one
+# clickhouse-server are started at once; afterwards: REDIS_PORT, REDIS_PID,
+# CH (the HTTP URL), CH_HTTP_PORT, CH_TCP_PORT, CH_DIR, CH_PID, CH_VERSION.
+# With SERVERS_AUTOSTART=0 the caller starts what it needs with
+# start_redis_server and start_clickhouse_server.
 PIDS=()
 
 
@@ -82,83 +85,90 @@ expect_status() {
 }
 
 # --- redis -------------------------------------------------------------------
-REDIS_PORT="$(free_port)"
-mkdir -p "$TMP/redis"
-log "starting redis-server on 127.0.0.1:$REDIS_PORT (persistence off)"
-"${PIN[@]+"${PIN[@]}"}" timeout -s TERM "$SERVER_MAX_S" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
-    --save '' --appendonly no --dir "$TMP/redis" >"$TMP/redis.log" 2>&1 &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-for ((i = 0; ; i++)); do
-    alive "$REDIS_PID" || die "redis-server exited during start-up$(show_log "$TMP/redis.log")"
-    [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null || true)" == PONG ]] && break
-    ((i < 100)) || die "redis-server did not answer PING within 10s$(show_log "$TMP/redis.log")"
-    sleep 0.1
-done
+# start_redis_server PORT DIR [extra redis-server args...]: persistence off,
+# 127.0.0.1; sets STARTED_PID once it answers PING.
+start_redis_server() {
+    local port="$1" dir="$2" i
+    shift 2
+    mkdir -p "$dir"
+    "${PIN[@]+"${PIN[@]}"}" timeout -s TERM "$SERVER_MAX_S" redis-server --port "$port" --bind 127.0.0.1 \
+        --save '' --appendonly no --dir "$dir" "$@" >"$dir/redis.log" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    for ((i = 0; ; i++)); do
+        alive "$STARTED_PID" || die "redis-server :$port exited during start-up$(show_log "$dir/redis.log")"
+        [[ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null || true)" == PONG ]] && break
+        ((i < 100)) || die "redis-server :$port did not answer PING within 10s$(show_log "$dir/redis.log")"
+        sleep 0.1
+    done
+}
 
 # --- clickhouse --------------------------------------------------------------
-# The minimal config 18.16 accepts (as testkit/src/clickhouse.rs writes it):
-# <logger>, <mark_cache_size> and a default profile, user and quota.
-CH_HTTP_PORT="$(free_port)"
-CH_TCP_PORT="$(free_port)"
-while [[ "$CH_TCP_PORT" == "$CH_HTTP_PORT" ]]; do CH_TCP_PORT="$(free_port)"; done
-CH_DIR="$TMP/clickhouse"
-CH_NAME="codelink-$RUN_NAME-$$"
-mkdir -p "$CH_DIR/log" "$CH_DIR/data"
-cat >"$CH_DIR/config.xml" <<EOF
+# start_clickhouse_server DIR NAME HOST HTTP_PORT TCP_PORT [XML]: the minimal
+# config 18.16 accepts (as testkit/src/clickhouse.rs writes it: <logger>,
+# <mark_cache_size> and a default profile, user and quota) listening on HOST
+# (a loopback address), plus XML inside <yandex> (e.g. <remote_servers>,
+# <macros>); sets STARTED_PID once /ping answers and the server answering is
+# this one (its display name NAME).
+start_clickhouse_server() {
+    local dir="$1" name="$2" host="$3" http="$4" tcp="$5" extra="${6:-}" i
+    mkdir -p "$dir/log" "$dir/data"
+    cat >"$dir/config.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
   <logger>
     <level>warning</level>
-    <log>$CH_DIR/log/server.log</log>
-    <errorlog>$CH_DIR/log/server.err.log</errorlog>
+    <log>$dir/log/server.log</log>
+    <errorlog>$dir/log/server.err.log</errorlog>
     <size>10M</size>
     <count>2</count>
   </logger>
-  <display_name>$CH_NAME</display_name>
-  <listen_host>127.0.0.1</listen_host>
-  <http_port>$CH_HTTP_PORT</http_port>
-  <tcp_port>$CH_TCP_PORT</tcp_port>
-  <path>$CH_DIR/data/</path>
-  <tmp_path>$CH_DIR/data/tmp/</tmp_path>
-  <user_files_path>$CH_DIR/data/user_files/</user_files_path>
-  <format_schema_path>$CH_DIR/data/format_schemas/</format_schema_path>
+  <display_name>$name</display_name>
+  <listen_host>$host</listen_host>
+  <http_port>$http</http_port>
+  <tcp_port>$tcp</tcp_port>
+  <path>$dir/data/</path>
+  <tmp_path>$dir/data/tmp/</tmp_path>
+  <user_files_path>$dir/data/user_files/</user_files_path>
+  <format_schema_path>$dir/data/format_schemas/</format_schema_path>
   <mark_cache_size>268435456</mark_cache_size>
   <max_concurrent_queries>200</max_concurrent_queries>
   <profiles><default/></profiles>
   <users>
     <default>
       <password></password>
-      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <networks><ip>127.0.0.0/8</ip><ip>::1</ip></networks>
       <profile>default</profile>
       <quota>default</quota>
     </default>
   </users>
   <quotas><default/></quotas>
+  $extra
 </yandex>
-EOF
-CH="http://127.0.0.1:$CH_HTTP_PORT"
-log "starting clickhouse-server ($CLICKHOUSE_BIN) on $CH"
-(cd "$CH_DIR" && exec "${PIN[@]+"${PIN[@]}"}" timeout -s TERM "$SERVER_MAX_S" "$CLICKHOUSE_BIN" \
-    --config-file="$CH_DIR/config.xml" </dev/null >"$CH_DIR/log/stdout.log" 2>&1) &
-CH_PID=$!
-PIDS+=("$CH_PID")
-for ((i = 0; ; i++)); do
-    alive "$CH_PID" || die "clickhouse-server exited during start-up$(show_log "$CH_DIR/log/stdout.log")$(show_log "$CH_DIR/log/server.err.log")"
-    # Ready when /ping answers and the server that answers is ours (its display name).
-    if [[ "$(curl -s --max-time 1 "$CH/ping" || true)" == Ok. ]] &&
-        curl -s --max-time 5 -D - -o /dev/null --data-binary 'SELECT 1' "$CH/" 2>/dev/null |
-        tr -d '\r' | grep -qi "^x-clickhouse-server-display-name: $CH_NAME\$"; then
-        break
-    fi
-    ((i < 300)) || die "clickhouse-server not ready within 30s$(show_log "$CH_DIR/log/server.err.log")"
-    sleep 0.1
-done
+XML
+    local url="http://$host:$http"
+    log "starting clickhouse-server ($CLICKHOUSE_BIN) on $url"
+    (cd "$dir" && exec "${PIN[@]+"${PIN[@]}"}" timeout -s TERM "$SERVER_MAX_S" "$CLICKHOUSE_BIN" \
+        --config-file="$dir/config.xml" </dev/null >"$dir/log/stdout.log" 2>&1) &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    for ((i = 0; ; i++)); do
+        alive "$STARTED_PID" || die "clickhouse-server $url exited during start-up$(show_log "$dir/log/stdout.log")$(show_log "$dir/log/server.err.log")"
+        # Ready when /ping answers and the server that answers is ours (its display name).
+        if [[ "$(curl -s --max-time 1 "$url/ping" || true)" == Ok. ]] &&
+            curl -s --max-time 5 -D - -o /dev/null --data-binary 'SELECT 1' "$url/" 2>/dev/null |
+            tr -d '\r' | grep -qi "^x-clickhouse-server-display-name: $name\$"; then
+            break
+        fi
+        ((i < 300)) || die "clickhouse-server $url not ready within 30s$(show_log "$dir/log/server.err.log")"
+        sleep 0.1
+    done
+}
 
-# ch SQL: one query over HTTP; the body on stdout, failure with ClickHouse's error text.
+# ch SQL [URL]: one query over HTTP (to $CH unless URL is given); the body on stdout, failure with ClickHouse's error text.
 ch() {
     local out code
-    out="$(curl -s --max-time 30 -w '\n%{http_code}' --data-binary "$1" "$CH/")" || return 1
+    out="$(curl -s --max-time 30 -w '\n%{http_code}' --data-binary "$1" "${2:-$CH}/")" || return 1
     code="${out##*$'\n'}"
     out="${out%$'\n'*}" # the body, with its own final newline
     if [[ "$code" != 200 ]]; then
@@ -167,4 +177,20 @@ ch() {
     fi
     printf '%s' "$out"
 }
-CH_VERSION="$(ch 'SELECT version()')" || die "clickhouse-server does not answer queries"
+
+# --- the default pair --------------------------------------------------------
+if [[ "${SERVERS_AUTOSTART:-1}" == 1 ]]; then
+    REDIS_PORT="$(free_port)"
+    log "starting redis-server on 127.0.0.1:$REDIS_PORT (persistence off)"
+    start_redis_server "$REDIS_PORT" "$TMP/redis"
+    REDIS_PID=$STARTED_PID
+
+    CH_HTTP_PORT="$(free_port)"
+    CH_TCP_PORT="$(free_port)"
+    while [[ "$CH_TCP_PORT" == "$CH_HTTP_PORT" ]]; do CH_TCP_PORT="$(free_port)"; done
+    CH_DIR="$TMP/clickhouse"
+    start_clickhouse_server "$CH_DIR" "codelink-$RUN_NAME-$$" 127.0.0.1 "$CH_HTTP_PORT" "$CH_TCP_PORT"
+    CH_PID=$STARTED_PID
+    CH="http://127.0.0.1:$CH_HTTP_PORT"
+    CH_VERSION="$(ch 'SELECT version()')" || die "clickhouse-server does not answer queries"
+fi
