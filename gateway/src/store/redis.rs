@@ -17,6 +17,11 @@
 //!   every write of a code or a profile. Random rather than a counter: a Redis that lost its data and
 //!   counts again from 1 must not look unchanged to the instances.
 //!
+//! On a Redis Cluster (`--redis-cluster`) the prefix is `{prefix}` with the
+//! braces: every key here is in one hash slot (one master), so the `MULTI`s
+//! and scripts below run there and the version token moves atomically with
+//! the codes it announces.
+//!
 //! Each instance polls the version (one GET every `--redis-sync-ms`) and reloads
 //! the hash when it moved, so a change made through one instance reaches the
 //! others within that interval plus one reload.
@@ -27,13 +32,13 @@ use super::{
 };
 use super::{BulkWrite, BulkWritten, StoredCode, BULK_CHUNK};
 use codelink_shared::{CodeRecord, Integration, OwnerProfile};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use codelink_analytics::redis_conn::{RedisConn, RedisTarget};
 use redis::AsyncCommands;
 use std::time::Duration;
 
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     codes_key: String,
     version_key: String,
     keys_key: String,
@@ -52,15 +57,12 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 
 impl RedisStore {
     /// Connects lazily: the gateway starts (and serves its snapshot) even when Redis is down.
-    pub fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("--redis-url {url:?} is not usable: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+    pub fn connect(target: &RedisTarget, prefix: &str) -> anyhow::Result<Self> {
+        let conn = RedisConn::open(target, Duration::from_secs(2)).map_err(|e| match target {
+            RedisTarget::Single(url) => anyhow::anyhow!("--redis-url {url:?} is not usable: {e}"),
+            RedisTarget::Cluster(_) => anyhow::anyhow!("--redis-cluster is not usable: {e}"),
+        })?;
+        let prefix = &codelink_analytics::redis_keys::global_prefix(prefix, target.is_cluster());
         Ok(Self {
             conn,
             codes_key: format!("{prefix}:codes"),
