@@ -8,13 +8,13 @@
 //! command, a pipeline or a script is sent the same way in either mode; the
 //! cluster connection routes each by its first key (every pipeline and
 //! script here keeps its keys in one slot: see [`crate::redis_keys`]). Only
-//! what must reach every master ([`RedisConn::scan_keys`]) or one slot's
-//! master ([`RedisConn::wait_replicas`]) knows the mode.
+//! what must reach every master ([`RedisConn::scan_keys`],
+//! [`RedisConn::wait_replicas`]) knows the mode.
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use std::time::Duration;
 
@@ -175,33 +175,80 @@ impl RedisConn {
         Ok(masters)
     }
 
-    /// `WAIT replicas timeout` on the master of `key`'s slot (single server:
-    /// on the server): how many replicas acknowledged this connection's
-    /// writes to it so far.
+    /// `WAIT replicas timeout` on every master but those in `skip` (a
+    /// single server: on it),
+    /// at once: for each, its address (empty on a single server) and how
+    /// many replicas acknowledged this connection's writes to it so far.
+    /// `WAIT` blocks the connection it is sent on, so it is sent once per
+    /// master, after the writes, not once per write.
     pub async fn wait_replicas(
         &self,
-        key: &str,
         replicas: u32,
         timeout: Duration,
-    ) -> RedisResult<u64> {
+        skip: &[NodeAddr],
+    ) -> RedisResult<Vec<(NodeAddr, u64)>> {
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(replicas).arg(timeout.as_millis() as u64);
         match self {
-            RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            RedisConn::Single(c) => Ok(vec![(
+                NodeAddr::default(),
+                cmd.query_async(&mut c.clone()).await?,
+            )]),
             RedisConn::Cluster(c) => {
-                let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
-                let v = c
-                    .clone()
-                    .route_command(
-                        cmd,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                    )
-                    .await?;
-                redis::from_redis_value(v).map_err(redis::RedisError::from)
+                let mut set = tokio::task::JoinSet::new();
+                for (host, port) in self.masters().await? {
+                    if skip.iter().any(|(h, p)| *h == host && *p == port) {
+                        continue;
+                    }
+                    let (mut c, cmd) = (c.clone(), cmd.clone());
+                    set.spawn(async move {
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        });
+                        let v = c.route_command(cmd, routing).await?;
+                        let n: u64 = redis::from_redis_value(v).map_err(redis::RedisError::from)?;
+                        Ok::<_, redis::RedisError>(((host, port), n))
+                    });
+                }
+                let mut out = Vec::new();
+                while let Some(r) = set.join_next().await {
+                    let r = r.map_err(|e| {
+                        redis::RedisError::from(std::io::Error::other(format!("WAIT task: {e}")))
+                    })?;
+                    out.push(r?);
+                }
+                Ok(out)
             }
         }
     }
+
+    /// How many replicas are connected to the master at `addr` (single
+    /// server: the server): `connected_slaves` of `INFO replication`.
+    pub async fn connected_replicas(&self, addr: &NodeAddr) -> RedisResult<u64> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("replication");
+        let text: String = match self {
+            RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await?,
+            RedisConn::Cluster(c) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: addr.0.clone(),
+                    port: addr.1,
+                });
+                let v = c.clone().route_command(cmd, routing).await?;
+                redis::from_redis_value(v).map_err(redis::RedisError::from)?
+            }
+        };
+        Ok(text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
 }
+
+/// A node's (host, port); empty for the single server.
+pub type NodeAddr = (String, u16);
 
 /// `SCAN 0 MATCH pattern COUNT 1000` until the cursor comes back to 0, each
 /// step sent by `send`.

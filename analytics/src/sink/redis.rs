@@ -22,10 +22,11 @@ use crate::event::{Conversion, ConversionKind};
 use crate::records::{Claim, ClaimRecord, CustomerLink, LastVisit, RefundOf, Refunded};
 use crate::review::{Review, ReviewStatus};
 use crate::stats::CodeStats;
-use crate::redis_conn::{RedisConn, RedisTarget};
+use crate::redis_conn::{NodeAddr, RedisConn, RedisTarget};
 use crate::redis_keys::{key_slot, KeyLayout};
 use redis::AsyncCommands;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const MARKER_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -94,7 +95,13 @@ pub struct RedisCounters {
     /// took it to acknowledge it (`WAIT`), at most this long; fewer is a
     /// failed write (spooled, replayed: the marker keeps it once).
     wait: Option<(u32, Duration)>,
+    /// Masters found without any replica connected, and
+    /// when: their parts skip the wait until [`ALONE_RECHECK`] passed.
+    alone: Arc<Mutex<HashMap<NodeAddr, std::time::Instant>>>,
 }
+
+/// How long a master found without replicas is not waited on.
+const ALONE_RECHECK: Duration = Duration::from_secs(2);
 
 /// The keys and arguments of one call of [`APPLY_ONCE`]: a whole batch on a
 /// single server, the part of a batch in one slot on a cluster.
@@ -195,6 +202,7 @@ impl RedisCounters {
             release_script: redis::Script::new(RELEASE),
             last_visit_ttl_secs: VISITS_TTL_SECS,
             wait: None,
+            alone: Arc::default(),
         })
     }
 
@@ -276,17 +284,25 @@ impl RedisCounters {
     }
 
     pub async fn write(&self, batch: &Batch) -> Result<(), SinkError> {
-        let parts = self.batch_parts(batch);
+        let id = batch.id.to_string();
+        self.write_parts(&id, self.batch_parts(batch)).await?;
+        if let Some((replicas, timeout)) = self.wait {
+            self.confirm_replicated(&id, replicas, timeout).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_parts(&self, id: &str, parts: Vec<BatchPart>) -> Result<(), SinkError> {
         if parts.len() == 1 {
             let part = parts.into_iter().next().unwrap_or_default();
-            return self.write_part(&batch.id.to_string(), part).await;
+            return self.write_part(id, part).await;
         }
         // A cluster: the parts go to their masters at once. Any part failed
         // fails the batch (spooled); its replay skips the parts that landed.
         let mut set = tokio::task::JoinSet::new();
         for part in parts {
             let me = self.clone();
-            let id = batch.id.to_string();
+            let id = id.to_string();
             set.spawn(async move { me.write_part(&id, part).await });
         }
         let mut first_err = None;
@@ -320,19 +336,55 @@ impl RedisCounters {
                 "redis refused some counter updates of a batch (a key of the wrong type?); the rest was applied"
             );
         }
-        if let Some((replicas, timeout)) = self.wait {
-            // Also when the marker was there already: an earlier attempt
-            // wrote it and is what must reach a replica.
-            let acked = self
-                .conn
-                .wait_replicas(&part.keys[0], replicas, timeout)
-                .await?;
-            if acked < u64::from(replicas) {
-                return Err(SinkError::NotReplicated(format!(
-                    "{acked} of {replicas} replicas acknowledged batch {batch_id} within {} ms",
-                    timeout.as_millis()
-                )));
+        Ok(())
+    }
+
+    /// `WAIT` on every master after a batch's parts all landed (also parts
+    /// whose marker was there already: an earlier attempt wrote them, and
+    /// that is what must reach a replica). Short of the replicas asked for,
+    /// the batch failed (spooled, replayed: the markers keep it once),
+    /// unless that master has no replica connected at all: it cannot fail
+    /// over to one that lacks the write (its shard is down while it is), so
+    /// waiting would only stop the counts until a replica is back.
+    async fn confirm_replicated(
+        &self,
+        batch_id: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<(), SinkError> {
+        // Masters found alone lately are not waited on (each WAIT there
+        // would last its whole timeout).
+        let alone: Vec<NodeAddr> = self
+            .alone
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, t)| t.elapsed() < ALONE_RECHECK)
+                    .map(|(a, _)| a.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (addr, acked) in self.conn.wait_replicas(replicas, timeout, &alone).await? {
+            if acked >= u64::from(replicas) {
+                continue;
             }
+            if self.conn.connected_replicas(&addr).await? == 0 {
+                tracing::warn!(
+                    batch = %batch_id,
+                    master = %format!("{}:{}", addr.0, addr.1),
+                    "a redis master has no replica connected; not waiting for one"
+                );
+                if let Ok(mut m) = self.alone.lock() {
+                    m.insert(addr, std::time::Instant::now());
+                }
+                continue;
+            }
+            return Err(SinkError::NotReplicated(format!(
+                "{acked} of {replicas} replicas of {}:{} acknowledged batch {batch_id} within {} ms",
+                addr.0,
+                addr.1,
+                timeout.as_millis()
+            )));
         }
         Ok(())
     }
@@ -871,5 +923,150 @@ impl RedisCounters {
             .flatten()
             .map(|v| serde_json::from_str(&v).map_err(|e| SinkError::Embedded(e.to_string())))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    //! On a Redis Cluster every call of a script must name keys of one hash
+    //! slot (else `CROSSSLOT`). For every script here, the keys it is given
+    //! are computed as the code computes them and their slots compared.
+    use super::*;
+    use crate::event::{Rule, Scan};
+    use crate::redis_keys::key_slot;
+    use std::collections::HashSet;
+
+    fn one_slot(what: &str, keys: &[String]) {
+        let slots: HashSet<u16> = keys.iter().map(|k| key_slot(k.as_bytes())).collect();
+        assert_eq!(slots.len(), 1, "{what}: keys {keys:?} span slots {slots:?}");
+    }
+
+    fn cluster() -> RedisCounters {
+        // Lazy: nothing listens there, and nothing is sent.
+        let target = RedisTarget::Cluster(vec!["redis://127.0.0.1:1".into()]);
+        RedisCounters::connect(&target, "codelink").unwrap()
+    }
+
+    fn purchase(id: &str, customer: &str) -> Conversion {
+        Conversion {
+            event_id: id.into(),
+            kind: ConversionKind::Purchase,
+            occurred_ms: 1,
+            received_ms: 1,
+            code: "spring".into(),
+            owner: "alice".into(),
+            channel: String::new(),
+            scan_id: String::new(),
+            scan_ms: 0,
+            visitor_id: "v".into(),
+            customer_id: customer.into(),
+            amount: 100,
+            currency: "EUR".into(),
+            rule: Rule::CodeOnly,
+            earnings: 10,
+            earnings_currency: "EUR".into(),
+            repeat: false,
+            flagged: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_batch_part_is_one_slot_with_its_marker_and_covers_every_code() {
+        let r = cluster();
+        let codes: Vec<String> = (0..300).map(|i| format!("code{i}")).collect();
+        let scans: Vec<Scan> = codes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, code)| {
+                (0..3).map(move |n| Scan {
+                    scan_id: format!("s{i}-{n}"),
+                    ts_ms: 1_700_000_000_000 + n,
+                    code: code.clone(),
+                    channel: "yt".into(),
+                    visitor_id: format!("visitor-{n}"),
+                    source: "link".into(),
+                    ..Scan::default()
+                })
+            })
+            .collect();
+        let batch = Batch::new(scans, Vec::new());
+        let parts = r.batch_parts(&batch);
+        assert!(parts.len() > 100, "300 codes fall in many slots");
+        let mut markers = HashSet::new();
+        let mut seen = HashSet::new();
+        for p in &parts {
+            one_slot("APPLY_ONCE", &p.keys);
+            assert!(p.keys[0].contains(":batch:{"), "{}", p.keys[0]);
+            assert!(markers.insert(p.keys[0].clone()));
+            for k in &p.keys[1..] {
+                seen.insert(k.split(['{', '}']).nth(1).unwrap().to_string());
+            }
+        }
+        assert_eq!(seen.len(), codes.len(), "every code's keys are in a part");
+        // The same batch gives the same parts with the same markers (a replay
+        // finds them), whatever order the keys inside a part come in.
+        let sorted = |parts: Vec<BatchPart>| -> Vec<Vec<String>> {
+            parts
+                .into_iter()
+                .map(|p| {
+                    let mut rest = p.keys[1..].to_vec();
+                    rest.sort();
+                    rest.insert(0, p.keys[0].clone());
+                    rest
+                })
+                .collect()
+        };
+        let again = sorted(r.batch_parts(&batch));
+        assert!(again == sorted(parts), "a batch's parts changed between two calls");
+        // A batch with no scans still has its one marker.
+        let empty = r.batch_parts(&Batch::new(Vec::new(), Vec::new()));
+        assert_eq!(empty.len(), 1);
+        // A single server: one part, the marker as before.
+        let single = RedisCounters::connect(&RedisTarget::Single("redis://127.0.0.1:1/".into()), "codelink")
+            .unwrap()
+            .batch_parts(&batch);
+        assert_eq!(single.len(), 1);
+        assert_eq!(single[0].keys[0], format!("codelink:batch:{}", batch.id));
+    }
+
+    #[tokio::test]
+    async fn claims_releases_reviews_and_refunds_are_one_slot() {
+        let r = cluster();
+        let c = purchase("evt-1", "cust-9");
+        let refund = RefundOf {
+            purchase_event_id: "evt-0".into(),
+            before: Refunded::default(),
+            after: Refunded::default(),
+        };
+        one_slot("CLAIM", &r.claim_keys(&c, true, Some(&refund)));
+        one_slot("CLAIM", &r.claim_keys(&c, false, None));
+        one_slot("RELEASE", &r.release_keys(&c, Some(&refund)));
+        let pending = Review {
+            conversion: c.clone(),
+            status: ReviewStatus::Pending,
+            decisions: Vec::new(),
+        };
+        let approved = Review {
+            status: ReviewStatus::Approved,
+            ..pending.clone()
+        };
+        let mut review = vec![r.review_key(&c.event_id)];
+        review.extend(r.queue_keys(&pending));
+        one_slot("OPEN_REVIEW", &review);
+        review.extend(r.queue_keys(&approved));
+        one_slot("SWAP_REVIEW", &review);
+        one_slot(
+            "SWAP_REFUNDED and the purchase look-ups",
+            &[
+                r.refund_key("evt-0"),
+                format!("{}:conv:evt-0", r.g()),
+                format!("{}:cpur:cust-9", r.g()),
+            ],
+        );
+        // A code's stats and its days' visitors, read in one pipeline.
+        one_slot(
+            "code_stats",
+            &[r.keys.stats("spring"), r.keys.uv("spring", 19_000), r.keys.uv("spring", 19_001)],
+        );
     }
 }

@@ -649,3 +649,42 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod slot_tests {
+    //! On a Redis Cluster each script call must name keys of one slot.
+    use super::*;
+    use crate::redis_keys::{global_prefix, key_slot};
+
+    fn slots(keys: &[String]) -> HashSet<u16> {
+        keys.iter().map(|k| key_slot(k.as_bytes())).collect()
+    }
+
+    #[test]
+    fn enqueue_and_lease_are_one_slot() {
+        let prefix = format!("{}:wh", global_prefix("codelink", true));
+        let deliveries: Vec<Delivery> = (0..20)
+            .map(|i| Delivery {
+                id: format!("ep{i}:evt_x"),
+                endpoint_id: format!("ep{i}"),
+                event_id: "evt_x".into(),
+                event_type: "conversion.created".into(),
+                body: "{}".into(),
+                attempts: 0,
+                created_ms: 1,
+                due_ms: 1,
+            })
+            .collect();
+        let keys = enqueue_keys(&prefix, "evt_x", &deliveries);
+        assert_eq!(keys.len(), 22);
+        assert_eq!(slots(&keys).len(), 1, "ENQUEUE: {keys:?}");
+        let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
+        let keys = lease_keys(&prefix, &ids);
+        assert_eq!(slots(&keys).len(), 1, "CLAIM: {keys:?}");
+        // A single server keeps its names.
+        assert_eq!(
+            enqueue_keys("codelink:wh", "evt_x", &deliveries[..1]),
+            ["codelink:wh:ev:evt_x", "codelink:wh:due", "codelink:wh:d:ep0:evt_x"]
+        );
+    }
+}

@@ -482,3 +482,36 @@ impl RedisStore {
         Ok(set.is_some())
     }
 }
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+    use codelink_analytics::redis_keys::key_slot;
+
+    /// On a Redis Cluster every key of the code store is in one slot, so its
+    /// `MULTI`s and scripts (BULK_CAS, PROFILE_CAS, the integration delete)
+    /// run there; on a single server the names are as before.
+    #[tokio::test]
+    async fn the_code_store_is_one_slot_on_a_cluster() {
+        let target = RedisTarget::Cluster(vec!["redis://127.0.0.1:1".into()]);
+        let s = RedisStore::connect(&target, "codelink").unwrap();
+        let keys = [
+            s.codes_key.clone(),
+            s.version_key.clone(),
+            s.keys_key.clone(),
+            s.owners_key.clone(),
+            s.logos_key.clone(),
+            format!("{}nonce", s.ended_prefix),
+            s.integrations_key.clone(),
+            format!("{}delivery", s.seen_prefix),
+        ];
+        let slots: std::collections::HashSet<u16> =
+            keys.iter().map(|k| key_slot(k.as_bytes())).collect();
+        assert_eq!(slots.len(), 1, "{keys:?}");
+        assert_eq!(s.version_key, "{codelink}:codes:version");
+
+        let single = RedisStore::connect(&RedisTarget::Single("redis://127.0.0.1:1/".into()), "codelink").unwrap();
+        assert_eq!(single.codes_key, "codelink:codes");
+        assert_eq!(single.version_key, "codelink:codes:version");
+    }
+}
