@@ -16,7 +16,8 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where Redis is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,9 +43,12 @@ impl RedisTarget {
             return Err("--redis-cluster needs at least one seed node, e.g. redis://127.0.0.1:7000,redis://127.0.0.1:7001".into());
         }
         for n in &nodes {
-            let info = redis::IntoConnectionInfo::into_connection_info(n.as_str()).map_err(|e| {
-                format!("--redis-cluster: {n:?} is not a Redis URL ({e}); write redis://host:port")
-            })?;
+            let info =
+                redis::IntoConnectionInfo::into_connection_info(n.as_str()).map_err(|e| {
+                    format!(
+                        "--redis-cluster: {n:?} is not a Redis URL ({e}); write redis://host:port"
+                    )
+                })?;
             if info.redis_settings().db() != 0 {
                 return Err(format!(
                     "--redis-cluster: {n:?} names database {}; a Redis Cluster has only database 0",
@@ -65,7 +69,55 @@ impl RedisTarget {
 #[derive(Clone)]
 pub enum RedisConn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterHandle),
+}
+
+/// The cluster connection, replaced by a fresh one after it timed out or
+/// lost a node (at most every [`RECONNECT_GAP`]): after a master was killed
+/// and its replica promoted, the crate's connection sometimes kept timing
+/// out on the moved slots while a new connection worked at once (seen in
+/// `tests/redis_cluster.rs`, about one failover in five).
+#[derive(Clone)]
+pub struct ClusterHandle {
+    client: ClusterClient,
+    config: redis::cluster::ClusterConfig,
+    current: Arc<Mutex<(ClusterConnection, Instant)>>,
+}
+
+/// The shortest time between two replacements of the cluster connection.
+const RECONNECT_GAP: Duration = Duration::from_secs(2);
+
+impl ClusterHandle {
+    fn conn(&self) -> ClusterConnection {
+        match self.current.lock() {
+            Ok(c) => c.0.clone(),
+            Err(poisoned) => poisoned.into_inner().0.clone(),
+        }
+    }
+
+    /// Replaces the connection after an error that says it may be stuck.
+    fn after<T>(&self, r: RedisResult<T>) -> RedisResult<T> {
+        if let Err(e) = &r {
+            if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() {
+                if let Ok(mut c) = self.current.lock() {
+                    if c.1.elapsed() >= RECONNECT_GAP {
+                        tracing::debug!(error = %e, "redis cluster connection replaced");
+                        *c = (
+                            self.client
+                                .get_pending_async_connection_with_config(self.config.clone()),
+                            Instant::now(),
+                        );
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    async fn route(&self, cmd: Cmd, routing: RoutingInfo) -> RedisResult<Value> {
+        let r = self.conn().route_command(cmd, routing).await;
+        self.after(r)
+    }
 }
 
 impl RedisConn {
@@ -96,9 +148,12 @@ impl RedisConn {
                 let config = redis::cluster::ClusterConfig::new()
                     .set_connection_timeout(Duration::from_secs(1))
                     .set_response_timeout(response);
-                Ok(RedisConn::Cluster(
-                    client.get_pending_async_connection_with_config(config),
-                ))
+                let conn = client.get_pending_async_connection_with_config(config.clone());
+                Ok(RedisConn::Cluster(ClusterHandle {
+                    client,
+                    config,
+                    current: Arc::new(Mutex::new((conn, Instant::now()))),
+                }))
             }
         }
     }
@@ -121,15 +176,13 @@ impl RedisConn {
             RedisConn::Cluster(c) => {
                 let mut out = Vec::new();
                 for (host, port) in self.masters().await? {
-                    let conn = c.clone();
                     let keys = scan_node(pattern, |cmd| {
-                        let mut conn = conn.clone();
                         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
                             host: host.clone(),
                             port,
                         });
                         async move {
-                            let v = conn.route_command(cmd, routing).await?;
+                            let v = c.route(cmd, routing).await?;
                             redis::from_redis_value::<(u64, Vec<String>)>(v)
                                 .map_err(redis::RedisError::from)
                         }
@@ -148,11 +201,13 @@ impl RedisConn {
         let RedisConn::Cluster(c) = self else {
             return Ok(Vec::new());
         };
-        let mut c = c.clone();
-        let slots: Vec<Value> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async(&mut c)
-            .await?;
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SLOTS");
+        let slots: Vec<Value> = redis::from_redis_value(
+            c.route(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+                .await?,
+        )
+        .map_err(redis::RedisError::from)?;
         let mut masters = Vec::new();
         for range in slots {
             // [start, end, [host, port, id, …] master, replicas…]
@@ -200,13 +255,13 @@ impl RedisConn {
                     if skip.iter().any(|(h, p)| *h == host && *p == port) {
                         continue;
                     }
-                    let (mut c, cmd) = (c.clone(), cmd.clone());
+                    let (c, cmd) = (c.clone(), cmd.clone());
                     set.spawn(async move {
                         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
                             host: host.clone(),
                             port,
                         });
-                        let v = c.route_command(cmd, routing).await?;
+                        let v = c.route(cmd, routing).await?;
                         let n: u64 = redis::from_redis_value(v).map_err(redis::RedisError::from)?;
                         Ok::<_, redis::RedisError>(((host, port), n))
                     });
@@ -235,7 +290,7 @@ impl RedisConn {
                     host: addr.0.clone(),
                     port: addr.1,
                 });
-                let v = c.clone().route_command(cmd, routing).await?;
+                let v = c.route(cmd, routing).await?;
                 redis::from_redis_value(v).map_err(redis::RedisError::from)?
             }
         };
@@ -279,7 +334,13 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             RedisConn::Single(c) => c.req_packed_command(cmd),
-            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(h) => {
+                let h = h.clone();
+                Box::pin(async move {
+                    let r = h.conn().req_packed_command(cmd).await;
+                    h.after(r)
+                })
+            }
         }
     }
 
@@ -291,14 +352,20 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             RedisConn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            RedisConn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConn::Cluster(h) => {
+                let h = h.clone();
+                Box::pin(async move {
+                    let r = h.conn().req_packed_commands(cmd, offset, count).await;
+                    h.after(r)
+                })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             RedisConn::Single(c) => c.get_db(),
-            RedisConn::Cluster(c) => c.get_db(),
+            RedisConn::Cluster(h) => h.conn().get_db(),
         }
     }
 }

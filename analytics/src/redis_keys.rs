@@ -131,7 +131,13 @@ mod tests {
         assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
         assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
         // And what the client routes by.
-        for k in ["a", "codelink:stats:{x}", "{codelink}:conv:e1", "x{}y", "{{a}}"] {
+        for k in [
+            "a",
+            "codelink:stats:{x}",
+            "{codelink}:conv:e1",
+            "x{}y",
+            "{{a}}",
+        ] {
             assert_eq!(
                 redis::cluster_routing::Slot::new(key_slot(k.as_bytes())),
                 Some(redis::cluster_routing::Slot::for_key(k)),

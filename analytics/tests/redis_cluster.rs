@@ -64,7 +64,10 @@ async fn scan_state_spreads_over_the_masters_and_a_replay_counts_once() {
     assert_eq!(masters.len(), 3);
     for m in &masters {
         let n = cluster.dbsize(*m);
-        assert!(n > 100, "master {m} holds {n} keys: the codes' state is not spread");
+        assert!(
+            n > 100,
+            "master {m} holds {n} keys: the codes' state is not spread"
+        );
     }
     let last = sink.last_visit("c77", "v3").await.unwrap();
     assert!(last.is_some(), "c77's last visit by v3");
@@ -164,7 +167,9 @@ fn raw(n: u64, codes: u64) -> RawScan {
 /// SIGKILL a third of the way in, and counts what the cluster holds once it
 /// settled. Returns (sent, counted).
 async fn failover_run(wait_replicas: u32) -> (u64, u64) {
-    let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
     let mut cluster = RedisCluster::start_with_replicas();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::embedded(dir.path(), b"failover-secret");
@@ -231,7 +236,10 @@ async fn failover_run(wait_replicas: u32) -> (u64, u64) {
         let probe = RedisCounters::connect(&target(&cluster), "fo").unwrap();
         eprintln!("probe write: {:?}", probe.write(&spread_batch(60, 1)).await);
         let probe = probe.with_replica_wait(1, Duration::from_secs(1));
-        eprintln!("probe write with wait: {:?}", probe.write(&spread_batch(60, 1)).await);
+        eprintln!(
+            "probe write with wait: {:?}",
+            probe.write(&spread_batch(60, 1)).await
+        );
         eprintln!("analytics stats f1: {:?}", analytics.code_stats("f1").await);
     }
     tasks.stop(&analytics, Duration::from_secs(5)).await;
@@ -247,7 +255,6 @@ async fn a_master_killed_mid_load_fails_over_and_counts_stay_exact_with_wait() {
     );
 }
 
-
 #[tokio::test]
 async fn without_wait_a_failover_loses_at_most_one_flush() {
     // Asynchronous replication: what the killed master acknowledged but had
@@ -260,4 +267,64 @@ async fn without_wait_a_failover_loses_at_most_one_flush() {
         "lost {} scans, more than one flush",
         sent - counted
     );
+}
+
+/// Redis commands per scan on the cluster (script calls and the commands
+/// they run, summed over the masters' `INFO commandstats`), for the capacity
+/// model: `cargo test -p codelink-analytics --test redis_cluster ops_per_scan
+/// -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn ops_per_scan() {
+    let cluster = RedisCluster::start();
+    let sink = RedisCounters::connect(&target(&cluster), "ops").unwrap();
+    let calls = |c: &RedisCluster| -> u64 {
+        c.masters()
+            .iter()
+            .map(|p| {
+                let out = std::process::Command::new("redis-cli")
+                    .args(["-p", &p.to_string(), "INFO", "commandstats"])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info"))
+                    .filter_map(|l| {
+                        l.split("calls=")
+                            .nth(1)?
+                            .split(',')
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .sum::<u64>()
+            })
+            .sum()
+    };
+    for (codes, per_code, visitors) in [(1usize, 1000u64, 1000u64), (50, 20, 1000), (1000, 1, 1000)]
+    {
+        // Warm up (script load), then measure 10 batches of 1000 scans.
+        sink.write(&spread_batch(codes, per_code)).await.unwrap();
+        let before = calls(&cluster);
+        for round in 0..10u64 {
+            let scans = (0..codes)
+                .flat_map(|c| {
+                    (0..per_code).map(move |n| {
+                        let i = round * 1_000_000 + c as u64 * per_code + n;
+                        scan(&format!("c{c}"), i, &format!("v{}", i % visitors))
+                    })
+                })
+                .collect();
+            sink.write(&Arc::new(Batch::new(scans, Vec::new())))
+                .await
+                .unwrap();
+        }
+        let after = calls(&cluster);
+        let scans = 10 * codes as u64 * per_code;
+        eprintln!(
+            "{codes} codes x {per_code} scans a batch: {} commands for {scans} scans = {:.3} per scan",
+            after - before,
+            (after - before) as f64 / scans as f64
+        );
+    }
 }

@@ -487,7 +487,9 @@ impl Config {
 
     /// Checks what clap cannot: URL shapes and the scan parameter name.
     /// Where Redis is: `--redis-url`, `--redis-cluster` (exclusive), or none.
-    pub fn redis_target(&self) -> anyhow::Result<Option<codelink_analytics::redis_conn::RedisTarget>> {
+    pub fn redis_target(
+        &self,
+    ) -> anyhow::Result<Option<codelink_analytics::redis_conn::RedisTarget>> {
         use codelink_analytics::redis_conn::RedisTarget;
         match (&self.redis_url, &self.redis_cluster) {
             (Some(_), Some(_)) => anyhow::bail!(

@@ -476,7 +476,10 @@ async fn serve_on_a_redis_cluster_shares_codes_and_counts() {
     let b = spawn(tb.path(), &flags).await;
     let admin_a = Client::new(a.addr).with_bearer(common::ADMIN_KEY);
     let r = admin_a.get("/readyz").await;
-    assert_eq!((r.status.as_u16(), r.json()["store"].clone()), (200, serde_json::json!("redis")));
+    assert_eq!(
+        (r.status.as_u16(), r.json()["store"].clone()),
+        (200, serde_json::json!("redis"))
+    );
     let r = admin_a
         .post_json(
             "/api/v1/codes",
@@ -513,5 +516,7 @@ async fn serve_on_a_redis_cluster_shares_codes_and_counts() {
         cluster.cli(&["HGET", "e2e:stats:{cluster1}", "total"]),
         "31"
     );
-    assert!(cluster.cli(&["HGET", "{e2e}:codes", "cluster1"]).contains("shop.example"));
+    assert!(cluster
+        .cli(&["HGET", "{e2e}:codes", "cluster1"])
+        .contains("shop.example"));
 }

@@ -77,8 +77,7 @@ impl RedisCluster {
                     .iter()
                     .filter(|p| info_field(**p, "replication", "role").as_deref() == Some("slave"))
                     .all(|p| {
-                        info_field(*p, "replication", "master_link_status").as_deref()
-                            == Some("up")
+                        info_field(*p, "replication", "master_link_status").as_deref() == Some("up")
                     })
                     && cluster.masters().len() == 3
             })

@@ -20,13 +20,13 @@ use super::SinkError;
 use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
 use crate::event::{Conversion, ConversionKind};
 use crate::records::{Claim, ClaimRecord, CustomerLink, LastVisit, RefundOf, Refunded};
-use crate::review::{Review, ReviewStatus};
-use crate::stats::CodeStats;
 use crate::redis_conn::{NodeAddr, RedisConn, RedisTarget};
 use crate::redis_keys::{key_slot, KeyLayout};
+use crate::review::{Review, ReviewStatus};
+use crate::stats::CodeStats;
 use redis::AsyncCommands;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 const MARKER_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -82,13 +82,16 @@ end
 return {1, errors, first}
 "#;
 
+/// The scripts, hashed once.
+static APPLY_ONCE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(APPLY_ONCE));
+static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CLAIM));
+static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE));
+
 #[derive(Clone)]
 pub struct RedisCounters {
     conn: RedisConn,
     keys: KeyLayout,
-    script: redis::Script,
-    claim_script: redis::Script,
-    release_script: redis::Script,
     /// How long a latest visit (`{p}:lv:…`, which names a visitor) is kept.
     last_visit_ttl_secs: u64,
     /// After each batch part, wait for this many replicas of the master that
@@ -197,9 +200,6 @@ impl RedisCounters {
         Ok(Self {
             conn: connection(target)?,
             keys: KeyLayout::new(prefix, target.is_cluster()),
-            script: redis::Script::new(APPLY_ONCE),
-            claim_script: redis::Script::new(CLAIM),
-            release_script: redis::Script::new(RELEASE),
             last_visit_ttl_secs: VISITS_TTL_SECS,
             wait: None,
             alone: Arc::default(),
@@ -239,14 +239,18 @@ impl RedisCounters {
             cluster: bool,
             code: &str,
         ) -> &'a mut BatchPart {
-            let slot = if cluster { key_slot(code.as_bytes()) } else { 0 };
+            let slot = if cluster {
+                key_slot(code.as_bytes())
+            } else {
+                0
+            };
             let p = parts.entry(slot).or_default();
             p.code(code);
             p
         }
         for (code, fields) in counter_deltas(&batch.scans, &batch.steps) {
-            let p = part_of(&mut parts, cluster, &code);
-            let i = p.key(k.stats(&code));
+            let p = part_of(&mut parts, cluster, code);
+            let i = p.key(k.stats(code));
             for (field, n) in fields {
                 p.arg("h").arg(&i).arg(field).arg(n);
             }
@@ -255,8 +259,8 @@ impl RedisCounters {
         // unpack can take), and one last-visit write per (code, visitor): a
         // batch repeats visitors a lot, and Redis time is shared by everyone.
         for (code, day, members) in human_visitors(&batch.scans) {
-            let p = part_of(&mut parts, cluster, &code);
-            let i = p.key(k.uv(&code, day));
+            let p = part_of(&mut parts, cluster, code);
+            let i = p.key(k.uv(code, day));
             for chunk in members.chunks(PFADD_CHUNK) {
                 p.arg("p").arg(&i).arg(chunk.len()).arg(chunk);
             }
@@ -316,7 +320,7 @@ impl RedisCounters {
     }
 
     async fn write_part(&self, batch_id: &str, part: BatchPart) -> Result<(), SinkError> {
-        let mut inv = self.script.prepare_invoke();
+        let mut inv = APPLY_ONCE_SCRIPT.prepare_invoke();
         for key in &part.keys {
             inv.key(key);
         }
@@ -431,10 +435,8 @@ impl RedisCounters {
             claim.clone()
         };
         let purchases = self.purchases_key(c).unwrap_or_else(|| claim.clone());
-        let refunded = refund.map_or_else(
-            || claim.clone(),
-            |r| self.refund_key(&r.purchase_event_id),
-        );
+        let refunded =
+            refund.map_or_else(|| claim.clone(), |r| self.refund_key(&r.purchase_event_id));
         [claim, customer, purchases, refunded]
     }
 
@@ -446,7 +448,7 @@ impl RedisCounters {
     ) -> Result<Claim, SinkError> {
         let c = &record.conversion;
         let row = serde_json::to_string(record).map_err(|e| SinkError::Embedded(e.to_string()))?;
-        let mut inv = self.claim_script.prepare_invoke();
+        let mut inv = CLAIM_SCRIPT.prepare_invoke();
         for key in self.claim_keys(c, link.is_some(), refund) {
             inv.key(key);
         }
@@ -490,10 +492,8 @@ impl RedisCounters {
     pub(crate) fn release_keys(&self, c: &Conversion, refund: Option<&RefundOf>) -> [String; 3] {
         let claim = format!("{}:conv:{}", self.g(), c.event_id);
         let purchases = self.purchases_key(c).unwrap_or_else(|| claim.clone());
-        let refunded = refund.map_or_else(
-            || claim.clone(),
-            |r| self.refund_key(&r.purchase_event_id),
-        );
+        let refunded =
+            refund.map_or_else(|| claim.clone(), |r| self.refund_key(&r.purchase_event_id));
         [claim, purchases, refunded]
     }
 
@@ -504,7 +504,7 @@ impl RedisCounters {
     ) -> Result<(), SinkError> {
         let row = serde_json::to_string(record).map_err(|e| SinkError::Embedded(e.to_string()))?;
         let c = &record.conversion;
-        let mut inv = self.release_script.prepare_invoke();
+        let mut inv = RELEASE_SCRIPT.prepare_invoke();
         for key in self.release_keys(c, refund) {
             inv.key(key);
         }
@@ -611,9 +611,7 @@ impl RedisCounters {
 
     pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerLink>, SinkError> {
         let mut conn = self.conn.clone();
-        let v: Option<String> = conn
-            .get(format!("{}:cust:{customer_id}", self.g()))
-            .await?;
+        let v: Option<String> = conn.get(format!("{}:cust:{customer_id}", self.g())).await?;
         v.map(|v| serde_json::from_str(&v).map_err(|e| SinkError::Embedded(e.to_string())))
             .transpose()
     }
@@ -807,9 +805,7 @@ impl RedisCounters {
 
     pub async fn human_scans(&self, code: &str) -> Result<u64, SinkError> {
         let mut conn = self.conn.clone();
-        let n: Option<u64> = conn
-            .hget(self.keys.stats(code), "human")
-            .await?;
+        let n: Option<u64> = conn.hget(self.keys.stats(code), "human").await?;
         Ok(n.unwrap_or(0))
     }
 
@@ -1017,14 +1013,20 @@ mod slot_tests {
                 .collect()
         };
         let again = sorted(r.batch_parts(&batch));
-        assert!(again == sorted(parts), "a batch's parts changed between two calls");
+        assert!(
+            again == sorted(parts),
+            "a batch's parts changed between two calls"
+        );
         // A batch with no scans still has its one marker.
         let empty = r.batch_parts(&Batch::new(Vec::new(), Vec::new()));
         assert_eq!(empty.len(), 1);
         // A single server: one part, the marker as before.
-        let single = RedisCounters::connect(&RedisTarget::Single("redis://127.0.0.1:1/".into()), "codelink")
-            .unwrap()
-            .batch_parts(&batch);
+        let single = RedisCounters::connect(
+            &RedisTarget::Single("redis://127.0.0.1:1/".into()),
+            "codelink",
+        )
+        .unwrap()
+        .batch_parts(&batch);
         assert_eq!(single.len(), 1);
         assert_eq!(single[0].keys[0], format!("codelink:batch:{}", batch.id));
     }
@@ -1066,7 +1068,11 @@ mod slot_tests {
         // A code's stats and its days' visitors, read in one pipeline.
         one_slot(
             "code_stats",
-            &[r.keys.stats("spring"), r.keys.uv("spring", 19_000), r.keys.uv("spring", 19_001)],
+            &[
+                r.keys.stats("spring"),
+                r.keys.uv("spring", 19_000),
+                r.keys.uv("spring", 19_001),
+            ],
         );
     }
 }

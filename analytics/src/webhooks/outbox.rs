@@ -17,9 +17,9 @@
 //! (`{endpoint id}\0{at ms, 20 digits}{sequence, 10 digits}` → attempt JSON).
 
 use super::{Attempt, Endpoint, Event, Health, LOG_LEN};
+use crate::redis_conn::{RedisConn, RedisTarget};
 use crate::sink::SinkError;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
-use crate::redis_conn::{RedisConn, RedisTarget};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -684,7 +684,11 @@ mod slot_tests {
         // A single server keeps its names.
         assert_eq!(
             enqueue_keys("codelink:wh", "evt_x", &deliveries[..1]),
-            ["codelink:wh:ev:evt_x", "codelink:wh:due", "codelink:wh:d:ep0:evt_x"]
+            [
+                "codelink:wh:ev:evt_x",
+                "codelink:wh:due",
+                "codelink:wh:d:ep0:evt_x"
+            ]
         );
     }
 }

@@ -31,8 +31,8 @@ use super::{
     Mutation, ProfileChange, ProfileWrite, Result, StoreError,
 };
 use super::{BulkWrite, BulkWritten, StoredCode, BULK_CHUNK};
-use codelink_shared::{CodeRecord, Integration, OwnerProfile};
 use codelink_analytics::redis_conn::{RedisConn, RedisTarget};
+use codelink_shared::{CodeRecord, Integration, OwnerProfile};
 use redis::AsyncCommands;
 use std::time::Duration;
 
@@ -510,7 +510,11 @@ mod slot_tests {
         assert_eq!(slots.len(), 1, "{keys:?}");
         assert_eq!(s.version_key, "{codelink}:codes:version");
 
-        let single = RedisStore::connect(&RedisTarget::Single("redis://127.0.0.1:1/".into()), "codelink").unwrap();
+        let single = RedisStore::connect(
+            &RedisTarget::Single("redis://127.0.0.1:1/".into()),
+            "codelink",
+        )
+        .unwrap();
         assert_eq!(single.codes_key, "codelink:codes");
         assert_eq!(single.version_key, "codelink:codes:version");
     }
