@@ -78,10 +78,12 @@ pub enum RedisConn {
 /// out on the moved slots while a new connection worked at once (seen in
 /// `tests/redis_cluster.rs`, about one failover in five).
 #[derive(Clone)]
-pub struct ClusterHandle {
+pub struct ClusterHandle(Arc<ClusterShared>);
+
+struct ClusterShared {
     client: ClusterClient,
     config: redis::cluster::ClusterConfig,
-    current: Arc<Mutex<(ClusterConnection, Instant)>>,
+    current: Mutex<(ClusterConnection, Instant)>,
 }
 
 /// The shortest time between two replacements of the cluster connection.
@@ -89,7 +91,7 @@ const RECONNECT_GAP: Duration = Duration::from_secs(2);
 
 impl ClusterHandle {
     fn conn(&self) -> ClusterConnection {
-        match self.current.lock() {
+        match self.0.current.lock() {
             Ok(c) => c.0.clone(),
             Err(poisoned) => poisoned.into_inner().0.clone(),
         }
@@ -99,12 +101,13 @@ impl ClusterHandle {
     fn after<T>(&self, r: RedisResult<T>) -> RedisResult<T> {
         if let Err(e) = &r {
             if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() {
-                if let Ok(mut c) = self.current.lock() {
+                if let Ok(mut c) = self.0.current.lock() {
                     if c.1.elapsed() >= RECONNECT_GAP {
                         tracing::debug!(error = %e, "redis cluster connection replaced");
                         *c = (
-                            self.client
-                                .get_pending_async_connection_with_config(self.config.clone()),
+                            self.0
+                                .client
+                                .get_pending_async_connection_with_config(self.0.config.clone()),
                             Instant::now(),
                         );
                     }
@@ -149,11 +152,11 @@ impl RedisConn {
                     .set_connection_timeout(Duration::from_secs(1))
                     .set_response_timeout(response);
                 let conn = client.get_pending_async_connection_with_config(config.clone());
-                Ok(RedisConn::Cluster(ClusterHandle {
+                Ok(RedisConn::Cluster(ClusterHandle(Arc::new(ClusterShared {
                     client,
                     config,
-                    current: Arc::new(Mutex::new((conn, Instant::now()))),
-                }))
+                    current: Mutex::new((conn, Instant::now())),
+                }))))
             }
         }
     }
