@@ -485,7 +485,6 @@ impl Config {
         Duration::from_secs(self.drain_secs)
     }
 
-    /// Checks what clap cannot: URL shapes and the scan parameter name.
     /// Where Redis is: `--redis-url`, `--redis-cluster` (exclusive), or none.
     pub fn redis_target(
         &self,
@@ -507,6 +506,7 @@ impl Config {
         }
     }
 
+    /// Checks what clap cannot: URL shapes and the scan parameter name.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.redis_target()?;
         if let Some(url) = &self.public_url {
