@@ -269,17 +269,17 @@ async fn without_wait_a_failover_loses_at_most_one_flush() {
     );
 }
 
-/// Redis commands per scan on the cluster (script calls and the commands
-/// they run, summed over the masters' `INFO commandstats`), for the capacity
-/// model: `cargo test -p codelink-analytics --test redis_cluster ops_per_scan
-/// -- --ignored --nocapture`.
+/// Redis commands per scan (script calls and the commands they run, summed
+/// over the masters' `INFO commandstats`), on the cluster and on one server,
+/// for the capacity model: `cargo test -p codelink-analytics --test
+/// redis_cluster ops_per_scan -- --ignored --nocapture`.
 #[tokio::test]
 #[ignore]
 async fn ops_per_scan() {
     let cluster = RedisCluster::start();
-    let sink = RedisCounters::connect(&target(&cluster), "ops").unwrap();
-    let calls = |c: &RedisCluster| -> u64 {
-        c.masters()
+    let single = codelink_testkit::RedisServer::start();
+    let calls = |ports: &[u16]| -> u64 {
+        ports
             .iter()
             .map(|p| {
                 let out = std::process::Command::new("redis-cli")
@@ -301,30 +301,42 @@ async fn ops_per_scan() {
             })
             .sum()
     };
-    for (codes, per_code, visitors) in [(1usize, 1000u64, 1000u64), (50, 20, 1000), (1000, 1, 1000)]
-    {
-        // Warm up (script load), then measure 10 batches of 1000 scans.
-        sink.write(&spread_batch(codes, per_code)).await.unwrap();
-        let before = calls(&cluster);
-        for round in 0..10u64 {
-            let scans = (0..codes)
-                .flat_map(|c| {
-                    (0..per_code).map(move |n| {
-                        let i = round * 1_000_000 + c as u64 * per_code + n;
-                        scan(&format!("c{c}"), i, &format!("v{}", i % visitors))
+    let setups = [
+        (
+            "cluster",
+            RedisCounters::connect(&target(&cluster), "ops").unwrap(),
+            cluster.masters(),
+        ),
+        (
+            "single",
+            RedisCounters::connect(&RedisTarget::Single(single.url()), "ops").unwrap(),
+            vec![single.port()],
+        ),
+    ];
+    for (name, sink, ports) in &setups {
+        for (codes, per_code) in [(1usize, 1000u64), (50, 20), (1000, 1)] {
+            // Warm up (script load), then measure 10 batches of 1000 scans.
+            sink.write(&spread_batch(codes, per_code)).await.unwrap();
+            let before = calls(ports);
+            for round in 0..10u64 {
+                let scans = (0..codes)
+                    .flat_map(|c| {
+                        (0..per_code).map(move |n| {
+                            let i = round * 1_000_000 + c as u64 * per_code + n;
+                            scan(&format!("c{c}"), i, &format!("v{}", i % 1000))
+                        })
                     })
-                })
-                .collect();
-            sink.write(&Arc::new(Batch::new(scans, Vec::new())))
-                .await
-                .unwrap();
+                    .collect();
+                sink.write(&Arc::new(Batch::new(scans, Vec::new())))
+                    .await
+                    .unwrap();
+            }
+            let n = calls(ports) - before;
+            let scans = 10 * codes as u64 * per_code;
+            eprintln!(
+                "{name}: {codes} codes x {per_code} scans a batch: {n} commands for {scans} scans = {:.2} per scan",
+                n as f64 / scans as f64
+            );
         }
-        let after = calls(&cluster);
-        let scans = 10 * codes as u64 * per_code;
-        eprintln!(
-            "{codes} codes x {per_code} scans a batch: {} commands for {scans} scans = {:.3} per scan",
-            after - before,
-            (after - before) as f64 / scans as f64
-        );
     }
 }
