@@ -231,6 +231,17 @@ async fn failover_run(wait_replicas: u32) -> (u64, u64) {
         sent_for,
         started.elapsed() - sent_for
     );
+    // Ready again once the replica took over (a balancer polls this).
+    let ready = codelink_testkit::wait_until(Duration::from_secs(10), || {
+        let a = analytics.clone();
+        async move { a.ready().await.is_ok() }
+    })
+    .await;
+    assert!(
+        ready,
+        "not ready after the failover: {:?}",
+        analytics.ready().await
+    );
     if counted != SENT {
         eprintln!("cluster: {}", cluster.cli(&["CLUSTER", "NODES"]));
         let probe = RedisCounters::connect(&target(&cluster), "fo").unwrap();
