@@ -76,10 +76,29 @@ impl Config {
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// e.g. `redis://127.0.0.1:6379`
-    pub url: String,
+    /// One server (`redis://127.0.0.1:6379`) or a cluster's seed nodes.
+    pub target: crate::redis_conn::RedisTarget,
     /// Prefix of every key.
     pub prefix: String,
+    /// Replicas that must acknowledge each part of a scan batch (`WAIT`,
+    /// up to [`REPLICA_WAIT`]) before it counts as written; fewer and the
+    /// batch is spooled and replayed. 0: no wait (async replication: a
+    /// failover may lose what the dead master had not passed on).
+    pub wait_replicas: u32,
+}
+
+/// How long a batch part waits for its replicas (`--redis-wait-replicas`).
+pub const REPLICA_WAIT: Duration = Duration::from_millis(1000);
+
+impl RedisConfig {
+    /// One server at `url`, no replica wait.
+    pub fn single(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self {
+            target: crate::redis_conn::RedisTarget::Single(url.into()),
+            prefix: prefix.into(),
+            wait_replicas: 0,
+        }
+    }
 }
 
 /// The scan recorder: how often and how much it writes, and how much it may

@@ -23,6 +23,8 @@ pub mod migration;
 pub mod query;
 pub mod recorder;
 pub mod records;
+pub mod redis_conn;
+pub mod redis_keys;
 pub mod review;
 pub mod rollup;
 pub mod scan_id;

@@ -93,9 +93,11 @@ impl Analytics {
         let (live, redis) = match &config.redis {
             Some(r) => {
                 sinks.push(Sink::Redis(
-                    RedisCounters::connect(&r.url, &r.prefix)?.with_retention(config.retain),
+                    RedisCounters::connect(&r.target, &r.prefix)?
+                        .with_retention(config.retain)
+                        .with_replica_wait(r.wait_replicas, crate::config::REPLICA_WAIT),
                 ));
-                let api = RedisCounters::connect(&r.url, &r.prefix)?;
+                let api = RedisCounters::connect(&r.target, &r.prefix)?;
                 (LiveStore::Redis(api.clone()), Some(api))
             }
             None => (LiveStore::Embedded(embedded.clone()), None),

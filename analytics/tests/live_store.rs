@@ -1,6 +1,6 @@
 //! One conformance suite for the two live stores: every test runs against the
-//! embedded store (redb) and against a real redis-server, through the same
-//! calls. The last-visit path and the attribution rules are tested here on
+//! embedded store (redb), against a real redis-server and against a real
+//! 3-master Redis Cluster (`--redis-cluster`), through the same calls. The last-visit path and the attribution rules are tested here on
 //! both; so are counters, claims and their release.
 
 use codelink_analytics::batch::Batch;
@@ -9,11 +9,12 @@ use codelink_analytics::event::Flagged;
 use codelink_analytics::event::{Conversion, ConversionKind, RawScan, Rule, Scan, Source};
 use codelink_analytics::ledger::{CodeTerms, Reported};
 use codelink_analytics::records::{Claim, ClaimRecord, CustomerLink, RefundOf, Refunded};
+use codelink_analytics::redis_conn::RedisTarget;
 use codelink_analytics::review::{Review, ReviewDecision, ReviewStatus};
 use codelink_analytics::sink::{EmbeddedSink, LiveStore, RedisCounters, Sink};
 use codelink_analytics::{Analytics, Error, ScanId};
 use codelink_shared::CommissionPlan;
-use codelink_testkit::RedisServer;
+use codelink_testkit::{RedisCluster, RedisServer};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,39 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 enum Kind {
     Embedded,
     Redis,
+    RedisCluster,
+}
+
+/// The Redis a test runs on, stopped when dropped.
+enum RedisHold {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl RedisHold {
+    fn target(&self) -> RedisTarget {
+        match self {
+            RedisHold::Single(s) => RedisTarget::Single(s.url()),
+            RedisHold::Cluster(c) => RedisTarget::cluster_from_list(&c.seeds()).unwrap(),
+        }
+    }
+
+    fn config(&self, prefix: &str) -> RedisConfig {
+        RedisConfig {
+            target: self.target(),
+            prefix: prefix.into(),
+            wait_replicas: 0,
+        }
+    }
+}
+
+/// A fresh Redis of `kind`'s sort, or none for the embedded store.
+fn redis_for(kind: Kind) -> Option<RedisHold> {
+    match kind {
+        Kind::Embedded => None,
+        Kind::Redis => Some(RedisHold::Single(RedisServer::start())),
+        Kind::RedisCluster => Some(RedisHold::Cluster(RedisCluster::start())),
+    }
 }
 
 /// A live store and the sink that feeds it, on a fresh backend.
@@ -28,7 +62,7 @@ struct Fixture {
     live: LiveStore,
     sink: Sink,
     _dir: tempfile::TempDir,
-    _redis: Option<RedisServer>,
+    _redis: Option<RedisHold>,
 }
 
 fn fixture(kind: Kind) -> Fixture {
@@ -43,9 +77,9 @@ fn fixture(kind: Kind) -> Fixture {
                 _redis: None,
             }
         }
-        Kind::Redis => {
-            let server = RedisServer::start();
-            let s = RedisCounters::connect(&server.url(), "conf").unwrap();
+        Kind::Redis | Kind::RedisCluster => {
+            let server = redis_for(kind).unwrap();
+            let s = RedisCounters::connect(&server.target(), "conf").unwrap();
             Fixture {
                 live: LiveStore::Redis(s.clone()),
                 sink: Sink::Redis(s),
@@ -56,7 +90,7 @@ fn fixture(kind: Kind) -> Fixture {
     }
 }
 
-/// Runs the suite function `$f(kind)` once per backend, as two tests.
+/// Runs the suite function `$f(kind)` once per backend, as three tests.
 macro_rules! both {
     ($f:ident) => {
         mod $f {
@@ -67,6 +101,10 @@ macro_rules! both {
             #[tokio::test]
             async fn redis() {
                 super::$f(super::Kind::Redis).await;
+            }
+            #[tokio::test]
+            async fn redis_cluster() {
+                super::$f(super::Kind::RedisCluster).await;
             }
         }
     };
@@ -300,12 +338,9 @@ fn terms(code: &str) -> Option<CodeTerms> {
 /// [`Analytics::report_conversions`].
 async fn attribution_rules_through_the_front_door(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let redis = matches!(kind, Kind::Redis).then(RedisServer::start);
+    let redis = redis_for(kind);
     let mut config = Config::embedded(dir.path(), b"conformance-secret");
-    config.redis = redis.as_ref().map(|r| RedisConfig {
-        url: r.url(),
-        prefix: "attr".into(),
-    });
+    config.redis = redis.as_ref().map(|r| r.config("attr"));
     config.recorder = RecorderSettings {
         flush_interval: Duration::from_millis(20),
         ..RecorderSettings::default()
@@ -533,15 +568,12 @@ async fn open_analytics(
     Analytics,
     codelink_analytics::AnalyticsTasks,
     tempfile::TempDir,
-    Option<RedisServer>,
+    Option<RedisHold>,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let redis = matches!(kind, Kind::Redis).then(RedisServer::start);
+    let redis = redis_for(kind);
     let mut config = Config::embedded(dir.path(), b"conformance-secret");
-    config.redis = redis.as_ref().map(|r| RedisConfig {
-        url: r.url(),
-        prefix: "refunds".into(),
-    });
+    config.redis = redis.as_ref().map(|r| r.config("refunds"));
     config.recorder = RecorderSettings {
         flush_interval: Duration::from_millis(20),
         ..RecorderSettings::default()
@@ -848,12 +880,9 @@ both!(reviews_are_a_queue_with_compare_and_set);
 /// conversion), and the numbers follow: nothing held, all still flagged.
 async fn a_ban_rejects_a_code_in_pages(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let redis = matches!(kind, Kind::Redis).then(RedisServer::start);
+    let redis = redis_for(kind);
     let mut config = Config::embedded(dir.path(), b"conformance-secret");
-    config.redis = redis.as_ref().map(|r| RedisConfig {
-        url: r.url(),
-        prefix: "ban".into(),
-    });
+    config.redis = redis.as_ref().map(|r| r.config("ban"));
     // Every signup of a code nobody scanned is flagged.
     config.fraud.min_signups = 1;
     config.fraud.signups_per_human_scan = 1;

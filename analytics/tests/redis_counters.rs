@@ -4,6 +4,7 @@
 
 use codelink_analytics::batch::Batch;
 use codelink_analytics::event::Scan;
+use codelink_analytics::redis_conn::RedisTarget;
 use codelink_analytics::sink::RedisCounters;
 use codelink_analytics::ScanId;
 use codelink_testkit::RedisServer;
@@ -43,7 +44,7 @@ async fn redis_cmd(url: &str, args: &[&str]) -> redis::Value {
 async fn out_of_memory_refuses_the_whole_batch_and_the_retry_applies_it_once() {
     let server = RedisServer::start();
     let url = server.url();
-    let sink = RedisCounters::connect(&url, "t").unwrap();
+    let sink = RedisCounters::connect(&RedisTarget::Single(url.clone()), "t").unwrap();
     sink.write(&batch("spring", 0..10)).await.unwrap();
 
     // Out of memory (noeviction): the batch is refused before any of it lands.
@@ -68,7 +69,7 @@ async fn out_of_memory_refuses_the_whole_batch_and_the_retry_applies_it_once() {
 async fn a_key_of_the_wrong_type_spoils_only_its_own_updates() {
     let server = RedisServer::start();
     let url = server.url();
-    let sink = RedisCounters::connect(&url, "t").unwrap();
+    let sink = RedisCounters::connect(&RedisTarget::Single(url.clone()), "t").unwrap();
     // Something else wrote a string where the counters of `broken` go.
     redis_cmd(&url, &["SET", "t:stats:broken", "not a hash"]).await;
     let mut scans: Vec<Scan> = (0..5).map(|n| scan("broken", n)).collect();

@@ -34,6 +34,18 @@ pub struct Config {
     #[arg(long, env = "CODELINK_REDIS_PREFIX", default_value = "codelink")]
     pub redis_prefix: String,
 
+    /// Redis Cluster seed nodes, comma-separated (redis://h1:p1,redis://h2:p2,…).
+    /// Instead of --redis-url: the same roles, on a cluster.
+    #[arg(long, env = "CODELINK_REDIS_CLUSTER", conflicts_with = "redis_url")]
+    pub redis_cluster: Option<String>,
+
+    /// Replicas that must acknowledge each scan batch written to Redis (WAIT,
+    /// up to 1 s) before it counts as written; fewer and it is retried from
+    /// the spool. 0 = no wait. Set 1 on a cluster with replicas for exact
+    /// counts across a failover.
+    #[arg(long, env = "CODELINK_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+
     /// How often each instance checks Redis for code changes made by other instances (ms).
     #[arg(long, env = "CODELINK_REDIS_SYNC_MS", default_value_t = 250)]
     pub redis_sync_ms: u64,
@@ -299,6 +311,8 @@ impl Config {
             admin_key: None,
             redis_url: None,
             redis_prefix: "codelink".into(),
+            redis_cluster: None,
+            redis_wait_replicas: 0,
             redis_sync_ms: 250,
             scan_param: "cl_scan".into(),
             clickhouse_url: None,
@@ -378,9 +392,10 @@ impl Config {
 
         Ok(codelink_analytics::Config {
             data_dir: self.data_dir.clone(),
-            redis: self.redis_url.as_ref().map(|url| RedisConfig {
-                url: url.clone(),
+            redis: self.redis_target()?.map(|target| RedisConfig {
+                target,
                 prefix: self.redis_prefix.clone(),
+                wait_replicas: self.redis_wait_replicas,
             }),
             clickhouse: self.clickhouse_url.as_ref().map(|url| ClickHouseConfig {
                 url: url.clone(),
@@ -470,8 +485,30 @@ impl Config {
         Duration::from_secs(self.drain_secs)
     }
 
+    /// Where Redis is: `--redis-url`, `--redis-cluster` (exclusive), or none.
+    pub fn redis_target(
+        &self,
+    ) -> anyhow::Result<Option<codelink_analytics::redis_conn::RedisTarget>> {
+        use codelink_analytics::redis_conn::RedisTarget;
+        match (&self.redis_url, &self.redis_cluster) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "--redis-url and --redis-cluster are exclusive: give --redis-url for one server, or --redis-cluster for a cluster's seed nodes"
+            ),
+            (Some(url), None) => Ok(Some(RedisTarget::Single(url.clone()))),
+            (None, Some(list)) => {
+                anyhow::ensure!(
+                    !self.redis_prefix.contains(['{', '}']),
+                    "--redis-prefix must not contain '{{' or '}}' with --redis-cluster (codelink adds the hash tags itself)"
+                );
+                Ok(Some(RedisTarget::cluster_from_list(list).map_err(anyhow::Error::msg)?))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
     /// Checks what clap cannot: URL shapes and the scan parameter name.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.redis_target()?;
         if let Some(url) = &self.public_url {
             let parsed = url::Url::parse(url)
                 .map_err(|e| anyhow::anyhow!("--public-url {url:?} is not a URL: {e}"))?;

@@ -63,8 +63,10 @@ pub async fn build(
     let admin_key = keys::admin_key(&config)?;
     let secret = keys::secret(&config)?;
     let public_base = config.public_base(bound);
-    let store = match &config.redis_url {
-        Some(url) => store::Store::Redis(store::RedisStore::connect(url, &config.redis_prefix)?),
+    let store = match config.redis_target()? {
+        Some(target) => {
+            store::Store::Redis(store::RedisStore::connect(&target, &config.redis_prefix)?)
+        }
         None => store::Store::Embedded(store::EmbeddedStore::open(&config.data_dir)?),
     };
     let (analytics, analytics_tasks) =

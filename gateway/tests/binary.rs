@@ -146,6 +146,14 @@ async fn bad_flags_are_refused() {
         vec!["--scan-param", "has space"],
         vec!["--admin-key", "short"],
         vec!["--listen", "nowhere"],
+        vec![
+            "--redis-url",
+            "redis://127.0.0.1:1/",
+            "--redis-cluster",
+            "redis://127.0.0.1:2",
+        ],
+        vec!["--redis-cluster", "not a url"],
+        vec!["--redis-cluster", "redis://127.0.0.1:2/3"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_codelink"))
             .arg("serve")
@@ -444,4 +452,71 @@ async fn ctrl_c_stops_without_the_drain() {
     let status = exit_within(&mut p, 10)
         .expect("codelink did not exit within 10 s of SIGINT with --drain-secs 60");
     assert!(status.success(), "{status:?}");
+}
+
+/// `codelink serve --redis-cluster …` on a 3-master Redis Cluster: scans
+/// redirected by two gateways are counted together, and a code created on
+/// one is served by the other within the poll interval.
+#[tokio::test]
+async fn serve_on_a_redis_cluster_shares_codes_and_counts() {
+    let cluster = codelink_testkit::RedisCluster::start();
+    let seeds = cluster.seeds();
+    let flags = [
+        "--redis-cluster",
+        seeds.as_str(),
+        "--redis-prefix",
+        "e2e",
+        "--admin-key",
+        common::ADMIN_KEY,
+        "--flush-ms",
+        "100",
+    ];
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = spawn(ta.path(), &flags).await;
+    let b = spawn(tb.path(), &flags).await;
+    let admin_a = Client::new(a.addr).with_bearer(common::ADMIN_KEY);
+    let r = admin_a.get("/readyz").await;
+    assert_eq!(
+        (r.status.as_u16(), r.json()["store"].clone()),
+        (200, serde_json::json!("redis"))
+    );
+    let r = admin_a
+        .post_json(
+            "/api/v1/codes",
+            &serde_json::json!({"code": "Cluster1", "destination": "https://shop.example/c", "owner": "pat"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created = std::time::Instant::now();
+    let (anon_a, anon_b) = (Client::new(a.addr), Client::new(b.addr));
+    let served = codelink_testkit::wait_until(Duration::from_secs(3), || async {
+        anon_b.get("/cluster1").await.status == 302
+    })
+    .await;
+    let took = created.elapsed();
+    assert!(served, "the other gateway never served the new code");
+    // The poll interval is 250 ms: well within a second.
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    for _ in 0..20 {
+        assert_eq!(anon_a.get("/cluster1").await.status, 302);
+    }
+    for _ in 0..10 {
+        assert_eq!(anon_b.get("/cluster1").await.status, 302);
+    }
+    let admin_b = Client::new(b.addr).with_bearer(common::ADMIN_KEY);
+    let counted = codelink_testkit::wait_until(Duration::from_secs(10), || async {
+        // 30, and the poll's one 302 on B.
+        admin_b.get("/api/v1/codes/cluster1/stats").await.json()["total"] == 31
+    })
+    .await;
+    let stats = admin_b.get("/api/v1/codes/cluster1/stats").await.json();
+    assert!(counted, "both gateways' scans counted once: {stats}");
+    // The code's counters are tagged by code, the code table by the prefix.
+    assert_eq!(
+        cluster.cli(&["HGET", "e2e:stats:{cluster1}", "total"]),
+        "31"
+    );
+    assert!(cluster
+        .cli(&["HGET", "{e2e}:codes", "cluster1"])
+        .contains("shop.example"));
 }

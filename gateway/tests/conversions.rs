@@ -372,9 +372,23 @@ async fn same_event_twice_concurrently_and_after_restart_is_counted_once() {
 #[tokio::test]
 async fn two_instances_share_idempotency_through_redis() {
     let redis = RedisServer::start();
+    let url = redis.url();
+    share_idempotency(&move |c| c.redis_url = Some(url.clone())).await;
+}
+
+/// The same on a 3-master Redis Cluster: claims and customer links are in
+/// one slot (`{conv}:…`), and the two instances still agree.
+#[tokio::test]
+async fn two_instances_share_idempotency_through_a_redis_cluster() {
+    let cluster = codelink_testkit::RedisCluster::start();
+    let seeds = cluster.seeds();
+    share_idempotency(&move |c| c.redis_cluster = Some(seeds.clone())).await;
+}
+
+async fn share_idempotency(use_redis: &dyn Fn(&mut gateway::Config)) {
     let make = || {
         let (mut c, t) = config();
-        c.redis_url = Some(redis.url());
+        use_redis(&mut c);
         c.redis_prefix = "conv".into();
         (c, t)
     };

@@ -916,7 +916,11 @@ async fn store_backends_keep_endpoints_and_deliveries() {
     let embedded = gateway::store::EmbeddedStore::open(tmp.path()).unwrap();
     check_store(gateway::store::Store::Embedded(embedded)).await;
     let redis = RedisServer::start();
-    let store = gateway::store::RedisStore::connect(&redis.url(), "store-test").unwrap();
+    let store = gateway::store::RedisStore::connect(
+        &codelink_analytics::redis_conn::RedisTarget::Single(redis.url()),
+        "store-test",
+    )
+    .unwrap();
     check_store(gateway::store::Store::Redis(store)).await;
 }
 

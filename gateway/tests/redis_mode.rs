@@ -1,15 +1,37 @@
 //! Redis mode against a real `redis-server` started by the harness: two
-//! gateway instances share codes, and redirects survive a Redis outage.
+//! gateway instances share codes, and redirects survive a Redis outage. The
+//! code sync and the console sessions also run on a 3-master Redis Cluster
+//! (`--redis-cluster`).
 
 mod common;
 
-use codelink_testkit::RedisServer;
+use codelink_testkit::{RedisCluster, RedisServer};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+/// The Redis the instances of a test share.
+#[derive(Clone, Copy)]
+enum Shared<'a> {
+    Single(&'a RedisServer),
+    Cluster(&'a RedisCluster),
+}
+
+impl Shared<'_> {
+    fn configure(self, config: &mut gateway::config::Config) {
+        match self {
+            Shared::Single(r) => config.redis_url = Some(r.url()),
+            Shared::Cluster(c) => config.redis_cluster = Some(c.seeds()),
+        }
+    }
+}
+
 async fn instance(redis: &RedisServer, prefix: &str) -> common::TestGateway {
+    shared_instance(Shared::Single(redis), prefix).await
+}
+
+async fn shared_instance(redis: Shared<'_>, prefix: &str) -> common::TestGateway {
     let (mut config, tmp) = common::config();
-    config.redis_url = Some(redis.url());
+    redis.configure(&mut config);
     config.redis_prefix = prefix.to_string();
     common::start_with(config, Some(tmp)).await
 }
@@ -28,8 +50,23 @@ async fn until_status(gw: &common::TestGateway, path: &str, status: u16) -> Dura
 #[tokio::test]
 async fn change_through_one_instance_reaches_the_other_within_a_second() {
     let redis = RedisServer::start();
-    let a = instance(&redis, "t1").await;
-    let b = instance(&redis, "t1").await;
+    change_reaches_the_other(Shared::Single(&redis)).await;
+}
+
+#[tokio::test]
+async fn on_a_cluster_change_through_one_instance_reaches_the_other_within_a_second() {
+    let cluster = RedisCluster::start();
+    change_reaches_the_other(Shared::Cluster(&cluster)).await;
+    // The codes, their version token and the console's keys share one slot
+    // (one master); the version token is where the instances poll it.
+    let slot = cluster.cli(&["CLUSTER", "KEYSLOT", "{t1}:codes:version"]);
+    assert_eq!(slot, cluster.cli(&["CLUSTER", "KEYSLOT", "{t1}:codes"]));
+    assert!(!cluster.cli(&["GET", "{t1}:codes:version"]).is_empty());
+}
+
+async fn change_reaches_the_other(redis: Shared<'_>) {
+    let a = shared_instance(redis, "t1").await;
+    let b = shared_instance(redis, "t1").await;
     assert_eq!(b.anon.get("/readyz").await.json()["store"], "redis");
 
     assert_eq!(a.create(common::alice()).await.status, 201);
@@ -137,12 +174,22 @@ async fn restart_during_outage_serves_the_last_snapshot() {
 
 #[tokio::test]
 async fn console_sessions_hold_on_every_instance_until_signed_out() {
-    use common::console::{csrf_of, get, post, sign_in};
     let redis = RedisServer::start();
+    sessions_hold_until_signed_out(Shared::Single(&redis)).await;
+}
+
+#[tokio::test]
+async fn on_a_cluster_console_sessions_hold_until_signed_out() {
+    let cluster = RedisCluster::start();
+    sessions_hold_until_signed_out(Shared::Cluster(&cluster)).await;
+}
+
+async fn sessions_hold_until_signed_out(redis: Shared<'_>) {
+    use common::console::{csrf_of, get, post, sign_in};
     // Instances share Redis and the server secret (as README says to run them).
     let start = || async {
         let (mut config, tmp) = common::config();
-        config.redis_url = Some(redis.url());
+        redis.configure(&mut config);
         config.redis_prefix = "ui".into();
         config.secret = Some("shared-secret-0123456789abcdef".into());
         common::start_with(config, Some(tmp)).await

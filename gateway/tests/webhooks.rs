@@ -725,10 +725,24 @@ async fn bad_endpoints_are_refused_with_what_to_fix() {
 #[tokio::test]
 async fn two_gateways_on_one_redis_deliver_each_event_once() {
     let redis = RedisServer::start();
+    let url = redis.url();
+    deliver_each_event_once(&move |c| c.redis_url = Some(url.clone())).await;
+}
+
+/// The same on a 3-master Redis Cluster: the outbox's keys are in one slot
+/// (`{wh}:wh:…`), so its scripts (enqueue once, lease) run there.
+#[tokio::test]
+async fn two_gateways_on_a_redis_cluster_deliver_each_event_once() {
+    let cluster = codelink_testkit::RedisCluster::start();
+    let seeds = cluster.seeds();
+    deliver_each_event_once(&move |c| c.redis_cluster = Some(seeds.clone())).await;
+}
+
+async fn deliver_each_event_once(use_redis: &dyn Fn(&mut gateway::Config)) {
     let mut rx = Receiver::start().await;
     let instance = |prefix: &str| {
         let (mut c, tmp) = config();
-        c.redis_url = Some(redis.url());
+        use_redis(&mut c);
         c.redis_prefix = prefix.to_string();
         (c, tmp)
     };

@@ -3,6 +3,9 @@
 //! - [`RedisServer`]: a real `redis-server` (Debian package) started in a temp dir
 //!   on a free port and killed on drop. Can be stopped and started again on the
 //!   same port to simulate an outage.
+//! - [`RedisCluster`]: a real Redis Cluster of 3 masters (optionally each with
+//!   a replica) from `redis-server --cluster-enabled yes` and
+//!   `redis-cli --cluster create`, for the `--redis-cluster` suites and failover.
 //! - [`http`]: a minimal HTTP/1.1 client over a fresh TCP connection, so tests talk
 //!   to the gateway exactly as followers and operators do.
 //! - [`ClickHouseServer`]: a real `clickhouse-server` (Debian 18.16) on free ports,
@@ -17,9 +20,11 @@ pub mod http;
 pub mod mmdb;
 pub mod qr;
 mod redis;
+mod redis_cluster;
 
 pub use clickhouse::ClickHouseServer;
 pub use redis::RedisServer;
+pub use redis_cluster::{RedisCluster, NODE_TIMEOUT_MS};
 
 use std::net::TcpListener;
 

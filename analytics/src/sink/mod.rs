@@ -65,6 +65,10 @@ pub enum SinkError {
     Embedded(String),
     #[error("{0} did not answer within the write timeout")]
     Timeout(&'static str),
+    /// A write the master took but too few replicas acknowledged in time
+    /// (`--redis-wait-replicas`): a failover could lose it, so it is retried.
+    #[error("redis: {0}")]
+    NotReplicated(String),
 }
 
 /// The fixed set of sinks, for metric labels and spool directories.

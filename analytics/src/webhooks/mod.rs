@@ -278,7 +278,7 @@ impl Hub {
         embedded: &crate::sink::EmbeddedSink,
     ) -> Result<Arc<Self>, Error> {
         let outbox = match &config.redis {
-            Some(r) => Outbox::redis(&r.url, &r.prefix)?,
+            Some(r) => Outbox::redis(&r.target, &r.prefix)?,
             None => Outbox::embedded(embedded.database())?,
         };
         let tls = deliver::tls_config(config.webhooks.ca_file.as_deref()).map_err(Error::Open)?;

@@ -1,7 +1,8 @@
 //! Where webhook state lives: the live store (Redis when configured, shared by
 //! every instance; else redb tables in `scans.redb`, which one instance owns).
 //!
-//! Redis keys (prefix `p`):
+//! Redis keys (prefix `p`; on a Redis Cluster `{p}`, so that every key here
+//! is in one slot and each script below runs there):
 //! - `{p}:wh:endpoints` hash endpoint id → [`Endpoint`] JSON;
 //! - `{p}:wh:health` hash endpoint id → [`Health`] JSON;
 //! - `{p}:wh:ev:{event id}` marker of an enqueued event (400 days, as claims);
@@ -16,9 +17,9 @@
 //! (`{endpoint id}\0{at ms, 20 digits}{sequence, 10 digits}` → attempt JSON).
 
 use super::{Attempt, Endpoint, Event, Health, LOG_LEN};
+use crate::redis_conn::{RedisConn, RedisTarget};
 use crate::sink::SinkError;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -101,37 +102,60 @@ fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, SinkError> {
     serde_json::to_vec(v).map_err(err)
 }
 
+/// The keys [`ENQUEUE`] is given for `e`: its marker, the due set, each
+/// delivery's key.
+fn enqueue_keys(prefix: &str, event_id: &str, deliveries: &[Delivery]) -> Vec<String> {
+    let mut keys = vec![format!("{prefix}:ev:{event_id}"), format!("{prefix}:due")];
+    keys.extend(deliveries.iter().map(|d| format!("{prefix}:d:{}", d.id)));
+    keys
+}
+
+/// The keys [`CLAIM`] is given: the due set, then each delivery's key.
+fn lease_keys(prefix: &str, ids: &[String]) -> Vec<String> {
+    let mut keys = vec![format!("{prefix}:due")];
+    keys.extend(ids.iter().map(|id| format!("{prefix}:d:{id}")));
+    keys
+}
+
 fn due_key(due_ms: u64, id: &str) -> String {
     format!("{due_ms:020}\0{id}")
 }
 
-/// Enqueues one event once: KEYS[1] its marker, KEYS[2] the due set;
-/// ARGV[1] the marker's TTL, then per delivery: key, JSON, due ms, id.
-/// The marker is the first write, so an event is enqueued whole or not at all.
+/// Enqueues one event once: KEYS[1] its marker, KEYS[2] the due set, then
+/// per delivery its key; ARGV[1] the marker's TTL, then per delivery: JSON,
+/// due ms, id. The marker is the first write, so an event is enqueued whole
+/// or not at all.
 const ENQUEUE: &str = r#"
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local k = 3
 local i = 2
 while i <= #ARGV do
-  redis.call('SET', ARGV[i], ARGV[i+1])
-  redis.call('ZADD', KEYS[2], ARGV[i+2], ARGV[i+3])
-  i = i + 4
+  redis.call('SET', KEYS[k], ARGV[i])
+  redis.call('ZADD', KEYS[2], ARGV[i+1], ARGV[i+2])
+  k = k + 1
+  i = i + 3
 end
 return 1
 "#;
 
-/// Claims up to ARGV[3] deliveries due by ARGV[1]: each one's score becomes
-/// ARGV[2] (the lease's end) and its JSON (key ARGV[4] .. id) is returned; an
-/// id without JSON is dropped.
+/// Leases deliveries read as due (by a `ZRANGEBYSCORE` just before): KEYS[1]
+/// the due set, then each delivery's key; ARGV[1] the time now, ARGV[2] the
+/// lease's end, then each delivery's id. One still due by ARGV[1] (no other
+/// instance leased it since it was read) gets score ARGV[2] and its JSON is
+/// returned; an id without JSON is dropped.
 const CLAIM: &str = r#"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 local out = {}
-for _, id in ipairs(ids) do
-  local body = redis.call('GET', ARGV[4] .. id)
-  if body then
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
-    table.insert(out, body)
-  else
-    redis.call('ZREM', KEYS[1], id)
+for j = 2, #KEYS do
+  local id = ARGV[j + 1]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= tonumber(ARGV[1]) then
+    local body = redis.call('GET', KEYS[j])
+    if body then
+      redis.call('ZADD', KEYS[1], ARGV[2], id)
+      table.insert(out, body)
+    else
+      redis.call('ZREM', KEYS[1], id)
+    end
   end
 end
 return out
@@ -143,7 +167,7 @@ pub(super) enum Outbox {
         seq: Arc<AtomicU64>,
     },
     Redis {
-        conn: ConnectionManager,
+        conn: RedisConn,
         prefix: String,
         enqueue: redis::Script,
         claim: redis::Script,
@@ -166,10 +190,11 @@ impl Outbox {
         })
     }
 
-    pub fn redis(url: &str, prefix: &str) -> Result<Self, SinkError> {
+    pub fn redis(target: &RedisTarget, prefix: &str) -> Result<Self, SinkError> {
+        let global = crate::redis_keys::global_prefix(prefix, target.is_cluster());
         Ok(Outbox::Redis {
-            conn: crate::sink::redis_connection(url)?,
-            prefix: format!("{prefix}:wh"),
+            conn: crate::sink::redis_connection(target)?,
+            prefix: format!("{global}:wh"),
             enqueue: redis::Script::new(ENQUEUE),
             claim: redis::Script::new(CLAIM),
         })
@@ -454,14 +479,13 @@ impl Outbox {
                 let mut c = conn.clone();
                 for e in events {
                     let mut inv = enqueue.prepare_invoke();
-                    inv.key(format!("{prefix}:ev:{}", e.id))
-                        .key(format!("{prefix}:due"))
-                        .arg(EVENT_TTL_SECS);
-                    for d in fan_out(e, &endpoints, &health, now) {
-                        inv.arg(format!("{prefix}:d:{}", d.id))
-                            .arg(json(&d)?)
-                            .arg(d.due_ms)
-                            .arg(&d.id);
+                    let deliveries = fan_out(e, &endpoints, &health, now);
+                    for key in enqueue_keys(prefix, &e.id, &deliveries) {
+                        inv.key(key);
+                    }
+                    inv.arg(EVENT_TTL_SECS);
+                    for d in &deliveries {
+                        inv.arg(json(&d)?).arg(d.due_ms).arg(&d.id);
                     }
                     let _: i64 = inv.invoke_async(&mut c).await?;
                 }
@@ -513,14 +537,23 @@ impl Outbox {
                 claim,
                 ..
             } => {
-                claim
-                    .key(format!("{prefix}:due"))
-                    .arg(now_ms)
-                    .arg(lease_until_ms)
-                    .arg(limit)
-                    .arg(format!("{prefix}:d:"))
-                    .invoke_async(&mut conn.clone())
-                    .await?
+                let due = format!("{prefix}:due");
+                let ids: Vec<String> = conn
+                    .clone()
+                    .zrangebyscore_limit(&due, "-inf", now_ms, 0, limit as isize)
+                    .await?;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut inv = claim.prepare_invoke();
+                for key in lease_keys(prefix, &ids) {
+                    inv.key(key);
+                }
+                inv.arg(now_ms).arg(lease_until_ms);
+                for id in &ids {
+                    inv.arg(id);
+                }
+                inv.invoke_async(&mut conn.clone()).await?
             }
         };
         Ok(raw
@@ -614,5 +647,48 @@ impl Outbox {
                 Ok(conn.clone().zcard(format!("{prefix}:due")).await?)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    //! On a Redis Cluster each script call must name keys of one slot.
+    use super::*;
+    use crate::redis_keys::{global_prefix, key_slot};
+
+    fn slots(keys: &[String]) -> HashSet<u16> {
+        keys.iter().map(|k| key_slot(k.as_bytes())).collect()
+    }
+
+    #[test]
+    fn enqueue_and_lease_are_one_slot() {
+        let prefix = format!("{}:wh", global_prefix("codelink", true));
+        let deliveries: Vec<Delivery> = (0..20)
+            .map(|i| Delivery {
+                id: format!("ep{i}:evt_x"),
+                endpoint_id: format!("ep{i}"),
+                event_id: "evt_x".into(),
+                event_type: "conversion.created".into(),
+                body: "{}".into(),
+                attempts: 0,
+                created_ms: 1,
+                due_ms: 1,
+            })
+            .collect();
+        let keys = enqueue_keys(&prefix, "evt_x", &deliveries);
+        assert_eq!(keys.len(), 22);
+        assert_eq!(slots(&keys).len(), 1, "ENQUEUE: {keys:?}");
+        let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
+        let keys = lease_keys(&prefix, &ids);
+        assert_eq!(slots(&keys).len(), 1, "CLAIM: {keys:?}");
+        // A single server keeps its names.
+        assert_eq!(
+            enqueue_keys("codelink:wh", "evt_x", &deliveries[..1]),
+            [
+                "codelink:wh:ev:evt_x",
+                "codelink:wh:due",
+                "codelink:wh:d:ep0:evt_x"
+            ]
+        );
     }
 }

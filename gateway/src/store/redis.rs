@@ -17,6 +17,11 @@
 //!   every write of a code or a profile. Random rather than a counter: a Redis that lost its data and
 //!   counts again from 1 must not look unchanged to the instances.
 //!
+//! On a Redis Cluster (`--redis-cluster`) the prefix is `{prefix}` with the
+//! braces: every key here is in one hash slot (one master), so the `MULTI`s
+//! and scripts below run there and the version token moves atomically with
+//! the codes it announces.
+//!
 //! Each instance polls the version (one GET every `--redis-sync-ms`) and reloads
 //! the hash when it moved, so a change made through one instance reaches the
 //! others within that interval plus one reload.
@@ -26,14 +31,14 @@ use super::{
     Mutation, ProfileChange, ProfileWrite, Result, StoreError,
 };
 use super::{BulkWrite, BulkWritten, StoredCode, BULK_CHUNK};
+use codelink_analytics::redis_conn::{RedisConn, RedisTarget};
 use codelink_shared::{CodeRecord, Integration, OwnerProfile};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use std::time::Duration;
 
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     codes_key: String,
     version_key: String,
     keys_key: String,
@@ -52,15 +57,12 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 
 impl RedisStore {
     /// Connects lazily: the gateway starts (and serves its snapshot) even when Redis is down.
-    pub fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("--redis-url {url:?} is not usable: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+    pub fn connect(target: &RedisTarget, prefix: &str) -> anyhow::Result<Self> {
+        let conn = RedisConn::open(target, Duration::from_secs(2)).map_err(|e| match target {
+            RedisTarget::Single(url) => anyhow::anyhow!("--redis-url {url:?} is not usable: {e}"),
+            RedisTarget::Cluster(_) => anyhow::anyhow!("--redis-cluster is not usable: {e}"),
+        })?;
+        let prefix = &codelink_analytics::redis_keys::global_prefix(prefix, target.is_cluster());
         Ok(Self {
             conn,
             codes_key: format!("{prefix}:codes"),
@@ -478,5 +480,42 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(set.is_some())
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+    use codelink_analytics::redis_keys::key_slot;
+
+    /// On a Redis Cluster every key of the code store is in one slot, so its
+    /// `MULTI`s and scripts (BULK_CAS, PROFILE_CAS, the integration delete)
+    /// run there; on a single server the names are as before.
+    #[tokio::test]
+    async fn the_code_store_is_one_slot_on_a_cluster() {
+        let target = RedisTarget::Cluster(vec!["redis://127.0.0.1:1".into()]);
+        let s = RedisStore::connect(&target, "codelink").unwrap();
+        let keys = [
+            s.codes_key.clone(),
+            s.version_key.clone(),
+            s.keys_key.clone(),
+            s.owners_key.clone(),
+            s.logos_key.clone(),
+            format!("{}nonce", s.ended_prefix),
+            s.integrations_key.clone(),
+            format!("{}delivery", s.seen_prefix),
+        ];
+        let slots: std::collections::HashSet<u16> =
+            keys.iter().map(|k| key_slot(k.as_bytes())).collect();
+        assert_eq!(slots.len(), 1, "{keys:?}");
+        assert_eq!(s.version_key, "{codelink}:codes:version");
+
+        let single = RedisStore::connect(
+            &RedisTarget::Single("redis://127.0.0.1:1/".into()),
+            "codelink",
+        )
+        .unwrap();
+        assert_eq!(single.codes_key, "codelink:codes");
+        assert_eq!(single.version_key, "codelink:codes:version");
     }
 }
