@@ -158,7 +158,7 @@ start_gateway() {
     CODELINK_LOG=warn CODELINK_SECRET="$SECRET" CODELINK_DRAIN_SECS=0 \
         timeout -s TERM "$SERVER_MAX_S" "$GATEWAY_BIN" serve \
         --listen "127.0.0.1:$port" --data-dir "$TMP/gw$n" --admin-key "$ADMIN_KEY" \
-        --redis-cluster "$REDIS_SEEDS" \
+        --redis-cluster "$REDIS_SEEDS" --redis-wait-replicas 1 \
         --clickhouse-url "$CH" --clickhouse-cluster "$CH_CLUSTER" --clickhouse-database "$CH_DB" \
         --flush-ms "$FLUSH_MS" --client-ip-header x-forwarded-for \
         --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000 --repeat-window-secs 0 \
@@ -487,7 +487,7 @@ verdict() { (($1 == 0)) && echo PASS || echo FAIL; }
     echo
     echo "- Redis Cluster: 6 × redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') (\`--cluster-enabled yes --cluster-node-timeout 2000\`, persistence off), \`redis-cli --cluster create … --cluster-replicas 1\`; the gateways get the three first as seeds"
     echo "- ClickHouse: 2 × clickhouse-server $CH_VERSION, one shard each, on 127.0.0.1 and 127.0.0.2 (same ports), \`<remote_servers><$CH_CLUSTER>\`"
-    echo "- gateways: \`codelink serve --redis-cluster … --clickhouse-url … --clickhouse-cluster $CH_CLUSTER --flush-ms $FLUSH_MS --client-ip-header x-forwarded-for --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000 --repeat-window-secs 0\`, one shared \`CODELINK_SECRET\`"
+    echo "- gateways: \`codelink serve --redis-cluster … --redis-wait-replicas 1 --clickhouse-url … --clickhouse-cluster $CH_CLUSTER --flush-ms $FLUSH_MS --client-ip-header x-forwarded-for --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000 --repeat-window-secs 0\`, one shared \`CODELINK_SECRET\`"
     echo "- $(haproxy -v | head -n1 | cut -c1-40), round robin, \`/readyz\` checked every 1 s (fall 2, rise 2), retries 2 with redispatch"
     echo "- generator: \`scan-load --connections $CONNECTIONS --threads 1\` against HAProxy; everything shares $(nproc) cores; wall time ${WALL_S}s (build ${BUILD_S}s)"
 } >"$TMP/report.md"
