@@ -829,6 +829,7 @@ async fn both_backends_answer_like_plain_loops() {
         database: "codelink_q".to_string(),
         user: None,
         password: None,
+        cluster: None,
     });
     events.migrate().await.unwrap();
     // No background merges: replayed rows and rollup inserts stay as they
@@ -1154,6 +1155,7 @@ async fn a_big_insert_is_one_part() {
         database: "parts".to_string(),
         user: None,
         password: None,
+        cluster: None,
     });
     events.migrate().await.unwrap();
     for table in ["scan_rollup", "conversion_rollup", "code_totals"] {
@@ -1320,6 +1322,7 @@ async fn code_rows_and_recent_conversions_on_both_backends() {
         database: "codelink_rows".to_string(),
         user: None,
         password: None,
+        cluster: None,
     });
     events.migrate().await.unwrap();
     for table in ["conversions", "code_totals", "conversion_rollup"] {

@@ -705,7 +705,11 @@ impl Backend {
     async fn aggregate(&self, cells: &Cells) -> Result<Aggregates, Error> {
         match self {
             Backend::Embedded(s) => embedded::aggregate(s, cells).await,
-            Backend::ClickHouse(c) => clickhouse::aggregate(c.client(), cells).await,
+            Backend::ClickHouse(c) => {
+                // On a cluster, codes all on one shard are read there.
+                let client = c.reader(&cells.scopes).await?;
+                clickhouse::aggregate(&client, cells).await
+            }
         }
     }
 
