@@ -346,3 +346,46 @@ async fn replicated_tables_over_zookeeper() {
     let backend = Backend::from(ch.clone());
     assert_eq!(backend.summary(&day_query(None)).await.unwrap().scans, 40);
 }
+
+/// The insert rate per shard: batches of 50,000 scans over 200 codes written
+/// by the cluster writer (rollups and raw rows; the shards in parallel), and
+/// the same batches on one node. A measurement, not a check:
+/// `cargo test -p codelink-analytics --test clickhouse_cluster -- --ignored --nocapture insert_rate`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it by name"]
+async fn insert_rate_per_shard() {
+    let cluster = ClickHouseCluster::start(&[1, 1], None);
+    let single = ClickHouseServer::start();
+    let sharded = events(cluster.seed(), "rate");
+    let one = ClickHouseEvents::new(&ClickHouseConfig {
+        url: single.url(),
+        database: "rate".into(),
+        user: None,
+        password: None,
+        cluster: None,
+    });
+    sharded.migrate().await.unwrap();
+    one.migrate().await.unwrap();
+    let codes: Vec<String> = (0..200).map(|i| format!("rate{i}")).collect();
+    let all = scans(&codes, 1000);
+    let batches: Vec<Batch> = all
+        .chunks(50_000)
+        .map(|c| Batch::new(c.to_vec(), Vec::new()))
+        .collect();
+    for (name, ch) in [("2 shards", &sharded), ("1 node", &one)] {
+        let started = std::time::Instant::now();
+        for b in &batches {
+            ch.write(b).await.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: {} scans in {secs:.2} s: {:.0} scans/s in all",
+            all.len(),
+            all.len() as f64 / secs
+        );
+    }
+    for (i, node) in cluster.nodes().enumerate() {
+        let rows = count(node, "SELECT count() FROM rate.scans");
+        eprintln!("shard {}: {rows} rows", i + 1);
+    }
+}

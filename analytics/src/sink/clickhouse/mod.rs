@@ -610,17 +610,6 @@ impl ClickHouseEvents {
     }
 }
 
-#[cfg(test)]
-mod retention_tests {
-    #[test]
-    fn month_ends() {
-        // 2026-01 ends before 2026-02-01 = day 20485.
-        assert_eq!(super::month_end_day("202601"), Some(20_485));
-        assert_eq!(super::month_end_day("202612"), Some(20_819));
-        assert_eq!(super::month_end_day("tuple()"), None);
-    }
-}
-
 /// The public operations: on one node, that node's; on a cluster, the
 /// cluster's (`cluster.rs`), which call the nodes' own.
 impl ClickHouseEvents {
@@ -729,5 +718,16 @@ impl ClickHouseEvents {
             Some(c) => c.backfill_day(day).await,
             None => self.backfill_day_node(day).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    #[test]
+    fn month_ends() {
+        // 2026-01 ends before 2026-02-01 = day 20485.
+        assert_eq!(super::month_end_day("202601"), Some(20_485));
+        assert_eq!(super::month_end_day("202612"), Some(20_819));
+        assert_eq!(super::month_end_day("tuple()"), None);
     }
 }
