@@ -115,7 +115,16 @@ pub(super) struct Cluster {
     seed: ClickHouseConfig,
     topology: tokio::sync::OnceCell<Arc<Topology>>,
     migrated: tokio::sync::OnceCell<()>,
+    /// The (batch id, shard) parts this process wrote, newest last (at
+    /// most [`WRITTEN_KEPT`]): while one shard is down, the spool retries
+    /// its batch every second, and the shards that took their part are not
+    /// written again (their rollups would be skipped by the markers, but
+    /// the raw rows would be inserted again, to be merged away later).
+    written: std::sync::Mutex<std::collections::VecDeque<(String, usize)>>,
 }
+
+/// Parts remembered as written.
+const WRITTEN_KEPT: usize = 4096;
 
 pub(super) struct Topology {
     map: ShardMap,
@@ -138,6 +147,7 @@ impl Cluster {
             seed,
             topology: Default::default(),
             migrated: Default::default(),
+            written: Default::default(),
         }
     }
 
@@ -289,14 +299,31 @@ impl Cluster {
         self.migrated.get_or_try_init(|| self.migrate()).await?;
         let topology = self.topology().await?;
         let mut writes = tokio::task::JoinSet::new();
+        let done: Vec<usize> = {
+            let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            written
+                .iter()
+                .filter(|(id, _)| *id == batch.id)
+                .map(|(_, shard)| *shard)
+                .collect()
+        };
         for (shard, part) in topology.split(batch) {
+            if done.contains(&shard) {
+                continue;
+            }
             let replicas = topology.shards[shard].clone();
             writes.spawn(async move { (shard, write_shard(replicas, part).await) });
         }
         let mut failed = None;
         while let Some(done) = writes.join_next().await {
             match done {
-                Ok((_, Ok(()))) => {}
+                Ok((shard, Ok(()))) => {
+                    let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+                    if written.len() >= WRITTEN_KEPT {
+                        written.pop_front();
+                    }
+                    written.push_back((batch.id.clone(), shard));
+                }
                 Ok((shard, Err(e))) => {
                     failed.get_or_insert(SinkError::Cluster(format!(
                         "shard {} of cluster {:?}: {e}",
@@ -430,9 +457,9 @@ impl Topology {
         }
     }
 
-    /// The first replica of `code`'s shard.
-    pub(super) fn node_of(&self, code: &str) -> &ClickHouseEvents {
-        &self.shards[self.map.shard(code)][0]
+    /// The replicas of `code`'s shard.
+    pub(super) fn replicas_of(&self, code: &str) -> &[ClickHouseEvents] {
+        &self.shards[self.map.shard(code)]
     }
 
     /// The batch's rows per shard, each part keeping the batch's id (its
@@ -465,6 +492,25 @@ impl Topology {
             .filter(|(_, p)| !p.is_empty())
             .collect()
     }
+}
+
+/// `read` from the first of `replicas` that answers.
+pub(super) async fn first_answer<'a, T, F, Fut>(
+    replicas: &'a [ClickHouseEvents],
+    read: F,
+) -> Result<T, SinkError>
+where
+    F: Fn(&'a ClickHouseEvents) -> Fut,
+    Fut: std::future::Future<Output = Result<T, SinkError>>,
+{
+    let mut last = None;
+    for node in replicas {
+        match read(node).await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(at(node, e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| SinkError::Cluster("a shard without replicas".into())))
 }
 
 /// Writes a shard's part to the first of its replicas that takes it.

@@ -623,7 +623,8 @@ impl ClickHouseEvents {
     }
 
     /// Up to `limit` of `code`'s scans older than `before`, newest first
-    /// (see `read.rs`); on a cluster from the code's shard.
+    /// (see `read.rs`); on a cluster from the code's shard (its first replica
+    /// that answers, as for the two reads below).
     pub async fn recent_scans(
         &self,
         code: &str,
@@ -632,8 +633,8 @@ impl ClickHouseEvents {
     ) -> Result<super::ScanPage, SinkError> {
         match &self.cluster {
             Some(c) => {
-                let node = c.topology().await?.node_of(code).clone();
-                node.recent_scans_node(code, before, limit).await
+                let replicas = c.topology().await?.replicas_of(code).to_vec();
+                cluster::first_answer(&replicas, |n| n.recent_scans_node(code, before, limit)).await
             }
             None => self.recent_scans_node(code, before, limit).await,
         }
@@ -647,8 +648,8 @@ impl ClickHouseEvents {
     ) -> Result<Option<crate::event::Scan>, SinkError> {
         match &self.cluster {
             Some(c) => {
-                let node = c.topology().await?.node_of(code).clone();
-                node.find_scan_node(code, scan_id).await
+                let replicas = c.topology().await?.replicas_of(code).to_vec();
+                cluster::first_answer(&replicas, |n| n.find_scan_node(code, scan_id)).await
             }
             None => self.find_scan_node(code, scan_id).await,
         }
@@ -664,8 +665,9 @@ impl ClickHouseEvents {
     ) -> Result<Vec<crate::event::Conversion>, SinkError> {
         match &self.cluster {
             Some(c) => {
-                let node = c.topology().await?.node_of(code).clone();
-                node.recent_conversions_node(code, owner, limit).await
+                let replicas = c.topology().await?.replicas_of(code).to_vec();
+                cluster::first_answer(&replicas, |n| n.recent_conversions_node(code, owner, limit))
+                    .await
             }
             None => self.recent_conversions_node(code, owner, limit).await,
         }
