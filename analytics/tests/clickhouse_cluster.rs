@@ -8,7 +8,7 @@
 use codelink_analytics::batch::Batch;
 use codelink_analytics::event::{Conversion, ConversionKind, Rule, Scan};
 use codelink_analytics::query::{Backend, Query};
-use codelink_analytics::sink::{sip_hash64, ClickHouseConfig, ClickHouseEvents, ShardMap};
+use codelink_analytics::sink::{sip_hash64, ClickHouseConfig, ClickHouseEvents, ShardMap, Subject};
 use codelink_analytics::ScanId;
 use codelink_testkit::{ClickHouseCluster, ClickHouseServer, ZooKeeper};
 use std::collections::BTreeMap;
@@ -208,6 +208,31 @@ async fn codes_land_on_the_shard_clickhouse_would_pick() {
         ch.recent_conversions("c2", None, 10).await.unwrap().len(),
         1
     );
+
+    // Maintenance reaches every shard: an erasure (mutations) and retention
+    // (the month's partition of raw scans, rollups kept).
+    ch.erase(&Subject::Visitor("v3".into())).await.unwrap();
+    let erased = codelink_testkit::wait_until(Duration::from_secs(20), || async {
+        cluster.nodes().all(|n| {
+            count(
+                n,
+                "SELECT count() FROM written.scans WHERE visitor_id = 'v3'",
+            ) == 0
+        })
+    })
+    .await;
+    assert!(erased, "the visitor's ids are blanked on both shards");
+    assert_eq!(
+        count(seed, "SELECT count() FROM written_cluster.scans"),
+        120,
+        "rows are kept"
+    );
+    let dropped = ch.drop_scans_before(T0 + 40 * 86_400_000).await.unwrap();
+    assert_eq!(dropped, vec!["202603".to_string()]);
+    for node in cluster.nodes() {
+        assert_eq!(count(node, "SELECT count() FROM written.scans"), 0);
+    }
+    assert_eq!(backend.summary(&day_query(None)).await.unwrap().scans, 120);
 
     // An unknown cluster is named in the error, with the ones the seed knows.
     let wrong = ClickHouseEvents::new(&ClickHouseConfig {
