@@ -366,13 +366,23 @@ async fn replicated_tables_over_zookeeper() {
         count(&cluster.shards[0][1], "SELECT count() FROM repl.scans"),
         40
     );
+    // One code's query reads its shard: the second replica answers.
+    let backend = Backend::from(ch.clone());
+    let one = backend
+        .summary(&day_query(Some(&["q1".to_string()])))
+        .await
+        .unwrap();
+    assert_eq!(one.scans, 5);
+    assert_eq!(
+        ch.recent_scans("q1", None, 10).await.unwrap().scans.len(),
+        5
+    );
     cluster.shards[0][0].restart();
     let caught_up = codelink_testkit::wait_until(Duration::from_secs(30), || async {
         count(&cluster.shards[0][0], "SELECT count() FROM repl.scans") == 40
     })
     .await;
     assert!(caught_up, "the first replica catches up");
-    let backend = Backend::from(ch.clone());
     assert_eq!(backend.summary(&day_query(None)).await.unwrap().scans, 40);
 }
 

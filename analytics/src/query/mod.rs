@@ -706,9 +706,16 @@ impl Backend {
         match self {
             Backend::Embedded(s) => embedded::aggregate(s, cells).await,
             Backend::ClickHouse(c) => {
-                // On a cluster, codes all on one shard are read there.
-                let client = c.reader(&cells.scopes).await?;
-                clickhouse::aggregate(&client, cells).await
+                // On a cluster, codes all on one shard are read there (its
+                // replicas in order).
+                let mut failed = None;
+                for client in c.readers(&cells.scopes).await? {
+                    match clickhouse::aggregate(&client, cells).await {
+                        Ok(a) => return Ok(a),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                Err(failed.unwrap_or_else(|| Error::Unavailable("clickhouse: no node".into())))
             }
         }
     }

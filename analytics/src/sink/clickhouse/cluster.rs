@@ -20,9 +20,9 @@
 //!   shard of a code never changes), so a replay skips what a shard holds.
 //!   The batch fails (and is spooled) when any shard fails.
 //! - **Reads.** A query over one code's scope (or codes all on one shard), a
-//!   code's drill-down and the fraud check's point read go to that shard's
-//!   first replica; everything else through the `Distributed` tables of the
-//!   seed. A code lives on one shard, so `FINAL`, `LIMIT 1 BY` and `argMax`
+//!   code's drill-down and the fraud check's point read go to that shard
+//!   (its replicas in order, the first that answers); everything else
+//!   through the `Distributed` tables of the seed. A code lives on one shard, so `FINAL`, `LIMIT 1 BY` and `argMax`
 //!   dedupe as on one node.
 //! - **Replication.** When the seed has ZooKeeper (its `system.zookeeper`
 //!   table exists: a `<zookeeper>` config), the local tables are

@@ -422,21 +422,23 @@ impl ClickHouseEvents {
         &self.client
     }
 
-    /// The client for a query over `scopes` (codes, or `*`): on a cluster,
-    /// when they are codes all on one shard, that shard's first replica.
-    pub async fn reader(&self, scopes: &[String]) -> Result<clickhouse::Client, SinkError> {
+    /// The clients a query over `scopes` (codes, or `*`) may read through,
+    /// to try in order: on a cluster, when they are codes all on one shard,
+    /// that shard's replicas; else the one client of [`Self::client`].
+    pub async fn readers(&self, scopes: &[String]) -> Result<Vec<clickhouse::Client>, SinkError> {
         let Some(c) = &self.cluster else {
-            return Ok(self.client.clone());
+            return Ok(vec![self.client.clone()]);
         };
         let topology = c.topology().await?;
         let mut shards = scopes
             .iter()
             .map(|s| (s != "*").then(|| topology.map().shard(s)));
         match shards.next() {
-            Some(Some(first)) if shards.all(|s| s == Some(first)) => {
-                Ok(topology.shards()[first][0].client.clone())
-            }
-            _ => Ok(self.client.clone()),
+            Some(Some(first)) if shards.all(|s| s == Some(first)) => Ok(topology.shards()[first]
+                .iter()
+                .map(|n| n.client.clone())
+                .collect()),
+            _ => Ok(vec![self.client.clone()]),
         }
     }
 
