@@ -551,9 +551,14 @@ impl Config {
                 self.clickhouse_url.is_some(),
                 "--clickhouse-cluster needs --clickhouse-url (the seed node)"
             );
+            // An XML element name of ClickHouse's config, as it is written there.
             anyhow::ensure!(
-                !cluster.is_empty() && cluster.len() <= 200 && !cluster.contains(char::is_control),
-                "--clickhouse-cluster must name a <remote_servers> entry"
+                !cluster.is_empty()
+                    && cluster.len() <= 200
+                    && cluster
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)),
+                "--clickhouse-cluster must name a <remote_servers> entry (letters, digits, '_', '-', '.')"
             );
         }
         Ok(())
