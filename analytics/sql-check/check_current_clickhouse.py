@@ -21,6 +21,8 @@ import time
 RUST_FILE = (
     pathlib.Path(__file__).resolve().parent.parent / "src" / "sink" / "clickhouse" / "mod.rs"
 )
+# The cluster's SQL (`--clickhouse-cluster`): Distributed and replicated DDL.
+CLUSTER_FILE = RUST_FILE.parent / "cluster.rs"
 # The analysts' queries: they name tables without a database.
 DASHBOARDS = pathlib.Path(__file__).resolve().parents[2] / "dashboards" / "clickhouse"
 DB = "`codelink`"  # what quote_ident("codelink") gives
@@ -72,6 +74,56 @@ def migrations(path=RUST_FILE):
         sys.exit(f"MIGRATIONS in {path} has no closing `]`")
     if not out:
         sys.exit(f"MIGRATIONS in {path} is empty")
+    return out
+
+
+def rust_str(src, name):
+    """The string literal of `pub const {name}: &str = ...;`."""
+    start = re.search(r"pub\s+const\s+" + name + r"\s*:\s*&str\s*=\s*", src)
+    if not start:
+        sys.exit(f"no `pub const {name}: &str` in {CLUSTER_FILE}")
+    m = TOKEN.match(src, start.end())
+    if not m or m.group("str") is None:
+        sys.exit(f"{name} in {CLUSTER_FILE} is not a plain string literal")
+    return unescape(m.group("str"))
+
+
+def cluster_sql(ddl, path=CLUSTER_FILE):
+    """(label, statement) of the cluster's DDL, made as cluster.rs makes it:
+    each migration with a Replicated engine, and each Distributed table."""
+    src = path.read_text()
+    block = re.search(r"pub\s+const\s+DISTRIBUTED\s*:[^=]*=\s*&\[(.*?)\];", src, re.S)
+    if not block:
+        sys.exit(f"no `pub const DISTRIBUTED` in {path}")
+    tables = re.findall(r'\(\s*"(\w+)"\s*,\s*"(\w+)"\s*,?\s*\)', block.group(1))
+    if not tables:
+        sys.exit(f"DISTRIBUTED in {path} is empty")
+    distributed = rust_str(src, "DISTRIBUTED_DDL")
+    replicated = rust_str(src, "REPLICATED_ENGINE")
+    out = []
+    for i, sql in enumerate(ddl, 1):
+        sql = sql.replace("{db}", DB)
+        for engine in ("ReplacingMergeTree", "AggregatingMergeTree"):
+            plain = f"ENGINE = {engine}"
+            if plain in sql:
+                table = sql.split(f"{DB}.", 1)[1].split("(", 1)[0].split()[0].strip("`")
+                eng = (
+                    replicated.replace("{engine}", engine)
+                    .replace("{dbname}", "codelink")
+                    .replace("{table}", table)
+                )
+                out.append((f"replicated migration {i}: {table}", sql.replace(plain, eng, 1)))
+    for table, key in tables:
+        sql = (
+            distributed.replace("{cdb}", "`codelink_cluster`")
+            .replace("{table_ident}", f"`{table}`")
+            .replace("{db}", DB)
+            .replace("{cluster}", "'codelink_test'")
+            .replace("{dbname}", "'codelink'")
+            .replace("{table}", f"'{table}'")
+            .replace("{key}", key)
+        )
+        out.append((f"distributed {table}", sql))
     return out
 
 
@@ -500,6 +552,41 @@ def main():
             for path in sorted(DASHBOARDS.glob("*.sql")):
                 run(s, f"dashboards/clickhouse/{path.name}", path.read_text())
             failures += check_grafana(s, run, ddl)
+            # The cluster's DDL: chDB has no cluster and no ZooKeeper, so each
+            # statement is parsed (EXPLAIN AST), and each Distributed table is
+            # created too, where the only error allowed is the unknown cluster.
+            run(s, "CREATE DATABASE codelink_cluster", "CREATE DATABASE IF NOT EXISTS codelink_cluster")
+            for label, sql in cluster_sql(ddl):
+                try:
+                    ast = str(s.query(f"EXPLAIN AST {sql}"))
+                    assert "Storage definition" in ast, ast
+                    print(f"PASS  parses: {label}")
+                except Exception as e:
+                    failures += 1
+                    print(f"FAIL  parses: {label}\n      {sql}\n      {e}")
+                if label.startswith("distributed"):
+                    try:
+                        s.query(sql)
+                        print(f"PASS  {label} (created)")
+                    except Exception as e:
+                        if "CLUSTER_DOESNT_EXIST" in str(e):
+                            print(f"PASS  {label}: all but the cluster accepted")
+                        else:
+                            failures += 1
+                            print(f"FAIL  {label}\n      {sql}\n      {e}")
+            run(
+                s,
+                "the cluster's discovery queries",
+                "SELECT shard_num, shard_weight, host_name FROM system.clusters "
+                "WHERE cluster = 'codelink_test' ORDER BY shard_num, replica_num",
+            )
+            run(
+                s,
+                "ZooKeeper detection",
+                "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'zookeeper'",
+            )
+            # The value cluster.rs's unit test holds the gateway's shard hash to.
+            run(s, "sipHash64 of a code", "SELECT sipHash64('alice10')", "6450758586718566183")
         finally:
             s.close()
 

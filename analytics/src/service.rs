@@ -109,8 +109,13 @@ impl Analytics {
                 let api = ClickHouseEvents::new(c);
                 // Migrate now when ClickHouse is up; otherwise the writer does
                 // it before its first insert.
-                match tokio::time::timeout(Duration::from_secs(5), api.migrate()).await {
+                // A cluster's DDL runs on every node.
+                let wait = Duration::from_secs(if c.cluster.is_some() { 30 } else { 5 });
+                match tokio::time::timeout(wait, api.migrate()).await {
                     Ok(Ok(())) => tracing::info!("clickhouse migrations applied"),
+                    Ok(Err(crate::sink::SinkError::ClusterConfig(e))) => {
+                        return Err(Error::Open(format!("clickhouse cluster: {e}")))
+                    }
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "clickhouse unavailable at start-up; scans are spooled until it answers")
                     }

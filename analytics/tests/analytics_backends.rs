@@ -1,5 +1,6 @@
 //! The analytics queries answered from rollups by both backends (embedded redb
-//! and ClickHouse 18.16) over one deterministic data set, checked against
+//! and ClickHouse 18.16, on one node and on a cluster of two shards) over one
+//! deterministic data set, checked against
 //! answers computed here from the raw rows with plain loops.
 //!
 //! The data: 3 codes, 2 owners (one code changes owner), ~2000 scans over ten
@@ -24,7 +25,7 @@ use codelink_analytics::query::{
 use codelink_analytics::review::{Adjustment, ReviewStatus};
 use codelink_analytics::sink::{ClickHouseConfig, ClickHouseEvents, EmbeddedSink};
 use codelink_analytics::ScanId;
-use codelink_testkit::ClickHouseServer;
+use codelink_testkit::{ClickHouseCluster, ClickHouseServer};
 use plain::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -829,8 +830,23 @@ async fn both_backends_answer_like_plain_loops() {
         database: "codelink_q".to_string(),
         user: None,
         password: None,
+        cluster: None,
     });
     events.migrate().await.unwrap();
+    // The same on a cluster of two shards (`--clickhouse-cluster`): rows
+    // sharded by code, read through the Distributed tables or one shard.
+    let cluster = ClickHouseCluster::start(&[1, 1], None);
+    let sharded_writer = || {
+        ClickHouseEvents::new(&ClickHouseConfig {
+            url: cluster.seed().url(),
+            database: "codelink_q".to_string(),
+            user: None,
+            password: None,
+            cluster: Some(ClickHouseCluster::NAME.to_string()),
+        })
+    };
+    let sharded = sharded_writer();
+    sharded.migrate().await.unwrap();
     // No background merges: replayed rows and rollup inserts stay as they
     // were written; the answers must not depend on merges.
     for table in [
@@ -840,13 +856,23 @@ async fn both_backends_answer_like_plain_loops() {
         "conversion_rollup",
         "code_totals",
     ] {
-        server.query(&format!("SYSTEM STOP MERGES codelink_q.{table}"));
+        for node in std::iter::once(&server).chain(cluster.nodes()) {
+            node.query(&format!("SYSTEM STOP MERGES codelink_q.{table}"));
+        }
     }
     let writes = writes(&data);
     assert!(data.conversions.iter().any(lost));
     for batch in &writes {
         embedded.write(&Arc::new(batch.clone())).await.unwrap();
         events.write(batch).await.unwrap();
+        // A writer per batch: it remembers no part it wrote, so the replays
+        // are skipped by each shard's markers (as after a restart).
+        sharded_writer().write(batch).await.unwrap();
+    }
+    // Both shards hold codes (the data's three and the unattributed '').
+    for node in cluster.nodes() {
+        let codes = node.query("SELECT count(DISTINCT code) FROM codelink_q.scans");
+        assert!(codes.trim() != "0", "every shard holds scans");
     }
     let raw_scans: u64 = server
         .query("SELECT count() FROM codelink_q.scans")
@@ -860,7 +886,12 @@ async fn both_backends_answer_like_plain_loops() {
 
     let embedded = Backend::Embedded(embedded);
     let clickhouse = Backend::from(events);
-    let backends = [("embedded", &embedded), ("clickhouse", &clickhouse)];
+    let sharded = Backend::from(sharded);
+    let backends = [
+        ("embedded", &embedded),
+        ("clickhouse", &clickhouse),
+        ("cluster", &sharded),
+    ];
 
     // The data set is what the queries need.
     let all = query(MAR27 - 2 * DAY, NOW + DAY, "UTC", None);
@@ -1154,6 +1185,7 @@ async fn a_big_insert_is_one_part() {
         database: "parts".to_string(),
         user: None,
         password: None,
+        cluster: None,
     });
     events.migrate().await.unwrap();
     for table in ["scan_rollup", "conversion_rollup", "code_totals"] {
@@ -1320,6 +1352,7 @@ async fn code_rows_and_recent_conversions_on_both_backends() {
         database: "codelink_rows".to_string(),
         user: None,
         password: None,
+        cluster: None,
     });
     events.migrate().await.unwrap();
     for table in ["conversions", "code_totals", "conversion_rollup"] {

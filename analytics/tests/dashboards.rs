@@ -237,6 +237,7 @@ async fn dashboard_queries_run_on_clickhouse_18_and_add_up() {
         database: DB.to_string(),
         user: None,
         password: None,
+        cluster: None,
     });
     events.migrate().await.unwrap();
     let now = now_ms();

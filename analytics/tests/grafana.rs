@@ -610,6 +610,7 @@ async fn grafana_panels_run_on_clickhouse_18_and_add_up() {
         database: DB.to_string(),
         user: None,
         password: None,
+        cluster: None,
     });
     events.migrate().await.unwrap();
     let now = std::time::SystemTime::now()

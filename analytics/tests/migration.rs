@@ -309,6 +309,7 @@ fn clickhouse(server: &ClickHouseServer, db: &str) -> ClickHouseConfig {
         database: db.into(),
         user: None,
         password: None,
+        cluster: None,
     }
 }
 

@@ -111,6 +111,7 @@ async fn clickhouse_drops_whole_old_months_of_raw_scans_only() {
         database: "retention".to_string(),
         user: None,
         password: None,
+        cluster: None,
     });
     events.migrate().await.unwrap();
     for b in batches() {

@@ -70,6 +70,13 @@ pub struct Config {
     #[arg(long, env = "CODELINK_CLICKHOUSE_PASSWORD", hide_env_values = true)]
     pub clickhouse_password: Option<String>,
 
+    /// A ClickHouse cluster (its name in `<remote_servers>`); `--clickhouse-url`
+    /// is then its seed node, and every node's HTTP interface must listen on
+    /// the seed's port. Rows are sharded by code; reads go through
+    /// `Distributed` tables in the database `{database}_cluster`.
+    #[arg(long, env = "CODELINK_CLICKHOUSE_CLUSTER", requires = "clickhouse_url")]
+    pub clickhouse_cluster: Option<String>,
+
     /// Scans are flushed to the sinks at least this often (ms). A crash loses at
     /// most the scans of the last interval. One second follows ClickHouse's own
     /// advice (about one insert per second): each insert makes a part of ~40
@@ -319,6 +326,7 @@ impl Config {
             clickhouse_database: "codelink".into(),
             clickhouse_user: None,
             clickhouse_password: None,
+            clickhouse_cluster: None,
             flush_ms: 1000,
             batch_max: 100_000,
             queue_capacity: 200_000,
@@ -402,6 +410,7 @@ impl Config {
                 database: self.clickhouse_database.clone(),
                 user: self.clickhouse_user.clone(),
                 password: self.clickhouse_password.clone(),
+                cluster: self.clickhouse_cluster.clone(),
             }),
             recorder: RecorderSettings {
                 flush_interval: Duration::from_millis(self.flush_ms),
@@ -574,6 +583,21 @@ impl Config {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
             "--clickhouse-database must be letters, digits and '_'"
         );
+        if let Some(cluster) = &self.clickhouse_cluster {
+            anyhow::ensure!(
+                self.clickhouse_url.is_some(),
+                "--clickhouse-cluster needs --clickhouse-url (the seed node)"
+            );
+            // An XML element name of ClickHouse's config, as it is written there.
+            anyhow::ensure!(
+                !cluster.is_empty()
+                    && cluster.len() <= 200
+                    && cluster
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)),
+                "--clickhouse-cluster must name a <remote_servers> entry (letters, digits, '_', '-', '.')"
+            );
+        }
         Ok(())
     }
 }

@@ -2362,6 +2362,7 @@ async fn run_clickhouse(
         database: db.clone(),
         user: None,
         password: None,
+        cluster: None,
     });
     let admin = events.client().clone().with_database("default");
     let version = admin

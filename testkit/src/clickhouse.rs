@@ -1,5 +1,5 @@
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +17,11 @@ const DISPLAY_NAME_HEADER: &str = "x-clickhouse-server-display-name";
 /// Config, data and logs live in the temp dir: `config.xml`, `data/`, `log/`
 /// (`server.log`, `server.err.log` at level `warning`, and `stdout.log`).
 pub struct ClickHouseServer {
+    /// The loopback address it listens on (127.0.0.1, or another of
+    /// 127.0.0.0/8 for a node of a [`crate::ClickHouseCluster`]).
+    host: Ipv4Addr,
+    /// XML put inside `<yandex>` (a cluster's `<remote_servers>`, macros, …).
+    extra_config: String,
     http_port: u16,
     tcp_port: u16,
     /// Unique per server; sent back by ClickHouse as `X-ClickHouse-Server-Display-Name`,
@@ -26,7 +31,7 @@ pub struct ClickHouseServer {
     child: Option<Child>,
 }
 
-enum StartError {
+pub(crate) enum StartError {
     /// The child exited during start-up (typically: a port was taken). Worth retrying on new ports.
     Exited(String),
     /// Still not ready after [`READY_TIMEOUT`].
@@ -41,24 +46,7 @@ impl ClickHouseServer {
     /// before the server binds it: if the server exits during start-up, it is started
     /// again on new ports (up to 3 tries).
     pub fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("codelink-clickhouse-")
-            .tempdir()
-            .expect("temp dir");
-        let display_name = format!(
-            "codelink-test-{}",
-            dir.path()
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        );
-        let mut server = Self {
-            http_port: 0,
-            tcp_port: 0,
-            display_name,
-            dir,
-            child: None,
-        };
+        let mut server = Self::unstarted(Ipv4Addr::LOCALHOST, String::new());
         for attempt in 1..=START_ATTEMPTS {
             server.http_port = crate::free_port();
             server.tcp_port = crate::free_port();
@@ -83,6 +71,43 @@ impl ClickHouseServer {
         unreachable!("the last attempt returns or panics")
     }
 
+    /// A server not started yet, listening on `host` with `extra_config`
+    /// once started.
+    pub(crate) fn unstarted(host: Ipv4Addr, extra_config: String) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("codelink-clickhouse-")
+            .tempdir()
+            .expect("temp dir");
+        let display_name = format!(
+            "codelink-test-{}",
+            dir.path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        Self {
+            host,
+            extra_config,
+            http_port: 0,
+            tcp_port: 0,
+            display_name,
+            dir,
+            child: None,
+        }
+    }
+
+    /// Starts it on these ports (a cluster's nodes share them).
+    pub(crate) fn start_on(&mut self, http_port: u16, tcp_port: u16) -> Result<(), StartError> {
+        self.http_port = http_port;
+        self.tcp_port = tcp_port;
+        self.spawn_and_wait()
+    }
+
+    /// The address it listens on.
+    pub fn host(&self) -> Ipv4Addr {
+        self.host
+    }
+
     pub fn http_port(&self) -> u16 {
         self.http_port
     }
@@ -92,9 +117,10 @@ impl ClickHouseServer {
         self.tcp_port
     }
 
-    /// `http://127.0.0.1:{http_port}`: the URL for an HTTP client such as the `clickhouse` crate.
+    /// `http://{host}:{http_port}` (host 127.0.0.1 unless a cluster's node):
+    /// the URL for an HTTP client such as the `clickhouse` crate.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        format!("http://{}:{}", self.host, self.http_port)
     }
 
     /// The temp dir holding `config.xml`, `data/` and `log/`.
@@ -157,6 +183,12 @@ impl ClickHouseServer {
     /// that names its tables without one.
     pub fn query_in(&self, database: &str, sql: &str) -> String {
         self.query_at(&format!("/?database={database}"), sql)
+    }
+
+    /// [`query`](Self::query) with settings (18.16 has no `INSERT … SETTINGS`).
+    pub fn query_with(&self, settings: &[(&str, &str)], sql: &str) -> String {
+        let query: String = settings.iter().map(|(k, v)| format!("&{k}={v}")).collect();
+        self.query_at(&format!("/?{}", query.trim_start_matches('&')), sql)
     }
 
     fn query_at(&self, path: &str, sql: &str) -> String {
@@ -286,7 +318,7 @@ impl ClickHouseServer {
     <count>2</count>
   </logger>
   <display_name>{name}</display_name>
-  <listen_host>127.0.0.1</listen_host>
+  <listen_host>{host}</listen_host>
   <http_port>{http}</http_port>
   <tcp_port>{tcp}</tcp_port>
   <path>{dir}/data/</path>
@@ -299,14 +331,17 @@ impl ClickHouseServer {
   <users>
     <default>
       <password></password>
-      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <networks><ip>127.0.0.0/8</ip><ip>::1</ip></networks>
       <profile>default</profile>
       <quota>default</quota>
     </default>
   </users>
   <quotas><default/></quotas>
+{extra}
 </yandex>
 "#,
+            host = self.host,
+            extra = self.extra_config,
             name = xml_escape(&self.display_name),
             http = self.http_port,
             tcp = self.tcp_port,
@@ -322,12 +357,13 @@ impl ClickHouseServer {
         body: &[u8],
         timeout: Duration,
     ) -> std::io::Result<HttpResponse> {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.http_port));
+        let addr = std::net::SocketAddr::from((self.host, self.http_port));
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
         s.set_read_timeout(Some(timeout))?;
         s.set_write_timeout(Some(timeout))?;
         let head = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.0\r\nHost: {}:{}\r\nContent-Length: {}\r\n\r\n",
+            self.host,
             self.http_port,
             body.len()
         );
@@ -388,7 +424,7 @@ fn binary() -> &'static str {
         .unwrap_or("clickhouse-server")
 }
 
-fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

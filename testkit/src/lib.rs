@@ -10,21 +10,28 @@
 //!   to the gateway exactly as followers and operators do.
 //! - [`ClickHouseServer`]: a real `clickhouse-server` (Debian 18.16) on free ports,
 //!   stop/restart on the same ports and data for outages.
+//! - [`ClickHouseCluster`]: shards and replicas of `clickhouse-server`, each
+//!   node on its own loopback address with the same ports, and [`ZooKeeper`]
+//!   (Debian's jars, run with `java`) for replicated tables.
 //! - [`qr`]: reading QR images back with a real decoder.
 //! - [`mmdb`]: writing a small MaxMind DB (GeoIP) file of countries.
 //! - [`browser`]: a headless Debian `chromium` driven through `chromedriver` (WebDriver).
 
 pub mod browser;
 mod clickhouse;
+mod clickhouse_cluster;
 pub mod http;
 pub mod mmdb;
 pub mod qr;
 mod redis;
 mod redis_cluster;
+mod zookeeper;
 
 pub use clickhouse::ClickHouseServer;
+pub use clickhouse_cluster::ClickHouseCluster;
 pub use redis::RedisServer;
 pub use redis_cluster::{RedisCluster, NODE_TIMEOUT_MS};
+pub use zookeeper::ZooKeeper;
 
 use std::net::TcpListener;
 

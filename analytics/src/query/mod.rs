@@ -705,7 +705,18 @@ impl Backend {
     async fn aggregate(&self, cells: &Cells) -> Result<Aggregates, Error> {
         match self {
             Backend::Embedded(s) => embedded::aggregate(s, cells).await,
-            Backend::ClickHouse(c) => clickhouse::aggregate(c.client(), cells).await,
+            Backend::ClickHouse(c) => {
+                // On a cluster, codes all on one shard are read there (its
+                // replicas in order).
+                let mut failed = None;
+                for client in c.readers(&cells.scopes).await? {
+                    match clickhouse::aggregate(&client, cells).await {
+                        Ok(a) => return Ok(a),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                Err(failed.unwrap_or_else(|| Error::Unavailable("clickhouse: no node".into())))
+            }
         }
     }
 

@@ -14,7 +14,10 @@ mod clickhouse;
 mod embedded;
 mod redis;
 
-pub use self::clickhouse::{BackfillProgress, ClickHouseConfig, ClickHouseEvents};
+pub use self::clickhouse::{
+    sip_hash64, BackfillProgress, ClickHouseConfig, ClickHouseEvents, ShardMap, DISTRIBUTED,
+    DISTRIBUTED_DDL, REPLICATED_ENGINE,
+};
 pub use self::embedded::{
     EmbeddedSink, Erased, MigrationProgress, Pruned as EmbeddedPruned, Subject,
 };
@@ -63,6 +66,13 @@ pub enum SinkError {
     ClickHouse(#[from] ::clickhouse::error::Error),
     #[error("embedded store: {0}")]
     Embedded(String),
+    /// A ClickHouse cluster that cannot be used as configured, or a node's failure named.
+    #[error("clickhouse cluster: {0}")]
+    Cluster(String),
+    /// A ClickHouse cluster configured in a way codelink cannot use (unknown
+    /// name, replicas without ZooKeeper, …): not worth retrying.
+    #[error("clickhouse cluster: {0}")]
+    ClusterConfig(String),
     #[error("{0} did not answer within the write timeout")]
     Timeout(&'static str),
     /// A write the master took but too few replicas acknowledged in time

@@ -47,7 +47,7 @@ struct ConversionIn {
 
 impl ClickHouseEvents {
     /// Whether rows without rollups may exist (the done marker is absent).
-    pub async fn backfill_pending(&self) -> Result<bool, SinkError> {
+    pub(super) async fn backfill_pending_node(&self) -> Result<bool, SinkError> {
         self.migrated.get_or_try_init(|| self.migrate()).await?;
         let done: u64 = self
             .client
@@ -60,8 +60,8 @@ impl ClickHouseEvents {
 
     /// The days with rows written before rollups existed. With none, the done
     /// marker is written.
-    pub async fn backfill_todo(&self) -> Result<BackfillProgress, SinkError> {
-        if !self.backfill_pending().await? {
+    pub(super) async fn backfill_todo_node(&self) -> Result<BackfillProgress, SinkError> {
+        if !self.backfill_pending_node().await? {
             return Ok(BackfillProgress::default());
         }
         let mut days: Vec<u32> = self
@@ -76,7 +76,7 @@ impl ClickHouseEvents {
         days.sort_unstable();
         days.dedup();
         if days.is_empty() {
-            self.backfill_finish().await?;
+            self.backfill_finish_node().await?;
         }
         Ok(BackfillProgress { days })
     }
@@ -84,7 +84,7 @@ impl ClickHouseEvents {
     /// Marks the backfill done (after every day of [`Self::backfill_todo`]
     /// was backfilled): rows of earlier versions keep `rolled = 0`, so only
     /// this marker says they are in the rollups.
-    pub async fn backfill_finish(&self) -> Result<(), SinkError> {
+    pub(super) async fn backfill_finish_node(&self) -> Result<(), SinkError> {
         let mut insert = self
             .rollup_client()
             .insert::<ScanCellRow<'_>>("scan_rollup_input")
@@ -95,7 +95,7 @@ impl ClickHouseEvents {
     }
 
     /// Builds the rollups of one day's old rows (idempotent; see the module docs).
-    pub async fn backfill_day(&self, day: u32) -> Result<(), SinkError> {
+    pub(super) async fn backfill_day_node(&self, day: u32) -> Result<(), SinkError> {
         let (from, to) = (day, day.saturating_add(86_400));
         let mut builder = ScanCellBuilder::default();
         let mut seen: HashSet<String> = HashSet::new();

@@ -9,15 +9,20 @@
 //!   materialized views into `AggregatingMergeTree` tables, each insert
 //!   carrying the batch's marker row), then the raw rows;
 //! - `read.rs`: a code's recent scans (drill-down);
-//! - `backfill.rs`: rollups for rows written before they existed.
+//! - `backfill.rs`: rollups for rows written before they existed;
+//! - `cluster.rs`: a cluster of shards and replicas, each node written and
+//!   read by this same code (`--clickhouse-cluster`).
 
 mod backfill;
+mod cluster;
 mod read;
 mod write;
 
 pub use backfill::BackfillProgress;
+pub use cluster::{sip_hash64, ShardMap, DISTRIBUTED, DISTRIBUTED_DDL, REPLICATED_ENGINE};
 
 use super::SinkError;
+use crate::batch::Batch;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
@@ -27,6 +32,9 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// A cluster of `<remote_servers>` (`--clickhouse-cluster`), `url` its
+    /// seed node: see `cluster.rs`.
+    pub cluster: Option<String>,
 }
 
 /// Idempotent migrations, run in order at start-up (and again before the first
@@ -249,15 +257,51 @@ const RECREATED: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The engines of a node's tables.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Tables {
+    /// `MergeTree`s as [`MIGRATIONS`] say.
+    Plain,
+    /// `Replicated*MergeTree`s (a cluster with ZooKeeper); `first`: the
+    /// shard's first replica, which alone runs `ALTER`s.
+    Replicated { first: bool },
+}
+
+/// One ClickHouse node, or a cluster of them (`cluster`: every public
+/// method then works on the nodes it concerns, each a one-node
+/// `ClickHouseEvents`).
 #[derive(Clone)]
 pub struct ClickHouseEvents {
+    /// One node: its tables. A cluster: the seed's `Distributed` tables.
     client: clickhouse::Client,
     database: String,
+    url: String,
     migrated: std::sync::Arc<tokio::sync::OnceCell<()>>,
+    cluster: Option<std::sync::Arc<cluster::Cluster>>,
+    /// A node of a cluster: its DDL is the cluster's to run.
+    in_cluster: bool,
 }
 
 impl ClickHouseEvents {
     pub fn new(config: &ClickHouseConfig) -> Self {
+        match &config.cluster {
+            None => Self::node(config),
+            Some(name) => {
+                let mut seed = Self::node(config);
+                seed.client = seed
+                    .client
+                    .with_database(cluster::Cluster::database(&config.database));
+                seed.cluster = Some(std::sync::Arc::new(cluster::Cluster::new(
+                    name.clone(),
+                    config.clone(),
+                )));
+                seed
+            }
+        }
+    }
+
+    /// One node (`config.cluster` ignored).
+    fn node(config: &ClickHouseConfig) -> Self {
         let mut client = clickhouse::Client::default()
             .with_url(&config.url)
             .with_database(&config.database)
@@ -272,16 +316,35 @@ impl ClickHouseEvents {
         Self {
             client,
             database: config.database.clone(),
+            url: config.url.clone(),
             migrated: Default::default(),
+            cluster: None,
+            in_cluster: false,
         }
     }
 
     /// Brings an earlier version's tables up to date ([`RECREATED`],
-    /// [`ADDED_COLUMNS`]) and runs [`MIGRATIONS`]; safe to call again.
+    /// [`ADDED_COLUMNS`]) and runs [`MIGRATIONS`]; safe to call again. On a
+    /// cluster: on every node, with the `Distributed` tables.
     pub async fn migrate(&self) -> Result<(), SinkError> {
+        if let Some(c) = &self.cluster {
+            return c.migrate().await;
+        }
+        if self.in_cluster {
+            return Ok(());
+        }
+        self.migrate_ddl(Tables::Plain).await
+    }
+
+    /// The migrations on this node, with `tables` engines.
+    pub(super) async fn migrate_ddl(&self, tables: Tables) -> Result<(), SinkError> {
         // The database may not exist yet, so DDL goes through a client without one.
         let admin = self.client.clone().with_database("default");
         let db = quote_ident(&self.database);
+        let ddl = |sql: String| match tables {
+            Tables::Plain => sql,
+            Tables::Replicated { .. } => cluster::replicated_sql(&sql, &self.database, &db),
+        };
         // Before MIGRATIONS: 18.16 analyses a view's query even when `IF NOT
         // EXISTS` finds the view, so an input lacking a column must go first.
         for (input, view, column) in RECREATED {
@@ -289,20 +352,27 @@ impl ClickHouseEvents {
                 // The view first: it reads the input. MIGRATIONS create both anew.
                 for table in [view, input] {
                     let sql = format!("DROP TABLE IF EXISTS {db}.{}", quote_ident(table));
-                    admin.query(&sql).execute().await?;
+                    admin.query(&ddl(sql)).execute().await?;
                 }
             }
         }
         // Before the views are created, so that a view never writes a
         // column its table lacks; tables not there yet are created whole.
         for (table, column, definition) in ADDED_COLUMNS {
+            // A replicated table's ALTER reaches its other replicas by itself.
+            if matches!(tables, Tables::Replicated { first: false }) {
+                break;
+            }
             if self.lacks(&admin, table, column).await? == Some(true) {
                 let sql = format!("ALTER TABLE {db}.{table} ADD COLUMN {column} {definition}");
-                admin.query(&sql).execute().await?;
+                admin.query(&ddl(sql)).execute().await?;
             }
         }
         for sql in MIGRATIONS {
-            admin.query(&sql.replace("{db}", &db)).execute().await?;
+            admin
+                .query(&ddl(sql.replace("{db}", &db)))
+                .execute()
+                .await?;
         }
         Ok(())
     }
@@ -336,6 +406,7 @@ impl ClickHouseEvents {
     }
 
     pub async fn ping(&self) -> Result<(), SinkError> {
+        // A cluster: the seed, which answers the Distributed reads.
         self.client
             .clone()
             .with_database("default")
@@ -345,8 +416,45 @@ impl ClickHouseEvents {
         Ok(())
     }
 
+    /// The client queries read through: one node's tables, or on a cluster
+    /// the seed's `Distributed` tables (same names).
     pub fn client(&self) -> &clickhouse::Client {
         &self.client
+    }
+
+    /// The clients a query over `scopes` (codes, or `*`) may read through,
+    /// to try in order: on a cluster, when they are codes all on one shard,
+    /// that shard's replicas; else the one client of [`Self::client`].
+    pub async fn readers(&self, scopes: &[String]) -> Result<Vec<clickhouse::Client>, SinkError> {
+        let Some(c) = &self.cluster else {
+            return Ok(vec![self.client.clone()]);
+        };
+        let topology = c.topology().await?;
+        let mut shards = scopes
+            .iter()
+            .map(|s| (s != "*").then(|| topology.map().shard(s)));
+        match shards.next() {
+            Some(Some(first)) if shards.all(|s| s == Some(first)) => Ok(topology.shards()[first]
+                .iter()
+                .map(|n| n.client.clone())
+                .collect()),
+            _ => Ok(vec![self.client.clone()]),
+        }
+    }
+
+    /// Each shard's nodes' URLs, in `shard_num` and `replica_num` order (one
+    /// shard of this node alone when no cluster is configured).
+    pub async fn shard_urls(&self) -> Result<Vec<Vec<String>>, SinkError> {
+        match &self.cluster {
+            None => Ok(vec![vec![self.url.clone()]]),
+            Some(c) => Ok(c
+                .topology()
+                .await?
+                .shards()
+                .iter()
+                .map(|s| s.iter().map(|n| n.url.clone()).collect())
+                .collect()),
+        }
     }
 }
 
@@ -415,7 +523,10 @@ impl ClickHouseEvents {
     /// before `cutoff_ms` (a day of margin: `toYYYYMM` follows the server's
     /// time zone). Rollups and conversions stay. Returns the partitions
     /// dropped (`YYYYMM`); idempotent.
-    pub async fn drop_scans_before(&self, cutoff_ms: u64) -> Result<Vec<String>, SinkError> {
+    pub(super) async fn drop_scans_before_node(
+        &self,
+        cutoff_ms: u64,
+    ) -> Result<Vec<String>, SinkError> {
         self.migrate().await?;
         let rows = self
             .client
@@ -470,7 +581,7 @@ impl ClickHouseEvents {
     /// depending on the data): a visitor's scans keep their counts with the
     /// visitor id, IP prefix, user agent and referrer blanked; conversions
     /// lose the visitor's or customer's ids. Rollups hold no ids.
-    pub async fn erase(&self, who: &super::Subject) -> Result<(), SinkError> {
+    pub(super) async fn erase_node(&self, who: &super::Subject) -> Result<(), SinkError> {
         self.migrate().await?;
         let db = &self.database;
         let (statements, id): (Vec<String>, &str) = match who {
@@ -498,6 +609,119 @@ impl ClickHouseEvents {
             self.client.query(&sql).bind(id).execute().await?;
         }
         Ok(())
+    }
+}
+
+/// The public operations: on one node, that node's; on a cluster, the
+/// cluster's (`cluster.rs`), which call the nodes' own.
+impl ClickHouseEvents {
+    /// Writes a batch exactly once (see `write.rs`); on a cluster each shard
+    /// its part.
+    pub async fn write(&self, batch: &Batch) -> Result<(), SinkError> {
+        match &self.cluster {
+            Some(c) => c.write(batch).await,
+            None => self.write_node(batch).await,
+        }
+    }
+
+    /// Up to `limit` of `code`'s scans older than `before`, newest first
+    /// (see `read.rs`); on a cluster from the code's shard (its first replica
+    /// that answers, as for the two reads below).
+    pub async fn recent_scans(
+        &self,
+        code: &str,
+        before: Option<crate::ScanId>,
+        limit: usize,
+    ) -> Result<super::ScanPage, SinkError> {
+        match &self.cluster {
+            Some(c) => {
+                let replicas = c.topology().await?.replicas_of(code).to_vec();
+                cluster::first_answer(&replicas, |n| n.recent_scans_node(code, before, limit)).await
+            }
+            None => self.recent_scans_node(code, before, limit).await,
+        }
+    }
+
+    /// The scan `scan_id` of `code` (a point read), from the code's shard.
+    pub async fn find_scan(
+        &self,
+        code: &str,
+        scan_id: &str,
+    ) -> Result<Option<crate::event::Scan>, SinkError> {
+        match &self.cluster {
+            Some(c) => {
+                let replicas = c.topology().await?.replicas_of(code).to_vec();
+                cluster::first_answer(&replicas, |n| n.find_scan_node(code, scan_id)).await
+            }
+            None => self.find_scan_node(code, scan_id).await,
+        }
+    }
+
+    /// Up to `limit` of `code`'s stored conversions, newest first (see
+    /// `read.rs`), from the code's shard.
+    pub async fn recent_conversions(
+        &self,
+        code: &str,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::event::Conversion>, SinkError> {
+        match &self.cluster {
+            Some(c) => {
+                let replicas = c.topology().await?.replicas_of(code).to_vec();
+                cluster::first_answer(&replicas, |n| n.recent_conversions_node(code, owner, limit))
+                    .await
+            }
+            None => self.recent_conversions_node(code, owner, limit).await,
+        }
+    }
+
+    /// Drops raw scans' monthly partitions before `cutoff_ms` (retention);
+    /// on a cluster on every shard.
+    pub async fn drop_scans_before(&self, cutoff_ms: u64) -> Result<Vec<String>, SinkError> {
+        match &self.cluster {
+            Some(c) => c.drop_scans_before(cutoff_ms).await,
+            None => self.drop_scans_before_node(cutoff_ms).await,
+        }
+    }
+
+    /// Erases `who`'s identifiers from the raw rows; on a cluster on every shard.
+    pub async fn erase(&self, who: &super::Subject) -> Result<(), SinkError> {
+        match &self.cluster {
+            Some(c) => c.erase(who).await,
+            None => self.erase_node(who).await,
+        }
+    }
+
+    /// Whether rows without rollups may exist (see `backfill.rs`).
+    pub async fn backfill_pending(&self) -> Result<bool, SinkError> {
+        match &self.cluster {
+            Some(c) => c.backfill_pending().await,
+            None => self.backfill_pending_node().await,
+        }
+    }
+
+    /// The days with rows written before rollups existed (on every shard).
+    pub async fn backfill_todo(&self) -> Result<BackfillProgress, SinkError> {
+        match &self.cluster {
+            Some(c) => c.backfill_todo().await,
+            None => self.backfill_todo_node().await,
+        }
+    }
+
+    /// Marks the backfill done (on every shard).
+    pub async fn backfill_finish(&self) -> Result<(), SinkError> {
+        match &self.cluster {
+            Some(c) => c.backfill_finish().await,
+            None => self.backfill_finish_node().await,
+        }
+    }
+
+    /// Builds one day's rollups of old rows (on every shard).
+    pub async fn backfill_day(&self, day: u32) -> Result<(), SinkError> {
+        match &self.cluster {
+            Some(c) => c.backfill_day(day).await,
+            None => self.backfill_day_node(day).await,
+        }
     }
 }
 

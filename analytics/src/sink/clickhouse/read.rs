@@ -66,7 +66,7 @@ const WINDOWS_SECS: [Option<u64>; 4] = [Some(3600), Some(86_400), Some(30 * 86_4
 impl ClickHouseEvents {
     /// Up to `limit` of `code`'s scans older than `before` (all when `None`),
     /// newest first. A scan stored twice (a replay not merged yet) is listed once.
-    pub async fn recent_scans(
+    pub(super) async fn recent_scans_node(
         &self,
         code: &str,
         before: Option<ScanId>,
@@ -113,7 +113,11 @@ impl ClickHouseEvents {
 impl ClickHouseEvents {
     /// The scan `scan_id` of `code`: a primary-key point read (`scans` is
     /// ordered by code, ts, scan id; the id holds its time).
-    pub async fn find_scan(&self, code: &str, scan_id: &str) -> Result<Option<Scan>, SinkError> {
+    pub(super) async fn find_scan_node(
+        &self,
+        code: &str,
+        scan_id: &str,
+    ) -> Result<Option<Scan>, SinkError> {
         let Some(id) = ScanId::parse(scan_id) else {
             return Ok(None);
         };
@@ -209,7 +213,7 @@ impl ClickHouseEvents {
     /// `owner` when given), newest first by occurred ms, then event id. An
     /// event stored twice (a replay or a brand's repeat, not merged yet) is
     /// listed once.
-    pub async fn recent_conversions(
+    pub(super) async fn recent_conversions_node(
         &self,
         code: &str,
         owner: Option<&str>,

@@ -143,7 +143,7 @@ impl ClickHouseEvents {
             .with_setting("min_insert_block_size_bytes", "1073741824")
     }
 
-    pub async fn write(&self, batch: &Batch) -> Result<(), SinkError> {
+    pub(super) async fn write_node(&self, batch: &Batch) -> Result<(), SinkError> {
         self.migrated.get_or_try_init(|| self.migrate()).await?;
         let prefix = marker_prefix(batch);
         let scan_cells = rollup::scan_cells(&batch.scans);
