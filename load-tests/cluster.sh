@@ -128,20 +128,23 @@ redis_masters() {
 }
 
 # --- ClickHouse cluster: 2 shards, one node each, on 127.0.0.1 and 127.0.0.2 --
-# Every node listens on the same ports (as real nodes do on their own
-# hosts); the gateway reaches a shard's node at its host with the seed's port.
-C_BASE="$(free_ports 2 127.0.0.1,127.0.0.2)" || die "no free ports for ClickHouse"
+# Every node's HTTP interface listens on the same port (as real nodes do on
+# their own hosts): the gateway reaches a shard's node at its host with the
+# seed's port. The native (TCP) ports differ: 18.16 takes a <remote_servers>
+# entry for itself when its address is local (all of 127/8 is) and its port
+# is its own, so one shared TCP port would make each node read itself twice.
+C_BASE="$(free_ports 3 127.0.0.1,127.0.0.2)" || die "no free ports for ClickHouse"
 CH_HTTP_PORT=$C_BASE
-CH_TCP_PORT=$((C_BASE + 1))
+CH_TCP_PORTS=($((C_BASE + 1)) $((C_BASE + 2)))
 CH_HOSTS=(127.0.0.1 127.0.0.2)
 REMOTE="<remote_servers><$CH_CLUSTER>"
-for h in "${CH_HOSTS[@]}"; do
-    REMOTE+="<shard><replica><host>$h</host><port>$CH_TCP_PORT</port></replica></shard>"
+for n in 0 1; do
+    REMOTE+="<shard><replica><host>${CH_HOSTS[$n]}</host><port>${CH_TCP_PORTS[$n]}</port></replica></shard>"
 done
 REMOTE+="</$CH_CLUSTER></remote_servers>"
 for n in 0 1; do
     start_clickhouse_server "$TMP/clickhouse-$n" "codelink-cluster-$$-shard$((n + 1))" "${CH_HOSTS[$n]}" \
-        "$CH_HTTP_PORT" "$CH_TCP_PORT" "$REMOTE"
+        "$CH_HTTP_PORT" "${CH_TCP_PORTS[$n]}" "$REMOTE<macros><shard>$((n + 1))</shard><replica>${CH_HOSTS[$n]}</replica></macros>"
 done
 CH="http://127.0.0.1:$CH_HTTP_PORT"
 CH_VERSION="$(ch 'SELECT version()')" || die "clickhouse-server does not answer queries"
@@ -315,6 +318,43 @@ done
 LOAD_SETTLE_S=$((SECONDS - SETTLE_START))
 LOAD_RC=0
 "${ACC[@]}" report --runs "$TMP/load.json" --metrics "$(metrics load)" --ignore-prefix sync >/dev/null || LOAD_RC=$?
+# The rollups, through the analytics API: one code's summary is read on its
+# shard, the all-codes one through the Distributed tables (it also holds the
+# sync probes' 2 scans each).
+rollups_match() {
+    local code
+    for code in "${CODES[@]}"; do
+        curl -s --max-time 10 "${AUTH[@]}" -o "$TMP/summary-$code.json" "$FRONT/api/v1/analytics/summary?code=$code" || true
+    done
+    curl -s --max-time 10 "${AUTH[@]}" -o "$TMP/summary-all.json" "$FRONT/api/v1/analytics/summary" || true
+    python3 - "$TMP" "$SYNC_PROBES" "${CODES[@]}" >"$TMP/rollup-check.txt" <<'PY'
+import json, sys
+d, probes, codes = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+sent = json.load(open(f"{d}/load.json"))["sent"]
+lines, ok = [], True
+def scans(name):
+    try:
+        return json.load(open(f"{d}/summary-{name}.json"))["scans"]
+    except (OSError, ValueError, KeyError):
+        return None
+for c in codes:
+    got = scans(c)
+    ok &= got == sent[c]["total"]
+    lines.append(f"{c}: sent {sent[c]['total']}, rollup {got}")
+want = sum(sent[c]["total"] for c in codes) + 2 * probes
+got = scans("all")
+ok &= got == want
+lines.append(f"all codes: sent {want} (with the sync probes' {2 * probes}), rollup {got}")
+print(("PASS" if ok else "FAIL") + "  rollups (analytics summary, per code on its shard and all codes through Distributed): " + "; ".join(lines))
+sys.exit(0 if ok else 1)
+PY
+}
+for ((i = 0; ; i++)); do
+    rollups_match && break
+    ((i < 20)) || { LOAD_RC=1; break; }
+    sleep 0.5
+done
+cat "$TMP/rollup-check.txt" >>"$TMP/checks.txt"
 cp "$TMP/checks.txt" "$TMP/load-checks.txt"
 cp "$TMP/accounting.md" "$TMP/load-accounting.md"
 # where the rows and keys went
@@ -486,7 +526,7 @@ verdict() { (($1 == 0)) && echo PASS || echo FAIL; }
     echo "## Set-up"
     echo
     echo "- Redis Cluster: 6 × redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') (\`--cluster-enabled yes --cluster-node-timeout 2000\`, persistence off), \`redis-cli --cluster create … --cluster-replicas 1\`; the gateways get the three first as seeds"
-    echo "- ClickHouse: 2 × clickhouse-server $CH_VERSION, one shard each, on 127.0.0.1 and 127.0.0.2 (same ports), \`<remote_servers><$CH_CLUSTER>\`"
+    echo "- ClickHouse: 2 × clickhouse-server $CH_VERSION, one shard each, on 127.0.0.1 and 127.0.0.2 (one HTTP port, a TCP port each), \`<remote_servers><$CH_CLUSTER>\`; raw rows and rollups read back from each shard's local tables"
     echo "- gateways: \`codelink serve --redis-cluster … --redis-wait-replicas 1 --clickhouse-url … --clickhouse-cluster $CH_CLUSTER --flush-ms $FLUSH_MS --client-ip-header x-forwarded-for --scan-rate-per-ip 1000000 --scan-burst-per-ip 1000000 --repeat-window-secs 0\`, one shared \`CODELINK_SECRET\`"
     echo "- $(haproxy -v | head -n1 | cut -c1-40), round robin, \`/readyz\` checked every 1 s (fall 2, rise 2), retries 2 with redispatch"
     echo "- generator: \`scan-load --connections $CONNECTIONS --threads 1\` against HAProxy; everything shares $(nproc) cores; wall time ${WALL_S}s (build ${BUILD_S}s)"
