@@ -19,19 +19,19 @@
 #             be stored twice.
 #
 # 127.0.0.1/127.0.0.2 only; every process is bounded (`timeout`) and stopped
-# at exit. Knobs (environment): REQUESTS (120000 per load run), CONNECTIONS
+# at exit. Knobs (environment): REQUESTS (300000 per load run), CONNECTIONS
 # (64), MAX_SECONDS (120 per load run), SETTLE_SECONDS (60), SYNC_PROBES (10),
-# KILL_AFTER (3 s into the crash run). Writes load-tests/results/cluster.md.
+# KILL_AFTER (4 s into the crash run). Writes load-tests/results/cluster.md.
 # Exit 0 when every check passes, 1 when one fails, 2 when the set-up fails.
 set -euo pipefail
 export LC_ALL=C
 
-REQUESTS="${REQUESTS:-120000}"
+REQUESTS="${REQUESTS:-300000}"
 CONNECTIONS="${CONNECTIONS:-64}"
 MAX_SECONDS="${MAX_SECONDS:-120}"
 SETTLE_SECONDS="${SETTLE_SECONDS:-60}"
 SYNC_PROBES="${SYNC_PROBES:-10}"
-KILL_AFTER="${KILL_AFTER:-3}"
+KILL_AFTER="${KILL_AFTER:-4}"
 FLUSH_MS=1000
 ADMIN_KEY="cluster-admin-key-0123456789"
 SECRET="cluster-load-secret-0123456789abcdef0123456789"
@@ -334,7 +334,7 @@ sent = json.load(open(f"{d}/load.json"))["sent"]
 lines, ok = [], True
 def scans(name):
     try:
-        return json.load(open(f"{d}/summary-{name}.json"))["scans"]
+        return json.load(open(f"{d}/summary-{name}.json"))["summary"]["scans"]
     except (OSError, ValueError, KeyError):
         return None
 for c in codes:
