@@ -266,7 +266,7 @@ import json, statistics, sys
 probes = json.load(open(sys.argv[1]))
 lat = [ms for p in probes for ms in p["served_after_ms"].values()]
 complete = all(len(p["served_after_ms"]) == 2 for p in probes)
-print(max(lat) if lat else "n/a", statistics.median(lat) if lat else "n/a",
+print(max(lat) if lat else "n/a", round(statistics.median(lat), 1) if lat else "n/a",
       "yes" if complete and lat and max(lat) <= 1000 else "no")
 PY
 )
