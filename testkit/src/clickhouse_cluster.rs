@@ -12,7 +12,12 @@ const START_ATTEMPTS: u32 = 3;
 /// takes an address of the cluster for itself when the address is one of the
 /// machine's and the port is its own, and every 127.0.0.x is this machine's,
 /// so with one TCP port every node would take every entry for itself (`ON
-/// CLUSTER` DDL then runs on one host only).
+/// CLUSTER` DDL then runs on one host only). 18.16 also takes an address for
+/// its own only when it is one of a network interface's, and `lo` lists
+/// 127.0.0.1 alone: [`Self::start`] adds the other addresses to `lo`
+/// ([`crate::ensure_loopback_aliases`]) when it can (root, `ip`), which `ON
+/// CLUSTER` DDL (a cluster with ZooKeeper) needs: without them such a
+/// cluster panics with the reason, rather than let the DDL time out.
 /// Every node's config names the cluster [`Self::NAME`] in
 /// `<remote_servers>` (each shard weight 1) and its `<macros>` (`shard` =
 /// the shard number, `replica` = its address); with a [`ZooKeeper`] also
@@ -50,6 +55,21 @@ impl ClickHouseCluster {
                 .collect()
         };
         let all: Vec<Ipv4Addr> = hosts.iter().flatten().copied().collect();
+        match crate::ensure_loopback_aliases(&all) {
+            Ok(()) => {}
+            Err(why) if zookeeper.is_some() => panic!(
+                "a ClickHouse cluster with ZooKeeper runs ON CLUSTER DDL, and each node must \
+                 find its address ({}) among lo's: {why}",
+                all.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            // Without ZooKeeper the DDL runs node by node: no need.
+            Err(why) => {
+                eprintln!("loopback aliases not added ({why}); not needed without ZooKeeper")
+            }
+        }
         for attempt in 1..=START_ATTEMPTS {
             let [http, interserver] = [(); 2].map(|_| free_everywhere(&all));
             let nodes: Vec<Vec<(Ipv4Addr, u16)>> = hosts
