@@ -337,7 +337,8 @@ impl ClickHouseEvents {
 
     /// Brings an earlier version's tables up to date ([`RECREATED`],
     /// [`ADDED_COLUMNS`]) and runs [`MIGRATIONS`]; safe to call again. On a
-    /// cluster: on every node, with the `Distributed` tables.
+    /// cluster: on every node, with the `Distributed` tables (`ON CLUSTER`
+    /// with ZooKeeper, see `cluster.rs`).
     pub async fn migrate(&self) -> Result<(), SinkError> {
         if let Some(c) = &self.cluster {
             return c.migrate().await;
