@@ -585,6 +585,44 @@ async fn on_cluster_ddl_goes_through_the_queue_to_every_host() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_without_a_ddl_queue_gets_the_tables_node_by_node() {
+    let zk = ZooKeeper::start();
+    let cluster = ClickHouseCluster::start_with(&[2], Some(&zk), false);
+    let ch = events(cluster.seed(), "noq");
+    ch.migrate().await.unwrap();
+    for node in cluster.nodes() {
+        let engine = node
+            .query("SELECT engine FROM system.tables WHERE database = 'noq' AND name = 'scans'");
+        assert_eq!(engine.trim(), "ReplicatedReplacingMergeTree");
+        assert_eq!(
+            count(
+                node,
+                "SELECT count() FROM system.tables WHERE database = 'noq_cluster'"
+            ),
+            5
+        );
+    }
+    // Nothing went through a DDL queue.
+    assert_eq!(
+        count(
+            cluster.seed(),
+            "SELECT count() FROM system.zookeeper WHERE path = '/clickhouse' AND name = 'task_queue'"
+        ),
+        0
+    );
+    ch.write(&Batch::new(scans(&["n1".to_string()], 4), Vec::new()))
+        .await
+        .unwrap();
+    let replicated = codelink_testkit::wait_until(Duration::from_secs(30), || async {
+        cluster
+            .nodes()
+            .all(|n| count(n, "SELECT count() FROM noq.scans") == 4)
+    })
+    .await;
+    assert!(replicated, "rows reach both replicas");
+}
+
 /// The insert rate per shard: batches of 50,000 scans over 200 codes written
 /// by the cluster writer (rollups and raw rows; the shards in parallel), and
 /// the same batches on one node. A measurement, not a check:

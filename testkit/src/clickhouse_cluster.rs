@@ -40,6 +40,13 @@ impl ClickHouseCluster {
     /// on every node's address; when a node exits during start-up (a port
     /// taken meanwhile), the whole cluster starts again on new ports.
     pub fn start(replicas: &[usize], zookeeper: Option<&ZooKeeper>) -> Self {
+        Self::start_with(replicas, zookeeper, true)
+    }
+
+    /// [`Self::start`], with `<distributed_ddl>` in the nodes' config only
+    /// when `ddl_queue` (and a `zookeeper`): without it 18.16 refuses `ON
+    /// CLUSTER` DDL.
+    pub fn start_with(replicas: &[usize], zookeeper: Option<&ZooKeeper>, ddl_queue: bool) -> Self {
         let hosts: Vec<Vec<Ipv4Addr>> = {
             let mut next = 1u8;
             replicas
@@ -92,7 +99,8 @@ impl ClickHouseCluster {
             'start: for (s, shard) in nodes.iter().enumerate() {
                 shards.push(Vec::new());
                 for (host, tcp) in shard {
-                    let xml = Self::config_xml(&nodes, s + 1, *host, zookeeper, interserver);
+                    let xml =
+                        Self::config_xml(&nodes, s + 1, *host, zookeeper, interserver, ddl_queue);
                     let mut node = ClickHouseServer::unstarted(*host, xml);
                     match node.start_on(http, *tcp) {
                         Ok(()) => shards[s].push(node),
@@ -116,14 +124,16 @@ impl ClickHouseCluster {
     }
 
     /// What a node of this layout adds to its config: the cluster, its
-    /// macros and, with ZooKeeper, replication. `nodes[s]` the addresses and
-    /// TCP ports of shard `s + 1`'s replicas.
+    /// macros and, with ZooKeeper, replication (and the DDL queue when
+    /// `ddl_queue`). `nodes[s]` the addresses and TCP ports of shard `s + 1`'s
+    /// replicas.
     pub fn config_xml(
         nodes: &[Vec<(Ipv4Addr, u16)>],
         shard: usize,
         host: Ipv4Addr,
         zookeeper: Option<&ZooKeeper>,
         interserver_port: u16,
+        ddl_queue: bool,
     ) -> String {
         let mut shards = String::new();
         for replicas in nodes {
@@ -146,9 +156,13 @@ impl ClickHouseCluster {
         );
         if let Some(zk) = zookeeper {
             xml.push_str(&zk.clickhouse_xml());
+            if ddl_queue {
+                xml.push_str(
+                    "\n<distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>",
+                );
+            }
             xml.push_str(&format!(
-                "\n<distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>\n\
-                 <interserver_http_port>{interserver_port}</interserver_http_port>\n\
+                "\n<interserver_http_port>{interserver_port}</interserver_http_port>\n\
                  <interserver_http_host>{host}</interserver_http_host>\n"
             ));
         }
