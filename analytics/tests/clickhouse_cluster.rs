@@ -440,7 +440,13 @@ async fn on_cluster_ddl_goes_through_the_queue_to_every_host() {
 
     // Two gateways starting at once.
     let (a, b) = (events(seed, "onc"), events(seed, "onc"));
+    let started = std::time::Instant::now();
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    // A figure for the README, not a check.
+    eprintln!(
+        "first migration, 2 gateways at once: {:?}",
+        started.elapsed()
+    );
     ra.unwrap();
     rb.unwrap();
     let tasks = ddl_tasks(seed);
@@ -498,7 +504,9 @@ async fn on_cluster_ddl_goes_through_the_queue_to_every_host() {
     }
 
     // A second start finds every node up to date: no task queued.
+    let started = std::time::Instant::now();
     events(seed, "onc").migrate().await.unwrap();
+    eprintln!("a restart's migration: {:?}", started.elapsed());
     assert_eq!(
         ddl_tasks(seed).len(),
         tasks.len(),
