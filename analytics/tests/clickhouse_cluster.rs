@@ -451,6 +451,7 @@ async fn on_cluster_ddl_goes_through_the_queue_to_every_host() {
     rb.unwrap();
     let tasks = ddl_tasks(seed);
     assert!(!tasks.is_empty());
+    eprintln!("tasks queued: {}", tasks.len());
     // Every statement went through the queue and was run by every host.
     for (name, (query, finished)) in &tasks {
         assert!(
