@@ -127,6 +127,37 @@ def cluster_sql(ddl, path=CLUSTER_FILE):
     return out
 
 
+def on_cluster_sql(ddl, path=CLUSTER_FILE):
+    """(label, statement) of the DDL the seed runs `ON CLUSTER` (a cluster
+    with ZooKeeper), made as cluster.rs's `on_cluster_sql` makes it: `ON_CLUSTER`
+    after the object each statement names first."""
+    src = path.read_text()
+    on = rust_str(src, "ON_CLUSTER").replace("{cluster}", "`codelink_test`")
+
+    def insert(sql, ident):
+        end = sql.index(ident) + len(ident)
+        if sql[end : end + 1] == ".":
+            rest = sql[end + 1 :]
+            n = rest.index("`", 1) + 1 if rest.startswith("`") else re.match(r"\w*", rest).end()
+            end += 1 + n
+        return sql[:end] + on + sql[end:]
+
+    replicated = dict(cluster_sql(ddl, path))
+    out = []
+    for i, sql in enumerate(ddl, 1):
+        sql = sql.replace("{db}", DB)
+        table = next((v for k, v in replicated.items() if k.startswith(f"replicated migration {i}:")), sql)
+        out.append((f"on cluster: migration {i}", insert(table, DB)))
+    for label, sql in replicated.items():
+        if label.startswith("distributed"):
+            out.append((f"on cluster: {label}", insert(sql, "`codelink_cluster`")))
+    cdb = "`codelink_cluster`"
+    out.append(("on cluster: the cluster database", insert(f"CREATE DATABASE IF NOT EXISTS {cdb}", cdb)))
+    out.append(("on cluster: a drop", insert(f"DROP TABLE IF EXISTS {cdb}.`scans`", cdb)))
+    out.append(("on cluster: a view's drop", insert(f"DROP TABLE IF EXISTS {DB}.`scan_rollup_mv`", DB)))
+    return out
+
+
 COLUMNS = (
     "scan_id, ts, ts_ms, code, channel, visitor_id, ip_prefix, user_agent, device, os, "
     "browser, in_app, referrer_host, country, source, is_bot, bot_reason, is_unique, rolled"
@@ -574,6 +605,21 @@ def main():
                         else:
                             failures += 1
                             print(f"FAIL  {label}\n      {sql}\n      {e}")
+            # ON CLUSTER (with ZooKeeper): parsed only, chDB has no cluster.
+            for label, sql in on_cluster_sql(ddl):
+                try:
+                    s.query(f"EXPLAIN AST {sql}")
+                    assert "ON CLUSTER `codelink_test`" in sql, sql
+                    print(f"PASS  parses: {label}")
+                except Exception as e:
+                    failures += 1
+                    print(f"FAIL  parses: {label}\n      {sql}\n      {e}")
+            run(
+                s,
+                "each node's schema, read before ON CLUSTER DDL",
+                "SELECT database, table, name FROM system.columns "
+                "WHERE database IN ('codelink', 'codelink_cluster')",
+            )
             run(
                 s,
                 "the cluster's discovery queries",

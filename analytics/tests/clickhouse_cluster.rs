@@ -3,7 +3,8 @@
 //! where codes land (the gateway's shard function is ClickHouse's own), a
 //! shard down while a batch is written (the batch fails; written again once
 //! the shard is back, every count is exact, nothing twice), and replicated
-//! tables over a private ZooKeeper.
+//! tables over a private ZooKeeper, created with `ON CLUSTER` DDL through
+//! ZooKeeper's queue.
 
 use codelink_analytics::batch::Batch;
 use codelink_analytics::event::{Conversion, ConversionKind, Rule, Scan};
@@ -11,7 +12,7 @@ use codelink_analytics::query::{Backend, Query};
 use codelink_analytics::sink::{sip_hash64, ClickHouseConfig, ClickHouseEvents, ShardMap, Subject};
 use codelink_analytics::ScanId;
 use codelink_testkit::{ClickHouseCluster, ClickHouseServer, ZooKeeper};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// 2026-03-02T00:00:00Z.
@@ -384,6 +385,251 @@ async fn replicated_tables_over_zookeeper() {
     .await;
     assert!(caught_up, "the first replica catches up");
     assert_eq!(backend.summary(&day_query(None)).await.unwrap().scans, 40);
+}
+
+/// The harness's `<distributed_ddl>` path.
+const DDL_QUEUE: &str = "/clickhouse/task_queue/ddl";
+
+/// The tasks in the DDL queue: each one's entry (its query, backquotes
+/// removed, and hosts) and the hosts
+/// (`address:tcp_port`) that finished it.
+fn ddl_tasks(node: &ClickHouseServer) -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let mut tasks = BTreeMap::new();
+    let names = node.query(&format!(
+        "SELECT name FROM system.zookeeper WHERE path = '{DDL_QUEUE}' ORDER BY name"
+    ));
+    for name in names.lines() {
+        let entry = node.query(&format!(
+            "SELECT value FROM system.zookeeper WHERE path = '{DDL_QUEUE}' AND name = '{name}'"
+        ));
+        let finished = node
+            .query(&format!(
+                "SELECT name FROM system.zookeeper WHERE path = '{DDL_QUEUE}/{name}/finished'"
+            ))
+            .lines()
+            // Host ids are escaped as file names: '.' is %2E.
+            .map(|h| h.replace("%2E", "."))
+            .collect();
+        // 18.16 stores the statement as it prints it: without backquotes.
+        tasks.insert(name.to_string(), (entry.replace('`', ""), finished));
+    }
+    tasks
+}
+
+fn column_on(node: &ClickHouseServer, database: &str, table: &str, column: &str) -> bool {
+    count(
+        node,
+        &format!(
+            "SELECT count() FROM system.columns \
+             WHERE database = '{database}' AND table = '{table}' AND name = '{column}'"
+        ),
+    ) == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_cluster_ddl_goes_through_the_queue_to_every_host() {
+    let zk = ZooKeeper::start();
+    let cluster = ClickHouseCluster::start(&[2, 1], Some(&zk));
+    let seed = cluster.seed();
+    let hosts: BTreeSet<String> = cluster
+        .nodes()
+        .map(|n| format!("{}:{}", n.host(), n.tcp_port()))
+        .collect();
+    assert_eq!(hosts.len(), 3);
+    assert!(ddl_tasks(seed).is_empty());
+
+    // Two gateways starting at once.
+    let (a, b) = (events(seed, "onc"), events(seed, "onc"));
+    let started = std::time::Instant::now();
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    // A figure for the README, not a check.
+    eprintln!(
+        "first migration, 2 gateways at once: {:?}",
+        started.elapsed()
+    );
+    ra.unwrap();
+    rb.unwrap();
+    let tasks = ddl_tasks(seed);
+    assert!(!tasks.is_empty());
+    eprintln!("tasks queued: {}", tasks.len());
+    // Every statement went through the queue and was run by every host.
+    for (name, (query, finished)) in &tasks {
+        assert!(
+            query.contains("ON CLUSTER codelink_test"),
+            "{name}: {query}"
+        );
+        assert_eq!(finished, &hosts, "{name}: {query}");
+    }
+    for statement in [
+        "CREATE DATABASE IF NOT EXISTS onc ON CLUSTER",
+        "CREATE TABLE IF NOT EXISTS onc.scans ON CLUSTER",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS onc.scan_rollup_mv ON CLUSTER",
+        "CREATE DATABASE IF NOT EXISTS onc_cluster ON CLUSTER",
+        "CREATE TABLE IF NOT EXISTS onc_cluster.code_totals ON CLUSTER",
+    ] {
+        assert!(
+            tasks.values().any(|(q, _)| q.contains(statement)),
+            "{statement}"
+        );
+    }
+    // Each node's tables, replicated under its own shard's path.
+    for (s, shard) in cluster.shards.iter().enumerate() {
+        for node in shard {
+            let replica = node.query(
+                "SELECT zookeeper_path, replica_name FROM system.replicas \
+                 WHERE database = 'onc' AND table = 'scans'",
+            );
+            assert_eq!(
+                replica.trim(),
+                format!("/clickhouse/tables/{}/onc/scans\t{}", s + 1, node.host())
+            );
+            let engines = node.query(
+                "SELECT name, engine FROM system.tables WHERE database = 'onc_cluster' ORDER BY name",
+            );
+            assert_eq!(
+                engines
+                    .lines()
+                    .filter(|l| l.ends_with("\tDistributed"))
+                    .count(),
+                5,
+                "{engines}"
+            );
+            assert_eq!(
+                count(
+                    node,
+                    "SELECT count() FROM system.tables WHERE database = 'onc'"
+                ),
+                11
+            );
+        }
+    }
+
+    // A second start finds every node up to date: no task queued.
+    let started = std::time::Instant::now();
+    events(seed, "onc").migrate().await.unwrap();
+    eprintln!("a restart's migration: {:?}", started.elapsed());
+    assert_eq!(
+        ddl_tasks(seed).len(),
+        tasks.len(),
+        "a restart queues nothing"
+    );
+
+    // Rows written by shard, read through the Distributed tables.
+    let codes: Vec<String> = (0..10).map(|i| format!("o{i}")).collect();
+    a.write(&Batch::new(scans(&codes, 3), Vec::new()))
+        .await
+        .unwrap();
+    let backend = Backend::from(a.clone());
+    assert_eq!(backend.summary(&day_query(None)).await.unwrap().scans, 30);
+
+    // An earlier version's schema: a column missing on both shards (dropped
+    // on each first replica, replicated) and in the Distributed tables, and
+    // one node's Distributed table gone. The next start adds the column on each shard's first replica
+    // and makes the Distributed tables anew through the queue.
+    for shard in &cluster.shards {
+        shard[0].query("ALTER TABLE onc.scans DROP COLUMN route");
+    }
+    for node in cluster.nodes() {
+        node.query("ALTER TABLE onc_cluster.scans DROP COLUMN route");
+    }
+    cluster.shards[1][0].query("DROP TABLE onc_cluster.code_totals");
+    let dropped = codelink_testkit::wait_until(Duration::from_secs(30), || async {
+        cluster
+            .nodes()
+            .all(|n| !column_on(n, "onc", "scans", "route"))
+    })
+    .await;
+    assert!(dropped, "the column is gone on every replica");
+    events(seed, "onc").migrate().await.unwrap();
+    let upgraded = ddl_tasks(seed);
+    assert!(upgraded.len() > tasks.len());
+    for (name, (query, finished)) in &upgraded {
+        assert_eq!(finished, &hosts, "{name}: {query}");
+    }
+    assert!(
+        upgraded
+            .values()
+            .any(|(q, _)| q.contains("DROP TABLE IF EXISTS onc_cluster.scans ON CLUSTER")),
+        "the stale Distributed table is dropped on every host"
+    );
+    let added = codelink_testkit::wait_until(Duration::from_secs(30), || async {
+        cluster.nodes().all(|n| {
+            column_on(n, "onc", "scans", "route")
+                && column_on(n, "onc_cluster", "scans", "route")
+                && column_on(n, "onc_cluster", "code_totals", "scope")
+        })
+    })
+    .await;
+    assert!(
+        added,
+        "every node has the column and the Distributed tables"
+    );
+    assert_eq!(backend.summary(&day_query(None)).await.unwrap().scans, 30);
+
+    // A node that does not answer: the migration fails within its bound,
+    // naming the node, and queues nothing.
+    cluster.shards[1][0].query("DROP TABLE onc_cluster.conversions");
+    let queued = ddl_tasks(seed).len();
+    cluster.shards[1][0].freeze();
+    let started = std::time::Instant::now();
+    let e = events(seed, "onc")
+        .with_ddl_timeout(Duration::from_secs(3))
+        .migrate()
+        .await
+        .unwrap_err()
+        .to_string();
+    let waited = started.elapsed();
+    cluster.shards[1][0].thaw();
+    assert!(
+        e.contains(&cluster.shards[1][0].url()) && e.contains("no answer within 3s"),
+        "{e}"
+    );
+    assert!(waited < Duration::from_secs(60), "bounded: {waited:?}");
+    assert_eq!(ddl_tasks(seed).len(), queued);
+    // Back: the next start completes it.
+    events(seed, "onc").migrate().await.unwrap();
+    assert!(
+        column_on(&cluster.shards[1][0], "onc_cluster", "conversions", "code"),
+        "recreated on the node that was frozen"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_without_a_ddl_queue_gets_the_tables_node_by_node() {
+    let zk = ZooKeeper::start();
+    let cluster = ClickHouseCluster::start_with(&[2], Some(&zk), false);
+    let ch = events(cluster.seed(), "noq");
+    ch.migrate().await.unwrap();
+    for node in cluster.nodes() {
+        let engine = node
+            .query("SELECT engine FROM system.tables WHERE database = 'noq' AND name = 'scans'");
+        assert_eq!(engine.trim(), "ReplicatedReplacingMergeTree");
+        assert_eq!(
+            count(
+                node,
+                "SELECT count() FROM system.tables WHERE database = 'noq_cluster'"
+            ),
+            5
+        );
+    }
+    // Nothing went through a DDL queue.
+    assert_eq!(
+        count(
+            cluster.seed(),
+            "SELECT count() FROM system.zookeeper WHERE path = '/clickhouse' AND name = 'task_queue'"
+        ),
+        0
+    );
+    ch.write(&Batch::new(scans(&["n1".to_string()], 4), Vec::new()))
+        .await
+        .unwrap();
+    let replicated = codelink_testkit::wait_until(Duration::from_secs(30), || async {
+        cluster
+            .nodes()
+            .all(|n| count(n, "SELECT count() FROM noq.scans") == 4)
+    })
+    .await;
+    assert!(replicated, "rows reach both replicas");
 }
 
 /// The insert rate per shard: batches of 50,000 scans over 200 codes written

@@ -12,7 +12,12 @@ const START_ATTEMPTS: u32 = 3;
 /// takes an address of the cluster for itself when the address is one of the
 /// machine's and the port is its own, and every 127.0.0.x is this machine's,
 /// so with one TCP port every node would take every entry for itself (`ON
-/// CLUSTER` DDL then runs on one host only).
+/// CLUSTER` DDL then runs on one host only). 18.16 also takes an address for
+/// its own only when it is one of a network interface's, and `lo` lists
+/// 127.0.0.1 alone: [`Self::start`] adds the other addresses to `lo`
+/// ([`crate::ensure_loopback_aliases`]) when it can (root, `ip`), which `ON
+/// CLUSTER` DDL (a cluster with ZooKeeper) needs: without them such a
+/// cluster panics with the reason, rather than let the DDL time out.
 /// Every node's config names the cluster [`Self::NAME`] in
 /// `<remote_servers>` (each shard weight 1) and its `<macros>` (`shard` =
 /// the shard number, `replica` = its address); with a [`ZooKeeper`] also
@@ -35,6 +40,13 @@ impl ClickHouseCluster {
     /// on every node's address; when a node exits during start-up (a port
     /// taken meanwhile), the whole cluster starts again on new ports.
     pub fn start(replicas: &[usize], zookeeper: Option<&ZooKeeper>) -> Self {
+        Self::start_with(replicas, zookeeper, true)
+    }
+
+    /// [`Self::start`], with `<distributed_ddl>` in the nodes' config only
+    /// when `ddl_queue` (and a `zookeeper`): without it 18.16 refuses `ON
+    /// CLUSTER` DDL.
+    pub fn start_with(replicas: &[usize], zookeeper: Option<&ZooKeeper>, ddl_queue: bool) -> Self {
         let hosts: Vec<Vec<Ipv4Addr>> = {
             let mut next = 1u8;
             replicas
@@ -50,6 +62,21 @@ impl ClickHouseCluster {
                 .collect()
         };
         let all: Vec<Ipv4Addr> = hosts.iter().flatten().copied().collect();
+        match crate::ensure_loopback_aliases(&all) {
+            Ok(()) => {}
+            Err(why) if zookeeper.is_some() => panic!(
+                "a ClickHouse cluster with ZooKeeper runs ON CLUSTER DDL, and each node must \
+                 find its address ({}) among lo's: {why}",
+                all.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            // Without ZooKeeper the DDL runs node by node: no need.
+            Err(why) => {
+                eprintln!("loopback aliases not added ({why}); not needed without ZooKeeper")
+            }
+        }
         for attempt in 1..=START_ATTEMPTS {
             let [http, interserver] = [(); 2].map(|_| free_everywhere(&all));
             let nodes: Vec<Vec<(Ipv4Addr, u16)>> = hosts
@@ -72,7 +99,8 @@ impl ClickHouseCluster {
             'start: for (s, shard) in nodes.iter().enumerate() {
                 shards.push(Vec::new());
                 for (host, tcp) in shard {
-                    let xml = Self::config_xml(&nodes, s + 1, *host, zookeeper, interserver);
+                    let xml =
+                        Self::config_xml(&nodes, s + 1, *host, zookeeper, interserver, ddl_queue);
                     let mut node = ClickHouseServer::unstarted(*host, xml);
                     match node.start_on(http, *tcp) {
                         Ok(()) => shards[s].push(node),
@@ -96,14 +124,16 @@ impl ClickHouseCluster {
     }
 
     /// What a node of this layout adds to its config: the cluster, its
-    /// macros and, with ZooKeeper, replication. `nodes[s]` the addresses and
-    /// TCP ports of shard `s + 1`'s replicas.
+    /// macros and, with ZooKeeper, replication (and the DDL queue when
+    /// `ddl_queue`). `nodes[s]` the addresses and TCP ports of shard `s + 1`'s
+    /// replicas.
     pub fn config_xml(
         nodes: &[Vec<(Ipv4Addr, u16)>],
         shard: usize,
         host: Ipv4Addr,
         zookeeper: Option<&ZooKeeper>,
         interserver_port: u16,
+        ddl_queue: bool,
     ) -> String {
         let mut shards = String::new();
         for replicas in nodes {
@@ -126,9 +156,13 @@ impl ClickHouseCluster {
         );
         if let Some(zk) = zookeeper {
             xml.push_str(&zk.clickhouse_xml());
+            if ddl_queue {
+                xml.push_str(
+                    "\n<distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>",
+                );
+            }
             xml.push_str(&format!(
-                "\n<distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>\n\
-                 <interserver_http_port>{interserver_port}</interserver_http_port>\n\
+                "\n<interserver_http_port>{interserver_port}</interserver_http_port>\n\
                  <interserver_http_host>{host}</interserver_http_host>\n"
             ));
         }

@@ -11,8 +11,9 @@
 //! - [`ClickHouseServer`]: a real `clickhouse-server` (Debian 18.16) on free ports,
 //!   stop/restart on the same ports and data for outages.
 //! - [`ClickHouseCluster`]: shards and replicas of `clickhouse-server`, each
-//!   node on its own loopback address with the same ports, and [`ZooKeeper`]
-//!   (Debian's jars, run with `java`) for replicated tables.
+//!   node on its own loopback address with the same HTTP port, and [`ZooKeeper`]
+//!   (Debian's jars, run with `java`) for replicated tables and `ON CLUSTER`
+//!   DDL; [`ensure_loopback_aliases`] puts those addresses on `lo`.
 //! - [`qr`]: reading QR images back with a real decoder.
 //! - [`mmdb`]: writing a small MaxMind DB (GeoIP) file of countries.
 //! - [`browser`]: a headless Debian `chromium` driven through `chromedriver` (WebDriver).
@@ -21,6 +22,7 @@ pub mod browser;
 mod clickhouse;
 mod clickhouse_cluster;
 pub mod http;
+mod loopback;
 pub mod mmdb;
 pub mod qr;
 mod redis;
@@ -29,6 +31,7 @@ mod zookeeper;
 
 pub use clickhouse::ClickHouseServer;
 pub use clickhouse_cluster::ClickHouseCluster;
+pub use loopback::ensure_loopback_aliases;
 pub use redis::RedisServer;
 pub use redis_cluster::{RedisCluster, NODE_TIMEOUT_MS};
 pub use zookeeper::ZooKeeper;

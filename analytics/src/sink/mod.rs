@@ -15,8 +15,8 @@ mod embedded;
 mod redis;
 
 pub use self::clickhouse::{
-    sip_hash64, BackfillProgress, ClickHouseConfig, ClickHouseEvents, ShardMap, DISTRIBUTED,
-    DISTRIBUTED_DDL, REPLICATED_ENGINE,
+    sip_hash64, BackfillProgress, ClickHouseConfig, ClickHouseEvents, ShardMap, DDL_TIMEOUT,
+    DISTRIBUTED, DISTRIBUTED_DDL, ON_CLUSTER, REPLICATED_ENGINE,
 };
 pub use self::embedded::{
     EmbeddedSink, Erased, MigrationProgress, Pruned as EmbeddedPruned, Subject,

@@ -27,19 +27,37 @@
 //! - **Replication.** When the seed has ZooKeeper (its `system.zookeeper`
 //!   table exists: a `<zookeeper>` config), the local tables are
 //!   `Replicated*MergeTree` ([`REPLICATED_ENGINE`], ZooKeeper path by the
-//!   `{shard}` macro, replica by `{replica}`), created by the gateway on
-//!   every node (`ALTER`s on each shard's first replica only: they
-//!   replicate). The gateway writes one replica of a shard and ZooKeeper
-//!   copies the parts; `<internal_replication>true</internal_replication>`
-//!   is what the cluster must declare for other writers inserting through
-//!   the `Distributed` tables (18.16's `system.clusters` does not show the
-//!   setting, so the gateway cannot check it). Not `ON CLUSTER` DDL: the
-//!   test cluster runs every node on one machine (127.0.0.x), where 18.16's
-//!   DDL worker never finds itself in the task's hosts but on 127.0.0.1, so
-//!   `ON CLUSTER` could not be proven here; per-node DDL is what ran.
+//!   `{shard}` macro, replica by `{replica}`). The gateway writes one replica
+//!   of a shard and ZooKeeper copies the parts;
+//!   `<internal_replication>true</internal_replication>` is what the cluster
+//!   must declare for other writers inserting through the `Distributed`
+//!   tables (18.16's `system.clusters` does not show the setting, so the
+//!   gateway cannot check it).
+//! - **DDL with ZooKeeper: `ON CLUSTER`.** The seed runs every `CREATE` and
+//!   `DROP` once with `ON CLUSTER` ([`ON_CLUSTER`]) and waits until every
+//!   host of the cluster has run it (`distributed_ddl_task_timeout`, 20 s
+//!   by default): the answer lists each host's status, and a host's error
+//!   fails the migration with its message. Before that every node is asked
+//!   for its tables and columns (each within that bound): a node that does
+//!   not answer fails the migration at once, naming it, and nothing is sent
+//!   to the DDL queue when every node is up to date (a restart adds no
+//!   task). `ALTER … ADD COLUMN` runs on each shard's first replica, not `ON
+//!   CLUSTER`: 18.16 has no `IF NOT EXISTS` for columns, so each shard is
+//!   checked on its own, and a replicated `ALTER` reaches the shard's other
+//!   replicas through ZooKeeper. Every statement is idempotent (`IF [NOT]
+//!   EXISTS`), so gateways starting at once queue the same statements and
+//!   the later ones change nothing. A host that times out keeps the task in
+//!   the queue and runs it when it is back; the migration is retried before
+//!   the next write. A seed without `<distributed_ddl>` (18.16: "DDL
+//!   background thread is not initialized") gets per-node DDL, as without
+//!   ZooKeeper, with a warning.
+//! - **DDL without ZooKeeper: per node.** The gateway creates the tables on
+//!   every node itself, each shard's first replica first.
 //!   Without ZooKeeper each shard must have one replica.
 
-use super::{quote_ident, ClickHouseConfig, ClickHouseEvents, Tables};
+use super::{
+    quote_ident, ClickHouseConfig, ClickHouseEvents, Tables, ADDED_COLUMNS, MIGRATIONS, RECREATED,
+};
 use crate::batch::Batch;
 use crate::sink::SinkError;
 use serde::Deserialize;
@@ -60,6 +78,16 @@ pub const DISTRIBUTED: &[(&str, &str)] = &[
 /// literals, `{key}` the sharding column.
 pub const DISTRIBUTED_DDL: &str = "CREATE TABLE IF NOT EXISTS {cdb}.{table_ident} \
     AS {db}.{table_ident} ENGINE = Distributed({cluster}, {dbname}, {table}, sipHash64({key}))";
+
+/// What goes after the name of the database, table or view a statement
+/// creates or drops to run it on every host of the cluster; `{cluster}` the
+/// cluster's name as a quoted identifier.
+pub const ON_CLUSTER: &str = " ON CLUSTER {cluster}";
+
+/// How long `ON CLUSTER` DDL waits for every host by default (below the 30 s
+/// the gateway gives a cluster's migration at start-up, so the error it logs
+/// is this one).
+pub const DDL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The engine of a replicated local table: `{engine}` is `ReplacingMergeTree`
 /// or `AggregatingMergeTree`; `{shard}` and `{replica}` are each node's
@@ -115,6 +143,8 @@ pub(super) struct Cluster {
     seed: ClickHouseConfig,
     topology: tokio::sync::OnceCell<Arc<Topology>>,
     migrated: tokio::sync::OnceCell<()>,
+    /// `ON CLUSTER` DDL's bound, in milliseconds ([`DDL_TIMEOUT`]).
+    ddl_timeout_ms: std::sync::atomic::AtomicU64,
     /// The (batch id, shard) parts this process wrote, newest last (at
     /// most [`WRITTEN_KEPT`]): while one shard is down, the spool retries
     /// its batch every second, and the shards that took their part are not
@@ -147,8 +177,23 @@ impl Cluster {
             seed,
             topology: Default::default(),
             migrated: Default::default(),
+            ddl_timeout_ms: (DDL_TIMEOUT.as_millis() as u64).into(),
             written: Default::default(),
         }
+    }
+
+    pub(super) fn set_ddl_timeout(&self, timeout: std::time::Duration) {
+        self.ddl_timeout_ms.store(
+            timeout.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn ddl_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.ddl_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The database of the `Distributed` tables.
@@ -247,10 +292,31 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// The tables on every node (each shard's first replica first), and
-    /// the `Distributed` tables over them.
+    /// The tables on every node and the `Distributed` tables over them:
+    /// `ON CLUSTER` with ZooKeeper, else node by node (see the module docs).
     pub(super) async fn migrate(&self) -> Result<(), SinkError> {
         let topology = self.topology().await?;
+        if topology.replicated {
+            match self.migrate_on_cluster(&topology).await {
+                Err(e) if e.to_string().contains(NO_DDL_WORKER) => tracing::warn!(
+                    cluster = %self.name,
+                    "the seed runs no distributed DDL (no <distributed_ddl> in its config); \
+                     creating the tables on each node instead of ON CLUSTER"
+                ),
+                done => {
+                    done?;
+                    for node in topology.nodes() {
+                        let _ = node.migrated.set(());
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        self.migrate_each_node(&topology).await
+    }
+
+    /// The tables created node by node (each shard's first replica first).
+    async fn migrate_each_node(&self, topology: &Topology) -> Result<(), SinkError> {
         let database = &self.seed.database;
         let cdb = quote_ident(&Cluster::database(database));
         let mut order: Vec<(usize, &ClickHouseEvents)> = topology
@@ -290,6 +356,122 @@ impl Cluster {
         for node in topology.nodes() {
             let _ = node.migrated.set(());
         }
+        Ok(())
+    }
+
+    /// The migration through the DDL queue (see the module docs).
+    async fn migrate_on_cluster(&self, topology: &Topology) -> Result<(), SinkError> {
+        let database = &self.seed.database;
+        let cdb_name = Cluster::database(database);
+        let bound = self.ddl_timeout();
+        let mut schemas = Vec::new();
+        for node in topology.nodes() {
+            let why = match tokio::time::timeout(bound, node_schema(node, &cdb_name)).await {
+                Ok(Ok(schema)) => {
+                    schemas.push(schema);
+                    continue;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {bound:?}"),
+            };
+            return Err(at(
+                node,
+                SinkError::Cluster(format!(
+                    "{why}; ON CLUSTER DDL needs every node of the cluster up: start it \
+                     (or take it out of <remote_servers>)"
+                )),
+            ));
+        }
+        if schemas.iter().all(|s| up_to_date(s, database, &cdb_name)) {
+            tracing::debug!(cluster = %self.name, "clickhouse cluster tables up to date");
+            return Ok(());
+        }
+        let seed = ClickHouseEvents::node(&self.seed)
+            .client
+            .with_database("default");
+        let db = quote_ident(database);
+        let cdb = quote_ident(&cdb_name);
+        // As on one node: a view and its input lacking a column go first.
+        for (input, view, column) in RECREATED {
+            let key = (database.clone(), input.to_string());
+            if schemas
+                .iter()
+                .any(|s| s.get(&key).is_some_and(|c| !c.contains(*column)))
+            {
+                for table in [view, input] {
+                    let sql = format!("DROP TABLE IF EXISTS {db}.{}", quote_ident(table));
+                    self.on_cluster(&seed, &on_cluster_sql(&sql, &db, &self.name))
+                        .await?;
+                }
+            }
+        }
+        for node in topology.each_shard_once() {
+            node.add_columns().await.map_err(|e| at(node, e))?;
+        }
+        for sql in MIGRATIONS {
+            let sql = replicated_sql(&sql.replace("{db}", &db), database, &db);
+            self.on_cluster(&seed, &on_cluster_sql(&sql, &db, &self.name))
+                .await?;
+        }
+        let sql = format!("CREATE DATABASE IF NOT EXISTS {cdb}");
+        self.on_cluster(&seed, &on_cluster_sql(&sql, &cdb, &self.name))
+            .await?;
+        for (table, key) in DISTRIBUTED {
+            // Checked now: the ALTERs above may have added local columns.
+            let mut stale = false;
+            for node in topology.nodes() {
+                stale |= distributed_stale(node, table).await?;
+            }
+            if stale {
+                let sql = format!("DROP TABLE IF EXISTS {cdb}.{}", quote_ident(table));
+                self.on_cluster(&seed, &on_cluster_sql(&sql, &cdb, &self.name))
+                    .await?;
+            }
+            let sql = distributed_sql(&self.name, database, table, key);
+            self.on_cluster(&seed, &on_cluster_sql(&sql, &cdb, &self.name))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `sql` (an `ON CLUSTER` statement) on the seed and waits until
+    /// every host has run it; a host's error or the bound passing fails it.
+    async fn on_cluster(&self, seed: &clickhouse::Client, sql: &str) -> Result<(), SinkError> {
+        let bound = self.ddl_timeout();
+        let hosts = seed
+            .query(sql)
+            .with_setting(
+                "distributed_ddl_task_timeout",
+                bound.as_secs().max(1).to_string(),
+            )
+            // The whole answer before the status: a host's error or the
+            // timeout (raised after the hosts' lines) is then an HTTP error.
+            .with_setting("wait_end_of_query", "1")
+            .fetch_all::<HostStatus>()
+            .await
+            .map_err(|e| {
+                let e = e.to_string();
+                SinkError::Cluster(if e.contains("distributed_ddl_task_timeout") {
+                    format!(
+                        "ON CLUSTER DDL on cluster {:?} did not finish on every host within \
+                         {bound:?}: {e}. Every node needs <distributed_ddl> and the same \
+                         ZooKeeper, and must find itself among the hosts of <remote_servers> \
+                         (one of its addresses with its own TCP port); an unfinished host runs \
+                         the DDL when it can, and the gateway migrates again before its next \
+                         write",
+                        self.name
+                    )
+                } else {
+                    format!("ON CLUSTER DDL on cluster {:?}: {e}", self.name)
+                })
+            })?;
+        if let Some(h) = hosts.iter().find(|h| h.status != 0) {
+            return Err(SinkError::Cluster(format!(
+                "ON CLUSTER DDL on cluster {:?} failed on host {}:{} (code {}): {}",
+                self.name, h.host, h.port, h.status, h.error
+            )));
+        }
+        tracing::debug!(cluster = %self.name, hosts = hosts.len(), sql, "ON CLUSTER DDL done");
         Ok(())
     }
 
@@ -392,6 +574,103 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// 18.16's error for `ON CLUSTER` on a node without `<distributed_ddl>`.
+const NO_DDL_WORKER: &str = "DDL background thread is not initialized";
+
+/// One host's line of the answer to an `ON CLUSTER` statement (18.16's
+/// columns, in order).
+#[derive(Deserialize, clickhouse::Row)]
+struct HostStatus {
+    host: String,
+    port: u16,
+    status: i64,
+    error: String,
+    _num_hosts_remaining: u64,
+    _num_hosts_active: u64,
+}
+
+/// A node's tables (database, name) in the local and cluster databases,
+/// each with its columns.
+type Schema = std::collections::BTreeMap<(String, String), std::collections::BTreeSet<String>>;
+
+#[derive(Deserialize, clickhouse::Row)]
+struct ColumnRow {
+    database: String,
+    table: String,
+    name: String,
+}
+
+async fn node_schema(node: &ClickHouseEvents, cdb: &str) -> Result<Schema, SinkError> {
+    let rows = node
+        .client
+        .clone()
+        .with_database("default")
+        .query("SELECT database, table, name FROM system.columns WHERE database IN (?, ?)")
+        .bind(node.database.as_str())
+        .bind(cdb)
+        .fetch_all::<ColumnRow>()
+        .await?;
+    let mut schema = Schema::new();
+    for r in rows {
+        schema
+            .entry((r.database, r.table))
+            .or_default()
+            .insert(r.name);
+    }
+    Ok(schema)
+}
+
+/// Whether a node's schema is what the migration makes: every table and
+/// view of [`MIGRATIONS`], no [`RECREATED`] input or [`ADDED_COLUMNS`] table
+/// lacking its column, every `Distributed` table with its local table's columns.
+fn up_to_date(schema: &Schema, database: &str, cdb: &str) -> bool {
+    let columns = |db: &str, table: &str| schema.get(&(db.to_string(), table.to_string()));
+    let db_ident = quote_ident(database);
+    for sql in MIGRATIONS {
+        let sql = sql.replace("{db}", &db_ident);
+        match named_object(&sql, &db_ident) {
+            Some((_, "")) | None => {}
+            Some((_, table)) if columns(database, table).is_none() => return false,
+            Some(_) => {}
+        }
+    }
+    RECREATED
+        .iter()
+        .all(|(input, _, column)| columns(database, input).is_some_and(|c| c.contains(*column)))
+        && ADDED_COLUMNS
+            .iter()
+            .all(|(table, column, _)| columns(database, table).is_some_and(|c| c.contains(*column)))
+        && DISTRIBUTED.iter().all(|(table, _)| {
+            columns(cdb, table).is_some() && columns(cdb, table) == columns(database, table)
+        })
+}
+
+/// The object a DDL statement names first after `db_ident`: where its name
+/// ends in `sql`, and the name (empty for the database itself).
+fn named_object<'a>(sql: &'a str, db_ident: &str) -> Option<(usize, &'a str)> {
+    let start = sql.find(db_ident)? + db_ident.len();
+    let Some(name) = sql[start..].strip_prefix('.') else {
+        return Some((start, ""));
+    };
+    let len = if let Some(quoted) = name.strip_prefix('`') {
+        quoted.find('`')? + 2
+    } else {
+        name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(name.len())
+    };
+    Some((start + 1 + len, name[..len].trim_matches('`')))
+}
+
+/// `sql` with [`ON_CLUSTER`] after the object it names first after
+/// `db_ident` (a database, or a table or view in it).
+pub(super) fn on_cluster_sql(sql: &str, db_ident: &str, cluster: &str) -> String {
+    let mut out = sql.to_string();
+    if let Some((end, _)) = named_object(sql, db_ident) {
+        out.insert_str(end, &ON_CLUSTER.replace("{cluster}", &quote_ident(cluster)));
+    }
+    out
 }
 
 /// Whether the `Distributed` table over `table` exists with other columns
@@ -604,6 +883,46 @@ mod tests {
             node_url("https://ch.example:8443/", "::1").unwrap(),
             "https://[::1]:8443"
         );
+    }
+
+    #[test]
+    fn on_cluster_follows_the_named_object() {
+        let c = "codelink";
+        assert_eq!(
+            on_cluster_sql("CREATE DATABASE IF NOT EXISTS `db`", "`db`", c),
+            "CREATE DATABASE IF NOT EXISTS `db` ON CLUSTER `codelink`"
+        );
+        assert_eq!(
+            on_cluster_sql(
+                "CREATE TABLE IF NOT EXISTS `db`.scans (\n a String)",
+                "`db`",
+                c
+            ),
+            "CREATE TABLE IF NOT EXISTS `db`.scans ON CLUSTER `codelink` (\n a String)"
+        );
+        assert_eq!(
+            on_cluster_sql("CREATE MATERIALIZED VIEW IF NOT EXISTS `db`.v_mv TO `db`.t AS SELECT 1", "`db`", c),
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `db`.v_mv ON CLUSTER `codelink` TO `db`.t AS SELECT 1"
+        );
+        assert_eq!(
+            on_cluster_sql(
+                "DROP TABLE IF EXISTS `db_cluster`.`scans`",
+                "`db_cluster`",
+                "a`b"
+            ),
+            "DROP TABLE IF EXISTS `db_cluster`.`scans` ON CLUSTER `a\\`b`"
+        );
+        let dist = distributed_sql("codelink", "db", "scans", "code");
+        assert!(on_cluster_sql(&dist, "`db_cluster`", c).starts_with(
+            "CREATE TABLE IF NOT EXISTS `db_cluster`.`scans` ON CLUSTER `codelink` AS `db`.`scans`"
+        ));
+        // Every migration names its object.
+        for sql in MIGRATIONS {
+            assert!(
+                named_object(&sql.replace("{db}", "`db`"), "`db`").is_some(),
+                "{sql}"
+            );
+        }
     }
 
     #[test]

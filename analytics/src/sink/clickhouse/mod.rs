@@ -19,7 +19,9 @@ mod read;
 mod write;
 
 pub use backfill::BackfillProgress;
-pub use cluster::{sip_hash64, ShardMap, DISTRIBUTED, DISTRIBUTED_DDL, REPLICATED_ENGINE};
+pub use cluster::{
+    sip_hash64, ShardMap, DDL_TIMEOUT, DISTRIBUTED, DISTRIBUTED_DDL, ON_CLUSTER, REPLICATED_ENGINE,
+};
 
 use super::SinkError;
 use crate::batch::Batch;
@@ -323,9 +325,20 @@ impl ClickHouseEvents {
         }
     }
 
+    /// How long `ON CLUSTER` DDL waits for every host of a cluster with
+    /// ZooKeeper, and for each node's answer before it ([`DDL_TIMEOUT`]
+    /// unless set); no effect without a cluster.
+    pub fn with_ddl_timeout(self, timeout: std::time::Duration) -> Self {
+        if let Some(c) = &self.cluster {
+            c.set_ddl_timeout(timeout);
+        }
+        self
+    }
+
     /// Brings an earlier version's tables up to date ([`RECREATED`],
     /// [`ADDED_COLUMNS`]) and runs [`MIGRATIONS`]; safe to call again. On a
-    /// cluster: on every node, with the `Distributed` tables.
+    /// cluster: on every node, with the `Distributed` tables (`ON CLUSTER`
+    /// with ZooKeeper, see `cluster.rs`).
     pub async fn migrate(&self) -> Result<(), SinkError> {
         if let Some(c) = &self.cluster {
             return c.migrate().await;
@@ -358,21 +371,29 @@ impl ClickHouseEvents {
         }
         // Before the views are created, so that a view never writes a
         // column its table lacks; tables not there yet are created whole.
-        for (table, column, definition) in ADDED_COLUMNS {
-            // A replicated table's ALTER reaches its other replicas by itself.
-            if matches!(tables, Tables::Replicated { first: false }) {
-                break;
-            }
-            if self.lacks(&admin, table, column).await? == Some(true) {
-                let sql = format!("ALTER TABLE {db}.{table} ADD COLUMN {column} {definition}");
-                admin.query(&ddl(sql)).execute().await?;
-            }
+        // A replicated table's ALTER reaches its other replicas by itself.
+        if !matches!(tables, Tables::Replicated { first: false }) {
+            self.add_columns().await?;
         }
         for sql in MIGRATIONS {
             admin
                 .query(&ddl(sql.replace("{db}", &db)))
                 .execute()
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// The [`ADDED_COLUMNS`] this node's tables lack (the `ALTER` is the
+    /// same for plain and replicated tables).
+    pub(super) async fn add_columns(&self) -> Result<(), SinkError> {
+        let admin = self.client.clone().with_database("default");
+        let db = quote_ident(&self.database);
+        for (table, column, definition) in ADDED_COLUMNS {
+            if self.lacks(&admin, table, column).await? == Some(true) {
+                let sql = format!("ALTER TABLE {db}.{table} ADD COLUMN {column} {definition}");
+                admin.query(&sql).execute().await?;
+            }
         }
         Ok(())
     }
