@@ -65,7 +65,10 @@ pub async fn build(
     let public_base = config.public_base(bound);
     let store = match &config.redis_url {
         Some(url) => store::Store::Redis(store::RedisStore::connect(url, &config.redis_prefix)?),
-        None => store::Store::Embedded(store::EmbeddedStore::open(&config.data_dir)?),
+        None => store::Store::Embedded(store::EmbeddedStore::open(
+            &config.data_dir,
+            config.store_cache_bytes(),
+        )?),
     };
     let (analytics, analytics_tasks) =
         codelink_analytics::Analytics::open(config.analytics(secret.as_bytes())?).await?;

@@ -17,6 +17,7 @@ mod redis;
 pub use self::clickhouse::{BackfillProgress, ClickHouseConfig, ClickHouseEvents};
 pub use self::embedded::{
     EmbeddedSink, Erased, MigrationProgress, Pruned as EmbeddedPruned, Subject,
+    DEFAULT_CACHE_BYTES as EMBEDDED_CACHE_BYTES,
 };
 pub(crate) use self::redis::connection as redis_connection;
 pub use self::redis::RedisCounters;
