@@ -46,6 +46,12 @@ use foldhash::{HashMap, HashMapExt};
 use std::borrow::Borrow;
 use std::io::Write;
 
+/// An encoded chunk is kept under this size where it can be: redb stores a
+/// value larger than a page (4 KiB) in a run of pages rounded up to a power
+/// of two, so a value of 34 KiB would take 64 KiB of the file. See
+/// [`encode_fitted`].
+pub const VALUE_FIT: usize = 32 * 1024 - 512;
+
 /// Scans per chunk, at most.
 pub const CHUNK_MAX: usize = 1024;
 /// A chunk's last scan is less than this many ms after its first.
@@ -68,6 +74,12 @@ pub enum ChunkError {
     Version(u8),
     #[error("chunk is truncated or malformed")]
     Malformed,
+}
+
+impl From<ChunkError> for super::SinkError {
+    fn from(e: ChunkError) -> Self {
+        Self::Embedded(e.to_string())
+    }
 }
 
 /// Consecutive scans of a batch stored as one entry, and its key.
@@ -228,6 +240,39 @@ pub fn encode<S: Borrow<Scan>>(chunk: &[S], out: &mut Vec<u8>) -> Result<(), Chu
         .write_all(&body)
         .map_err(|_| ChunkError::Malformed)?;
     deflate.finish().map_err(|_| ChunkError::Malformed)?;
+    Ok(())
+}
+
+/// Encodes `chunk` as consecutive pieces of at most [`VALUE_FIT`] bytes (a
+/// piece of one scan may be larger), calling `emit(piece's scans, bytes,
+/// piece's smallest scan id)` for each in order. A piece is as long as fits:
+/// its length is estimated from the size of the longer encoding, then
+/// shortened until it fits.
+pub fn encode_fitted<S: Borrow<Scan>, E: From<ChunkError>>(
+    chunk: &[S],
+    mut emit: impl FnMut(&[S], &[u8], &str) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut rest = chunk;
+    let mut bytes = Vec::new();
+    while !rest.is_empty() {
+        let mut n = rest.len();
+        loop {
+            bytes.clear();
+            encode(&rest[..n], &mut bytes)?;
+            if bytes.len() <= VALUE_FIT || n == 1 {
+                break;
+            }
+            n = (n * VALUE_FIT / bytes.len() * 97 / 100).clamp(1, n - 1);
+        }
+        let (piece, after) = rest.split_at(n);
+        let key = piece
+            .iter()
+            .map(|s| s.borrow().scan_id.as_str())
+            .min()
+            .unwrap_or_default();
+        emit(piece, &bytes, key)?;
+        rest = after;
+    }
     Ok(())
 }
 
@@ -618,6 +663,64 @@ mod tests {
         let plain = encode_plain(2, &scans).len() as f64 / scans.len() as f64;
         assert!(per_scan < 20.0, "{per_scan} bytes per scan");
         assert!(plain > 200.0, "{plain}");
+    }
+
+    #[test]
+    fn large_chunks_are_cut_into_pieces_that_fit_a_page_run() {
+        let scans: Vec<Scan> = (0..1024u64)
+            .map(|n| {
+                let mut s = scan(1_700_000_000_000 + n / 2, n);
+                s.visitor_id = format!(
+                    "{:032x}",
+                    n.wrapping_mul(0x9e37_79b9_7f4a_7c15) as u128 * 977
+                );
+                s.ip_prefix = format!("10.{}.{}.0", n % 256, n / 256);
+                s.user_agent = format!(
+                    "Mozilla/5.0 build {:016x}",
+                    n.wrapping_mul(0xff51_afd7_ed55_8ccd)
+                );
+                s
+            })
+            .collect();
+        let mut whole = Vec::new();
+        encode(&scans, &mut whole).unwrap();
+        assert!(whole.len() > VALUE_FIT, "{}", whole.len());
+        let mut pieces: Vec<(usize, Vec<u8>, String)> = Vec::new();
+        encode_fitted(&scans, |piece, bytes, key| {
+            pieces.push((piece.len(), bytes.to_vec(), key.to_string()));
+            Ok::<_, ChunkError>(())
+        })
+        .unwrap();
+        assert!(pieces.len() >= 2);
+        let mut read = Vec::new();
+        let mut at = 0;
+        for (n, bytes, key) in &pieces {
+            assert!(bytes.len() <= VALUE_FIT);
+            let got = decode(bytes).unwrap();
+            assert_eq!(got.len(), *n);
+            let smallest = got.iter().map(|s| s.scan_id.as_str()).min().unwrap();
+            assert_eq!(key, smallest);
+            assert_eq!(got, scans[at..at + n]);
+            at += n;
+            read.extend(got);
+        }
+        assert_eq!(read, scans);
+        // The first piece is as full as it can be: most of a page run.
+        assert!(
+            pieces[0].1.len() > VALUE_FIT * 8 / 10,
+            "{}",
+            pieces[0].1.len()
+        );
+        // A chunk that fits is one piece, as `encode` writes it.
+        let mut one = Vec::new();
+        encode_fitted(&scans[..10], |_, bytes, _| {
+            one.push(bytes.to_vec());
+            Ok::<_, ChunkError>(())
+        })
+        .unwrap();
+        let mut direct = Vec::new();
+        encode(&scans[..10], &mut direct).unwrap();
+        assert_eq!(one, vec![direct]);
     }
 
     #[test]
