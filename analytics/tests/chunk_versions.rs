@@ -21,7 +21,11 @@ fn scan(i: u64, ts_ms: u64) -> Scan {
         scan_id: ScanId::from_parts(ts_ms, 9, i).to_string(),
         ts_ms,
         code: "abc".into(),
-        channel: if i % 2 == 0 { "yt".into() } else { "ig".into() },
+        channel: if i.is_multiple_of(2) {
+            "yt".into()
+        } else {
+            "ig".into()
+        },
         visitor_id: format!("{:032x}", i % 5),
         ip_prefix: format!("198.51.{}.0", i % 3),
         user_agent: format!("Mozilla/5.0 (iPhone) Instagram {}", i % 4),
@@ -32,13 +36,13 @@ fn scan(i: u64, ts_ms: u64) -> Scan {
         referrer_host: "l.instagram.com".into(),
         country: "DE".into(),
         source: "qr".into(),
-        bot_reason: if i % 7 == 0 {
+        bot_reason: if i.is_multiple_of(7) {
             "repeat".into()
         } else {
             String::new()
         },
-        is_unique: i % 3 == 0,
-        route: if i % 4 == 0 {
+        is_unique: i.is_multiple_of(3),
+        route: if i.is_multiple_of(4) {
             "ios".into()
         } else {
             String::new()

@@ -26,7 +26,7 @@ fn measure<K: redb::Key + 'static, V: redb::Value + 'static>(
     def: TableDefinition<K, V>,
     len: impl Fn(&K::SelfType<'_>, &V::SelfType<'_>) -> (u64, u64),
     mut each: impl FnMut(&V::SelfType<'_>),
-) -> Result<Row, redb::Error> {
+) -> Result<Row, Box<dyn std::error::Error>> {
     let table = tx.open_table(def)?;
     let (mut entries, mut key_bytes, mut value_bytes) = (0, 0, 0);
     for item in table.iter()? {
