@@ -4,7 +4,8 @@
 # run, on 127.0.0.1 only. See load-tests/README.md.
 #
 # Knobs (environment): THREADS (1), CONNECTIONS (64), DURATION (10s), WARMUP (2s),
-# ROUTES (a JSON file of routing rules set on the benchmarked code; none).
+# ROUTES (a JSON file of routing rules set on the benchmarked code; none),
+# GATEWAY_BIN (a gateway binary to measure instead of this tree's build).
 # Writes the report to load-tests/results/latest.md and prints it.
 set -euo pipefail
 # No load balancer polls /readyz here: the gateway stops at once on SIGTERM.
@@ -73,7 +74,8 @@ done
 
 log "building (release): gateway, load-tests"
 cargo build --release --locked -p gateway -p load-tests
-GATEWAY_BIN="$TARGET_DIR/release/codelink"
+# GATEWAY_BIN: another gateway binary to measure (an A/B against an older build).
+GATEWAY_BIN="${GATEWAY_BIN:-$TARGET_DIR/release/codelink}"
 BASELINE_BIN="$TARGET_DIR/release/baseline"
 [[ -x "$GATEWAY_BIN" && -x "$BASELINE_BIN" ]] || die "binaries not found in $TARGET_DIR/release"
 

@@ -11,6 +11,9 @@ pub use crate::sink::ClickHouseConfig;
 pub struct Config {
     /// The embedded store (`scans.redb`) and the sinks' spools live here.
     pub data_dir: PathBuf,
+    /// Memory redb may use to cache pages of `scans.redb` (bytes): redb's
+    /// own default (1 GiB) would let the process grow with the file.
+    pub cache_bytes: u64,
     /// Live counters, last visits and conversion claims in Redis (shared by
     /// every instance); `None`: embedded.
     pub redis: Option<RedisConfig>,
@@ -60,6 +63,7 @@ impl Config {
     pub fn embedded(data_dir: impl Into<PathBuf>, secret: &[u8]) -> Self {
         Self {
             data_dir: data_dir.into(),
+            cache_bytes: crate::sink::EMBEDDED_CACHE_BYTES,
             redis: None,
             clickhouse: None,
             recorder: RecorderSettings::default(),

@@ -72,6 +72,13 @@ struct Judged {
     chrome_major: u16,
 }
 
+/// (code, visitor) pairs remembered per day, at most: about 19 MB (a
+/// table of 2^21 slots of 9 bytes). Past it, a pair not remembered is
+/// flagged unique at each of its scans that day (the flag of a scan row; the
+/// unique-visitor counts come from the store, not from it), so that memory
+/// does not grow with the visitors of a busy day.
+const SEEN_MAX: usize = 1_800_000;
+
 /// Entries kept in the user-agent cache before it starts over.
 const CLIENT_CACHE: usize = 20_000;
 
@@ -221,7 +228,12 @@ impl Enricher {
             self.day = day;
             self.seen.clear();
         }
-        self.seen.insert(self.hasher.hash_one((code, visitor)))
+        let hash = self.hasher.hash_one((code, visitor));
+        if self.seen.len() < SEEN_MAX {
+            self.seen.insert(hash)
+        } else {
+            !self.seen.contains(&hash)
+        }
     }
 }
 
@@ -320,6 +332,26 @@ fn truncate(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_visitors_remembered_in_a_day_are_bounded() {
+        let mut e = Enricher::default();
+        let t = 1_700_000_000_000;
+        for i in 0..SEEN_MAX {
+            assert!(e.first_today(t, "a", &i.to_string()));
+        }
+        let slots = e.seen.capacity();
+        // Remembered ones are still known; past the bound a new pair is
+        // flagged at each scan and nothing more is kept.
+        assert!(!e.first_today(t, "a", "7"));
+        assert!(e.first_today(t, "a", "new"));
+        assert!(e.first_today(t, "a", "new"));
+        assert_eq!((e.seen.len(), e.seen.capacity()), (SEEN_MAX, slots));
+        assert!(slots < 2 * SEEN_MAX);
+        // The next day starts over.
+        assert!(e.first_today(t + 86_400_000, "a", "new"));
+        assert!(!e.first_today(t + 86_400_000, "a", "new"));
+    }
 
     #[test]
     fn unknown_channel_names_are_bounded_per_code() {

@@ -53,7 +53,12 @@ pub async fn run(config: &Config, mut progress: impl FnMut(Progress)) -> Result<
             ch.backfill_finish().await?;
         }
     } else {
-        let embedded = EmbeddedSink::open(&config.data_dir, true, config.redis.is_none())
+        let embedded = EmbeddedSink::open_with_cache(
+            &config.data_dir,
+            true,
+            config.redis.is_none(),
+            config.cache_bytes,
+        )
             .map_err(|e| {
                 Error::Open(format!(
                     "{e}; stop the gateway using this data dir first (it migrates the data dir itself at start-up)"

@@ -78,8 +78,13 @@ impl Analytics {
     pub async fn open(config: Config) -> Result<(Self, AnalyticsTasks), Error> {
         let embedded_rows = config.clickhouse.is_none();
         let embedded_live = config.redis.is_none();
-        let embedded = EmbeddedSink::open(&config.data_dir, embedded_rows, embedded_live)
-            .map_err(|e| Error::Open(format!("{e}; is another codelink using this data dir?")))?;
+        let embedded = EmbeddedSink::open_with_cache(
+            &config.data_dir,
+            embedded_rows,
+            embedded_live,
+            config.cache_bytes,
+        )
+        .map_err(|e| Error::Open(format!("{e}; is another codelink using this data dir?")))?;
         let embedded_handle = embedded.clone();
         let webhooks = crate::webhooks::Hub::open(&config, &embedded)?;
         let mut sinks = Vec::new();

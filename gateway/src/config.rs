@@ -181,6 +181,13 @@ pub struct Config {
     #[arg(long, env = "CODELINK_BODY_TIMEOUT_MS", default_value_t = 10_000)]
     pub body_timeout_ms: u64,
 
+    /// Memory redb may use to cache the pages of the embedded stores (MiB):
+    /// three quarters for `scans.redb`, a quarter for `codelink.redb`.
+    /// Without a bound redb caches up to 1 GiB per file and the process
+    /// grows with the data.
+    #[arg(long, env = "CODELINK_CACHE_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(4..=1_048_576))]
+    pub cache_mb: u64,
+
     /// Memory for rendered QR images (bytes).
     #[arg(long, env = "CODELINK_QR_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub qr_cache_bytes: u64,
@@ -348,6 +355,7 @@ impl Config {
             max_import_bytes: 16 * 1024 * 1024,
             max_import_rows: 100_000,
             body_timeout_ms: 10_000,
+            cache_mb: 64,
             qr_cache_bytes: 64 * 1024 * 1024,
             qr_renders: 2,
             qr_renders_per_ip: 10,
@@ -387,6 +395,16 @@ impl Config {
         }
     }
 
+    /// The page cache of `scans.redb`: three quarters of `--cache-mb`.
+    pub fn scans_cache_bytes(&self) -> u64 {
+        (self.cache_mb << 20) / 4 * 3
+    }
+
+    /// The page cache of `codelink.redb`: the rest of `--cache-mb`.
+    pub fn store_cache_bytes(&self) -> u64 {
+        (self.cache_mb << 20) - self.scans_cache_bytes()
+    }
+
     pub fn hold_ms(&self) -> u64 {
         u64::from(self.hold_days) * 86_400_000
     }
@@ -400,6 +418,7 @@ impl Config {
 
         Ok(codelink_analytics::Config {
             data_dir: self.data_dir.clone(),
+            cache_bytes: self.scans_cache_bytes(),
             redis: self.redis_target()?.map(|target| RedisConfig {
                 target,
                 prefix: self.redis_prefix.clone(),

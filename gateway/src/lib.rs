@@ -67,7 +67,10 @@ pub async fn build(
         Some(target) => {
             store::Store::Redis(store::RedisStore::connect(&target, &config.redis_prefix)?)
         }
-        None => store::Store::Embedded(store::EmbeddedStore::open(&config.data_dir)?),
+        None => store::Store::Embedded(store::EmbeddedStore::open(
+            &config.data_dir,
+            config.store_cache_bytes(),
+        )?),
     };
     let (analytics, analytics_tasks) =
         codelink_analytics::Analytics::open(config.analytics(secret.as_bytes())?).await?;

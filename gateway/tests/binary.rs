@@ -103,7 +103,8 @@ async fn generated_key_and_codes_survive_restart() {
     );
     drop(first);
 
-    let second = spawn(tmp.path(), &[]).await;
+    // The smallest page cache allowed serves the same store.
+    let second = spawn(tmp.path(), &["--cache-mb", "4"]).await;
     assert_eq!(
         std::fs::read_to_string(&key_path).unwrap(),
         key,
@@ -154,6 +155,8 @@ async fn bad_flags_are_refused() {
         ],
         vec!["--redis-cluster", "not a url"],
         vec!["--redis-cluster", "redis://127.0.0.1:2/3"],
+        vec!["--cache-mb", "0"],
+        vec!["--cache-mb", "lots"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_codelink"))
             .arg("serve")

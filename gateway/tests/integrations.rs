@@ -913,7 +913,7 @@ async fn check_store(store: gateway::store::Store) {
 #[tokio::test]
 async fn store_backends_keep_endpoints_and_deliveries() {
     let tmp = tempfile::tempdir().unwrap();
-    let embedded = gateway::store::EmbeddedStore::open(tmp.path()).unwrap();
+    let embedded = gateway::store::EmbeddedStore::open(tmp.path(), 16 << 20).unwrap();
     check_store(gateway::store::Store::Embedded(embedded)).await;
     let redis = RedisServer::start();
     let store = gateway::store::RedisStore::connect(

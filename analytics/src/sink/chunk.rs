@@ -8,20 +8,63 @@
 //! lies in `[from - CHUNK_SPAN_MS, to)`; a reader filters those by time and
 //! sorts them.
 //!
-//! Encoding (little-endian): `version: u8 = 2`, `count: u32`, then per scan
-//! `ts_ms: u64`, `is_unique: u8` and the 15 text fields of [`Scan`] in
-//! declaration order (`route` last), each as `len: u16` + UTF-8 bytes.
-//! Version 1 (before routing rules) has 14 text fields, no `route` (read as
-//! empty); it is still read.
+//! Encoding, version 3 (what this version writes): `version: u8 = 3`,
+//! `count: varint`, `body_len: varint`, then the body compressed with raw
+//! DEFLATE (RFC 1951). Varints are LEB128 (7 bits a byte, low first); signed
+//! values are zigzagged first. The body is column by column:
+//!
+//! 1. the dictionary: `n: varint`, then `n` × (`len: varint` + UTF-8 bytes):
+//!    every distinct value of the 14 text fields other than `scan_id`, each
+//!    once, in the order first met;
+//! 2. times: the first `ts_ms` as a varint, then each next one as the zigzag
+//!    of its difference from the one before;
+//! 3. `is_unique`: one byte (0 or 1) per scan;
+//! 4. scan ids: `mode: u8`. Mode 1 (every id is the canonical 26-character
+//!    text of a [`ScanId`]): per scan the zigzag of (id's ms − `ts_ms`), then
+//!    the zigzag of the difference of the id's low 80 bits (node and
+//!    counter) from the previous scan's (0 before the first). Mode 0
+//!    (anything else): per scan `len: varint` + UTF-8 bytes;
+//! 5. per text field, in declaration order (`code`, `channel`, `visitor_id`,
+//!    `ip_prefix`, `user_agent`, `device`, `os`, `browser`, `in_app`,
+//!    `referrer_host`, `country`, `source`, `bot_reason`, `route`), one
+//!    dictionary index (varint) per scan.
+//!
+//! The low-cardinality fields cost a byte or less per scan after compression
+//! (a column of repeated indexes deflates to almost nothing); a user agent
+//! is stored once per chunk rather than once per scan.
+//!
+//! Versions 1 and 2 (still read; rewritten as version 3 only when a chunk is
+//! rewritten, by erasure): `version: u8`, `count: u32`, then per scan
+//! `ts_ms: u64`, `is_unique: u8` and the text fields in declaration order
+//! with `scan_id` first, each as `len: u16` + UTF-8 bytes (little-endian).
+//! Version 2 has 15 text fields (`route` last); version 1 (before routing
+//! rules) 14, no `route` (read as empty).
 
 use crate::event::Scan;
+use crate::ScanId;
+use foldhash::{HashMap, HashMapExt};
 use std::borrow::Borrow;
+use std::io::Write;
+
+/// An encoded chunk is kept under this size where it can be: redb stores a
+/// value larger than a page (4 KiB) in a run of pages rounded up to a power
+/// of two, so a value of 34 KiB would take 64 KiB of the file. See
+/// [`encode_fitted`].
+pub const VALUE_FIT: usize = 32 * 1024 - 512;
 
 /// Scans per chunk, at most.
 pub const CHUNK_MAX: usize = 1024;
 /// A chunk's last scan is less than this many ms after its first.
 pub const CHUNK_SPAN_MS: u64 = 1000;
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+/// The uncompressed layout versions 1 and 2 use (still read).
+const PLAIN_V2: u8 = 2;
+const PLAIN_V1: u8 = 1;
+/// Scan ids stored as text / as numbers relative to the time (see the module docs).
+const IDS_TEXT: u8 = 0;
+const IDS_PACKED: u8 = 1;
+/// The low 80 bits of a scan id: its node and counter.
+const LOW_80: u128 = (1 << 80) - 1;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChunkError {
@@ -31,6 +74,12 @@ pub enum ChunkError {
     Version(u8),
     #[error("chunk is truncated or malformed")]
     Malformed,
+}
+
+impl From<ChunkError> for super::SinkError {
+    fn from(e: ChunkError) -> Self {
+        Self::Embedded(e.to_string())
+    }
 }
 
 /// Consecutive scans of a batch stored as one entry, and its key.
@@ -72,9 +121,9 @@ pub fn chunks<S: Borrow<Scan>>(scans: &[S]) -> Vec<Chunk<'_, S>> {
     out
 }
 
-fn text_fields(s: &Scan) -> [&str; 15] {
+/// The text fields other than `scan_id`, in the order their columns are stored.
+fn text_fields(s: &Scan) -> [&str; 14] {
     [
-        &s.scan_id,
         &s.code,
         &s.channel,
         &s.visitor_id,
@@ -92,20 +141,137 @@ fn text_fields(s: &Scan) -> [&str; 15] {
     ]
 }
 
-/// Appends the encoded chunk to `out`.
+fn put_varint(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i128) -> u128 {
+    ((v << 1) ^ (v >> 127)) as u128
+}
+
+fn unzigzag(v: u128) -> i128 {
+    ((v >> 1) as i128) ^ -((v & 1) as i128)
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    put_varint(out, text.len() as u128);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// The id as a number when its text is exactly the canonical form of one.
+fn packed_id(text: &str) -> Option<ScanId> {
+    ScanId::parse(text).filter(|id| id.encode() == text.as_bytes())
+}
+
+/// Appends the encoded chunk to `out` (version 3).
 pub fn encode<S: Borrow<Scan>>(chunk: &[S], out: &mut Vec<u8>) -> Result<(), ChunkError> {
-    out.push(VERSION);
-    out.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-    for scan in chunk {
+    let mut dict: HashMap<&str, u32> = HashMap::with_capacity(64);
+    let mut words: Vec<&str> = Vec::new();
+    let mut columns = vec![0u32; chunk.len() * 14];
+    for (i, scan) in chunk.iter().enumerate() {
         let scan = scan.borrow();
-        out.extend_from_slice(&scan.ts_ms.to_le_bytes());
-        out.push(u8::from(scan.is_unique));
-        for field in text_fields(scan) {
-            let len =
-                u16::try_from(field.len()).map_err(|_| ChunkError::FieldTooLong(field.len()))?;
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(field.as_bytes());
+        if scan.scan_id.len() > usize::from(u16::MAX) {
+            return Err(ChunkError::FieldTooLong(scan.scan_id.len()));
         }
+        for (f, field) in text_fields(scan).into_iter().enumerate() {
+            if field.len() > usize::from(u16::MAX) {
+                return Err(ChunkError::FieldTooLong(field.len()));
+            }
+            let next = words.len() as u32;
+            let index = *dict.entry(field).or_insert_with(|| {
+                words.push(field);
+                next
+            });
+            columns[f * chunk.len() + i] = index;
+        }
+    }
+    let mut body = Vec::with_capacity(chunk.len() * 24 + 512);
+    put_varint(&mut body, words.len() as u128);
+    for word in &words {
+        put_text(&mut body, word);
+    }
+    let mut prev_ts = 0u64;
+    for (i, scan) in chunk.iter().enumerate() {
+        let ts = scan.borrow().ts_ms;
+        if i == 0 {
+            put_varint(&mut body, u128::from(ts));
+        } else {
+            put_varint(&mut body, zigzag(i128::from(ts) - i128::from(prev_ts)));
+        }
+        prev_ts = ts;
+    }
+    body.extend(chunk.iter().map(|s| u8::from(s.borrow().is_unique)));
+    let ids: Option<Vec<ScanId>> = chunk
+        .iter()
+        .map(|s| packed_id(&s.borrow().scan_id))
+        .collect();
+    match ids {
+        Some(ids) => {
+            body.push(IDS_PACKED);
+            let mut prev_low = 0u128;
+            for (id, scan) in ids.iter().zip(chunk) {
+                let ms = i128::from(id.unix_ms()) - i128::from(scan.borrow().ts_ms);
+                put_varint(&mut body, zigzag(ms));
+                let low = id.0 & LOW_80;
+                put_varint(&mut body, zigzag(low as i128 - prev_low as i128));
+                prev_low = low;
+            }
+        }
+        None => {
+            body.push(IDS_TEXT);
+            for scan in chunk {
+                put_text(&mut body, &scan.borrow().scan_id);
+            }
+        }
+    }
+    for index in columns {
+        put_varint(&mut body, u128::from(index));
+    }
+    out.push(VERSION);
+    put_varint(out, chunk.len() as u128);
+    put_varint(out, body.len() as u128);
+    let mut deflate = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    deflate
+        .write_all(&body)
+        .map_err(|_| ChunkError::Malformed)?;
+    deflate.finish().map_err(|_| ChunkError::Malformed)?;
+    Ok(())
+}
+
+/// Encodes `chunk` as consecutive pieces of at most [`VALUE_FIT`] bytes (a
+/// piece of one scan may be larger), calling `emit(piece's scans, bytes,
+/// piece's smallest scan id)` for each in order. A piece is as long as fits:
+/// its length is estimated from the size of the longer encoding, then
+/// shortened until it fits.
+pub fn encode_fitted<S: Borrow<Scan>, E: From<ChunkError>>(
+    chunk: &[S],
+    mut emit: impl FnMut(&[S], &[u8], &str) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut rest = chunk;
+    let mut bytes = Vec::new();
+    while !rest.is_empty() {
+        let mut n = rest.len();
+        loop {
+            bytes.clear();
+            encode(&rest[..n], &mut bytes)?;
+            if bytes.len() <= VALUE_FIT || n == 1 {
+                break;
+            }
+            n = (n * VALUE_FIT / bytes.len() * 97 / 100).clamp(1, n - 1);
+        }
+        let (piece, after) = rest.split_at(n);
+        let key = piece
+            .iter()
+            .map(|s| s.borrow().scan_id.as_str())
+            .min()
+            .unwrap_or_default();
+        emit(piece, &bytes, key)?;
+        rest = after;
     }
     Ok(())
 }
@@ -126,6 +292,31 @@ impl<'a> Reader<'a> {
         self.take(N)?.try_into().map_err(|_| ChunkError::Malformed)
     }
 
+    fn varint(&mut self) -> Result<u128, ChunkError> {
+        let mut v = 0u128;
+        for shift in (0..128).step_by(7) {
+            let [b] = self.array()?;
+            v |= u128::from(b & 0x7f)
+                .checked_shl(shift)
+                .ok_or(ChunkError::Malformed)?;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(ChunkError::Malformed)
+    }
+
+    /// A varint that must fit in `usize` (a length, a count, an index).
+    fn size(&mut self) -> Result<usize, ChunkError> {
+        usize::try_from(self.varint()?).map_err(|_| ChunkError::Malformed)
+    }
+
+    /// A length-prefixed text of version 3.
+    fn varint_text(&mut self) -> Result<&'a str, ChunkError> {
+        let len = self.size()?;
+        std::str::from_utf8(self.take(len)?).map_err(|_| ChunkError::Malformed)
+    }
+
     fn text(&mut self) -> Result<String, ChunkError> {
         let len = u16::from_le_bytes(self.array()?) as usize;
         let bytes = self.take(len)?;
@@ -135,13 +326,141 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The scans of an encoded chunk, in the order they were stored.
+/// The scans of an encoded chunk (any version), in the order they were stored.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
+    match bytes.first() {
+        Some(&VERSION) => decode_v3(&bytes[1..]),
+        Some(&(PLAIN_V1 | PLAIN_V2)) => decode_plain(bytes),
+        Some(&other) => Err(ChunkError::Version(other)),
+        None => Err(ChunkError::Malformed),
+    }
+}
+
+/// A version-3 chunk after its version byte.
+fn decode_v3(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
+    let mut head = Reader(bytes);
+    let count = head.size()?;
+    let body_len = head.size()?;
+    // Each scan takes at least its `is_unique` byte in the body; deflate
+    // expands at most about 1032 times: larger claims are corrupt.
+    // Each scan takes at least 17 bytes of the body (a time, a flag, an id,
+    // 14 indexes); deflate expands at most about 1032 times: larger claims
+    // are corrupt.
+    if count.saturating_mul(17) > body_len || body_len > head.0.len().saturating_mul(1100) + 64 {
+        return Err(ChunkError::Malformed);
+    }
+    let body = inflate(head.0, body_len)?;
+    let mut r = Reader(&body);
+    let words = r.size()?;
+    if words > body_len {
+        return Err(ChunkError::Malformed);
+    }
+    let dict = (0..words)
+        .map(|_| r.varint_text())
+        .collect::<Result<Vec<&str>, _>>()?;
+    let mut times = Vec::with_capacity(count);
+    for i in 0..count {
+        let v = r.varint()?;
+        let ts = if i == 0 {
+            u64::try_from(v)
+        } else {
+            u64::try_from(i128::from(times[i - 1]) + unzigzag(v))
+        };
+        times.push(ts.map_err(|_| ChunkError::Malformed)?);
+    }
+    let unique = r.take(count)?;
+    let [mode] = r.array()?;
+    let mut ids = Vec::with_capacity(count);
+    match mode {
+        IDS_PACKED => {
+            let mut prev_low = 0i128;
+            for &ts in &times {
+                let ms = u64::try_from(i128::from(ts) + unzigzag(r.varint()?))
+                    .ok()
+                    .filter(|ms| *ms < 1 << 48)
+                    .ok_or(ChunkError::Malformed)?;
+                let low = prev_low
+                    .checked_add(unzigzag(r.varint()?))
+                    .filter(|low| (0..=LOW_80 as i128).contains(low))
+                    .ok_or(ChunkError::Malformed)?;
+                prev_low = low;
+                ids.push(ScanId((u128::from(ms) << 80) | low as u128).to_string());
+            }
+        }
+        IDS_TEXT => {
+            for _ in 0..count {
+                ids.push(r.varint_text()?.to_owned());
+            }
+        }
+        _ => return Err(ChunkError::Malformed),
+    }
+    let mut columns = Vec::with_capacity(count * 14);
+    for _ in 0..count * 14 {
+        let index = r.size()?;
+        columns.push(*dict.get(index).ok_or(ChunkError::Malformed)?);
+    }
+    if !r.0.is_empty() {
+        return Err(ChunkError::Malformed);
+    }
+    let field = |f: usize, i: usize| columns[f * count + i].to_owned();
+    let mut out = Vec::with_capacity(count);
+    for (i, scan_id) in ids.into_iter().enumerate() {
+        out.push(Scan {
+            scan_id,
+            ts_ms: times[i],
+            code: field(0, i),
+            channel: field(1, i),
+            visitor_id: field(2, i),
+            ip_prefix: field(3, i),
+            user_agent: field(4, i),
+            device: field(5, i),
+            os: field(6, i),
+            browser: field(7, i),
+            in_app: field(8, i),
+            referrer_host: field(9, i),
+            country: field(10, i),
+            source: field(11, i),
+            bot_reason: field(12, i),
+            is_unique: unique[i] != 0,
+            unknown_channel: String::new(),
+            step: String::new(),
+            route: field(13, i),
+        });
+    }
+    Ok(out)
+}
+
+/// Exactly `len` bytes inflated from all of `input` (one raw DEFLATE stream).
+fn inflate(input: &[u8], len: usize) -> Result<Vec<u8>, ChunkError> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let mut inflater = Decompress::new(false);
+    // One byte more than expected: a longer stream shows as a full buffer.
+    let mut out = Vec::with_capacity(len + 1);
+    loop {
+        let before = (inflater.total_in(), inflater.total_out());
+        let rest = input
+            .get(before.0 as usize..)
+            .ok_or(ChunkError::Malformed)?;
+        let status = inflater
+            .decompress_vec(rest, &mut out, FlushDecompress::Finish)
+            .map_err(|_| ChunkError::Malformed)?;
+        if status == Status::StreamEnd {
+            break;
+        }
+        if (inflater.total_in(), inflater.total_out()) == before {
+            return Err(ChunkError::Malformed);
+        }
+    }
+    if out.len() != len || inflater.total_in() as usize != input.len() {
+        return Err(ChunkError::Malformed);
+    }
+    Ok(out)
+}
+
+/// A chunk of version 1 or 2 (uncompressed, a row after another).
+fn decode_plain(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
     let mut r = Reader(bytes);
     let [version] = r.array()?;
-    if version != VERSION && version != 1 {
-        return Err(ChunkError::Version(version));
-    }
     let count = u32::from_le_bytes(r.array()?) as usize;
     // Each scan takes at least 9 + 14 × 2 bytes: a count beyond that is corrupt.
     if count > bytes.len() / 37 {
@@ -225,18 +544,206 @@ mod tests {
         }
     }
 
+    /// The layout of versions 1 and 2, as those versions wrote it.
+    fn encode_plain(version: u8, chunk: &[Scan]) -> Vec<u8> {
+        let mut out = vec![version];
+        out.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+        for s in chunk {
+            out.extend_from_slice(&s.ts_ms.to_le_bytes());
+            out.push(u8::from(s.is_unique));
+            let mut fields = vec![s.scan_id.as_str()];
+            fields.extend(text_fields(s));
+            if version == 1 {
+                fields.pop();
+            }
+            for f in fields {
+                out.extend_from_slice(&(f.len() as u16).to_le_bytes());
+                out.extend_from_slice(f.as_bytes());
+            }
+        }
+        out
+    }
+
     #[test]
-    fn version_1_chunks_still_read_with_no_route() {
-        // A version-1 chunk is a version-2 one without the last text field.
-        let mut s = scan(1_700_000_000_000, 1);
-        s.route = String::new();
+    fn version_2_bytes_written_by_the_old_encoder_still_read() {
+        // One scan, byte for byte as version 2 wrote it.
+        let mut bytes = vec![2, 1, 0, 0, 0];
+        bytes.extend_from_slice(&1_700_000_000_123u64.to_le_bytes());
+        bytes.push(1);
+        let id = ScanId::from_parts(1_700_000_000_123, 7, 42).to_string();
+        for f in [
+            id.as_str(),
+            "spring",
+            "yt",
+            "v1",
+            "203.0.113.0",
+            "Mozilla/5.0",
+            "mobile",
+            "iOS",
+            "Safari",
+            "",
+            "t.co",
+            "DE",
+            "qr",
+            "",
+            "ios-de",
+        ] {
+            bytes.extend_from_slice(&(f.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(f.as_bytes());
+        }
+        let scans = decode(&bytes).unwrap();
+        assert_eq!(scans.len(), 1);
+        let s = &scans[0];
+        assert_eq!(
+            (s.scan_id.as_str(), s.ts_ms, s.is_unique),
+            (id.as_str(), 1_700_000_000_123, true)
+        );
+        assert_eq!(
+            (s.code.as_str(), s.channel.as_str(), s.visitor_id.as_str()),
+            ("spring", "yt", "v1")
+        );
+        assert_eq!(
+            (s.user_agent.as_str(), s.referrer_host.as_str()),
+            ("Mozilla/5.0", "t.co")
+        );
+        assert_eq!(
+            (s.country.as_str(), s.route.as_str(), s.bot_reason.as_str()),
+            ("DE", "ios-de", "")
+        );
+        assert_eq!(bytes, encode_plain(2, &scans));
+        // Written again, it is version 3 and reads the same.
+        let mut again = Vec::new();
+        encode(&scans, &mut again).unwrap();
+        assert_eq!(again[0], 3);
+        assert_eq!(decode(&again).unwrap(), scans);
+    }
+
+    #[test]
+    fn versions_1_and_2_still_read() {
+        let scans: Vec<Scan> = (0..40).map(|n| scan(1_700_000_000_000 + n, n)).collect();
+        assert_eq!(decode(&encode_plain(2, &scans)).unwrap(), scans);
+        // Version 1 has no route: read as empty.
+        let no_route: Vec<Scan> = scans
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                s.route.clear();
+                s
+            })
+            .collect();
+        assert_eq!(decode(&encode_plain(1, &scans)).unwrap(), no_route);
+    }
+
+    #[test]
+    fn ids_that_are_not_canonical_are_kept_as_text() {
+        let mut scans: Vec<Scan> = (0..10).map(|n| scan(1_700_000_000_000 + n, n)).collect();
+        // Lower case parses to the same id but must come back as written.
+        scans[3].scan_id = scans[3].scan_id.to_ascii_lowercase();
+        scans[5].scan_id = "not-an-id".into();
         let mut bytes = Vec::new();
-        encode(std::slice::from_ref(&s), &mut bytes).unwrap();
-        assert_eq!(bytes[0], 2);
-        assert_eq!(&bytes[bytes.len() - 2..], &[0, 0]);
-        bytes[0] = 1;
-        bytes.truncate(bytes.len() - 2);
-        assert_eq!(decode(&bytes).unwrap(), vec![s]);
+        encode(&scans, &mut bytes).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), scans);
+    }
+
+    #[test]
+    fn repeated_strings_are_stored_once() {
+        // 1024 scans from 300 visitors, one user agent: a few bytes per scan,
+        // where version 2 took over 200.
+        let scans: Vec<Scan> = (0..1024)
+            .map(|n| {
+                let mut s = scan(1_700_000_000_000 + n / 2, n);
+                s.visitor_id = format!("{:032x}", (n % 300).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                s
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        encode(&scans, &mut bytes).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), scans);
+        let per_scan = bytes.len() as f64 / scans.len() as f64;
+        let plain = encode_plain(2, &scans).len() as f64 / scans.len() as f64;
+        assert!(per_scan < 20.0, "{per_scan} bytes per scan");
+        assert!(plain > 200.0, "{plain}");
+    }
+
+    #[test]
+    fn large_chunks_are_cut_into_pieces_that_fit_a_page_run() {
+        let scans: Vec<Scan> = (0..1024u64)
+            .map(|n| {
+                let mut s = scan(1_700_000_000_000 + n / 2, n);
+                s.visitor_id = format!(
+                    "{:032x}",
+                    n.wrapping_mul(0x9e37_79b9_7f4a_7c15) as u128 * 977
+                );
+                s.ip_prefix = format!("10.{}.{}.0", n % 256, n / 256);
+                s.user_agent = format!(
+                    "Mozilla/5.0 build {:016x}",
+                    n.wrapping_mul(0xff51_afd7_ed55_8ccd)
+                );
+                s
+            })
+            .collect();
+        let mut whole = Vec::new();
+        encode(&scans, &mut whole).unwrap();
+        assert!(whole.len() > VALUE_FIT, "{}", whole.len());
+        let mut pieces: Vec<(usize, Vec<u8>, String)> = Vec::new();
+        encode_fitted(&scans, |piece, bytes, key| {
+            pieces.push((piece.len(), bytes.to_vec(), key.to_string()));
+            Ok::<_, ChunkError>(())
+        })
+        .unwrap();
+        assert!(pieces.len() >= 2);
+        let mut read = Vec::new();
+        let mut at = 0;
+        for (n, bytes, key) in &pieces {
+            assert!(bytes.len() <= VALUE_FIT);
+            let got = decode(bytes).unwrap();
+            assert_eq!(got.len(), *n);
+            let smallest = got.iter().map(|s| s.scan_id.as_str()).min().unwrap();
+            assert_eq!(key, smallest);
+            assert_eq!(got, scans[at..at + n]);
+            at += n;
+            read.extend(got);
+        }
+        assert_eq!(read, scans);
+        // The first piece is as full as it can be: most of a page run.
+        assert!(
+            pieces[0].1.len() > VALUE_FIT * 8 / 10,
+            "{}",
+            pieces[0].1.len()
+        );
+        // A chunk that fits is one piece, as `encode` writes it.
+        let mut one = Vec::new();
+        encode_fitted(&scans[..10], |_, bytes, _| {
+            one.push(bytes.to_vec());
+            Ok::<_, ChunkError>(())
+        })
+        .unwrap();
+        let mut direct = Vec::new();
+        encode(&scans[..10], &mut direct).unwrap();
+        assert_eq!(one, vec![direct]);
+    }
+
+    #[test]
+    fn a_chunk_of_distinct_visitors_stays_small() {
+        // Every scan from another visitor (32 hex digits) and network: those
+        // two are what remains per scan, about 28 bytes.
+        let scans: Vec<Scan> = (0..1024u64)
+            .map(|n| {
+                let mut s = scan(1_700_000_000_000 + n / 2, n);
+                s.visitor_id = format!(
+                    "{:016x}{:016x}",
+                    n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    n.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+                );
+                s.ip_prefix = format!("10.{}.{}.0", n % 256, n / 256);
+                s
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        encode(&scans, &mut bytes).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), scans);
+        let per_scan = bytes.len() as f64 / scans.len() as f64;
+        assert!(per_scan < 40.0, "{per_scan} bytes per scan");
     }
 
     #[test]
@@ -290,6 +797,11 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(decode(&longer), Err(ChunkError::Malformed));
+        for old in [encode_plain(1, &scans), encode_plain(2, &scans)] {
+            for cut in 0..old.len() {
+                assert!(decode(&old[..cut]).is_err(), "cut at {cut}");
+            }
+        }
         let mut other = bytes.clone();
         other[0] = 9;
         assert_eq!(decode(&other), Err(ChunkError::Version(9)));

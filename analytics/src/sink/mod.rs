@@ -20,6 +20,7 @@ pub use self::clickhouse::{
 };
 pub use self::embedded::{
     EmbeddedSink, Erased, MigrationProgress, Pruned as EmbeddedPruned, Subject,
+    DEFAULT_CACHE_BYTES as EMBEDDED_CACHE_BYTES,
 };
 pub(crate) use self::redis::connection as redis_connection;
 pub use self::redis::RedisCounters;

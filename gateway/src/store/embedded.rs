@@ -38,14 +38,18 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl EmbeddedStore {
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+    /// Opens `codelink.redb` with a page cache of `cache_bytes`.
+    pub fn open(data_dir: &Path, cache_bytes: u64) -> anyhow::Result<Self> {
         let path = data_dir.join("codelink.redb");
-        let db = Database::create(&path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open {} ({e}); is another codelink using this data dir?",
-                path.display()
-            )
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(usize::try_from(cache_bytes).unwrap_or(usize::MAX))
+            .create(&path)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open {} ({e}); is another codelink using this data dir?",
+                    path.display()
+                )
+            })?;
         // Key hashes and customer data: readable by this user only.
         crate::keys::owner_only(&path)?;
         // Create the table so that readers never see it missing.

@@ -206,10 +206,28 @@ fn index_conversions(
     Ok(())
 }
 
+/// The page cache of `scans.redb` when nothing else is said (bytes).
+pub const DEFAULT_CACHE_BYTES: u64 = 48 * 1024 * 1024;
+
 impl EmbeddedSink {
+    /// Opens `scans.redb` with a page cache of [`DEFAULT_CACHE_BYTES`].
     pub fn open(data_dir: &Path, events: bool, counters: bool) -> Result<Self, SinkError> {
+        Self::open_with_cache(data_dir, events, counters, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens `scans.redb` with a page cache of `cache_bytes` (redb splits it
+    /// nine to one between pages read and pages written but not yet flushed).
+    pub fn open_with_cache(
+        data_dir: &Path,
+        events: bool,
+        counters: bool,
+        cache_bytes: u64,
+    ) -> Result<Self, SinkError> {
         let path = data_dir.join("scans.redb");
-        let db = Database::create(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let db = redb::Builder::new()
+            .set_cache_size(usize::try_from(cache_bytes).unwrap_or(usize::MAX))
+            .create(&path)
+            .map_err(|e| err(format!("{}: {e}", path.display())))?;
         // Visitor ids, IP prefixes, customer ids: readable by this user only.
         #[cfg(unix)]
         {

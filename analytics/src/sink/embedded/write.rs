@@ -66,17 +66,17 @@ pub(super) fn write_chunks(tx: &WriteTransaction, scans: &[Scan]) -> Result<(), 
         by_code.entry(&s.code).or_default().push(s);
     }
     let mut chunks = tx.open_table(CODE_CHUNKS).map_err(err)?;
-    let mut bytes = Vec::new();
     let mut key = String::new();
     for (code, scans) in by_code {
         for c in chunk::chunks(&scans) {
-            bytes.clear();
-            chunk::encode(c.scans, &mut bytes).map_err(err)?;
-            key.clear();
-            key.push_str(code);
-            key.push('\0');
-            key.push_str(c.key);
-            chunks.insert(key.as_str(), bytes.as_slice()).map_err(err)?;
+            // Cut where a chunk would not fit a page run (see `chunk::VALUE_FIT`).
+            chunk::encode_fitted(c.scans, |_, bytes, first| {
+                key.clear();
+                key.push_str(code);
+                key.push('\0');
+                key.push_str(first);
+                chunks.insert(key.as_str(), bytes).map(drop).map_err(err)
+            })?;
         }
     }
     Ok(())
