@@ -51,34 +51,59 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // The handlers are installed before the port opens: a signal sent as
+    // soon as the gateway answers is a stop, never the default (fatal) action.
+    let signals = Signals::install()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    gateway::run(listener, config, shutdown_signal()).await
+    gateway::run(listener, config, signals.recv()).await
 }
 
-/// Resolves on SIGINT or SIGTERM. Ctrl-C (SIGINT) stops without the
-/// `--drain-secs` wait; SIGTERM drains.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => gateway::skip_drain(),
-        () = term => {}
+/// SIGINT and SIGTERM, registered at once. Ctrl-C (SIGINT) stops without
+/// the `--drain-secs` wait; SIGTERM drains.
+#[cfg(unix)]
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| anyhow::anyhow!("cannot handle {name}: {e}"))
+        };
+        Ok(Self {
+            interrupt: install(SignalKind::interrupt(), "SIGINT")?,
+            terminate: install(SignalKind::terminate(), "SIGTERM")?,
+        })
     }
-    tracing::info!("shutdown signal received");
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => gateway::skip_drain(),
+            _ = self.terminate.recv() => {}
+        }
+        tracing::info!("shutdown signal received");
+    }
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn recv(self) {
+        let _ = tokio::signal::ctrl_c().await;
+        gateway::skip_drain();
+        tracing::info!("shutdown signal received");
+    }
 }
 
 /// Logs to stderr; the level comes from `CODELINK_LOG` (e.g. `info`, `gateway=debug`).
