@@ -42,16 +42,30 @@ async fn ready(state: &AppState) -> Response {
         )
         .into_response();
     }
-    if let Err(e) = state.analytics.ready().await {
-        return not_ready(e.to_string());
-    }
     let store = state.store.kind();
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => response::json(
+    let backends = match state.analytics.ready().await {
+        Err(e) => Err(e.to_string()),
+        Ok(()) => match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{store}: {e}")),
+            Err(_) => Err(format!("{store}: no answer within 2 s")),
+        },
+    };
+    let codes = state.codes.len();
+    match backends {
+        Ok(()) => response::json(
             StatusCode::OK,
-            &serde_json::json!({"status": "ready", "store": store, "codes": state.codes.len()}),
+            &serde_json::json!({"status": "ready", "store": store, "codes": codes}),
         ),
-        Ok(Err(e)) => not_ready(format!("{store}: {e}")),
-        Err(_) => not_ready(format!("{store}: no answer within 2 s")),
+        // A backend away (one Redis master failing over, ClickHouse down) is
+        // the same on every gateway: answering 503 would make the balancer
+        // drop them all, while each still redirects from its table in memory
+        // and spools its scans. So it is ready, degraded, with the reason.
+        Err(reason) if codes > 0 => response::json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "degraded", "store": store, "codes": codes, "reason": reason}),
+        ),
+        // Nothing to serve from memory either.
+        Err(reason) => not_ready(reason),
     }
 }

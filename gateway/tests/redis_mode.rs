@@ -111,6 +111,8 @@ async fn redirects_survive_a_redis_outage_and_resync_after() {
     let mut redis = RedisServer::start();
     let a = instance(&redis, "t2").await;
     let b = instance(&redis, "t2").await;
+    // An instance with no code in memory (another prefix, nothing created).
+    let empty = instance(&redis, "t2-empty").await;
     a.create(common::alice()).await;
     until_status(&b, "/alice10/bio", 302).await;
 
@@ -119,7 +121,16 @@ async fn redirects_survive_a_redis_outage_and_resync_after() {
         for _ in 0..20 {
             assert_eq!(gw.anon.get("/alice10/bio").await.status, 302);
         }
-        assert_eq!(gw.anon.get("/readyz").await.status, 503);
+        // Still ready for a balancer (every gateway sees the same outage, and
+        // each serves from memory), degraded, with the reason.
+        let r = gw.anon.get("/readyz").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["status"], "degraded", "{}", r.text());
+        assert!(
+            r.json()["reason"].as_str().unwrap().contains("redis"),
+            "{}",
+            r.text()
+        );
         // Writes cannot be stored: a clear 503, not a 500.
         let r = gw
             .create(json!({"code": "during", "destination": "https://x.example/", "owner": "o"}))
@@ -130,9 +141,14 @@ async fn redirects_survive_a_redis_outage_and_resync_after() {
 
     // Redis comes back empty (no persistence in the harness): the instances
     // put back the codes they serve, and sharing resumes.
+    // Nothing in memory to serve: not ready.
+    let r = empty.anon.get("/readyz").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "not_ready");
+
     redis.restart();
     let ready = codelink_testkit::wait_until(Duration::from_secs(5), || async {
-        a.anon.get("/readyz").await.status == 200
+        a.anon.get("/readyz").await.json()["status"] == "ready"
     })
     .await;
     assert!(ready, "readyz did not recover");
@@ -164,7 +180,10 @@ async fn restart_during_outage_serves_the_last_snapshot() {
     redis.stop();
     let gw = common::start_with(config, tmp).await;
     assert_eq!(gw.anon.get("/alice10/yt").await.status, 302);
-    assert_eq!(gw.anon.get("/readyz").await.status, 503);
+    // It serves the snapshot's codes: ready for a balancer, degraded.
+    let r = gw.anon.get("/readyz").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "degraded");
 
     // When Redis returns (empty), the instance writes its codes back.
     redis.restart();
