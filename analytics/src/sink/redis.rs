@@ -40,7 +40,10 @@ const PFADD_CHUNK: usize = 4000;
 /// index in KEYS: `h k field delta` (HINCRBY), `p k n member…` (PFADD of n
 /// members), `e k seconds` (EXPIRE), `l k value ts seconds` (SET unless the
 /// stored value starts with a later ts). Returns `{1, errors, first error}`
-/// when applied, `{0, 0, ""}` when the batch was seen before.
+/// when applied, `{0, 0, ""}` when the batch was seen before (after renewing
+/// the marker's TTL: a write of this connection that a later `WAIT` can only
+/// see replicated after the batch itself, even when the batch was applied
+/// through another connection, before a reconnect or a restart).
 ///
 /// The marker is the first write: an out-of-memory Redis refuses a script's
 /// first write and, once a script has written, lets it finish, so a batch is
@@ -48,7 +51,13 @@ const PFADD_CHUNK: usize = 4000;
 /// the wrong type, left there by something else) is skipped with `pcall`
 /// instead of abandoning the rest of the batch half-applied, and reported.
 const APPLY_ONCE: &str = r#"
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0, 0, ''} end
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  -- Seen before: still write (the marker's TTL), so a WAIT on this
+  -- connection covers the first application, which the replication
+  -- stream carried before this write.
+  redis.pcall('EXPIRE', KEYS[1], ARGV[1])
+  return {0, 0, ''}
+end
 local errors, first = 0, ''
 local function run(...)
   local r = redis.pcall(...)
@@ -344,8 +353,11 @@ impl RedisCounters {
     }
 
     /// `WAIT` on every master after a batch's parts all landed (also parts
-    /// whose marker was there already: an earlier attempt wrote them, and
-    /// that is what must reach a replica). Short of the replicas asked for,
+    /// whose marker was there already: an earlier attempt wrote them, maybe
+    /// on a connection since replaced, and that is what must reach a replica;
+    /// the script renews such a marker's TTL, a write of this connection
+    /// that replicas receive after the batch, so the `WAIT` covers it).
+    /// Short of the replicas asked for,
     /// the batch failed (spooled, replayed: the markers keep it once),
     /// unless that master has no replica connected at all: it cannot fail
     /// over to one that lacks the write (its shard is down while it is), so
