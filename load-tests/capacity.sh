@@ -44,9 +44,6 @@ WALL_START=$SECONDS
 for tool in curl python3 timeout pgrep taskset wrk redis-server redis-cli cargo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required (load-tests/bench.sh and scan-load.sh install wrk, redis-server, clickhouse-server)"
 done
-CLICKHOUSE_BIN=""
-for p in /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do [[ -x "$p" ]] && CLICKHOUSE_BIN="$p"; done
-[[ -n "$CLICKHOUSE_BIN" ]] || CLICKHOUSE_BIN="$(command -v clickhouse-server)" || die "clickhouse-server is required"
 
 log "building (release): gateway, load-tests"
 cargo build --release --locked -p gateway -p load-tests

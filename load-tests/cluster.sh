@@ -52,10 +52,6 @@ cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 WALL_START=$SECONDS
 
-CLICKHOUSE_BIN=""
-for p in /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do [[ -x "$p" ]] && CLICKHOUSE_BIN="$p"; done
-[[ -n "$CLICKHOUSE_BIN" ]] || CLICKHOUSE_BIN="$(command -v clickhouse-server)" ||
-    die "clickhouse-server is required (scripts/test installs it)"
 for tool in curl python3 timeout pgrep redis-server redis-cli haproxy cargo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required (scripts/test installs redis-server, haproxy, clickhouse-server)"
 done

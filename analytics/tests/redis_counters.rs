@@ -87,3 +87,27 @@ async fn a_key_of_the_wrong_type_spoils_only_its_own_updates() {
     let uv = redis_cmd(&url, &["PFCOUNT", "t:uv:broken:2023-11-14"]).await;
     assert_eq!(uv, redis::Value::Int(5));
 }
+
+/// A batch seen before still writes (its marker's TTL), so the `WAIT` that
+/// follows a replay on a new connection (after a failover or a restart) has
+/// a write of that connection to wait for, replicated after the batch.
+#[tokio::test]
+async fn a_replay_renews_the_marker_and_counts_nothing_again() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let b = batch("summer", 0..10);
+    let first = RedisCounters::connect(&RedisTarget::Single(url.clone()), "t").unwrap();
+    first.write(&b).await.unwrap();
+    let marker = format!("t:batch:{}", b.id);
+    redis_cmd(&url, &["EXPIRE", &marker, "100"]).await;
+
+    // The replay, as the spool does it after a restart: another connection.
+    let again = RedisCounters::connect(&RedisTarget::Single(url.clone()), "t").unwrap();
+    again.write(&b).await.unwrap();
+    let ttl = match redis_cmd(&url, &["TTL", &marker]).await {
+        redis::Value::Int(n) => n,
+        other => panic!("TTL answered {other:?}"),
+    };
+    assert!(ttl > 6 * 24 * 3600, "the marker was not renewed: TTL {ttl}");
+    assert_eq!(again.code_stats("summer").await.unwrap().total, 10);
+}

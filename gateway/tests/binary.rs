@@ -157,6 +157,13 @@ async fn bad_flags_are_refused() {
         vec!["--redis-cluster", "redis://127.0.0.1:2/3"],
         vec!["--cache-mb", "0"],
         vec!["--cache-mb", "lots"],
+        vec!["--clickhouse-cluster", "codelink"],
+        vec![
+            "--clickhouse-url",
+            "http://127.0.0.1:1",
+            "--clickhouse-cluster",
+            "has space",
+        ],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_codelink"))
             .arg("serve")

@@ -4,14 +4,21 @@
 # loopback ports, and `ch`, one ClickHouse query over HTTP.
 #
 # The caller defines before sourcing: log, die, TMP (a temp dir), RUN_NAME,
-# SERVER_MAX_S (how long the servers may live), CLICKHOUSE_BIN, and PIN (an
+# SERVER_MAX_S (how long the servers may live), and PIN (an
 # array prefixed to the servers' command lines, e.g. (taskset -c 1); may be
-# empty). Unless SERVERS_AUTOSTART=0, one redis-server and one
+# empty); CLICKHOUSE_BIN only if clickhouse-server is neither in Debian's
+# place nor on PATH. Unless SERVERS_AUTOSTART=0, one redis-server and one
 # clickhouse-server are started at once; afterwards: REDIS_PORT, REDIS_PID,
 # CH (the HTTP URL), CH_HTTP_PORT, CH_TCP_PORT, CH_DIR, CH_PID, CH_VERSION.
 # With SERVERS_AUTOSTART=0 the caller starts what it needs with
 # start_redis_server and start_clickhouse_server.
 PIDS=()
+if [[ -z "${CLICKHOUSE_BIN:-}" ]]; then
+    for _ch_path in /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do
+        [[ -x "$_ch_path" ]] && { CLICKHOUSE_BIN="$_ch_path"; break; }
+    done
+    CLICKHOUSE_BIN="${CLICKHOUSE_BIN:-$(command -v clickhouse-server || true)}"
+fi
 
 
 alive() {
@@ -112,6 +119,7 @@ start_redis_server() {
 # this one (its display name NAME).
 start_clickhouse_server() {
     local dir="$1" name="$2" host="$3" http="$4" tcp="$5" extra="${6:-}" i
+    [[ -n "$CLICKHOUSE_BIN" ]] || die "clickhouse-server not found (scripts/test installs it, or set CLICKHOUSE_BIN)"
     mkdir -p "$dir/log" "$dir/data"
     cat >"$dir/config.xml" <<XML
 <?xml version="1.0"?>
