@@ -3,9 +3,19 @@
 # `baseline` bin of this crate), measured with the same wrk settings in the same
 # run, on 127.0.0.1 only. See load-tests/README.md.
 #
+# Each scenario is measured RUNS times, gateway and baseline taking turns (the
+# order flips every run, so a drift of the machine's speed favours neither);
+# the report gives every run and the min / median / max of each figure. After
+# a gateway run the script waits until the recorder has written every scan it
+# queued, so the recording of one run never competes with the next: the CPU
+# a request cost (all of the process's threads, from /proc/PID/stat, until
+# the drain) includes its recording.
+#
 # Knobs (environment): THREADS (1), CONNECTIONS (64), DURATION (10s), WARMUP (2s),
-# ROUTES (a JSON file of routing rules set on the benchmarked code; none),
-# GATEWAY_BIN (a gateway binary to measure instead of this tree's build).
+# RUNS (5), ROUTES (a JSON file of routing rules set on the benchmarked code;
+# none), GATEWAY_BIN (a gateway binary to measure instead of this tree's build),
+# BACKENDS (embedded: the default store; redis+clickhouse: a private
+# redis-server and clickhouse-server, started here, record the scans).
 # Writes the report to load-tests/results/latest.md and prints it.
 set -euo pipefail
 # No load balancer polls /readyz here: the gateway stops at once on SIGTERM.
@@ -15,6 +25,8 @@ THREADS="${THREADS:-1}"
 CONNECTIONS="${CONNECTIONS:-64}"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
+RUNS="${RUNS:-5}"
+BACKENDS="${BACKENDS:-embedded}"
 ROUTES="${ROUTES:-}"
 
 ADMIN_KEY="bench-admin-key-0123456789"
@@ -38,15 +50,17 @@ to_seconds() {
 
 [[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive integer"
 [[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive integer"
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
+[[ "$BACKENDS" == embedded || "$BACKENDS" == redis+clickhouse ]] || die "BACKENDS must be embedded or redis+clickhouse"
 ((CONNECTIONS >= THREADS)) || die "CONNECTIONS must be >= THREADS"
 DURATION_S="$(to_seconds "$DURATION")"
 WARMUP_S="$(to_seconds "$WARMUP")"
 ((DURATION_S > 0)) || die "DURATION must be > 0"
-RUN_S=$((WARMUP_S + DURATION_S)) # one server, one scenario
+RUN_S=$(((WARMUP_S + DURATION_S) * RUNS + 30 * RUNS)) # one server, one scenario (with drains)
 # Every server started here also stops by itself (baseline: --max-seconds,
 # gateway: timeout), even if this script is killed with SIGKILL and its trap
 # never runs.
-BASELINE_MAX_S=$((RUN_S + 60))
+BASELINE_MAX_S=$((2 * RUN_S + 60))
 GATEWAY_MAX_S=$((4 * RUN_S + 120))
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -68,7 +82,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     "${SUDO[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq wrk >/dev/null
 fi
-for tool in curl python3 timeout cargo; do
+for tool in curl python3 timeout cargo pgrep getconf; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
 done
 
@@ -81,74 +95,56 @@ BASELINE_BIN="$TARGET_DIR/release/baseline"
 
 # --- process bookkeeping -----------------------------------------------------
 TMP="$(mktemp -d -t codelink-bench.XXXXXX)"
-PIDS=()
+RUN_NAME=bench
+SERVER_MAX_S="$GATEWAY_MAX_S"
+PIN=()
+SERVERS_AUTOSTART=0
+# Bookkeeping (PIDS, stop_pid, the EXIT trap), free_port, wait_for,
+# expect_status, redis-server and clickhouse-server: see the file.
+# shellcheck source=lib/servers.sh
+source "$ROOT/load-tests/lib/servers.sh"
 
-alive() {
-    # A zombie still answers `kill -0`, so look at the state in /proc.
-    local stat
-    stat="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" || return 1
-    [[ "${stat%% *}" != Z ]]
-}
-
-stop_pid() {
-    local pid="$1" i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        log "pid $pid ignored SIGTERM for 5s: killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    local rest=()
-    for p in "${PIDS[@]}"; do [[ "$p" == "$pid" ]] || rest+=("$p"); done
-    PIDS=("${rest[@]+"${rest[@]}"}")
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
-}
-
-# wait_for NAME PID URL: until URL answers at all (any HTTP status), at most 10s.
-wait_for() {
-    local name="$1" pid="$2" url="$3" i code
-    for ((i = 0; i < 100; i++)); do
-        alive "$pid" || die "$name exited during startup (log: below)$(printf '\n'; cat "$TMP/$name.log" 2>/dev/null)"
-        code="$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$url" || true)"
-        [[ "$code" != 000 && -n "$code" ]] && return 0
-        sleep 0.1
-    done
-    die "$name did not answer $url within 10s"
-}
-
-# expect_status WANT URL [curl args...]: fails with the response body if the status differs.
-expect_status() {
-    local want="$1" url="$2"
-    shift 2
-    local got
-    got="$(curl -s --max-time 5 -o "$TMP/body" -w '%{http_code}' "$@" "$url" || true)"
-    [[ "$got" == "$want" ]] || die "expected $want from $url, got '${got}': $(head -c 500 "$TMP/body" 2>/dev/null)"
-}
+BACKEND_FLAGS=()
+if [[ "$BACKENDS" == redis+clickhouse ]]; then
+    REDIS_PORT="$(free_port)"
+    log "starting redis-server on 127.0.0.1:$REDIS_PORT (persistence off)"
+    start_redis_server "$REDIS_PORT" "$TMP/redis"
+    CH_HTTP_PORT="$(free_port)"
+    CH_TCP_PORT="$(free_port)"
+    while [[ "$CH_TCP_PORT" == "$CH_HTTP_PORT" ]]; do CH_TCP_PORT="$(free_port)"; done
+    start_clickhouse_server "$TMP/clickhouse" "codelink-bench-$$" 127.0.0.1 "$CH_HTTP_PORT" "$CH_TCP_PORT"
+    BACKEND_FLAGS=(--redis-url "redis://127.0.0.1:$REDIS_PORT/" --clickhouse-url "http://127.0.0.1:$CH_HTTP_PORT")
+fi
 
 # --- wrk ---------------------------------------------------------------------
 declare -A RPS P99 ERRS
 
-# bench KEY URL PID: warm-up (discarded), then the measured run.
+# CPU seconds (user + system, every thread) PID has used so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
+# Until the gateway's recorder has written (or spooled) every scan it queued,
+# in every sink: at most 120 s.
+drained() {
+    local i q w
+    for ((i = 0; i < 1200; i++)); do
+        curl -s --max-time 5 "$GW/metrics" >"$TMP/metrics.txt" || true
+        q="$(awk '$1 == "codelink_scans_queued_total" { print $2 }' "$TMP/metrics.txt")"
+        # The sink furthest behind: written + spooled, per sink.
+        w="$(awk '$1 ~ /^codelink_scans_(written|spooled)_total\{sink=/ { split($1, a, "\""); n[a[2]] += $2 }
+                 END { m = -1; for (k in n) if (m < 0 || n[k] < m) m = n[k]; print m }' "$TMP/metrics.txt")"
+        [[ -n "$q" && -n "$w" ]] && ((w >= q)) && return 0
+        sleep 0.1
+    done
+    die "the gateway's recorder did not catch up within 120 s (queued $q, written $w)"
+}
+
+# bench KEY URL PID: warm-up (discarded), then the measured run; KEY's
+# figures are appended to RPS, P99 and CPU_US (space-separated, one per run).
+declare -A CPU_US
 bench() {
-    local key="$1" url="$2" pid="$3" out="$TMP/wrk-$1.txt"
+    local key="$1" url="$2" pid="$3" out="$TMP/wrk-$1.txt" cpu0 cpu1
     # Every server gets what a phone's browser sends on a navigation, so the
     # gateway records human scans (without these headers a scan is a suspect).
     local wrk=(wrk "-t$THREADS" "-c$CONNECTIONS"
@@ -160,27 +156,94 @@ bench() {
     if ((WARMUP_S > 0)); then
         timeout $((WARMUP_S + 30)) "${wrk[@]}" "-d$WARMUP" "$url" >/dev/null
     fi
+    # Warm-up scans are recorded too: let the recorder finish them first.
+    [[ "$key" != gateway-* ]] || drained
+    local cpu_pid="$pid"
+    [[ "$key" != gateway-* ]] || cpu_pid="$GW_CPU_PID"
+    cpu0="$(cpu_seconds "$cpu_pid")"
     timeout $((DURATION_S + 30)) "${wrk[@]}" "-d$DURATION" --latency "$url" >"$out"
     alive "$pid" || die "$key: the server exited during the run"
+    [[ "$key" != gateway-* ]] || drained
+    cpu1="$(cpu_seconds "$cpu_pid")"
     cat "$out" >&2
-    RPS[$key]="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
-    P99[$key]="$(awk '$1 == "99%" {print $2; exit}' "$out")"
-    ERRS[$key]="$(grep -E 'Socket errors|Non-2xx' "$out" | sed 's/^ *//' | paste -sd ';' - || true)"
-    [[ -n "${RPS[$key]}" && -n "${P99[$key]}" ]] || die "$key: could not parse wrk output ($out)"
+    local rps p99 reqs
+    rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
+    p99="$(awk '$1 == "99%" {print $2; exit}' "$out")"
+    reqs="$(awk '/requests in/ {print $1; exit}' "$out")"
+    [[ -n "$rps" && -n "$p99" && -n "$reqs" ]] || die "$key: could not parse wrk output ($out)"
+    RPS[$key]+="$rps "
+    P99[$key]+="$(to_ms "$p99") "
+    CPU_US[$key]+="$(awk -v a="$cpu0" -v b="$cpu1" -v n="$reqs" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }') "
+    local errs
+    errs="$(grep -E 'Socket errors|Non-2xx' "$out" | sed 's/^ *//' | paste -sd ';' - || true)"
+    [[ -z "$errs" ]] || ERRS[$key]+="run: $errs; "
 }
 
-ratio() { awk -v g="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", g / b; else print "n/a" }'; }
+# wrk's latency ("850.00us", "1.50ms", "2.01s") in milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000
+        printf "%.3f", n
+    }'
+}
+
+# pair GW_KEY BL_KEY GW_URL BL_URL BL_PID: RUNS measured runs of each, taking turns.
+pair() {
+    local g="$1" b="$2" gurl="$3" burl="$4" bpid="$5" i
+    for ((i = 1; i <= RUNS; i++)); do
+        log "run $i of $RUNS"
+        if ((i % 2)); then
+            bench "$g" "$gurl" "$GW_PID"
+            bench "$b" "$burl" "$bpid"
+        else
+            bench "$b" "$burl" "$bpid"
+            bench "$g" "$gurl" "$GW_PID"
+        fi
+    done
+}
+
+# stats "x1 x2 ...": "min / median / max".
+stats() {
+    printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END {
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%s / %s / %s", v[1], m, v[NR]
+    }'
+}
+
+# ratios "g1 g2 ..." "b1 b2 ...": run-by-run g/b.
+ratios() {
+    paste -d' ' <(printf '%s\n' $1) <(printf '%s\n' $2) | awk '{ printf "%.3f ", ($2 > 0) ? $1 / $2 : 0 }'
+}
+
+# row LABEL GW_KEY BL_KEY: the report's lines for one scenario.
+row() {
+    local label="$1" g="$2" b="$3"
+    echo "| $label: req/s ratio | $(stats "$(ratios "${RPS[$g]}" "${RPS[$b]}")") | $(ratios "${RPS[$g]}" "${RPS[$b]}") |"
+    echo "| $label: gateway req/s | $(stats "${RPS[$g]}") | ${RPS[$g]} |"
+    echo "| $label: baseline req/s | $(stats "${RPS[$b]}") | ${RPS[$b]} |"
+    echo "| $label: p99 ratio | $(stats "$(ratios "${P99[$g]}" "${P99[$b]}")") | $(ratios "${P99[$g]}" "${P99[$b]}") |"
+    echo "| $label: gateway p99 ms | $(stats "${P99[$g]}") | ${P99[$g]} |"
+    echo "| $label: baseline p99 ms | $(stats "${P99[$b]}") | ${P99[$b]} |"
+    echo "| $label: gateway CPU µs/request | $(stats "${CPU_US[$g]}") | ${CPU_US[$g]} |"
+    echo "| $label: baseline CPU µs/request | $(stats "${CPU_US[$b]}") | ${CPU_US[$b]} |"
+}
+
 
 # --- gateway -----------------------------------------------------------------
 GW_PORT="$(free_port)"
 GW="http://127.0.0.1:$GW_PORT"
-log "starting the gateway on $GW (stops by itself after ${GATEWAY_MAX_S}s)"
+log "starting the gateway on $GW ($BACKENDS; stops by itself after ${GATEWAY_MAX_S}s)"
 CODELINK_LOG=warn timeout -s TERM "$GATEWAY_MAX_S" "$GATEWAY_BIN" serve \
     --listen "127.0.0.1:$GW_PORT" --data-dir "$TMP/data" --admin-key "$ADMIN_KEY" \
-    >"$TMP/gateway.log" 2>&1 &
+    "${BACKEND_FLAGS[@]+"${BACKEND_FLAGS[@]}"}" >"$TMP/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
-wait_for gateway "$GW_PID" "$GW/healthz"
+wait_for gateway "$GW_PID" "$GW/healthz" "$TMP/gateway.log"
+expect_status 200 "$GW/readyz"
+# $GW_PID is `timeout`'s; the CPU counted is the gateway's own.
+GW_CPU_PID="$(pgrep -P "$GW_PID" | head -n1)"
+[[ -n "$GW_CPU_PID" ]] || die "the gateway's process was not found under timeout (pid $GW_PID)"
 expect_status 200 "$GW/healthz"
 
 CODE_JSON='{"code":"bench1","destination":"https://shop.example/signup","owner":"bench","channels":{"yt":{"utm_source":"youtube","utm_medium":"video"}}}'
@@ -206,12 +269,11 @@ log "starting the baseline (redirect) on $BL"
     --max-seconds "$BASELINE_MAX_S" >"$TMP/baseline.log" 2>&1 &
 BL_PID=$!
 PIDS+=("$BL_PID")
-wait_for baseline "$BL_PID" "$BL/"
+wait_for baseline "$BL_PID" "$BL/" "$TMP/baseline.log"
 expect_status 302 "$BL$REDIRECT_PATH"
 curl -s --max-time 5 -o /dev/null -D "$TMP/headers-baseline-redirect.txt" "$BL$REDIRECT_PATH"
 
-bench gateway-redirect "$GW$REDIRECT_PATH" "$GW_PID"
-bench baseline-redirect "$BL$REDIRECT_PATH" "$BL_PID"
+pair gateway-redirect baseline-redirect "$GW$REDIRECT_PATH" "$BL$REDIRECT_PATH" "$BL_PID"
 stop_pid "$BL_PID"
 
 # --- scenario 2: cached QR PNG -----------------------------------------------
@@ -231,12 +293,11 @@ log "starting the baseline (file, $QR_BYTES bytes) on $BL"
     --max-seconds "$BASELINE_MAX_S" >"$TMP/baseline.log" 2>&1 &
 BL_PID=$!
 PIDS+=("$BL_PID")
-wait_for baseline "$BL_PID" "$BL/"
+wait_for baseline "$BL_PID" "$BL/" "$TMP/baseline.log"
 expect_status 200 "$BL$QR_PATH" -D "$TMP/headers-baseline-qr.txt"
 cmp -s "$TMP/body" "$TMP/qr.png" || die "the baseline does not serve the same bytes as the gateway"
 
-bench gateway-qr "$GW$QR_PATH" "$GW_PID"
-bench baseline-qr "$BL$QR_PATH" "$BL_PID"
+pair gateway-qr baseline-qr "$GW$QR_PATH" "$BL$QR_PATH" "$BL_PID"
 stop_pid "$BL_PID"
 
 # --- report ------------------------------------------------------------------
@@ -246,12 +307,15 @@ headers() { tr -d '\r' <"$1" | grep -v -i -e '^date:' -e '^$'; }
 {
     echo "# codelink benchmark: gateway vs bare hyper"
     echo
-    echo "| scenario | gateway req/s | baseline req/s | ratio | gateway p99 | baseline p99 |"
-    echo "|---|---:|---:|---:|---:|---:|"
-    echo "| redirect \`GET $REDIRECT_PATH\` | ${RPS[gateway-redirect]} | ${RPS[baseline-redirect]} | $(ratio "${RPS[gateway-redirect]}" "${RPS[baseline-redirect]}") | ${P99[gateway-redirect]} | ${P99[baseline-redirect]} |"
-    echo "| cached QR PNG \`GET $QR_PATH\` ($QR_BYTES B) | ${RPS[gateway-qr]} | ${RPS[baseline-qr]} | $(ratio "${RPS[gateway-qr]}" "${RPS[baseline-qr]}") | ${P99[gateway-qr]} | ${P99[baseline-qr]} |"
+    echo "Scans recorded by: $BACKENDS. $RUNS runs of each server per scenario, taking turns. Ratios are gateway / baseline, run by run."
     echo
-    echo "Targets: redirect ratio >= 0.8, cached QR PNG ratio >= 0.6 (ratio = gateway req/s / baseline req/s)."
+    echo "| figure | min / median / max | every run |"
+    echo "|---|---|---|"
+    row "redirect \`GET $REDIRECT_PATH\`" gateway-redirect baseline-redirect
+    row "cached QR PNG \`GET $QR_PATH\` ($QR_BYTES B)" gateway-qr baseline-qr
+    echo
+    echo "Targets (issue 15): redirect req/s ratio >= 0.9 with p99 ratio <= 1.5, cached QR PNG req/s ratio >= 0.9."
+    echo "The gateway's CPU per request counts every thread until its recorder has written the run's scans (recording included)."
     echo
     if ((ROUTE_COUNT > 0)); then
         echo "- bench1 has $ROUTE_COUNT routing rules (\`ROUTES=${ROUTES#"$ROOT/"}\`); the benchmarked request goes to: \`$(tr -d '\r' <"$TMP/headers-gateway-redirect.txt" | awk 'tolower($1) == "location:" {print $2}' | sed 's/cl_scan=.*/cl_scan=…/')\`"
@@ -260,7 +324,7 @@ headers() { tr -d '\r' <"$1" | grep -v -i -e '^date:' -e '^$'; }
     echo "- nproc: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || echo unknown CPU)); wrk and the server under test share these cores"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty; date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     for key in gateway-redirect baseline-redirect gateway-qr baseline-qr; do
-        [[ -z "${ERRS[$key]}" ]] || echo "- wrk errors, $key: ${ERRS[$key]}"
+        [[ -z "${ERRS[$key]:-}" ]] || echo "- wrk errors, $key: ${ERRS[$key]}"
     done
     echo
     echo "<details><summary>Responses compared (one GET each, Date omitted)</summary>"

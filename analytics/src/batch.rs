@@ -75,6 +75,9 @@ pub fn counter_deltas<'a>(
     // fields once per combination instead of once per scan.
     type Group<'a> = (&'a str, u64, &'a str, &'a str, &'a str, &'a str, &'a str);
     let mut groups: HashMap<Group<'_>, u64> = HashMap::new();
+    // Consecutive scans mostly share their group (a burst on one link):
+    // count a run, and hash its key once when it ends.
+    let mut run: Option<(Group<'_>, u64)> = None;
     for scan in scans {
         let channel = if scan.channel.is_empty() {
             NO_CHANNEL
@@ -90,7 +93,17 @@ pub fn counter_deltas<'a>(
             scan.unknown_channel.as_str(),
             scan.step.as_str(),
         );
-        *groups.entry(key).or_default() += 1;
+        match &mut run {
+            Some((k, n)) if *k == key => *n += 1,
+            _ => {
+                if let Some((k, n)) = run.replace((key, 1)) {
+                    *groups.entry(k).or_default() += n;
+                }
+            }
+        }
+    }
+    if let Some((k, n)) = run {
+        *groups.entry(k).or_default() += n;
     }
     let mut out: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
     for event in steps {

@@ -126,7 +126,9 @@ impl Enricher {
             bot_reason.is_empty() && self.first_today(ts_ms, &raw.code, &raw.visitor_id);
         let unknown_channel = self.unknown_channel(&raw.code, raw.unknown_channel);
         Scan {
-            scan_id: raw.scan_id.to_string(),
+            // The id's text without `Display` (the formatting machinery
+            // costs more than the copy, once per scan).
+            scan_id: String::from_utf8_lossy(&raw.scan_id.encode()).into_owned(),
             ts_ms,
             code: raw.code,
             channel: raw.channel,

@@ -3,6 +3,12 @@
 use clap::{Parser, Subcommand};
 use gateway::Config;
 
+/// mimalloc instead of glibc's malloc: cheaper small allocations, and blocks
+/// freed on another thread (a scan's strings, freed by the recorder) do not
+/// contend (see `mimalloc` in the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "codelink",

@@ -181,12 +181,19 @@ pub fn encode<S: Borrow<Scan>>(chunk: &[S], out: &mut Vec<u8>) -> Result<(), Chu
             if field.len() > usize::from(u16::MAX) {
                 return Err(ChunkError::FieldTooLong(field.len()));
             }
+            // Most fields repeat the previous scan's (one link, one app):
+            // a comparison instead of a hash and a comparison.
+            let at = f * chunk.len() + i;
+            if i > 0 && words[columns[at - 1] as usize] == field {
+                columns[at] = columns[at - 1];
+                continue;
+            }
             let next = words.len() as u32;
             let index = *dict.entry(field).or_insert_with(|| {
                 words.push(field);
                 next
             });
-            columns[f * chunk.len() + i] = index;
+            columns[at] = index;
         }
     }
     let mut body = Vec::with_capacity(chunk.len() * 24 + 512);
@@ -243,19 +250,34 @@ pub fn encode<S: Borrow<Scan>>(chunk: &[S], out: &mut Vec<u8>) -> Result<(), Chu
     Ok(())
 }
 
+/// How many bytes a scan took in the last full piece: the next chunk's first
+/// encoding starts at about the length that fits, instead of encoding the
+/// whole chunk to learn it does not (that second encoding was half of the
+/// embedded sink's chunk cost).
+#[derive(Debug, Default)]
+pub struct FitHint {
+    /// 0: nothing learned yet.
+    bytes_per_scan: usize,
+}
+
 /// Encodes `chunk` as consecutive pieces of at most [`VALUE_FIT`] bytes (a
 /// piece of one scan may be larger), calling `emit(piece's scans, bytes,
 /// piece's smallest scan id)` for each in order. A piece is as long as fits:
-/// its length is estimated from the size of the longer encoding, then
-/// shortened until it fits.
+/// its length is first taken from `hint` (or the whole chunk), then
+/// estimated from the size of an encoding too long and shortened until it
+/// fits.
 pub fn encode_fitted<S: Borrow<Scan>, E: From<ChunkError>>(
     chunk: &[S],
+    hint: &mut FitHint,
     mut emit: impl FnMut(&[S], &[u8], &str) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut rest = chunk;
     let mut bytes = Vec::new();
     while !rest.is_empty() {
         let mut n = rest.len();
+        if let Some(fits) = (VALUE_FIT * 97 / 100).checked_div(hint.bytes_per_scan) {
+            n = n.min(fits.max(1));
+        }
         loop {
             bytes.clear();
             encode(&rest[..n], &mut bytes)?;
@@ -263,6 +285,10 @@ pub fn encode_fitted<S: Borrow<Scan>, E: From<ChunkError>>(
                 break;
             }
             n = (n * VALUE_FIT / bytes.len() * 97 / 100).clamp(1, n - 1);
+        }
+        // A short piece (a chunk's tail) says little of a full one's size.
+        if bytes.len() >= VALUE_FIT / 2 {
+            hint.bytes_per_scan = bytes.len().div_ceil(n);
         }
         let (piece, after) = rest.split_at(n);
         let key = piece
@@ -685,16 +711,36 @@ mod tests {
         let mut whole = Vec::new();
         encode(&scans, &mut whole).unwrap();
         assert!(whole.len() > VALUE_FIT, "{}", whole.len());
-        let mut pieces: Vec<(usize, Vec<u8>, String)> = Vec::new();
-        encode_fitted(&scans, |piece, bytes, key| {
-            pieces.push((piece.len(), bytes.to_vec(), key.to_string()));
+        // Fresh, then with what the first chunk taught the hint: both cut
+        // the chunk into pieces that fit and hold every scan in order.
+        let mut hint = FitHint::default();
+        for round in 0..2 {
+            let mut pieces: Vec<(usize, Vec<u8>, String)> = Vec::new();
+            encode_fitted(&scans, &mut hint, |piece, bytes, key| {
+                pieces.push((piece.len(), bytes.to_vec(), key.to_string()));
+                Ok::<_, ChunkError>(())
+            })
+            .unwrap();
+            assert!(hint.bytes_per_scan > 0, "round {round}");
+            check_pieces(&scans, &pieces);
+        }
+        // A chunk that fits is one piece, as `encode` writes it.
+        let mut one = Vec::new();
+        encode_fitted(&scans[..10], &mut hint, |_, bytes, _| {
+            one.push(bytes.to_vec());
             Ok::<_, ChunkError>(())
         })
         .unwrap();
+        let mut direct = Vec::new();
+        encode(&scans[..10], &mut direct).unwrap();
+        assert_eq!(one, vec![direct]);
+    }
+
+    fn check_pieces(scans: &[Scan], pieces: &[(usize, Vec<u8>, String)]) {
         assert!(pieces.len() >= 2);
         let mut read = Vec::new();
         let mut at = 0;
-        for (n, bytes, key) in &pieces {
+        for (n, bytes, key) in pieces {
             assert!(bytes.len() <= VALUE_FIT);
             let got = decode(bytes).unwrap();
             assert_eq!(got.len(), *n);
@@ -711,16 +757,6 @@ mod tests {
             "{}",
             pieces[0].1.len()
         );
-        // A chunk that fits is one piece, as `encode` writes it.
-        let mut one = Vec::new();
-        encode_fitted(&scans[..10], |_, bytes, _| {
-            one.push(bytes.to_vec());
-            Ok::<_, ChunkError>(())
-        })
-        .unwrap();
-        let mut direct = Vec::new();
-        encode(&scans[..10], &mut direct).unwrap();
-        assert_eq!(one, vec![direct]);
     }
 
     #[test]

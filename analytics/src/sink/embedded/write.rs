@@ -67,10 +67,11 @@ pub(super) fn write_chunks(tx: &WriteTransaction, scans: &[Scan]) -> Result<(), 
     }
     let mut chunks = tx.open_table(CODE_CHUNKS).map_err(err)?;
     let mut key = String::new();
+    let mut hint = chunk::FitHint::default();
     for (code, scans) in by_code {
         for c in chunk::chunks(&scans) {
             // Cut where a chunk would not fit a page run (see `chunk::VALUE_FIT`).
-            chunk::encode_fitted(c.scans, |_, bytes, first| {
+            chunk::encode_fitted(c.scans, &mut hint, |_, bytes, first| {
                 key.clear();
                 key.push_str(code);
                 key.push('\0');
