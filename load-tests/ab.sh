@@ -9,7 +9,8 @@
 #   load-tests/ab.sh OLD_BIN NEW_BIN
 #
 # Knobs (environment): RUNS (5), DURATION (5s), WARMUP (1s), CONNECTIONS (64),
-# URL_PATH (/bench1/yt). 127.0.0.1 only; every gateway stops by itself.
+# URL_PATH (/bench1/yt), FLAGS_A / FLAGS_B (more `serve` flags for A / B,
+# space-separated: the same binary twice with other settings). 127.0.0.1 only; every gateway stops by itself.
 set -euo pipefail
 export LC_ALL=C CODELINK_DRAIN_SECS=0 CODELINK_LOG=warn
 
@@ -20,6 +21,8 @@ DURATION="${DURATION:-5s}"
 WARMUP="${WARMUP:-1s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 URL_PATH="${URL_PATH:-/bench1/yt}"
+read -r -a FLAGS_0 <<<"${FLAGS_A:-}"
+read -r -a FLAGS_1 <<<"${FLAGS_B:-}"
 ADMIN_KEY="ab-admin-key-0123456789abcdef"
 for tool in wrk curl python3 timeout pgrep getconf; do
     command -v "$tool" >/dev/null || { echo "ab.sh: $tool is required (bench.sh installs wrk)" >&2; exit 2; }
@@ -51,9 +54,10 @@ drained() {
 URLS=()
 CPU_PIDS=()
 for i in 0 1; do
+    if ((i == 0)); then extra=("${FLAGS_0[@]+"${FLAGS_0[@]}"}"); else extra=("${FLAGS_1[@]+"${FLAGS_1[@]}"}"); fi
     p="$(port)"
     timeout -s TERM 3600 "${BINS[$i]}" serve --listen "127.0.0.1:$p" --data-dir "$TMP/data$i" \
-        --admin-key "$ADMIN_KEY" >"$TMP/gw$i.log" 2>&1 &
+        --admin-key "$ADMIN_KEY" "${extra[@]+"${extra[@]}"}" >"$TMP/gw$i.log" 2>&1 &
     PIDS+=("$!")
     for ((t = 0; t < 100; t++)); do curl -sf -o /dev/null "http://127.0.0.1:$p/healthz" && break; sleep 0.1; done
     curl -sf -o /dev/null -X POST "http://127.0.0.1:$p/api/v1/codes" -H "Authorization: Bearer $ADMIN_KEY" \
@@ -99,7 +103,7 @@ done
 echo "| build | req/s min / median / max | CPU µs/request min / median / max | every run (req/s; µs) |"
 echo "|---|---|---|---|"
 for i in 0 1; do
-    echo "| $([[ $i == 0 ]] && echo "A \`$1\`" || echo "B \`$2\`") | $(stats "${RPS[$i]}") | $(stats "${CPU[$i]}") | ${RPS[$i]}; ${CPU[$i]} |"
+    echo "| $([[ $i == 0 ]] && echo "A \`$1 ${FLAGS_A:-}\`" || echo "B \`$2 ${FLAGS_B:-}\`") | $(stats "${RPS[$i]}") | $(stats "${CPU[$i]}") | ${RPS[$i]}; ${CPU[$i]} |"
 done
 echo
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION on $URL_PATH (bench.sh's headers), $RUNS runs each, taking turns; $(date -u +%Y-%m-%dT%H:%M:%SZ); load average $(cut -d' ' -f1-3 /proc/loadavg)"
