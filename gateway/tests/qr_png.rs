@@ -37,3 +37,45 @@ fn plain_pngs_read_back_in_zbarimg_at_every_ecc_size_and_colour() {
     }
     assert_eq!(read, 4 * 5 * 2);
 }
+
+/// CPU time of this thread so far, in ns (`/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Not a check: prints the CPU time per uncached plain PNG render and its
+/// bytes, per size and ecc (load-tests/results/qr-issue15.md). Run with
+/// `cargo test --release -p gateway --test qr_png -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn render_time() {
+    let content = "http://127.0.0.1:8080/bench1?qr=1";
+    println!("| ecc | size | bytes | CPU ms per render (median of 9 batches; min–max) |");
+    println!("|---|---|---|---|");
+    for ecc in ["M", "H"] {
+        for size in [256u32, 512, 1024, 2048, 4096] {
+            let query = format!("size={size}&ecc={ecc}");
+            let options = parse_query(Some(&query)).unwrap().options;
+            let bytes = render(content, &options, Format::Png).unwrap().len();
+            // Batches long enough for the scheduler's accounting (ticks).
+            let per_batch = (200_000 / size as usize).max(20);
+            let mut ms: Vec<f64> = (0..9)
+                .map(|_| {
+                    let start = thread_cpu_ns();
+                    for _ in 0..per_batch {
+                        std::hint::black_box(render(content, &options, Format::Png).unwrap());
+                    }
+                    (thread_cpu_ns() - start) as f64 / 1e6 / per_batch as f64
+                })
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            println!(
+                "| {ecc} | {size} | {bytes} | {:.3} ({:.3}–{:.3}) |",
+                ms[4], ms[0], ms[8]
+            );
+        }
+    }
+}
