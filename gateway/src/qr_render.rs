@@ -85,7 +85,7 @@ impl Ecc {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Ecc::L => "L",
             Ecc::M => "M",
@@ -103,6 +103,15 @@ impl Rgb {
     /// Lower-case `rrggbb`, without a leading `#`.
     pub fn hex(&self) -> String {
         format!("{:02x}{:02x}{:02x}", self.0, self.1, self.2)
+    }
+
+    /// [`Rgb::hex`] appended to `out`, without allocating.
+    pub fn push_hex(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for c in [self.0, self.1, self.2] {
+            out.push(char::from(HEX[usize::from(c >> 4)]));
+            out.push(char::from(HEX[usize::from(c & 0xf)]));
+        }
     }
 
     /// WCAG 2 relative luminance, 0.0 (black) to 1.0 (white).
@@ -369,6 +378,11 @@ fn parse_colour(value: &str) -> Option<Rgb> {
 
 /// Refuses colour pairs that many scanners cannot read.
 fn check_colours(fg: Rgb, bg: Rgb) -> Result<(), QrOptionError> {
+    // Black on white, the default, passes: skip the powf calls (they ran on
+    // every cached image request).
+    if (fg, bg) == (Rgb(0, 0, 0), Rgb(0xff, 0xff, 0xff)) {
+        return Ok(());
+    }
     // Inverted first: a light-on-dark code may have plenty of contrast and
     // still fail, because many decoders only look for dark finder patterns.
     if fg.luminance() > bg.luminance() {
@@ -815,6 +829,15 @@ mod tests {
     fn rgb_hex() {
         assert_eq!(Rgb(0x1a, 0x2b, 0x3c).hex(), "1a2b3c");
         assert_eq!(Rgb(0, 0, 0xff).hex(), "0000ff");
+        for rgb in [
+            Rgb(0x1a, 0x2b, 0x3c),
+            Rgb(0, 0, 0xff),
+            Rgb(0xf0, 0x0f, 0x99),
+        ] {
+            let mut pushed = String::from("x");
+            rgb.push_hex(&mut pushed);
+            assert_eq!(pushed, format!("x{}", rgb.hex()));
+        }
     }
 
     #[test]
