@@ -142,6 +142,8 @@ struct Stream {
     pos: usize,
     /// The last few rows written by [`Stream::line`], with their positions.
     lines: Vec<(usize, Vec<u8>)>,
+    /// Positions in those rows by a hash of the 4 bytes there.
+    buckets: Vec<Vec<usize>>,
 }
 
 impl Default for Stream {
@@ -154,6 +156,7 @@ impl Default for Stream {
             adler_b: 0,
             pos: 0,
             lines: Vec::new(),
+            buckets: Vec::new(),
         }
     }
 }
@@ -161,7 +164,16 @@ impl Default for Stream {
 /// Deflate's window: how far back a match may reach.
 const WINDOW: usize = 32 * 1024;
 /// How many earlier rows a row looks for copies in.
-const LINES_KEPT: usize = 8;
+const LINES_KEPT: usize = 16;
+/// Hash buckets of 4-byte sequences, and how many of a bucket's most
+/// recent positions are tried.
+const BUCKETS: usize = 4096;
+const CANDIDATES: usize = 32;
+
+fn bucket(four: &[u8]) -> usize {
+    let v = u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
+    (v.wrapping_mul(0x9e37_79b1) >> 20) as usize
+}
 
 impl Stream {
     fn byte(&mut self, b: u8) {
@@ -174,6 +186,13 @@ impl Stream {
         let start = self.pos;
         self.lines
             .retain(|(at, _)| start - at + row.len() <= WINDOW);
+        if self.lines.len() == LINES_KEPT {
+            self.lines.remove(0);
+        }
+        self.lines.push((start, row.to_vec()));
+        if self.buckets.is_empty() {
+            self.buckets = vec![Vec::new(); BUCKETS];
+        }
         let mut i = 0;
         while i < row.len() {
             let b = row[i];
@@ -182,22 +201,12 @@ impl Stream {
             } else {
                 0
             };
-            let mut best = (0, 0);
-            for (at, earlier) in self.lines.iter().rev() {
-                if earlier.len() != row.len() {
-                    continue;
-                }
-                let len = row[i..]
-                    .iter()
-                    .zip(&earlier[i..])
-                    .take(MAX_MATCH)
-                    .take_while(|(x, y)| x == y)
-                    .count();
-                if len > best.0 {
-                    best = (len, start - at);
-                }
-            }
-            if best.0 >= 4 && best.0 > run {
+            let best = self.longest_copy(row, start, i);
+            let from = i;
+            // A far copy costs extra bits for its distance: it must save
+            // more than a run or a few literals would cost.
+            let worth = 4 + DIST_EXTRA[dist_index(best.1.max(1))] as usize / 3;
+            if best.0 >= worth && best.0 > run + worth / 2 {
                 self.copy(&row[i..i + best.0], best.1);
                 i += best.0;
             } else if run > 0 {
@@ -207,11 +216,53 @@ impl Stream {
                 self.byte(b);
                 i += 1;
             }
+            // Index the 4-byte sequences now written, for later copies.
+            for k in from..i.min(row.len().saturating_sub(3)) {
+                self.buckets[bucket(&row[k..k + 4])].push(start + k);
+            }
         }
-        if self.lines.len() == LINES_KEPT {
-            self.lines.remove(0);
+    }
+
+    /// The longest earlier copy of `row[i..]` (length, distance): where its
+    /// first 4 bytes were seen in the rows kept, this row included.
+    fn longest_copy(&self, row: &[u8], start: usize, i: usize) -> (usize, usize) {
+        let mut best = (0, 0);
+        if i + 4 > row.len() {
+            return best;
         }
-        self.lines.push((start, row.to_vec()));
+        let here = start + i;
+        for &pos in self.buckets[bucket(&row[i..i + 4])]
+            .iter()
+            .rev()
+            .take(CANDIDATES)
+        {
+            // Copies from this row itself are left out: they would spread
+            // the distance code, which the repeated rows need short.
+            if pos >= start {
+                continue;
+            }
+            let dist = here - pos;
+            if dist > WINDOW {
+                break;
+            }
+            let Some((at, bytes)) = self
+                .lines
+                .iter()
+                .find(|(at, bytes)| *at <= pos && pos < at + bytes.len())
+            else {
+                continue;
+            };
+            let len = row[i..]
+                .iter()
+                .zip(&bytes[pos - at..])
+                .take(MAX_MATCH)
+                .take_while(|(x, y)| x == y)
+                .count();
+            if len > best.0 {
+                best = (len, dist);
+            }
+        }
+        best
     }
 
     /// `bytes`, as a copy of those `dist` bytes back (at most one match).
