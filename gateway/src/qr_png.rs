@@ -6,10 +6,14 @@
 //! above is filtered "Up" (its filter byte then all zeros), an all-background
 //! row is left unfiltered (all zeros, so it runs on from the row before), and
 //! any other row is stored unfiltered. Runs are then written as deflate
-//! matches at distance 1, everything else as literals, in one dynamic
-//! Huffman block whose codes are built from this image's own symbol counts.
-//! Rows are never materialised: a band of `n` equal rows costs one pass over
-//! its first row, and the zlib checksum of a run is computed in closed form.
+//! matches at distance 1 (or, for repeated rows, copies one scanline back),
+//! a band's first row as runs, copies from earlier first rows and literals,
+//! all in one dynamic Huffman block whose codes are built from this image's
+//! own symbol counts. Rows are never materialised: a band of `n` equal rows
+//! costs one pass over its first row, and the zlib checksum of a run is
+//! computed in closed form. Small images are also given to flate2 and the
+//! smaller stream kept, so they are never larger than a general compressor
+//! makes them.
 
 /// One band: a packed row (1 bit per pixel, most significant bit first, bit
 /// set = palette entry 1) and how many times it repeats.
@@ -24,9 +28,10 @@ pub(crate) fn encode(width: u32, height: u32, palette: [[u8; 3]; 2], bands: &[Ba
     // within and across rows that the runs above miss: keep the smaller.
     let stride = (width as usize).div_ceil(8);
     if height as usize * (stride + 1) <= SMALL_IMAGE_BYTES {
-        let general = zlib_unfiltered(bands, stride, height as usize);
-        if general.len() < idat.len() {
-            idat = general;
+        if let Some(general) = zlib_unfiltered(bands, stride, height as usize) {
+            if general.len() < idat.len() {
+                idat = general;
+            }
         }
     }
 
@@ -49,7 +54,7 @@ pub(crate) fn encode(width: u32, height: u32, palette: [[u8; 3]; 2], bands: &[Ba
 const SMALL_IMAGE_BYTES: usize = 256 * 1024;
 
 /// The unfiltered scanlines through flate2's default compression.
-fn zlib_unfiltered(bands: &[Band], stride: usize, height: usize) -> Vec<u8> {
+fn zlib_unfiltered(bands: &[Band], stride: usize, height: usize) -> Option<Vec<u8>> {
     use std::io::Write as _;
     let mut raw = Vec::with_capacity(height * (stride + 1));
     for &(row, count) in bands {
@@ -59,9 +64,9 @@ fn zlib_unfiltered(bands: &[Band], stride: usize, height: usize) -> Vec<u8> {
         }
     }
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    // Writing to a Vec cannot fail.
-    let _ = z.write_all(&raw);
-    z.finish().unwrap_or_default()
+    // Writing to a Vec does not fail; if it did, the run encoding stands.
+    z.write_all(&raw).ok()?;
+    z.finish().ok()
 }
 
 /// The zlib stream of the filtered scanlines.
