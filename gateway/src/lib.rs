@@ -26,6 +26,7 @@ mod qr_brand;
 mod qr_cache;
 mod qr_font;
 pub mod qr_logo;
+mod qr_png;
 pub mod qr_render;
 mod redirect;
 pub mod remote;

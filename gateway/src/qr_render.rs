@@ -7,7 +7,8 @@
 //!   [`QrRequest`]: validated [`QrOptions`] (size, error correction level,
 //!   quiet-zone margin, colours) plus the raw `channel` value, which the caller
 //!   validates itself.
-//! * [`render`] draws the code as a 1-bit indexed PNG or as an SVG.
+//! * [`render`] draws the code as a 1-bit indexed PNG (encoded by
+//!   `qr_png` from one packed row per module row) or as an SVG.
 //! * [`contrast_ratio`] is the WCAG 2 contrast ratio used to refuse colour
 //!   pairs that scanners cannot read.
 //!
@@ -84,7 +85,7 @@ impl Ecc {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Ecc::L => "L",
             Ecc::M => "M",
@@ -102,6 +103,15 @@ impl Rgb {
     /// Lower-case `rrggbb`, without a leading `#`.
     pub fn hex(&self) -> String {
         format!("{:02x}{:02x}{:02x}", self.0, self.1, self.2)
+    }
+
+    /// [`Rgb::hex`] appended to `out`, without allocating.
+    pub fn push_hex(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for c in [self.0, self.1, self.2] {
+            out.push(char::from(HEX[usize::from(c >> 4)]));
+            out.push(char::from(HEX[usize::from(c & 0xf)]));
+        }
     }
 
     /// WCAG 2 relative luminance, 0.0 (black) to 1.0 (white).
@@ -368,6 +378,11 @@ fn parse_colour(value: &str) -> Option<Rgb> {
 
 /// Refuses colour pairs that many scanners cannot read.
 fn check_colours(fg: Rgb, bg: Rgb) -> Result<(), QrOptionError> {
+    // Black on white, the default, passes: skip the powf calls (they ran on
+    // every cached image request).
+    if (fg, bg) == (Rgb(0, 0, 0), Rgb(0xff, 0xff, 0xff)) {
+        return Ok(());
+    }
     // Inverted first: a light-on-dark code may have plenty of contrast and
     // still fail, because many decoders only look for dark finder patterns.
     if fg.luminance() > bg.luminance() {
@@ -519,43 +534,36 @@ pub use crate::qr_brand::{check, Brand, RenderError};
 
 fn render_png(layout: &Layout, options: &QrOptions) -> Result<Vec<u8>, QrOptionError> {
     let size = options.size as usize;
-    // 1 bit per pixel, rows padded to whole bytes as PNG requires.
+    // 1 bit per pixel, rows padded to whole bytes as PNG requires; palette
+    // index 0 is bg, so a zeroed row is all background.
     let stride = size.div_ceil(8);
-    // Palette index 0 is bg, so the zeroed buffer is already all background.
-    let mut pixels = vec![0u8; stride * size];
-
     let scale = layout.scale;
-    for (my, row_modules) in layout.modules.chunks_exact(layout.width).enumerate() {
-        let first_row = layout.origin + my * scale;
-        let row = &mut pixels[first_row * stride..(first_row + 1) * stride];
+    // One packed row per module row: each stands for `scale` pixel rows.
+    let mut rows = vec![0u8; stride * layout.width];
+    for (row_modules, row) in layout
+        .modules
+        .chunks_exact(layout.width)
+        .zip(rows.chunks_exact_mut(stride))
+    {
         for (mx, module) in row_modules.iter().enumerate() {
             if *module == Color::Dark {
                 set_bits(row, layout.origin + mx * scale, scale);
             }
         }
-        // Every pixel row of a module row is identical: pack once, copy.
-        for copy in 1..scale {
-            let dest = (first_row + copy) * stride;
-            pixels.copy_within(first_row * stride..(first_row + 1) * stride, dest);
-        }
     }
-
-    let png_error =
-        |e: png::EncodingError| QrOptionError::new("format", format!("PNG encoding failed: {e}"));
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, options.size, options.size);
-    encoder.set_color(png::ColorType::Indexed);
-    encoder.set_depth(png::BitDepth::One);
+    let blank = vec![0u8; stride];
+    let below = size - layout.origin - layout.width * scale;
+    let mut bands = Vec::with_capacity(layout.width + 2);
+    bands.push((&blank[..], layout.origin));
+    bands.extend(rows.chunks_exact(stride).map(|row| (row, scale)));
+    bands.push((&blank[..], below));
     let (fg, bg) = (options.fg, options.bg);
-    encoder.set_palette(vec![bg.0, bg.1, bg.2, fg.0, fg.1, fg.2]);
-    encoder.set_compression(png::Compression::Default);
-    // The PNG spec recommends no filtering for palette and sub-byte images:
-    // the filters predict whole bytes, which does not fit packed bits.
-    encoder.set_filter(png::FilterType::NoFilter);
-    let mut writer = encoder.write_header().map_err(png_error)?;
-    writer.write_image_data(&pixels).map_err(png_error)?;
-    writer.finish().map_err(png_error)?;
-    Ok(out)
+    Ok(crate::qr_png::encode(
+        options.size,
+        options.size,
+        [[bg.0, bg.1, bg.2], [fg.0, fg.1, fg.2]],
+        &bands,
+    ))
 }
 
 /// Sets `len` bits starting at bit `start` (most significant bit first, as in
@@ -821,6 +829,15 @@ mod tests {
     fn rgb_hex() {
         assert_eq!(Rgb(0x1a, 0x2b, 0x3c).hex(), "1a2b3c");
         assert_eq!(Rgb(0, 0, 0xff).hex(), "0000ff");
+        for rgb in [
+            Rgb(0x1a, 0x2b, 0x3c),
+            Rgb(0, 0, 0xff),
+            Rgb(0xf0, 0x0f, 0x99),
+        ] {
+            let mut pushed = String::from("x");
+            rgb.push_hex(&mut pushed);
+            assert_eq!(pushed, format!("x{}", rgb.hex()));
+        }
     }
 
     #[test]
@@ -892,7 +909,15 @@ mod tests {
         // Sizes that are not a multiple of the module count leave pixels over;
         // 1000 px at margin 4 gives 27 px modules, which exercises the
         // whole-byte path of set_bits, the smaller ones the partial bytes.
-        for (size, margin) in [(200u32, 0u32), (200, 3), (1000, 4), (97, 1)] {
+        // 2000 and 4096 px take qr_png's run encoder, the others may not.
+        for (size, margin) in [
+            (200u32, 0u32),
+            (200, 3),
+            (1000, 4),
+            (97, 1),
+            (2000, 2),
+            (4096, 4),
+        ] {
             let options = QrOptions {
                 size,
                 margin,
@@ -925,6 +950,44 @@ mod tests {
                         "size {size}, margin {margin}, pixel {x},{y}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn png_sizes_are_no_larger_than_before_or_than_segnos() {
+        // Bytes of the same QR (this content, ecc, margin 4): the renderer
+        // before issue 15 (png crate, unfiltered, default compression) and
+        // segno 1.6.6 (Python, zlib level 9) at the same module scale. The
+        // target is segno's size at 4096 px; at 2048 px ours is ~3 % larger.
+        let content = "http://127.0.0.1:8080/bench1?qr=1";
+        for (ecc, size, before, segno) in [
+            (Ecc::M, 512, 657, 603),
+            (Ecc::M, 1024, 1107, 1057),
+            (Ecc::M, 2048, 3070, 2848),
+            (Ecc::M, 4096, 24482, 7038),
+            (Ecc::H, 512, 626, 596),
+            (Ecc::H, 1024, 958, 967),
+            (Ecc::H, 2048, 3150, 3055),
+            (Ecc::H, 4096, 23870, 7537),
+        ] {
+            let options = QrOptions {
+                size,
+                ecc,
+                ..QrOptions::default()
+            };
+            let png = render(content, &options, Format::Png).unwrap();
+            assert!(
+                png.len() <= before,
+                "{ecc:?} {size}: {} > {before}",
+                png.len()
+            );
+            if size == 4096 {
+                assert!(
+                    png.len() <= segno,
+                    "{ecc:?} {size}: {} > {segno}",
+                    png.len()
+                );
             }
         }
     }
