@@ -269,7 +269,7 @@ pub fn anonymise(ip: IpAddr) -> String {
             // Written by hand: this runs once per scan, and `format!` is slow.
             let mut out = String::with_capacity(15);
             for octet in &v4.octets()[..3] {
-                push_decimal(&mut out, *octet);
+                codelink_shared::text::push_decimal(&mut out, u32::from(*octet));
                 out.push('.');
             }
             out.push('0');
@@ -283,16 +283,6 @@ pub fn anonymise(ip: IpAddr) -> String {
             }
         },
     }
-}
-
-fn push_decimal(out: &mut String, n: u8) {
-    if n >= 100 {
-        out.push((b'0' + n / 100) as char);
-    }
-    if n >= 10 {
-        out.push((b'0' + n / 10 % 10) as char);
-    }
-    out.push((b'0' + n % 10) as char);
 }
 
 /// The host of a `Referer` header value, lowercase; empty when absent or not a URL.

@@ -18,6 +18,7 @@ use crate::response::{self, Response};
 use crate::state::AppState;
 use bytes::Bytes;
 use codelink_shared::code::{lowercase_slug, MAX_LEN};
+use codelink_shared::text::push_decimal;
 use codelink_shared::CodeRecord;
 use http::{header, HeaderValue, Method, StatusCode};
 use std::fmt::Write as _;
@@ -128,14 +129,17 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
     // every cached hit): `{version}|{format}|{size}|{ecc}|{margin}|{fg}|{bg}|`
     // then the content, then the brand's parts when present.
     let mut key = String::with_capacity(64 + state.public_base.len() + 2 * MAX_LEN);
-    let _ = write!(
-        key,
-        "{RENDER_VERSION}|{}|{}|{}|{}|",
-        format_name(format),
-        options.size,
-        options.ecc.name(),
-        options.margin
-    );
+    // Pushed part by part: `write!` was a tenth of a cached hit's handler.
+    push_decimal(&mut key, RENDER_VERSION);
+    key.push('|');
+    key.push_str(format_name(format));
+    key.push('|');
+    push_decimal(&mut key, options.size);
+    key.push('|');
+    key.push_str(options.ecc.name());
+    key.push('|');
+    push_decimal(&mut key, options.margin);
+    key.push('|');
     options.fg.push_hex(&mut key);
     key.push('|');
     options.bg.push_hex(&mut key);

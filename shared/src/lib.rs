@@ -17,6 +17,7 @@ pub mod profile;
 pub mod qr_style;
 pub mod record;
 pub mod route;
+pub mod text;
 
 pub use access::{ApiKey, KeyKind, Principal};
 pub use change::CodeChange;
