@@ -11,11 +11,16 @@
 # The gateway is pinned to GW_CPU, wrk to LOAD_CPU; 127.0.0.1 only.
 #
 # Knobs (environment): MINUTES (10), SAMPLE_S (5), CONNECTIONS (64),
+# RATE (0: full speed; N: about N requests/s at most, each connection waiting
+# CONNECTIONS*1000/RATE ms, whole, before each request: wrk's `delay()`; the
+# rate reached is a little lower, by the time the answers take),
 # VISITORS (100000: client addresses drawn at random from a pool of that
 # many; 0: a new random address per request, every scan a new visitor),
 # CACHE_MB (the gateway's --cache-mb; unset: its default), GATEWAY_BIN (a
 # gateway binary to measure instead of building this tree's), GW_CPU (0),
-# LOAD_CPU (1), OUT (load-tests/results/footprint.md), KEEP_DATA (0: the
+# LOAD_CPU (1), BUILD (1; 0: measure GATEWAY_BIN without building this tree
+# first, e.g. while the tree changes), DRAIN_S (60: after the load, how long to wait for the sink to
+# have written every queued scan before the timed shutdown), OUT (load-tests/results/footprint.md), KEEP_DATA (0: the
 # data dir is deleted at the end; 1: kept and its path printed).
 set -euo pipefail
 export LC_ALL=C
@@ -25,9 +30,11 @@ MINUTES="${MINUTES:-10}"
 SAMPLE_S="${SAMPLE_S:-5}"
 CONNECTIONS="${CONNECTIONS:-64}"
 VISITORS="${VISITORS:-100000}"
+RATE="${RATE:-0}"
 GW_CPU="${GW_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 KEEP_DATA="${KEEP_DATA:-0}"
+DRAIN_S="${DRAIN_S:-60}"
 ADMIN_KEY="footprint-admin-key-0123456789"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -36,6 +43,12 @@ for knob in MINUTES SAMPLE_S CONNECTIONS; do
     [[ "${!knob}" =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer (got '${!knob}')"
 done
 [[ "$VISITORS" =~ ^[0-9]+$ ]] || die "VISITORS must be a number (got '$VISITORS')"
+[[ "$RATE" =~ ^[0-9]+$ ]] || die "RATE must be a number (got '$RATE')"
+DELAY_MS=0
+if ((RATE > 0)); then
+    DELAY_MS=$((CONNECTIONS * 1000 / RATE))
+    ((DELAY_MS > 0)) || die "RATE $RATE is too high for $CONNECTIONS connections (at least 1 ms between a connection's requests)"
+fi
 [[ -z "${CACHE_MB:-}" || "$CACHE_MB" =~ ^[1-9][0-9]*$ ]] || die "CACHE_MB must be a positive integer"
 SERVER_MAX_S=$((MINUTES * 60 + 900))
 
@@ -47,8 +60,10 @@ for tool in curl python3 timeout pgrep taskset wrk cargo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required (load-tests/bench.sh installs wrk)"
 done
 
-log "building (release): gateway, load-tests"
-cargo build --release --locked -p gateway -p load-tests
+if [[ "${BUILD:-1}" == 1 ]]; then
+    log "building (release): gateway, load-tests"
+    cargo build --release --locked -p gateway -p load-tests
+fi
 GATEWAY_BIN="${GATEWAY_BIN:-$TARGET_DIR/release/codelink}"
 STORE_SIZE="$TARGET_DIR/release/store-size"
 [[ -x "$GATEWAY_BIN" && -x "$STORE_SIZE" ]] || die "$GATEWAY_BIN or $STORE_SIZE not found"
@@ -99,6 +114,9 @@ request = function()
   local r = refs[(i % #refs) + 1]
   if r ~= "" then h["Referer"] = r end
   return wrk.format("GET", "/fp1/yt", h)
+end
+if $DELAY_MS > 0 then
+  delay = function() return $DELAY_MS end
 end
 LUA
 
@@ -181,15 +199,23 @@ WRK_PID=$!
 PIDS+=("$WRK_PID")
 T0=$SECONDS
 CURVE="$TMP/curve.md"
-printf '| s | RSS MB | scans queued | scans written | scans.redb MB | file bytes/scan |\n|---:|---:|---:|---:|---:|---:|\n' >"$CURVE"
+printf '| s | RSS MB | scans queued | scans written | spooled | replayed | dropped | lost | spool MB | scans.redb MB | file bytes/scan |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n' >"$CURVE"
+# sink_metric NAME: the embedded sink's series NAME from the last /metrics read.
+sink_metric() { awk -v n="$1{sink=\"embedded\"}" '$1 == n { v = $2 } END { print v + 0 }' "$TMP/metrics.txt"; }
 sample() {
     local q w f
-    q="$(metric codelink_scans_queued_total)"
-    w="$(curl -s --max-time 5 "$GW/metrics" | awk '$1 == "codelink_scans_written_total{sink=\"embedded\"}" { v = $2 } END { print v + 0 }')"
+    curl -s --max-time 5 "$GW/metrics" >"$TMP/metrics.txt" || true
+    q="$(awk '$1 == "codelink_scans_queued_total" { v = $2 } END { print v + 0 }' "$TMP/metrics.txt")"
+    w="$(sink_metric codelink_scans_written_total)"
     f="$(fsize "$REDB")"
-    printf '| %d | %.1f | %d | %d | %.1f | %s |\n' $((SECONDS - T0)) "$(awk -v k="$(rss_kb "$GW_REAL")" 'BEGIN { print k / 1024 }')" \
-        "$q" "$w" "$(awk -v f="$f" 'BEGIN { print f / 1048576 }')" \
-        "$(awk -v f="$f" -v w="$w" 'BEGIN { if (w > 0) printf "%.1f", f / w; else print "-" }')" | tee -a "$CURVE" >&2
+    printf '| %d | %.1f | %d | %d | %d | %d | %d | %d | %.1f | %.1f | %s |\n' $((SECONDS - T0)) "$(awk -v k="$(rss_kb "$GW_REAL")" 'BEGIN { print k / 1024 }')" \
+        "$q" "$w" "$(sink_metric codelink_scans_spooled_total)" "$(sink_metric codelink_scans_replayed_total)" \
+        "$(awk '$1 == "codelink_scans_dropped_total" { v = $2 } END { print v + 0 }' "$TMP/metrics.txt")" \
+        "$(sink_metric codelink_scans_lost_total)" "$(awk -v b="$(sink_metric codelink_spool_bytes)" 'BEGIN { print b / 1048576 }')" \
+        "$(awk -v f="$f" 'BEGIN { print f / 1048576 }')" \
+        "$(awk -v f="$f" -v w="$w" 'BEGIN { if (w > 0) printf "%.1f", f / w; else print "-" }')" >>"$CURVE"
+    tail -n1 "$CURVE" >&2
+    echo "$(rss_kb "$GW_REAL")" >>"$TMP/rss.txt"
 }
 while alive "$WRK_PID"; do
     sample
@@ -199,14 +225,26 @@ while alive "$WRK_PID"; do
     done
 done
 wait "$WRK_PID" 2>/dev/null || true
-# Until the recorder has written every queued scan (at most 60 s).
-for ((i = 0; i < 600; i++)); do
+# Until the recorder has written every queued scan (at most DRAIN_S; the
+# spool's replay is counted in written), sampling on.
+DRAIN_T0=$SECONDS
+DRAINED_IN=""
+while ((SECONDS - DRAIN_T0 < DRAIN_S)); do
     q="$(metric codelink_scans_queued_total)"
     w="$(curl -s --max-time 5 "$GW/metrics" | awk '$1 == "codelink_scans_written_total{sink=\"embedded\"}" { v = $2 } END { print v + 0 }')"
-    [[ "$q" == "$w" ]] && break
-    sleep 0.1
+    if [[ "$q" == "$w" ]]; then
+        DRAINED_IN=$((SECONDS - DRAIN_T0))
+        break
+    fi
+    sample
+    sleep "$SAMPLE_S"
 done
 sample
+AFTER_RSS="$(awk -v k="$(rss_kb "$GW_REAL")" 'BEGIN { printf "%.1f", k / 1024 }')"
+SPOOLED="$(sink_metric codelink_scans_spooled_total)"
+LOST="$(sink_metric codelink_scans_lost_total)"
+BEHIND=$(($(metric codelink_scans_queued_total) - $(sink_metric codelink_scans_written_total)))
+RSS_STATS="$(sort -n "$TMP/rss.txt" | awk '{ v[NR] = $1 } END { printf "min %.1f, median %.1f, max %.1f", v[1] / 1024, v[int((NR + 1) / 2)] / 1024, v[NR] / 1024 }')"
 SCANS="$(metric codelink_scans_queued_total)"
 DROPPED="$(metric codelink_scans_dropped_total)"
 PEAK_MB="$(awk -v k="$(hwm_kb "$GW_REAL")" 'BEGIN { printf "%.1f", k / 1024 }')"
@@ -219,15 +257,27 @@ stop_timed
 STOP1_MS=$STOP_MS
 FILE_BYTES="$(fsize "$REDB")"
 log "stopped in $STOP1_MS ms; scans.redb $FILE_BYTES bytes"
-"$STORE_SIZE" "$DATA" >"$TMP/store-size.md"
+SPOOL_LEFT="$(find "$DATA/spool/embedded" -name '*.json' 2>/dev/null | wc -l)"
 start_gateway
 RESTART_MS="$(ms_until_healthy)"
 expect_status 200 "$GW/readyz"
 READY_MS=$(($(now_ms) - START_MS))
 RESTART_RSS="$(awk -v k="$(rss_kb "$GW_REAL")" 'BEGIN { printf "%.1f", k / 1024 }')"
 expect_status 302 "$GW/fp1/yt"
+# What the first run left in the spool is replayed now (at most 30 min).
+REPLAY_T0=$SECONDS
+while ((SECONDS - REPLAY_T0 < 1800)); do
+    curl -s --max-time 5 "$GW/metrics" >"$TMP/metrics.txt" || true
+    [[ "$(sink_metric codelink_spool_bytes)" == 0 ]] && break
+    sleep 1
+done
+REPLAY_S=$((SECONDS - REPLAY_T0))
 stop_timed
 STOP2_MS=$STOP_MS
+"$STORE_SIZE" "$DATA" >"$TMP/store-size.md"
+STORED="$(awk '/^scans in chunks:/ { print $4 }' "$TMP/store-size.md")"
+# Every scan queued is stored once: the 302 of the check above included.
+EXPECTED=$((SCANS + 1 - DROPPED - LOST))
 
 # --- report ------------------------------------------------------------------
 dirty=""
@@ -238,13 +288,15 @@ dirty=""
     echo "\`load-tests/footprint.sh\` (MINUTES=$MINUTES SAMPLE_S=$SAMPLE_S CONNECTIONS=$CONNECTIONS VISITORS=$VISITORS${CACHE_MB:+ CACHE_MB=$CACHE_MB}), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$dirty, gateway \`$GATEWAY_BIN\`."
     echo "Gateway pinned to cpu $GW_CPU, \`wrk -t1 -c$CONNECTIONS\` on cpu $LOAD_CPU; \`GET /fp1/yt\` (one code), 12 user agents (phones, in-app browsers, desktops, 2 bots), 4 referrers, client addresses $(if ((VISITORS > 0)); then echo "from a pool of $VISITORS"; else echo "new at random per request"; fi); every request is a recorded scan."
     echo
-    echo "wrk: $RPS req/s, p99 $P99${BAD:+, $BAD}; scans queued $SCANS, dropped $DROPPED; RSS peak (VmHWM) $PEAK_MB MB."
+    echo "wrk: $RPS req/s, p99 $P99${BAD:+, $BAD}; scans queued $SCANS, dropped $DROPPED, spooled $SPOOLED, lost $LOST; RSS over the samples $RSS_STATS MB; peak (VmHWM) $PEAK_MB MB; RSS after the drain $AFTER_RSS MB."
+    echo
+    echo "After the load: $(if [[ -n "$DRAINED_IN" ]]; then echo "every queued scan written ${DRAINED_IN} s after wrk ended"; else echo "$BEHIND scans not yet written after ${DRAIN_S} s"; fi); stopped with $SPOOL_LEFT spool files; after the restart, the spool replayed in ${REPLAY_S} s. Scans stored (store-size, after both runs): $STORED; queued + 1 (the restart's check) - dropped - lost: $EXPECTED ($(if [[ "$STORED" == "$EXPECTED" ]]; then echo "equal: each stored once"; else echo "DIFFERENT"; fi))."
     echo
     echo "## RSS and scans.redb during the run"
     echo
     cat "$CURVE"
     echo
-    echo "## scans.redb after the run ($FILE_BYTES bytes, $(awk -v f="$FILE_BYTES" -v s="$SCANS" 'BEGIN { printf "%.1f", s ? f / s : 0 }') bytes/scan)"
+    echo "## scans.redb after the restart ($FILE_BYTES bytes at the first stop, $(awk -v f="$FILE_BYTES" -v s="$SCANS" 'BEGIN { printf "%.1f", s ? f / s : 0 }') bytes/scan)"
     echo
     cat "$TMP/store-size.md"
     echo
@@ -256,7 +308,7 @@ dirty=""
     echo "| SIGTERM to exit after the load | $STOP1_MS |"
     echo "| restart to \`/healthz\` 200 | $RESTART_MS |"
     echo "| restart to \`/readyz\` 200 | $READY_MS |"
-    echo "| SIGTERM to exit after the restart | $STOP2_MS |"
+    echo "| SIGTERM to exit after the restart (spool replayed) | $STOP2_MS |"
     echo
     echo "RSS after the restart: $RESTART_RSS MB."
     echo

@@ -117,6 +117,9 @@ pub struct RecorderSettings {
     pub queue_capacity: usize,
     /// Disk each sink's spool may use while its backend is down.
     pub spool_max_bytes: u64,
+    /// Scans a sink may hold in memory while it is slower than the scans
+    /// come; past it, batches wait in its spool on disk.
+    pub backlog_max: usize,
 }
 
 impl Default for RecorderSettings {
@@ -126,6 +129,7 @@ impl Default for RecorderSettings {
             batch_max: 100_000,
             queue_capacity: 200_000,
             spool_max_bytes: 1 << 30,
+            backlog_max: 50_000,
         }
     }
 }

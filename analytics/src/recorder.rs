@@ -11,14 +11,16 @@
 //!
 //! ```text
 //! redirect ─try_send→ [queue] → batcher (enrich, cut) ─Arc<Batch>→ worker(embedded|redis|clickhouse) → sink
-//!                                                                     └── on failure → spool/<sink>/ → replay
+//!                                                                     └── on failure or past backlog_max → spool/<sink>/ → replay
 //! ```
 //!
 //! Loss model: a scan that got its 302 is in the queue. It is lost only when
 //! (a) the process crashes before its batch was cut and handed to the sinks
 //! (at most `flush_interval` of scans, plus what the queue held), or (b) the
 //! queue is full or the spool is full/unwritable; both are counted in metrics
-//! and logged, never silent.
+//! and logged, never silent. A sink slower than the scans come loses nothing:
+//! past `backlog_max` scans waiting in memory for it, its batches go to its
+//! spool (so memory stays bounded) and are replayed in order.
 
 use crate::batch::Batch;
 use crate::enrich::Enricher;
@@ -44,6 +46,10 @@ pub struct RecorderConfig {
     pub batch_max: usize,
     /// Scans waiting for the batcher; beyond it scans are counted as lost.
     pub queue_capacity: usize,
+    /// Scans one sink worker holds in memory while its sink is slower than
+    /// the scans come (besides the batch being written); past it, batches go
+    /// to the sink's spool and are replayed from there, in order.
+    pub backlog_max: usize,
     /// Disk the spool of one sink may use.
     pub spool_max_bytes: u64,
     /// How often a sink that failed is tried again.
@@ -149,8 +155,10 @@ const DRAIN_EVERY: Duration = Duration::from_millis(5);
 const EARLY_CUT_GAP: Duration = Duration::from_millis(200);
 /// Scans enriched before the batcher looks at control messages and its tick again.
 const DRAIN_RUN: usize = 512;
-/// Spool files replayed per turn, so a long replay does not stop new batches.
-const REPLAY_STEP: usize = 16;
+/// Batches waiting for one sink worker to take them (it takes them while it
+/// writes, so this only smooths a burst; the memory a slow sink may hold is
+/// `backlog_max`).
+const WORKER_CHANNEL: usize = 4;
 
 enum Control {
     /// Conversions to store; answer once they are written or spooled.
@@ -252,7 +260,7 @@ impl Recorder {
                 config.spool_max_bytes,
             )?;
             metrics.sink(kind).spool_bytes.store(spool.bytes(), Relaxed);
-            let (tx, rx) = mpsc::channel::<(Arc<Batch>, Option<oneshot::Sender<bool>>)>(16);
+            let (tx, rx) = mpsc::channel::<Acked>(WORKER_CHANNEL);
             worker_txs.push(tx);
             let after_write = config
                 .after_live_write
@@ -262,13 +270,13 @@ impl Recorder {
             let worker = Worker {
                 after_write,
                 sink,
-                spool,
                 metrics: metrics.clone(),
                 retry: config.retry_interval,
                 timeout: config.write_timeout,
+                backlog_max: config.backlog_max,
                 stop_by: stop_rx.clone(),
             };
-            workers.push(thread.handle.spawn(worker.run(rx)));
+            workers.push(thread.handle.spawn(worker.run(spool, rx)));
         }
         let batcher = thread.handle.spawn(batcher(
             config,
@@ -384,7 +392,7 @@ impl RecorderTasks {
 /// How long past its deadline a recorder that cannot even spool is waited for.
 const ABANDON_AFTER: Duration = Duration::from_secs(5);
 
-type WorkerTx = mpsc::Sender<(Arc<Batch>, Option<oneshot::Sender<bool>>)>;
+type WorkerTx = mpsc::Sender<Acked>;
 
 /// What the batcher holds until the next cut.
 struct Pending {
@@ -569,54 +577,206 @@ async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetr
 struct Worker {
     after_write: Option<mpsc::Sender<Arc<Batch>>>,
     sink: Sink,
-    spool: Spool,
     metrics: Arc<RecorderMetrics>,
     retry: Duration,
     timeout: Duration,
+    /// Scans held in memory waiting for the sink (beyond the batch being
+    /// written); past it, batches go to the spool.
+    backlog_max: usize,
     /// The shutdown deadline, once shutdown has begun.
     stop_by: watch::Receiver<Option<Instant>>,
 }
 
+type Acked = (Arc<Batch>, Option<oneshot::Sender<bool>>);
+
+/// Why batches are going to the spool instead of memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spilling {
+    /// They are not: batches wait in memory.
+    No,
+    /// The sink writes, but slower than batches come: the backlog in memory
+    /// reached `backlog_max`.
+    Behind,
+    /// A write failed (or an earlier run left a spool).
+    Down,
+}
+
+/// What a worker holds besides its sink: the batches waiting in memory, in
+/// order, and the spool holding the ones after them.
+struct Backlog {
+    memory: std::collections::VecDeque<Acked>,
+    scans: usize,
+    spool: Spool,
+    spilling: Spilling,
+}
+
 impl Worker {
-    async fn run(mut self, mut rx: mpsc::Receiver<(Arc<Batch>, Option<oneshot::Sender<bool>>)>) {
+    /// Writes batches in the order they were cut. The worker keeps taking new
+    /// batches while a write runs, so the batcher never waits on a slow sink;
+    /// up to `backlog_max` scans wait in memory, the ones after them go to the
+    /// spool (in order: the memory backlog is older than the spool, which is
+    /// older than what comes next) until the spool has been replayed.
+    async fn run(self, spool: Spool, mut rx: mpsc::Receiver<Acked>) {
         let kind = self.sink.kind();
         // A spool left by an earlier run means: replay before anything new.
-        let mut degraded = !self.spool.is_empty();
-        let mut retry = tokio::time::interval(self.retry);
-        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let spilling = if spool.is_empty() {
+            Spilling::No
+        } else {
+            Spilling::Down
+        };
+        let mut b = Backlog {
+            memory: Default::default(),
+            scans: 0,
+            spool,
+            spilling,
+        };
+        let mut open = true;
+        // Set after a failed write: nothing is tried before then.
+        let mut retry_at: Option<Instant> = None;
+        // Shutdown gives a sink that failed one more try at once.
+        let mut tried_at_close = false;
         loop {
-            tokio::select! {
-                msg = rx.recv() => {
-                    let Some((batch, ack)) = msg else { break };
-                    if !degraded {
-                        if let Err(e) = self.write(&batch).await {
-                            tracing::warn!(sink = kind.name(), error = %e, "sink write failed; spooling to disk");
-                            degraded = true;
-                        }
+            if !open {
+                if b.spilling == Spilling::Behind {
+                    // Shutdown while behind: what memory holds goes in front of
+                    // the spool, replayed at the next start, so that stopping
+                    // takes a few file writes rather than the sink's backlog.
+                    self.spill_front(&mut b);
+                    break;
+                }
+                if retry_at.is_some() {
+                    if tried_at_close {
+                        break; // the sink failed again: its spool waits for the next start
                     }
-                    let stored = !degraded || self.spool_batch(&batch);
-                    if let Some(ack) = ack {
-                        let _ = ack.send(stored);
+                    tried_at_close = true;
+                    retry_at = None;
+                }
+            }
+            if let Some(at) = retry_at {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => retry_at = None,
+                    msg = rx.recv(), if open => match msg {
+                        Some(m) => self.take(&mut b, m),
+                        None => open = false,
+                    },
+                }
+                continue;
+            }
+            // The next job: the oldest batch in memory, else the oldest in the spool.
+            let (batch, ack, from_spool) = if let Some((batch, ack)) = b.memory.pop_front() {
+                b.scans -= batch.scans.len();
+                (batch, ack, None)
+            } else if !b.spool.is_empty() {
+                match b.spool.oldest() {
+                    Ok(Some((path, batch))) => (Arc::new(batch), None, Some(path)),
+                    Ok(None) => {
+                        b.spilling = Spilling::No;
+                        continue;
+                    }
+                    Err(SpoolError::Corrupt(path, e)) => {
+                        tracing::error!(path = %path.display(), error = %e, "corrupt spool file set aside");
+                        let _ = b.spool.quarantine(&path);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the spool");
+                        retry_at = Some(Instant::now() + self.retry);
+                        continue;
                     }
                 }
-                _ = retry.tick(), if degraded => {
-                    match self.replay(REPLAY_STEP).await {
-                        Replay::Done => {
-                            degraded = false;
-                            tracing::info!(sink = kind.name(), "sink back; spool replayed");
-                        }
-                        // The sink answers: go on with the next files at once,
-                        // after looking at new batches.
-                        Replay::More => retry.reset_immediately(),
-                        Replay::Failed => {}
+            } else {
+                if b.spilling != Spilling::No {
+                    b.spilling = Spilling::No;
+                    tracing::info!(sink = kind.name(), "sink caught up; spool replayed");
+                }
+                if !open {
+                    break;
+                }
+                match rx.recv().await {
+                    Some(m) => self.take(&mut b, m),
+                    None => open = false,
+                }
+                continue;
+            };
+            // Write it, taking new batches meanwhile.
+            let result = {
+                let write = self.write(&batch);
+                tokio::pin!(write);
+                loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut write => break r,
+                        msg = rx.recv(), if open => match msg {
+                            Some(m) => self.take(&mut b, m),
+                            None => open = false,
+                        },
                     }
+                }
+            };
+            let m = self.metrics.sink(kind);
+            match (result, from_spool) {
+                (Ok(()), None) => {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(true);
+                    }
+                }
+                (Ok(()), Some(path)) => {
+                    m.replayed.fetch_add(batch.scans.len() as u64, Relaxed);
+                    if let Err(e) = b.spool.remove(&path) {
+                        // The batch would be replayed again; the sink recognises it.
+                        tracing::error!(path = %path.display(), error = %e, "cannot remove a replayed spool file");
+                        retry_at = Some(Instant::now() + self.retry);
+                    }
+                    m.spool_bytes.store(b.spool.bytes(), Relaxed);
+                }
+                (Err(e), None) => {
+                    tracing::warn!(sink = kind.name(), error = %e, "sink write failed; spooling to disk");
+                    // This batch and the memory backlog are older than the spool.
+                    b.memory.push_front((batch, ack));
+                    b.scans += b.memory[0].0.scans.len();
+                    self.spill_front(&mut b);
+                    b.spilling = Spilling::Down;
+                    retry_at = Some(Instant::now() + self.retry);
+                }
+                (Err(_), Some(_)) => {
+                    b.spilling = Spilling::Down;
+                    retry_at = Some(Instant::now() + self.retry);
                 }
             }
         }
-        // Shutdown: one last replay so a healthy sink leaves no spool behind,
-        // as far as the deadline allows (write() stops at it).
-        if degraded {
-            self.replay(usize::MAX).await;
+    }
+
+    /// A new batch from the batcher: into memory, or to the spool when
+    /// batches are spilling or the memory backlog is full.
+    fn take(&self, b: &mut Backlog, (batch, ack): Acked) {
+        let n = batch.scans.len();
+        if b.spilling == Spilling::No && b.scans + n > self.backlog_max && !b.memory.is_empty() {
+            tracing::warn!(
+                sink = self.sink.kind().name(),
+                backlog = b.scans,
+                "sink behind; spilling batches to its spool"
+            );
+            b.spilling = Spilling::Behind;
+        }
+        if b.spilling == Spilling::No {
+            b.scans += n;
+            b.memory.push_back((batch, ack));
+            return;
+        }
+        let stored = self.spool_batch(&mut b.spool, &batch, false);
+        if let Some(ack) = ack {
+            let _ = ack.send(stored);
+        }
+    }
+
+    /// Moves the memory backlog to the front of the spool, oldest first.
+    fn spill_front(&self, b: &mut Backlog) {
+        while let Some((batch, ack)) = b.memory.pop_back() {
+            b.scans -= batch.scans.len();
+            let stored = self.spool_batch(&mut b.spool, &batch, true);
+            if let Some(ack) = ack {
+                let _ = ack.send(stored);
+            }
         }
     }
 
@@ -663,12 +823,17 @@ impl Worker {
         result
     }
 
-    /// Spools a batch; false when the spool refused it (the scans are lost,
-    /// and counted).
-    fn spool_batch(&mut self, batch: &Batch) -> bool {
+    /// Spools a batch (in front of the others when `front`); false when the
+    /// spool refused it (the scans are lost, and counted).
+    fn spool_batch(&self, spool: &mut Spool, batch: &Batch, front: bool) -> bool {
         let m = self.metrics.sink(self.sink.kind());
         let n = batch.scans.len() as u64;
-        let stored = match self.spool.push(batch) {
+        let pushed = if front {
+            spool.push_front(batch)
+        } else {
+            spool.push(batch)
+        };
+        let stored = match pushed {
             Ok(()) => {
                 m.spooled.fetch_add(n, Relaxed);
                 true
@@ -679,52 +844,147 @@ impl Worker {
                 false
             }
         };
-        m.spool_bytes.store(self.spool.bytes(), Relaxed);
+        m.spool_bytes.store(spool.bytes(), Relaxed);
         stored
-    }
-
-    /// Replays up to `step` spool files, oldest first.
-    async fn replay(&mut self, step: usize) -> Replay {
-        let m = self.metrics.sink(self.sink.kind());
-        for _ in 0..step {
-            let (path, batch) = match self.spool.oldest() {
-                Ok(Some(next)) => next,
-                Ok(None) => return Replay::Done,
-                Err(SpoolError::Corrupt(path, e)) => {
-                    tracing::error!(path = %path.display(), error = %e, "corrupt spool file set aside");
-                    let _ = self.spool.quarantine(&path);
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the spool");
-                    return Replay::Failed;
-                }
-            };
-            let batch = Arc::new(batch);
-            if self.write(&batch).await.is_err() {
-                return Replay::Failed;
-            }
-            m.replayed.fetch_add(batch.scans.len() as u64, Relaxed);
-            if let Err(e) = self.spool.remove(&path) {
-                // The batch would be replayed again; the sink recognises it.
-                tracing::error!(path = %path.display(), error = %e, "cannot remove a replayed spool file");
-                return Replay::Failed;
-            }
-            m.spool_bytes.store(self.spool.bytes(), Relaxed);
-        }
-        if self.spool.is_empty() {
-            Replay::Done
-        } else {
-            Replay::More
-        }
     }
 }
 
-enum Replay {
-    /// The spool is empty.
-    Done,
-    /// The sink took every file tried; more are waiting.
-    More,
-    /// The sink (or the disk) failed; try again after the retry interval.
-    Failed,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{HeaderSigns, Source};
+    use crate::sink::EmbeddedSink;
+    use crate::ScanId;
+    use codelink_testkit::wait_until;
+
+    const BATCH: usize = 10;
+    const BACKLOG: usize = 30;
+
+    fn config(dir: &std::path::Path) -> RecorderConfig {
+        RecorderConfig {
+            data_dir: dir.to_path_buf(),
+            flush_interval: Duration::from_millis(10),
+            batch_max: BATCH,
+            queue_capacity: 100_000,
+            backlog_max: BACKLOG,
+            spool_max_bytes: 1 << 30,
+            retry_interval: Duration::from_millis(20),
+            // Far beyond the test: a write held up is not a failed one.
+            write_timeout: Duration::from_secs(600),
+            verdicts: Default::default(),
+            after_live_write: None,
+        }
+    }
+
+    fn raw(n: u64, ms: u64) -> RawScan {
+        RawScan {
+            scan_id: ScanId::from_parts(ms + n, 7, n),
+            code: "held".into(),
+            channel: String::new(),
+            source: Source::Link,
+            ip: "203.0.113.7".parse().unwrap(),
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+                .into(),
+            referer: String::new(),
+            country: String::new(),
+            visitor_id: format!("v{n}"),
+            request_bot: None,
+            signs: HeaderSigns::BROWSER,
+            unknown_channel: String::new(),
+            step: Default::default(),
+            route: String::new(),
+        }
+    }
+
+    /// A sink that cannot keep up (here: held by another write transaction
+    /// on its redb file) keeps the batch it writes plus at most `backlog_max`
+    /// scans in memory; the rest goes to its spool. Stopped while still held,
+    /// the recorder moves what memory holds to the front of the spool. The
+    /// write that was under way commits once the file is free, and the next
+    /// start replays the whole spool, that batch included: every scan is
+    /// stored exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_sink_holds_a_bounded_backlog_and_its_spill_is_replayed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
+        let db = sink.database();
+        let held = tokio::task::spawn_blocking(move || db.begin_write().unwrap())
+            .await
+            .unwrap();
+        let (recorder, tasks) =
+            Recorder::start(config(dir.path()), vec![Sink::Embedded(sink.clone())]).unwrap();
+        let m = || recorder.metrics().sink(SinkKind::Embedded);
+        const N: u64 = 1_000;
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            - 3_600_000;
+        for n in 0..N {
+            recorder.record(raw(n, start));
+        }
+        assert_eq!(recorder.metrics().dropped_queue_full.load(Relaxed), 0);
+
+        // One batch is being written (held); at most BACKLOG scans wait in
+        // memory; the rest is spooled as it comes.
+        let bound = N - (BATCH + BACKLOG) as u64;
+        let spilled = wait_until(Duration::from_secs(30), || {
+            let spooled = m().spooled.load(Relaxed);
+            async move { spooled >= bound }
+        })
+        .await;
+        assert!(
+            spilled,
+            "spooled {} of {N}: more than {} scans held in memory",
+            m().spooled.load(Relaxed),
+            BATCH + BACKLOG
+        );
+        assert_eq!(m().written.load(Relaxed), 0);
+        assert!(m().spool_bytes.load(Relaxed) > 0);
+
+        // Shutdown while the sink is still held: the write under way times
+        // out at the deadline, and it and the memory backlog go to the spool.
+        let stopping = {
+            let recorder = recorder.clone();
+            tokio::spawn(async move { tasks.finish(&recorder, Duration::from_millis(200)).await })
+        };
+        let all_spooled = wait_until(Duration::from_secs(30), || {
+            let spooled = m().spooled.load(Relaxed);
+            async move { spooled == N }
+        })
+        .await;
+        assert!(
+            all_spooled,
+            "spooled {} of {N} at shutdown",
+            m().spooled.load(Relaxed)
+        );
+        assert_eq!(m().lost.load(Relaxed), 0);
+        // The file is free again: the abandoned write of the first batch
+        // goes through now (its batch id is stored with it).
+        held.abort().unwrap();
+        stopping.await.unwrap();
+
+        let (recorder, tasks) =
+            Recorder::start(config(dir.path()), vec![Sink::Embedded(sink.clone())]).unwrap();
+        let m = || recorder.metrics().sink(SinkKind::Embedded);
+        let replayed = wait_until(Duration::from_secs(60), || {
+            let empty = m().spool_bytes.load(Relaxed) == 0;
+            async move { empty }
+        })
+        .await;
+        assert!(
+            replayed,
+            "spool not replayed: {} bytes left",
+            m().spool_bytes.load(Relaxed)
+        );
+        assert_eq!(m().replayed.load(Relaxed), N);
+        assert_eq!(sink.code_stats("held").await.unwrap().total, N);
+        tasks.finish(&recorder, Duration::from_secs(5)).await;
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("spool/embedded"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
 }

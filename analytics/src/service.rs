@@ -144,6 +144,7 @@ impl Analytics {
             batch_max: config.recorder.batch_max,
             queue_capacity: config.recorder.queue_capacity,
             spool_max_bytes: config.recorder.spool_max_bytes,
+            backlog_max: config.recorder.backlog_max,
             retry_interval: Duration::from_secs(1),
             write_timeout: Duration::from_secs(10),
             verdicts: config.verdicts.clone(),

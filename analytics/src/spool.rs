@@ -1,7 +1,11 @@
 //! The on-disk spool of one sink: batches that could not be written yet, one
 //! file each, replayed oldest first.
 //!
-//! Files are `{seq:020}.json` in `{data_dir}/spool/{sink}/`. A file is written
+//! Files are `{seq:020}.json` in `{data_dir}/spool/{sink}/`. An empty spool
+//! numbers its first file [`FRONT_ROOM`], so that batches older than every
+//! spooled one (a write that failed while newer batches were already spilled
+//! here, see the recorder) can go in front of them ([`Spool::push_front`]).
+//! A file is written
 //! beside its final name, fsynced and renamed into place, so a crash leaves
 //! whole batches or none. A batch keeps its id, so a replay of a batch that was
 //! in fact applied is recognised by the sink.
@@ -28,17 +32,24 @@ pub enum SpoolError {
     Corrupt(PathBuf, serde_json::Error),
 }
 
+/// The first sequence number of an empty spool: room for batches pushed in front.
+pub const FRONT_ROOM: u64 = 1 << 40;
+
 impl Spool {
     pub fn open(dir: PathBuf, max_bytes: u64) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(&dir)?;
         let mut spool = Self {
             dir,
-            next_seq: 0,
+            next_seq: FRONT_ROOM,
             bytes: 0,
             files: 0,
             max_bytes,
         };
-        for (seq, path) in spool.entries()? {
+        let entries = spool.entries()?;
+        if !entries.is_empty() {
+            spool.next_seq = 0;
+        }
+        for (seq, path) in entries {
             spool.next_seq = spool.next_seq.max(seq + 1);
             spool.bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             spool.files += 1;
@@ -73,11 +84,33 @@ impl Spool {
     }
 
     pub fn push(&mut self, batch: &Batch) -> Result<(), SpoolError> {
+        if self.files == 0 {
+            self.next_seq = FRONT_ROOM;
+        }
+        self.write_file(self.next_seq, batch)?;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Spools a batch older than every spooled one: it is replayed first.
+    /// (A spool left by a version that numbered from 0 may have no room in
+    /// front: then the batch goes last, out of order but still applied once.)
+    pub fn push_front(&mut self, batch: &Batch) -> Result<(), SpoolError> {
+        let first = self.entries()?.first().map(|(seq, _)| *seq);
+        match first {
+            Some(seq) if seq > 0 => self.write_file(seq - 1, batch),
+            Some(_) => self.push(batch),
+            None => self.push(batch),
+        }
+    }
+
+    /// Writes `batch` as the file numbered `seq`: beside it, fsynced, renamed.
+    fn write_file(&mut self, seq: u64, batch: &Batch) -> Result<(), SpoolError> {
         let bytes = serde_json::to_vec(batch).map_err(std::io::Error::other)?;
         if self.bytes + bytes.len() as u64 > self.max_bytes {
             return Err(SpoolError::Full(self.max_bytes));
         }
-        let path = self.dir.join(format!("{:020}.json", self.next_seq));
+        let path = self.dir.join(format!("{seq:020}.json"));
         let tmp = path.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp)?;
         let written = file.write_all(&bytes).and_then(|()| file.sync_all());
@@ -86,15 +119,17 @@ impl Spool {
             return Err(e.into());
         }
         std::fs::rename(&tmp, &path)?;
-        self.next_seq += 1;
         self.bytes += bytes.len() as u64;
         self.files += 1;
         Ok(())
     }
 
     /// The oldest spooled batch, if any.
-    pub fn oldest(&self) -> Result<Option<(PathBuf, Batch)>, SpoolError> {
+    pub fn oldest(&mut self) -> Result<Option<(PathBuf, Batch)>, SpoolError> {
         let Some((_, path)) = self.entries()?.into_iter().next() else {
+            // Files removed by hand: the spool is empty after all.
+            self.files = 0;
+            self.bytes = 0;
             return Ok(None);
         };
         let bytes = std::fs::read(&path)?;
@@ -155,5 +190,30 @@ mod tests {
             spool.push(&Batch::new(vec![], vec![])),
             Err(SpoolError::Full(10))
         ));
+    }
+
+    /// A batch whose write fails while newer ones are already spilled goes in
+    /// front of them, so the replay keeps the order the batches were cut in.
+    #[test]
+    fn push_front_goes_before_every_spooled_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path().to_path_buf(), 1 << 30).unwrap();
+        let batches: Vec<Batch> = (0..4).map(|_| Batch::new(vec![], vec![])).collect();
+        // 2 and 3 were spilled; then 1 failed, then 0 from memory in front of it.
+        spool.push(&batches[2]).unwrap();
+        spool.push(&batches[3]).unwrap();
+        spool.push_front(&batches[1]).unwrap();
+        spool.push_front(&batches[0]).unwrap();
+        let mut spool = Spool::open(dir.path().to_path_buf(), 1 << 30).unwrap();
+        for want in &batches {
+            let (path, got) = spool.oldest().unwrap().unwrap();
+            assert_eq!(&got.id, &want.id);
+            spool.remove(&path).unwrap();
+        }
+        assert!(spool.is_empty());
+        // Empty again: new batches number from the room in front once more.
+        spool.push(&batches[0]).unwrap();
+        spool.push_front(&batches[1]).unwrap();
+        assert_eq!(spool.oldest().unwrap().unwrap().1.id, batches[1].id);
     }
 }

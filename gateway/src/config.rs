@@ -96,6 +96,12 @@ pub struct Config {
     #[arg(long, env = "CODELINK_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
     pub spool_max_bytes: u64,
 
+    /// Scans each sink may hold in memory while it writes slower than scans
+    /// come (about 1 KB each); past it, batches wait in its spool on disk and
+    /// are replayed in order.
+    #[arg(long, env = "CODELINK_BACKLOG_MAX", default_value_t = 50_000)]
+    pub backlog_max: usize,
+
     /// Server secret for visitor hashes. When absent, one is generated into the
     /// data dir; give every instance the same one.
     #[arg(long, env = "CODELINK_SECRET", hide_env_values = true)]
@@ -338,6 +344,7 @@ impl Config {
             batch_max: 100_000,
             queue_capacity: 200_000,
             spool_max_bytes: 1 << 30,
+            backlog_max: 50_000,
             secret: None,
             client_ip_header: None,
             country_header: "cf-ipcountry".into(),
@@ -436,6 +443,7 @@ impl Config {
                 batch_max: self.batch_max,
                 queue_capacity: self.queue_capacity,
                 spool_max_bytes: self.spool_max_bytes,
+                backlog_max: self.backlog_max,
             },
             queries: QueryLimits {
                 timeout: Duration::from_millis(self.query_timeout_ms),
