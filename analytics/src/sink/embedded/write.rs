@@ -377,11 +377,21 @@ fn write_counters(
             add(format!("{code}\0{field}"), n)?;
         }
     }
+    let mut key = String::new();
     for (code, day, visitors) in human_visitors(scans) {
         let mut new = 0;
         for visitor in visitors {
-            let key = format!("{code}\0{day}\0{visitor}");
-            if visits.insert(key.as_str(), 1).map_err(err)?.is_none() {
+            key.clear();
+            key.push_str(code);
+            key.push('\0');
+            key.push_str(&day);
+            key.push('\0');
+            key.push_str(visitor);
+            // Read first: redb copies a page on every insert, also of an
+            // unchanged value, and a visitor seen earlier today is the
+            // common case (the sink's cost grew with the visitors stored).
+            if visits.get(key.as_str()).map_err(err)?.is_none() {
+                visits.insert(key.as_str(), 1).map_err(err)?;
                 new += 1;
             }
         }
