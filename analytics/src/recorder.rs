@@ -18,9 +18,10 @@
 //! (a) the process crashes before its batch was cut and handed to the sinks
 //! (at most `flush_interval` of scans, plus what the queue held), or (b) the
 //! queue is full or the spool is full/unwritable; both are counted in metrics
-//! and logged, never silent. A sink slower than the scans come loses nothing:
-//! past `backlog_max` scans waiting in memory for it, its batches go to its
-//! spool (so memory stays bounded) and are replayed in order.
+//! and logged, never silent. A sink slower than the scans come loses nothing
+//! until its spool is full: past `backlog_max` scans waiting in memory for
+//! it, its batches go to its spool (so memory stays bounded) and are
+//! replayed in order.
 
 use crate::batch::Batch;
 use crate::enrich::Enricher;
