@@ -766,6 +766,31 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Random images past the size that also tries flate2 (so the run
+        /// encoder's stream is the one kept), any width with a partial last
+        /// byte or none, rows repeating earlier rows in and out of the
+        /// window: every pixel decodes as drawn and the checksum holds.
+        #[test]
+        fn random_large_images_decode_to_the_same_pixels(
+            width in 2000u32..=4096,
+            picks in proptest::collection::vec((0usize..24, 0usize..90), 8..40),
+            seed in 0u32..1_000_000,
+        ) {
+            let stride = (width as usize).div_ceil(8);
+            let mut rows: Vec<Vec<u8>> = (0..23u32).map(|i| row(stride, seed.wrapping_add(i))).collect();
+            rows.push(vec![0u8; stride]);
+            let mut bands: Vec<Band> = picks.iter().map(|&(r, n)| (&rows[r][..], n)).collect();
+            // Enough rows that the scanlines pass `SMALL_IMAGE_BYTES`.
+            let height: usize = bands.iter().map(|b| b.1).sum();
+            let need = SMALL_IMAGE_BYTES / (stride + 1) + 1;
+            bands.push((&rows[(seed % 24) as usize][..], need.saturating_sub(height)));
+            check(width, &bands);
+        }
+    }
+
     #[test]
     fn edge_images_decode() {
         // All background, all foreground, one row each way, a single band.
