@@ -24,54 +24,42 @@ URL_PATH="${URL_PATH:-/bench1/yt}"
 read -r -a FLAGS_0 <<<"${FLAGS_A:-}"
 read -r -a FLAGS_1 <<<"${FLAGS_B:-}"
 ADMIN_KEY="ab-admin-key-0123456789abcdef"
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'ab.sh: %s\n' "$*" >&2; exit 1; }
 for tool in wrk curl python3 timeout pgrep getconf; do
-    command -v "$tool" >/dev/null || { echo "ab.sh: $tool is required (bench.sh installs wrk)" >&2; exit 2; }
+    command -v "$tool" >/dev/null || die "$tool is required (bench.sh installs wrk)"
 done
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TMP="$(mktemp -d -t codelink-ab.XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat"; }
-metric() { curl -s --max-time 5 "$1/metrics" | awk -v n="$2" '$1 == n { v = $2 } END { print v + 0 }'; }
-drained() {
-    local i q w
-    for ((i = 0; i < 1200; i++)); do
-        q="$(metric "$1" codelink_scans_queued_total)"
-        w="$(metric "$1" 'codelink_scans_written_total{sink="embedded"}')"
-        ((w >= q)) && return 0
-        sleep 0.1
-    done
-    echo "ab.sh: the recorder of $1 did not catch up in 120 s" >&2
-    exit 1
-}
+RUN_NAME=ab
+SERVER_MAX_S=3600
+PIN=()
+SERVERS_AUTOSTART=0
+# Bookkeeping (PIDS, the EXIT trap), free_port, wait_for: see the file.
+# shellcheck source=lib/servers.sh
+source "$ROOT/load-tests/lib/servers.sh"
+# BROWSER_HEADERS, cpu_seconds, drained, stats: see the file.
+# shellcheck source=lib/measure.sh
+source "$ROOT/load-tests/lib/measure.sh"
 
 URLS=()
 CPU_PIDS=()
 for i in 0 1; do
     if ((i == 0)); then extra=("${FLAGS_0[@]+"${FLAGS_0[@]}"}"); else extra=("${FLAGS_1[@]+"${FLAGS_1[@]}"}"); fi
-    p="$(port)"
-    timeout -s TERM 3600 "${BINS[$i]}" serve --listen "127.0.0.1:$p" --data-dir "$TMP/data$i" \
+    p="$(free_port)"
+    timeout -s TERM "$SERVER_MAX_S" "${BINS[$i]}" serve --listen "127.0.0.1:$p" --data-dir "$TMP/data$i" \
         --admin-key "$ADMIN_KEY" "${extra[@]+"${extra[@]}"}" >"$TMP/gw$i.log" 2>&1 &
-    PIDS+=("$!")
-    for ((t = 0; t < 100; t++)); do curl -sf -o /dev/null "http://127.0.0.1:$p/healthz" && break; sleep 0.1; done
+    gw_pid=$!
+    PIDS+=("$gw_pid")
+    wait_for "gateway $i" "$gw_pid" "http://127.0.0.1:$p/healthz" "$TMP/gw$i.log"
     curl -sf -o /dev/null -X POST "http://127.0.0.1:$p/api/v1/codes" -H "Authorization: Bearer $ADMIN_KEY" \
         -H 'Content-Type: application/json' \
         --data '{"code":"bench1","destination":"https://shop.example/signup","owner":"bench","channels":{"yt":{"utm_source":"youtube","utm_medium":"video"}}}'
     URLS+=("http://127.0.0.1:$p")
-    CPU_PIDS+=("$(pgrep -P "$!" | head -n1)")
+    CPU_PIDS+=("$(pgrep -P "$gw_pid" | head -n1)")
 done
 
-WRK=(wrk -t1 "-c$CONNECTIONS"
-    -H "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1"
-    -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-    -H "Accept-Language: en-US,en;q=0.9"
-    -H "Sec-Fetch-Mode: navigate" -H "Sec-Fetch-Dest: document" -H "Sec-Fetch-Site: none")
+WRK=(wrk -t1 "-c$CONNECTIONS" "${BROWSER_HEADERS[@]}")
 declare -A RPS CPU P99
 one() {
     local i="$1" url="${URLS[$1]}$URL_PATH" c0 c1 out="$TMP/wrk.txt"
@@ -91,11 +79,6 @@ one() {
     cpu="$(awk -v a="$c0" -v b="$c1" -v n="$reqs" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }')"
     CPU[$i]+="$cpu "
     printf '%s run: %s req/s, p99 %s, %s µs CPU/request\n' "$([[ $i == 0 ]] && echo A || echo B)" "$rps" "$p99" "$cpu" >&2
-}
-stats() {
-    printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END {
-        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%s / %s / %s", v[1], m, v[NR] }'
 }
 for ((r = 0; r < RUNS; r++)); do
     if ((r % 2)); then one 1; one 0; else one 0; one 1; fi

@@ -119,51 +119,29 @@ fi
 # --- wrk ---------------------------------------------------------------------
 declare -A RPS P99 ERRS
 
-# CPU seconds (user + system, every thread) PID has used so far.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat"
-}
-
-# Until the gateway's recorder has written (or spooled) every scan it queued,
-# in every sink: at most 120 s.
-drained() {
-    local i q w
-    for ((i = 0; i < 1200; i++)); do
-        curl -s --max-time 5 "$GW/metrics" >"$TMP/metrics.txt" || true
-        q="$(awk '$1 == "codelink_scans_queued_total" { print $2 }' "$TMP/metrics.txt")"
-        # The sink furthest behind: written + spooled, per sink.
-        w="$(awk '$1 ~ /^codelink_scans_(written|spooled)_total\{sink=/ { split($1, a, "\""); n[a[2]] += $2 }
-                 END { m = -1; for (k in n) if (m < 0 || n[k] < m) m = n[k]; print m }' "$TMP/metrics.txt")"
-        [[ -n "$q" && -n "$w" ]] && ((w >= q)) && return 0
-        sleep 0.1
-    done
-    die "the gateway's recorder did not catch up within 120 s (queued $q, written $w)"
-}
+# cpu_seconds, drained, stats: see the file.
+# shellcheck source=lib/measure.sh
+source "$ROOT/load-tests/lib/measure.sh"
 
 # bench KEY URL PID: warm-up (discarded), then the measured run; KEY's
 # figures are appended to RPS, P99 and CPU_US (space-separated, one per run).
 declare -A CPU_US
 bench() {
     local key="$1" url="$2" pid="$3" out="$TMP/wrk-$1.txt" cpu0 cpu1
-    # Every server gets what a phone's browser sends on a navigation, so the
-    # gateway records human scans (without these headers a scan is a suspect).
-    local wrk=(wrk "-t$THREADS" "-c$CONNECTIONS"
-        -H "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1"
-        -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-        -H "Accept-Language: en-US,en;q=0.9"
-        -H "Sec-Fetch-Mode: navigate" -H "Sec-Fetch-Dest: document" -H "Sec-Fetch-Site: none")
+    # Every server gets what a phone's browser sends on a navigation.
+    local wrk=(wrk "-t$THREADS" "-c$CONNECTIONS" "${BROWSER_HEADERS[@]}")
     log "$key: warm-up $WARMUP, then $DURATION against $url"
     if ((WARMUP_S > 0)); then
         timeout $((WARMUP_S + 30)) "${wrk[@]}" "-d$WARMUP" "$url" >/dev/null
     fi
     # Warm-up scans are recorded too: let the recorder finish them first.
-    [[ "$key" != gateway-* ]] || drained
+    [[ "$key" != gateway-* ]] || drained "$GW"
     local cpu_pid="$pid"
     [[ "$key" != gateway-* ]] || cpu_pid="$GW_CPU_PID"
     cpu0="$(cpu_seconds "$cpu_pid")"
     timeout $((DURATION_S + 30)) "${wrk[@]}" "-d$DURATION" --latency "$url" >"$out"
     alive "$pid" || die "$key: the server exited during the run"
-    [[ "$key" != gateway-* ]] || drained
+    [[ "$key" != gateway-* ]] || drained "$GW"
     cpu1="$(cpu_seconds "$cpu_pid")"
     cat "$out" >&2
     local rps p99 reqs
@@ -201,14 +179,6 @@ pair() {
             bench "$g" "$gurl" "$GW_PID"
         fi
     done
-}
-
-# stats "x1 x2 ...": "min / median / max".
-stats() {
-    printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END {
-        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%s / %s / %s", v[1], m, v[NR]
-    }'
 }
 
 # ratios "g1 g2 ..." "b1 b2 ...": run-by-run g/b.

@@ -388,8 +388,8 @@ fn write_counters(
             key.push('\0');
             key.push_str(visitor);
             // Read first: redb copies a page on every insert, also of an
-            // unchanged value, and a visitor seen earlier today is the
-            // common case (the sink's cost grew with the visitors stored).
+            // unchanged value, so a visitor seen earlier today (a repeat
+            // scan, in this batch's day) costs a read instead of a copy.
             if visits.get(key.as_str()).map_err(err)?.is_none() {
                 visits.insert(key.as_str(), 1).map_err(err)?;
                 new += 1;
