@@ -175,9 +175,23 @@ async fn the_binary_records_and_answers_on_a_cluster() {
     for (i, code) in codes.iter().enumerate() {
         let s = summary(&admin, &format!("code={code}")).await;
         assert_eq!(s["scans"], i as u64 + 1, "{code}: {s}");
-        let r = admin.get(&format!("/api/v1/codes/{code}/scans")).await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(r.json()["items"].as_array().unwrap().len(), i + 1);
+        // The sink writes a batch's rollups (the summary) before its raw
+        // rows (the drill-down): wait for the rows too.
+        let listed = || async {
+            let r = admin.get(&format!("/api/v1/codes/{code}/scans")).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["items"].as_array().map_or(0, Vec::len)
+        };
+        let rows_in = codelink_testkit::wait_until(Duration::from_secs(15), || async {
+            listed().await == i + 1
+        })
+        .await;
+        assert!(
+            rows_in,
+            "{code}: {} scans listed, want {}",
+            listed().await,
+            i + 1
+        );
         // On the code's shard only.
         let held: Vec<u64> = cluster.nodes().map(|n| rows(n, "e2e", code).0).collect();
         let shard = usize::from(i >= 2);
