@@ -377,8 +377,13 @@ fn write_counters(
             add(format!("{code}\0{field}"), n)?;
         }
     }
+    // Keys in order: consecutive inserts land in the same leaf, whose copy
+    // (redb copies a page at its first change in a transaction) and path
+    // are then reused. In random order, nearly every visitor touched a leaf
+    // of its own (`tests/embedded_write_rate.rs`).
     let mut key = String::new();
-    for (code, day, visitors) in human_visitors(scans) {
+    for (code, day, mut visitors) in human_visitors(scans) {
+        visitors.sort_unstable();
         let mut new = 0;
         for visitor in visitors {
             key.clear();
@@ -400,15 +405,24 @@ fn write_counters(
         }
     }
     let mut last = tx.open_table(LAST_VISITS).map_err(err)?;
-    for ((code, visitor), scan) in latest_human_scans(scans) {
-        let key = format!("{code}\0{visitor}");
-        let newer = match last.get(key.as_str()).map_err(err)? {
-            Some(v) => LastVisit::decode(v.value()).is_none_or(|l| l.scan_ms <= scan.ts_ms),
-            None => true,
-        };
-        if newer {
-            let value = LastVisit::encode(scan);
-            last.insert(key.as_str(), value.as_bytes()).map_err(err)?;
+    let mut latest: Vec<_> = latest_human_scans(scans).into_iter().collect();
+    latest.sort_unstable_by_key(|(pair, _)| *pair);
+    for ((code, visitor), scan) in latest {
+        key.clear();
+        key.push_str(code);
+        key.push('\0');
+        key.push_str(visitor);
+        let value = LastVisit::encode(scan);
+        // Written at once (one walk down the tree, not a read and then a
+        // write); in the rare case that the stored visit is newer (a batch
+        // replayed late), it is put back.
+        let older = last
+            .insert(key.as_str(), value.as_bytes())
+            .map_err(err)?
+            .filter(|old| LastVisit::decode(old.value()).is_some_and(|l| l.scan_ms > scan.ts_ms))
+            .map(|old| old.value().to_vec());
+        if let Some(stored) = older {
+            last.insert(key.as_str(), stored.as_slice()).map_err(err)?;
         }
     }
     Ok(())

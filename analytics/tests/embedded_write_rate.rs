@@ -1,0 +1,171 @@
+//! How fast the embedded store writes batches of scans from many visitors
+//! (issue 15: at full speed it fell behind the load), and how fast the
+//! recorder replays a spool into it. Measurements, not pass/fail tests:
+//!
+//! ```sh
+//! cargo test --release -p codelink-analytics --test embedded_write_rate -- \
+//!     --ignored --nocapture --test-threads 1
+//! ```
+//!
+//! `VISITORS` (1,200,000: the pool the visitor ids are drawn from), `BATCH`
+//! (40,000 scans), `BATCHES` (30) and `CACHE_MB` (48) vary it.
+
+use codelink_analytics::batch::Batch;
+use codelink_analytics::event::Scan;
+use codelink_analytics::sink::EmbeddedSink;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A scan like the redirect's: one code, a dozen browsers, `visitors`
+/// distinct visitor ids (32 hex characters, as the gateway makes them).
+fn scan(i: u64, ts_ms: u64, visitors: u64, seq: u64) -> Scan {
+    const UAS: [(&str, &str, &str, &str); 4] = [
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Instagram 330.0", "mobile", "ios", "safari"),
+        ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36", "mobile", "android", "chrome"),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36", "desktop", "windows", "chrome"),
+        ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15", "desktop", "macos", "safari"),
+    ];
+    // A visitor drawn from the pool by a mixing hash: random keys, as real ids are.
+    let v = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % visitors;
+    let (ua, device, os, browser) = UAS[(v % 4) as usize];
+    Scan {
+        scan_id: codelink_analytics::ScanId::from_parts(ts_ms, 1, seq).to_string(),
+        ts_ms,
+        code: "busy".into(),
+        channel: ["yt", "ig", "tt"][(i % 3) as usize].into(),
+        visitor_id: format!(
+            "{:032x}",
+            u128::from(v).wrapping_mul(0x2545_F491_4F6C_DD1D_9E37_79B9)
+        ),
+        ip_prefix: format!("10.{}.{}.0", (v >> 8) & 255, v & 255),
+        user_agent: ua.into(),
+        device: device.into(),
+        os: os.into(),
+        browser: browser.into(),
+        source: "link".into(),
+        country: "US".into(),
+        ..Scan::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand with --ignored --nocapture"]
+async fn embedded_write_rate() {
+    let visitors = env("VISITORS", 1_200_000);
+    let batch = env("BATCH", 40_000);
+    let batches = env("BATCHES", 30);
+    for (events, counters, what) in [
+        (true, true, "rows, rollups and live store"),
+        (true, false, "rows and rollups only"),
+        (false, true, "live store only"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let sink =
+            EmbeddedSink::open_with_cache(dir.path(), events, counters, env("CACHE_MB", 48) << 20)
+                .unwrap();
+        let start_ms = 1_780_000_000_000u64;
+        let started = Instant::now();
+        let mut times = Vec::new();
+        let mut i = 0u64;
+        for b in 0..batches {
+            let scans: Vec<Scan> = (0..batch)
+                .map(|k| {
+                    i += 1;
+                    scan(i, start_ms + b * 1000 + k * 1000 / batch, visitors, i)
+                })
+                .collect();
+            let t = Instant::now();
+            sink.write(&Arc::new(Batch::new(scans, Vec::new())))
+                .await
+                .unwrap();
+            times.push(t.elapsed().as_secs_f64());
+        }
+        let total = started.elapsed().as_secs_f64();
+        let n = (batch * batches) as f64;
+        let last: f64 = times[times.len() - 5..].iter().sum::<f64>() / 5.0;
+        let size = std::fs::metadata(dir.path().join("scans.redb"))
+            .unwrap()
+            .len();
+        println!(
+            "{what}: {:.0} scans/s overall; first batch {:.0} ms, last 5 mean {:.0} ms ({:.0} scans/s); file {:.0} MB",
+            n / total,
+            times[0] * 1e3,
+            last * 1e3,
+            batch as f64 / last,
+            size as f64 / 1e6
+        );
+    }
+}
+
+/// The recorder replaying a spool of `BATCHES` batches into the embedded
+/// store: how fast a sink that fell behind catches up once the load is
+/// gone, the spool's JSON decoding included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand with --ignored --nocapture"]
+async fn spool_replay_rate() {
+    use codelink_analytics::recorder::{Recorder, RecorderConfig};
+    use codelink_analytics::sink::{Sink, SinkKind};
+    use codelink_analytics::spool::Spool;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+
+    let visitors = env("VISITORS", 1_200_000);
+    let batch = env("BATCH", 40_000);
+    let batches = env("BATCHES", 30);
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path().join("spool/embedded"), u64::MAX).unwrap();
+    let mut i = 0u64;
+    for b in 0..batches {
+        let scans: Vec<Scan> = (0..batch)
+            .map(|k| {
+                i += 1;
+                scan(
+                    i,
+                    1_780_000_000_000 + b * 1000 + k * 1000 / batch,
+                    visitors,
+                    i,
+                )
+            })
+            .collect();
+        spool.push(&Batch::new(scans, Vec::new())).unwrap();
+    }
+    drop(spool);
+    let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
+    let config = RecorderConfig {
+        data_dir: dir.path().to_path_buf(),
+        flush_interval: Duration::from_secs(1),
+        batch_max: 100_000,
+        queue_capacity: 200_000,
+        backlog_max: 50_000,
+        spool_max_bytes: u64::MAX,
+        retry_interval: Duration::from_secs(1),
+        write_timeout: Duration::from_secs(600),
+        verdicts: Default::default(),
+        after_live_write: None,
+    };
+    let started = Instant::now();
+    let (recorder, tasks) = Recorder::start(config, vec![Sink::Embedded(sink)]).unwrap();
+    let m = || recorder.metrics().sink(SinkKind::Embedded);
+    while m().replayed.load(Relaxed) < batch * batches {
+        assert_eq!(m().failures.load(Relaxed), 0, "a replay failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tasks.finish(&recorder, Duration::from_secs(5)).await;
+    let size = std::fs::metadata(dir.path().join("scans.redb"))
+        .unwrap()
+        .len();
+    println!(
+        "replay: {:.0} scans/s ({:.1} s); file {:.0} MB",
+        (batch * batches) as f64 / secs,
+        secs,
+        size as f64 / 1e6
+    );
+}
