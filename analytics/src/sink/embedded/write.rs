@@ -445,6 +445,34 @@ mod tests {
         }
     }
 
+    /// A visitor's last visit is the latest scan written: a later batch's
+    /// scan at the same millisecond replaces it, an older one (a batch
+    /// replayed late) leaves it, a newer one replaces it.
+    #[tokio::test]
+    async fn the_last_visit_is_replaced_by_a_scan_as_late_or_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), false, true).unwrap();
+        let visit = |n: u64, ts_ms: u64, channel: &str| Scan {
+            scan_id: crate::ScanId::from_parts(ts_ms, 2, n).to_string(),
+            ts_ms,
+            visitor_id: "v".into(),
+            ..scan(n, channel)
+        };
+        let t = 1_700_006_400_000;
+        for (scan, channel) in [
+            (visit(1, t, "first"), "first"),
+            (visit(2, t, "same-ms"), "same-ms"),
+            (visit(3, t - 1, "older"), "same-ms"),
+            (visit(4, t + 1, "newer"), "newer"),
+        ] {
+            sink.write(&Arc::new(Batch::new(vec![scan], Vec::new())))
+                .await
+                .unwrap();
+            let last = sink.last_visit("busy", "v").await.unwrap().unwrap();
+            assert_eq!(last.channel, channel);
+        }
+    }
+
     /// A bucket whose dimensions outgrow one entry is split into one entry
     /// per dimension, and reads and later writes see the same cells.
     #[tokio::test]
