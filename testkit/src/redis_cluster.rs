@@ -23,6 +23,12 @@ pub struct RedisCluster {
     nodes: Vec<(u16, Option<Child>)>,
 }
 
+/// Held while a cluster picks its ports and its nodes bind them. Two
+/// clusters started at once in one test process could otherwise pick the
+/// same free port; one `redis-cli --cluster create` would then take in a
+/// node of the other cluster, and neither would reach `cluster_state:ok`.
+static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How long a node is unreachable before the others call it failed and its
 /// replica takes over.
 pub const NODE_TIMEOUT_MS: u64 = 1000;
@@ -46,14 +52,29 @@ impl RedisCluster {
             nodes: Vec::new(),
         };
         let n = 3 * (1 + replicas);
+        let starting = STARTING.lock().unwrap_or_else(|p| p.into_inner());
         for port in cluster_ports(n) {
             let child = cluster.spawn(port);
             cluster.nodes.push((port, Some(child)));
         }
         for (port, _) in &cluster.nodes {
-            wait_for(Duration::from_secs(10), || cli(*port, &["PING"]) == "PONG")
-                .unwrap_or_else(|| panic!("redis-server on port {port} did not answer PING"));
+            // The node that answers must be this cluster's (its own dir):
+            // another process may have taken the port after it was picked.
+            let dir = cluster.dir.path().join(port.to_string());
+            // As the node's getcwd() gives it (no symlinks).
+            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+            let ours = || {
+                cli(*port, &["PING"]) == "PONG"
+                    && cli(*port, &["CONFIG", "GET", "dir"]).contains(&*dir.to_string_lossy())
+            };
+            wait_for(Duration::from_secs(10), ours).unwrap_or_else(|| {
+                panic!(
+                    "redis-server on port {port} did not answer PING from {}",
+                    dir.display()
+                )
+            });
         }
+        drop(starting);
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for (port, _) in &cluster.nodes {
@@ -69,7 +90,7 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        cluster.wait_ok(Duration::from_secs(30));
+        cluster.wait_ok(Duration::from_secs(60));
         if replicas > 0 {
             let ports: Vec<u16> = cluster.ports();
             wait_for(Duration::from_secs(30), || {
