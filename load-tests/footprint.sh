@@ -257,7 +257,7 @@ stop_timed
 STOP1_MS=$STOP_MS
 FILE_BYTES="$(fsize "$REDB")"
 log "stopped in $STOP1_MS ms; scans.redb $FILE_BYTES bytes"
-SPOOL_LEFT="$(find "$DATA/spool/embedded" -name '*.json' 2>/dev/null | wc -l)"
+SPOOL_LEFT="$(find "$DATA/spool/embedded" \( -name '*.json' -o -name '*.jsonz' \) 2>/dev/null | wc -l)"
 start_gateway
 RESTART_MS="$(ms_until_healthy)"
 expect_status 200 "$GW/readyz"

@@ -124,6 +124,7 @@ async fn spool_replay_rate() {
     let batches = env("BATCHES", 30);
     let dir = tempfile::tempdir().unwrap();
     let mut spool = Spool::open(dir.path().join("spool/embedded"), u64::MAX).unwrap();
+    let mut pushing = 0.0;
     let mut i = 0u64;
     for b in 0..batches {
         let scans: Vec<Scan> = (0..batch)
@@ -137,8 +138,12 @@ async fn spool_replay_rate() {
                 )
             })
             .collect();
-        spool.push(&Batch::new(scans, Vec::new())).unwrap();
+        let spooled = Batch::new(scans, Vec::new());
+        let t = Instant::now();
+        spool.push(&spooled).unwrap();
+        pushing += t.elapsed().as_secs_f64();
     }
+    let spooled = spool.bytes();
     drop(spool);
     let sink =
         EmbeddedSink::open_with_cache(dir.path(), true, true, env("CACHE_MB", 48) << 20).unwrap();
@@ -167,9 +172,11 @@ async fn spool_replay_rate() {
         .unwrap()
         .len();
     println!(
-        "replay: {:.0} scans/s ({:.1} s); file {:.0} MB",
+        "replay: {:.0} scans/s ({:.1} s) from a spool of {:.1} bytes a scan, spooled at {:.2} µs a scan; file {:.0} MB",
         (batch * batches) as f64 / secs,
         secs,
+        spooled as f64 / (batch * batches) as f64,
+        pushing * 1e6 / (batch * batches) as f64,
         size as f64 / 1e6
     );
 }
