@@ -5,13 +5,12 @@
 //! JSON, zlib-compressed at the fastest level (a batch's scans repeat
 //! themselves: about a tenth of the JSON, so a full spool holds ten times
 //! the scans). `{seq:020}.json` files, plain JSON, from versions before, are
-//! read as well. An empty spool
-//! numbers its first file [`FRONT_ROOM`], so that batches older than every
-//! spooled one (a write that failed while newer batches were already spilled
-//! here, see the recorder) can go in front of them ([`Spool::push_front`]).
-//! A file is written
-//! beside its final name, fsynced and renamed into place, so a crash leaves
-//! whole batches or none. A batch keeps its id, so a replay of a batch that was
+//! read as well. An empty spool numbers its first file [`FRONT_ROOM`], so
+//! that batches older than every spooled one (a write that failed while
+//! newer batches were already spilled here, see the recorder) can go in
+//! front of them ([`Spool::push_front`]). A file is written beside its final
+//! name, fsynced and renamed into place, so a crash leaves whole batches or
+//! none. A batch keeps its id, so a replay of a batch that was
 //! in fact applied is recognised by the sink.
 
 use crate::batch::Batch;
@@ -103,12 +102,12 @@ impl Spool {
         let first = self.entries()?.first().map(|(seq, _)| *seq);
         match first {
             Some(seq) if seq > 0 => self.write_file(seq - 1, batch),
-            Some(_) => self.push(batch),
-            None => self.push(batch),
+            _ => self.push(batch),
         }
     }
 
-    /// Writes `batch` as the file numbered `seq`: beside it, fsynced, renamed.
+    /// Writes `batch`, compressed, as the file numbered `seq`: beside it,
+    /// fsynced, renamed.
     fn write_file(&mut self, seq: u64, batch: &Batch) -> Result<(), SpoolError> {
         let json = serde_json::to_vec(batch).map_err(std::io::Error::other)?;
         let mut z = flate2::write::ZlibEncoder::new(

@@ -25,7 +25,7 @@ fn env(name: &str, default: u64) -> u64 {
 
 /// A scan like the redirect's: one code, four browsers, `visitors`
 /// distinct visitor ids (32 hex characters, as the gateway makes them).
-fn scan(i: u64, ts_ms: u64, visitors: u64, seq: u64) -> Scan {
+fn scan(i: u64, ts_ms: u64, visitors: u64) -> Scan {
     const UAS: [(&str, &str, &str, &str); 4] = [
         ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Instagram 330.0", "mobile", "ios", "safari"),
         ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36", "mobile", "android", "chrome"),
@@ -36,7 +36,7 @@ fn scan(i: u64, ts_ms: u64, visitors: u64, seq: u64) -> Scan {
     let v = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % visitors;
     let (ua, device, os, browser) = UAS[(v % 4) as usize];
     Scan {
-        scan_id: codelink_analytics::ScanId::from_parts(ts_ms, 1, seq).to_string(),
+        scan_id: codelink_analytics::ScanId::from_parts(ts_ms, 1, i).to_string(),
         ts_ms,
         code: "busy".into(),
         channel: ["yt", "ig", "tt"][(i % 3) as usize].into(),
@@ -55,12 +55,46 @@ fn scan(i: u64, ts_ms: u64, visitors: u64, seq: u64) -> Scan {
     }
 }
 
+/// What both measurements write: `BATCHES` batches of `BATCH` scans, a
+/// second of scans each, visitors from a pool of `VISITORS`.
+struct Load {
+    visitors: u64,
+    batch: u64,
+    batches: u64,
+}
+
+impl Load {
+    fn from_env() -> Self {
+        Self {
+            visitors: env("VISITORS", 1_200_000),
+            batch: env("BATCH", 40_000),
+            batches: env("BATCHES", 30),
+        }
+    }
+
+    fn scans(&self) -> u64 {
+        self.batch * self.batches
+    }
+
+    /// The scans of each batch in turn, made as they are asked for.
+    fn each_batch(&self) -> impl Iterator<Item = Vec<Scan>> + '_ {
+        const START_MS: u64 = 1_780_000_000_000;
+        (0..self.batches).map(move |b| {
+            (0..self.batch)
+                .map(|k| {
+                    let i = b * self.batch + k + 1;
+                    let ts_ms = START_MS + b * 1000 + k * 1000 / self.batch;
+                    scan(i, ts_ms, self.visitors)
+                })
+                .collect()
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run by hand with --ignored --nocapture"]
 async fn embedded_write_rate() {
-    let visitors = env("VISITORS", 1_200_000);
-    let batch = env("BATCH", 40_000);
-    let batches = env("BATCHES", 30);
+    let load = Load::from_env();
     for (events, counters, what) in [
         (true, true, "rows, rollups and live store"),
         (true, false, "rows and rollups only"),
@@ -70,17 +104,9 @@ async fn embedded_write_rate() {
         let sink =
             EmbeddedSink::open_with_cache(dir.path(), events, counters, env("CACHE_MB", 48) << 20)
                 .unwrap();
-        let start_ms = 1_780_000_000_000u64;
         let started = Instant::now();
         let mut times = Vec::new();
-        let mut i = 0u64;
-        for b in 0..batches {
-            let scans: Vec<Scan> = (0..batch)
-                .map(|k| {
-                    i += 1;
-                    scan(i, start_ms + b * 1000 + k * 1000 / batch, visitors, i)
-                })
-                .collect();
+        for scans in load.each_batch() {
             let t = Instant::now();
             sink.write(&Arc::new(Batch::new(scans, Vec::new())))
                 .await
@@ -89,7 +115,7 @@ async fn embedded_write_rate() {
         }
         let total = started.elapsed().as_secs_f64();
         let writing: f64 = times.iter().sum();
-        let n = (batch * batches) as f64;
+        let n = load.scans() as f64;
         let tail = times.len().min(5);
         let last: f64 = times[times.len() - tail..].iter().sum::<f64>() / tail as f64;
         let size = std::fs::metadata(dir.path().join("scans.redb"))
@@ -101,7 +127,7 @@ async fn embedded_write_rate() {
             n / total,
             times[0] * 1e3,
             last * 1e3,
-            batch as f64 / last,
+            load.batch as f64 / last,
             size as f64 / 1e6
         );
     }
@@ -119,25 +145,11 @@ async fn spool_replay_rate() {
     use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
 
-    let visitors = env("VISITORS", 1_200_000);
-    let batch = env("BATCH", 40_000);
-    let batches = env("BATCHES", 30);
+    let load = Load::from_env();
     let dir = tempfile::tempdir().unwrap();
     let mut spool = Spool::open(dir.path().join("spool/embedded"), u64::MAX).unwrap();
     let mut pushing = 0.0;
-    let mut i = 0u64;
-    for b in 0..batches {
-        let scans: Vec<Scan> = (0..batch)
-            .map(|k| {
-                i += 1;
-                scan(
-                    i,
-                    1_780_000_000_000 + b * 1000 + k * 1000 / batch,
-                    visitors,
-                    i,
-                )
-            })
-            .collect();
+    for scans in load.each_batch() {
         let spooled = Batch::new(scans, Vec::new());
         let t = Instant::now();
         spool.push(&spooled).unwrap();
@@ -162,7 +174,7 @@ async fn spool_replay_rate() {
     let started = Instant::now();
     let (recorder, tasks) = Recorder::start(config, vec![Sink::Embedded(sink)]).unwrap();
     let m = || recorder.metrics().sink(SinkKind::Embedded);
-    while m().replayed.load(Relaxed) < batch * batches {
+    while m().replayed.load(Relaxed) < load.scans() {
         assert_eq!(m().failures.load(Relaxed), 0, "a replay failed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -173,10 +185,10 @@ async fn spool_replay_rate() {
         .len();
     println!(
         "replay: {:.0} scans/s ({:.1} s) from a spool of {:.1} bytes a scan, spooled at {:.2} µs a scan; file {:.0} MB",
-        (batch * batches) as f64 / secs,
+        (load.scans()) as f64 / secs,
         secs,
-        spooled as f64 / (batch * batches) as f64,
-        pushing * 1e6 / (batch * batches) as f64,
+        spooled as f64 / (load.scans()) as f64,
+        pushing * 1e6 / (load.scans()) as f64,
         size as f64 / 1e6
     );
 }
