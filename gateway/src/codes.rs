@@ -228,7 +228,9 @@ pub enum Gone {
     Expired,
 }
 
-pub type Snapshot = HashMap<Box<str>, Arc<CompiledCode>>;
+/// Looked up on every redirect and QR image: a fast hash (randomly seeded
+/// per process) instead of SipHash.
+pub type Snapshot = HashMap<Box<str>, Arc<CompiledCode>, foldhash::fast::RandomState>;
 
 pub struct CodeTable {
     current: ArcSwap<Snapshot>,
@@ -243,7 +245,7 @@ pub struct CodeTable {
 impl CodeTable {
     pub fn new(scan_param: &str) -> Self {
         Self {
-            current: ArcSwap::from_pointee(HashMap::new()),
+            current: ArcSwap::from_pointee(Snapshot::default()),
             scan_param: scan_param.to_string(),
             logos: Mutex::new(HashMap::new()),
         }

@@ -187,6 +187,12 @@ pub struct Config {
     #[arg(long, env = "CODELINK_BODY_TIMEOUT_MS", default_value_t = 10_000)]
     pub body_timeout_ms: u64,
 
+    /// A connection waiting for a request head (a client that trickles one
+    /// in, or an idle keep-alive connection) is closed after about this
+    /// long (ms), between it and 1.5× it.
+    #[arg(long, env = "CODELINK_HEAD_TIMEOUT_MS", default_value_t = 10_000)]
+    pub head_timeout_ms: u64,
+
     /// Memory redb may use to cache the pages of the embedded stores (MiB):
     /// three quarters for `scans.redb`, a quarter for `codelink.redb`.
     /// Without a bound redb caches up to 1 GiB per file and the process
@@ -194,7 +200,9 @@ pub struct Config {
     #[arg(long, env = "CODELINK_CACHE_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(4..=1_048_576))]
     pub cache_mb: u64,
 
-    /// Memory for rendered QR images (bytes).
+    /// Memory for rendered QR images (bytes): three quarters for the images,
+    /// a quarter for the answers to exact requests (a repeated request is
+    /// answered without parsing it).
     #[arg(long, env = "CODELINK_QR_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub qr_cache_bytes: u64,
 
@@ -362,6 +370,7 @@ impl Config {
             max_import_bytes: 16 * 1024 * 1024,
             max_import_rows: 100_000,
             body_timeout_ms: 10_000,
+            head_timeout_ms: 10_000,
             cache_mb: 64,
             qr_cache_bytes: 64 * 1024 * 1024,
             qr_renders: 2,
@@ -512,6 +521,10 @@ impl Config {
         Duration::from_millis(self.body_timeout_ms)
     }
 
+    pub fn head_timeout(&self) -> Duration {
+        Duration::from_millis(self.head_timeout_ms)
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
@@ -569,6 +582,7 @@ impl Config {
             "--max-event-age-days must be at least 1"
         );
         anyhow::ensure!(self.body_timeout_ms > 0, "--body-timeout-ms must be > 0");
+        anyhow::ensure!(self.head_timeout_ms > 0, "--head-timeout-ms must be > 0");
         anyhow::ensure!(
             self.qr_renders > 0 && self.qr_renders_per_ip > 0,
             "--qr-renders and --qr-renders-per-ip must be > 0"

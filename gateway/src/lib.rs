@@ -11,6 +11,7 @@ pub mod bulk;
 pub mod client;
 pub mod codes;
 pub mod config;
+mod conn_watch;
 mod console;
 mod error;
 mod follower;

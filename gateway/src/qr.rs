@@ -12,6 +12,7 @@
 
 use crate::codes::Gone;
 use crate::error::ApiError;
+use crate::qr_cache::{Answer, Cached};
 use crate::qr_render::{self, Brand, Format, QrRequest, RenderError};
 use crate::request::Request;
 use crate::response::{self, Response};
@@ -24,6 +25,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 /// How long a render waits for a free slot before the answer is 503.
 const RENDER_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -50,6 +52,10 @@ pub async fn handle(state: &AppState, req: &Request, peer: SocketAddr) -> Respon
 async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Response, ApiError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::method_not_allowed("GET, HEAD"));
+    }
+    let path_and_query = req.uri().path_and_query().map_or("", |p| p.as_str());
+    if let Some(resp) = answer_again(state, req, path_and_query) {
+        return Ok(resp);
     }
     let name = req.uri().path().strip_prefix("/qr/").unwrap_or("");
     let (code, format, mime) = if let Some(c) = name.strip_suffix(".png") {
@@ -113,6 +119,7 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
 
     // The code's own logo, else its owner's (both decoded, in memory).
     let logo = crate::admin::drawn_logo(state, &entry.record, entry.qr_logo.clone());
+    let answer_logo = logo.clone();
     let text = if options.frame {
         frame_text(&entry.record)
     } else {
@@ -166,29 +173,20 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
         key.push_str("|frame=");
         key.push_str(&text);
     }
-    let etag = etag_value(fnv1a64(key.as_bytes()));
-    let cache_headers = |resp: &mut Response| {
-        let h = resp.headers_mut();
-        h.insert(header::ETAG, etag.clone());
-        // The bytes depend only on the URL and the options in the request, so
-        // clients and CDNs may keep them.
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=31536000, immutable"),
-        );
-    };
-    if if_none_match(req, etag.as_bytes()) {
-        let mut resp = response::empty(StatusCode::NOT_MODIFIED);
-        cache_headers(&mut resp);
-        return Ok(resp);
-    }
-
-    let bytes = match state.qr_cache.get(&key) {
-        Some(bytes) => {
+    // A cached image carries its ETag: a hit hashes nothing.
+    let (bytes, etag) = match state.qr_cache.get(&key) {
+        Some(cached) => {
             state.metrics.qr_cache_hits.fetch_add(1, Relaxed);
-            bytes
+            if if_none_match(req, cached.etag.as_bytes()) {
+                return Ok(not_modified(cached.etag));
+            }
+            (cached.bytes, cached.etag)
         }
         None => {
+            let etag = etag_value(fnv1a64(key.as_bytes()));
+            if if_none_match(req, etag.as_bytes()) {
+                return Ok(not_modified(etag));
+            }
             // A style found unreadable stays so: its refusal is cached too,
             // so asking again costs no render.
             let refused_key = format!("{key}|unreadable");
@@ -196,7 +194,7 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "qr_unreadable",
-                    String::from_utf8_lossy(&why).into_owned(),
+                    String::from_utf8_lossy(&why.bytes).into_owned(),
                 ));
             }
             state.metrics.qr_cache_misses.fetch_add(1, Relaxed);
@@ -246,25 +244,97 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
             let rendered = rendered?.map_err(|e| match e {
                 RenderError::Option(e) => ApiError::bad_request("invalid_qr_option", e.to_string()),
                 RenderError::Unreadable(why) => {
-                    state
-                        .qr_cache
-                        .insert(refused_key, Bytes::from(why.clone().into_bytes()));
+                    state.qr_cache.insert(
+                        refused_key,
+                        Cached {
+                            bytes: Bytes::from(why.clone().into_bytes()),
+                            etag: HeaderValue::from_static(""),
+                        },
+                    );
                     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "qr_unreadable", why)
                 }
             })?;
             let bytes = Bytes::from(rendered);
-            state.qr_cache.insert(key, bytes.clone());
-            bytes
+            state.qr_cache.insert(
+                key,
+                Cached {
+                    bytes: bytes.clone(),
+                    etag: etag.clone(),
+                },
+            );
+            (bytes, etag)
         }
     };
+    state.qr_cache.remember(
+        path_and_query,
+        Answer {
+            code: code.as_str().into(),
+            entry: Arc::downgrade(&entry),
+            logo: answer_logo,
+            mime,
+            image: Cached {
+                bytes: bytes.clone(),
+                etag: etag.clone(),
+            },
+        },
+    );
+    Ok(image_response(req, mime, bytes, etag))
+}
+
+/// The answer remembered for this exact request, if it still holds (the
+/// code unchanged, not gone, drawn with the same logo): no options parsed,
+/// no key built, no hashing of the image's key.
+fn answer_again(state: &AppState, req: &Request, path_and_query: &str) -> Option<Response> {
+    let answer = state.qr_cache.answer(path_and_query)?;
+    let entry = state.codes.get(&answer.code)?;
+    let now = entry
+        .record
+        .expires_at
+        .map_or(0, |_| time::OffsetDateTime::now_utc().unix_timestamp());
+    if entry.gone(now).is_some() {
+        return None;
+    }
+    let logo = crate::admin::drawn_logo(state, &entry.record, entry.qr_logo.clone());
+    if !answer.holds_for(&entry, logo.as_ref()) {
+        return None;
+    }
+    state.metrics.code_hits.fetch_add(1, Relaxed);
+    state.metrics.qr_cache_hits.fetch_add(1, Relaxed);
+    let Cached { bytes, etag } = answer.image.clone();
+    if if_none_match(req, etag.as_bytes()) {
+        return Some(not_modified(etag));
+    }
+    Some(image_response(req, answer.mime, bytes, etag))
+}
+
+/// 200 with the image (no body for HEAD) and its caching headers.
+fn image_response(req: &Request, mime: &'static str, bytes: Bytes, etag: HeaderValue) -> Response {
     let body = if req.method() == Method::HEAD {
         Bytes::new()
     } else {
         bytes
     };
     let mut resp = response::with_body(StatusCode::OK, mime, body);
-    cache_headers(&mut resp);
-    Ok(resp)
+    cache_headers(&mut resp, etag);
+    resp
+}
+
+/// The headers of an image (or its 304): the ETag, and that the bytes
+/// depend only on the URL and the options in the request, so clients and
+/// CDNs may keep them.
+fn cache_headers(resp: &mut Response, etag: HeaderValue) {
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, etag);
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+}
+
+fn not_modified(etag: HeaderValue) -> Response {
+    let mut resp = response::empty(StatusCode::NOT_MODIFIED);
+    cache_headers(&mut resp, etag);
+    resp
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`). Weak tags compare by their opaque part.

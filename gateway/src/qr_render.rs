@@ -248,7 +248,7 @@ pub fn parse_query_on(
     let query = query.unwrap_or("");
     let query = query.strip_prefix('?').unwrap_or(query);
 
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+    for (key, value) in crate::request::query_pairs(query) {
         let Some(index) = OPTION_NAMES.iter().position(|name| *name == key) else {
             return Err(unknown_option(&key));
         };

@@ -2,11 +2,12 @@
 //! connections, and a graceful shutdown: a drain period (`/readyz` not ready,
 //! still serving), then open connections finish, raced against a deadline.
 
+use crate::conn_watch::{self, Activity, Watched};
 use crate::router;
 use crate::state::AppState;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,11 +32,11 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let head_timeout = state.config.head_timeout();
     let mut builder = http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
-        // Slow clients may not hold a connection open without sending a request head.
-        .header_read_timeout(Duration::from_secs(10))
+        // No timer: a connection waiting too long for a request head is
+        // closed by its watch (`conn_watch`), not by a timer per request.
         // A request head larger than this is refused (431) instead of
         // buffered: 64 KiB is room for any real one (hyper's default is
         // ~400 KiB, × every open connection).
@@ -82,10 +83,15 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let metrics_state = state.clone();
         let state = state.clone();
+        let activity = Arc::new(Activity::default());
+        let watched = activity.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
+            let activity = activity.clone();
             async move {
+                activity.request_started();
                 let mut resp = router::handle(&state, req, peer).await;
+                activity.request_finished();
                 if state.draining.load(Ordering::Relaxed) {
                     // Keep-alive clients (a balancer's pooled connections)
                     // reconnect, to an instance that stays.
@@ -97,9 +103,19 @@ pub async fn serve(
                 Ok::<_, Infallible>(resp)
             }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let io = Watched::new(TokioIo::new(stream), watched.clone());
+        let conn = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let ended = tokio::select! {
+                // The connection first: the watch is polled only when it waits.
+                biased;
+                ended = conn => ended,
+                () = conn_watch::head_wait_exceeded(&watched, head_timeout) => {
+                    tracing::debug!(%peer, ?head_timeout, "closed: no request head in time");
+                    Ok(())
+                }
+            };
+            if let Err(e) = ended {
                 // Requests hyper refused itself never reach the router: count
                 // them here (431 for a head too large, 400 for one that does
                 // not parse).

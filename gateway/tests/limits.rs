@@ -349,3 +349,86 @@ async fn a_body_that_trickles_in_gets_408_and_redirects_go_on() {
     );
     gw.stop().await.unwrap();
 }
+
+/// Sends `bytes` on a new connection to `addr`.
+async fn send(addr: std::net::SocketAddr, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s
+}
+
+/// How long until the server closes `s` (reading and dropping what it
+/// sends), or `None` if it is still open after `wait`.
+async fn closed_after(s: &mut tokio::net::TcpStream, wait: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    let read_all = async { while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {} };
+    tokio::time::timeout(wait, read_all)
+        .await
+        .ok()
+        .map(|()| started.elapsed())
+}
+
+#[tokio::test]
+async fn a_connection_waiting_for_a_request_head_is_closed_and_busy_ones_stay() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut config, tmp) = common::config();
+    config.head_timeout_ms = 600;
+    let gw = common::start_with(config, Some(tmp)).await;
+    assert_eq!(gw.create(common::alice()).await.status, 201);
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // A head that never ends, one that trickles in a byte every 200 ms, an
+    // idle keep-alive connection after one answer, and a connection that
+    // never sends a byte: each is closed after 600 to 900 ms of waiting.
+    let mut partial = send(gw.addr, b"GET /alice10/yt HTTP/1.1\r\nHost: x\r\n").await;
+    let mut trickling = send(gw.addr, b"G").await;
+    let mut idle = send(gw.addr, head).await;
+    let mut silent = send(gw.addr, b"").await;
+    let mut answer = [0u8; 12];
+    idle.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let trickle = async {
+        for byte in b"ET /healthz HTTP/1.1\r\n".iter() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if trickling.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+        }
+        closed_after(&mut trickling, Duration::from_secs(5)).await
+    };
+    let (p, t, i, s) = tokio::join!(
+        closed_after(&mut partial, Duration::from_secs(5)),
+        trickle,
+        closed_after(&mut idle, Duration::from_secs(5)),
+        closed_after(&mut silent, Duration::from_secs(5)),
+    );
+    for (what, closed) in [("partial head", p), ("idle", i), ("silent", s)] {
+        let after = closed.unwrap_or_else(|| panic!("{what}: still open after 5 s"));
+        assert!(
+            after >= Duration::from_millis(500) && after < Duration::from_millis(1500),
+            "{what}: closed after {after:?}"
+        );
+    }
+    // The trickler was cut off before its 22 bytes (4.4 s) were in.
+    assert!(t.is_some(), "trickling head: still open");
+
+    // A connection that asks every 200 ms for 2 s is never closed.
+    let mut busy = send(gw.addr, b"").await;
+    for n in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        busy.write_all(head).await.unwrap();
+        let mut answer = [0u8; 12];
+        busy.read_exact(&mut answer)
+            .await
+            .unwrap_or_else(|e| panic!("request {n}: {e}"));
+        assert_eq!(&answer, b"HTTP/1.1 200", "request {n}");
+        // The rest of the answer (headers and a small body).
+        let mut rest = [0u8; 2048];
+        let _ = tokio::time::timeout(Duration::from_millis(100), busy.read(&mut rest)).await;
+    }
+    assert_eq!(gw.anon.get("/alice10/yt").await.status, 302);
+    gw.stop().await.unwrap();
+}

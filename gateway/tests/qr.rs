@@ -308,3 +308,96 @@ async fn a_brand_preset_sets_the_defaults_and_can_fix_the_colours() {
     assert!(r.json().get("qr").is_none_or(|q| q.is_null()));
     assert_eq!(gw.anon.get("/qr/alice10.svg?fg=ff0000").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_repeated_request_follows_every_change_of_its_code() {
+    let gw = common::start().await;
+    assert_eq!(gw.create(common::alice()).await.status, 201);
+    let hits = || async {
+        let metrics = gw.anon.get("/metrics").await.text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("codelink_qr_cache_hits_total "))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let path = "/qr/alice10.png?size=200&channel=yt";
+    let first = gw.anon.get(path).await;
+    assert_eq!(first.status, 200);
+    // Asked again (as sent), it is answered from memory, the same bytes
+    // and tag; HEAD gives the headers without the body, and the tag a 304.
+    let before = hits().await;
+    let again = gw.anon.get(path).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("etag"), first.header("etag"));
+    assert_eq!(hits().await, before + 1);
+    let head = gw
+        .anon
+        .send(Method::HEAD, path, &[], Default::default())
+        .await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("etag"), first.header("etag"));
+    let etag = first.header("etag").unwrap().to_string();
+    let r304 = gw
+        .anon
+        .send(
+            Method::GET,
+            path,
+            &[("if-none-match", &etag)],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(r304.status, 304);
+
+    // New colours: the same request gets the new image.
+    let r = gw
+        .admin
+        .patch_json(
+            "/api/v1/codes/alice10",
+            &serde_json::json!({"qr": {"fg": "#1a237e"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let recoloured = gw.anon.get(path).await;
+    assert_eq!(recoloured.status, 200);
+    assert_ne!(recoloured.body, first.body);
+    assert_ne!(recoloured.header("etag"), first.header("etag"));
+    assert_eq!(gw.anon.get(path).await.body, recoloured.body);
+
+    // Without the channel: 404; disabled: 410; deleted (retired): 410.
+    let r = gw
+        .admin
+        .patch_json(
+            "/api/v1/codes/alice10",
+            &serde_json::json!({"channels": {"bio": {"utm_source": "instagram"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.anon.get(path).await.status, 404);
+    let bare = "/qr/alice10.svg";
+    assert_eq!(gw.anon.get(bare).await.status, 200);
+    assert_eq!(gw.anon.get(bare).await.status, 200);
+    let r = gw
+        .admin
+        .patch_json(
+            "/api/v1/codes/alice10",
+            &serde_json::json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.anon.get(bare).await.status, 410);
+    let r = gw
+        .admin
+        .patch_json(
+            "/api/v1/codes/alice10",
+            &serde_json::json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.anon.get(bare).await.status, 200);
+    assert_eq!(gw.admin.delete("/api/v1/codes/alice10").await.status, 200);
+    assert_eq!(gw.anon.get(bare).await.status, 410);
+}
