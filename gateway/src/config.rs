@@ -189,7 +189,8 @@ pub struct Config {
 
     /// A connection waiting for a request head (a client that trickles one
     /// in, or an idle keep-alive connection) is closed after about this
-    /// long (ms), between it and 1.5× it.
+    /// long (ms), between it and 1.5× it; so is one whose client stops
+    /// reading an answer for as long.
     #[arg(long, env = "CODELINK_HEAD_TIMEOUT_MS", default_value_t = 10_000)]
     pub head_timeout_ms: u64,
 

@@ -54,8 +54,10 @@ impl Activity {
 /// Resolves when the connection has waited `limit` for a request head (it
 /// looks every half `limit`, so after between 1 and 1.5 `limit`): no handler
 /// running, none started or finished and nothing written for that long. A
-/// handler that takes long (a bulk import) or a response that takes long to
-/// send (a large export to a slow client) keeps it open.
+/// handler that takes long (a bulk import) keeps it open, and so does a
+/// response that takes long to send (a large export to a slow client) as
+/// long as its bytes keep moving; a client that stops reading an answer
+/// for that long is dropped too.
 pub async fn head_wait_exceeded(activity: &Activity, limit: Duration) {
     let tick = limit / 2;
     let mut last = activity.snapshot();

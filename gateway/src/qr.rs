@@ -176,10 +176,10 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
     // A cached image carries its ETag: a hit hashes nothing.
     let (bytes, etag) = match state.qr_cache.get(&key) {
         Some(cached) => {
-            state.metrics.qr_cache_hits.fetch_add(1, Relaxed);
             if if_none_match(req, cached.etag.as_bytes()) {
                 return Ok(not_modified(cached.etag));
             }
+            state.metrics.qr_cache_hits.fetch_add(1, Relaxed);
             (cached.bytes, cached.etag)
         }
         None => {
@@ -270,7 +270,7 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
         Answer {
             code: code.as_str().into(),
             entry: Arc::downgrade(&entry),
-            logo: answer_logo,
+            logo: answer_logo.as_ref().map(Arc::downgrade),
             mime,
             image: Cached {
                 bytes: bytes.clone(),
@@ -299,11 +299,12 @@ fn answer_again(state: &AppState, req: &Request, path_and_query: &str) -> Option
         return None;
     }
     state.metrics.code_hits.fetch_add(1, Relaxed);
-    state.metrics.qr_cache_hits.fetch_add(1, Relaxed);
     let Cached { bytes, etag } = answer.image.clone();
+    // A 304 is neither a hit nor a miss of the cache, as on the full path.
     if if_none_match(req, etag.as_bytes()) {
         return Some(not_modified(etag));
     }
+    state.metrics.qr_cache_hits.fetch_add(1, Relaxed);
     Some(image_response(req, answer.mime, bytes, etag))
 }
 

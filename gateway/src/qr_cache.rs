@@ -27,7 +27,9 @@ pub struct Answer {
     /// code's data alive, and while it is held the entry's address cannot be
     /// reused by another, so comparing addresses is sound.
     pub entry: Weak<CompiledCode>,
-    pub logo: Option<Arc<Logo>>,
+    /// The logo drawn, weak for the same reasons: an answer must not keep a
+    /// replaced logo's pixels in memory.
+    pub logo: Option<Weak<Logo>>,
     pub mime: &'static str,
     pub image: Cached,
 }
@@ -39,7 +41,7 @@ impl Answer {
         std::ptr::eq(self.entry.as_ptr(), Arc::as_ptr(entry))
             && match (&self.logo, logo) {
                 (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (Some(a), Some(b)) => std::ptr::eq(a.as_ptr(), Arc::as_ptr(b)),
                 _ => false,
             }
     }
@@ -57,8 +59,15 @@ impl quick_cache::Weighter<String, Cached> for ByteWeight {
 impl quick_cache::Weighter<String, Arc<Answer>> for ByteWeight {
     fn weight(&self, key: &String, value: &Arc<Answer>) -> u64 {
         // The image's bytes are shared with the image cache, but counted
-        // here too: an answer may outlive the image's entry there.
-        (key.len() + value.code.len() + value.image.bytes.len() + 128) as u64
+        // here too: an answer may outlive the image's entry there. A weak
+        // reference keeps the memory block of its target (not what the
+        // target owns) until the answer goes: a replaced entry's, counted,
+        // and a logo's (small: the decoded pixels are owned, not inline).
+        let held = std::mem::size_of::<Answer>()
+            + std::mem::size_of::<CompiledCode>()
+            + std::mem::size_of::<Logo>()
+            + 64;
+        (key.len() + value.code.len() + value.image.bytes.len() + held) as u64
     }
 }
 

@@ -37,6 +37,7 @@ pub async fn serve(
     builder
         // No timer: a connection waiting too long for a request head is
         // closed by its watch (`conn_watch`), not by a timer per request.
+        .header_read_timeout(None)
         // A request head larger than this is refused (431) instead of
         // buffered: 64 KiB is room for any real one (hyper's default is
         // ~400 KiB, × every open connection).

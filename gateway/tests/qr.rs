@@ -341,6 +341,7 @@ async fn a_repeated_request_follows_every_change_of_its_code() {
     assert!(head.body.is_empty());
     assert_eq!(head.header("etag"), first.header("etag"));
     let etag = first.header("etag").unwrap().to_string();
+    let before = hits().await;
     let r304 = gw
         .anon
         .send(
@@ -351,6 +352,8 @@ async fn a_repeated_request_follows_every_change_of_its_code() {
         )
         .await;
     assert_eq!(r304.status, 304);
+    // A 304 is not counted as a cache hit (nor as a miss).
+    assert_eq!(hits().await, before);
 
     // New colours: the same request gets the new image.
     let r = gw
