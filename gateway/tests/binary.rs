@@ -22,27 +22,73 @@ impl Drop for Process {
 }
 
 async fn spawn(data_dir: &Path, extra: &[&str]) -> Process {
-    let port = codelink_testkit::free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_codelink"))
-        .arg("serve")
-        .args(["--listen", &addr.to_string()])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(extra)
-        .env("CODELINK_LOG", "warn")
-        .env_remove("CODELINK_ADMIN_KEY")
-        // SIGTERM stops at once unless a test passes --drain-secs.
-        .env("CODELINK_DRAIN_SECS", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        common::comes_up(addr, 15).await,
-        "codelink serve did not come up"
-    );
-    Process { child, addr }
+    // A port found free can be taken before the child binds it (by another
+    // test's server: a Redis Cluster node's bus port is its port + 10000,
+    // outside what `free_port` sees). The child then exits saying so, and
+    // another port is tried.
+    for _ in 0..3 {
+        let port = codelink_testkit::free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_codelink"))
+            .arg("serve")
+            .args(["--listen", &addr.to_string()])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("CODELINK_LOG", "warn")
+            .env_remove("CODELINK_ADMIN_KEY")
+            // SIGTERM stops at once unless a test passes --drain-secs.
+            .env("CODELINK_DRAIN_SECS", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        match wait_up(&mut child, addr, Duration::from_secs(15)).await {
+            Ok(()) => return Process { child, addr },
+            Err(stderr) if stderr.contains("cannot listen") => continue,
+            Err(stderr) => panic!("codelink serve did not come up: {stderr}"),
+        }
+    }
+    panic!("codelink serve found no free port in 3 tries");
+}
+
+/// Waits until the child answers `GET /healthz` with 200 on `addr`; `Err`
+/// with what it printed if it exited first (or a note if it never answered).
+async fn wait_up(child: &mut Child, addr: SocketAddr, within: Duration) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(pipe) = child.stderr.as_mut() {
+                let _ = std::io::Read::read_to_string(pipe, &mut stderr);
+            }
+            return Err(format!("exited ({status}): {stderr}"));
+        }
+        if healthy(addr).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!("no 200 from /healthz on {addr} within {within:?}"))
+}
+
+/// One `GET /healthz` over a raw connection: true on a 200, false on
+/// anything else (nothing listening yet, a reset, another server).
+async fn healthy(addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.ok()?;
+        Some(&head == b"HTTP/1.1 200")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Some(true))
+    )
 }
 
 /// Sends `signal` (`-TERM`, `-INT`) to the process.
