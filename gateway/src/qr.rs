@@ -119,7 +119,8 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
 
     // The code's own logo, else its owner's (both decoded, in memory).
     let logo = crate::admin::drawn_logo(state, &entry.record, entry.qr_logo.clone());
-    let answer_logo = logo.clone();
+    // What a remembered answer compares with (weak: it holds no pixels).
+    let answer_logo = logo.as_ref().map(Arc::downgrade);
     let text = if options.frame {
         frame_text(&entry.record)
     } else {
@@ -270,7 +271,7 @@ async fn render(state: &AppState, req: &Request, peer: SocketAddr) -> Result<Res
         Answer {
             code: code.as_str().into(),
             entry: Arc::downgrade(&entry),
-            logo: answer_logo.as_ref().map(Arc::downgrade),
+            logo: answer_logo,
             mime,
             image: Cached {
                 bytes: bytes.clone(),

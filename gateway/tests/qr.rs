@@ -322,6 +322,11 @@ async fn a_repeated_request_follows_every_change_of_its_code() {
             .parse::<u64>()
             .unwrap()
     };
+    let admin = &gw.admin;
+    let patch = |change: serde_json::Value| async move {
+        let r = admin.patch_json("/api/v1/codes/alice10", &change).await;
+        assert_eq!(r.status, 200, "{change}: {}", r.text());
+    };
     let path = "/qr/alice10.png?size=200&channel=yt";
     let first = gw.anon.get(path).await;
     assert_eq!(first.status, 200);
@@ -356,14 +361,7 @@ async fn a_repeated_request_follows_every_change_of_its_code() {
     assert_eq!(hits().await, before);
 
     // New colours: the same request gets the new image.
-    let r = gw
-        .admin
-        .patch_json(
-            "/api/v1/codes/alice10",
-            &serde_json::json!({"qr": {"fg": "#1a237e"}}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    patch(serde_json::json!({"qr": {"fg": "#1a237e"}})).await;
     let recoloured = gw.anon.get(path).await;
     assert_eq!(recoloured.status, 200);
     assert_ne!(recoloured.body, first.body);
@@ -371,35 +369,14 @@ async fn a_repeated_request_follows_every_change_of_its_code() {
     assert_eq!(gw.anon.get(path).await.body, recoloured.body);
 
     // Without the channel: 404; disabled: 410; deleted (retired): 410.
-    let r = gw
-        .admin
-        .patch_json(
-            "/api/v1/codes/alice10",
-            &serde_json::json!({"channels": {"bio": {"utm_source": "instagram"}}}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    patch(serde_json::json!({"channels": {"bio": {"utm_source": "instagram"}}})).await;
     assert_eq!(gw.anon.get(path).await.status, 404);
     let bare = "/qr/alice10.svg";
     assert_eq!(gw.anon.get(bare).await.status, 200);
     assert_eq!(gw.anon.get(bare).await.status, 200);
-    let r = gw
-        .admin
-        .patch_json(
-            "/api/v1/codes/alice10",
-            &serde_json::json!({"enabled": false}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    patch(serde_json::json!({"enabled": false})).await;
     assert_eq!(gw.anon.get(bare).await.status, 410);
-    let r = gw
-        .admin
-        .patch_json(
-            "/api/v1/codes/alice10",
-            &serde_json::json!({"enabled": true}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    patch(serde_json::json!({"enabled": true})).await;
     assert_eq!(gw.anon.get(bare).await.status, 200);
     assert_eq!(gw.admin.delete("/api/v1/codes/alice10").await.status, 200);
     assert_eq!(gw.anon.get(bare).await.status, 410);
