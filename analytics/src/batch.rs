@@ -182,6 +182,31 @@ pub fn human_visitors(scans: &[Scan]) -> Vec<(&str, String, Vec<&str>)> {
         .collect()
 }
 
+/// Human scans per code in a written batch: what `scan.milestone` webhooks
+/// need of it (they read the live counters back for these codes).
+pub type HumanScans = BTreeMap<String, u64>;
+
+/// The human scans of each code among `scans`.
+pub fn human_scans(scans: &[Scan]) -> HumanScans {
+    let mut out = HumanScans::new();
+    // Consecutive scans mostly share their code: count a run, look it up once.
+    let mut run: Option<(&str, u64)> = None;
+    for s in scans.iter().filter(|s| s.bot_reason.is_empty()) {
+        match &mut run {
+            Some((code, n)) if *code == s.code => *n += 1,
+            _ => {
+                if let Some((code, n)) = run.replace((&s.code, 1)) {
+                    *out.entry(code.to_string()).or_default() += n;
+                }
+            }
+        }
+    }
+    if let Some((code, n)) = run {
+        *out.entry(code.to_string()).or_default() += n;
+    }
+    out
+}
+
 /// The latest human scan of each (code, visitor) in the batch.
 pub fn latest_human_scans(scans: &[Scan]) -> HashMap<(&str, &str), &Scan> {
     let mut latest: HashMap<(&str, &str), &Scan> = HashMap::new();
@@ -210,6 +235,24 @@ mod tests {
             bot_reason: bot.into(),
             ..Scan::default()
         }
+    }
+
+    #[test]
+    fn human_scans_are_counted_per_code_across_runs() {
+        let scans = [
+            scan("a", 1, "v1", ""),
+            scan("a", 2, "v2", ""),
+            scan("b", 3, "v1", ""),
+            scan("a", 4, "v3", "ua:curl"),
+            scan("a", 5, "v3", ""),
+            scan("c", 6, "v4", "rate"),
+        ];
+        let counted = human_scans(&scans);
+        assert_eq!(
+            counted.into_iter().collect::<Vec<_>>(),
+            vec![("a".to_string(), 3), ("b".to_string(), 1)]
+        );
+        assert!(human_scans(&[]).is_empty());
     }
 
     #[test]

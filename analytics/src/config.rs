@@ -115,6 +115,9 @@ pub struct RecorderSettings {
     pub batch_max: usize,
     /// Scans waiting to be batched; past it scans are dropped (and counted).
     pub queue_capacity: usize,
+    /// The nice value of the recorder's threads, above the requests' own
+    /// (0: the same priority).
+    pub nice: i32,
     /// Disk each sink's spool may use while its backend is down.
     pub spool_max_bytes: u64,
     /// Scans a sink may hold in memory while it is slower than the scans
@@ -128,6 +131,7 @@ impl Default for RecorderSettings {
             flush_interval: Duration::from_millis(1000),
             batch_max: 100_000,
             queue_capacity: 200_000,
+            nice: 10,
             spool_max_bytes: 1 << 30,
             backlog_max: 50_000,
         }

@@ -23,9 +23,9 @@
 //! it, its batches go to its spool (so memory stays bounded) and are
 //! replayed in order.
 
-use crate::batch::Batch;
+use crate::batch::{human_scans, Batch, HumanScans};
 use crate::enrich::Enricher;
-use crate::event::{Conversion, RawScan};
+use crate::event::{Conversion, RawScan, Scan};
 use crate::review::Adjustment;
 use crate::sink::{Sink, SinkKind};
 use crate::spool::{Spool, SpoolError};
@@ -47,6 +47,8 @@ pub struct RecorderConfig {
     pub batch_max: usize,
     /// Scans waiting for the batcher; beyond it scans are counted as lost.
     pub queue_capacity: usize,
+    /// The nice value of the recorder's threads (see [`RecorderThread`]).
+    pub nice: i32,
     /// Scans one sink worker holds in memory while its sink is slower than
     /// the scans come (besides the batch being written); past it, batches go
     /// to the sink's spool and are replayed from there, in order.
@@ -59,9 +61,10 @@ pub struct RecorderConfig {
     pub write_timeout: Duration,
     /// How the enricher judges scans beyond their user agent.
     pub verdicts: crate::config::VerdictRules,
-    /// Told of every batch the live store's sink (`live_sink`) has written
-    /// (webhook milestones read its counters back); full: skipped.
-    pub after_live_write: Option<(SinkKind, mpsc::Sender<Arc<Batch>>)>,
+    /// Told the human scans per code of every batch the live store's sink
+    /// (`live_sink`) has written (webhook milestones read its counters
+    /// back); full: skipped.
+    pub after_live_write: Option<(SinkKind, mpsc::Sender<HumanScans>)>,
 }
 
 /// Counters for `/metrics`, shared by the recorder's tasks.
@@ -143,6 +146,26 @@ impl RecorderMetrics {
     }
 }
 
+/// Gives the calling thread the nice value `nice` (0: leaves it as it is).
+/// Failing is only logged: the recorder works the same, at the usual priority.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux, PRIO_PROCESS without a pid names the calling thread, not
+        // the whole process: the requests' threads keep their priority.
+        if let Err(e) = rustix::process::setpriority_process(None, nice) {
+            tracing::warn!(
+                nice,
+                error = %e,
+                "cannot lower the recorder's priority; it runs at the usual one"
+            );
+        }
+    }
+}
+
 /// Longest wait for the sinks to take a batch someone waits on.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the batcher takes what the queue holds.
@@ -194,6 +217,15 @@ pub struct RecorderTasks {
 
 /// The recorder's own thread and runtime. Dropping it (or `stop`) ends the
 /// runtime, which cancels whatever task is still on it.
+///
+/// The thread and its runtime's blocking threads (named `codelink-store`:
+/// the embedded store writes there) run at a lower priority, `nice`: the
+/// requests' threads come first when both want the CPU, and the recording
+/// of a second of scans at once no longer delays the answers given
+/// meanwhile (the redirect's p99 fell by about a quarter, see
+/// `load-tests/results/hot-path-issue15.md`). The recorder catches up as
+/// soon as the requests leave it room; behind that, its backlog and spool
+/// hold what it has not written.
 struct RecorderThread {
     handle: tokio::runtime::Handle,
     stop: oneshot::Sender<()>,
@@ -201,14 +233,17 @@ struct RecorderThread {
 }
 
 impl RecorderThread {
-    fn start() -> std::io::Result<Self> {
+    fn start(nice: i32) -> std::io::Result<Self> {
         let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
         let (stop, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("codelink-recorder".into())
             .spawn(move || {
+                lower_priority(nice);
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .thread_name("codelink-store")
+                    .on_thread_start(move || lower_priority(nice))
                     .build()
                 {
                     Ok(rt) => {
@@ -246,12 +281,13 @@ impl Recorder {
         config: RecorderConfig,
         sinks: Vec<Sink>,
     ) -> Result<(Self, RecorderTasks), SpoolError> {
-        let thread = RecorderThread::start()?;
+        let thread = RecorderThread::start(config.nice)?;
         let metrics = Arc::new(RecorderMetrics::default());
         let (queue, queue_rx) = mpsc::channel(config.queue_capacity.max(1));
         let (control, control_rx) = mpsc::channel(1024);
         let mut worker_txs = Vec::new();
         let mut workers = Vec::new();
+        let (recycle, recycled) = mpsc::channel(1);
         let (stop_by, stop_rx) = watch::channel(None);
         let kinds: Vec<SinkKind> = sinks.iter().map(Sink::kind).collect();
         for sink in sinks {
@@ -276,6 +312,7 @@ impl Recorder {
                 timeout: config.write_timeout,
                 backlog_max: config.backlog_max,
                 stop_by: stop_rx.clone(),
+                recycle: recycle.clone(),
             };
             workers.push(thread.handle.spawn(worker.run(spool, rx)));
         }
@@ -284,6 +321,7 @@ impl Recorder {
             queue_rx,
             control_rx,
             worker_txs,
+            recycled,
             metrics.clone(),
         ));
         Ok((
@@ -395,6 +433,14 @@ const ABANDON_AFTER: Duration = Duration::from_secs(5);
 
 type WorkerTx = mpsc::Sender<Acked>;
 
+/// Emptied scan vectors of written batches, on their way back to the
+/// batcher. At full speed a batch holds tens of megabytes of scans, and a
+/// new vector for each meant the kernel faulting in and zeroing all of it
+/// again every second (most of the recorder thread's time under load).
+/// One waits at most; the batcher drops it when idle or when it is far
+/// larger than the next batch needs.
+type Recycled = mpsc::Sender<Vec<Scan>>;
+
 /// What the batcher holds until the next cut.
 struct Pending {
     scans: Vec<crate::event::Scan>,
@@ -418,6 +464,7 @@ async fn batcher(
     mut queue: mpsc::Receiver<RawScan>,
     mut control: mpsc::Receiver<Control>,
     workers: Vec<WorkerTx>,
+    mut recycled: mpsc::Receiver<Vec<Scan>>,
     metrics: Arc<RecorderMetrics>,
 ) {
     let mut enricher = Enricher::new(config.verdicts.clone());
@@ -454,17 +501,20 @@ async fn batcher(
                 }
                 Control::Stop => {
                     // The HTTP server has drained: take everything left.
-                    while drain_run(&mut queue, &mut enricher, &mut pending, &config, &workers, &metrics).await == Drained::More {}
+                    while drain_run(&mut queue, &mut enricher, &mut pending, &config, &workers, &mut recycled, &metrics).await == Drained::More {}
                     break;
                 }
             },
             _ = tick.tick() => {
                 if pending.len() > 0 || !pending.waiting.is_empty() {
-                    cut(&mut pending, &workers, &metrics).await;
+                    cut(&mut pending, &workers, &mut recycled, &metrics).await;
+                } else {
+                    // Idle: a vector kept for the next batch is memory for nothing.
+                    while recycled.try_recv().is_ok() {}
                 }
             }
             _ = drain.tick() => {
-                match drain_run(&mut queue, &mut enricher, &mut pending, &config, &workers, &metrics).await {
+                match drain_run(&mut queue, &mut enricher, &mut pending, &config, &workers, &mut recycled, &metrics).await {
                     Drained::Empty => {}
                     // More is waiting: come back at once, after control and
                     // the age tick have had their turn.
@@ -472,12 +522,12 @@ async fn batcher(
                     Drained::Closed => break, // every sender dropped: shutdown
                 }
                 if !pending.waiting.is_empty() && pending.last_cut.elapsed() >= early_gap {
-                    cut(&mut pending, &workers, &metrics).await;
+                    cut(&mut pending, &workers, &mut recycled, &metrics).await;
                 }
             }
         }
     }
-    cut(&mut pending, &workers, &metrics).await;
+    cut(&mut pending, &workers, &mut recycled, &metrics).await;
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -499,6 +549,7 @@ async fn drain_run(
     pending: &mut Pending,
     config: &RecorderConfig,
     workers: &[WorkerTx],
+    recycled: &mut mpsc::Receiver<Vec<Scan>>,
     metrics: &RecorderMetrics,
 ) -> Drained {
     for _ in 0..DRAIN_RUN {
@@ -511,13 +562,13 @@ async fn drain_run(
                     step: raw.step,
                 });
                 if pending.len() >= config.batch_max {
-                    cut(pending, workers, metrics).await;
+                    cut(pending, workers, recycled, metrics).await;
                 }
             }
             Ok(raw) => {
                 pending.scans.push(enricher.enrich(raw));
                 if pending.len() >= config.batch_max {
-                    cut(pending, workers, metrics).await;
+                    cut(pending, workers, recycled, metrics).await;
                 }
             }
             Err(mpsc::error::TryRecvError::Empty) => return Drained::Empty,
@@ -529,14 +580,20 @@ async fn drain_run(
 
 /// Hands the pending items to every worker as one batch; whoever waits on them
 /// is told once all workers have written or spooled it.
-async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetrics) {
+async fn cut(
+    pending: &mut Pending,
+    workers: &[WorkerTx],
+    recycled: &mut mpsc::Receiver<Vec<Scan>>,
+    metrics: &RecorderMetrics,
+) {
     pending.last_cut = std::time::Instant::now();
     let waiting = std::mem::take(&mut pending.waiting);
     // The next batch is likely about this size: reserving it up front spares
     // the copies of a vector that doubles its way up to tens of thousands.
     let next = pending.scans.len() + pending.scans.len() / 4;
+    let fresh = next_scans(recycled, next);
     let mut batch = Batch::new(
-        std::mem::replace(&mut pending.scans, Vec::with_capacity(next)),
+        std::mem::replace(&mut pending.scans, fresh),
         std::mem::take(&mut pending.conversions),
     );
     batch.adjustments = std::mem::take(&mut pending.adjustments);
@@ -575,8 +632,22 @@ async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetr
     }
 }
 
+/// An empty vector for the next batch, with room for `next` scans: an
+/// earlier batch's (see [`Recycled`]) unless it is far larger than this one
+/// needs (the load fell: it is dropped, and its memory goes back).
+fn next_scans(recycled: &mut mpsc::Receiver<Vec<Scan>>, next: usize) -> Vec<Scan> {
+    match recycled.try_recv() {
+        Ok(mut scans) if scans.capacity() <= 4 * next.max(4096) => {
+            scans.clear();
+            scans.reserve(next);
+            scans
+        }
+        _ => Vec::with_capacity(next),
+    }
+}
+
 struct Worker {
-    after_write: Option<mpsc::Sender<Arc<Batch>>>,
+    after_write: Option<mpsc::Sender<HumanScans>>,
     sink: Sink,
     metrics: Arc<RecorderMetrics>,
     retry: Duration,
@@ -586,6 +657,7 @@ struct Worker {
     backlog_max: usize,
     /// The shutdown deadline, once shutdown has begun.
     stop_by: watch::Receiver<Option<Instant>>,
+    recycle: Recycled,
 }
 
 type Acked = (Arc<Batch>, Option<oneshot::Sender<bool>>);
@@ -720,6 +792,7 @@ impl Worker {
                     if let Some(ack) = ack {
                         let _ = ack.send(true);
                     }
+                    self.give_back(batch);
                 }
                 (Ok(()), Some(path)) => {
                     m.replayed.fetch_add(batch.scans.len() as u64, Relaxed);
@@ -744,6 +817,16 @@ impl Worker {
                     retry_at = Some(Instant::now() + self.retry);
                 }
             }
+        }
+    }
+
+    /// The vector of a written batch, emptied, back to the batcher when this
+    /// worker held the last reference to it (see `Recycled`).
+    fn give_back(&self, batch: Arc<Batch>) {
+        if let Some(batch) = Arc::into_inner(batch) {
+            let mut scans = batch.scans;
+            scans.clear();
+            let _ = self.recycle.try_send(scans);
         }
     }
 
@@ -815,7 +898,7 @@ impl Worker {
             }
         };
         if let (Ok(()), Some(tx)) = (&result, &self.after_write) {
-            let _ = tx.try_send(batch.clone());
+            let _ = tx.try_send(human_scans(&batch.scans));
         }
         match &result {
             Ok(()) => m.written.fetch_add(batch.scans.len() as u64, Relaxed),
@@ -867,6 +950,7 @@ mod tests {
             flush_interval: Duration::from_millis(10),
             batch_max: BATCH,
             queue_capacity: 100_000,
+            nice: 0,
             backlog_max: BACKLOG,
             spool_max_bytes: 1 << 30,
             retry_interval: Duration::from_millis(20),
@@ -987,5 +1071,141 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    /// An earlier batch's vector is used again for the next batch while it
+    /// suits its size, and dropped when it is far too large.
+    #[test]
+    fn a_batch_vector_is_used_again_unless_far_too_large() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut old: Vec<crate::event::Scan> = Vec::with_capacity(6_000);
+        old.push(Default::default());
+        let at = old.as_ptr();
+        tx.try_send(old).unwrap();
+        let next = next_scans(&mut rx, 5_000);
+        assert_eq!(next.as_ptr(), at, "the vector sent back was not used");
+        assert!(next.is_empty() && next.capacity() >= 6_000);
+
+        // Room for 20,000 needed: the same vector, grown.
+        tx.try_send(next).unwrap();
+        let grown = next_scans(&mut rx, 20_000);
+        assert!(grown.is_empty() && grown.capacity() >= 20_000);
+
+        // The load fell to 10 scans a batch: 20,000 places are not kept.
+        tx.try_send(grown).unwrap();
+        let small = next_scans(&mut rx, 10);
+        assert!(small.capacity() < 1_000, "kept {}", small.capacity());
+        assert!(rx.try_recv().is_err(), "the large vector is still waiting");
+
+        // Nothing sent back: a new vector.
+        assert!(next_scans(&mut rx, 100).capacity() >= 100);
+    }
+
+    /// The worker that writes a batch last sends its emptied vector back;
+    /// one whose batch is still held elsewhere does not.
+    #[tokio::test]
+    async fn a_written_batch_gives_its_vector_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
+        let (recycle, mut recycled) = mpsc::channel(1);
+        let (_stop, stop_by) = watch::channel(None);
+        let worker = Worker {
+            after_write: None,
+            sink: Sink::Embedded(sink),
+            metrics: Default::default(),
+            retry: Duration::from_secs(1),
+            timeout: Duration::from_secs(60),
+            backlog_max: BACKLOG,
+            stop_by,
+            recycle,
+        };
+        let batch = |n: u64| {
+            let mut enricher = Enricher::new(Default::default());
+            let scans: Vec<_> = (0..n).map(|i| enricher.enrich(raw(i, 1_000))).collect();
+            Arc::new(Batch::new(scans, Vec::new()))
+        };
+        let shared = batch(3);
+        let elsewhere = shared.clone();
+        worker.give_back(shared);
+        assert!(
+            recycled.try_recv().is_err(),
+            "a batch still held was emptied"
+        );
+        drop(elsewhere);
+
+        let only = batch(3);
+        let capacity = only.scans.capacity();
+        worker.give_back(only);
+        let back = recycled.try_recv().expect("no vector came back");
+        assert!(back.is_empty());
+        assert_eq!(back.capacity(), capacity);
+    }
+
+    /// The recorder's thread and its store threads run at the nice value
+    /// configured (`--recorder-nice`), the caller's threads at their own.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_recorder_threads_run_at_a_lower_priority() {
+        // (name, nice) of this process's threads, from /proc.
+        fn threads() -> Vec<(String, i64)> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| {
+                    let t = t.ok()?.path();
+                    let name = std::fs::read_to_string(t.join("comm")).ok()?;
+                    let stat = std::fs::read_to_string(t.join("stat")).ok()?;
+                    // Fields after the name, which is in parentheses: state is
+                    // field 3, nice field 19.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    let nice = rest.split(' ').nth(16)?.parse().ok()?;
+                    Some((name.trim().to_string(), nice))
+                })
+                .collect()
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
+        let mut config = config(dir.path());
+        config.nice = 7;
+        let (recorder, tasks) =
+            Recorder::start(config, vec![Sink::Embedded(sink.clone())]).unwrap();
+        for n in 0..5 {
+            recorder.record(raw(n, 1_000));
+        }
+        // The store thread exists once a batch has been written.
+        let written = wait_until(Duration::from_secs(30), || {
+            let n = recorder
+                .metrics()
+                .sink(SinkKind::Embedded)
+                .written
+                .load(Relaxed);
+            async move { n == 5 }
+        })
+        .await;
+        assert!(written);
+        let seen = threads();
+        let of = |name: &str| -> Vec<i64> {
+            seen.iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, nice)| *nice)
+                .collect()
+        };
+        // Other tests of this binary run recorders at nice 0 meanwhile: a
+        // 7 can only be this one's.
+        assert!(of("codelink-record").contains(&7), "threads: {seen:?}");
+        assert!(of("codelink-store").contains(&7), "threads: {seen:?}");
+        assert!(
+            seen.iter()
+                .all(|(n, nice)| *nice == 0 || n == "codelink-record" || n == "codelink-store"),
+            "another thread was lowered: {seen:?}"
+        );
+        let mine = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let mine: i64 = mine[mine.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(mine, 0, "the caller's thread was lowered too");
+        tasks.finish(&recorder, Duration::from_secs(5)).await;
     }
 }

@@ -143,6 +143,7 @@ impl Analytics {
             flush_interval: config.recorder.flush_interval,
             batch_max: config.recorder.batch_max,
             queue_capacity: config.recorder.queue_capacity,
+            nice: config.recorder.nice,
             spool_max_bytes: config.recorder.spool_max_bytes,
             backlog_max: config.recorder.backlog_max,
             retry_interval: Duration::from_secs(1),

@@ -164,6 +164,7 @@ async fn spool_replay_rate() {
         flush_interval: Duration::from_secs(1),
         batch_max: 100_000,
         queue_capacity: 200_000,
+        nice: 0,
         backlog_max: 50_000,
         spool_max_bytes: u64::MAX,
         retry_interval: Duration::from_secs(1),

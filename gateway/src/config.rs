@@ -92,6 +92,13 @@ pub struct Config {
     #[arg(long, env = "CODELINK_QUEUE_CAPACITY", default_value_t = 200_000)]
     pub queue_capacity: usize,
 
+    /// Nice value of the scan recorder's threads (0 to 19): when requests and
+    /// recording both want the CPU, requests come first, and recording
+    /// catches up after (its queue, backlog and spool hold the difference).
+    /// 0 runs both at the same priority.
+    #[arg(long, env = "CODELINK_RECORDER_NICE", default_value_t = 10)]
+    pub recorder_nice: i32,
+
     /// Disk each sink's spool may use while its backend is down (bytes).
     #[arg(long, env = "CODELINK_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
     pub spool_max_bytes: u64,
@@ -352,6 +359,7 @@ impl Config {
             flush_ms: 1000,
             batch_max: 100_000,
             queue_capacity: 200_000,
+            recorder_nice: 10,
             spool_max_bytes: 1 << 30,
             backlog_max: 50_000,
             secret: None,
@@ -452,6 +460,7 @@ impl Config {
                 flush_interval: Duration::from_millis(self.flush_ms),
                 batch_max: self.batch_max,
                 queue_capacity: self.queue_capacity,
+                nice: self.recorder_nice,
                 spool_max_bytes: self.spool_max_bytes,
                 backlog_max: self.backlog_max,
             },
@@ -589,6 +598,10 @@ impl Config {
             "--qr-renders and --qr-renders-per-ip must be > 0"
         );
         anyhow::ensure!(self.batch_max > 0, "--batch-max must be > 0");
+        anyhow::ensure!(
+            (0..=19).contains(&self.recorder_nice),
+            "--recorder-nice must be 0 to 19"
+        );
         anyhow::ensure!(
             self.webhook_retry_base_ms > 0
                 && self.webhook_timeout_ms > 0

@@ -64,7 +64,7 @@ impl DeliveryTasks {
     pub(crate) fn start(
         hub: Arc<Hub>,
         live: crate::sink::LiveStore,
-        written: tokio::sync::mpsc::Receiver<Arc<crate::batch::Batch>>,
+        written: tokio::sync::mpsc::Receiver<crate::batch::HumanScans>,
     ) -> Self {
         let (stop, rx) = watch::channel(false);
         let milestones = tokio::spawn(super::milestones::run(hub.clone(), live, written));

@@ -14,9 +14,9 @@
 //! batch landed before its read-back.
 
 use super::{Event, Hub};
-use crate::batch::Batch;
+use crate::batch::HumanScans;
 use crate::sink::LiveStore;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -28,16 +28,10 @@ const MAX_PER_CODE: u64 = 10;
 /// starts afresh: a first window again for each code).
 const MAX_REMEMBERED: usize = 100_000;
 
-pub(super) async fn run(hub: Arc<Hub>, live: LiveStore, mut rx: mpsc::Receiver<Arc<Batch>>) {
+pub(super) async fn run(hub: Arc<Hub>, live: LiveStore, mut rx: mpsc::Receiver<HumanScans>) {
     // Where each code's last window ended.
     let mut checked: HashMap<String, u64> = HashMap::new();
-    while let Some(batch) = rx.recv().await {
-        let mut human: BTreeMap<&str, u64> = BTreeMap::new();
-        for s in &batch.scans {
-            if s.bot_reason.is_empty() {
-                *human.entry(s.code.as_str()).or_default() += 1;
-            }
-        }
+    while let Some(human) = rx.recv().await {
         if human.is_empty() {
             continue;
         }
@@ -61,7 +55,8 @@ pub(super) async fn run(hub: Arc<Hub>, live: LiveStore, mut rx: mpsc::Receiver<A
         }
         let now = super::now_ms();
         let mut events = Vec::new();
-        for (code, added) in human {
+        for (code, &added) in &human {
+            let code = code.as_str();
             let after = match live.human_scans(code).await {
                 Ok(n) => n,
                 Err(e) => {
