@@ -233,7 +233,13 @@ async fn poll_redis(
                 continue;
             }
         };
-        if seen == Some(current) {
+        // No token (0) while this instance serves codes: Redis lost its
+        // data. The token seen may be 0 too (this instance started on an
+        // empty Redis, and it lost its data within one poll of the first
+        // write), so "unchanged" does not hold then: the reload puts the
+        // codes back, with a new token.
+        let lost = current == 0 && !state.codes.is_empty();
+        if seen == Some(current) && !lost {
             continue;
         }
         match reload(&state, &store, &snapshot).await {

@@ -1021,6 +1021,11 @@ async fn logos_are_put_back_when_redis_lost_its_data() {
             let (mut config, tmp) = common::config();
             config.redis_url = Some(url);
             config.redis_prefix = "owner-lost".to_string();
+            // Started on an empty Redis, the instance saw no change token (0);
+            // the writes below and Redis's restart all fall within one poll,
+            // so after it the token is 0 again: the instance must still see
+            // that Redis lost its data.
+            config.redis_sync_ms = 1_000;
             config.qr_renders_per_ip = 10_000;
             config.public_url = Some(PUBLIC.into());
             common::start_with(config, Some(tmp)).await
