@@ -25,7 +25,7 @@
 
 use crate::batch::{human_scans, Batch, HumanScans};
 use crate::enrich::Enricher;
-use crate::event::{Conversion, RawScan};
+use crate::event::{Conversion, RawScan, Scan};
 use crate::review::Adjustment;
 use crate::sink::{Sink, SinkKind};
 use crate::spool::{Spool, SpoolError};
@@ -287,6 +287,7 @@ impl Recorder {
         let (control, control_rx) = mpsc::channel(1024);
         let mut worker_txs = Vec::new();
         let mut workers = Vec::new();
+        let (recycle, recycled) = mpsc::channel(1);
         let (stop_by, stop_rx) = watch::channel(None);
         let kinds: Vec<SinkKind> = sinks.iter().map(Sink::kind).collect();
         for sink in sinks {
@@ -311,6 +312,7 @@ impl Recorder {
                 timeout: config.write_timeout,
                 backlog_max: config.backlog_max,
                 stop_by: stop_rx.clone(),
+                recycle: recycle.clone(),
             };
             workers.push(thread.handle.spawn(worker.run(spool, rx)));
         }
@@ -319,6 +321,7 @@ impl Recorder {
             queue_rx,
             control_rx,
             worker_txs,
+            recycled,
             metrics.clone(),
         ));
         Ok((
@@ -430,6 +433,14 @@ const ABANDON_AFTER: Duration = Duration::from_secs(5);
 
 type WorkerTx = mpsc::Sender<Acked>;
 
+/// Emptied scan vectors of written batches, on their way back to the
+/// batcher. At full speed a batch holds tens of megabytes of scans, and a
+/// new vector for each meant the kernel faulting in and zeroing all of it
+/// again every second (most of the recorder thread's time under load).
+/// One waits at most; the batcher drops it when idle or when it is far
+/// larger than the next batch needs.
+type Recycled = mpsc::Sender<Vec<Scan>>;
+
 /// What the batcher holds until the next cut.
 struct Pending {
     scans: Vec<crate::event::Scan>,
@@ -453,6 +464,7 @@ async fn batcher(
     mut queue: mpsc::Receiver<RawScan>,
     mut control: mpsc::Receiver<Control>,
     workers: Vec<WorkerTx>,
+    mut recycled: mpsc::Receiver<Vec<Scan>>,
     metrics: Arc<RecorderMetrics>,
 ) {
     let mut enricher = Enricher::new(config.verdicts.clone());
@@ -489,17 +501,20 @@ async fn batcher(
                 }
                 Control::Stop => {
                     // The HTTP server has drained: take everything left.
-                    while drain_run(&mut queue, &mut enricher, &mut pending, &config, &workers, &metrics).await == Drained::More {}
+                    while drain_run(&mut queue, &mut enricher, &mut pending, &config, &workers, &mut recycled, &metrics).await == Drained::More {}
                     break;
                 }
             },
             _ = tick.tick() => {
                 if pending.len() > 0 || !pending.waiting.is_empty() {
-                    cut(&mut pending, &workers, &metrics).await;
+                    cut(&mut pending, &workers, &mut recycled, &metrics).await;
+                } else {
+                    // Idle: a vector kept for the next batch is memory for nothing.
+                    while recycled.try_recv().is_ok() {}
                 }
             }
             _ = drain.tick() => {
-                match drain_run(&mut queue, &mut enricher, &mut pending, &config, &workers, &metrics).await {
+                match drain_run(&mut queue, &mut enricher, &mut pending, &config, &workers, &mut recycled, &metrics).await {
                     Drained::Empty => {}
                     // More is waiting: come back at once, after control and
                     // the age tick have had their turn.
@@ -507,12 +522,12 @@ async fn batcher(
                     Drained::Closed => break, // every sender dropped: shutdown
                 }
                 if !pending.waiting.is_empty() && pending.last_cut.elapsed() >= early_gap {
-                    cut(&mut pending, &workers, &metrics).await;
+                    cut(&mut pending, &workers, &mut recycled, &metrics).await;
                 }
             }
         }
     }
-    cut(&mut pending, &workers, &metrics).await;
+    cut(&mut pending, &workers, &mut recycled, &metrics).await;
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -534,6 +549,7 @@ async fn drain_run(
     pending: &mut Pending,
     config: &RecorderConfig,
     workers: &[WorkerTx],
+    recycled: &mut mpsc::Receiver<Vec<Scan>>,
     metrics: &RecorderMetrics,
 ) -> Drained {
     for _ in 0..DRAIN_RUN {
@@ -546,13 +562,13 @@ async fn drain_run(
                     step: raw.step,
                 });
                 if pending.len() >= config.batch_max {
-                    cut(pending, workers, metrics).await;
+                    cut(pending, workers, recycled, metrics).await;
                 }
             }
             Ok(raw) => {
                 pending.scans.push(enricher.enrich(raw));
                 if pending.len() >= config.batch_max {
-                    cut(pending, workers, metrics).await;
+                    cut(pending, workers, recycled, metrics).await;
                 }
             }
             Err(mpsc::error::TryRecvError::Empty) => return Drained::Empty,
@@ -564,14 +580,20 @@ async fn drain_run(
 
 /// Hands the pending items to every worker as one batch; whoever waits on them
 /// is told once all workers have written or spooled it.
-async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetrics) {
+async fn cut(
+    pending: &mut Pending,
+    workers: &[WorkerTx],
+    recycled: &mut mpsc::Receiver<Vec<Scan>>,
+    metrics: &RecorderMetrics,
+) {
     pending.last_cut = std::time::Instant::now();
     let waiting = std::mem::take(&mut pending.waiting);
     // The next batch is likely about this size: reserving it up front spares
     // the copies of a vector that doubles its way up to tens of thousands.
     let next = pending.scans.len() + pending.scans.len() / 4;
+    let fresh = next_scans(recycled, next);
     let mut batch = Batch::new(
-        std::mem::replace(&mut pending.scans, Vec::with_capacity(next)),
+        std::mem::replace(&mut pending.scans, fresh),
         std::mem::take(&mut pending.conversions),
     );
     batch.adjustments = std::mem::take(&mut pending.adjustments);
@@ -610,6 +632,20 @@ async fn cut(pending: &mut Pending, workers: &[WorkerTx], metrics: &RecorderMetr
     }
 }
 
+/// An empty vector for the next batch, with room for `next` scans: an
+/// earlier batch's (see [`Recycled`]) unless it is far larger than this one
+/// needs (the load fell: it is dropped, and its memory goes back).
+fn next_scans(recycled: &mut mpsc::Receiver<Vec<Scan>>, next: usize) -> Vec<Scan> {
+    match recycled.try_recv() {
+        Ok(mut scans) if scans.capacity() <= 4 * next.max(4096) => {
+            scans.clear();
+            scans.reserve(next);
+            scans
+        }
+        _ => Vec::with_capacity(next),
+    }
+}
+
 struct Worker {
     after_write: Option<mpsc::Sender<HumanScans>>,
     sink: Sink,
@@ -621,6 +657,7 @@ struct Worker {
     backlog_max: usize,
     /// The shutdown deadline, once shutdown has begun.
     stop_by: watch::Receiver<Option<Instant>>,
+    recycle: Recycled,
 }
 
 type Acked = (Arc<Batch>, Option<oneshot::Sender<bool>>);
@@ -755,6 +792,7 @@ impl Worker {
                     if let Some(ack) = ack {
                         let _ = ack.send(true);
                     }
+                    self.give_back(batch);
                 }
                 (Ok(()), Some(path)) => {
                     m.replayed.fetch_add(batch.scans.len() as u64, Relaxed);
@@ -779,6 +817,16 @@ impl Worker {
                     retry_at = Some(Instant::now() + self.retry);
                 }
             }
+        }
+    }
+
+    /// The vector of a written batch, emptied, back to the batcher when this
+    /// worker held the last reference to it (see `Recycled`).
+    fn give_back(&self, batch: Arc<Batch>) {
+        if let Some(batch) = Arc::into_inner(batch) {
+            let mut scans = batch.scans;
+            scans.clear();
+            let _ = self.recycle.try_send(scans);
         }
     }
 
@@ -850,9 +898,6 @@ impl Worker {
             }
         };
         if let (Ok(()), Some(tx)) = (&result, &self.after_write) {
-            // The counts, not the batch: its last reference would otherwise
-            // be dropped by the milestone task, on a request thread (freeing
-            // a second of scans there).
             let _ = tx.try_send(human_scans(&batch.scans));
         }
         match &result {
@@ -1026,6 +1071,74 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    /// An earlier batch's vector is used again for the next batch while it
+    /// suits its size, and dropped when it is far too large.
+    #[test]
+    fn a_batch_vector_is_used_again_unless_far_too_large() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut old: Vec<crate::event::Scan> = Vec::with_capacity(6_000);
+        old.push(Default::default());
+        let at = old.as_ptr();
+        tx.try_send(old).unwrap();
+        let next = next_scans(&mut rx, 5_000);
+        assert_eq!(next.as_ptr(), at, "the vector sent back was not used");
+        assert!(next.is_empty() && next.capacity() >= 6_000);
+
+        // Room for 20,000 needed: the same vector, grown.
+        tx.try_send(next).unwrap();
+        let grown = next_scans(&mut rx, 20_000);
+        assert!(grown.is_empty() && grown.capacity() >= 20_000);
+
+        // The load fell to 10 scans a batch: 20,000 places are not kept.
+        tx.try_send(grown).unwrap();
+        let small = next_scans(&mut rx, 10);
+        assert!(small.capacity() < 1_000, "kept {}", small.capacity());
+        assert!(rx.try_recv().is_err(), "the large vector is still waiting");
+
+        // Nothing sent back: a new vector.
+        assert!(next_scans(&mut rx, 100).capacity() >= 100);
+    }
+
+    /// The worker that writes a batch last sends its emptied vector back;
+    /// one whose batch is still held elsewhere does not.
+    #[tokio::test]
+    async fn a_written_batch_gives_its_vector_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
+        let (recycle, mut recycled) = mpsc::channel(1);
+        let (_stop, stop_by) = watch::channel(None);
+        let worker = Worker {
+            after_write: None,
+            sink: Sink::Embedded(sink),
+            metrics: Default::default(),
+            retry: Duration::from_secs(1),
+            timeout: Duration::from_secs(60),
+            backlog_max: BACKLOG,
+            stop_by,
+            recycle,
+        };
+        let batch = |n: u64| {
+            let mut enricher = Enricher::new(Default::default());
+            let scans: Vec<_> = (0..n).map(|i| enricher.enrich(raw(i, 1_000))).collect();
+            Arc::new(Batch::new(scans, Vec::new()))
+        };
+        let shared = batch(3);
+        let elsewhere = shared.clone();
+        worker.give_back(shared);
+        assert!(
+            recycled.try_recv().is_err(),
+            "a batch still held was emptied"
+        );
+        drop(elsewhere);
+
+        let only = batch(3);
+        let capacity = only.scans.capacity();
+        worker.give_back(only);
+        let back = recycled.try_recv().expect("no vector came back");
+        assert!(back.is_empty());
+        assert_eq!(back.capacity(), capacity);
     }
 
     /// The recorder's thread and its store threads run at the nice value
