@@ -115,8 +115,8 @@ pub struct RecorderSettings {
     pub batch_max: usize,
     /// Scans waiting to be batched; past it scans are dropped (and counted).
     pub queue_capacity: usize,
-    /// The nice value of the recorder's threads, above the requests' own
-    /// (0: the same priority).
+    /// The nice value of the threads where the recorder's sinks write (the
+    /// embedded store), above the requests' own (0: the same priority).
     pub nice: i32,
     /// Disk each sink's spool may use while its backend is down.
     pub spool_max_bytes: u64,

@@ -47,7 +47,7 @@ pub struct RecorderConfig {
     pub batch_max: usize,
     /// Scans waiting for the batcher; beyond it scans are counted as lost.
     pub queue_capacity: usize,
-    /// The nice value of the recorder's threads (see [`RecorderThread`]).
+    /// The nice value of the store threads (see [`RecorderThread`]).
     pub nice: i32,
     /// Scans one sink worker holds in memory while its sink is slower than
     /// the scans come (besides the batch being written); past it, batches go
@@ -218,14 +218,15 @@ pub struct RecorderTasks {
 /// The recorder's own thread and runtime. Dropping it (or `stop`) ends the
 /// runtime, which cancels whatever task is still on it.
 ///
-/// The thread and its runtime's blocking threads (named `codelink-store`:
-/// the embedded store writes there) run at a lower priority, `nice`: the
-/// requests' threads come first when both want the CPU, and the recording
-/// of a second of scans at once no longer delays the answers given
-/// meanwhile (the redirect's p99 fell by about a quarter, see
-/// `load-tests/results/hot-path-issue15.md`). The recorder catches up as
-/// soon as the requests leave it room; behind that, its backlog and spool
-/// hold what it has not written.
+/// Its runtime's blocking threads (named `codelink-store`: the embedded
+/// store writes a second of scans there at once) run at a lower priority,
+/// `nice`: the requests' threads come first when both want the CPU, and a
+/// batch's write no longer delays the answers given meanwhile (see
+/// `load-tests/results/hot-path-issue15.md`). The store catches up as soon as
+/// the requests leave it room; behind that, the worker's backlog and spool
+/// hold what it has not written. The recorder's own thread keeps the usual
+/// priority: it empties the scan queue, and at nice 10 under full load it
+/// fell behind the queue, which dropped millions of scans in a minute.
 struct RecorderThread {
     handle: tokio::runtime::Handle,
     stop: oneshot::Sender<()>,
@@ -239,7 +240,6 @@ impl RecorderThread {
         let thread = std::thread::Builder::new()
             .name("codelink-recorder".into())
             .spawn(move || {
-                lower_priority(nice);
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .thread_name("codelink-store")
@@ -1141,11 +1141,11 @@ mod tests {
         assert_eq!(back.capacity(), capacity);
     }
 
-    /// The recorder's thread and its store threads run at the nice value
-    /// configured (`--recorder-nice`), the caller's threads at their own.
+    /// The recorder's store threads run at the nice value configured
+    /// (`--recorder-nice`); its own thread and the caller's keep theirs.
     #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_recorder_threads_run_at_a_lower_priority() {
+    async fn the_store_threads_run_at_a_lower_priority() {
         // (name, nice) of this process's threads, from /proc.
         fn threads() -> Vec<(String, i64)> {
             std::fs::read_dir("/proc/self/task")
@@ -1191,11 +1191,11 @@ mod tests {
         };
         // Other tests of this binary run recorders at nice 0 meanwhile: a
         // 7 can only be this one's.
-        assert!(of("codelink-record").contains(&7), "threads: {seen:?}");
+        assert!(!of("codelink-record").is_empty(), "threads: {seen:?}");
         assert!(of("codelink-store").contains(&7), "threads: {seen:?}");
         assert!(
             seen.iter()
-                .all(|(n, nice)| *nice == 0 || n == "codelink-record" || n == "codelink-store"),
+                .all(|(n, nice)| *nice == 0 || n == "codelink-store"),
             "another thread was lowered: {seen:?}"
         );
         let mine = std::fs::read_to_string("/proc/thread-self/stat").unwrap();

@@ -92,10 +92,10 @@ pub struct Config {
     #[arg(long, env = "CODELINK_QUEUE_CAPACITY", default_value_t = 200_000)]
     pub queue_capacity: usize,
 
-    /// Nice value of the scan recorder's threads (0 to 19): when requests and
-    /// recording both want the CPU, requests come first, and recording
-    /// catches up after (its queue, backlog and spool hold the difference).
-    /// 0 runs both at the same priority.
+    /// Nice value of the threads where the scan recorder writes the embedded
+    /// store (0 to 19): when requests and a batch's write both want the CPU,
+    /// requests come first, and the store catches up after (its backlog and
+    /// spool hold the difference). 0 runs both at the same priority.
     #[arg(long, env = "CODELINK_RECORDER_NICE", default_value_t = 10)]
     pub recorder_nice: i32,
 
