@@ -188,23 +188,14 @@ pub type HumanScans = BTreeMap<String, u64>;
 
 /// The human scans of each code among `scans`.
 pub fn human_scans(scans: &[Scan]) -> HumanScans {
-    let mut out = HumanScans::new();
-    // Consecutive scans mostly share their code: count a run, look it up once.
-    let mut run: Option<(&str, u64)> = None;
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for s in scans.iter().filter(|s| s.bot_reason.is_empty()) {
-        match &mut run {
-            Some((code, n)) if *code == s.code => *n += 1,
-            _ => {
-                if let Some((code, n)) = run.replace((&s.code, 1)) {
-                    *out.entry(code.to_string()).or_default() += n;
-                }
-            }
-        }
+        *counts.entry(&s.code).or_default() += 1;
     }
-    if let Some((code, n)) = run {
-        *out.entry(code.to_string()).or_default() += n;
-    }
-    out
+    counts
+        .into_iter()
+        .map(|(c, n)| (c.to_string(), n))
+        .collect()
 }
 
 /// The latest human scan of each (code, visitor) in the batch.

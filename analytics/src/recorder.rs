@@ -147,7 +147,7 @@ impl RecorderMetrics {
 }
 
 /// Gives the calling thread the nice value `nice` (0: leaves it as it is).
-/// Failing is only logged: the recorder works the same, at the usual priority.
+/// Failing is only logged: the store works the same, at the usual priority.
 fn lower_priority(nice: i32) {
     if nice == 0 {
         return;
@@ -160,7 +160,7 @@ fn lower_priority(nice: i32) {
             tracing::warn!(
                 nice,
                 error = %e,
-                "cannot lower the recorder's priority; it runs at the usual one"
+                "cannot lower the store threads' priority; they run at the usual one"
             );
         }
     }
@@ -443,7 +443,7 @@ type Recycled = mpsc::Sender<Vec<Scan>>;
 
 /// What the batcher holds until the next cut.
 struct Pending {
-    scans: Vec<crate::event::Scan>,
+    scans: Vec<Scan>,
     conversions: Vec<Conversion>,
     adjustments: Vec<Adjustment>,
     steps: Vec<crate::event::StepEvent>,
@@ -637,9 +637,9 @@ async fn cut(
 /// needs (the load fell: it is dropped, and its memory goes back).
 fn next_scans(recycled: &mut mpsc::Receiver<Vec<Scan>>, next: usize) -> Vec<Scan> {
     match recycled.try_recv() {
-        Ok(mut scans) if scans.capacity() <= 4 * next.max(4096) => {
+        // Too small, it is not grown: `reserve` would copy all of it.
+        Ok(mut scans) if (next..=4 * next.max(4096)).contains(&scans.capacity()) => {
             scans.clear();
-            scans.reserve(next);
             scans
         }
         _ => Vec::with_capacity(next),
@@ -1086,10 +1086,11 @@ mod tests {
         assert_eq!(next.as_ptr(), at, "the vector sent back was not used");
         assert!(next.is_empty() && next.capacity() >= 6_000);
 
-        // Room for 20,000 needed: the same vector, grown.
+        // Room for 20,000 needed: a new vector (growing would copy 6,000).
         tx.try_send(next).unwrap();
         let grown = next_scans(&mut rx, 20_000);
         assert!(grown.is_empty() && grown.capacity() >= 20_000);
+        assert_ne!(grown.as_ptr(), at);
 
         // The load fell to 10 scans a batch: 20,000 places are not kept.
         tx.try_send(grown).unwrap();
@@ -1146,7 +1147,13 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_store_threads_run_at_a_lower_priority() {
-        // (name, nice) of this process's threads, from /proc.
+        // The nice value in a thread's /proc stat: field 19; the fields
+        // after the name (in parentheses) start at the state, field 3.
+        fn nice(stat: &str) -> Option<i64> {
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').nth(16)?.parse().ok()
+        }
+        // (name, nice) of this process's threads.
         fn threads() -> Vec<(String, i64)> {
             std::fs::read_dir("/proc/self/task")
                 .unwrap()
@@ -1154,11 +1161,7 @@ mod tests {
                     let t = t.ok()?.path();
                     let name = std::fs::read_to_string(t.join("comm")).ok()?;
                     let stat = std::fs::read_to_string(t.join("stat")).ok()?;
-                    // Fields after the name, which is in parentheses: state is
-                    // field 3, nice field 19.
-                    let rest = &stat[stat.rfind(')')? + 2..];
-                    let nice = rest.split(' ').nth(16)?.parse().ok()?;
-                    Some((name.trim().to_string(), nice))
+                    Some((name.trim().to_string(), nice(&stat)?))
                 })
                 .collect()
         }
@@ -1199,13 +1202,7 @@ mod tests {
             "another thread was lowered: {seen:?}"
         );
         let mine = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let mine: i64 = mine[mine.rfind(')').unwrap() + 2..]
-            .split(' ')
-            .nth(16)
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(mine, 0, "the caller's thread was lowered too");
+        assert_eq!(nice(&mine), Some(0), "the caller's thread was lowered too");
         tasks.finish(&recorder, Duration::from_secs(5)).await;
     }
 }
