@@ -5,7 +5,9 @@
 # of user agents and referrers like real traffic and client addresses from a
 # pool (X-Forwarded-For, which the gateway trusts here). Every SAMPLE_S it
 # prints the gateway's RSS (/proc/PID/status VmRSS), the scans queued and the
-# size of scans.redb: the curve. Then: the time from SIGTERM to exit, where
+# size of scans.redb (its length, and the bytes it takes on disk: redb
+# doubles the file with ftruncate, and the part not yet written is a hole):
+# the curve. Then: the time from SIGTERM to exit, where
 # the bytes of scans.redb went (`store-size`), the time from a restart on the
 # same data dir to a healthy /healthz and /readyz, and a second shutdown.
 # The gateway is pinned to GW_CPU, wrk to LOAD_CPU; 127.0.0.1 only.
@@ -127,6 +129,9 @@ metric() {
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 fsize() { stat -c %s "$1" 2>/dev/null || echo 0; }
+# The bytes the file takes on disk (its allocated blocks): redb grows the file
+# by doubling it, with ftruncate, so the part not yet written is a hole.
+dsize() { stat -c '%b %B' "$1" 2>/dev/null | awk '{ print $1 * $2 }' || echo 0; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 CACHE_ARGS=()
@@ -199,21 +204,24 @@ WRK_PID=$!
 PIDS+=("$WRK_PID")
 T0=$SECONDS
 CURVE="$TMP/curve.md"
-printf '| s | RSS MB | scans queued | scans written | spooled | replayed | dropped | lost | spool MB | scans.redb MB | file bytes/scan |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n' >"$CURVE"
+printf '| s | RSS MB | scans queued | scans written | spooled | replayed | dropped | lost | spool MB | scans.redb MB | file bytes/scan | on disk MB | on disk bytes/scan |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n' >"$CURVE"
 # sink_metric NAME: the embedded sink's series NAME from the last /metrics read.
 sink_metric() { awk -v n="$1{sink=\"embedded\"}" '$1 == n { v = $2 } END { print v + 0 }' "$TMP/metrics.txt"; }
 sample() {
-    local q w f
+    local q w f d
     curl -s --max-time 5 "$GW/metrics" >"$TMP/metrics.txt" || true
     q="$(awk '$1 == "codelink_scans_queued_total" { v = $2 } END { print v + 0 }' "$TMP/metrics.txt")"
     w="$(sink_metric codelink_scans_written_total)"
     f="$(fsize "$REDB")"
-    printf '| %d | %.1f | %d | %d | %d | %d | %d | %d | %.1f | %.1f | %s |\n' $((SECONDS - T0)) "$(awk -v k="$(rss_kb "$GW_REAL")" 'BEGIN { print k / 1024 }')" \
+    d="$(dsize "$REDB")"
+    printf '| %d | %.1f | %d | %d | %d | %d | %d | %d | %.1f | %.1f | %s | %.1f | %s |\n' $((SECONDS - T0)) "$(awk -v k="$(rss_kb "$GW_REAL")" 'BEGIN { print k / 1024 }')" \
         "$q" "$w" "$(sink_metric codelink_scans_spooled_total)" "$(sink_metric codelink_scans_replayed_total)" \
         "$(awk '$1 == "codelink_scans_dropped_total" { v = $2 } END { print v + 0 }' "$TMP/metrics.txt")" \
         "$(sink_metric codelink_scans_lost_total)" "$(awk -v b="$(sink_metric codelink_spool_bytes)" 'BEGIN { print b / 1048576 }')" \
         "$(awk -v f="$f" 'BEGIN { print f / 1048576 }')" \
-        "$(awk -v f="$f" -v w="$w" 'BEGIN { if (w > 0) printf "%.1f", f / w; else print "-" }')" >>"$CURVE"
+        "$(awk -v f="$f" -v w="$w" 'BEGIN { if (w > 0) printf "%.1f", f / w; else print "-" }')" \
+        "$(awk -v d="$d" 'BEGIN { print d / 1048576 }')" \
+        "$(awk -v d="$d" -v w="$w" 'BEGIN { if (w > 0) printf "%.1f", d / w; else print "-" }')" >>"$CURVE"
     tail -n1 "$CURVE" >&2
     echo "$(rss_kb "$GW_REAL")" >>"$TMP/rss.txt"
 }
@@ -256,7 +264,8 @@ BAD="$(awk '/Non-2xx or 3xx/ { print $NF } /Socket errors/ { print }' "$TMP/wrk.
 stop_timed
 STOP1_MS=$STOP_MS
 FILE_BYTES="$(fsize "$REDB")"
-log "stopped in $STOP1_MS ms; scans.redb $FILE_BYTES bytes"
+DISK_BYTES="$(dsize "$REDB")"
+log "stopped in $STOP1_MS ms; scans.redb $FILE_BYTES bytes, $DISK_BYTES on disk"
 SPOOL_LEFT="$(find "$DATA/spool/embedded" \( -name '*.json' -o -name '*.jsonz' \) 2>/dev/null | wc -l)"
 start_gateway
 RESTART_MS="$(ms_until_healthy)"
@@ -296,7 +305,7 @@ dirty=""
     echo
     cat "$CURVE"
     echo
-    echo "## scans.redb after the restart ($FILE_BYTES bytes at the first stop, $(awk -v f="$FILE_BYTES" -v s="$SCANS" 'BEGIN { printf "%.1f", s ? f / s : 0 }') bytes/scan)"
+    echo "## scans.redb after the restart ($FILE_BYTES bytes at the first stop, $(awk -v f="$FILE_BYTES" -v s="$SCANS" 'BEGIN { printf "%.1f", s ? f / s : 0 }') bytes/scan; on disk $DISK_BYTES bytes, $(awk -v f="$DISK_BYTES" -v s="$SCANS" 'BEGIN { printf "%.1f", s ? f / s : 0 }') bytes/scan)"
     echo
     cat "$TMP/store-size.md"
     echo

@@ -27,7 +27,7 @@ use crate::batch::{human_scans, Batch, HumanScans};
 use crate::enrich::Enricher;
 use crate::event::{Conversion, RawScan, Scan};
 use crate::review::Adjustment;
-use crate::sink::{Sink, SinkKind};
+use crate::sink::{Halt, Sink, SinkKind};
 use crate::spool::{Spool, SpoolError};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -312,6 +312,7 @@ impl Recorder {
                 timeout: config.write_timeout,
                 backlog_max: config.backlog_max,
                 stop_by: stop_rx.clone(),
+                halt: Halt::default(),
                 recycle: recycle.clone(),
             };
             workers.push(thread.handle.spawn(worker.run(spool, rx)));
@@ -400,9 +401,11 @@ impl RecorderTasks {
     /// Call after the last [`Recorder::record`] (the HTTP server has drained):
     /// the batcher drains the queue and cuts a last batch, and each worker
     /// writes (or spools) what it holds before this returns. Within
-    /// `deadline`: a sink write still pending then is given up and its batch
-    /// spooled, and the spool replay of a sink that came back stops (its files
-    /// are replayed at the next start). Should the disk itself hang, the
+    /// `deadline`: a sink write still pending then is given up (halted, not
+    /// only no longer waited for) and its batch spooled, and the spool replay
+    /// of a sink that came back stops (its files are replayed at the next
+    /// start). A worker that is behind (spilling to its spool) gives up its
+    /// write at once and spools what memory holds. Should the disk itself hang, the
     /// recorder is abandoned a few seconds after the deadline, with an error log.
     pub async fn finish(self, recorder: &Recorder, deadline: Duration) {
         let stop_by = Instant::now() + deadline;
@@ -657,6 +660,8 @@ struct Worker {
     backlog_max: usize,
     /// The shutdown deadline, once shutdown has begun.
     stop_by: watch::Receiver<Option<Instant>>,
+    /// Set at shutdown to give up the write under way (see [`Halt`]).
+    halt: Halt,
     recycle: Recycled,
 }
 
@@ -710,10 +715,11 @@ impl Worker {
         let mut tried_at_close = false;
         loop {
             if !open {
-                if b.spilling == Spilling::Behind {
-                    // Shutdown while behind: what memory holds goes in front of
-                    // the spool, replayed at the next start, so that stopping
-                    // takes a few file writes rather than the sink's backlog.
+                if b.spilling == Spilling::Behind || self.halt.is_set() {
+                    // Shutdown while behind (or past the deadline): what memory
+                    // holds goes in front of the spool, replayed at the next
+                    // start, so that stopping takes a few file writes rather
+                    // than the sink's backlog.
                     self.spill_front(&mut b);
                     break;
                 }
@@ -781,7 +787,16 @@ impl Worker {
                         r = &mut write => break r,
                         msg = rx.recv(), if open => match msg {
                             Some(m) => self.take(&mut b, m),
-                            None => open = false,
+                            None => {
+                                open = false;
+                                // Shutdown while behind: this write's batch is
+                                // in the spool (a replay) or goes in front of
+                                // it, so the write need not be waited for. Under
+                                // overload one takes seconds.
+                                if b.spilling != Spilling::No {
+                                    self.halt.set();
+                                }
+                            }
                         },
                     }
                 }
@@ -804,7 +819,14 @@ impl Worker {
                     m.spool_bytes.store(b.spool.bytes(), Relaxed);
                 }
                 (Err(e), None) => {
-                    tracing::warn!(sink = kind.name(), error = %e, "sink write failed; spooling to disk");
+                    if matches!(e, crate::sink::SinkError::Halted) {
+                        tracing::info!(
+                            sink = kind.name(),
+                            "write given up at shutdown; its batch goes to the spool"
+                        );
+                    } else {
+                        tracing::warn!(sink = kind.name(), error = %e, "sink write failed; spooling to disk");
+                    }
                     // This batch and the memory backlog are older than the spool.
                     b.memory.push_front((batch, ack));
                     b.scans += b.memory[0].0.scans.len();
@@ -877,15 +899,20 @@ impl Worker {
             None => deadline,
         };
         let mut deadline = cap(Instant::now() + self.timeout, *stop_by.borrow());
-        let write = self.sink.write(batch);
+        let write = self.sink.write_halting(batch, &self.halt);
         tokio::pin!(write);
         let result = loop {
             if deadline <= Instant::now() {
+                if stop_by.borrow().is_some_and(|at| at <= deadline) {
+                    // The shutdown deadline: the write stops, not only the wait.
+                    self.halt.set();
+                }
                 break Err(timed_out());
             }
             tokio::select! {
                 r = &mut write => break r,
-                _ = tokio::time::sleep_until(deadline) => break Err(timed_out()),
+                // Past the deadline: handled at the top of the loop.
+                _ = tokio::time::sleep_until(deadline) => {}
                 changed = stop_by.changed() => {
                     if changed.is_err() {
                         // The recorder is being dropped; the write timeout still holds.
@@ -1118,6 +1145,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             backlog_max: BACKLOG,
             stop_by,
+            halt: Halt::default(),
             recycle,
         };
         let batch = |n: u64| {

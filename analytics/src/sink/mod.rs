@@ -30,6 +30,7 @@ use crate::event::Scan;
 use crate::records::{Claim, ClaimRecord, CustomerLink, LastVisit, RefundOf, Refunded};
 use crate::review::{Review, ReviewStatus};
 use crate::stats::CodeStats;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// A page of a code's scans, newest first (drill-down).
@@ -76,6 +77,10 @@ pub enum SinkError {
     ClusterConfig(String),
     #[error("{0} did not answer within the write timeout")]
     Timeout(&'static str),
+    /// A write given up at shutdown through its [`Halt`]: nothing of it was
+    /// committed, and its batch is (or is put) in the spool.
+    #[error("the write was given up at shutdown")]
+    Halted,
     /// A write the master took but too few replicas acknowledged in time
     /// (`--redis-wait-replicas`): a failover could lose it, so it is retried.
     #[error("redis: {0}")]
@@ -120,10 +125,42 @@ impl Sink {
     }
 
     pub async fn write(&self, batch: &Arc<Batch>) -> Result<(), SinkError> {
+        self.write_halting(batch, &Halt::default()).await
+    }
+
+    /// [`Self::write`]; once `halt` is set, a write still under way gives up
+    /// as soon as it can, committing nothing ([`SinkError::Halted`]).
+    pub async fn write_halting(&self, batch: &Arc<Batch>, halt: &Halt) -> Result<(), SinkError> {
         match self {
-            Sink::Embedded(s) => s.write(batch).await,
+            Sink::Embedded(s) => s.write_halting(batch, halt.clone()).await,
             Sink::Redis(s) => s.write(batch).await,
             Sink::ClickHouse(s) => s.write(batch).await,
+        }
+    }
+}
+
+/// Set at shutdown to give up a write under way. The embedded sink needs
+/// it: its write runs on a blocking thread, which dropping the write's future
+/// does not stop (and the recorder's thread waits for it to end). The other
+/// sinks' writes are futures: dropped at the shutdown deadline, they stop.
+#[derive(Debug, Clone, Default)]
+pub struct Halt(Arc<AtomicBool>);
+
+impl Halt {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `Err(Halted)` once set: for `?` between the steps of a write.
+    pub fn check(&self) -> Result<(), SinkError> {
+        if self.is_set() {
+            Err(SinkError::Halted)
+        } else {
+            Ok(())
         }
     }
 }

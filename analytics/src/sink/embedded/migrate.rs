@@ -13,7 +13,7 @@ use super::write::{apply_rollups, find_scan, write_chunks};
 use super::{err, EmbeddedSink, CONVERSIONS, LEGACY_CONVERSIONS, SCANS, SCAN_CHUNKS};
 use crate::event::{Conversion, Scan};
 use crate::rollup::ScanDims;
-use crate::sink::{chunk, SinkError};
+use crate::sink::{chunk, Halt, SinkError};
 use redb::{ReadableTable, ReadableTableMetadata};
 
 /// What is left of a migration, in stored entries (an old chunk, an old scan
@@ -91,7 +91,7 @@ impl EmbeddedSink {
             // Time order within a code, as new batches write them.
             scans.sort_by(|a, b| (&a.code, &a.scan_id).cmp(&(&b.code, &b.scan_id)));
             scans.dedup_by(|a, b| a.scan_id == b.scan_id);
-            write_chunks(&tx, &scans)?;
+            write_chunks(&tx, &scans, &Halt::default())?;
 
             let mut conversions: Vec<(Conversion, Option<ScanDims>)> = Vec::new();
             {

@@ -14,7 +14,7 @@ use crate::records::LastVisit;
 use crate::review::Adjustment;
 use crate::rollup::block::{ConversionBlock, ConversionCellKey, ScanBlock, Totals};
 use crate::rollup::{self, Dim, Grain, ScanDims};
-use crate::sink::{chunk, SinkError};
+use crate::sink::{chunk, Halt, SinkError};
 use crate::ScanId;
 use redb::{ReadableTable, WriteTransaction};
 use std::collections::btree_map::Entry;
@@ -23,14 +23,25 @@ use std::sync::Arc;
 
 impl EmbeddedSink {
     pub async fn write(&self, batch: &Arc<Batch>) -> Result<(), SinkError> {
+        self.write_halting(batch, Halt::default()).await
+    }
+
+    /// [`Self::write`], given up without a commit once `halt` is set: it is
+    /// looked at between chunks, between a few hundred visitors and between
+    /// the steps, so a write of a large batch into large visitor tables
+    /// (seconds under overload) stops within milliseconds at shutdown.
+    pub async fn write_halting(&self, batch: &Arc<Batch>, halt: Halt) -> Result<(), SinkError> {
         let this = self.clone();
         let batch = batch.clone();
-        tokio::task::spawn_blocking(move || this.write_blocking(&batch))
+        tokio::task::spawn_blocking(move || this.write_blocking(&batch, &halt))
             .await
             .map_err(err)?
     }
 
-    fn write_blocking(&self, batch: &Batch) -> Result<(), SinkError> {
+    fn write_blocking(&self, batch: &Batch, halt: &Halt) -> Result<(), SinkError> {
+        halt.check()?;
+        // Dropped without a commit (a `?` below), the transaction leaves
+        // nothing behind.
         let tx = self.db.begin_write().map_err(err)?;
         {
             let mut batches = tx.open_table(BATCHES).map_err(err)?;
@@ -42,7 +53,8 @@ impl EmbeddedSink {
                 .map_err(err)?;
         }
         if self.events {
-            write_chunks(&tx, &batch.scans)?;
+            write_chunks(&tx, &batch.scans, halt)?;
+            halt.check()?;
             let counted = store_conversions(&tx, &batch.scans, &batch.conversions)?;
             let with_dims: Vec<(&Conversion, Option<&ScanDims>)> =
                 counted.iter().map(|(c, d)| (*c, d.as_ref())).collect();
@@ -52,15 +64,24 @@ impl EmbeddedSink {
             apply_rollups(&tx, &batch.scans, &with_dims, &adjustments)?;
         }
         if self.counters {
-            write_counters(&tx, &batch.scans, &batch.steps)?;
+            halt.check()?;
+            write_counters(&tx, &batch.scans, &batch.steps, halt)?;
         }
+        halt.check()?;
         tx.commit().map_err(err)
     }
 }
 
+/// Visitor rows written between two looks at the [`Halt`] (a few ms at most).
+const HALT_EVERY: usize = 256;
+
 /// The scans in chunks per code: one redb entry per chunk (a B-tree insert per
 /// scan would cost more than everything else the sink does).
-pub(super) fn write_chunks(tx: &WriteTransaction, scans: &[Scan]) -> Result<(), SinkError> {
+pub(super) fn write_chunks(
+    tx: &WriteTransaction,
+    scans: &[Scan],
+    halt: &Halt,
+) -> Result<(), SinkError> {
     let mut by_code: BTreeMap<&str, Vec<&Scan>> = BTreeMap::new();
     for s in scans {
         by_code.entry(&s.code).or_default().push(s);
@@ -70,6 +91,7 @@ pub(super) fn write_chunks(tx: &WriteTransaction, scans: &[Scan]) -> Result<(), 
     let mut hint = chunk::FitHint::default();
     for (code, scans) in by_code {
         for c in chunk::chunks(&scans) {
+            halt.check()?;
             // Cut where a chunk would not fit a page run (see `chunk::VALUE_FIT`).
             chunk::encode_fitted(c.scans, &mut hint, |_, bytes, first| {
                 key.clear();
@@ -361,6 +383,7 @@ fn write_counters(
     tx: &WriteTransaction,
     scans: &[Scan],
     steps: &[StepEvent],
+    halt: &Halt,
 ) -> Result<(), SinkError> {
     let mut counters = tx.open_table(COUNTERS).map_err(err)?;
     let mut visits = tx.open_table(VISITS).map_err(err)?;
@@ -385,7 +408,10 @@ fn write_counters(
     for (code, day, mut visitors) in human_visitors(scans) {
         visitors.sort_unstable();
         let mut new = 0;
-        for visitor in visitors {
+        for (n, visitor) in visitors.into_iter().enumerate() {
+            if n % HALT_EVERY == 0 {
+                halt.check()?;
+            }
             key.clear();
             key.push_str(code);
             key.push('\0');
@@ -407,7 +433,10 @@ fn write_counters(
     let mut last = tx.open_table(LAST_VISITS).map_err(err)?;
     let mut latest: Vec<_> = latest_human_scans(scans).into_iter().collect();
     latest.sort_unstable_by_key(|(pair, _)| *pair);
-    for ((code, visitor), scan) in latest {
+    for (n, ((code, visitor), scan)) in latest.into_iter().enumerate() {
+        if n % HALT_EVERY == 0 {
+            halt.check()?;
+        }
         key.clear();
         key.push_str(code);
         key.push('\0');
@@ -443,6 +472,55 @@ mod tests {
             source: "link".into(),
             ..Scan::default()
         }
+    }
+
+    /// A halted write commits nothing, whether halted before it began or
+    /// while it runs; the same batch written afterwards is stored once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_halted_write_commits_nothing() {
+        let batch = Arc::new(Batch::new(
+            (0..60_000).map(|i| scan(i, "yt")).collect(),
+            Vec::new(),
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
+        let stored = || async { sink.all_scans().await.unwrap().len() };
+
+        let halt = Halt::default();
+        halt.set();
+        let r = sink.write_halting(&batch, halt).await;
+        assert!(matches!(r, Err(SinkError::Halted)), "{r:?}");
+        assert_eq!(stored().await, 0);
+
+        // How long the whole write takes here (on another store), then the
+        // same write halted a tenth of the way in.
+        let other = tempfile::tempdir().unwrap();
+        let t0 = std::time::Instant::now();
+        let other = EmbeddedSink::open(other.path(), true, true).unwrap();
+        other.write(&batch).await.unwrap();
+        let whole = t0.elapsed();
+        let halt = Halt::default();
+        let write = tokio::spawn({
+            let (sink, batch, halt) = (sink.clone(), batch.clone(), halt.clone());
+            async move { sink.write_halting(&batch, halt).await }
+        });
+        tokio::time::sleep(whole / 10).await;
+        halt.set();
+        let halted_at = std::time::Instant::now();
+        let r = write.await.unwrap();
+        let stopped_in = halted_at.elapsed();
+        assert!(matches!(r, Err(SinkError::Halted)), "{r:?}");
+        assert!(
+            stopped_in < whole / 2,
+            "stopped {stopped_in:?} after the halt; the whole write takes {whole:?}"
+        );
+        assert_eq!(stored().await, 0);
+        assert_eq!(sink.code_stats("busy").await.unwrap().total, 0);
+
+        sink.write(&batch).await.unwrap();
+        sink.write(&batch).await.unwrap(); // a replay adds nothing
+        assert_eq!(stored().await, 60_000);
+        assert_eq!(sink.code_stats("busy").await.unwrap().total, 60_000);
     }
 
     /// A visitor's last visit is the latest scan written: a later batch's
