@@ -212,6 +212,43 @@ pub fn latest_human_scans(scans: &[Scan]) -> HashMap<(&str, &str), &Scan> {
     latest
 }
 
+/// The human scans of one (code, visitor) in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HumanVisits<'a> {
+    /// The latest of them.
+    pub latest: &'a Scan,
+    /// The UTC days (since the epoch) they fall on: distinct, ascending.
+    pub days: Vec<u64>,
+}
+
+/// The human scans of each (code, visitor) in the batch, sorted by code and
+/// visitor: what the embedded store writes its last visits and its unique
+/// visitors per day from.
+pub fn human_visits(scans: &[Scan]) -> Vec<((&str, &str), HumanVisits<'_>)> {
+    let mut by: HashMap<(&str, &str), HumanVisits> = HashMap::new();
+    for s in scans.iter().filter(|s| !s.is_bot()) {
+        let day = s.ts_ms / DAY_MS;
+        let v = by
+            .entry((s.code.as_str(), s.visitor_id.as_str()))
+            .or_insert_with(|| HumanVisits {
+                latest: s,
+                days: Vec::new(),
+            });
+        if s.ts_ms >= v.latest.ts_ms {
+            v.latest = s;
+        }
+        if !v.days.contains(&day) {
+            v.days.push(day);
+        }
+    }
+    let mut out: Vec<_> = by.into_iter().collect();
+    out.sort_unstable_by_key(|(pair, _)| *pair);
+    for (_, v) in &mut out {
+        v.days.sort_unstable();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

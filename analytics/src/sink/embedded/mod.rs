@@ -36,7 +36,10 @@ const SCAN_CHUNKS: TableDefinition<&str, &[u8]> = TableDefinition::new("scan_chu
 const CODE_CHUNKS: TableDefinition<&str, &[u8]> = TableDefinition::new("code_chunks");
 /// "{code}\0{field}" → count.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
-/// "{code}\0{day}\0{visitor}" → 1: the exact unique visitors per day.
+/// "{code}\0{day}\0{visitor}" → 1: the unique visitors per day, as versions
+/// before 2026-11-30 wrote them. No longer written (they come from
+/// [`LAST_VISITS`] now, see `write.rs`); what is left is still pruned by
+/// retention and erased with its visitor.
 const VISITS: TableDefinition<&str, u8> = TableDefinition::new("visits");
 /// batch id → number of scans: batches already applied.
 const BATCHES: TableDefinition<&str, u64> = TableDefinition::new("batches");

@@ -15,7 +15,8 @@ use redb::ReadableTable;
 pub struct Pruned {
     /// Chunks of raw scans (and rows of earlier layouts).
     pub scan_chunks: u64,
-    /// Per-day visitor marks (`{code}\0{day}\0{visitor}`).
+    /// Per-day visitor marks (`{code}\0{day}\0{visitor}`), as versions before
+    /// 2026-11-30 wrote them.
     pub visit_marks: u64,
     /// Latest visits of a visitor to a code.
     pub last_visits: u64,

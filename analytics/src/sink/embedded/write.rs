@@ -6,9 +6,9 @@
 use super::{
     block_key, code_conversion_key, dim_part, err, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS,
     CODE_CONVERSIONS, CONVERSIONS, CONVERSION_BLOCKS, COUNTERS, DIMS_PART, LAST_VISITS,
-    LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, SPLIT_BYTES, TOTALS, TOTALS_PART, VISITS,
+    LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, SPLIT_BYTES, TOTALS, TOTALS_PART,
 };
-use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
+use crate::batch::{counter_deltas, human_visits, Batch};
 use crate::event::{Conversion, Scan, StepEvent};
 use crate::records::LastVisit;
 use crate::review::Adjustment;
@@ -74,6 +74,7 @@ impl EmbeddedSink {
 
 /// Visitor rows written between two looks at the [`Halt`] (a few ms at most).
 const HALT_EVERY: usize = 256;
+const DAY_MS: u64 = 86_400_000;
 
 /// The scans in chunks per code: one redb entry per chunk (a B-tree insert per
 /// scan would cost more than everything else the sink does).
@@ -386,7 +387,6 @@ fn write_counters(
     halt: &Halt,
 ) -> Result<(), SinkError> {
     let mut counters = tx.open_table(COUNTERS).map_err(err)?;
-    let mut visits = tx.open_table(VISITS).map_err(err)?;
     let mut add = |key: String, n: u64| -> Result<(), SinkError> {
         let current = counters
             .get(key.as_str())
@@ -400,43 +400,28 @@ fn write_counters(
             add(format!("{code}\0{field}"), n)?;
         }
     }
+    // Unique visitors per day come from the last visits, with no table of
+    // their own: a visitor is new on a day of this batch when its last human
+    // scan of the code stored before was on an earlier day, or there is none.
+    // A sink gets batches in the order they were cut (its spool is replayed
+    // before anything newer), so that is exact. Only a batch applied after a
+    // later one (none is) could miss a visitor whose stored visit is on a
+    // later day. A table of per-day marks (`VISITS`, still pruned and erased
+    // where earlier versions left it) cost about 77 bytes a visitor and day
+    // on disk and a random-key insert each.
+    //
     // Keys in order: consecutive inserts land in the same leaf, whose copy
     // (redb copies a page at its first change in a transaction) and path
     // are then reused. In random order, nearly every visitor touched a leaf
     // of its own (`tests/embedded_write_rate.rs`).
-    let mut key = String::new();
-    for (code, day, mut visitors) in human_visitors(scans) {
-        visitors.sort_unstable();
-        let mut new = 0;
-        for (n, visitor) in visitors.into_iter().enumerate() {
-            if n % HALT_EVERY == 0 {
-                halt.check()?;
-            }
-            key.clear();
-            key.push_str(code);
-            key.push('\0');
-            key.push_str(&day);
-            key.push('\0');
-            key.push_str(visitor);
-            // Read first: redb copies a page on every insert, also of an
-            // unchanged value, so a visitor seen earlier today (a repeat
-            // scan, in this batch's day) costs a read instead of a copy.
-            if visits.get(key.as_str()).map_err(err)?.is_none() {
-                visits.insert(key.as_str(), 1).map_err(err)?;
-                new += 1;
-            }
-        }
-        if new > 0 {
-            add(format!("{code}\0uv:{day}"), new)?;
-        }
-    }
     let mut last = tx.open_table(LAST_VISITS).map_err(err)?;
-    let mut latest: Vec<_> = latest_human_scans(scans).into_iter().collect();
-    latest.sort_unstable_by_key(|(pair, _)| *pair);
-    for (n, ((code, visitor), scan)) in latest.into_iter().enumerate() {
+    let mut uniques: BTreeMap<(&str, u64), u64> = BTreeMap::new();
+    let mut key = String::new();
+    for (n, ((code, visitor), visits)) in human_visits(scans).into_iter().enumerate() {
         if n % HALT_EVERY == 0 {
             halt.check()?;
         }
+        let scan = visits.latest;
         key.clear();
         key.push_str(code);
         key.push('\0');
@@ -445,21 +430,39 @@ fn write_counters(
         // Written at once (one walk down the tree, not a read and then a
         // write); in the rare case that the stored visit is newer (a batch
         // replayed late), it is put back.
-        let older = last
-            .insert(key.as_str(), value.as_bytes())
-            .map_err(err)?
-            .filter(|old| LastVisit::decode(old.value()).is_some_and(|l| l.scan_ms > scan.ts_ms))
-            .map(|old| old.value().to_vec());
-        if let Some(stored) = older {
+        let (before, newer) = match last.insert(key.as_str(), value.as_bytes()).map_err(err)? {
+            None => (None, None),
+            Some(old) => match LastVisit::decode(old.value()) {
+                Some(l) => (
+                    Some(l.scan_ms / DAY_MS),
+                    (l.scan_ms > scan.ts_ms).then(|| old.value().to_vec()),
+                ),
+                None => (None, None),
+            },
+        };
+        if let Some(stored) = newer {
             last.insert(key.as_str(), stored.as_slice()).map_err(err)?;
         }
+        for day in visits.days {
+            if before.is_none_or(|b| day > b) {
+                *uniques.entry((code, day)).or_default() += 1;
+            }
+        }
+    }
+    for ((code, day), new) in uniques {
+        add(
+            format!("{code}\0uv:{}", crate::event::day_of(day * DAY_MS)),
+            new,
+        )?;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::VISITS;
     use super::*;
+    use redb::ReadableTableMetadata;
 
     fn scan(i: u64, channel: &str) -> Scan {
         let ts = 1_700_006_400_000 + i; // within one quarter-hour
@@ -521,6 +524,54 @@ mod tests {
         sink.write(&batch).await.unwrap(); // a replay adds nothing
         assert_eq!(stored().await, 60_000);
         assert_eq!(sink.code_stats("busy").await.unwrap().total, 60_000);
+    }
+
+    /// Unique visitors per day come from the last visits: a visitor counts
+    /// once a day across batches, on both days of a batch spanning midnight,
+    /// and not for a bot's scan; the table of per-day marks stays empty.
+    #[tokio::test]
+    async fn unique_visitors_per_day_come_from_the_last_visits() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), false, true).unwrap();
+        let midnight = 1_700_006_400_000 / DAY_MS * DAY_MS + DAY_MS;
+        let visit = |n: u64, ts_ms: u64, visitor: &str, bot: &str| Scan {
+            scan_id: crate::ScanId::from_parts(ts_ms, 2, n).to_string(),
+            ts_ms,
+            visitor_id: visitor.into(),
+            bot_reason: bot.into(),
+            ..scan(n, "yt")
+        };
+        let before = midnight - 1_000;
+        let batches = [
+            vec![
+                visit(1, before, "a", ""),
+                visit(2, before, "b", ""),
+                visit(3, before + 1, "a", ""),
+            ],
+            // Across midnight: a again on both days (its day before already
+            // counted), c new, d only a bot.
+            vec![
+                visit(4, midnight + 1_000, "a", ""),
+                visit(5, before + 100, "a", ""),
+                visit(6, midnight + 2_000, "c", ""),
+                visit(7, midnight + 2_000, "d", "head"),
+            ],
+            vec![
+                visit(8, midnight + 5_000, "b", ""),
+                visit(9, midnight + 6_000, "a", ""),
+                visit(10, midnight + 7_000, "c", ""),
+            ],
+        ];
+        for b in batches {
+            let b = Arc::new(Batch::new(b, Vec::new()));
+            sink.write(&b).await.unwrap();
+            sink.write(&b).await.unwrap(); // a replay adds nothing
+        }
+        let stats = sink.code_stats("busy").await.unwrap();
+        let uv = |ms: u64| stats.days[&crate::event::day_of(ms)].unique_visitors;
+        assert_eq!((uv(before), uv(midnight)), (2, 3), "{stats:?}");
+        let tx = sink.db.begin_read().unwrap();
+        assert_eq!(tx.open_table(VISITS).unwrap().len().unwrap(), 0);
     }
 
     /// A visitor's last visit is the latest scan written: a later batch's
