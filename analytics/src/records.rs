@@ -14,14 +14,71 @@ pub struct LastVisit {
     pub scan_ms: u64,
 }
 
+/// [`LastVisit::encode_packed`]'s first byte: the id as its 128 bits, and
+/// the scan's time is the id's.
+const PACKED_ID: u8 = 1;
+/// [`LastVisit::encode_packed`]'s first byte: the time and the id as written.
+const PACKED_TEXT: u8 = 2;
+
 impl LastVisit {
     /// `{scan_ms}|{scan_id}|{channel}` of the scan that is the visit (what
     /// [`LastVisit::decode`] reads): ids and channels never contain `|`.
+    /// What Redis keeps (its script compares the leading time).
     pub fn encode(scan: &Scan) -> String {
         format!("{}|{}|{}", scan.ts_ms, scan.scan_id, scan.channel)
     }
 
+    /// The embedded store's smaller form, also read by [`LastVisit::decode`]
+    /// (the text form starts with a digit, this with 1 or 2):
+    /// - `1`, the id's 128 bits (big-endian), the channel: a scan id in its
+    ///   canonical text whose time is the scan's (every scan the gateway
+    ///   records), 17 bytes and the channel where the text took 43;
+    /// - `2`, the time (u64 little-endian), the id's length (one byte) and
+    ///   text, the channel: any other;
+    /// - the text form, for an id longer than 255 bytes.
+    pub fn encode_packed(scan: &Scan) -> Vec<u8> {
+        let id = crate::ScanId::parse(&scan.scan_id)
+            .filter(|id| id.encode() == scan.scan_id.as_bytes() && id.unix_ms() == scan.ts_ms);
+        let mut out = Vec::with_capacity(27 + scan.channel.len());
+        match (id, u8::try_from(scan.scan_id.len())) {
+            (Some(id), _) => {
+                out.push(PACKED_ID);
+                out.extend_from_slice(&id.0.to_be_bytes());
+            }
+            (None, Ok(len)) => {
+                out.push(PACKED_TEXT);
+                out.extend_from_slice(&scan.ts_ms.to_le_bytes());
+                out.push(len);
+                out.extend_from_slice(scan.scan_id.as_bytes());
+            }
+            (None, Err(_)) => return Self::encode(scan).into_bytes(),
+        }
+        out.extend_from_slice(scan.channel.as_bytes());
+        out
+    }
+
     pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_string);
+        match *bytes.first()? {
+            PACKED_ID => {
+                let id = crate::ScanId(u128::from_be_bytes(bytes.get(1..17)?.try_into().ok()?));
+                return Some(Self {
+                    scan_ms: id.unix_ms(),
+                    scan_id: id.to_string(),
+                    channel: text(&bytes[17..])?,
+                });
+            }
+            PACKED_TEXT => {
+                let scan_ms = u64::from_le_bytes(bytes.get(1..9)?.try_into().ok()?);
+                let end = 10 + usize::from(*bytes.get(9)?);
+                return Some(Self {
+                    scan_ms,
+                    scan_id: text(bytes.get(10..end)?)?,
+                    channel: text(&bytes[end..])?,
+                });
+            }
+            _ => {}
+        }
         let text = std::str::from_utf8(bytes).ok()?;
         let mut parts = text.splitn(3, '|');
         Some(Self {
@@ -124,6 +181,53 @@ mod tests {
             Some(v)
         );
         assert_eq!(LastVisit::decode(b"x|y"), None);
+    }
+
+    /// The embedded store's packed form reads back as written, for the ids
+    /// the gateway makes (17 bytes and the channel) and for any other; the
+    /// text form stored by earlier versions still reads.
+    #[test]
+    fn packed_last_visits_read_back_and_old_ones_still_read() {
+        let id = crate::ScanId::from_parts(1_700_000_000_123, 7, 42);
+        let scan = |scan_id: String, ts_ms: u64, channel: &str| Scan {
+            scan_id,
+            ts_ms,
+            channel: channel.into(),
+            ..Scan::default()
+        };
+        let cases = [
+            (scan(id.to_string(), id.unix_ms(), "yt"), Some(19)),
+            (scan(id.to_string(), id.unix_ms(), ""), Some(17)),
+            // The time is not the id's, or the id is not in canonical text.
+            (scan(id.to_string(), id.unix_ms() + 1, "yt"), None),
+            (
+                scan(id.to_string().to_lowercase(), id.unix_ms(), "yt"),
+                None,
+            ),
+            (scan("not-an-id".into(), 5, "bio"), None),
+            (scan(String::new(), 0, ""), None),
+            (scan("x".repeat(300), 9, "ig"), None),
+        ];
+        for (scan, len) in cases {
+            let packed = LastVisit::encode_packed(&scan);
+            if let Some(len) = len {
+                assert_eq!(packed.len(), len, "{scan:?}");
+            }
+            let expected = LastVisit {
+                scan_id: scan.scan_id.clone(),
+                channel: scan.channel.clone(),
+                scan_ms: scan.ts_ms,
+            };
+            assert_eq!(LastVisit::decode(&packed), Some(expected.clone()));
+            let text = LastVisit::encode(&scan);
+            assert_eq!(LastVisit::decode(text.as_bytes()), Some(expected));
+        }
+        assert_eq!(LastVisit::decode(&[1, 2, 3]), None);
+        assert_eq!(
+            LastVisit::decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0, 9, b'a']),
+            None
+        );
+        assert_eq!(LastVisit::decode(&[]), None);
     }
 
     /// Claims stored before fingerprints read as records that match any body,

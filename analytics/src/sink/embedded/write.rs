@@ -426,11 +426,11 @@ fn write_counters(
         key.push_str(code);
         key.push('\0');
         key.push_str(visitor);
-        let value = LastVisit::encode(scan);
+        let value = LastVisit::encode_packed(scan);
         // Written at once (one walk down the tree, not a read and then a
         // write); in the rare case that the stored visit is newer (a batch
         // replayed late), it is put back.
-        let (before, newer) = match last.insert(key.as_str(), value.as_bytes()).map_err(err)? {
+        let (before, newer) = match last.insert(key.as_str(), value.as_slice()).map_err(err)? {
             None => (None, None),
             Some(old) => match LastVisit::decode(old.value()) {
                 Some(l) => (
