@@ -404,8 +404,10 @@ impl RecorderTasks {
     /// `deadline`: a sink write still pending then is given up (halted, not
     /// only no longer waited for) and its batch spooled, and the spool replay
     /// of a sink that came back stops (its files are replayed at the next
-    /// start). A worker that is behind (spilling to its spool) gives up its
-    /// write at once and spools what memory holds. Should the disk itself hang, the
+    /// start). A worker that is behind (spilling to its spool) gives up the
+    /// embedded store's write at once (when its spool has room for the batch)
+    /// and spools what memory holds; other sinks' writes are awaited up to
+    /// the deadline. Should the disk itself hang, the
     /// recorder is abandoned a few seconds after the deadline, with an error log.
     pub async fn finish(self, recorder: &Recorder, deadline: Duration) {
         let stop_by = Instant::now() + deadline;
@@ -430,6 +432,10 @@ impl RecorderTasks {
         self.thread.stop().await;
     }
 }
+
+/// More than a scan takes in a spool file (about 50 bytes compressed, 460 as
+/// JSON): a batch is given up at shutdown only when its spool surely has room.
+const SPOOLED_SCAN_BYTES_MAX: u64 = 1024;
 
 /// How long past its deadline a recorder that cannot even spool is waited for.
 const ABANDON_AFTER: Duration = Duration::from_secs(5);
@@ -791,9 +797,13 @@ impl Worker {
                                 open = false;
                                 // Shutdown while behind: this write's batch is
                                 // in the spool (a replay) or goes in front of
-                                // it, so the write need not be waited for. Under
-                                // overload one takes seconds.
-                                if b.spilling != Spilling::No {
+                                // it, so the write need not be waited for (under
+                                // overload one takes seconds), unless the spool
+                                // might not take the batch.
+                                let room = b.spool.room() / SPOOLED_SCAN_BYTES_MAX;
+                                if b.spilling == Spilling::Behind
+                                    && (from_spool.is_some() || room > batch.scans.len() as u64)
+                                {
                                     self.halt.set();
                                 }
                             }
@@ -928,9 +938,15 @@ impl Worker {
             let _ = tx.try_send(human_scans(&batch.scans));
         }
         match &result {
-            Ok(()) => m.written.fetch_add(batch.scans.len() as u64, Relaxed),
-            Err(_) => m.failures.fetch_add(1, Relaxed),
-        };
+            Ok(()) => {
+                m.written.fetch_add(batch.scans.len() as u64, Relaxed);
+            }
+            // Given up at shutdown: not the sink's failure.
+            Err(crate::sink::SinkError::Halted) => {}
+            Err(_) => {
+                m.failures.fetch_add(1, Relaxed);
+            }
+        }
         result
     }
 
@@ -1054,8 +1070,9 @@ mod tests {
         assert_eq!(m().written.load(Relaxed), 0);
         assert!(m().spool_bytes.load(Relaxed) > 0);
 
-        // Shutdown while the sink is still held: the write under way times
-        // out at the deadline, and it and the memory backlog go to the spool.
+        // Shutdown while the sink is still held: the write under way is given
+        // up (the worker is behind), and it and the memory backlog go to the
+        // spool.
         let stopping = {
             let recorder = recorder.clone();
             tokio::spawn(async move { tasks.finish(&recorder, Duration::from_millis(200)).await })
@@ -1071,8 +1088,9 @@ mod tests {
             m().spooled.load(Relaxed)
         );
         assert_eq!(m().lost.load(Relaxed), 0);
-        // The file is free again: the abandoned write of the first batch
-        // goes through now (its batch id is stored with it).
+        // The file is free again: the given-up write of the first batch ends
+        // without a commit (had it committed, its batch id would be stored
+        // with it and the replay would skip it).
         held.abort().unwrap();
         stopping.await.unwrap();
 
@@ -1127,6 +1145,78 @@ mod tests {
 
         // Nothing sent back: a new vector.
         assert!(next_scans(&mut rx, 100).capacity() >= 100);
+    }
+
+    /// Shutdown while behind gives up the write under way rather than wait
+    /// for it: none of it is committed, its batch goes to the front of the
+    /// spool with what memory held, every batch is acknowledged as kept, and
+    /// the next start replays them all, each scan stored once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_while_behind_gives_up_the_write_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
+        let worker = || {
+            let (recycle, _) = mpsc::channel(1);
+            Worker {
+                after_write: None,
+                sink: Sink::Embedded(sink.clone()),
+                metrics: Default::default(),
+                retry: Duration::from_millis(20),
+                timeout: Duration::from_secs(600),
+                backlog_max: BACKLOG,
+                stop_by: watch::channel(None).1,
+                halt: Halt::default(),
+                recycle,
+            }
+        };
+        let spool = || Spool::open(dir.path().join("spool"), 1 << 30).unwrap();
+        let mut enricher = Enricher::new(Default::default());
+        let mut batch = |from: u64, n: u64| {
+            let scans: Vec<_> = (from..from + n)
+                .map(|i| enricher.enrich(raw(i, 1_700_000_000_000)))
+                .collect();
+            Arc::new(Batch::new(scans, Vec::new()))
+        };
+        // A batch whose write takes a while (a second or more here), then
+        // enough small ones to put the worker behind, then shutdown.
+        const BIG: u64 = 60_000;
+        let (tx, rx) = mpsc::channel(WORKER_CHANNEL);
+        let mut acks = Vec::new();
+        for (from, n) in [(0, BIG), (BIG, 20), (BIG + 20, 20), (BIG + 40, 20)] {
+            let (ack, acked) = oneshot::channel();
+            tx.send((batch(from, n), Some(ack))).await.unwrap();
+            acks.push(acked);
+        }
+        drop(tx);
+        let first = worker();
+        let metrics = first.metrics.clone();
+        first.run(spool(), rx).await;
+        assert_eq!(
+            sink.code_stats("held").await.unwrap().total,
+            0,
+            "a write was committed"
+        );
+        for acked in acks {
+            assert_eq!(acked.await, Ok(true));
+        }
+        let m = metrics.sink(SinkKind::Embedded);
+        assert_eq!(m.spooled.load(Relaxed), BIG + 60);
+        assert_eq!((m.lost.load(Relaxed), m.failures.load(Relaxed)), (0, 0));
+
+        let (_, closed) = mpsc::channel(1);
+        worker().run(spool(), closed).await;
+        assert!(spool().is_empty());
+        assert_eq!(sink.code_stats("held").await.unwrap().total, BIG + 60);
+        let mut ids: Vec<String> = sink
+            .all_scans()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.scan_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len() as u64, BIG + 60);
     }
 
     /// The worker that writes a batch last sends its emptied vector back;

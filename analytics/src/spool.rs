@@ -68,6 +68,11 @@ impl Spool {
         self.bytes
     }
 
+    /// Bytes it may still take.
+    pub fn room(&self) -> u64 {
+        self.max_bytes.saturating_sub(self.bytes)
+    }
+
     /// Spooled files, oldest first.
     fn entries(&self) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
         let mut out = Vec::new();

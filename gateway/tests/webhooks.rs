@@ -441,12 +441,22 @@ async fn an_endpoint_failing_for_long_is_disabled_and_its_deliveries_wait_for_re
     let (id, secret) = endpoint(&gw, json!({"url": rx.url(), "events": ["code.created"]})).await;
     assert_eq!(gw.create(common::alice()).await.status, 201);
     let path = format!("/api/v1/webhooks/{id}");
+    // The attempt's log entry (with its note) is written just after the
+    // endpoint's status: wait for both.
+    let noted = |v: &Value| {
+        v["log"].as_array().unwrap().iter().any(|a| {
+            a["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("endpoint disabled"))
+        })
+    };
     let disabled = codelink_testkit::wait_until(Duration::from_secs(15), || async {
-        gw.admin.get(&path).await.json()["status"] == "disabled"
+        let v = gw.admin.get(&path).await.json();
+        v["status"] == "disabled" && noted(&v)
     })
     .await;
-    assert!(disabled, "{:#}", gw.admin.get(&path).await.json());
     let v = gw.admin.get(&path).await.json();
+    assert!(disabled, "disabled, and the log says so: {v:#}");
     assert!(
         v["disabled"]["reason"]
             .as_str()
@@ -454,12 +464,6 @@ async fn an_endpoint_failing_for_long_is_disabled_and_its_deliveries_wait_for_re
             .contains("failed for"),
         "{v:#}"
     );
-    let noted = v["log"].as_array().unwrap().iter().any(|a| {
-        a["note"]
-            .as_str()
-            .is_some_and(|n| n.starts_with("endpoint disabled"))
-    });
-    assert!(noted, "the log says so: {v:#}");
     let list = gw.admin.get("/api/v1/webhooks").await.json();
     assert_eq!(list["items"][0]["status"], "disabled");
 

@@ -26,8 +26,13 @@ fn measure<K: redb::Key + 'static, V: redb::Value + 'static>(
     def: TableDefinition<K, V>,
     len: impl Fn(&K::SelfType<'_>, &V::SelfType<'_>) -> (u64, u64),
     mut each: impl FnMut(&V::SelfType<'_>),
-) -> Result<Row, Box<dyn std::error::Error>> {
-    let table = tx.open_table(def)?;
+) -> Result<Option<Row>, Box<dyn std::error::Error>> {
+    // A table a store of another version never had is left out.
+    let table = match tx.open_table(def) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     let (mut entries, mut key_bytes, mut value_bytes) = (0, 0, 0);
     for item in table.iter()? {
         let (k, v) = item?;
@@ -37,13 +42,13 @@ fn measure<K: redb::Key + 'static, V: redb::Value + 'static>(
         value_bytes += vl;
         each(&v.value());
     }
-    Ok(Row {
+    Ok(Some(Row {
         name,
         entries,
         key_bytes,
         value_bytes,
         stats: table.stats()?,
-    })
+    }))
 }
 
 fn run(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -54,7 +59,7 @@ fn run(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let mut scans = 0u64;
     let mut versions: BTreeMap<u8, u64> = BTreeMap::new();
     let str_bytes = |k: &&str| k.len() as u64;
-    let rows = vec![
+    let rows: Vec<Row> = [
         measure(
             &tx,
             "code_chunks",
@@ -77,6 +82,13 @@ fn run(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
             "last_visits",
             TableDefinition::<&str, &[u8]>::new("last_visits"),
             |k, v| (str_bytes(k), v.len() as u64),
+            |_| {},
+        )?,
+        measure(
+            &tx,
+            "last_visits_packed",
+            TableDefinition::<&[u8], &[u8]>::new("last_visits_packed"),
+            |k, v| (k.len() as u64, v.len() as u64),
             |_| {},
         )?,
         measure(
@@ -107,7 +119,10 @@ fn run(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
             |k, _| (str_bytes(k), 8),
             |_| {},
         )?,
-    ];
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let per = |b: u64| {
         if scans == 0 {
             0.0

@@ -6,8 +6,8 @@
 
 use super::review::{FRAUD_COUNTS, REVIEWS};
 use super::{
-    err, EmbeddedSink, CLAIMS, CODE_CHUNKS, CONVERSIONS, CUSTOMERS, CUSTOMER_PURCHASES,
-    LAST_VISITS, VISITS,
+    err, push_visitor, EmbeddedSink, CLAIMS, CODE_CHUNKS, CONVERSIONS, CUSTOMERS,
+    CUSTOMER_PURCHASES, LAST_VISITS, LAST_VISITS_PACKED, VISITS,
 };
 use crate::event::{Conversion, Scan};
 use crate::records::ClaimRecord;
@@ -102,6 +102,17 @@ impl EmbeddedSink {
                     let mut last = tx.open_table(LAST_VISITS).map_err(err)?;
                     out.last_visits = last
                         .extract_if(|k, _| k.split_once('\0').is_some_and(|(_, vis)| vis == v))
+                        .map_err(err)?
+                        .count() as u64;
+                    let mut packed_visitor = Vec::new();
+                    push_visitor(v, &mut packed_visitor);
+                    let mut last = tx.open_table(LAST_VISITS_PACKED).map_err(err)?;
+                    out.last_visits += last
+                        .extract_if(|k, _| {
+                            k.iter()
+                                .position(|&b| b == 0)
+                                .is_some_and(|at| k[at + 1..] == packed_visitor[..])
+                        })
                         .map_err(err)?
                         .count() as u64;
                 }

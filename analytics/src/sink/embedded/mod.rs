@@ -58,6 +58,51 @@ const CUSTOMER_PURCHASES: TableDefinition<&str, ()> = TableDefinition::new("cust
 const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers");
 /// "{code}\0{visitor}" → the latest human scan of the code by the visitor.
 const LAST_VISITS: TableDefinition<&str, &[u8]> = TableDefinition::new("last_visits");
+/// [`last_visit_key`] → the latest human scan of the code by the visitor
+/// ([`LastVisit::encode_packed`]): what [`LAST_VISITS`] held, in fewer bytes.
+/// Written since 2026-11-30; an entry of [`LAST_VISITS`] moves here when its
+/// visitor scans the code again, and is read there until then.
+const LAST_VISITS_PACKED: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("last_visits_packed");
+
+/// A [`LAST_VISITS_PACKED`] key: the code, 0, then the visitor as
+/// [`push_visitor`] writes it (20 bytes for a 4-character code and a visitor
+/// id the gateway made, where the text key took 37).
+fn last_visit_key(code: &str, visitor: &str, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(code.as_bytes());
+    out.push(0);
+    push_visitor(visitor, out);
+}
+
+/// A visitor id in a key: 1 and its 16 bytes when it is 32 lowercase hex
+/// digits (every id the gateway makes), else 2 and its text.
+fn push_visitor(visitor: &str, out: &mut Vec<u8>) {
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let bytes = visitor.as_bytes();
+    let packed: Option<Vec<u8>> = (bytes.len() == 32)
+        .then(|| {
+            bytes
+                .chunks(2)
+                .map(|p| Some(hex(p[0])? << 4 | hex(p[1])?))
+                .collect()
+        })
+        .flatten();
+    match packed {
+        Some(raw) => {
+            out.push(1);
+            out.extend_from_slice(&raw);
+        }
+        None => {
+            out.push(2);
+            out.extend_from_slice(bytes);
+        }
+    }
+}
 /// [`block_key`] → the scan cells of one (scope, grain, bucket): the
 /// totals in one entry, the dimensions in another or (busy buckets) one per
 /// dimension (`rollup::block`), so that each question reads what it needs.
@@ -250,6 +295,7 @@ impl EmbeddedSink {
         tx.open_table(REFUNDS).map_err(err)?;
         tx.open_table(CUSTOMER_PURCHASES).map_err(err)?;
         tx.open_table(LAST_VISITS).map_err(err)?;
+        tx.open_table(LAST_VISITS_PACKED).map_err(err)?;
         tx.open_table(SCAN_BLOCKS).map_err(err)?;
         tx.open_table(CONVERSION_BLOCKS).map_err(err)?;
         tx.open_table(TOTALS).map_err(err)?;
@@ -379,12 +425,18 @@ impl EmbeddedSink {
         code: &str,
         visitor: &str,
     ) -> Result<Option<LastVisit>, SinkError> {
-        let key = format!("{code}\0{visitor}");
+        let mut key = Vec::new();
+        last_visit_key(code, visitor, &mut key);
+        let text_key = format!("{code}\0{visitor}");
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(err)?;
+            let packed = tx.open_table(LAST_VISITS_PACKED).map_err(err)?;
+            if let Some(v) = packed.get(key.as_slice()).map_err(err)? {
+                return Ok(LastVisit::decode(v.value()));
+            }
             let table = tx.open_table(LAST_VISITS).map_err(err)?;
             Ok(table
-                .get(key.as_str())
+                .get(text_key.as_str())
                 .map_err(err)?
                 .and_then(|v| LastVisit::decode(v.value())))
         })

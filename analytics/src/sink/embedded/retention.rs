@@ -4,7 +4,9 @@
 //! stay, so every number over any range is unchanged; only the drill-down of
 //! raw scans (and attribution to a scan that old) no longer finds them.
 
-use super::{err, EmbeddedSink, CODE_CHUNKS, LAST_VISITS, SCANS, SCAN_CHUNKS, VISITS};
+use super::{
+    err, EmbeddedSink, CODE_CHUNKS, LAST_VISITS, LAST_VISITS_PACKED, SCANS, SCAN_CHUNKS, VISITS,
+};
 use crate::records::LastVisit;
 use crate::sink::{chunk, SinkError};
 use crate::ScanId;
@@ -98,13 +100,19 @@ impl EmbeddedSink {
                         .count();
                     n += removed;
                     pruned.visit_marks += removed as u64;
-                    let mut last = tx.open_table(LAST_VISITS).map_err(err)?;
-                    let removed = last
-                        .extract_if(|_, v| {
-                            LastVisit::decode(v).is_some_and(|lv| lv.scan_ms < cutoff_ms)
-                        })
+                    let old =
+                        |v: &[u8]| LastVisit::decode(v).is_some_and(|lv| lv.scan_ms < cutoff_ms);
+                    let mut last = tx.open_table(LAST_VISITS_PACKED).map_err(err)?;
+                    let mut removed = last
+                        .extract_if(|_, v| old(v))
                         .map_err(err)?
                         .take(PER_TX)
+                        .count();
+                    let mut legacy = tx.open_table(LAST_VISITS).map_err(err)?;
+                    removed += legacy
+                        .extract_if(|_, v| old(v))
+                        .map_err(err)?
+                        .take(PER_TX - removed)
                         .count();
                     n += removed;
                     pruned.last_visits += removed as u64;

@@ -4,9 +4,10 @@
 //! nothing. So rollups are exact, once, like the rows.
 
 use super::{
-    block_key, code_conversion_key, dim_part, err, totals_key, EmbeddedSink, BATCHES, CODE_CHUNKS,
-    CODE_CONVERSIONS, CONVERSIONS, CONVERSION_BLOCKS, COUNTERS, DIMS_PART, LAST_VISITS,
-    LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, SPLIT_BYTES, TOTALS, TOTALS_PART,
+    block_key, code_conversion_key, dim_part, err, last_visit_key, totals_key, EmbeddedSink,
+    BATCHES, CODE_CHUNKS, CODE_CONVERSIONS, CONVERSIONS, CONVERSION_BLOCKS, COUNTERS, DIMS_PART,
+    LAST_VISITS, LAST_VISITS_PACKED, LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, SPLIT_BYTES,
+    TOTALS, TOTALS_PART,
 };
 use crate::batch::{counter_deltas, human_visits, Batch};
 use crate::event::{Conversion, Scan, StepEvent};
@@ -16,7 +17,7 @@ use crate::rollup::block::{ConversionBlock, ConversionCellKey, ScanBlock, Totals
 use crate::rollup::{self, Dim, Grain, ScanDims};
 use crate::sink::{chunk, Halt, SinkError};
 use crate::ScanId;
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -404,9 +405,11 @@ fn write_counters(
     // their own: a visitor is new on a day of this batch when its last human
     // scan of the code stored before was on an earlier day, or there is none.
     // A sink gets batches in the order they were cut (its spool is replayed
-    // before anything newer), so that is exact. Only a batch applied after a
-    // later one (none is) could miss a visitor whose stored visit is on a
-    // later day. A table of per-day marks (`VISITS`, still pruned and erased
+    // before anything newer), so that is exact while each visitor's scans
+    // arrive in day order. One that does not (a scan stamped before midnight
+    // cut into a batch after one from after midnight by the same visitor) is
+    // not counted on its day; a stored visit that does not decode counts as
+    // none. A table of per-day marks (`VISITS`, still pruned and erased
     // where earlier versions left it) cost about 77 bytes a visitor and day
     // on disk and a random-key insert each.
     //
@@ -414,34 +417,44 @@ fn write_counters(
     // (redb copies a page at its first change in a transaction) and path
     // are then reused. In random order, nearly every visitor touched a leaf
     // of its own (`tests/embedded_write_rate.rs`).
-    let mut last = tx.open_table(LAST_VISITS).map_err(err)?;
+    let mut last = tx.open_table(LAST_VISITS_PACKED).map_err(err)?;
+    // The text-keyed table of earlier versions: an entry there moves to the
+    // packed table when its visitor comes back (empty on a new store).
+    let mut legacy = tx.open_table(LAST_VISITS).map_err(err)?;
+    let legacy_empty = legacy.is_empty().map_err(err)?;
     let mut uniques: BTreeMap<(&str, u64), u64> = BTreeMap::new();
-    let mut key = String::new();
+    let mut key = Vec::new();
+    let mut text_key = String::new();
     for (n, ((code, visitor), visits)) in human_visits(scans).into_iter().enumerate() {
         if n % HALT_EVERY == 0 {
             halt.check()?;
         }
         let scan = visits.latest;
-        key.clear();
-        key.push_str(code);
-        key.push('\0');
-        key.push_str(visitor);
+        last_visit_key(code, visitor, &mut key);
         let value = LastVisit::encode_packed(scan);
         // Written at once (one walk down the tree, not a read and then a
         // write); in the rare case that the stored visit is newer (a batch
         // replayed late), it is put back.
-        let (before, newer) = match last.insert(key.as_str(), value.as_slice()).map_err(err)? {
-            None => (None, None),
-            Some(old) => match LastVisit::decode(old.value()) {
-                Some(l) => (
-                    Some(l.scan_ms / DAY_MS),
-                    (l.scan_ms > scan.ts_ms).then(|| old.value().to_vec()),
-                ),
-                None => (None, None),
-            },
-        };
-        if let Some(stored) = newer {
-            last.insert(key.as_str(), stored.as_slice()).map_err(err)?;
+        let mut old = last
+            .insert(key.as_slice(), value.as_slice())
+            .map_err(err)?
+            .map(|old| old.value().to_vec());
+        if old.is_none() && !legacy_empty {
+            text_key.clear();
+            text_key.push_str(code);
+            text_key.push('\0');
+            text_key.push_str(visitor);
+            old = legacy
+                .remove(text_key.as_str())
+                .map_err(err)?
+                .map(|old| old.value().to_vec());
+        }
+        let stored = old.as_deref().and_then(LastVisit::decode);
+        let before = stored.as_ref().map(|l| l.scan_ms / DAY_MS);
+        if let (Some(l), Some(old)) = (&stored, &old) {
+            if l.scan_ms > scan.ts_ms {
+                last.insert(key.as_slice(), old.as_slice()).map_err(err)?;
+            }
         }
         for day in visits.days {
             if before.is_none_or(|b| day > b) {
@@ -498,8 +511,8 @@ mod tests {
         // How long the whole write takes here (on another store), then the
         // same write halted a tenth of the way in.
         let other = tempfile::tempdir().unwrap();
-        let t0 = std::time::Instant::now();
         let other = EmbeddedSink::open(other.path(), true, true).unwrap();
+        let t0 = std::time::Instant::now();
         other.write(&batch).await.unwrap();
         let whole = t0.elapsed();
         let halt = Halt::default();
@@ -572,6 +585,98 @@ mod tests {
         assert_eq!((uv(before), uv(midnight)), (2, 3), "{stats:?}");
         let tx = sink.db.begin_read().unwrap();
         assert_eq!(tx.open_table(VISITS).unwrap().len().unwrap(), 0);
+    }
+
+    /// A last visit in the text-keyed table of earlier versions still reads,
+    /// still counts its visitor as seen that day, and moves to the packed
+    /// table when the visitor comes back; erasure finds it in either.
+    #[tokio::test]
+    async fn last_visits_of_earlier_versions_read_and_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), false, true).unwrap();
+        let (back, away) = (
+            "0123456789abcdef0123456789abcdef",
+            "ffeeddccbbaa99887766554433221100",
+        );
+        let t = 1_700_006_400_000;
+        let at = |n: u64, ts_ms: u64, visitor: &str| Scan {
+            scan_id: crate::ScanId::from_parts(ts_ms, 2, n).to_string(),
+            ts_ms,
+            visitor_id: visitor.into(),
+            ..scan(n, "old")
+        };
+        {
+            let tx = sink.db.begin_write().unwrap();
+            {
+                let mut legacy = tx.open_table(LAST_VISITS).unwrap();
+                for (n, v) in [(1, back), (2, away)] {
+                    let value = LastVisit::encode(&at(n, t, v));
+                    legacy
+                        .insert(format!("busy\0{v}").as_str(), value.as_bytes())
+                        .unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        assert_eq!(
+            sink.last_visit("busy", away)
+                .await
+                .unwrap()
+                .unwrap()
+                .channel,
+            "old"
+        );
+        let mut again = at(3, t + 1_000, back);
+        again.channel = "new".into();
+        sink.write(&Arc::new(Batch::new(vec![again], Vec::new())))
+            .await
+            .unwrap();
+        let stats = sink.code_stats("busy").await.unwrap();
+        assert_eq!(
+            stats.days[&crate::event::day_of(t)].unique_visitors,
+            0,
+            "seen before"
+        );
+        assert_eq!(
+            sink.last_visit("busy", back)
+                .await
+                .unwrap()
+                .unwrap()
+                .channel,
+            "new"
+        );
+        let tx = sink.db.begin_read().unwrap();
+        assert_eq!(tx.open_table(LAST_VISITS).unwrap().len().unwrap(), 1);
+        assert_eq!(tx.open_table(LAST_VISITS_PACKED).unwrap().len().unwrap(), 1);
+        drop(tx);
+        for v in [back, away] {
+            let erased = sink
+                .erase(crate::sink::Subject::Visitor(v.to_string()))
+                .await
+                .unwrap();
+            assert_eq!(erased.last_visits, 1, "{v}");
+            assert!(sink.last_visit("busy", v).await.unwrap().is_none());
+        }
+    }
+
+    /// A visitor id the gateway made takes 17 bytes of a key; any other is
+    /// kept as written.
+    #[test]
+    fn visitor_ids_in_keys() {
+        let mut key = Vec::new();
+        last_visit_key("abc", "0123456789abcdef0123456789abcdef", &mut key);
+        assert_eq!(key.len(), 3 + 1 + 17);
+        assert_eq!(&key[..5], b"abc\0\x01");
+        for other in [
+            "0123456789ABCDEF0123456789ABCDEF",
+            "v1",
+            "",
+            "0123456789abcdef0123456789abcdeg",
+        ] {
+            last_visit_key("abc", other, &mut key);
+            assert_eq!(key[4], 2, "{other}");
+            assert_eq!(&key[5..], other.as_bytes());
+        }
     }
 
     /// A visitor's last visit is the latest scan written: a later batch's
