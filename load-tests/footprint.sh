@@ -131,7 +131,7 @@ hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0;
 fsize() { stat -c %s "$1" 2>/dev/null || echo 0; }
 # The bytes the file takes on disk (its allocated blocks): redb grows the file
 # by doubling it, with ftruncate, so the part not yet written is a hole.
-dsize() { stat -c '%b %B' "$1" 2>/dev/null | awk '{ print $1 * $2 }' || echo 0; }
+dsize() { stat -c '%b %B' "$1" 2>/dev/null | awk '{ printf "%.0f\n", $1 * $2 }' || echo 0; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 CACHE_ARGS=()
