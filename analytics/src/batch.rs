@@ -9,7 +9,8 @@ use foldhash::{HashMap, HashMapExt, HashSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-const DAY_MS: u64 = 86_400_000;
+/// A UTC day in ms.
+pub const DAY_MS: u64 = 86_400_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
@@ -198,20 +199,6 @@ pub fn human_scans(scans: &[Scan]) -> HumanScans {
         .collect()
 }
 
-/// The latest human scan of each (code, visitor) in the batch.
-pub fn latest_human_scans(scans: &[Scan]) -> HashMap<(&str, &str), &Scan> {
-    let mut latest: HashMap<(&str, &str), &Scan> = HashMap::new();
-    for scan in scans.iter().filter(|s| !s.is_bot()) {
-        let slot = latest
-            .entry((scan.code.as_str(), scan.visitor_id.as_str()))
-            .or_insert(scan);
-        if scan.ts_ms >= slot.ts_ms {
-            *slot = scan;
-        }
-    }
-    latest
-}
-
 /// The human scans of one (code, visitor) in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HumanVisits<'a> {
@@ -222,8 +209,8 @@ pub struct HumanVisits<'a> {
 }
 
 /// The human scans of each (code, visitor) in the batch, sorted by code and
-/// visitor: what the embedded store writes its last visits and its unique
-/// visitors per day from.
+/// visitor: what the stores write last visits from (and the embedded store
+/// its unique visitors per day).
 pub fn human_visits(scans: &[Scan]) -> Vec<((&str, &str), HumanVisits<'_>)> {
     let mut by: HashMap<(&str, &str), HumanVisits> = HashMap::new();
     for s in scans.iter().filter(|s| !s.is_bot()) {
@@ -352,16 +339,26 @@ mod tests {
     }
 
     #[test]
-    fn latest_human_scan_per_code_and_visitor() {
+    fn human_visits_per_code_and_visitor() {
         let scans = [
-            scan("a", 30, "v1", ""),
+            scan("a", DAY_MS + 30, "v1", ""),
             scan("a", 10, "v1", ""),
-            scan("a", 40, "v1", "rate"),
+            scan("a", DAY_MS + 40, "v1", "rate"),
+            scan("a", DAY_MS + 5, "v1", ""),
             scan("b", 20, "v1", ""),
+            scan("b", 25, "v2", "head"),
         ];
-        let latest = latest_human_scans(&scans);
-        assert_eq!(latest.len(), 2);
-        assert_eq!(latest[&("a", "v1")].ts_ms, 30);
-        assert_eq!(latest[&("b", "v1")].ts_ms, 20);
+        let visits = human_visits(&scans);
+        let got: Vec<_> = visits
+            .iter()
+            .map(|(pair, v)| (*pair, v.latest.ts_ms, v.days.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (("a", "v1"), DAY_MS + 30, vec![0, 1]),
+                (("b", "v1"), 20, vec![0]),
+            ]
+        );
     }
 }

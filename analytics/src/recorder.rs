@@ -987,6 +987,32 @@ mod tests {
     const BATCH: usize = 10;
     const BACKLOG: usize = 30;
 
+    /// A worker on `sink` as `Recorder::start` makes one (no shutdown
+    /// begun), with the receiving ends of its recycled vectors and of its
+    /// shutdown deadline.
+    fn worker(
+        sink: &EmbeddedSink,
+    ) -> (
+        Worker,
+        mpsc::Receiver<Vec<Scan>>,
+        watch::Sender<Option<Instant>>,
+    ) {
+        let (recycle, recycled) = mpsc::channel(1);
+        let (stop, stop_by) = watch::channel(None);
+        let worker = Worker {
+            after_write: None,
+            sink: Sink::Embedded(sink.clone()),
+            metrics: Default::default(),
+            retry: Duration::from_millis(20),
+            timeout: Duration::from_secs(600),
+            backlog_max: BACKLOG,
+            stop_by,
+            halt: Halt::default(),
+            recycle,
+        };
+        (worker, recycled, stop)
+    }
+
     fn config(dir: &std::path::Path) -> RecorderConfig {
         RecorderConfig {
             data_dir: dir.to_path_buf(),
@@ -1155,20 +1181,6 @@ mod tests {
     async fn shutdown_while_behind_gives_up_the_write_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
-        let worker = || {
-            let (recycle, _) = mpsc::channel(1);
-            Worker {
-                after_write: None,
-                sink: Sink::Embedded(sink.clone()),
-                metrics: Default::default(),
-                retry: Duration::from_millis(20),
-                timeout: Duration::from_secs(600),
-                backlog_max: BACKLOG,
-                stop_by: watch::channel(None).1,
-                halt: Halt::default(),
-                recycle,
-            }
-        };
         let spool = || Spool::open(dir.path().join("spool"), 1 << 30).unwrap();
         let mut enricher = Enricher::new(Default::default());
         let mut batch = |from: u64, n: u64| {
@@ -1188,7 +1200,7 @@ mod tests {
             acks.push(acked);
         }
         drop(tx);
-        let first = worker();
+        let (first, _recycled, _stop) = worker(&sink);
         let metrics = first.metrics.clone();
         first.run(spool(), rx).await;
         assert_eq!(
@@ -1204,7 +1216,8 @@ mod tests {
         assert_eq!((m.lost.load(Relaxed), m.failures.load(Relaxed)), (0, 0));
 
         let (_, closed) = mpsc::channel(1);
-        worker().run(spool(), closed).await;
+        let (second, _recycled, _stop) = worker(&sink);
+        second.run(spool(), closed).await;
         assert!(spool().is_empty());
         assert_eq!(sink.code_stats("held").await.unwrap().total, BIG + 60);
         let mut ids: Vec<String> = sink
@@ -1225,19 +1238,7 @@ mod tests {
     async fn a_written_batch_gives_its_vector_back() {
         let dir = tempfile::tempdir().unwrap();
         let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
-        let (recycle, mut recycled) = mpsc::channel(1);
-        let (_stop, stop_by) = watch::channel(None);
-        let worker = Worker {
-            after_write: None,
-            sink: Sink::Embedded(sink),
-            metrics: Default::default(),
-            retry: Duration::from_secs(1),
-            timeout: Duration::from_secs(60),
-            backlog_max: BACKLOG,
-            stop_by,
-            halt: Halt::default(),
-            recycle,
-        };
+        let (worker, mut recycled, _stop) = worker(&sink);
         let batch = |n: u64| {
             let mut enricher = Enricher::new(Default::default());
             let scans: Vec<_> = (0..n).map(|i| enricher.enrich(raw(i, 1_000))).collect();

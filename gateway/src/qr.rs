@@ -321,12 +321,11 @@ fn image_response(req: &Request, mime: &'static str, bytes: Bytes, etag: HeaderV
     resp
 }
 
-/// The headers of an image (or its 304): the ETag, and that the bytes
-/// depend only on the URL and the options in the request, so clients and
-/// CDNs may keep them.
-/// Five minutes, then a conditional request (a 304 while unchanged): the
-/// image of a URL changes when its code is restyled (colours, logo, frame),
-/// and a year's `immutable` kept the old one in browsers and CDNs.
+/// The headers of an image (or its 304): the ETag, and that clients and CDNs
+/// may keep it five minutes, then ask again with the tag (a 304 while
+/// unchanged). Not longer: the image of a URL changes when its code is
+/// restyled (colours, logo, frame), and a year's `immutable` kept the old
+/// one in browsers and CDNs.
 fn cache_headers(resp: &mut Response, etag: HeaderValue) {
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag);

@@ -17,7 +17,7 @@
 //! - `{p}:cust:{customer id}` the customer's first attribution (400 days).
 
 use super::SinkError;
-use crate::batch::{counter_deltas, human_visitors, latest_human_scans, Batch};
+use crate::batch::{counter_deltas, human_visitors, human_visits, Batch};
 use crate::event::{Conversion, ConversionKind};
 use crate::records::{Claim, ClaimRecord, CustomerLink, LastVisit, RefundOf, Refunded};
 use crate::redis_conn::{NodeAddr, RedisConn, RedisTarget};
@@ -275,7 +275,8 @@ impl RedisCounters {
             }
             p.arg("e").arg(&i).arg(VISITS_TTL_SECS);
         }
-        for ((code, visitor), scan) in latest_human_scans(&batch.scans) {
+        for ((code, visitor), visits) in human_visits(&batch.scans) {
+            let scan = visits.latest;
             let p = part_of(&mut parts, cluster, code);
             let i = p.key(k.lv(code, visitor));
             p.arg("l")

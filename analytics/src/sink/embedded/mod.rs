@@ -37,9 +37,9 @@ const CODE_CHUNKS: TableDefinition<&str, &[u8]> = TableDefinition::new("code_chu
 /// "{code}\0{field}" → count.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// "{code}\0{day}\0{visitor}" → 1: the unique visitors per day, as versions
-/// before 2026-11-30 wrote them. No longer written (they come from
-/// [`LAST_VISITS`] now, see `write.rs`); what is left is still pruned by
-/// retention and erased with its visitor.
+/// before 2026-11-30 wrote them. No longer written (they come from the last
+/// visits now, see `write.rs`); what is left is still pruned by retention
+/// and erased with its visitor.
 const VISITS: TableDefinition<&str, u8> = TableDefinition::new("visits");
 /// batch id → number of scans: batches already applied.
 const BATCHES: TableDefinition<&str, u64> = TableDefinition::new("batches");
@@ -84,23 +84,23 @@ fn push_visitor(visitor: &str, out: &mut Vec<u8>) {
         _ => None,
     };
     let bytes = visitor.as_bytes();
-    let packed: Option<Vec<u8>> = (bytes.len() == 32)
-        .then(|| {
-            bytes
-                .chunks(2)
-                .map(|p| Some(hex(p[0])? << 4 | hex(p[1])?))
-                .collect()
-        })
-        .flatten();
-    match packed {
-        Some(raw) => {
-            out.push(1);
-            out.extend_from_slice(&raw);
-        }
-        None => {
-            out.push(2);
-            out.extend_from_slice(bytes);
-        }
+    let mut raw = [0u8; 16];
+    let packed = bytes.len() == 32
+        && raw.iter_mut().zip(bytes.chunks(2)).all(|(r, pair)| {
+            match (hex(pair[0]), hex(pair[1])) {
+                (Some(high), Some(low)) => {
+                    *r = high << 4 | low;
+                    true
+                }
+                _ => false,
+            }
+        });
+    if packed {
+        out.push(1);
+        out.extend_from_slice(&raw);
+    } else {
+        out.push(2);
+        out.extend_from_slice(bytes);
     }
 }
 /// [`block_key`] → the scan cells of one (scope, grain, bucket): the

@@ -9,7 +9,7 @@ use super::{
     LAST_VISITS, LAST_VISITS_PACKED, LATEST_OWNERS, SCANS, SCAN_BLOCKS, SCAN_CHUNKS, SPLIT_BYTES,
     TOTALS, TOTALS_PART,
 };
-use crate::batch::{counter_deltas, human_visits, Batch};
+use crate::batch::{counter_deltas, human_visits, Batch, DAY_MS};
 use crate::event::{Conversion, Scan, StepEvent};
 use crate::records::LastVisit;
 use crate::review::Adjustment;
@@ -75,7 +75,6 @@ impl EmbeddedSink {
 
 /// Visitor rows written between two looks at the [`Halt`] (a few ms at most).
 const HALT_EVERY: usize = 256;
-const DAY_MS: u64 = 86_400_000;
 
 /// The scans in chunks per code: one redb entry per chunk (a B-tree insert per
 /// scan would cost more than everything else the sink does).
