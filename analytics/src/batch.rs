@@ -242,7 +242,7 @@ mod tests {
 
     fn scan(code: &str, ts_ms: u64, visitor: &str, bot: &str) -> Scan {
         Scan {
-            scan_id: format!("{ts_ms:026}"),
+            scan_id: format!("{ts_ms:026}").into(),
             ts_ms,
             code: code.into(),
             visitor_id: visitor.into(),

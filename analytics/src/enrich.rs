@@ -33,6 +33,7 @@
 use crate::classify;
 use crate::config::VerdictRules;
 use crate::event::{version_after, HeaderSigns, RawScan, Scan};
+use crate::Text;
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -49,7 +50,10 @@ pub struct Enricher {
     hasher: foldhash::fast::RandomState,
     /// User agents repeat a lot (a few app and browser versions dominate), and
     /// parsing one costs a microsecond or more: remember recent answers.
-    clients: HashMap<String, Judged>,
+    clients: HashMap<Text, Judged>,
+    /// The other values scans share (codes, channels, countries, referrers'
+    /// hosts, reasons), each allocated once.
+    shared: HashSet<Text>,
     rules: VerdictRules,
     /// Hash of (code, channel, visitor) → Unix ms of its last human scan
     /// counted, for `repeat`; entries older than the window are dropped now
@@ -64,12 +68,22 @@ pub struct Enricher {
 /// counted as `(other)`.
 const UNKNOWN_PER_CODE: usize = 20;
 
-/// A user agent's classification and what the verdict needs of it.
+/// A user agent's classification and what the verdict needs of it, with
+/// the texts its scans carry (shared by all of them).
 #[derive(Clone)]
 struct Judged {
-    client: classify::Client,
+    /// The UA names a headless browser or an automation tool.
+    automation: bool,
     /// The major version of `Chrome/` in the UA (0: none).
     chrome_major: u16,
+    /// The user agent as stored (at most [`MAX_UA`] bytes).
+    user_agent: Text,
+    device: Text,
+    os: Text,
+    browser: Text,
+    in_app: Text,
+    /// `automation:{name}` or `ua:{name}` when the UA names a bot.
+    bot_reason: Text,
 }
 
 /// (code, visitor) pairs remembered per day, at most: about 19 MB (a
@@ -81,6 +95,8 @@ const SEEN_MAX: usize = 1_800_000;
 
 /// Entries kept in the user-agent cache before it starts over.
 const CLIENT_CACHE: usize = 20_000;
+/// Shared texts kept before the set starts over.
+const SHARED_MAX: usize = 20_000;
 
 /// The first Chromium version that sends `Sec-Fetch-*` on navigations (76),
 /// with a margin.
@@ -99,6 +115,7 @@ impl Enricher {
             seen: HashSet::new(),
             hasher: Default::default(),
             clients: HashMap::new(),
+            shared: HashSet::new(),
             rules,
             last_human: HashMap::new(),
             last_prune_ms: 0,
@@ -109,45 +126,65 @@ impl Enricher {
     pub fn enrich(&mut self, raw: RawScan) -> Scan {
         let ts_ms = raw.scan_id.unix_ms();
         let judged = self.classify(&raw.user_agent);
-        let client = judged.client;
-        let bot_reason = match (&client.bot, raw.request_bot) {
-            (Some(name), _) if client.automation => format!("automation:{name}"),
-            _ if raw.signs.headless_brand => "automation:headless-chrome".to_owned(),
-            (Some(name), _) => format!("ua:{name}"),
-            (None, Some(b)) => b.reason().to_string(),
-            (None, None) => match suspect(&raw.signs, judged.chrome_major, client.in_app) {
-                Some(reason) => reason.to_owned(),
-                None if self.in_datacenter(raw.ip) => "datacenter".to_owned(),
-                None if self.is_repeat(ts_ms, &raw) => "repeat".to_owned(),
-                None => String::new(),
+        let ua_bot = !judged.bot_reason.is_empty();
+        let bot_reason = match (ua_bot, raw.request_bot) {
+            (true, _) if judged.automation => judged.bot_reason.clone(),
+            _ if raw.signs.headless_brand => self.shared("automation:headless-chrome"),
+            (true, _) => judged.bot_reason.clone(),
+            (false, Some(b)) => self.shared(b.reason()),
+            (false, None) => match suspect(&raw.signs, judged.chrome_major, &judged.in_app) {
+                Some(reason) => self.shared(reason),
+                None if self.in_datacenter(raw.ip) => self.shared("datacenter"),
+                None if self.is_repeat(ts_ms, &raw) => self.shared("repeat"),
+                None => Text::default(),
             },
         };
         let is_unique =
             bot_reason.is_empty() && self.first_today(ts_ms, &raw.code, &raw.visitor_id);
         let unknown_channel = self.unknown_channel(&raw.code, raw.unknown_channel);
+        let id = raw.scan_id.encode();
         Scan {
             // The id's text without `Display` (the formatting machinery
             // costs more than the copy, once per scan).
-            scan_id: String::from_utf8_lossy(&raw.scan_id.encode()).into_owned(),
+            scan_id: match std::str::from_utf8(&id) {
+                Ok(id) => Text::from(id),
+                Err(_) => Text::from(String::from_utf8_lossy(&id).into_owned()),
+            },
             ts_ms,
-            code: raw.code,
-            channel: raw.channel,
-            visitor_id: raw.visitor_id,
-            ip_prefix: anonymise(raw.ip),
-            user_agent: truncate(raw.user_agent, MAX_UA),
-            device: client.device.to_string(),
-            os: client.os,
-            browser: client.browser,
-            in_app: client.in_app.to_string(),
-            referrer_host: referrer_host(&raw.referer),
-            country: raw.country,
-            source: raw.source.as_str().to_string(),
+            code: self.shared(&raw.code),
+            channel: self.shared(&raw.channel),
+            visitor_id: Text::from(raw.visitor_id),
+            ip_prefix: Text::from(anonymise(raw.ip)),
+            user_agent: judged.user_agent,
+            device: judged.device,
+            os: judged.os,
+            browser: judged.browser,
+            in_app: judged.in_app,
+            referrer_host: self.shared(&referrer_host(&raw.referer)),
+            country: self.shared(&raw.country),
+            source: self.shared(raw.source.as_str()),
             bot_reason,
             is_unique,
-            unknown_channel,
-            step: raw.step.as_str().to_owned(),
-            route: raw.route,
+            unknown_channel: self.shared(&unknown_channel),
+            step: self.shared(raw.step.as_str()),
+            route: self.shared(&raw.route),
         }
+    }
+
+    /// `text` as a [`Text`] shared with the earlier scans that carried it.
+    fn shared(&mut self, text: &str) -> Text {
+        if text.is_empty() {
+            return Text::default();
+        }
+        if let Some(t) = self.shared.get(text) {
+            return t.clone();
+        }
+        if self.shared.len() >= SHARED_MAX {
+            self.shared.clear();
+        }
+        let t = Text::from(text);
+        self.shared.insert(t.clone());
+        t
     }
 
     /// An unknown channel's name as counted: the first [`UNKNOWN_PER_CODE`]
@@ -173,12 +210,24 @@ impl Enricher {
         if self.clients.len() >= CLIENT_CACHE {
             self.clients.clear();
         }
+        let client = classify::classify(user_agent);
+        let bot_reason = match &client.bot {
+            Some(name) if client.automation => Text::from(format!("automation:{name}")),
+            Some(name) => Text::from(format!("ua:{name}")),
+            None => Text::default(),
+        };
         let c = Judged {
-            client: classify::classify(user_agent),
+            automation: client.automation,
             // (`CriOS/`, Chrome on iOS, is WebKit and sends no client hints: 0.)
             chrome_major: version_after(user_agent.as_bytes(), b"Chrome/"),
+            user_agent: Text::from(truncate(user_agent.to_owned(), MAX_UA)),
+            device: Text::from(client.device),
+            os: Text::from(client.os.as_str()),
+            browser: Text::from(client.browser.as_str()),
+            in_app: Text::from(client.in_app),
+            bot_reason,
         };
-        self.clients.insert(user_agent.to_string(), c.clone());
+        self.clients.insert(Text::from(user_agent), c.clone());
         c
     }
 
@@ -324,6 +373,67 @@ fn truncate(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values scans repeat are one allocation each, shared by every
+    /// scan that carries them; what is each scan's own is not.
+    #[test]
+    fn repeated_values_are_shared_between_scans() {
+        use crate::event::Source;
+        use crate::ScanId;
+        let raw = |n: u64, ua: &str| RawScan {
+            scan_id: ScanId::from_parts(1_700_000_000_000 + n, 7, n),
+            code: "spring".into(),
+            channel: "yt".into(),
+            source: Source::Qr,
+            ip: format!("203.0.113.{n}").parse().unwrap(),
+            user_agent: ua.into(),
+            referer: "https://www.instagram.com/".into(),
+            country: "DE".into(),
+            visitor_id: format!("v{n}"),
+            request_bot: None,
+            signs: HeaderSigns::BROWSER,
+            unknown_channel: String::new(),
+            step: Default::default(),
+            route: "1".into(),
+        };
+        let phone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1";
+        let bot = "curl/8.5.0";
+        let mut e = Enricher::default();
+        let a = e.enrich(raw(1, phone));
+        let b = e.enrich(raw(2, phone));
+        let c = e.enrich(raw(3, bot));
+        let d = e.enrich(raw(4, bot));
+        assert_eq!((a.device.as_str(), a.os.as_str()), ("mobile", "iOS"));
+        assert_eq!(
+            (a.referrer_host.as_str(), a.source.as_str()),
+            ("www.instagram.com", "qr")
+        );
+        for (x, y) in [(&a, &b), (&c, &d)] {
+            for (f, g) in [
+                (&x.code, &y.code),
+                (&x.channel, &y.channel),
+                (&x.user_agent, &y.user_agent),
+                (&x.device, &y.device),
+                (&x.os, &y.os),
+                (&x.browser, &y.browser),
+                (&x.referrer_host, &y.referrer_host),
+                (&x.country, &y.country),
+                (&x.source, &y.source),
+                (&x.bot_reason, &y.bot_reason),
+                (&x.route, &y.route),
+            ] {
+                assert!(f.shares(g), "{f:?} is not shared");
+            }
+            assert!(!x.visitor_id.shares(&y.visitor_id));
+            assert!(!x.scan_id.shares(&y.scan_id));
+        }
+        assert_eq!(c.bot_reason, "ua:curl");
+        assert!(a.code.shares(&c.code) && a.bot_reason.is_empty());
+        assert_eq!(
+            a.scan_id,
+            ScanId::from_parts(1_700_000_000_001, 7, 1).to_string()
+        );
+    }
 
     #[test]
     fn the_visitors_remembered_in_a_day_are_bounded() {

@@ -2,6 +2,7 @@
 //! ([`Scan`]) once the recorder has enriched it off the hot path.
 
 use crate::ScanId;
+use crate::Text;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -225,44 +226,44 @@ impl Verdict {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scan {
     /// The `cl_scan` value given to the destination (26 characters).
-    pub scan_id: String,
+    pub scan_id: Text,
     /// Unix milliseconds.
     pub ts_ms: u64,
-    pub code: String,
-    pub channel: String,
-    pub visitor_id: String,
+    pub code: Text,
+    pub channel: Text,
+    pub visitor_id: Text,
     /// IPv4 /24 or IPv6 /48 network address; the full IP is never stored.
-    pub ip_prefix: String,
-    pub user_agent: String,
+    pub ip_prefix: Text,
+    pub user_agent: Text,
     /// mobile, tablet, desktop, bot or other.
-    pub device: String,
-    pub os: String,
-    pub browser: String,
+    pub device: Text,
+    pub os: Text,
+    pub browser: Text,
     /// instagram, tiktok, youtube, facebook, …; empty outside in-app browsers.
-    pub in_app: String,
-    pub referrer_host: String,
-    pub country: String,
+    pub in_app: Text,
+    pub referrer_host: Text,
+    pub country: Text,
     /// `qr` or `link`.
-    pub source: String,
+    pub source: Text,
     /// Empty for humans; else why not: see [`Verdict::of_reason`] and
     /// [`crate::enrich`] (`ua:<family>`, `automation:<name>`, `head`,
     /// `prefetch`, `rate`; `suspect:<what>`, `datacenter`, `repeat`).
-    pub bot_reason: String,
+    pub bot_reason: Text,
     /// First human scan of this code by this visitor in the (UTC) day.
     pub is_unique: bool,
     /// The unknown channel a scan of the code's own destination asked for
     /// (see [`RawScan::unknown_channel`]), or `(other)` past the first 20
     /// names of a code (per process). Counted in the live stats; not kept
     /// in scan rows.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub unknown_channel: String,
+    #[serde(default, skip_serializing_if = "Text::is_empty")]
+    pub unknown_channel: Text,
     /// The follower-path step of the scan (`gone`, `escape_shown`; empty for
     /// the plain redirect): counted in the live stats, not kept in scan rows.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub step: String,
+    #[serde(default, skip_serializing_if = "Text::is_empty")]
+    pub step: Text,
     /// The code's routing rule that sent this scan (its name), or empty.
     #[serde(default)]
-    pub route: String,
+    pub route: Text,
 }
 
 impl Scan {

@@ -262,7 +262,10 @@ mod tests {
             code: "spring".into(),
             owner: "alice".into(),
             channel: String::new(),
-            scan_id: scan.map(|s| s.scan_id.clone()).unwrap_or_default(),
+            scan_id: scan
+                .map(|s| s.scan_id.clone())
+                .unwrap_or_default()
+                .to_string(),
             scan_ms: scan.map_or(0, |s| s.ts_ms),
             visitor_id: "v1".into(),
             customer_id: String::new(),
@@ -292,10 +295,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sink = EmbeddedSink::open(dir.path(), true, true).unwrap();
         let scan = |n: u64, reason: &str| Scan {
-            scan_id: ScanId::from_parts(T0 + n, 1, n).to_string(),
+            scan_id: ScanId::from_parts(T0 + n, 1, n).to_string().into(),
             ts_ms: T0 + n,
             code: "spring".into(),
-            visitor_id: format!("v{n}"),
+            visitor_id: format!("v{n}").into(),
             source: "link".into(),
             bot_reason: reason.into(),
             ..Scan::default()

@@ -36,6 +36,7 @@ pub mod stats;
 pub mod token;
 pub mod webhooks;
 
+pub use codelink_shared::text::Text;
 pub use config::Config;
 pub use error::Error;
 pub use scan_id::{ScanId, ScanIdGenerator};

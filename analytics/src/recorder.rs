@@ -1225,7 +1225,7 @@ mod tests {
             .await
             .unwrap()
             .into_iter()
-            .map(|s| s.scan_id)
+            .map(|s| s.scan_id.to_string())
             .collect();
         ids.sort_unstable();
         ids.dedup();

@@ -190,7 +190,7 @@ mod tests {
     fn packed_last_visits_read_back_and_old_ones_still_read() {
         let id = crate::ScanId::from_parts(1_700_000_000_123, 7, 42);
         let scan = |scan_id: String, ts_ms: u64, channel: &str| Scan {
-            scan_id,
+            scan_id: scan_id.into(),
             ts_ms,
             channel: channel.into(),
             ..Scan::default()
@@ -214,8 +214,8 @@ mod tests {
                 assert_eq!(packed.len(), len, "{scan:?}");
             }
             let expected = LastVisit {
-                scan_id: scan.scan_id.clone(),
-                channel: scan.channel.clone(),
+                scan_id: scan.scan_id.to_string(),
+                channel: scan.channel.to_string(),
                 scan_ms: scan.ts_ms,
             };
             assert_eq!(LastVisit::decode(&packed), Some(expected.clone()));

@@ -254,11 +254,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let scans: Vec<crate::event::Scan> = (0..1000u64)
             .map(|n| crate::event::Scan {
-                scan_id: crate::ScanId::from_parts(1_780_000_000_000 + n, 1, n).to_string(),
+                scan_id: crate::ScanId::from_parts(1_780_000_000_000 + n, 1, n)
+                    .to_string()
+                    .into(),
                 ts_ms: 1_780_000_000_000 + n,
                 code: "spring".into(),
                 channel: "yt".into(),
-                visitor_id: format!("{:032x}", u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                visitor_id: format!("{:032x}", u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                    .into(),
                 user_agent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148"
                     .into(),
                 source: "link".into(),

@@ -99,28 +99,32 @@ fn scan(rng: &mut Rng, counter: &mut u64, ts_ms: u64) -> Scan {
     };
     let bot = rng.chance(15);
     Scan {
-        scan_id: ScanId::from_parts(ts_ms, 7, *counter).to_string(),
+        scan_id: ScanId::from_parts(ts_ms, 7, *counter).to_string().into(),
         ts_ms,
-        code: code.to_string(),
-        channel: rng.pick(&["yt", "ig", "tt", "bio", ""]).to_string(),
-        visitor_id: format!("v{}", rng.below(300)),
-        ip_prefix: format!("10.0.{}.0", rng.below(50)),
-        user_agent: "Mozilla/5.0".to_string(),
+        code: code.into(),
+        channel: rng.pick(&["yt", "ig", "tt", "bio", ""]).into(),
+        visitor_id: format!("v{}", rng.below(300)).into(),
+        ip_prefix: format!("10.0.{}.0", rng.below(50)).into(),
+        user_agent: "Mozilla/5.0".into(),
         device: if bot {
             "bot"
         } else {
             rng.pick(&["mobile", "mobile", "desktop", "tablet"])
         }
-        .to_string(),
-        os: rng.pick(&["ios", "android", "windows", ""]).to_string(),
-        browser: rng.pick(&["safari", "chrome", "firefox"]).to_string(),
-        in_app: rng
-            .pick(&["", "", "instagram", "youtube", "tiktok"])
-            .to_string(),
+        .into(),
+        os: rng
+            .pick(&["ios", "android", "windows", ""])
+            .to_string()
+            .into(),
+        browser: rng
+            .pick(&["safari", "chrome", "firefox"])
+            .to_string()
+            .into(),
+        in_app: rng.pick(&["", "", "instagram", "youtube", "tiktok"]).into(),
         referrer_host: rng
             .pick(&["", "instagram.com", "youtube.com", "t.co"])
-            .to_string(),
-        country: rng.pick(&["DE", "DE", "US", "FR", ""]).to_string(),
+            .into(),
+        country: rng.pick(&["DE", "DE", "US", "FR", ""]).into(),
         // One draw, as before bio taps were added: the rest of the data set
         // (and what it is checked to contain) stays the same.
         source: match rng.below(100) {
@@ -128,7 +132,7 @@ fn scan(rng: &mut Rng, counter: &mut u64, ts_ms: u64) -> Scan {
             40..55 => "bio",
             _ => "link",
         }
-        .to_string(),
+        .into(),
         bot_reason: if bot {
             rng.pick(&[
                 "ua:facebookexternalhit",
@@ -138,12 +142,12 @@ fn scan(rng: &mut Rng, counter: &mut u64, ts_ms: u64) -> Scan {
                 "suspect:no-accept-language",
                 "datacenter",
             ])
-            .to_string()
+            .into()
         } else {
-            String::new()
+            Default::default()
         },
         is_unique: rng.chance(50),
-        unknown_channel: String::new(),
+        unknown_channel: Default::default(),
         // The routing rule that sent it (from the counter, so that the
         // random draws, and with them the rest of the data, stay as they were).
         route: match *counter % 5 {
@@ -151,7 +155,7 @@ fn scan(rng: &mut Rng, counter: &mut u64, ts_ms: u64) -> Scan {
             1 | 2 => "1",
             _ => "",
         }
-        .to_string(),
+        .into(),
         ..Scan::default()
     }
 }
@@ -219,11 +223,11 @@ fn generate() -> Data {
                 rng.below(4 * DAY)
             };
             (
-                s.code.clone(),
-                s.channel.clone(),
-                s.scan_id.clone(),
+                s.code.to_string(),
+                s.channel.to_string(),
+                s.scan_id.to_string(),
                 s.ts_ms,
-                s.visitor_id.clone(),
+                s.visitor_id.to_string(),
                 s.ts_ms + delay,
             )
         } else if rule == Rule::Unattributed {
@@ -449,7 +453,7 @@ fn expected_top(d: &Data, q: &Query, metric: TopMetric, limit: usize) -> Vec<Top
                 .iter()
                 .filter(|s| scan_in(q, range, s) && is_human(s))
             {
-                *values.entry(s.code.clone()).or_insert(0) += 1;
+                *values.entry(s.code.to_string()).or_insert(0) += 1;
             }
         }
         TopMetric::Conversions => {
@@ -1196,11 +1200,11 @@ async fn a_big_insert_is_one_part() {
         .map(|i| {
             let ts = OCT21 + i * HOUR;
             Scan {
-                scan_id: ScanId::from_parts(ts, 1, i).to_string(),
+                scan_id: ScanId::from_parts(ts, 1, i).to_string().into(),
                 ts_ms: ts,
-                code: format!("code{i}"),
-                channel: format!("ch{i}"),
-                visitor_id: format!("v{i}"),
+                code: format!("code{i}").into(),
+                channel: format!("ch{i}").into(),
+                visitor_id: format!("v{i}").into(),
                 country: "DE".into(),
                 source: "qr".into(),
                 ..Scan::default()
@@ -1230,7 +1234,7 @@ async fn a_big_insert_is_one_part() {
 
 fn small_scan(i: u64, code: &str, ts_ms: u64, visitor: &str, bot: bool) -> Scan {
     Scan {
-        scan_id: ScanId::from_parts(ts_ms, 3, i).to_string(),
+        scan_id: ScanId::from_parts(ts_ms, 3, i).to_string().into(),
         ts_ms,
         code: code.into(),
         visitor_id: visitor.into(),

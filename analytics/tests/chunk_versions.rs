@@ -18,7 +18,7 @@ const NEW_MS: u64 = OLD_MS + 86_400_000;
 
 fn scan(i: u64, ts_ms: u64) -> Scan {
     Scan {
-        scan_id: ScanId::from_parts(ts_ms, 9, i).to_string(),
+        scan_id: ScanId::from_parts(ts_ms, 9, i).to_string().into(),
         ts_ms,
         code: "abc".into(),
         channel: if i.is_multiple_of(2) {
@@ -26,9 +26,9 @@ fn scan(i: u64, ts_ms: u64) -> Scan {
         } else {
             "ig".into()
         },
-        visitor_id: format!("{:032x}", i % 5),
-        ip_prefix: format!("198.51.{}.0", i % 3),
-        user_agent: format!("Mozilla/5.0 (iPhone) Instagram {}", i % 4),
+        visitor_id: format!("{:032x}", i % 5).into(),
+        ip_prefix: format!("198.51.{}.0", i % 3).into(),
+        user_agent: format!("Mozilla/5.0 (iPhone) Instagram {}", i % 4).into(),
         device: "mobile".into(),
         os: "iOS".into(),
         browser: "Safari".into(),
@@ -39,13 +39,13 @@ fn scan(i: u64, ts_ms: u64) -> Scan {
         bot_reason: if i.is_multiple_of(7) {
             "repeat".into()
         } else {
-            String::new()
+            Default::default()
         },
         is_unique: i.is_multiple_of(3),
         route: if i.is_multiple_of(4) {
             "ios".into()
         } else {
-            String::new()
+            Default::default()
         },
         ..Scan::default()
     }
@@ -144,7 +144,10 @@ async fn every_reader_reads_old_and_new_chunks() {
 
     // Erasure rewrites the old chunk (as version 3) without the visitor.
     let gone = old[1].visitor_id.clone();
-    let erased = sink.erase(Subject::Visitor(gone.clone())).await.unwrap();
+    let erased = sink
+        .erase(Subject::Visitor(gone.to_string()))
+        .await
+        .unwrap();
     let expected = want.iter().filter(|s| s.visitor_id == gone).count() as u64;
     assert_eq!(erased.scans, expected);
     let after = sink.all_scans().await.unwrap();

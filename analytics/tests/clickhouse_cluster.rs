@@ -38,10 +38,10 @@ fn scans(codes: &[String], per_code: u64) -> Vec<Scan> {
         for i in 0..per_code {
             let ts_ms = T0 + i * 61_000 + c as u64;
             out.push(Scan {
-                scan_id: ScanId::from_parts(ts_ms, 9, (c as u64) << 20 | i).to_string(),
+                scan_id: (ScanId::from_parts(ts_ms, 9, (c as u64) << 20 | i).to_string()).into(),
                 ts_ms,
-                code: code.clone(),
-                visitor_id: format!("v{}", i % 7),
+                code: code.clone().into(),
+                visitor_id: format!("v{}", i % 7).into(),
                 source: if i % 3 == 0 { "qr" } else { "link" }.into(),
                 bot_reason: if i % 5 == 0 { "head" } else { "" }.into(),
                 ..Scan::default()
@@ -203,7 +203,7 @@ async fn codes_land_on_the_shard_clickhouse_would_pick() {
     let id = &page.scans[0].scan_id;
     assert_eq!(
         ch.find_scan("c3", id).await.unwrap().map(|s| s.code),
-        Some("c3".to_string())
+        Some("c3".into())
     );
     assert_eq!(
         ch.recent_conversions("c2", None, 10).await.unwrap().len(),

@@ -145,7 +145,7 @@ fn scans(now: u64) -> Vec<Scan> {
         .map(|(i, s)| {
             let ts_ms = now - 60_000 + i as u64 * 1000;
             Scan {
-                scan_id: ScanId::from_parts(ts_ms, 5, i as u64).to_string(),
+                scan_id: ScanId::from_parts(ts_ms, 5, i as u64).to_string().into(),
                 ts_ms,
                 code: s.code.into(),
                 channel: s.channel.into(),
@@ -175,10 +175,19 @@ fn conversion(
         received_ms: occurred_ms,
         code: code.into(),
         owner: owner.into(),
-        channel: scan.map(|s| s.channel.clone()).unwrap_or_default(),
-        scan_id: scan.map(|s| s.scan_id.clone()).unwrap_or_default(),
+        channel: scan
+            .map(|s| s.channel.clone())
+            .unwrap_or_default()
+            .to_string(),
+        scan_id: scan
+            .map(|s| s.scan_id.clone())
+            .unwrap_or_default()
+            .to_string(),
         scan_ms: scan.map_or(0, |s| s.ts_ms),
-        visitor_id: scan.map(|s| s.visitor_id.clone()).unwrap_or_default(),
+        visitor_id: scan
+            .map(|s| s.visitor_id.clone())
+            .unwrap_or_default()
+            .to_string(),
         customer_id: format!("c-{event_id}"),
         amount: if kind == ConversionKind::Signup {
             0
@@ -245,7 +254,9 @@ async fn dashboard_queries_run_on_clickhouse_18_and_add_up() {
     let long_ago = now - 40 * DAY_MS;
     // A scan from before the 30-day window, attributed by a signup inside it.
     let old_scan = Scan {
-        scan_id: ScanId::from_parts(now - 45 * DAY_MS, 5, 99).to_string(),
+        scan_id: ScanId::from_parts(now - 45 * DAY_MS, 5, 99)
+            .to_string()
+            .into(),
         ts_ms: now - 45 * DAY_MS,
         ..scans[0].clone()
     };

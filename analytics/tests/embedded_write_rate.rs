@@ -36,15 +36,18 @@ fn scan(i: u64, ts_ms: u64, visitors: u64) -> Scan {
     let v = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % visitors;
     let (ua, device, os, browser) = UAS[(v % 4) as usize];
     Scan {
-        scan_id: codelink_analytics::ScanId::from_parts(ts_ms, 1, i).to_string(),
+        scan_id: codelink_analytics::ScanId::from_parts(ts_ms, 1, i)
+            .to_string()
+            .into(),
         ts_ms,
         code: "busy".into(),
         channel: ["yt", "ig", "tt"][(i % 3) as usize].into(),
         visitor_id: format!(
             "{:032x}",
             u128::from(v).wrapping_mul(0x2545_F491_4F6C_DD1D_9E37_79B9)
-        ),
-        ip_prefix: format!("10.{}.{}.0", (v >> 8) & 255, v & 255),
+        )
+        .into(),
+        ip_prefix: format!("10.{}.{}.0", (v >> 8) & 255, v & 255).into(),
         user_agent: ua.into(),
         device: device.into(),
         os: os.into(),

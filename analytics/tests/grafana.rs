@@ -181,7 +181,7 @@ fn fixture(p: &Points) -> (Vec<S>, Vec<C>) {
 fn to_scan(i: usize, s: &S) -> Scan {
     let ts_ms = s.1 * 1000 + 123;
     Scan {
-        scan_id: ScanId::from_parts(ts_ms, 7, i as u64).to_string(),
+        scan_id: ScanId::from_parts(ts_ms, 7, i as u64).to_string().into(),
         ts_ms,
         code: s.0.into(),
         visitor_id: s.2.into(),

@@ -521,15 +521,19 @@ fn data() -> impl Strategy<Value = Data> {
                     |(n, (q, (code, channel, visitor), (country, device, source), bot))| {
                         let ts_ms = T0 + q * 15 * 60_000 + n as u64;
                         Scan {
-                            scan_id: ScanId::from_parts(ts_ms, 1, n as u64).to_string(),
+                            scan_id: ScanId::from_parts(ts_ms, 1, n as u64).to_string().into(),
                             ts_ms,
-                            code,
-                            channel,
-                            visitor_id: format!("v{visitor}"),
-                            country,
-                            device,
-                            source,
-                            bot_reason: if bot { "head".into() } else { String::new() },
+                            code: code.into(),
+                            channel: channel.into(),
+                            visitor_id: format!("v{visitor}").into(),
+                            country: country.into(),
+                            device: device.into(),
+                            source: source.into(),
+                            bot_reason: if bot {
+                                "head".into()
+                            } else {
+                                Default::default()
+                            },
                             ..Scan::default()
                         }
                     },
@@ -558,16 +562,16 @@ fn data() -> impl Strategy<Value = Data> {
                         kind,
                         occurred_ms,
                         received_ms: occurred_ms + 100,
-                        code: scan.map_or(code.clone(), |s| s.code.clone()),
+                        code: scan.map_or(code.clone(), |s| s.code.to_string()),
                         owner: if code.is_empty() {
                             String::new()
                         } else {
                             "alice".into()
                         },
-                        channel: scan.map_or(String::new(), |s| s.channel.clone()),
-                        scan_id: scan.map_or(String::new(), |s| s.scan_id.clone()),
+                        channel: scan.map_or(String::new(), |s| s.channel.to_string()),
+                        scan_id: scan.map_or(String::new(), |s| s.scan_id.to_string()),
                         scan_ms: scan.map_or(0, |s| s.ts_ms),
-                        visitor_id: scan.map_or(String::new(), |s| s.visitor_id.clone()),
+                        visitor_id: scan.map_or(String::new(), |s| s.visitor_id.to_string()),
                         customer_id: format!("cust{n}"),
                         amount: if money { 1000 + n as i64 } else { 0 },
                         currency: if money {

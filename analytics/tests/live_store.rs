@@ -116,7 +116,7 @@ const T0: u64 = 1_700_000_000_000;
 
 fn scan(code: &str, ms: u64, n: u64, visitor: &str, channel: &str, bot: &str) -> Scan {
     Scan {
-        scan_id: ScanId::from_parts(ms, 5, n).to_string(),
+        scan_id: ScanId::from_parts(ms, 5, n).to_string().into(),
         ts_ms: ms,
         code: code.into(),
         channel: channel.into(),
@@ -204,7 +204,10 @@ async fn last_visit_is_the_latest_human_scan(kind: Kind) {
     let latest = scan("spring", T0 + 5_000, 6, "v1", "", "");
     f.sink.write(&batch(vec![latest.clone()])).await.unwrap();
     let v = f.live.last_visit("spring", "v1").await.unwrap().unwrap();
-    assert_eq!((v.scan_id, v.channel), (latest.scan_id, String::new()));
+    assert_eq!(
+        (v.scan_id, v.channel),
+        (latest.scan_id.to_string(), String::new())
+    );
 }
 both!(last_visit_is_the_latest_human_scan);
 

@@ -27,11 +27,11 @@ fn data() -> (Vec<Scan>, Vec<Conversion>) {
         .map(|i| {
             let ts = T0 + i * 7 * 60_000 + i % 13;
             Scan {
-                scan_id: ScanId::from_parts(ts, 4, i).to_string(),
+                scan_id: ScanId::from_parts(ts, 4, i).to_string().into(),
                 ts_ms: ts,
                 code: codes[(i % 3) as usize].into(),
                 channel: ["yt", "ig", ""][(i % 5 % 3) as usize].into(),
-                visitor_id: format!("v{}", i % 70),
+                visitor_id: format!("v{}", i % 70).into(),
                 device: ["mobile", "desktop"][(i % 2) as usize].into(),
                 country: ["DE", "FR", "US", ""][(i % 4) as usize].into(),
                 source: if i % 4 == 0 { "qr" } else { "link" }.into(),
@@ -53,12 +53,12 @@ fn data() -> (Vec<Scan>, Vec<Conversion>) {
                 kind,
                 occurred_ms: s.ts_ms + 20 * 60_000,
                 received_ms: s.ts_ms + 20 * 60_000,
-                code: s.code.clone(),
+                code: s.code.to_string(),
                 owner: "owner".into(),
-                channel: s.channel.clone(),
-                scan_id: s.scan_id.clone(),
+                channel: s.channel.to_string(),
+                scan_id: s.scan_id.to_string(),
                 scan_ms: s.ts_ms,
-                visitor_id: s.visitor_id.clone(),
+                visitor_id: s.visitor_id.to_string(),
                 customer_id: String::new(),
                 amount: if kind == ConversionKind::Signup {
                     0
@@ -383,7 +383,9 @@ async fn old_clickhouse_rows_are_backfilled_once() {
     assert!(answers_now);
     // New rows written since are counted once, next to the backfilled ones.
     let late = Scan {
-        scan_id: ScanId::from_parts(T0 + 5 * HOUR + 1, 9, 1).to_string(),
+        scan_id: ScanId::from_parts(T0 + 5 * HOUR + 1, 9, 1)
+            .to_string()
+            .into(),
         ts_ms: T0 + 5 * HOUR + 1,
         code: "beta".into(),
         visitor_id: "late".into(),
@@ -426,10 +428,10 @@ async fn a_scan_rollup_without_suspects_is_brought_up_to_date() {
     let events = ClickHouseEvents::new(&clickhouse(&server, "pre"));
     events.migrate().await.unwrap();
     let scan = |n: u64, reason: &str| Scan {
-        scan_id: ScanId::from_parts(T0 + n, 9, n).to_string(),
+        scan_id: ScanId::from_parts(T0 + n, 9, n).to_string().into(),
         ts_ms: T0 + n,
         code: "alpha".into(),
-        visitor_id: format!("v{n}"),
+        visitor_id: format!("v{n}").into(),
         source: "link".into(),
         bot_reason: reason.into(),
         ..Scan::default()
@@ -612,7 +614,7 @@ async fn a_scans_table_from_before_routes_gets_the_column() {
     events.migrate().await.unwrap();
     server.query(&format!("ALTER TABLE {db}.scans DROP COLUMN route"));
     let scan = |n: u64, route: &str| Scan {
-        scan_id: ScanId::from_parts(T0 + n, 1, n).to_string(),
+        scan_id: ScanId::from_parts(T0 + n, 1, n).to_string().into(),
         ts_ms: T0 + n,
         code: "routed".into(),
         source: "link".into(),

@@ -21,7 +21,7 @@ fn target(c: &RedisCluster) -> RedisTarget {
 fn scan(code: &str, n: u64, visitor: &str) -> Scan {
     let ms = 1_700_000_000_000 + n;
     Scan {
-        scan_id: ScanId::from_parts(ms, 11, n).to_string(),
+        scan_id: ScanId::from_parts(ms, 11, n).to_string().into(),
         ts_ms: ms,
         code: code.into(),
         channel: "yt".into(),

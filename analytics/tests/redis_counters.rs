@@ -13,11 +13,11 @@ use std::sync::Arc;
 fn scan(code: &str, n: u64) -> Scan {
     let ms = 1_700_000_000_000 + n;
     Scan {
-        scan_id: ScanId::from_parts(ms, 11, n).to_string(),
+        scan_id: ScanId::from_parts(ms, 11, n).to_string().into(),
         ts_ms: ms,
         code: code.into(),
         channel: "yt".into(),
-        visitor_id: format!("visitor-{n}"),
+        visitor_id: format!("visitor-{n}").into(),
         source: "link".into(),
         ..Scan::default()
     }

@@ -17,7 +17,7 @@ const MAR: u64 = 1_773_144_000_000;
 
 fn scan(i: u64, ts_ms: u64, visitor: &str) -> Scan {
     Scan {
-        scan_id: ScanId::from_parts(ts_ms, 1, i).to_string(),
+        scan_id: ScanId::from_parts(ts_ms, 1, i).to_string().into(),
         ts_ms,
         code: "abc".into(),
         channel: "yt".into(),

@@ -290,12 +290,13 @@ async fn kill_and_restart_mid_stream_accounts_for_every_scan() {
     let mut seen = std::collections::HashSet::new();
     for s in &stored {
         assert!(
-            seen.insert(s.scan_id.clone()),
+            seen.insert(s.scan_id.to_string()),
             "scan {} stored twice",
             s.scan_id
         );
         assert!(
-            answered.contains_key(&s.scan_id) || after_restart.contains(&s.scan_id),
+            answered.contains_key(s.scan_id.as_str())
+                || after_restart.iter().any(|id| *id == s.scan_id),
             "stored scan {} never got a 302",
             s.scan_id
         );
@@ -369,10 +370,12 @@ async fn migrate_builds_the_rollups_of_an_old_data_dir() {
             for i in 0..30u64 {
                 let ts = now - 3_600_000 + i * 1000;
                 let s = Scan {
-                    scan_id: codelink_analytics::ScanId::from_parts(ts, 1, i).to_string(),
+                    scan_id: codelink_analytics::ScanId::from_parts(ts, 1, i)
+                        .to_string()
+                        .into(),
                     ts_ms: ts,
                     code: "oldcode".into(),
-                    visitor_id: format!("v{}", i % 4),
+                    visitor_id: format!("v{}", i % 4).into(),
                     source: "link".into(),
                     ..Scan::default()
                 };

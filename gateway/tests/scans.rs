@@ -663,7 +663,7 @@ async fn a_made_up_visitor_cookie_is_not_trusted() {
         .await
         .unwrap()
         .into_iter()
-        .map(|s| s.visitor_id)
+        .map(|s| s.visitor_id.to_string())
         .collect();
     assert_eq!(
         visitors.iter().filter(|v| *v == id).count(),

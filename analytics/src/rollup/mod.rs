@@ -36,6 +36,7 @@ use crate::event::{Conversion, ConversionKind, Scan};
 use crate::histogram::DelayHistogram;
 use crate::review::Adjustment;
 use crate::sketch::visitor_hash;
+use crate::Text;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -155,16 +156,16 @@ impl Dim {
 /// The dimensions of a conversion's attributed scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanDims {
-    pub source: String,
-    pub device: String,
-    pub os: String,
-    pub browser: String,
-    pub in_app: String,
-    pub country: String,
-    pub referrer_host: String,
+    pub source: Text,
+    pub device: Text,
+    pub os: Text,
+    pub browser: Text,
+    pub in_app: Text,
+    pub country: Text,
+    pub referrer_host: Text,
     /// Scans stored before routing rules (and dims serialised then) read `""`.
     #[serde(default)]
-    pub route: String,
+    pub route: Text,
 }
 
 impl ScanDims {
@@ -629,7 +630,7 @@ mod tests {
 
     fn scan(code: &str, ts_ms: u64, visitor: &str, channel: &str, bot: &str) -> Scan {
         Scan {
-            scan_id: format!("{ts_ms:026}"),
+            scan_id: format!("{ts_ms:026}").into(),
             ts_ms,
             code: code.into(),
             channel: channel.into(),
@@ -812,11 +813,11 @@ mod cost {
     #[ignore = "timing, not a test"]
     fn cells_per_scan() {
         let scan = |i: u64, visitors: u64, combos: u64| Scan {
-            scan_id: format!("{i:026}"),
+            scan_id: format!("{i:026}").into(),
             ts_ms: 1_700_000_000_000 + i * 10,
-            code: format!("code{}", i % combos.min(5)),
+            code: format!("code{}", i % combos.min(5)).into(),
             channel: ["yt", "ig", "bio", ""][(i % 4) as usize].into(),
-            visitor_id: format!("visitor-{:016x}", i % visitors),
+            visitor_id: format!("visitor-{:016x}", i % visitors).into(),
             source: if i.is_multiple_of(3) { "qr" } else { "link" }.into(),
             device: "mobile".into(),
             os: "iOS".into(),
@@ -825,7 +826,7 @@ mod cost {
             ..Scan::default()
         };
         let sparse = |i: u64| Scan {
-            code: format!("code{}", (i * 7919) % 10_000),
+            code: format!("code{}", (i * 7919) % 10_000).into(),
             ts_ms: 1_700_000_000_000 + i * 80_000,
             ..scan(i, 1 << 40, 100)
         };

@@ -41,7 +41,7 @@
 //! rules) 14, no `route` (read as empty).
 
 use crate::event::Scan;
-use crate::ScanId;
+use crate::{ScanId, Text};
 use foldhash::{HashMap, HashMapExt};
 use std::borrow::Borrow;
 use std::io::Write;
@@ -343,11 +343,11 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(len)?).map_err(|_| ChunkError::Malformed)
     }
 
-    fn text(&mut self) -> Result<String, ChunkError> {
+    fn text(&mut self) -> Result<Text, ChunkError> {
         let len = u16::from_le_bytes(self.array()?) as usize;
         let bytes = self.take(len)?;
         std::str::from_utf8(bytes)
-            .map(str::to_owned)
+            .map(Text::from)
             .map_err(|_| ChunkError::Malformed)
     }
 }
@@ -367,8 +367,6 @@ fn decode_v3(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
     let mut head = Reader(bytes);
     let count = head.size()?;
     let body_len = head.size()?;
-    // Each scan takes at least its `is_unique` byte in the body; deflate
-    // expands at most about 1032 times: larger claims are corrupt.
     // Each scan takes at least 17 bytes of the body (a time, a flag, an id,
     // 14 indexes); deflate expands at most about 1032 times: larger claims
     // are corrupt.
@@ -381,9 +379,10 @@ fn decode_v3(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
     if words > body_len {
         return Err(ChunkError::Malformed);
     }
+    // Every scan with a value gets the same allocation of it.
     let dict = (0..words)
-        .map(|_| r.varint_text())
-        .collect::<Result<Vec<&str>, _>>()?;
+        .map(|_| r.varint_text().map(Text::from))
+        .collect::<Result<Vec<Text>, _>>()?;
     let mut times = Vec::with_capacity(count);
     for i in 0..count {
         let v = r.varint()?;
@@ -410,12 +409,14 @@ fn decode_v3(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
                     .filter(|low| (0..=LOW_80 as i128).contains(low))
                     .ok_or(ChunkError::Malformed)?;
                 prev_low = low;
-                ids.push(ScanId((u128::from(ms) << 80) | low as u128).to_string());
+                ids.push(Text::from(
+                    ScanId((u128::from(ms) << 80) | low as u128).to_string(),
+                ));
             }
         }
         IDS_TEXT => {
             for _ in 0..count {
-                ids.push(r.varint_text()?.to_owned());
+                ids.push(Text::from(r.varint_text()?));
             }
         }
         _ => return Err(ChunkError::Malformed),
@@ -423,12 +424,12 @@ fn decode_v3(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
     let mut columns = Vec::with_capacity(count * 14);
     for _ in 0..count * 14 {
         let index = r.size()?;
-        columns.push(*dict.get(index).ok_or(ChunkError::Malformed)?);
+        columns.push(dict.get(index).ok_or(ChunkError::Malformed)?.clone());
     }
     if !r.0.is_empty() {
         return Err(ChunkError::Malformed);
     }
-    let field = |f: usize, i: usize| columns[f * count + i].to_owned();
+    let field = |f: usize, i: usize| columns[f * count + i].clone();
     let mut out = Vec::with_capacity(count);
     for (i, scan_id) in ids.into_iter().enumerate() {
         out.push(Scan {
@@ -448,8 +449,8 @@ fn decode_v3(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
             source: field(11, i),
             bot_reason: field(12, i),
             is_unique: unique[i] != 0,
-            unknown_channel: String::new(),
-            step: String::new(),
+            unknown_channel: Text::default(),
+            step: Text::default(),
             route: field(13, i),
         });
     }
@@ -499,8 +500,8 @@ fn decode_plain(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
         out.push(Scan {
             ts_ms,
             is_unique: unique != 0,
-            unknown_channel: String::new(),
-            step: String::new(),
+            unknown_channel: Text::default(),
+            step: Text::default(),
             scan_id: r.text()?,
             code: r.text()?,
             channel: r.text()?,
@@ -516,7 +517,7 @@ fn decode_plain(bytes: &[u8]) -> Result<Vec<Scan>, ChunkError> {
             source: r.text()?,
             bot_reason: r.text()?,
             route: if version == 1 {
-                String::new()
+                Text::default()
             } else {
                 r.text()?
             },
@@ -535,15 +536,15 @@ mod tests {
 
     fn scan(ms: u64, n: u64) -> Scan {
         Scan {
-            scan_id: ScanId::from_parts(ms, 7, n).to_string(),
+            scan_id: ScanId::from_parts(ms, 7, n).to_string().into(),
             ts_ms: ms,
             code: "spring".into(),
             channel: if n.is_multiple_of(2) {
                 "yt".into()
             } else {
-                String::new()
+                Default::default()
             },
-            visitor_id: format!("visitor{n:08}"),
+            visitor_id: format!("visitor{n:08}").into(),
             ip_prefix: "203.0.113.0".into(),
             user_agent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Instagram 300.0"
                 .into(),
@@ -557,15 +558,15 @@ mod tests {
             bot_reason: if n.is_multiple_of(3) {
                 "rate".into()
             } else {
-                String::new()
+                Default::default()
             },
             is_unique: n.is_multiple_of(5),
-            unknown_channel: String::new(),
-            step: String::new(),
+            unknown_channel: Text::default(),
+            step: Text::default(),
             route: if n.is_multiple_of(4) {
                 "ios-de".into()
             } else {
-                String::new()
+                Default::default()
             },
         }
     }
@@ -653,7 +654,7 @@ mod tests {
             .iter()
             .cloned()
             .map(|mut s| {
-                s.route.clear();
+                s.route = Text::default();
                 s
             })
             .collect();
@@ -664,7 +665,7 @@ mod tests {
     fn ids_that_are_not_canonical_are_kept_as_text() {
         let mut scans: Vec<Scan> = (0..10).map(|n| scan(1_700_000_000_000 + n, n)).collect();
         // Lower case parses to the same id but must come back as written.
-        scans[3].scan_id = scans[3].scan_id.to_ascii_lowercase();
+        scans[3].scan_id = scans[3].scan_id.to_ascii_lowercase().into();
         scans[5].scan_id = "not-an-id".into();
         let mut bytes = Vec::new();
         encode(&scans, &mut bytes).unwrap();
@@ -678,7 +679,8 @@ mod tests {
         let scans: Vec<Scan> = (0..1024)
             .map(|n| {
                 let mut s = scan(1_700_000_000_000 + n / 2, n);
-                s.visitor_id = format!("{:032x}", (n % 300).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                s.visitor_id =
+                    format!("{:032x}", (n % 300).wrapping_mul(0x9e37_79b9_7f4a_7c15)).into();
                 s
             })
             .collect();
@@ -699,12 +701,14 @@ mod tests {
                 s.visitor_id = format!(
                     "{:032x}",
                     n.wrapping_mul(0x9e37_79b9_7f4a_7c15) as u128 * 977
-                );
-                s.ip_prefix = format!("10.{}.{}.0", n % 256, n / 256);
+                )
+                .into();
+                s.ip_prefix = format!("10.{}.{}.0", n % 256, n / 256).into();
                 s.user_agent = format!(
                     "Mozilla/5.0 build {:016x}",
                     n.wrapping_mul(0xff51_afd7_ed55_8ccd)
-                );
+                )
+                .into();
                 s
             })
             .collect();
@@ -770,8 +774,9 @@ mod tests {
                     "{:016x}{:016x}",
                     n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
                     n.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
-                );
-                s.ip_prefix = format!("10.{}.{}.0", n % 256, n / 256);
+                )
+                .into();
+                s.ip_prefix = format!("10.{}.{}.0", n % 256, n / 256).into();
                 s
             })
             .collect();
@@ -849,7 +854,7 @@ mod tests {
     #[test]
     fn overlong_field_is_refused() {
         let mut s = scan(1_700_000_000_000, 1);
-        s.user_agent = "x".repeat(70_000);
+        s.user_agent = "x".repeat(70_000).into();
         let mut bytes = Vec::new();
         assert_eq!(
             encode(std::slice::from_ref(&s), &mut bytes),

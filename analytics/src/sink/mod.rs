@@ -48,7 +48,7 @@ impl ScanPage {
         let more = newest_first.len() > limit;
         newest_first.truncate(limit);
         let next = if more {
-            newest_first.last().map(|s| s.scan_id.clone())
+            newest_first.last().map(|s| s.scan_id.to_string())
         } else {
             None
         };

@@ -988,11 +988,11 @@ mod slot_tests {
             .enumerate()
             .flat_map(|(i, code)| {
                 (0..3).map(move |n| Scan {
-                    scan_id: format!("s{i}-{n}"),
+                    scan_id: format!("s{i}-{n}").into(),
                     ts_ms: 1_700_000_000_000 + n,
-                    code: code.clone(),
+                    code: code.clone().into(),
                     channel: "yt".into(),
-                    visitor_id: format!("visitor-{n}"),
+                    visitor_id: format!("visitor-{n}").into(),
                     source: "link".into(),
                     ..Scan::default()
                 })

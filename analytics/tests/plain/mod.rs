@@ -19,7 +19,11 @@ pub trait Rows {
 }
 
 pub fn scan_in(q: &Query, range: (u64, u64), s: &Scan) -> bool {
-    s.ts_ms >= range.0 && s.ts_ms < range.1 && q.codes.as_ref().is_none_or(|c| c.contains(&s.code))
+    s.ts_ms >= range.0
+        && s.ts_ms < range.1
+        && q.codes
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|c| *c == s.code))
 }
 
 pub fn conversion_in(q: &Query, range: (u64, u64), c: &Conversion) -> bool {

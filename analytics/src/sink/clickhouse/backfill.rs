@@ -98,7 +98,7 @@ impl ClickHouseEvents {
     pub(super) async fn backfill_day_node(&self, day: u32) -> Result<(), SinkError> {
         let (from, to) = (day, day.saturating_add(86_400));
         let mut builder = ScanCellBuilder::default();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashSet<crate::Text> = HashSet::new();
         let sql = format!(
             "SELECT {COLUMNS} FROM scans \
              WHERE ts >= toDateTime(?) AND ts < toDateTime(?) AND rolled = 0"

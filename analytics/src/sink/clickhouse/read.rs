@@ -4,7 +4,7 @@
 use super::ClickHouseEvents;
 use crate::event::{Conversion, ConversionKind, Flagged, Rule, Scan};
 use crate::sink::{ScanPage, SinkError};
-use crate::ScanId;
+use crate::{ScanId, Text};
 use serde::Deserialize;
 
 /// A `scans` row as read back ([`COLUMNS`], in order).
@@ -32,25 +32,25 @@ pub(super) struct ScanOut {
 impl From<ScanOut> for Scan {
     fn from(r: ScanOut) -> Self {
         Scan {
-            scan_id: r.scan_id,
+            scan_id: r.scan_id.into(),
             ts_ms: r.ts_ms,
-            code: r.code,
-            channel: r.channel,
-            visitor_id: r.visitor_id,
-            ip_prefix: r.ip_prefix,
-            user_agent: r.user_agent,
-            device: r.device,
-            os: r.os,
-            browser: r.browser,
-            in_app: r.in_app,
-            referrer_host: r.referrer_host,
-            country: r.country,
-            source: r.source,
-            bot_reason: r.bot_reason,
+            code: r.code.into(),
+            channel: r.channel.into(),
+            visitor_id: r.visitor_id.into(),
+            ip_prefix: r.ip_prefix.into(),
+            user_agent: r.user_agent.into(),
+            device: r.device.into(),
+            os: r.os.into(),
+            browser: r.browser.into(),
+            in_app: r.in_app.into(),
+            referrer_host: r.referrer_host.into(),
+            country: r.country.into(),
+            source: r.source.into(),
+            bot_reason: r.bot_reason.into(),
             is_unique: r.is_unique != 0,
-            unknown_channel: String::new(),
-            step: String::new(),
-            route: r.route,
+            unknown_channel: Text::default(),
+            step: Text::default(),
+            route: r.route.into(),
         }
     }
 }

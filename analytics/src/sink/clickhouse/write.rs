@@ -477,14 +477,14 @@ impl ClickHouseEvents {
                 found.insert(
                     row.scan_id,
                     ScanDims {
-                        source: row.source,
-                        device: row.device,
-                        os: row.os,
-                        browser: row.browser,
-                        in_app: row.in_app,
-                        country: row.country,
-                        referrer_host: row.referrer_host,
-                        route: row.route,
+                        source: row.source.into(),
+                        device: row.device.into(),
+                        os: row.os.into(),
+                        browser: row.browser.into(),
+                        in_app: row.in_app.into(),
+                        country: row.country.into(),
+                        referrer_host: row.referrer_host.into(),
+                        route: row.route.into(),
                     },
                 );
             }

@@ -13,6 +13,7 @@ use crate::event::{Conversion, Scan};
 use crate::records::ClaimRecord;
 use crate::review::Review;
 use crate::sink::{chunk, SinkError};
+use crate::Text;
 use redb::ReadableTable;
 
 /// Whose data to erase.
@@ -41,10 +42,10 @@ pub struct Erased {
 }
 
 fn scrub_scan(s: &mut Scan) {
-    s.visitor_id.clear();
-    s.ip_prefix.clear();
-    s.user_agent.clear();
-    s.referrer_host.clear();
+    s.visitor_id = Text::default();
+    s.ip_prefix = Text::default();
+    s.user_agent = Text::default();
+    s.referrer_host = Text::default();
 }
 
 /// Blanks the subject's ids in a conversion; whether it held any.

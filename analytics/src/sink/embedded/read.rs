@@ -213,11 +213,11 @@ impl EmbeddedSink {
                     }
                 }
                 match chunk::decode(v.value()) {
-                    Ok(scans) => found.extend(
-                        scans
-                            .into_iter()
-                            .filter(|s| before_text.as_ref().is_none_or(|b| &s.scan_id < b)),
-                    ),
+                    Ok(scans) => found.extend(scans.into_iter().filter(|s| {
+                        before_text
+                            .as_ref()
+                            .is_none_or(|b| s.scan_id.as_str() < b.as_str())
+                    })),
                     Err(e) => tracing::error!(error = %e, "unreadable scan chunk skipped"),
                 }
                 found.sort_unstable_by(|a, b| b.scan_id.cmp(&a.scan_id));

@@ -479,11 +479,11 @@ mod tests {
     fn scan(i: u64, channel: &str) -> Scan {
         let ts = 1_700_006_400_000 + i; // within one quarter-hour
         Scan {
-            scan_id: crate::ScanId::from_parts(ts, 2, i).to_string(),
+            scan_id: crate::ScanId::from_parts(ts, 2, i).to_string().into(),
             ts_ms: ts,
             code: "busy".into(),
             channel: channel.into(),
-            visitor_id: format!("v{i}"),
+            visitor_id: format!("v{i}").into(),
             source: "link".into(),
             ..Scan::default()
         }
@@ -547,7 +547,7 @@ mod tests {
         let sink = EmbeddedSink::open(dir.path(), false, true).unwrap();
         let midnight = 1_700_006_400_000 / DAY_MS * DAY_MS + DAY_MS;
         let visit = |n: u64, ts_ms: u64, visitor: &str, bot: &str| Scan {
-            scan_id: crate::ScanId::from_parts(ts_ms, 2, n).to_string(),
+            scan_id: crate::ScanId::from_parts(ts_ms, 2, n).to_string().into(),
             ts_ms,
             visitor_id: visitor.into(),
             bot_reason: bot.into(),
@@ -599,7 +599,7 @@ mod tests {
         );
         let t = 1_700_006_400_000;
         let at = |n: u64, ts_ms: u64, visitor: &str| Scan {
-            scan_id: crate::ScanId::from_parts(ts_ms, 2, n).to_string(),
+            scan_id: crate::ScanId::from_parts(ts_ms, 2, n).to_string().into(),
             ts_ms,
             visitor_id: visitor.into(),
             ..scan(n, "old")
@@ -686,7 +686,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sink = EmbeddedSink::open(dir.path(), false, true).unwrap();
         let visit = |n: u64, ts_ms: u64, channel: &str| Scan {
-            scan_id: crate::ScanId::from_parts(ts_ms, 2, n).to_string(),
+            scan_id: crate::ScanId::from_parts(ts_ms, 2, n).to_string().into(),
             ts_ms,
             visitor_id: "v".into(),
             ..scan(n, channel)
