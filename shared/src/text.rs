@@ -215,7 +215,8 @@ mod tests {
             assert!(empty.is_empty() && empty.shares(&Text::default()));
             assert_eq!(empty, "");
         }
-        assert!(Text::from("a") < Text::from("b"));
+        let (a, b) = (Text::from("a"), Text::from("b"));
+        assert!(a < b && b.cmp(&a).is_gt());
         assert_eq!(
             format!("{ua} {ua:?}"),
             "Mozilla/5.0 (iPhone) \"Mozilla/5.0 (iPhone)\""
