@@ -51,8 +51,10 @@ pub struct Enricher {
     /// User agents repeat a lot (a few app and browser versions dominate), and
     /// parsing one costs a microsecond or more: remember recent answers.
     clients: HashMap<Text, Judged>,
-    /// The other values scans share (codes, channels, countries, referrers'
-    /// hosts, reasons), each allocated once.
+    /// The values scans repeat (codes, channels, devices, OSes, browsers,
+    /// apps, countries, referrers' hosts, sources, reasons, steps, routes),
+    /// each allocated once, up to [`SHARED_MAX`] of them: past it the set
+    /// starts over.
     shared: HashSet<Text>,
     rules: VerdictRules,
     /// Hash of (code, channel, visitor) → Unix ms of its last human scan
@@ -142,14 +144,8 @@ impl Enricher {
         let is_unique =
             bot_reason.is_empty() && self.first_today(ts_ms, &raw.code, &raw.visitor_id);
         let unknown_channel = self.unknown_channel(&raw.code, raw.unknown_channel);
-        let id = raw.scan_id.encode();
         Scan {
-            // The id's text without `Display` (the formatting machinery
-            // costs more than the copy, once per scan).
-            scan_id: match std::str::from_utf8(&id) {
-                Ok(id) => Text::from(id),
-                Err(_) => Text::from(String::from_utf8_lossy(&id).into_owned()),
-            },
+            scan_id: raw.scan_id.to_text(),
             ts_ms,
             code: self.shared(&raw.code),
             channel: self.shared(&raw.channel),
@@ -212,22 +208,28 @@ impl Enricher {
         }
         let client = classify::classify(user_agent);
         let bot_reason = match &client.bot {
-            Some(name) if client.automation => Text::from(format!("automation:{name}")),
-            Some(name) => Text::from(format!("ua:{name}")),
+            Some(name) if client.automation => self.shared(&format!("automation:{name}")),
+            Some(name) => self.shared(&format!("ua:{name}")),
             None => Text::default(),
         };
+        let key = Text::from(user_agent);
         let c = Judged {
             automation: client.automation,
             // (`CriOS/`, Chrome on iOS, is WebKit and sends no client hints: 0.)
             chrome_major: version_after(user_agent.as_bytes(), b"Chrome/"),
-            user_agent: Text::from(truncate(user_agent.to_owned(), MAX_UA)),
-            device: Text::from(client.device),
-            os: Text::from(client.os.as_str()),
-            browser: Text::from(client.browser.as_str()),
-            in_app: Text::from(client.in_app),
+            // The gateway cuts user agents to this length already.
+            user_agent: if user_agent.len() <= MAX_UA {
+                key.clone()
+            } else {
+                Text::from(truncate(user_agent.to_owned(), MAX_UA))
+            },
+            device: self.shared(client.device),
+            os: self.shared(&client.os),
+            browser: self.shared(&client.browser),
+            in_app: self.shared(client.in_app),
             bot_reason,
         };
-        self.clients.insert(Text::from(user_agent), c.clone());
+        self.clients.insert(key, c.clone());
         c
     }
 
@@ -397,6 +399,7 @@ mod tests {
             route: "1".into(),
         };
         let phone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1";
+        let other_phone = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1";
         let bot = "curl/8.5.0";
         let mut e = Enricher::default();
         let a = e.enrich(raw(1, phone));
@@ -424,8 +427,20 @@ mod tests {
             ] {
                 assert!(f.shares(g), "{f:?} is not shared");
             }
-            assert!(!x.visitor_id.shares(&y.visitor_id));
-            assert!(!x.scan_id.shares(&y.scan_id));
+        }
+        // Another phone's user agent, with the same device, OS and browser.
+        let f = e.enrich(raw(5, other_phone));
+        assert!(!f.user_agent.shares(&a.user_agent));
+        assert_eq!(
+            (f.device.as_str(), f.os.as_str(), f.browser.as_str()),
+            ("mobile", "iOS", "Safari")
+        );
+        for (x, y) in [
+            (&f.device, &a.device),
+            (&f.os, &a.os),
+            (&f.browser, &a.browser),
+        ] {
+            assert!(x.shares(y), "{x:?} is not shared between user agents");
         }
         assert_eq!(c.bot_reason, "ua:curl");
         assert!(a.code.shares(&c.code) && a.bot_reason.is_empty());

@@ -5,6 +5,7 @@
 //! per-process counter. Written as 26 characters of Crockford base32 (like a
 //! ULID), so the text form sorts in the same order as the number.
 
+use crate::Text;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,6 +36,13 @@ impl ScanId {
             v >>= 5;
         }
         out
+    }
+
+    /// The id's text as a [`Text`] (one allocation, no formatting machinery).
+    pub fn to_text(self) -> Text {
+        let text = self.encode();
+        // The alphabet is ASCII, so this cannot fail.
+        Text::from(std::str::from_utf8(&text).unwrap_or_default())
     }
 
     /// Parses the text form (case-insensitive; `O`→0, `I`/`L`→1 as Crockford allows).

@@ -23,7 +23,7 @@ pub fn push_decimal(out: &mut String, n: u32) {
 /// Text shared by reference count: a clone copies a pointer, not the bytes,
 /// and the empty text allocates nothing. A scan carries many values that
 /// repeat across a batch (its user agent, device, browser, code, channel):
-/// the recorder gives all the scans with one value the same allocation.
+/// the recorder gives the scans with one value the same allocation.
 #[derive(Clone, Default)]
 pub struct Text(Option<Arc<str>>);
 
