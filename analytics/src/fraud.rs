@@ -262,10 +262,7 @@ mod tests {
             code: "spring".into(),
             owner: "alice".into(),
             channel: String::new(),
-            scan_id: scan
-                .map(|s| s.scan_id.clone())
-                .unwrap_or_default()
-                .to_string(),
+            scan_id: scan.map(|s| s.scan_id.to_string()).unwrap_or_default(),
             scan_ms: scan.map_or(0, |s| s.ts_ms),
             visitor_id: "v1".into(),
             customer_id: String::new(),

@@ -38,9 +38,11 @@ fn scans(codes: &[String], per_code: u64) -> Vec<Scan> {
         for i in 0..per_code {
             let ts_ms = T0 + i * 61_000 + c as u64;
             out.push(Scan {
-                scan_id: (ScanId::from_parts(ts_ms, 9, (c as u64) << 20 | i).to_string()).into(),
+                scan_id: ScanId::from_parts(ts_ms, 9, (c as u64) << 20 | i)
+                    .to_string()
+                    .into(),
                 ts_ms,
-                code: code.clone().into(),
+                code: code.as_str().into(),
                 visitor_id: format!("v{}", i % 7).into(),
                 source: if i % 3 == 0 { "qr" } else { "link" }.into(),
                 bot_reason: if i % 5 == 0 { "head" } else { "" }.into(),

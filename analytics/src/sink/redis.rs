@@ -990,7 +990,7 @@ mod slot_tests {
                 (0..3).map(move |n| Scan {
                     scan_id: format!("s{i}-{n}").into(),
                     ts_ms: 1_700_000_000_000 + n,
-                    code: code.clone().into(),
+                    code: code.as_str().into(),
                     channel: "yt".into(),
                     visitor_id: format!("visitor-{n}").into(),
                     source: "link".into(),
