@@ -396,6 +396,18 @@ pub fn day_of(ts_ms: u64) -> String {
 mod tests {
     use super::*;
 
+    /// The recorder holds one to two batches of up to 125,000 scans at full
+    /// speed: a scan's width is most of its memory (its 17 texts, one pointer
+    /// each, 136 bytes of the 152).
+    #[test]
+    fn a_scan_in_flight_stays_small() {
+        assert!(
+            std::mem::size_of::<Scan>() <= 160,
+            "a Scan is {} bytes",
+            std::mem::size_of::<Scan>()
+        );
+    }
+
     #[test]
     fn versions_after_a_prefix() {
         let ua = b"Mozilla/5.0 (X11) AppleWebKit/537.36 HeadlessChrome/156.0.0.0 Safari/537.36";

@@ -2,7 +2,7 @@
 //! and `write!` cost more than the bytes they write, once per request), and
 //! [`Text`], text shared by reference count.
 
-use std::sync::Arc;
+use arcstr::ArcStr;
 
 /// Appends `n` in decimal.
 pub fn push_decimal(out: &mut String, n: u32) {
@@ -24,8 +24,14 @@ pub fn push_decimal(out: &mut String, n: u32) {
 /// and the empty text allocates nothing. A scan carries many values that
 /// repeat across a batch (its user agent, device, browser, code, channel):
 /// the recorder gives the scans with one value the same allocation.
+///
+/// One pointer wide (8 bytes): the length sits in the allocation, beside
+/// the count, not in the pointer as in `Arc<str>`. A scan holds 17 texts,
+/// and the recorder holds a batch or two of scans at full speed, so the
+/// width is most of a scan's size in memory (see
+/// `load-tests/results/footprint-issue15-thin.md`).
 #[derive(Clone, Default)]
-pub struct Text(Option<Arc<str>>);
+pub struct Text(Option<ArcStr>);
 
 impl Text {
     pub fn as_str(&self) -> &str {
@@ -40,7 +46,7 @@ impl Text {
     pub fn shares(&self, other: &Text) -> bool {
         match (&self.0, &other.0) {
             (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (Some(a), Some(b)) => ArcStr::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -67,13 +73,13 @@ impl std::borrow::Borrow<str> for Text {
 
 impl From<&str> for Text {
     fn from(s: &str) -> Self {
-        Self((!s.is_empty()).then(|| Arc::from(s)))
+        Self((!s.is_empty()).then(|| ArcStr::from(s)))
     }
 }
 
 impl From<String> for Text {
     fn from(s: String) -> Self {
-        Self((!s.is_empty()).then(|| Arc::from(s)))
+        Self::from(s.as_str())
     }
 }
 
@@ -222,6 +228,11 @@ mod tests {
             "Mozilla/5.0 (iPhone) \"Mozilla/5.0 (iPhone)\""
         );
         assert_eq!(String::from(ua.clone()), "Mozilla/5.0 (iPhone)");
+    }
+
+    #[test]
+    fn text_is_one_pointer_wide() {
+        assert_eq!(std::mem::size_of::<Text>(), std::mem::size_of::<usize>());
     }
 
     #[test]
