@@ -164,7 +164,9 @@ impl Spool {
         } else {
             bytes
         };
-        serde_json::from_slice(&json).map_err(|e| corrupt(&e))
+        let mut batch: Batch = serde_json::from_slice(&json).map_err(|e| corrupt(&e))?;
+        share_texts(&mut batch.scans);
+        Ok(batch)
     }
 
     /// Forgets a batch once its sink has it.
@@ -183,6 +185,47 @@ impl Spool {
         self.bytes = self.bytes.saturating_sub(len);
         self.files = self.files.saturating_sub(1);
         Ok(())
+    }
+}
+
+/// Gives the scans of a batch read back from its file one allocation of each
+/// repeated text (code, channel, user agent, device, …), as the enricher
+/// gave them when they were recorded: decoded from JSON, every scan held its
+/// own copy of each, and a batch read back for
+/// replay waits in memory for the whole of its write.
+fn share_texts(scans: &mut [crate::event::Scan]) {
+    use crate::Text;
+    let mut seen: std::collections::HashSet<Text> = std::collections::HashSet::new();
+    let mut share = |t: &mut Text| {
+        if t.is_empty() {
+            return;
+        }
+        match seen.get(t.as_str()) {
+            Some(first) => *t = first.clone(),
+            None => {
+                seen.insert(t.clone());
+            }
+        }
+    };
+    for s in scans {
+        for t in [
+            &mut s.code,
+            &mut s.channel,
+            &mut s.user_agent,
+            &mut s.device,
+            &mut s.os,
+            &mut s.browser,
+            &mut s.in_app,
+            &mut s.referrer_host,
+            &mut s.country,
+            &mut s.source,
+            &mut s.bot_reason,
+            &mut s.unknown_channel,
+            &mut s.step,
+            &mut s.route,
+        ] {
+            share(t);
+        }
     }
 }
 
@@ -296,6 +339,10 @@ mod tests {
             path.display()
         );
         assert_eq!(got, batch);
+        // Read back, the scans share their repeated texts again.
+        assert!(got.scans[1].user_agent.shares(&got.scans[0].user_agent));
+        assert!(got.scans[999].code.shares(&got.scans[0].code));
+        assert!(!got.scans[1].visitor_id.shares(&got.scans[0].visitor_id));
         spool.remove(&path).unwrap();
         assert!(spool.is_empty());
     }
