@@ -53,9 +53,8 @@ pub struct Enricher {
     clients: HashMap<Text, Judged>,
     /// The values scans repeat (codes, channels, devices, OSes, browsers,
     /// apps, countries, referrers' hosts, sources, reasons, steps, routes),
-    /// each allocated once, up to [`SHARED_MAX`] of them: past it the set
-    /// starts over.
-    shared: HashSet<Text>,
+    /// each allocated once.
+    shared: SharedTexts,
     rules: VerdictRules,
     /// Hash of (code, channel, visitor) → Unix ms of its last human scan
     /// counted, for `repeat`; entries older than the window are dropped now
@@ -100,6 +99,31 @@ const CLIENT_CACHE: usize = 20_000;
 /// Shared texts kept before the set starts over.
 const SHARED_MAX: usize = 20_000;
 
+/// Texts handed out shared: the first [`SharedTexts::share`] of a value
+/// allocates it, later ones clone that allocation. At most [`SHARED_MAX`]
+/// values are kept; past it the set starts over (texts handed out before
+/// stay as they are).
+#[derive(Default)]
+pub(crate) struct SharedTexts(HashSet<Text>);
+
+impl SharedTexts {
+    /// `text` as a [`Text`] shared with the earlier ones of the same value.
+    pub(crate) fn share(&mut self, text: &str) -> Text {
+        if text.is_empty() {
+            return Text::default();
+        }
+        if let Some(t) = self.0.get(text) {
+            return t.clone();
+        }
+        if self.0.len() >= SHARED_MAX {
+            self.0.clear();
+        }
+        let t = Text::from(text);
+        self.0.insert(t.clone());
+        t
+    }
+}
+
 /// The first Chromium version that sends `Sec-Fetch-*` on navigations (76),
 /// with a margin.
 const SEC_FETCH_SINCE: u16 = 80;
@@ -117,7 +141,7 @@ impl Enricher {
             seen: HashSet::new(),
             hasher: Default::default(),
             clients: HashMap::new(),
-            shared: HashSet::new(),
+            shared: SharedTexts::default(),
             rules,
             last_human: HashMap::new(),
             last_prune_ms: 0,
@@ -131,13 +155,13 @@ impl Enricher {
         let ua_bot = !judged.bot_reason.is_empty();
         let bot_reason = match (ua_bot, raw.request_bot) {
             (true, _) if judged.automation => judged.bot_reason.clone(),
-            _ if raw.signs.headless_brand => self.shared("automation:headless-chrome"),
+            _ if raw.signs.headless_brand => self.shared.share("automation:headless-chrome"),
             (true, _) => judged.bot_reason.clone(),
-            (false, Some(b)) => self.shared(b.reason()),
+            (false, Some(b)) => self.shared.share(b.reason()),
             (false, None) => match suspect(&raw.signs, judged.chrome_major, &judged.in_app) {
-                Some(reason) => self.shared(reason),
-                None if self.in_datacenter(raw.ip) => self.shared("datacenter"),
-                None if self.is_repeat(ts_ms, &raw) => self.shared("repeat"),
+                Some(reason) => self.shared.share(reason),
+                None if self.in_datacenter(raw.ip) => self.shared.share("datacenter"),
+                None if self.is_repeat(ts_ms, &raw) => self.shared.share("repeat"),
                 None => Text::default(),
             },
         };
@@ -147,8 +171,8 @@ impl Enricher {
         Scan {
             scan_id: raw.scan_id.to_text(),
             ts_ms,
-            code: self.shared(&raw.code),
-            channel: self.shared(&raw.channel),
+            code: self.shared.share(&raw.code),
+            channel: self.shared.share(&raw.channel),
             visitor_id: Text::from(raw.visitor_id),
             ip_prefix: Text::from(anonymise(raw.ip)),
             user_agent: judged.user_agent,
@@ -156,31 +180,15 @@ impl Enricher {
             os: judged.os,
             browser: judged.browser,
             in_app: judged.in_app,
-            referrer_host: self.shared(&referrer_host(&raw.referer)),
-            country: self.shared(&raw.country),
-            source: self.shared(raw.source.as_str()),
+            referrer_host: self.shared.share(&referrer_host(&raw.referer)),
+            country: self.shared.share(&raw.country),
+            source: self.shared.share(raw.source.as_str()),
             bot_reason,
             is_unique,
-            unknown_channel: self.shared(&unknown_channel),
-            step: self.shared(raw.step.as_str()),
-            route: self.shared(&raw.route),
+            unknown_channel: self.shared.share(&unknown_channel),
+            step: self.shared.share(raw.step.as_str()),
+            route: self.shared.share(&raw.route),
         }
-    }
-
-    /// `text` as a [`Text`] shared with the earlier scans that carried it.
-    fn shared(&mut self, text: &str) -> Text {
-        if text.is_empty() {
-            return Text::default();
-        }
-        if let Some(t) = self.shared.get(text) {
-            return t.clone();
-        }
-        if self.shared.len() >= SHARED_MAX {
-            self.shared.clear();
-        }
-        let t = Text::from(text);
-        self.shared.insert(t.clone());
-        t
     }
 
     /// An unknown channel's name as counted: the first [`UNKNOWN_PER_CODE`]
@@ -208,8 +216,8 @@ impl Enricher {
         }
         let client = classify::classify(user_agent);
         let bot_reason = match &client.bot {
-            Some(name) if client.automation => self.shared(&format!("automation:{name}")),
-            Some(name) => self.shared(&format!("ua:{name}")),
+            Some(name) if client.automation => self.shared.share(&format!("automation:{name}")),
+            Some(name) => self.shared.share(&format!("ua:{name}")),
             None => Text::default(),
         };
         let key = Text::from(user_agent);
@@ -223,10 +231,10 @@ impl Enricher {
             } else {
                 Text::from(truncate(user_agent.to_owned(), MAX_UA))
             },
-            device: self.shared(client.device),
-            os: self.shared(&client.os),
-            browser: self.shared(&client.browser),
-            in_app: self.shared(client.in_app),
+            device: self.shared.share(client.device),
+            os: self.shared.share(&client.os),
+            browser: self.shared.share(&client.browser),
+            in_app: self.shared.share(client.in_app),
             bot_reason,
         };
         self.clients.insert(key, c.clone());

@@ -191,22 +191,10 @@ impl Spool {
 /// Gives the scans of a batch read back from its file one allocation of each
 /// repeated text (code, channel, user agent, device, …), as the enricher
 /// gave them when they were recorded: decoded from JSON, every scan held its
-/// own copy of each, and a batch read back for
-/// replay waits in memory for the whole of its write.
+/// own copy of each, and a batch read back for replay waits in memory for
+/// the whole of its write.
 fn share_texts(scans: &mut [crate::event::Scan]) {
-    use crate::Text;
-    let mut seen: std::collections::HashSet<Text> = std::collections::HashSet::new();
-    let mut share = |t: &mut Text| {
-        if t.is_empty() {
-            return;
-        }
-        match seen.get(t.as_str()) {
-            Some(first) => *t = first.clone(),
-            None => {
-                seen.insert(t.clone());
-            }
-        }
-    };
+    let mut shared = crate::enrich::SharedTexts::default();
     for s in scans {
         for t in [
             &mut s.code,
@@ -224,7 +212,7 @@ fn share_texts(scans: &mut [crate::event::Scan]) {
             &mut s.step,
             &mut s.route,
         ] {
-            share(t);
+            *t = shared.share(t.as_str());
         }
     }
 }
